@@ -1,0 +1,41 @@
+"""error-exporter: capture a Python app's errors and expose them to Prometheus and people.
+
+The public API, re-exported from the modules that define it::
+
+    from exporter import get_error_monitor, handle_errors
+"""
+
+from .compat import ErrorAggregator, ErrorMonitoringService, get_error_aggregator, record_error
+from .config import ConfigError, MonitorConfig, load_config
+from .decorators import handle_errors
+from .model import (
+    Breadcrumb,
+    ErrorPattern,
+    ErrorPriority,
+    ErrorRecord,
+    ErrorReport,
+    ErrorSeverity,
+    ResourceSnapshot,
+)
+from .monitor import ErrorMonitor, get_error_monitor, reset_error_monitor
+
+__all__ = [
+    "Breadcrumb",
+    "ConfigError",
+    "ErrorAggregator",
+    "ErrorMonitor",
+    "ErrorMonitoringService",
+    "ErrorPattern",
+    "ErrorPriority",
+    "ErrorRecord",
+    "ErrorReport",
+    "ErrorSeverity",
+    "MonitorConfig",
+    "ResourceSnapshot",
+    "get_error_aggregator",
+    "get_error_monitor",
+    "handle_errors",
+    "load_config",
+    "record_error",
+    "reset_error_monitor",
+]

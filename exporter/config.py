@@ -1,0 +1,300 @@
+"""Settings: one dataclass, loaded from arguments, a YAML file and the environment.
+
+Every option has a default, a validator and an environment variable
+(``ERROR_EXPORTER_<NAME>``). A bad value fails fast with a message that names the key
+and what is allowed, because a monitor that silently ignores its configuration is worse
+than none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "ERROR_EXPORTER_"
+DEFAULT_PORT = 9718
+SEVERITIES = ("low", "medium", "high", "critical")
+
+DEFAULT_SCRUB_KEYS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "auth",
+    "credential",
+    "cookie",
+    "session",
+    "private_key",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+@dataclass
+class MonitorConfig:
+    """All options of the monitor. See the README's configuration reference."""
+
+    # seed 000 options
+    enable_terminal_output: bool = False
+    enable_resource_monitoring: bool = True
+    enable_breadcrumbs: bool = True
+    max_breadcrumbs: int = 100
+    resource_check_interval: float = 1.0
+    error_buffer_size: int = 1000
+    session_timeout: float = 3600.0
+    # seed 003 options
+    max_records: int = 1000
+    pattern_threshold: int = 5
+    pattern_window_minutes: float = 60.0
+    export_path: str | None = None
+    # capture
+    capture_sys_excepthook: bool = True
+    capture_threading: bool = True
+    capture_asyncio: bool = True
+    capture_logging: bool = True
+    logging_breadcrumb_level: str = "INFO"
+    capture_locals: bool = False
+    in_app_include: list[str] = field(default_factory=list)
+    in_app_exclude: list[str] = field(default_factory=list)
+    app_version: str | None = None
+    # limits
+    queue_size: int = 10000
+    callback_queue_size: int = 1000
+    max_frames: int = 100
+    max_chain_depth: int = 10
+    max_message_length: int = 8192
+    max_string_length: int = 2048
+    max_context_depth: int = 6
+    max_context_items: int = 100
+    max_export_files: int = 20
+    max_patterns: int = 1000
+    max_users_per_group: int = 1000
+    occurrences_per_group: int = 10
+    label_value_limit: int = 100
+    label_value_limits: dict[str, int] = field(default_factory=dict)
+    exit_flush_timeout: float = 2.0
+    plugin_health_window: float = 300.0
+    plugin_degraded_threshold: int = 1
+    plugin_unhealthy_threshold: int = 5
+    # classification
+    default_severity: str = "medium"
+    severity_by_type: dict[str, str] = field(default_factory=dict)
+    severity_by_component: dict[str, str] = field(default_factory=dict)
+    # scrubbing
+    scrub_enabled: bool = True
+    scrub_keys: list[str] = field(default_factory=lambda: list(DEFAULT_SCRUB_KEYS))
+    # metrics
+    namespace: str = "app"
+    enable_created_series: bool = False
+    # http
+    serve: bool = False
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_token: str | None = None
+    protect_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        problems = validate_mapping(dataclasses.asdict(self))
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def pattern_window_seconds(self) -> float:
+        return self.pattern_window_minutes * 60.0
+
+    def replace(self, **changes: Any) -> MonitorConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _int_at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= n
+
+
+def _number_above(n: float) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > n
+
+
+def _optional_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _severity_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and s in SEVERITIES for k, s in v.items()
+    )
+
+
+def _limits_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and _int_at_least(1)(n) for k, n in v.items()
+    )
+
+
+def _port(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+
+
+def _namespace(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    return v == "" or (v.replace("_", "a").isalnum() and v.isascii() and not v[0].isdigit())
+
+
+def _log_level(v: Any) -> bool:
+    return isinstance(v, str) and v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+_BOOL = (_is_bool, "true or false")
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_breadcrumbs": (_int_at_least(1), "an integer >= 1"),
+    "resource_check_interval": (_number_above(0), "a number of seconds > 0"),
+    "error_buffer_size": (_int_at_least(1), "an integer >= 1"),
+    "session_timeout": (_number_above(0), "a number of seconds > 0"),
+    "max_records": (_int_at_least(1), "an integer >= 1"),
+    "pattern_threshold": (_int_at_least(1), "an integer >= 1"),
+    "pattern_window_minutes": (_number_above(0), "a number of minutes > 0"),
+    "export_path": (_optional_str, "a directory path or null"),
+    "logging_breadcrumb_level": (_log_level, "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    "in_app_include": (_str_list, "a list of module prefixes"),
+    "in_app_exclude": (_str_list, "a list of module prefixes"),
+    "app_version": (_optional_str, "a string or null"),
+    "queue_size": (_int_at_least(1), "an integer >= 1"),
+    "callback_queue_size": (_int_at_least(1), "an integer >= 1"),
+    "max_frames": (_int_at_least(2), "an integer >= 2"),
+    "max_chain_depth": (_int_at_least(1), "an integer >= 1"),
+    "max_message_length": (_int_at_least(16), "an integer >= 16"),
+    "max_string_length": (_int_at_least(16), "an integer >= 16"),
+    "max_context_depth": (_int_at_least(1), "an integer >= 1"),
+    "max_context_items": (_int_at_least(1), "an integer >= 1"),
+    "max_export_files": (_int_at_least(1), "an integer >= 1"),
+    "max_patterns": (_int_at_least(1), "an integer >= 1"),
+    "max_users_per_group": (_int_at_least(1), "an integer >= 1"),
+    "occurrences_per_group": (_int_at_least(1), "an integer >= 1"),
+    "label_value_limit": (_int_at_least(1), "an integer >= 1"),
+    "label_value_limits": (_limits_map, "a mapping of label name to an integer >= 1"),
+    "exit_flush_timeout": (_number_above(-1e-9), "a number of seconds >= 0"),
+    "plugin_health_window": (_number_above(0), "a number of seconds > 0"),
+    "plugin_degraded_threshold": (_int_at_least(1), "an integer >= 1"),
+    "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
+    "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
+    "severity_by_type": (_severity_map, "a mapping of exception type name to a severity"),
+    "severity_by_component": (_severity_map, "a mapping of component to a severity"),
+    "scrub_keys": (_str_list, "a list of key fragments"),
+    "namespace": (_namespace, "a metric name prefix: letters, digits and _"),
+    "host": (lambda v: isinstance(v, str) and v != "", "a host name or IP address"),
+    "port": (_port, "an integer from 0 to 65535"),
+    "api_token": (_optional_str, "a string or null"),
+}
+_FIELD_TYPES = {f.name: f.type for f in fields(MonitorConfig)}
+for _name, _type in _FIELD_TYPES.items():
+    if _type == "bool":
+        _RULES.setdefault(_name, _BOOL)
+assert set(_RULES) == set(_FIELD_TYPES), set(_FIELD_TYPES) ^ set(_RULES)
+
+OPTION_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
+
+
+def validate_mapping(data: Mapping[str, Any]) -> list[str]:
+    """Every problem with a settings mapping, each naming its key. Empty when valid."""
+    if not isinstance(data, Mapping):
+        return [f"configuration must be a mapping of option: value, got {type(data).__name__}"]
+    problems = []
+    for key, value in data.items():
+        rule = _RULES.get(str(key))
+        if rule is None:
+            close = [n for n in OPTION_NAMES if n.split("_")[0] == str(key).split("_")[0]]
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            problems.append(f"{key}: unknown option{hint}")
+            continue
+        check, allowed = rule
+        if not check(value):
+            problems.append(f"{key}: must be {allowed}, got {value!r}")
+    if not problems:
+        degraded = data.get("plugin_degraded_threshold", 1)
+        unhealthy = data.get("plugin_unhealthy_threshold", 5)
+        if degraded > unhealthy:
+            problems.append(
+                "plugin_unhealthy_threshold: must be >= plugin_degraded_threshold "
+                f"({unhealthy} < {degraded})"
+            )
+    return problems
+
+
+def _parse_env_value(name: str, raw: str) -> Any:
+    """Environment values are strings; read them as YAML scalars of the option's type."""
+    type_name = _FIELD_TYPES[name]
+    if type_name in ("str", "str | None"):
+        return None if raw == "" and "None" in type_name else raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: environment value {raw!r} is not valid ({exc})") from None
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Options set as ``ERROR_EXPORTER_<NAME>`` variables."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name in OPTION_NAMES:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            found[name] = _parse_env_value(name, raw)
+    return found
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Options from a YAML file (a mapping, optionally under a top-level ``error_exporter`` key)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if isinstance(data, dict) and set(data) == {"error_exporter"}:
+        data = data["error_exporter"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must contain a mapping of option: value")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> MonitorConfig:
+    """Defaults < YAML file < environment < keyword arguments."""
+    merged: dict[str, Any] = {}
+    if path is None:
+        env_path = (os.environ if environ is None else environ).get(ENV_PREFIX + "CONFIG")
+        path = env_path or None
+    if path is not None:
+        merged.update(read_yaml(path))
+    merged.update(from_environment(environ))
+    merged.update(overrides)
+    problems = validate_mapping(merged)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return MonitorConfig(**merged)

@@ -1,0 +1,97 @@
+"""``handle_errors``: record, time and optionally recover around a sync or async function."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .monitor import ErrorMonitor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(
+    component: str = "",
+    plugin: str = "",
+    operation: str = "",
+    severity: str | None = None,
+    reraise: bool = True,
+    default: Any = None,
+    recovery: Callable[[BaseException], Any] | None = None,
+    monitor: ErrorMonitor | None = None,
+) -> Callable[[F], F]:
+    """Decorate a function so its errors are recorded and its calls timed.
+
+    Every call is observed in ``app_operation_duration_seconds`` (outcome ok / error;
+    operation defaults to the function's name). On an exception: it is recorded; if a
+    ``recovery`` callable is given it is called with the exception, timed and counted as
+    success or failure; then the exception is re-raised (``reraise=True``) or the
+    recovery's result (or ``default``) is returned.
+    """
+
+    def decorate(func: F) -> F:
+        op = operation or getattr(func, "__name__", "call")
+
+        def resolve() -> ErrorMonitor:
+            if monitor is not None:
+                return monitor
+            from .monitor import get_error_monitor
+
+            return get_error_monitor()
+
+        def failed(mon: ErrorMonitor, exc: Exception, started: float) -> Any:
+            mon.observe_operation(component, plugin, op, False, time.perf_counter() - started)
+            error_id = mon.record_error(exc, component, plugin, op, severity=severity)
+            result = default
+            if recovery is not None:
+                began = time.perf_counter()
+                try:
+                    result = recovery(exc)
+                except Exception:
+                    mon.record_recovery(False, time.perf_counter() - began, component, plugin,
+                                        error_id)
+                    result = default
+                else:
+                    mon.record_recovery(True, time.perf_counter() - began, component, plugin,
+                                        error_id)
+            return result
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                mon = resolve()
+                started = time.perf_counter()
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as exc:
+                    fallback = failed(mon, exc, started)
+                    if reraise:
+                        raise
+                    return fallback
+                mon.observe_operation(component, plugin, op, True, time.perf_counter() - started)
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            mon = resolve()
+            started = time.perf_counter()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                fallback = failed(mon, exc, started)
+                if reraise:
+                    raise
+                return fallback
+            mon.observe_operation(component, plugin, op, True, time.perf_counter() - started)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

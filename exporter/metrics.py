@@ -1,0 +1,228 @@
+"""Metric families updated on the capture path, with bounded label values.
+
+The caller's thread increments these directly so counts are exact even when detailed
+reports are dropped. Children are cached per raw label tuple (a dict lookup instead of
+``.labels()``), and each label keeps at most ``label_value_limit`` distinct values:
+later ones become ``other`` and are counted in ``app_label_values_overflow_total``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
+
+from .scrub import safe_text
+
+OVERFLOW_VALUE = "other"
+MAX_LABEL_LENGTH = 100
+DROP_REASONS = ("queue_full", "callback_queue_full", "store_evicted", "export_failed")
+OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_CHILD_CACHE_LIMIT = 10000
+_CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
+
+
+class MonitorRegistry(CollectorRegistry):
+    """A registry that leaves out ``_created`` series unless asked for.
+
+    prometheus_client can only switch them off process-wide; doing it per registry
+    keeps the host app's own metrics untouched.
+    """
+
+    def __init__(self, include_created: bool = False) -> None:
+        super().__init__(auto_describe=True)
+        self.include_created = include_created
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in super().collect():
+            if not self.include_created and metric.type in _CREATED_TYPES:
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+class RegistryBridge:
+    """Exposes the monitor's registry through a registry the user supplied."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return self.source.collect()
+
+
+class LabelLimiter:
+    """Caps the distinct values of each label; the rest become ``other``."""
+
+    def __init__(self, default_limit: int, limits: dict[str, int], overflow: Counter) -> None:
+        self.default_limit = default_limit
+        self.limits = limits
+        self._overflow = overflow
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def value(self, label: str, raw: Any) -> str:
+        text = _label_text(raw)
+        seen = self._seen.get(label)
+        if seen is not None and text in seen:
+            return text
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if text in seen or text == "":
+                return text
+            if len(seen) >= self.limits.get(label, self.default_limit):
+                self._overflow.labels(label).inc()
+                return OVERFLOW_VALUE
+            seen.add(text)
+            return text
+
+
+def _label_text(raw: Any) -> str:
+    if raw is None:
+        return ""
+    text = raw if isinstance(raw, str) else safe_text(raw)
+    if len(text) > MAX_LABEL_LENGTH:
+        text = text[:MAX_LABEL_LENGTH]
+    return text
+
+
+class ErrorMetrics:
+    """The capture-path families of one monitor."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        namespace: str = "app",
+        label_value_limit: int = 100,
+        label_value_limits: dict[str, int] | None = None,
+    ) -> None:
+        ns = namespace
+        self.errors = Counter(
+            "errors", "Errors captured, by type, component, plugin and severity.",
+            ["error_type", "component", "plugin", "severity"], namespace=ns, registry=registry,
+        )
+        self.recoveries = Counter(
+            "error_recoveries", "Recovery attempts after an error, by result.",
+            ["component", "plugin", "result"], namespace=ns, registry=registry,
+        )
+        self.recovery_duration = Histogram(
+            "error_recovery_duration_seconds", "Time from an error to its recovery.",
+            ["component", "plugin"], namespace=ns, registry=registry, buckets=RECOVERY_BUCKETS,
+        )
+        self.operation_duration = Histogram(
+            "operation_duration_seconds",
+            "Duration of operations wrapped by handle_errors or capture(), by outcome.",
+            ["component", "plugin", "operation", "outcome"], namespace=ns, registry=registry,
+            buckets=OPERATION_BUCKETS,
+        )
+        self.dropped = Counter(
+            "error_reports_dropped", "Detailed reports dropped (counts stay exact), by reason.",
+            ["reason"], namespace=ns, registry=registry,
+        )
+        self.internal_errors = Counter(
+            "monitor_internal_errors", "Failures inside the monitor itself (never re-captured).",
+            namespace=ns, registry=registry,
+        )
+        self.label_overflow = Counter(
+            "label_values_overflow",
+            "Label values replaced by 'other' because the label reached its value limit.",
+            ["label"], namespace=ns, registry=registry,
+        )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        self.limiter = LabelLimiter(label_value_limit, dict(label_value_limits or {}),
+                                    self.label_overflow)
+        self._error_children: dict[tuple[Any, ...], Any] = {}
+        self._last_exemplar: dict[int, str] = {}
+        self._op_children: dict[tuple[Any, ...], Any] = {}
+
+    def count_error(
+        self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str
+    ) -> None:
+        """One captured error; the child is cached and the exemplar kept to the latest id."""
+        key = (error_type, component, plugin, severity)
+        try:
+            child = self._error_children.get(key)
+        except TypeError:  # unhashable label value
+            key = (error_type, _label_text(component), _label_text(plugin), severity)
+            child = self._error_children.get(key)
+        if child is None:
+            child = self._error_child(key)
+        marker = id(child)
+        if self._last_exemplar.get(marker) == error_id:
+            child.inc()
+        else:
+            self._last_exemplar[marker] = error_id
+            child.inc(1, {"error_id": error_id})
+
+    def _error_child(self, key: tuple[Any, ...]) -> Any:
+        limit = self.limiter.value
+        child = self.errors.labels(
+            limit("error_type", key[0]), limit("component", key[1]),
+            limit("plugin", key[2]), key[3],
+        )
+        if len(self._error_children) > _CHILD_CACHE_LIMIT:
+            self._error_children.clear()
+        self._error_children[key] = child
+        return child
+
+    def observe_operation(
+        self, component: Any, plugin: Any, operation: Any, outcome: str, seconds: float
+    ) -> None:
+        key: tuple[Any, ...] = (component, plugin, operation, outcome)
+        try:
+            child = self._op_children.get(key)
+        except TypeError:
+            key = tuple(_label_text(v) for v in key)
+            child = self._op_children.get(key)
+        if child is None:
+            limit = self.limiter.value
+            child = self.operation_duration.labels(
+                limit("component", key[0]), limit("plugin", key[1]),
+                limit("operation", key[2]), outcome,
+            )
+            if len(self._op_children) > _CHILD_CACHE_LIMIT:
+                self._op_children.clear()
+            self._op_children[key] = child
+        child.observe(max(seconds, 0.0))
+
+    def count_recovery(
+        self, component: Any, plugin: Any, success: bool, seconds: float | None
+    ) -> None:
+        limit = self.limiter.value
+        component_value, plugin_value = limit("component", component), limit("plugin", plugin)
+        result = "success" if success else "failure"
+        self.recoveries.labels(component_value, plugin_value, result).inc()
+        if seconds is not None:
+            self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
+
+    def count_drop(self, reason: str, amount: int = 1) -> None:
+        self.dropped.labels(reason).inc(amount)
+
+    def count_internal_error(self) -> None:
+        self.internal_errors.inc()
+
+    def error_totals(self) -> list[tuple[dict[str, str], float]]:
+        """(labels, value) of every app_errors_total series: the exact counts."""
+        out = []
+        for metric in self.errors.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    out.append((sample.labels, sample.value))
+        return out
+
+    def recovery_totals(self) -> dict[str, float]:
+        totals = {"success": 0.0, "failure": 0.0}
+        for metric in self.recoveries.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.labels["result"]] += sample.value
+        return totals
+
+    def dropped_total(self) -> float:
+        return sum(
+            s.value for m in self.dropped.collect() for s in m.samples if s.name.endswith("_total")
+        )

@@ -1,0 +1,748 @@
+"""ErrorMonitor: the public face of the engine, its lifecycle and the capture path.
+
+The caller's thread does only what must be exact: recognise the exception (once), sign
+it, pick its severity and count it. Everything else (formatting, scrubbing, grouping,
+patterns, callbacks, export) happens on the worker through a bounded queue. Nothing in
+here raises into the host app: failures are counted in
+``app_monitor_internal_errors_total`` and logged once at WARNING.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from . import export as export_files
+from .classify import SeverityRules
+from .config import SEVERITIES, MonitorConfig, load_config
+from .integrations import is_not_an_error
+from .integrations.asyncio_loop import AsyncioIntegration
+from .integrations.excepthook import ExcepthookIntegration
+from .integrations.logging_handler import LoggingIntegration
+from .integrations.threads import ThreadingIntegration
+from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
+from .model import Breadcrumb, ErrorPattern, ErrorPriority, ErrorRecord, ErrorReport
+from .patterns import PatternDetector
+from .reports import Captured, ReportBuilder
+from .resources import ResourceSampler
+from .scrub import Scrubber, safe_text
+from .sessions import SessionTracker, current_session
+from .signature import Signer
+from .store import ErrorGroup, ErrorStore, ExportFilter
+from .terminal import TerminalOutput
+
+log = logging.getLogger("exporter")
+_monitor_ids = itertools.count(1)
+ErrorCallback = Callable[[ErrorReport], Any]
+PatternCallback = Callable[[ErrorPattern], Any]
+ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
+
+
+class ErrorMonitor:
+    """Captures errors in this process and keeps them readable for Prometheus and people."""
+
+    def __init__(
+        self,
+        config: MonitorConfig | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        **options: Any,
+    ) -> None:
+        self.config = config.replace(**options) if config is not None else load_config(**options)
+        cfg = self.config
+        self._marker = f"__error_exporter_{next(_monitor_ids)}__"
+        self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
+        self.metrics = ErrorMetrics(
+            self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
+        )
+        if registry is not None:
+            registry.register(RegistryBridge(self.registry))
+        self.signer = Signer(cfg.in_app_include, cfg.in_app_exclude)
+        self.rules = SeverityRules(
+            cfg.severity_by_type, cfg.severity_by_component, cfg.default_severity
+        )
+        self.scrubber = Scrubber(
+            cfg.scrub_keys, enabled=cfg.scrub_enabled, max_string_length=cfg.max_string_length,
+            max_depth=cfg.max_context_depth, max_items=cfg.max_context_items,
+        )
+        self.builder = ReportBuilder(
+            self.scrubber, self.signer, cfg.max_frames, cfg.max_chain_depth,
+            cfg.max_message_length, cfg.app_version, cfg.capture_locals,
+        )
+        self.store = ErrorStore(
+            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
+            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
+            cfg.plugin_unhealthy_threshold,
+            on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
+        )
+        self.patterns = PatternDetector(
+            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
+            on_new_pattern=self._on_new_pattern,
+        )
+        self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
+        self.resources = ResourceSampler(
+            cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
+        )
+        from .worker import BackgroundQueue
+
+        self._reports = BackgroundQueue(
+            "error-exporter-worker", cfg.queue_size, self._process,
+            on_drop=lambda: self.metrics.count_drop("queue_full"),
+            on_error=self._worker_failed,
+        )
+        self._callbacks = BackgroundQueue(
+            "error-exporter-callbacks", cfg.callback_queue_size, _run_callback,
+            on_drop=lambda: self.metrics.count_drop("callback_queue_full"),
+            on_error=self._worker_failed,
+        )
+        self._error_callbacks: list[ErrorCallback] = []
+        self._alert_callbacks: list[ErrorCallback] = []
+        self._pattern_callbacks: list[PatternCallback] = []
+        self._terminal: TerminalOutput | None = None
+        self._integrations: list[Any] = []
+        self._asyncio = AsyncioIntegration()
+        self._server: Any = None
+        self._lifecycle = threading.RLock()
+        self._warned_internal = False
+        self._exit_registered = False
+        self.running = False
+        from .collectors import register_collectors
+
+        register_collectors(self)
+        _register_fork_handler(self)
+
+    # -- seed 000 attribute-style options ---------------------------------------------------
+    @property
+    def enable_terminal_output(self) -> bool:
+        return self.config.enable_terminal_output
+
+    @enable_terminal_output.setter
+    def enable_terminal_output(self, value: bool) -> None:
+        self.config.enable_terminal_output = bool(value)
+        self._terminal = TerminalOutput() if value else None
+
+    @property
+    def enable_resource_monitoring(self) -> bool:
+        return self.config.enable_resource_monitoring
+
+    @enable_resource_monitoring.setter
+    def enable_resource_monitoring(self, value: bool) -> None:
+        self.config.enable_resource_monitoring = bool(value)
+        if self.running:
+            (self.resources.start if value else self.resources.stop)()
+
+    @property
+    def enable_breadcrumbs(self) -> bool:
+        return self.config.enable_breadcrumbs
+
+    @enable_breadcrumbs.setter
+    def enable_breadcrumbs(self, value: bool) -> None:
+        self.config.enable_breadcrumbs = bool(value)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, serve: bool | None = None) -> ErrorMonitor:
+        """Install the capture hooks and start the worker (and the HTTP server if configured)."""
+        with self._lifecycle:
+            if self.running:
+                return self
+            cfg = self.config
+            if cfg.enable_terminal_output:
+                self._terminal = TerminalOutput()
+            self.start_worker()
+            if self.sessions.process_session_id == "":
+                self.sessions.process_session_id = self.sessions.start(None)
+            self._install_integrations()
+            self.running = True
+            if not self._exit_registered:
+                atexit.register(_exit_hook, weakref.ref(self))
+                self._exit_registered = True
+            if serve if serve is not None else cfg.serve:
+                self.serve()
+        return self
+
+    def start_worker(self) -> None:
+        """Start the background threads only, without installing any capture hook."""
+        self._reports.start()
+        self._callbacks.start()
+        if self.config.enable_resource_monitoring:
+            self.resources.sample()
+            self.resources.start()
+
+    def _install_integrations(self) -> None:
+        cfg = self.config
+        wanted: list[Any] = []
+        if cfg.capture_sys_excepthook:
+            wanted.append(ExcepthookIntegration())
+        if cfg.capture_threading:
+            wanted.append(ThreadingIntegration())
+        if cfg.capture_logging:
+            wanted.append(LoggingIntegration())
+        if cfg.capture_asyncio:
+            wanted.append(self._asyncio)
+        for integration in wanted:
+            integration.install(self)
+            self._integrations.append(integration)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Uninstall every hook, drain the queue (bounded) and stop the threads."""
+        with self._lifecycle:
+            if not self.running:
+                return
+            self.running = False
+            for integration in reversed(self._integrations):
+                try:
+                    integration.uninstall()
+                except Exception:
+                    self.note_internal_error()
+            self._integrations.clear()
+            timeout = self.config.exit_flush_timeout if timeout is None else timeout
+            self._reports.stop(timeout)
+            self._callbacks.stop(min(timeout, 0.5))
+            self.resources.stop()
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+
+    def serve(self) -> Any:
+        """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
+        if self._server is None:
+            from .http import MonitorServer
+
+            self._server = MonitorServer(self, self.config.host, self.config.port)
+            self._server.start()
+        return self._server
+
+    @property
+    def server(self) -> Any:
+        return self._server
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every error captured so far is in the store. False on timeout."""
+        return self._reports.flush(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._reports.depth
+
+    def instrument_loop(self, loop: Any = None) -> None:
+        """Capture exceptions that reach this asyncio loop's handler (default: the running one)."""
+        import asyncio
+
+        self._asyncio.monitor = self
+        self._asyncio.instrument(loop or asyncio.get_running_loop())
+
+    # -- capture path (caller's thread) ---------------------------------------------------------
+    def record_error(
+        self,
+        error: BaseException,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        context: Any = None,
+        severity: str | None = None,
+        metadata: Any = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        _mechanism: str = "record_error",
+        _handled: bool = True,
+        _log_level: int | None = None,
+    ) -> str | None:
+        """Record one error; returns its group's ``error_id`` (None if not an error).
+
+        The same exception object is counted once however many paths report it.
+        """
+        try:
+            if not isinstance(error, BaseException):
+                error = _as_exception(error)
+            if is_not_an_error(error):
+                return None
+            marker = self._marker
+            seen = getattr(error, marker, None)
+            if seen is not None:
+                return str(seen)
+            exc_type = type(error)
+            tb = error.__traceback__
+            error_id = self.signer.sign(exc_type, tb, "" if tb is not None else safe_text(error))
+            with contextlib.suppress(Exception):
+                setattr(error, marker, error_id)
+            component = _label_text(component)
+            plugin = _label_text(plugin)
+            level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
+            error_type = exc_type.__name__
+            self.metrics.count_error(error_type, component, plugin, level, error_id)
+            sessions = self.sessions
+            session_id = session_id or current_session.get() or sessions.process_session_id
+            session = sessions.get(session_id)
+            if session is not None:
+                session.errors += 1
+                if not _handled:
+                    session.crashed = True
+                if user_id is None:
+                    user_id = session.user_id
+            self._reports.submit(
+                Captured(
+                    error, error_id, error_type, component, plugin, _label_text(operation),
+                    level, time.time(), context, metadata, user_id, session_id,
+                    threading.current_thread().name,
+                    sessions.breadcrumbs(session_id) if self.config.enable_breadcrumbs else (),
+                    _handled, _mechanism,
+                )
+            )
+            return error_id
+        except Exception:
+            self.note_internal_error()
+            return None
+
+    def capture_unhandled(
+        self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
+    ) -> str | None:
+        """What the hooks call: an error nobody handled."""
+        return self.record_error(
+            error, context=context, _mechanism=mechanism, _handled=False
+        )
+
+    def add_breadcrumb(
+        self,
+        action: str,
+        component: str = "",
+        data: dict[str, Any] | None = None,
+        level: str = "info",
+        category: str = "default",
+        session_id: str | None = None,
+    ) -> None:
+        """Remember an action; the next error in this session carries the last ones."""
+        if not self.config.enable_breadcrumbs:
+            return
+        try:
+            crumb = Breadcrumb(
+                time.time(), self.scrubber.text(safe_text(action), 1024), _label_text(component),
+                self.scrubber.clean(data) if data else {}, str(level), str(category),
+            )
+            self.sessions.add_breadcrumb(crumb, session_id)
+        except Exception:
+            self.note_internal_error()
+
+    def observe_operation(
+        self, component: str, plugin: str, operation: str, ok: bool, seconds: float
+    ) -> None:
+        try:
+            self.metrics.observe_operation(
+                component, plugin, operation, "ok" if ok else "error", seconds
+            )
+        except Exception:
+            self.note_internal_error()
+
+    @contextlib.contextmanager
+    def capture(
+        self,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        reraise: bool = True,
+        severity: str | None = None,
+        context: Any = None,
+    ) -> Iterator[None]:
+        """Time a block into app_operation_duration_seconds and record what escapes it."""
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            self.observe_operation(component, plugin, operation, False,
+                                   time.perf_counter() - started)
+            self.record_error(exc, component, plugin, operation, context, severity)
+            if reraise:
+                raise
+        else:
+            self.observe_operation(component, plugin, operation, True,
+                                   time.perf_counter() - started)
+
+    # -- sessions and recovery ---------------------------------------------------------------
+    def start_session(self, user_id: str | None = None, session_id: str | None = None) -> str:
+        """Begin a session and make it current in this thread / task."""
+        sid = self.sessions.start(None if user_id is None else str(user_id), session_id)
+        current_session.set(sid)
+        return sid
+
+    def end_session(self, session_id: str | None = None, status: str | None = None) -> str | None:
+        ended = self.sessions.end(session_id, status)
+        if session_id is None or current_session.get() == session_id:
+            current_session.set(None)
+        return ended
+
+    @contextlib.contextmanager
+    def session(
+        self, user_id: str | None = None, session_id: str | None = None
+    ) -> Iterator[str]:
+        """A session for a block: an exception escaping it makes it ``crashed``."""
+        sid = self.sessions.start(None if user_id is None else str(user_id), session_id)
+        token = current_session.set(sid)
+        try:
+            yield sid
+        except BaseException as exc:
+            if not is_not_an_error(exc):
+                self.record_error(exc, session_id=sid, _mechanism="session", _handled=False)
+                self.sessions.end(sid, "crashed")
+            else:
+                self.sessions.end(sid)
+            raise
+        else:
+            self.sessions.end(sid)
+        finally:
+            current_session.reset(token)
+
+    def record_recovery(
+        self,
+        success: bool,
+        duration_seconds: float | None = None,
+        component: str = "",
+        plugin: str = "",
+        error_id: str | None = None,
+    ) -> None:
+        """Count a recovery attempt (and its duration) and mark the error's group."""
+        try:
+            self.metrics.count_recovery(component, plugin, success, duration_seconds)
+            if error_id:
+                self._reports.submit(_Recovery(error_id, bool(success)))
+        except Exception:
+            self.note_internal_error()
+
+    @contextlib.contextmanager
+    def recovery(
+        self, component: str = "", plugin: str = "", error_id: str | None = None
+    ) -> Iterator[None]:
+        """Time a recovery block: success when it completes, failure when it raises."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.record_recovery(False, time.perf_counter() - started, component, plugin, error_id)
+            raise
+        self.record_recovery(True, time.perf_counter() - started, component, plugin, error_id)
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def register_error_callback(self, callback: ErrorCallback) -> None:
+        """Called (on the callback thread) with each ErrorReport."""
+        self._error_callbacks.append(callback)
+
+    def register_alert_callback(self, callback: ErrorCallback) -> None:
+        """Called with reports whose priority is high or critical."""
+        self._alert_callbacks.append(callback)
+
+    def register_pattern_callback(self, callback: PatternCallback) -> None:
+        """Called with each ErrorPattern when it is first detected."""
+        self._pattern_callbacks.append(callback)
+
+    on_pattern_detected = register_pattern_callback
+
+    # -- worker side ---------------------------------------------------------------------------
+    def _process(self, item: Any) -> None:
+        if isinstance(item, _Recovery):
+            self.store.mark_recovery(item.error_id, item.success)
+            return
+        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
+        report = self.builder.build(item, snapshot)
+        item.exc = None  # do not keep the exception (and its frames) alive
+        record = ErrorRecord(
+            error_type=report.error_type, message=report.error_message,
+            timestamp=datetime.fromtimestamp(report.timestamp), context=report.context,
+            plugin_id=report.plugin or None, operation=report.operation or None,
+            stack_trace=report.stack_trace, error_id=report.error_id,
+            severity=report.severity.value, component=report.component,
+            user_id=report.user_id, session_id=report.session_id,
+        )
+        _group, is_new = self.store.add(report, record)
+        self.patterns.observe(report.error_type, report.error_id, report.error_message,
+                              report.plugin, report.timestamp)
+        if is_new and self._terminal is not None:
+            self._terminal.new_group(report)
+        for callback in self._error_callbacks:
+            self._callbacks.submit((self, callback, report))
+        if report.priority in ALERT_PRIORITIES:
+            for callback in self._alert_callbacks:
+                self._callbacks.submit((self, callback, report))
+
+    def _on_new_pattern(self, pattern: ErrorPattern) -> None:
+        log.warning(
+            "error pattern detected: %s %s occurred %d times in %.0f s (severity %s)",
+            pattern.kind, pattern.error_type, pattern.count, self.patterns.window_seconds,
+            pattern.severity,
+        )
+        for callback in self._pattern_callbacks:
+            self._callbacks.submit((self, callback, pattern))
+        if self.config.export_path and pattern.kind == "type":
+            self._callbacks.submit((self, _auto_export, None))
+
+    def _worker_failed(self, exc: BaseException) -> None:
+        self.note_internal_error(exc)
+
+    def note_internal_error(self, exc: BaseException | None = None) -> None:
+        """Count a failure inside the monitor; log the first one. Never raises."""
+        try:
+            self.metrics.count_internal_error()
+            if not self._warned_internal:
+                self._warned_internal = True
+                log.warning("error-exporter internal failure (counted, not re-captured): %r",
+                            exc, exc_info=exc is None)
+        except Exception:
+            pass
+
+    # -- reading ---------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Reads see every error recorded before them (bounded wait)."""
+        if self._reports.alive and self._reports.depth:
+            self.flush(timeout=2.0)
+
+    def get_statistics(self) -> dict[str, Any]:
+        """Seed 000's statistics shape, from the exact counters."""
+        self._settle()
+        by: dict[str, dict[str, int]] = {k: {} for k in ("severity", "component", "type", "plugin")}
+        total = 0
+        for labels, value in self.metrics.error_totals():
+            count = int(value)
+            total += count
+            for key, label in (("severity", "severity"), ("component", "component"),
+                               ("type", "error_type"), ("plugin", "plugin")):
+                name = labels[label]
+                by[key][name] = by[key].get(name, 0) + count
+        recoveries = self.metrics.recovery_totals()
+        attempts = recoveries["success"] + recoveries["failure"]
+        hours = max((time.time() - self.store.started) / 3600.0, 0.01)
+        return {
+            "total_errors": total,
+            "errors_by_severity": {s: by["severity"].get(s, 0) for s in reversed(SEVERITIES)},
+            "errors_by_component": by["component"],
+            "errors_by_type": by["type"],
+            "errors_by_plugin": by["plugin"],
+            "recovery_success_rate": (recoveries["success"] / attempts) if attempts else 0.0,
+            "recovery_attempts": int(attempts),
+            "average_errors_per_hour": round(total / hours, 2),
+            "unique_errors": len(self.store.groups),
+            "dropped_reports": int(self.metrics.dropped_total()),
+            "queue_depth": self.queue_depth,
+            "sessions": self.sessions.summary(),
+            "resources": self.resources.latest.to_dict() if self.resources.latest else None,
+        }
+
+    def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
+        """Seed 000's analysis shape: statistics, top errors, uniques, sessions."""
+        stats = self.get_statistics()
+        groups = self.store.group_list("count", top)
+        return {
+            "statistics": stats,
+            "top_errors": [
+                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
+                 "report": g.report.to_dict()}
+                for g in groups
+            ],
+            "total_unique_errors": len(self.store.groups),
+            "session_count": self.sessions.active_count + sum(self.sessions.ended.values()),
+            "patterns": [p.to_dict() for p in self.patterns.active()],
+            "sessions": self.sessions.summary(),
+            "recovery": {
+                "success_rate": stats["recovery_success_rate"],
+                "attempts": stats["recovery_attempts"],
+                **{k: int(v) for k, v in self.metrics.recovery_totals().items()},
+            },
+        }
+
+    def get_error_summary(self) -> dict[str, Any]:
+        """Seed 003's summary shape (total_errors is the exact count, not the buffer size)."""
+        self._settle()
+        stats_total = sum(int(v) for _, v in self.metrics.error_totals())
+        hours = max((time.time() - self.store.started) / 3600.0, 0.01)
+        with self.store.lock:
+            by_type: dict[str, int] = {}
+            for labels, value in self.metrics.error_totals():
+                by_type[labels["error_type"]] = by_type.get(labels["error_type"], 0) + int(value)
+            plugin_counts = {k: dict(v) for k, v in self.store.plugin_counts.items()}
+        return {
+            "session_start": self.store.session_start_iso(),
+            "total_errors": stats_total,
+            "error_rate_per_hour": round(stats_total / hours, 2),
+            "error_counts_by_type": by_type,
+            "plugin_error_counts": plugin_counts,
+            "active_patterns": {p.error_type: p.to_dict() for p in self.patterns.active("type")},
+            "recent_errors": [r.to_dict() for r in self.store.recent_records(20)],
+        }
+
+    def get_plugin_health(self, plugin_id: str) -> dict[str, Any]:
+        """Seed 003's plugin health shape."""
+        self._settle()
+        return self.store.plugin_health(plugin_id)
+
+    def get_patterns(self) -> list[dict[str, Any]]:
+        self._settle()
+        return [p.to_dict() for p in self.patterns.active()]
+
+    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
+        self._settle()
+        return [g.summary() for g in self.store.group_list(sort, limit)]
+
+    def get_group(self, error_id: str) -> dict[str, Any] | None:
+        """One group: summary, latest full report and recent occurrences."""
+        self._settle()
+        with self.store.lock:
+            group: ErrorGroup | None = self.store.groups.get(error_id)
+            if group is None:
+                return None
+            return {
+                "group": group.summary(),
+                "report": group.report.to_dict(),
+                "occurrences": [r.to_dict() for r in group.occurrences],
+            }
+
+    def clear_old_records(self, max_age_hours: float = 24) -> int:
+        """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
+        self._settle()
+        return self.store.clear_older_than(time.time() - max_age_hours * 3600.0)
+
+    def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
+        """Seed 003's export shape plus statistics, analysis and a paging cursor."""
+        flt = flt or ExportFilter(**filters)
+        self._settle()
+        records: list[dict[str, Any]] = []
+        next_cursor = None
+        last_seq = flt.cursor
+        for seq, record in self.store.iter_records(flt):
+            if flt.limit is not None and len(records) >= flt.limit:
+                next_cursor = last_seq
+                break
+            records.append(record.to_dict())
+            last_seq = seq
+        return {
+            "exported_at": datetime.now().isoformat(),
+            "summary": self.get_error_summary(),
+            "all_records": records,
+            "statistics": self.get_statistics(),
+            "analysis": self.get_error_analysis(),
+            "next_cursor": next_cursor,
+        }
+
+    def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
+        """Write the export atomically (0600). Raises OSError if the file cannot be written."""
+        return export_files.write_atomic(filepath, export_files.dumps(self.export_data(**filters)))
+
+    def __repr__(self) -> str:
+        return f"<ErrorMonitor running={self.running} groups={len(self.store.groups)}>"
+
+    # -- process events ------------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        self._reports.after_fork_in_child()
+        self._callbacks.after_fork_in_child()
+        self.resources.after_fork()
+        self._lifecycle = threading.RLock()
+        self.store.lock = threading.RLock()
+        self._server = None
+        if self.running:
+            self._reports.start()
+            self._callbacks.start()
+            if self.config.enable_resource_monitoring:
+                self.resources.start()
+
+    def _at_exit(self) -> None:
+        """Flush for at most ``exit_flush_timeout`` seconds; never hang shutdown."""
+        if not self.running:
+            return
+        self.sessions.end_all()
+        self.stop(self.config.exit_flush_timeout)
+
+
+class _Recovery:
+    __slots__ = ("error_id", "success")
+
+    def __init__(self, error_id: str, success: bool) -> None:
+        self.error_id = error_id
+        self.success = success
+
+
+def _run_callback(item: tuple[ErrorMonitor, Callable[[Any], Any], Any]) -> None:
+    monitor, callback, payload = item
+    try:
+        if callback is _auto_export:
+            _auto_export(monitor)
+        else:
+            callback(payload)
+    except Exception as exc:
+        monitor.note_internal_error(exc)
+
+
+def _auto_export(monitor: Any) -> None:
+    directory = monitor.config.export_path
+    try:
+        path = monitor.export_to_file(export_files.auto_export_path(directory))
+        export_files.prune(directory, monitor.config.max_export_files)
+        log.info("auto-exported error data to %s", path)
+    except Exception as exc:
+        monitor.metrics.count_drop("export_failed")
+        log.warning("auto-export to %s failed: %r", directory, exc)
+
+
+def _severity(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = getattr(value, "value", value)
+    text = str(text).lower()
+    return text if text in SEVERITIES else None
+
+
+def _as_exception(value: Any) -> BaseException:
+    """record_error was handed something that is not an exception: record it as one."""
+    return RuntimeError(safe_text(value))
+
+
+def _exit_hook(ref: weakref.ref[ErrorMonitor]) -> None:
+    monitor = ref()
+    if monitor is not None:
+        with contextlib.suppress(Exception):
+            monitor._at_exit()
+
+
+def _register_fork_handler(monitor: ErrorMonitor) -> None:
+    if not hasattr(os, "register_at_fork"):
+        return  # pragma: no cover - Windows
+    ref = weakref.ref(monitor)
+
+    def child() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_child()
+
+    os.register_at_fork(after_in_child=child)
+
+
+# -- the process-wide instance -------------------------------------------------------------
+_global_monitor: ErrorMonitor | None = None
+_global_lock = threading.Lock()
+
+
+def get_error_monitor(**options: Any) -> ErrorMonitor:
+    """The process-wide monitor; the first call's settings win."""
+    global _global_monitor
+    with _global_lock:
+        if _global_monitor is None:
+            _global_monitor = ErrorMonitor(**options)
+        elif options:
+            log.debug("get_error_monitor: already created, ignoring options %s", sorted(options))
+        return _global_monitor
+
+
+def reset_error_monitor() -> None:
+    """Stop and forget the process-wide monitor (tests, reconfiguration)."""
+    global _global_monitor
+    with _global_lock:
+        if _global_monitor is not None:
+            _global_monitor.stop(timeout=1.0)
+        _global_monitor = None

@@ -1,0 +1,144 @@
+"""Sessions and their breadcrumbs.
+
+A session is a unit of use (a user's run, a request, the whole process by default). Each
+ended session is counted by how it ended, so a crash-free ratio can be computed:
+``exited`` (no error), ``errored`` (handled errors), ``crashed`` (an unhandled error),
+``abnormal`` (never ended: timed out or still open at exit). The current session follows
+the code through threads and asyncio tasks via a context variable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from .model import Breadcrumb
+
+STATUSES = ("exited", "errored", "crashed", "abnormal")
+MAX_ACTIVE_SESSIONS = 10000
+
+current_session: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "error_exporter_session", default=None
+)
+
+
+@dataclass
+class Session:
+    session_id: str
+    user_id: str | None
+    started: float
+    last_activity: float
+    errors: int = 0
+    crashed: bool = False
+    breadcrumbs: deque[Breadcrumb] = field(default_factory=deque)
+
+    def status(self) -> str:
+        if self.crashed:
+            return "crashed"
+        return "errored" if self.errors else "exited"
+
+
+class SessionTracker:
+    """Active sessions, ended-session counts and per-session breadcrumbs."""
+
+    def __init__(self, timeout: float, max_breadcrumbs: int) -> None:
+        self.timeout = timeout
+        self.max_breadcrumbs = max_breadcrumbs
+        self._active: OrderedDict[str, Session] = OrderedDict()
+        self.ended: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self.users: set[str] = set()
+        self._lock = threading.Lock()
+        self.process_session_id = self.start(None)
+
+    def start(self, user_id: str | None = None, session_id: str | None = None) -> str:
+        session_id = session_id or uuid.uuid4().hex
+        now = time.time()
+        with self._lock:
+            self._active[session_id] = Session(
+                session_id, user_id, now, now, breadcrumbs=deque(maxlen=self.max_breadcrumbs)
+            )
+            if user_id is not None and len(self.users) < 100000:
+                self.users.add(str(user_id))
+            while len(self._active) > MAX_ACTIVE_SESSIONS:
+                _, _oldest = self._active.popitem(last=False)
+                self.ended["abnormal"] += 1
+        return session_id
+
+    def end(self, session_id: str | None = None, status: str | None = None) -> str | None:
+        """End a session; its status is computed from its errors unless given."""
+        session_id = session_id or self.current_id()
+        with self._lock:
+            session = self._active.pop(session_id, None)
+            if session is None:
+                return None
+            final = status if status in STATUSES else session.status()
+            self.ended[final] += 1
+            if session_id == self.process_session_id:
+                self.process_session_id = ""
+            return final
+
+    def current_id(self) -> str:
+        return current_session.get() or self.process_session_id
+
+    def get(self, session_id: str | None) -> Session | None:
+        return self._active.get(session_id or self.current_id())
+
+    def user_of(self, session_id: str | None) -> str | None:
+        session = self.get(session_id)
+        return session.user_id if session else None
+
+    def add_breadcrumb(self, crumb: Breadcrumb, session_id: str | None = None) -> None:
+        session = self.get(session_id)
+        if session is not None:
+            session.breadcrumbs.append(crumb)
+            session.last_activity = crumb.timestamp
+
+    def breadcrumbs(self, session_id: str | None = None) -> tuple[Breadcrumb, ...]:
+        session = self.get(session_id)
+        return tuple(session.breadcrumbs) if session is not None else ()
+
+    def mark_error(self, session_id: str | None, crashed: bool = False) -> None:
+        session = self.get(session_id)
+        if session is not None:
+            session.errors += 1
+            session.last_activity = time.time()
+            if crashed:
+                session.crashed = True
+
+    def expire(self, now: float | None = None) -> int:
+        """End sessions idle longer than the timeout as abnormal; the process session stays."""
+        now = time.time() if now is None else now
+        expired = 0
+        with self._lock:
+            for sid in [
+                s.session_id
+                for s in self._active.values()
+                if now - s.last_activity > self.timeout and s.session_id != self.process_session_id
+            ]:
+                del self._active[sid]
+                self.ended["abnormal"] += 1
+                expired += 1
+        return expired
+
+    def end_all(self) -> None:
+        """At shutdown: the process session ends by its own status, the rest as abnormal."""
+        for sid in list(self._active):
+            self.end(sid, None if sid == self.process_session_id else "abnormal")
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    def summary(self) -> dict[str, object]:
+        total = sum(self.ended.values())
+        return {
+            "active": self.active_count,
+            "ended": dict(self.ended),
+            "total_ended": total,
+            "crash_free_ratio": (1 - self.ended["crashed"] / total) if total else 1.0,
+            "users": len(self.users),
+        }

@@ -1,0 +1,130 @@
+"""A bounded queue drained by one daemon thread: where the slow work goes.
+
+``submit`` is what the caller's thread pays: a length check and a ``deque.append``
+(atomic under the GIL), plus waking the worker only when it sleeps. A full queue drops
+the item and reports the drop; the caller never waits. ``flush`` waits for what was
+queued before it, with a timeout, so shutdown can never hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("exporter.worker")
+IDLE_WAIT_SECONDS = 0.5
+
+
+class _FlushMark:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class BackgroundQueue:
+    """Bounded FIFO + one worker thread calling ``handle(item)`` for each item."""
+
+    def __init__(
+        self,
+        name: str,
+        maxsize: int,
+        handle: Callable[[Any], None],
+        on_drop: Callable[[], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self.name = name
+        self.maxsize = maxsize
+        self.handle = handle
+        self.on_drop = on_drop
+        self.on_error = on_error
+        self._reset()
+
+    def _reset(self) -> None:
+        self._items: deque[Any] = deque()
+        self._wake = threading.Event()
+        self._idle = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    # -- caller side -------------------------------------------------------------------
+    def submit(self, item: Any) -> bool:
+        if len(self._items) >= self.maxsize:
+            self.on_drop()
+            return False
+        self._items.append(item)
+        if self._idle:
+            self._wake.set()
+        return True
+
+    @property
+    def depth(self) -> int:
+        return sum(1 for i in list(self._items) if not isinstance(i, _FlushMark))
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued before this call is handled. False on timeout."""
+        if not self.alive:
+            return not self._items
+        if threading.current_thread() is self._thread:
+            return False
+        mark = _FlushMark()
+        self._items.append(mark)
+        self._wake.set()
+        return mark.done.wait(timeout)
+
+    def stop(self, timeout: float) -> bool:
+        """Drain for at most ``timeout`` seconds, then let the daemon thread go."""
+        drained = self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=min(timeout, 0.5) if drained else 0.0)
+        self._thread = None
+        return drained
+
+    def after_fork_in_child(self) -> None:
+        """The parent's thread does not exist here and its queued items are the parent's."""
+        self._reset()
+
+    # -- worker side ---------------------------------------------------------------------
+    def _run(self) -> None:
+        items = self._items
+        while True:
+            try:
+                item = items.popleft()
+            except IndexError:
+                if self._stopping:
+                    return
+                self._idle = True
+                if not items:
+                    self._wake.wait(IDLE_WAIT_SECONDS)
+                    self._wake.clear()
+                self._idle = False
+                continue
+            if isinstance(item, _FlushMark):
+                item.done.set()
+                continue
+            try:
+                self.handle(item)
+            except BaseException as exc:  # the worker must survive anything
+                with contextlib.suppress(Exception):
+                    self.on_error(exc)
+            self.processed += 1

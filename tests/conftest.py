@@ -1,0 +1,48 @@
+"""Shared fixtures: a fresh monitor per test, stopped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from exporter import ErrorMonitor, reset_error_monitor
+
+QUIET = {
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
+}
+
+
+@pytest.fixture
+def make_monitor() -> Iterator:
+    """Factory for started monitors (hooks off unless asked); all stopped at teardown."""
+    made: list[ErrorMonitor] = []
+
+    def factory(**options: object) -> ErrorMonitor:
+        settings = {**QUIET, **options}
+        monitor = ErrorMonitor(**settings)
+        monitor.start()
+        made.append(monitor)
+        return monitor
+
+    yield factory
+    for monitor in made:
+        monitor.stop(timeout=2.0)
+
+
+@pytest.fixture
+def monitor(make_monitor):
+    return make_monitor()
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_monitor() -> Iterator[None]:
+    yield
+    reset_error_monitor()
+    import exporter.compat as compat
+
+    compat._aggregator = None
