@@ -54,6 +54,10 @@ class SeverityRules:
         self.default = default
         self._cache: dict[tuple[type, str], str] = {}
 
+    def cached(self, exc_type: type[BaseException], component: str) -> str | None:
+        """The hot path: a previously decided severity, or None."""
+        return self._cache.get((exc_type, component))
+
     def severity(
         self,
         exc_type: type[BaseException],

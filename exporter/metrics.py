@@ -9,11 +9,13 @@ later ones become ``other`` and are counted in ``app_label_values_overflow_total
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar
 
 from .scrub import safe_text
 
@@ -36,8 +38,11 @@ class MonitorRegistry(CollectorRegistry):
     def __init__(self, include_created: bool = False) -> None:
         super().__init__(auto_describe=True)
         self.include_created = include_created
+        self.before_collect: list[Callable[[], None]] = []
 
     def collect(self) -> Iterable[Metric]:
+        for hook in self.before_collect:
+            hook()
         for metric in super().collect():
             if not self.include_created and metric.type in _CREATED_TYPES:
                 metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
@@ -136,7 +141,6 @@ class ErrorMetrics:
         self.limiter = LabelLimiter(label_value_limit, dict(label_value_limits or {}),
                                     self.label_overflow)
         self._error_children: dict[tuple[Any, ...], Any] = {}
-        self._last_exemplar: dict[int, str] = {}
         self._op_children: dict[tuple[Any, ...], Any] = {}
 
     def count_error(
@@ -145,29 +149,43 @@ class ErrorMetrics:
         """One captured error; the child is cached and the exemplar kept to the latest id."""
         key = (error_type, component, plugin, severity)
         try:
-            child = self._error_children.get(key)
+            entry = self._error_children.get(key)
         except TypeError:  # unhashable label value
             key = (error_type, _label_text(component), _label_text(plugin), severity)
-            child = self._error_children.get(key)
-        if child is None:
-            child = self._error_child(key)
-        marker = id(child)
-        if self._last_exemplar.get(marker) == error_id:
-            child.inc()
-        else:
-            self._last_exemplar[marker] = error_id
-            child.inc(1, {"error_id": error_id})
+            entry = self._error_children.get(key)
+        if entry is None:
+            entry = self._error_child(key)
+        entry[0].inc()
+        entry[1] = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
 
-    def _error_child(self, key: tuple[Any, ...]) -> Any:
+    def apply_exemplars(self) -> None:
+        """Set each app_errors_total child's exemplar to its latest error id.
+
+        Done at scrape time, not per error: building an exemplar costs more than the
+        increment itself, and only the latest one is ever exposed.
+        """
+        now = time.time()
+        for entry in list(self._error_children.values()):
+            child, latest, applied = entry
+            if latest is None or latest == applied:
+                continue
+            entry[2] = latest
+            value = getattr(child, "_value", None)
+            if value is not None and hasattr(value, "set_exemplar"):
+                value.set_exemplar(Exemplar({"error_id": latest}, 1.0, now))
+
+    def _error_child(self, key: tuple[Any, ...]) -> list[Any]:
+        """[child, error id of its current exemplar]."""
         limit = self.limiter.value
         child = self.errors.labels(
             limit("error_type", key[0]), limit("component", key[1]),
             limit("plugin", key[2]), key[3],
         )
+        entry = [child, None, None]  # child, latest error id, exemplar applied
         if len(self._error_children) > _CHILD_CACHE_LIMIT:
             self._error_children.clear()
-        self._error_children[key] = child
-        return child
+        self._error_children[key] = entry
+        return entry
 
     def observe_operation(
         self, component: Any, plugin: Any, operation: Any, outcome: str, seconds: float

@@ -48,6 +48,7 @@ _monitor_ids = itertools.count(1)
 ErrorCallback = Callable[[ErrorReport], Any]
 PatternCallback = Callable[[ErrorPattern], Any]
 ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
+REPORT_REFRESH_SECONDS = 1.0  # a group's full report is rebuilt at most once a second
 
 
 class ErrorMonitor:
@@ -67,6 +68,7 @@ class ErrorMonitor:
         self.metrics = ErrorMetrics(
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
         )
+        self.registry.before_collect.append(self.metrics.apply_exemplars)
         if registry is not None:
             registry.register(RegistryBridge(self.registry))
         self.signer = Signer(cfg.in_app_include, cfg.in_app_exclude)
@@ -116,6 +118,7 @@ class ErrorMonitor:
         self._server: Any = None
         self._lifecycle = threading.RLock()
         self._warned_internal = False
+        self._plain_types: set[type] = set()
         self._exit_registered = False
         self.running = False
         from .collectors import register_collectors
@@ -207,6 +210,8 @@ class ErrorMonitor:
                 except Exception:
                     self.note_internal_error()
             self._integrations.clear()
+            with contextlib.suppress(Exception):
+                self._asyncio.uninstall()  # loops instrumented by instrument_loop()
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
             self._reports.stop(timeout)
             self._callbacks.stop(min(timeout, 0.5))
@@ -265,46 +270,63 @@ class ErrorMonitor:
         The same exception object is counted once however many paths report it.
         """
         try:
-            if not isinstance(error, BaseException):
-                error = _as_exception(error)
-            if is_not_an_error(error):
-                return None
+            exc_type = type(error)
+            if exc_type not in self._plain_types:
+                checked = self._admit(error)
+                if checked is None:
+                    return None
+                error, exc_type = checked, type(checked)
             marker = self._marker
             seen = getattr(error, marker, None)
             if seen is not None:
                 return str(seen)
-            exc_type = type(error)
             tb = error.__traceback__
             error_id = self.signer.sign(exc_type, tb, "" if tb is not None else safe_text(error))
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
                 setattr(error, marker, error_id)
-            component = _label_text(component)
-            plugin = _label_text(plugin)
-            level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
-            error_type = exc_type.__name__
-            self.metrics.count_error(error_type, component, plugin, level, error_id)
+            except Exception:
+                pass  # an exception type that refuses attributes is simply not de-duplicated
+            if type(component) is not str:
+                component = _label_text(component)
+            if type(plugin) is not str:
+                plugin = _label_text(plugin)
+            level = None
+            if severity is None and _log_level is None:
+                level = self.rules.cached(exc_type, component)
+            if level is None:
+                level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
+            self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
             sessions = self.sessions
             session_id = session_id or current_session.get() or sessions.process_session_id
             session = sessions.get(session_id)
+            crumbs: tuple[Breadcrumb, ...] = ()
             if session is not None:
                 session.errors += 1
                 if not _handled:
                     session.crashed = True
                 if user_id is None:
                     user_id = session.user_id
-            self._reports.submit(
-                Captured(
-                    error, error_id, error_type, component, plugin, _label_text(operation),
-                    level, time.time(), context, metadata, user_id, session_id,
-                    threading.current_thread().name,
-                    sessions.breadcrumbs(session_id) if self.config.enable_breadcrumbs else (),
-                    _handled, _mechanism,
-                )
-            )
+                if self.config.enable_breadcrumbs:
+                    crumbs = tuple(session.breadcrumbs)
+            self._reports.submit((
+                error, error_id, exc_type.__name__, component, plugin, operation, level,
+                time.time(), context, metadata, user_id, session_id,
+                threading.current_thread().name, crumbs, _handled, _mechanism,
+            ))
             return error_id
         except Exception:
             self.note_internal_error()
             return None
+
+    def _admit(self, error: Any) -> BaseException | None:
+        """The slow path for a type not seen before: coerce non-exceptions, skip non-errors."""
+        if not isinstance(error, BaseException):
+            error = _as_exception(error)
+        if is_not_an_error(error):
+            return None
+        if isinstance(error, Exception) and len(self._plain_types) < 10000:
+            self._plain_types.add(type(error))
+        return error
 
     def capture_unhandled(
         self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
@@ -452,20 +474,27 @@ class ErrorMonitor:
         if isinstance(item, _Recovery):
             self.store.mark_recovery(item.error_id, item.success)
             return
-        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
-        report = self.builder.build(item, snapshot)
-        item.exc = None  # do not keep the exception (and its frames) alive
-        record = ErrorRecord(
-            error_type=report.error_type, message=report.error_message,
-            timestamp=datetime.fromtimestamp(report.timestamp), context=report.context,
-            plugin_id=report.plugin or None, operation=report.operation or None,
-            stack_trace=report.stack_trace, error_id=report.error_id,
-            severity=report.severity.value, component=report.component,
-            user_id=report.user_id, session_id=report.session_id,
-        )
-        _group, is_new = self.store.add(report, record)
-        self.patterns.observe(report.error_type, report.error_id, report.error_message,
-                              report.plugin, report.timestamp)
+        captured = Captured(*item)
+        exc = captured.exc
+        group = self.store.groups.get(captured.error_id)
+        if group is not None and captured.timestamp - group.built_at < REPORT_REFRESH_SECONDS:
+            # A repeat within a second of the group's last full report: record the
+            # occurrence (message, context, time) and reuse the formatted trace.
+            report = group.report
+            message = self.builder.message(exc)
+            record = self._record(captured, message, report.stack_trace,
+                                  self.builder.context(captured))
+            self.store.add_occurrence(group, record, captured.user_id)
+            is_new = False
+        else:
+            snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
+            report = self.builder.build(captured, snapshot)
+            message = report.error_message
+            record = self._record(captured, message, report.stack_trace, report.context)
+            group, is_new = self.store.add(report, record)
+        captured.exc = None  # do not keep the exception (and its frames) alive
+        self.patterns.observe(report.error_type, report.error_id, message, report.plugin,
+                              captured.timestamp)
         if is_new and self._terminal is not None:
             self._terminal.new_group(report)
         for callback in self._error_callbacks:
@@ -474,8 +503,20 @@ class ErrorMonitor:
             for callback in self._alert_callbacks:
                 self._callbacks.submit((self, callback, report))
 
+    @staticmethod
+    def _record(captured: Captured, message: str, stack_trace: str, context: Any) -> ErrorRecord:
+        return ErrorRecord(
+            error_type=captured.error_type, message=message,
+            timestamp=datetime.fromtimestamp(captured.timestamp), context=context,
+            plugin_id=captured.plugin or None, operation=captured.operation or None,
+            stack_trace=stack_trace, error_id=captured.error_id, severity=captured.severity,
+            component=captured.component, user_id=captured.user_id,
+            session_id=captured.session_id,
+        )
+
     def _on_new_pattern(self, pattern: ErrorPattern) -> None:
-        log.warning(
+        log.log(
+            logging.WARNING if pattern.kind == "type" else logging.INFO,
             "error pattern detected: %s %s occurred %d times in %.0f s (severity %s)",
             pattern.kind, pattern.error_type, pattern.count, self.patterns.window_seconds,
             pattern.severity,

@@ -77,11 +77,18 @@ class ReportBuilder:
         limit = self.max_message_length
         return self.scrubber.text(truncate(_message_of(exc), limit), limit + 64)
 
+    def context(self, item: Captured) -> dict[str, Any]:
+        """The caller's context plus the exception's own ``context`` dict, scrubbed."""
+        merged = _merged_context(item.context, item.exc)
+        if not merged:
+            return {}
+        cleaned = self.scrubber.clean(merged)
+        return cleaned if isinstance(cleaned, dict) else {"context": cleaned}
+
     def build(self, item: Captured, snapshot: ResourceSnapshot | None) -> ErrorReport:
         exc = item.exc
         tb = exc.__traceback__
         location = self._location(tb)
-        context = _merged_context(item.context, exc)
         stack_trace = self.stack_trace(exc)
         metadata = self.scrubber.clean(item.metadata) if item.metadata is not None else {}
         if self.capture_locals and tb is not None:
@@ -112,7 +119,7 @@ class ReportBuilder:
             metadata=metadata if isinstance(metadata, dict) else {"metadata": metadata},
             plugin=item.plugin,
             operation=item.operation,
-            context=self.scrubber.clean(context) if context else {},
+            context=self.context(item),
             error_class=_class_path(type(exc)),
             exception_chain=self.chain(exc),
             handled=item.handled,

@@ -70,7 +70,7 @@ class Scrubber:
         self.max_items = max_items
         alternatives = "|".join(re.escape(k) for k in self.keys) or r"(?!x)x"
         self._inline = re.compile(
-            rf"(?i)(?P<key>[\w-]*(?:{alternatives})[\w-]*)(?P<sep>\s*[=:]\s*)(?P<value>[^\s&,;]+)"
+            rf"(?i)(?P<key>\b[\w-]*?(?:{alternatives})[\w-]*)(?P<sep>\s*[=:]\s*)(?P<value>[^\s&,;]+)"
         )
 
     def is_sensitive(self, key: str) -> bool:
@@ -81,9 +81,14 @@ class Scrubber:
         """Free text (messages, stack traces): credentials in URLs and key=value pairs."""
         value = fix_surrogates(value)
         if self.enabled:
-            value = _URL_USERINFO.sub(rf"\g<scheme>{FILTERED}@", value)
-            value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
-            value = self._inline.sub(rf"\g<key>\g<sep>{FILTERED}", value)
+            # Cheap substring checks first: most text holds no secret and skips the regexes.
+            if "@" in value and "://" in value:
+                value = _URL_USERINFO.sub(rf"\g<scheme>{FILTERED}@", value)
+            lowered = value.lower()
+            if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+                value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
+            if any(k in lowered for k in self.keys):
+                value = self._inline.sub(rf"\g<key>\g<sep>{FILTERED}", value)
         return truncate(value, self.max_string_length if limit is None else limit)
 
     def clean(self, value: Any) -> Any:

@@ -56,7 +56,7 @@ class Signer:
         self.include = tuple(include or ())
         self.exclude = tuple(exclude or ())
         self._frames: dict[CodeType, FrameInfo] = {}
-        self._ids: dict[tuple[object, ...], str] = {}
+        self._ids: dict[tuple[object, ...], tuple[str, tuple[CodeType, ...]]] = {}
 
     def frame_info(self, code: CodeType, module: str) -> FrameInfo:
         info = self._frames.get(code)
@@ -87,19 +87,25 @@ class Signer:
         """The error id of an exception with this type, traceback and message."""
         if tb is None:
             return self._sign_message(exc_type, message)
-        codes: list[CodeType] = []
-        append = codes.append
-        while tb is not None:
-            append(tb.tb_frame.f_code)
-            tb = tb.tb_next
-        key = (exc_type, *codes) if len(codes) <= 64 else (exc_type, *codes[:8], *codes[-56:])
-        error_id = self._ids.get(key)
-        if error_id is None:
-            error_id = self._sign_codes(exc_type, codes, tb_frames_of(codes))
+        # Keyed by the code objects' ids (hashing a code object hashes its contents). The
+        # cache entry holds the code objects, so an id cannot be reused while it exists.
+        key: list[object] = [exc_type]
+        append = key.append
+        walk: TracebackType | None = tb
+        while walk is not None:
+            append(id(walk.tb_frame.f_code))
+            walk = walk.tb_next
+        entry = self._ids.get(tuple(key))
+        if entry is None:
+            codes = []
+            while tb is not None:
+                codes.append(tb.tb_frame.f_code)
+                tb = tb.tb_next
+            entry = (self._sign_codes(exc_type, codes, tb_frames_of(codes)), tuple(codes))
             if len(self._ids) > _CACHE_LIMIT:
                 self._ids.clear()
-            self._ids[key] = error_id
-        return error_id
+            self._ids[tuple(key)] = entry
+        return entry[0]
 
     def _sign_codes(
         self, exc_type: type[BaseException], codes: list[CodeType], modules: list[str]

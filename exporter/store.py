@@ -32,6 +32,7 @@ class ErrorGroup:
     users: set[str] = field(default_factory=set)
     occurrences: deque[ErrorRecord] = field(default_factory=deque)
     recoveries: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
+    built_at: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         r = self.report
@@ -128,19 +129,34 @@ class ErrorStore:
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
                 group.report = report
-            if report.user_id and len(group.users) < self.max_users_per_group:
-                group.users.add(str(report.user_id))
-            report.affected_users = len(group.users)
-            hours = max((report.timestamp - report.first_occurrence) / 3600.0, 1.0)
-            report.frequency_per_hour = round(report.occurrence_count / hours, 3)
-            report.priority = priority(
-                report.severity.value, report.frequency_per_hour, report.affected_users
-            )
-            group.occurrences.append(record)
-            self.records.append((next(self._seq), record))
-            if record.plugin_id:
-                self._count_plugin(record)
+            group.built_at = report.timestamp
+            self._count(group, record, report.user_id)
             return group, is_new
+
+    def add_occurrence(self, group: ErrorGroup, record: ErrorRecord, user_id: str | None) -> None:
+        """A repeat occurrence without a new full report: counts and the record only."""
+        with self.lock:
+            report = group.report
+            report.occurrence_count += 1
+            report.timestamp = report.last_occurrence = record.timestamp.timestamp()
+            if self.groups.get(report.error_id) is group:
+                self.groups.move_to_end(report.error_id)
+            self._count(group, record, user_id)
+
+    def _count(self, group: ErrorGroup, record: ErrorRecord, user_id: str | None) -> None:
+        report = group.report
+        if user_id and len(group.users) < self.max_users_per_group:
+            group.users.add(str(user_id))
+        report.affected_users = len(group.users)
+        hours = max((report.last_occurrence - report.first_occurrence) / 3600.0, 1.0)
+        report.frequency_per_hour = round(report.occurrence_count / hours, 3)
+        report.priority = priority(
+            report.severity.value, report.frequency_per_hour, report.affected_users
+        )
+        group.occurrences.append(record)
+        self.records.append((next(self._seq), record))
+        if record.plugin_id:
+            self._count_plugin(record)
 
     def _evict(self) -> None:
         evicted = 0

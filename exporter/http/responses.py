@@ -1,0 +1,117 @@
+"""Response values and JSON encoding that cannot fail.
+
+Every body the API returns goes through ``dumps``: ``default=str`` turns unknown objects into
+text and a second pass replaces NaN/Infinity and breaks reference cycles, so a strange value
+in some error's context never turns a read into a 500.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 6
+_SEPARATORS = (",", ":")
+_MAX_DEPTH = 64
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass
+class Response:
+    """Status, headers and a body that is either bytes or an iterable of byte chunks."""
+
+    status: int
+    body: bytes | Iterable[bytes] = b""
+    content_type: str = JSON_TYPE
+    headers: Headers = field(default_factory=list)
+
+
+def dumps(data: Any) -> str:
+    """Strict JSON text (no NaN) for any value; never raises for odd contents."""
+    try:
+        return json.dumps(data, default=str, allow_nan=False, separators=_SEPARATORS)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(_clean(data, 0, set()), default=str, allow_nan=False,
+                          separators=_SEPARATORS)
+
+
+def _clean(value: Any, depth: int, seen: set[int]) -> Any:
+    """A JSON-safe copy: non-finite floats become strings, cycles and deep nests are cut."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if depth >= _MAX_DEPTH or id(value) in seen:
+        return "<cycle or too deep>"
+    if isinstance(value, dict):
+        seen.add(id(value))
+        out = {str(k): _clean(v, depth + 1, seen) for k, v in value.items()}
+        seen.discard(id(value))
+        return out
+    if isinstance(value, (list, tuple)):
+        seen.add(id(value))
+        items = [_clean(v, depth + 1, seen) for v in value]
+        seen.discard(id(value))
+        return items
+    return str(value)
+
+
+def json_response(status: int, data: Any, headers: Headers | None = None) -> Response:
+    return Response(status, dumps(data).encode("ascii"), JSON_TYPE, list(headers or []))
+
+
+def error_response(status: int, message: str, headers: Headers | None = None,
+                   **extra: Any) -> Response:
+    """The one error shape of the API: ``{"error": ..., "status": ...}`` plus details."""
+    return json_response(status, {"error": message, "status": status, **extra}, headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when Accept-Encoding lists gzip (or ``*``) without ``q=0``."""
+    wildcard = False
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        coding = coding.strip().lower()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        allowed = _quality(params) > 0
+        if coding == "*":
+            wildcard = allowed
+        else:
+            return allowed
+    return wildcard
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def gzip_body(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def gzip_stream(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> Iterator[bytes]:
+    """Compress a chunked body as it is produced (one gzip member)."""
+    import zlib
+
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
