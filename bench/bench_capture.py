@@ -36,19 +36,19 @@ DEPTH = 10
 
 def _make_site(index: int) -> Callable[[int], None]:
     """A call chain DEPTH frames deep whose innermost function is unique to this site."""
-    source = "\n".join(
-        [f"def leaf_{index}(i):\n    raise ValueError(f'bad value {{i}} at site {index}')"]
-        + [
-            f"def level_{index}_{d}(i):\n    return {'leaf_' + str(index) if d == 1 else f'level_{index}_{d - 1}'}(i)"
-            for d in range(1, DEPTH)
-        ]
-    )
+    lines = [f"def leaf_{index}(i):\n    raise ValueError(f'bad value {{i}} at site {index}')"]
+    for d in range(1, DEPTH):
+        callee = f"leaf_{index}" if d == 1 else f"level_{index}_{d - 1}"
+        lines.append(f"def level_{index}_{d}(i):\n    return {callee}(i)")
+    source = "\n".join(lines)
     namespace: dict[str, object] = {}
     exec(compile(source, f"<bench-site-{index}>", "exec"), namespace)
     return namespace[f"level_{index}_{DEPTH - 1}"]  # type: ignore[return-value]
 
 
-def _loop(sites: list[Callable[[int], None]], n: int, action: Callable[[BaseException], object]) -> float:
+def _loop(
+    sites: list[Callable[[int], None]], n: int, action: Callable[[BaseException], object]
+) -> float:
     count = len(sites)
     gc.disable()
     try:

@@ -492,7 +492,6 @@ class ErrorMonitor:
             message = report.error_message
             record = self._record(captured, message, report.stack_trace, report.context)
             group, is_new = self.store.add(report, record)
-        captured.exc = None  # do not keep the exception (and its frames) alive
         self.patterns.observe(report.error_type, report.error_id, message, report.plugin,
                               captured.timestamp)
         if is_new and self._terminal is not None:
