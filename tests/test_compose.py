@@ -1,0 +1,258 @@
+"""docker-compose.yml, deploy/ (Prometheus config, Dockerfile) and deploy/stack.sh."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support.promstack import free_port, http_get, query, wait_until
+from support.sample_exporter import static_exporter
+from support.tools import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+STACK_SCRIPT = ROOT / "deploy" / "stack.sh"
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    command = service.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """Value of ``--flag=value`` or ``--flag value`` in ``argv``."""
+    for index, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of the bind mounts (named volumes excluded)."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append((source, target))
+    return mounts
+
+
+def mounted_file(service: dict[str, Any], container_path: str) -> Path:
+    """The host file that ``container_path`` comes from (file or directory mount)."""
+    for source, target in bind_mounts(service):
+        if container_path == target:
+            return (ROOT / source).resolve()
+        if container_path.startswith(target.rstrip("/") + "/"):
+            return (ROOT / source / container_path[len(target.rstrip("/")) + 1 :]).resolve()
+    raise AssertionError(f"{container_path} is not mounted")
+
+
+def prometheus_config() -> dict[str, Any]:
+    path = flag_value(command_of(SERVICES["prometheus"]), "--config.file")
+    assert path, "prometheus needs --config.file"
+    config: dict[str, Any] = yaml.safe_load(mounted_file(SERVICES["prometheus"], path).read_text())
+    return config
+
+
+# ---------------------------------------------------------------------------- compose file
+
+
+@pytest.mark.tools
+def test_docker_compose_config_is_valid() -> None:
+    compose = require_tool("docker-compose")
+    proc = subprocess.run(
+        [compose, "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_services_and_named_volumes() -> None:
+    assert set(SERVICES) == {"app", "prometheus", "alertmanager", "grafana"}
+    for service in ("prometheus", "alertmanager", "grafana"):
+        named = [str(v).split(":")[0] for v in SERVICES[service].get("volumes", [])]
+        assert any(name in COMPOSE["volumes"] for name in named), f"{service}: no data volume"
+
+
+@pytest.mark.parametrize("service", ["prometheus", "alertmanager", "grafana"])
+def test_images_are_pinned(service: str) -> None:
+    image = SERVICES[service]["image"]
+    name, _, tag = image.rpartition(":")
+    assert name and tag and tag != "latest", image
+    assert re.match(r"v?\d+\.\d+\.\d+$", tag), image
+
+
+def test_pinned_versions() -> None:
+    assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:v2.53.")
+    assert SERVICES["alertmanager"]["image"].startswith("prom/alertmanager:v0.")
+    assert SERVICES["grafana"]["image"].startswith("grafana/grafana:11.6.")
+    assert "--enable-feature=exemplar-storage" in command_of(SERVICES["prometheus"])
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_bind_mounted_paths_exist(service: str) -> None:
+    for source, _ in bind_mounts(SERVICES[service]):
+        assert (ROOT / source).exists(), f"{service}: {source} does not exist"
+
+
+def test_app_builds_from_deploy_dockerfile() -> None:
+    build = SERVICES["app"]["build"]
+    dockerfile = ROOT / build["context"] / build["dockerfile"]
+    text = dockerfile.read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.MULTILINE)
+    assert "pip install ." in text
+    argv = command_of(SERVICES["app"])
+    assert argv[:2] == ["error-exporter", "demo"]
+    assert flag_value(argv, "--host") == "0.0.0.0"
+    assert "--no-live" in argv
+    # The image's own CMD is the same command (docker run without compose).
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.MULTILINE)
+    assert cmd and yaml.safe_load(cmd.group(1)) == argv
+    dockerignore = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in dockerignore and ".git" in dockerignore
+
+
+def test_prometheus_scrapes_the_app_service_on_its_port() -> None:
+    port = flag_value(command_of(SERVICES["app"]), "--port")
+    (job,) = [j for j in prometheus_config()["scrape_configs"] if j["job_name"] == "error-exporter"]
+    targets = [t for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"app:{port}"]
+    published = [str(p).rsplit(":", 1)[-1] for p in SERVICES["app"].get("ports", [])]
+    assert port in published
+
+
+def test_prometheus_alerts_to_the_alertmanager_service() -> None:
+    alertmanager = SERVICES["alertmanager"]
+    listen = flag_value(command_of(alertmanager), "--web.listen-address") or ":9093"
+    port = listen.rsplit(":", 1)[1]
+    (manager,) = prometheus_config()["alerting"]["alertmanagers"]
+    targets = [t for c in manager["static_configs"] for t in c["targets"]]
+    assert targets == [f"alertmanager:{port}"]
+    config = flag_value(command_of(alertmanager), "--config.file")
+    assert config
+    assert mounted_file(alertmanager, config) == ROOT / "alerts" / "alertmanager.yml"
+
+
+def test_prometheus_loads_the_shipped_rules() -> None:
+    prometheus = SERVICES["prometheus"]
+    patterns = prometheus_config()["rule_files"]
+    rule_mounts = [
+        (source, target)
+        for source, target in bind_mounts(prometheus)
+        if any(fnmatch.fnmatch(target, pattern) for pattern in patterns)
+    ]
+    assert [(ROOT / s).resolve() for s, _ in rule_mounts] == [ROOT / "alerts" / "rules.yml"]
+
+
+def test_grafana_provisioning_mounts() -> None:
+    grafana = SERVICES["grafana"]
+    datasources = mounted_file(grafana, "/etc/grafana/provisioning/datasources")
+    dashboards = mounted_file(grafana, "/etc/grafana/provisioning/dashboards")
+    assert (datasources / "prometheus.yml").is_file()
+    provider = yaml.safe_load((dashboards / "error-exporter.yml").read_text())["providers"][0]
+    folder = mounted_file(grafana, provider["options"]["path"])
+    assert (folder / "error-exporter-overview.json").is_file()
+    assert (folder / "error-exporter-drilldown.json").is_file()
+    source = yaml.safe_load((datasources / "prometheus.yml").read_text())["datasources"][0]
+    host_port = source["url"].split("//", 1)[1]
+    assert host_port.split(":")[0] in SERVICES
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert mounted_file(grafana, home).is_file()
+
+
+def test_datasource_time_interval_matches_scrape_interval() -> None:
+    """$__rate_interval is only right when Grafana knows the scrape interval."""
+    (job,) = [j for j in prometheus_config()["scrape_configs"] if j["job_name"] == "error-exporter"]
+    source = yaml.safe_load(
+        (ROOT / "dashboards" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
+    assert source["jsonData"]["timeInterval"] == job["scrape_interval"]
+
+
+@pytest.mark.tools
+def test_promtool_check_deploy_config() -> None:
+    promtool = require_tool("promtool")
+    proc = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(ROOT / "deploy" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------- deploy/stack.sh
+
+
+@pytest.fixture
+def running_app() -> Iterator[int]:
+    """Stands in for an already running demo: stack.sh must scrape it, not start another."""
+    with static_exporter() as port:
+        yield port
+
+
+def test_stack_script_syntax() -> None:
+    proc = subprocess.run(["bash", "-n", str(STACK_SCRIPT)], capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert os.access(STACK_SCRIPT, os.X_OK)
+
+
+@pytest.mark.tools
+def test_stack_script_runs_and_stops_on_ctrl_c(tmp_path: Path, running_app: int) -> None:
+    require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
+    prom_port, am_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "APP_PORT": str(running_app),
+        "PROM_PORT": str(prom_port),
+        "AM_PORT": str(am_port),
+        "SCRAPE_INTERVAL": "1s",
+        "STACK_DIR": str(tmp_path / "stack"),
+    }
+    log = (tmp_path / "stack.log").open("wb")
+    script = subprocess.Popen(
+        [str(STACK_SCRIPT)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    prom = f"http://127.0.0.1:{prom_port}"
+    try:
+        wait_until(
+            lambda: query(prom, 'up{job="error-exporter"} == 1'),
+            60,
+            what="prometheus scraping the running exporter",
+        )
+        wait_until(
+            lambda: query(prom, 'up{job="alertmanager"} == 1'), 30, what="alertmanager scraped"
+        )
+        status, body = http_get(f"{prom}/api/v1/rules")
+        assert status == 200 and b"error-exporter.alerts" in body
+        assert not (tmp_path / "stack" / "demo.log").exists(), "demo started despite running app"
+    finally:
+        script.send_signal(signal.SIGINT)
+        try:
+            script.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            script.kill()
+            script.wait(timeout=10)
+        log.close()
+    output = (tmp_path / "stack.log").read_text()
+    assert "stopped" in output, output
+    for port in (prom_port, am_port):
+        with pytest.raises(OSError):
+            http_get(f"http://127.0.0.1:{port}/-/ready", timeout=2)

@@ -1,0 +1,329 @@
+"""The generated Grafana dashboards: reproducible from dashboards/build.py and lint-clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import promql_parser as pp
+import pytest
+import yaml
+from support.grafana import (
+    DASHBOARD_DIR,
+    DASHBOARD_FILES,
+    Target,
+    describe_failures,
+    load_build_module,
+    load_dashboards,
+    panels,
+    run_targets,
+    substitute_macros,
+    targets,
+    variables,
+)
+from support.promql import counters_outside_rate, matchers, selectors, walk
+from support.promstack import PromStack, query, wait_until
+from support.sample_exporter import static_exporter
+from support.tools import require_tool
+
+DASHBOARDS = load_dashboards()
+ALL_TARGETS = [t for d in DASHBOARDS.values() for t in targets(d)]
+ALL_PANELS = [(d["uid"], p) for d in DASHBOARDS.values() for p in panels(d)]
+EXPECTED_UIDS = {
+    "error-exporter-overview.json": "error-exporter-overview",
+    "error-exporter-drilldown.json": "error-exporter-drilldown",
+}
+DATASOURCE_UID = "${datasource}"
+# Sentinels for the lint: each macro becomes a distinct, recognisable duration.
+RATE_INTERVAL = timedelta(seconds=1234)
+MACRO_SENTINELS = {"scrape_interval": 300.5, "interval": 933.0, "range_seconds": 4321.0}
+
+
+def parsed(target: Target) -> pp.Expr:
+    return pp.parse(substitute_macros(target.expr, **MACRO_SENTINELS))
+
+
+def target_id(target: Target) -> str:
+    return target.name
+
+
+def panel_id(item: tuple[str, dict[str, Any]]) -> str:
+    return f"{item[0]} / {item[1].get('title', '?')}"
+
+
+# ---------------------------------------------------------------------------- reproducible
+
+
+def test_committed_json_equals_build_output() -> None:
+    built = load_build_module().build_all()
+    assert set(built) == set(DASHBOARD_FILES)
+    for name, text in built.items():
+        assert (DASHBOARD_DIR / name).read_text() == text, (
+            f"{name} is stale: run python dashboards/build.py"
+        )
+
+
+def test_build_check_mode_exit_code(tmp_path: Path) -> None:
+    script = str(DASHBOARD_DIR / "build.py")
+    ok = subprocess.run([sys.executable, script, "--check"], capture_output=True, check=False)
+    assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
+    stale = subprocess.run(
+        [sys.executable, script, "--check", "--out", str(tmp_path)],
+        capture_output=True,
+        check=False,
+    )
+    assert stale.returncode == 1
+
+
+# ---------------------------------------------------------------------------- dashboard level
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_stable_uid_title_and_tags(name: str) -> None:
+    board = DASHBOARDS[name]
+    assert board["uid"] == EXPECTED_UIDS[name]
+    assert board["title"].startswith("error-exporter / ")
+    assert "error-exporter" in board["tags"]
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_no_datasource_inputs(name: str) -> None:
+    text = (DASHBOARD_DIR / name).read_text()
+    assert "${DS_" not in text
+    assert "__inputs" not in DASHBOARDS[name]
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_datasource_job_and_instance_variables(name: str) -> None:
+    found = variables(DASHBOARDS[name])
+    datasource = found["datasource"]
+    assert datasource["type"] == "datasource"
+    assert datasource["query"] == "prometheus"
+    for var in ("job", "instance"):
+        variable = found[var]
+        assert variable["type"] == "query"
+        assert variable["multi"] is True
+        assert variable["includeAll"] is True
+        assert variable["datasource"]["uid"] == DATASOURCE_UID
+    assert list(found)[:3] == ["datasource", "job", "instance"]
+
+
+def test_drilldown_component_and_plugin_variables() -> None:
+    found = variables(DASHBOARDS["error-exporter-drilldown.json"])
+    for var in ("component", "plugin"):
+        variable = found[var]
+        assert variable["type"] == "query"
+        assert variable["query"] == (
+            f'label_values(app_errors_total{{job=~"$job", instance=~"$instance"}}, {var})'
+        )
+        assert variable["includeAll"] is True
+        # Missing component/plugin is the empty string: "All" must match it too.
+        assert variable["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_variable_queries_parse(name: str) -> None:
+    for variable in variables(DASHBOARDS[name]).values():
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        assert query.startswith("label_values(")
+        selector = query[len("label_values(") : query.rindex(",")]
+        pp.parse(selector)
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_links_to_the_json_api(name: str) -> None:
+    urls = [link.get("url", "") for link in DASHBOARDS[name]["links"]]
+    assert any("/api/v1/" in url for url in urls)
+    assert any(link["type"] == "dashboards" for link in DASHBOARDS[name]["links"])
+
+
+def test_drilldown_error_rate_has_exemplars_and_a_data_link() -> None:
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    panel = next(p for p in panels(board) if p["title"] == "Error rate by type")
+    assert any(t.get("exemplar") for t in panel["targets"])
+    links = panel["fieldConfig"]["defaults"]["links"]
+    assert any("/api/v1/export?component=" in link["url"] for link in links)
+
+
+def test_exemplar_destination_links_to_error_groups() -> None:
+    provisioning = yaml.safe_load(
+        (DASHBOARD_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (source,) = provisioning["datasources"]
+    assert source["uid"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    (destination,) = source["jsonData"]["exemplarTraceIdDestinations"]
+    assert destination["name"] == "error_id"
+    assert destination["url"].endswith("/api/v1/errors/${__value.raw}")
+
+
+def test_dashboard_provider_points_at_mounted_dir() -> None:
+    provisioning = yaml.safe_load(
+        (DASHBOARD_DIR / "provisioning" / "dashboards" / "error-exporter.yml").read_text()
+    )
+    (provider,) = provisioning["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_unique_panel_ids_and_grid(name: str) -> None:
+    board = DASHBOARDS[name]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24
+
+
+# ---------------------------------------------------------------------------- panels
+
+
+@pytest.mark.parametrize("item", ALL_PANELS, ids=panel_id)
+def test_panel_has_title_unit_and_datasource_variable(item: tuple[str, dict[str, Any]]) -> None:
+    _, panel = item
+    assert panel.get("title", "").strip()
+    assert panel.get("description", "").strip()
+    assert panel["fieldConfig"]["defaults"].get("unit"), "set a unit (fieldConfig.defaults.unit)"
+    assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}
+    assert panel.get("targets"), "a panel without queries"
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+def test_target_uses_datasource_variable(target: Target) -> None:
+    assert target.target["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}
+    assert target.ref_id
+
+
+def test_ref_ids_unique_per_panel() -> None:
+    for _, panel in ALL_PANELS:
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+def test_expr_parses_after_substitution(target: Target) -> None:
+    parsed(target)
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+def test_rates_use_rate_interval(target: Target) -> None:
+    assert "$__range" not in target.expr and "$__interval" not in target.expr
+    for visit in walk(parsed(target)):
+        node = visit.node
+        if isinstance(node, pp.MatrixSelector):
+            assert node.range == RATE_INTERVAL, (
+                f"range [{node.range}] must be [$__rate_interval]: {target.expr}"
+            )
+        assert not isinstance(node, pp.SubqueryExpr), "no subqueries"
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+def test_every_selector_filters_job_and_instance(target: Target) -> None:
+    found = selectors(parsed(target))
+    assert found, "a query without a selector"
+    for selector in found:
+        regex = {(m.name, m.value) for m in matchers(selector) if m.op == pp.MatchOp.Re}
+        assert ("job", "$job") in regex, f'{selector} lacks job=~"$job"'
+        assert ("instance", "$instance") in regex, f'{selector} lacks instance=~"$instance"'
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+def test_counters_only_inside_rate(target: Target) -> None:
+    assert counters_outside_rate(parsed(target)) == []
+
+
+def test_drilldown_capture_path_queries_filter_component_and_plugin() -> None:
+    """Families with component/plugin labels are filtered by the drill-down variables."""
+    scoped = (
+        "app_errors_total",
+        "app_error_recoveries_total",
+        "app_error_recovery_duration_seconds_bucket",
+        "app_operation_duration_seconds_count",
+        "app_operation_duration_seconds_bucket",
+    )
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    for target in targets(board):
+        for selector in selectors(parsed(target)):
+            if str(selector.name) not in scoped:
+                continue
+            names = {m.name: m.value for m in matchers(selector)}
+            assert names.get("component") == "$component", f"{target.name}: {selector}"
+            assert names.get("plugin") == "$plugin", f"{target.name}: {selector}"
+
+
+def test_overview_covers_every_metric_family() -> None:
+    """Every family of docs/contracts.md that is worth a panel appears on the overview."""
+    wanted = {
+        "app_errors_total",
+        "app_error_recoveries_total",
+        "app_error_recovery_duration_seconds_bucket",
+        "app_operation_duration_seconds_count",
+        "app_error_reports_dropped_total",
+        "app_monitor_internal_errors_total",
+        "app_error_pattern_severity",
+        "app_error_pattern_occurrences",
+        "app_plugin_health",
+        "app_unique_errors",
+        "app_sessions_active",
+        "app_sessions_total",
+        "app_error_queue_depth",
+        "app_system_cpu_utilization_ratio",
+        "app_system_memory_utilization_ratio",
+        "app_process_cpu_utilization_ratio",
+        "app_process_threads",
+        "app_process_open_files",
+    }
+    board = DASHBOARDS["error-exporter-overview.json"]
+    used = {str(s.name) for t in targets(board) for s in selectors(parsed(t))}
+    assert wanted <= used, f"missing: {sorted(wanted - used)}"
+
+
+# ---------------------------------------------------------------------------- real Prometheus
+
+
+@pytest.mark.tools
+def test_every_target_returns_data_for_the_contract_sample(tmp_path: Path) -> None:
+    """Each target, macros and variables substituted as Grafana would, runs on a real
+    Prometheus scraping a static target shaped like docs/contracts.md and returns series.
+    (tests/test_e2e_stack.py does the same against the real demo.)"""
+    require_tool("prometheus")
+    scrape = 1.0
+    with static_exporter() as port, PromStack(tmp_path) as stack:
+        prom = stack.prometheus(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "error-exporter",
+                        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                    }
+                ],
+            }
+        )
+        wait_until(lambda: query(prom.url, 'up{job="error-exporter"}'), 60, what="first scrape")
+        started = time.monotonic()
+        # $__rate_interval = 4 scrapes: wait until a window that long holds two samples.
+        wait_until(
+            lambda: query(prom.url, "count_over_time(up{job='error-exporter'}[1m]) >= 6"),
+            30,
+            what="six scrapes",
+        )
+        outcomes = []
+        for board in DASHBOARDS.values():
+            outcomes += run_targets(
+                prom.url,
+                board,
+                scrape_interval=scrape,
+                interval=scrape,
+                range_seconds=max(60.0, time.monotonic() - started),
+            )
+    assert len(outcomes) == len(ALL_TARGETS)
+    failures = describe_failures(outcomes)
+    assert not failures, "targets without data:\n" + failures

@@ -1,0 +1,233 @@
+"""End to end: the real demo, a real Prometheus and a real Alertmanager on loopback.
+
+(a) every dashboard target returns data from the demo's metrics;
+(b) an error storm in the demo reaches a webhook through the shipped rules and Alertmanager
+    configuration, and is resolved after the storm stops.
+
+Needs `python -m exporter demo` (flags --host --port --rate --seed --no-live --storm
+--duration), `prometheus` and `prometheus-alertmanager`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support.grafana import describe_failures, load_dashboards, run_targets
+from support.promstack import (
+    PromStack,
+    Service,
+    WebhookReceiver,
+    compress_windows,
+    dump_yaml,
+    exemplars,
+    free_port,
+    load_yaml,
+    point_webhooks_at,
+    query,
+    shorten_rule_for,
+    wait_until,
+)
+from support.tools import require_tool
+
+pytestmark = [pytest.mark.tools, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_FILE = ROOT / "alerts" / "rules.yml"
+AM_FILE = ROOT / "alerts" / "alertmanager.yml"
+RUNBOOK_BASE = "https://github.com/error-exporter/error-exporter/blob/main/alerts/runbook.md#"
+JOB = "error-exporter"
+SCRAPE_SECONDS = 1.0
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[PromStack]:
+    require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
+    with PromStack(tmp_path) as s:
+        yield s
+
+
+def start_demo(stack: PromStack, *extra: str) -> Service:
+    """``python -m exporter demo`` on a free loopback port, ready when /healthz answers."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "exporter", "demo",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--rate", "50", "--seed", "1", "--no-live",
+        *extra,
+    ]  # fmt: skip
+    return stack.spawn("demo", argv, port=port, ready_path="/healthz", cwd=ROOT)
+
+
+def scrape_config(port: int) -> dict[str, Any]:
+    return {
+        "job_name": JOB,
+        "scrape_interval": f"{SCRAPE_SECONDS:g}s",
+        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+    }
+
+
+# ---------------------------------------------------------------------------- (a) dashboards
+
+
+def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> None:
+    demo = start_demo(stack)
+    prom = stack.prometheus(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [scrape_config(demo.port)],
+        },
+        exemplars=True,
+    )
+    wait_until(lambda: query(prom.url, f'up{{job="{JOB}"}} == 1'), 60, what="first scrape")
+    started = time.time()
+    # About 25 s of data: several $__rate_interval windows (4 x 1 s) and some demo activity.
+    wait_until(
+        lambda: query(prom.url, f'count_over_time(up{{job="{JOB}"}}[5m]) >= 25'),
+        90,
+        interval=1.0,
+        what="25 scrapes of the demo",
+    )
+    assert demo.running(), demo.log_tail()
+
+    outcomes = []
+    for board in load_dashboards().values():
+        outcomes += run_targets(
+            prom.url,
+            board,
+            scrape_interval=SCRAPE_SECONDS,
+            interval=SCRAPE_SECONDS,
+            range_seconds=time.time() - started,
+        )
+    failures = describe_failures(outcomes)
+    assert not failures, "dashboard targets without data from the demo:\n" + failures
+
+    # Exemplars: the drill-down's error-rate query carries error_id exemplars.
+    exemplar_targets = [o for o in outcomes if o.target.target.get("exemplar")]
+    assert exemplar_targets
+    for outcome in exemplar_targets:
+        found = exemplars(prom.url, outcome.promql, started - 60, time.time())
+        labels = [e["labels"] for series in found for e in series["exemplars"]]
+        assert labels, f"no exemplars for {outcome.target.name}"
+        assert all("error_id" in label for label in labels)
+
+
+# ---------------------------------------------------------------------------- (b) alerting
+
+
+def _notified(hook: WebhookReceiver, alertname: str, status: str) -> list[dict[str, Any]]:
+    return [
+        alert
+        for body in hook.bodies
+        for alert in body.get("alerts", [])
+        if alert["labels"].get("alertname") == alertname and alert.get("status") == status
+    ]
+
+
+def test_error_storm_alerts_reach_the_webhook_and_resolve(stack: PromStack) -> None:
+    hook = stack.webhook()
+    am_config = point_webhooks_at(
+        load_yaml(AM_FILE), hook.url, group_wait="1s", group_interval="1s", repeat_interval="1h"
+    )
+    am = stack.alertmanager(am_config)
+
+    # The shipped rules with test timing: 1 s evaluation, for: 2s, windows divided by 30
+    # (increase(...[5m]) -> [10s]) so that alerts resolve within seconds of the storm's end.
+    rules = compress_windows(shorten_rule_for(load_yaml(RULES_FILE), "2s"), factor=30)
+    rules_path = dump_yaml(rules, stack.workdir / "rules.yml")
+
+    port = free_port()
+    prom = stack.prometheus(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules_path)],
+            "scrape_configs": [
+                {
+                    "job_name": JOB,
+                    "scrape_interval": "1s",
+                    "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                }
+            ],
+        },
+        alertmanager=am,
+    )
+    # Prometheus scrapes about 5 s after its start: start the storm once it is scraping.
+    wait_until(lambda: query(prom.url, f'up{{job="{JOB}"}}'), 60, what="target discovered")
+    storm_seconds = 30
+    argv = [
+        sys.executable, "-m", "exporter", "demo",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--rate", "50", "--seed", "1", "--no-live",
+        "--storm", "--duration", str(storm_seconds),
+    ]  # fmt: skip
+    demo = stack.spawn("demo", argv, port=port, ready_path="/healthz", cwd=ROOT)
+
+    critical = wait_until(
+        lambda: _notified(hook, "ErrorExporterCriticalErrors", "firing"),
+        60,
+        what="ErrorExporterCriticalErrors at the webhook",
+    )
+    pattern = wait_until(
+        lambda: [
+            a
+            for a in _notified(hook, "ErrorExporterErrorPattern", "firing")
+            if a["labels"].get("severity") == "critical"
+        ],
+        60,
+        what="critical ErrorExporterErrorPattern at the webhook",
+    )
+
+    for alert in (critical[0], pattern[0]):
+        labels, annotations = alert["labels"], alert["annotations"]
+        assert labels["severity"] == "critical"
+        assert labels["job"] == JOB
+        assert labels["instance"] == f"127.0.0.1:{port}"
+        assert labels["error_type"]
+        assert set(annotations) >= {"summary", "description", "runbook_url"}
+        assert annotations["runbook_url"] == RUNBOOK_BASE + labels["alertname"].lower()
+        assert "{{" not in annotations["summary"] + annotations["description"]
+    assert set(critical[0]["labels"]) <= {
+        "alertname", "severity", "job", "instance", "component", "plugin", "error_type",
+    }  # fmt: skip
+    assert set(pattern[0]["labels"]) == {"alertname", "severity", "job", "instance", "error_type"}
+    assert critical[0]["labels"]["error_type"] in critical[0]["annotations"]["summary"]
+
+    bodies = [b for b in hook.bodies if b.get("receiver") == "critical"]
+    assert bodies, "critical alerts must go to the critical receiver"
+    assert all(b["version"] == "4" for b in bodies)
+
+    # The storm ends when the demo exits (--duration): the alerts resolve.
+    demo.process.wait(timeout=storm_seconds + 60)
+    assert demo.process.returncode == 0, demo.log_tail()
+    wait_until(
+        lambda: _notified(hook, "ErrorExporterCriticalErrors", "resolved"),
+        60,
+        what="ErrorExporterCriticalErrors resolved at the webhook",
+    )
+    wait_until(
+        lambda: _notified(hook, "ErrorExporterErrorPattern", "resolved"),
+        60,
+        what="ErrorExporterErrorPattern resolved at the webhook",
+    )
+
+
+def test_rules_copy_keeps_every_alert() -> None:
+    """The e2e override only changes timing, never which alerts exist or their labels."""
+    shipped = load_yaml(RULES_FILE)
+    fast = compress_windows(shorten_rule_for(shipped, "2s"), factor=30)
+
+    def summary(rules: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (r.get("alert"), r.get("record"), yaml.safe_dump(r.get("labels")))
+            for g in rules["groups"]
+            for r in g["rules"]
+        ]
+
+    assert summary(fast) == summary(shipped)
+    assert all(r["for"] == "2s" for g in fast["groups"] for r in g["rules"] if "alert" in r)
