@@ -1,0 +1,264 @@
+"""Entry point of ``error-exporter`` (and ``python -m exporter``).
+
+Exit codes: 0 ok; 1 the operation failed (nothing listening at the URL, 401, a server
+error, a file that cannot be written); 2 usage or configuration error (bad arguments or a
+filter value the server refuses with 400, a configuration with problems, an input file
+that is missing or not an export). Every
+message names the URL or file and the cause; no command ends with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from exporter.cli.client import TOKEN_ENV, URL_ENV, ApiClient, ApiError, HttpStatusError
+
+EPILOG = """exit codes: 0 ok, 1 the operation failed (connection refused, 401, server error),
+2 usage or configuration error (bad options or filter values, invalid config, missing file,
+not an export file).
+environment: ERROR_EXPORTER_URL (default --url), ERROR_EXPORTER_API_TOKEN (default --token)."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be 1..65535, got {text}")
+    return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _time_arg(text: str) -> str:
+    """'15m', '2h', '1d' ago as epoch seconds; anything else is passed on for the server
+    to parse (ISO 8601 or epoch seconds), so its message explains a bad value."""
+    value = text.strip()
+    if len(value) > 1 and value[-1] in _UNITS:
+        try:
+            amount = float(value[:-1])
+        except ValueError:
+            return value
+        return f"{time.time() - amount * _UNITS[value[-1]]:.3f}"
+    return value
+
+
+def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
+    if url:
+        parser.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
+                            "http://127.0.0.1:9718)")
+    parser.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="error-exporter",
+        description="In-process error monitor for Python apps: demo, live view, analysis, "
+                    "export and configuration check.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a synthetic app with the monitor and a live view")
+    demo.add_argument("--host", help="bind address (default 127.0.0.1)")
+    demo.add_argument("--port", type=_port, help="port (default 9718)")
+    demo.add_argument("--rate", type=_positive_float, default=5.0, help="errors per second")
+    demo.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                      help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the workload")
+    demo.add_argument("--storm", action="store_true",
+                      help="a sustained storm of critical errors for the whole run")
+    demo.add_argument("--storm-every", type=_positive_float, default=30.0, metavar="SECONDS",
+                      help="seconds between error storms (default 30)")
+    demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
+    demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
+    _add_api_options(demo, url=False)
+
+    watch = sub.add_parser("watch", help="live view of a running app")
+    _add_api_options(watch)
+    watch.add_argument("--refresh", type=_positive_float, default=2.0, metavar="SECONDS")
+    watch.add_argument("--no-rich", action="store_true", help="plain lines, one per refresh")
+    watch.add_argument("--iterations", type=_positive_int, metavar="N",
+                       help="stop after N refreshes")
+
+    analyze = sub.add_parser("analyze", help="comprehensive report of a running app or an export")
+    source = analyze.add_mutually_exclusive_group()
+    source.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
+                        "http://127.0.0.1:9718)")
+    source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
+    analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
+    analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+
+    export = sub.add_parser("export", help="write the JSON export of a running app")
+    _add_api_options(export)
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.add_argument("--since", type=_time_arg,
+                        help="only errors at or after: ISO 8601, epoch seconds or 15m/2h/1d ago")
+    export.add_argument("--until", type=_time_arg,
+                        help="only errors before: ISO 8601, epoch seconds or 15m/2h/1d ago")
+    export.add_argument("--severity", choices=("low", "medium", "high", "critical"))
+    export.add_argument("--component")
+    export.add_argument("--plugin")
+    export.add_argument("--error-type")
+    export.add_argument("--limit", type=_positive_int, help="at most this many records")
+    export.add_argument("--page-size", type=_positive_int, default=1000, metavar="N",
+                        help="records per API request (default 1000)")
+
+    check = sub.add_parser("check-config", help="validate a YAML configuration file")
+    check.add_argument("file", metavar="FILE")
+
+    serve = sub.add_parser("serve", help="serve /metrics and /api/v1 of every worker of a "
+                           "multiprocess server (gunicorn, uwsgi) from their shared directory")
+    serve.add_argument("--multiproc-dir", metavar="DIR",
+                       default=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+                       help="the workers' PROMETHEUS_MULTIPROC_DIR (default: that variable)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="port (default 9718)")
+    serve.add_argument("--config", metavar="FILE", help="YAML configuration (namespace, token)")
+    _add_api_options(serve, url=False)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(args.url, token=args.token)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporter.cli.demo import run_demo
+    from exporter.config import ConfigError
+
+    try:
+        return run_demo(args)
+    except ConfigError as exc:
+        named = not args.config or args.config in str(exc)
+        where = "" if named else f" in {args.config}"
+        print(f"error: invalid configuration{where}: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from exporter.cli.watch import run_watch
+
+    use_rich = not args.no_rich and sys.stdout.isatty()
+    return run_watch(_client(args), refresh=args.refresh, use_rich=use_rich,
+                     iterations=args.iterations)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from exporter.cli import PipeConsole
+    from exporter.cli.analyze import (
+        NotAnExport,
+        print_json,
+        print_report,
+        report_from_api,
+        report_from_file,
+    )
+
+    if args.file:
+        try:
+            report = report_from_file(args.file)
+        except NotAnExport as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    else:
+        report = report_from_api(_client(args))
+    if args.json:
+        print_json(report)
+    else:
+        print_report(report, PipeConsole())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from exporter.cli.export import export
+
+    filters = {"since": args.since, "until": args.until, "severity": args.severity,
+               "component": args.component, "plugin": args.plugin,
+               "error_type": args.error_type}
+    try:
+        count = export(_client(args), args.output, filters, args.limit, args.page_size)
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} records to {args.output}", flush=True)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from exporter.cli.check_config import check_config
+
+    return check_config(args.file)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from exporter.multiprocess.sidecar import run_sidecar
+
+    if not args.multiproc_dir:
+        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR)",
+              file=sys.stderr)
+        return 2
+    return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo,
+    "watch": cmd_watch,
+    "analyze": cmd_analyze,
+    "export": cmd_export,
+    "check-config": cmd_check_config,
+    "serve": cmd_serve,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except HttpStatusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if exc.status == 400 else 1  # 400: the server refused one of our options
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `watch --no-rich | head`: the reader left, that is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

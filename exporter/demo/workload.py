@@ -1,0 +1,369 @@
+"""A synthetic app that keeps the monitor busy: the tuner app and the LED-matrix plugins.
+
+A new user needs to see every feature of the monitor within seconds, without writing an
+app first: several error groups of every severity, breadcrumbs, users and sessions
+(clean, errored and crashed), timed operations, recoveries that work and fail, and now and
+then a storm that trips a pattern and turns a plugin unhealthy. Everything is driven by a
+seeded ``random.Random`` so a run can be repeated.
+
+The errors are really raised from a handful of distinct functions, so the monitor's
+grouping by traceback yields distinct groups with real file:line locations.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from exporter import handle_errors
+
+COMPONENTS = ("ECUControl", "CANInterface", "MainWindow", "DataLogger")
+PLUGINS = ("weather", "stocks", "clock", "news")
+USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
+
+log = logging.getLogger("demo.app")
+# The demo logs on purpose; without a handler Python's last-resort handler would print
+# every warning to stderr and garble the live view.
+logging.getLogger("demo").addHandler(logging.NullHandler())
+
+
+class CANBusError(Exception):
+    """A CAN bus fault: the tuner app's own exception type."""
+
+
+# -- the functions that fail: one group each ------------------------------------------
+
+
+def read_ecu_sensors(rng: random.Random, fail: bool) -> dict[str, float]:
+    if fail:
+        raise TimeoutError("ECU sensor poll timed out after 250 ms")
+    return {"rpm": rng.uniform(800, 7000), "afr": rng.uniform(11.5, 15.0)}
+
+
+def flash_ecu_map(rng: random.Random, fail: bool) -> int:
+    if fail:
+        cell = rng.randrange(256)
+        raise ValueError(f"fuel map cell {cell} out of range (must be 0..100)")
+    return rng.randrange(1, 5)
+
+
+def send_can_frame(rng: random.Random, fail: bool) -> int:
+    if fail:
+        raise CANBusError("bus-off state on can0: too many transmit errors")
+    return rng.randrange(0x100, 0x7FF)
+
+
+def read_can_frame(rng: random.Random, fail: bool) -> bytes:
+    if fail:
+        raise CANBusError("frame checksum mismatch on can0")
+    return bytes(rng.randrange(256) for _ in range(8))
+
+
+def render_dashboard(rng: random.Random, fail: bool) -> int:
+    if fail:
+        raise RuntimeError("widget tree modified during render")
+    return rng.randrange(30, 61)
+
+
+def write_log_chunk(rng: random.Random, fail: bool) -> int:
+    if fail:
+        raise OSError(28, "No space left on device", "/var/log/tuner/session.log")
+    return rng.randrange(512, 8192)
+
+
+def fetch_weather(rng: random.Random, fail: bool) -> float:
+    if fail:
+        raise ConnectionError("weather API unreachable: api.weather.example")
+    return rng.uniform(-5, 35)
+
+
+def parse_stock_quote(rng: random.Random, fail: bool) -> float:
+    quote: dict[str, float] = {"volume": rng.uniform(1e3, 1e6), "price": rng.uniform(10, 200)}
+    if fail:
+        del quote["price"]
+    return float(quote["price"])
+
+
+def sync_clock(rng: random.Random, fail: bool) -> float:
+    if fail:
+        raise ValueError("unknown timezone 'Mars/Olympus_Mons'")
+    return rng.uniform(-0.5, 0.5)
+
+
+def fetch_news(rng: random.Random, fail: bool) -> int:
+    if fail:
+        raise TimeoutError("news feed did not answer within 5 s")
+    return rng.randrange(1, 20)
+
+
+def allocate_frame_buffer(rng: random.Random, fail: bool) -> bytearray:
+    """Fails with MemoryError: the critical error of the demo."""
+    if fail:
+        raise MemoryError(f"cannot allocate {rng.randrange(64, 512)} MiB frame buffer")
+    return bytearray(16)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A timed operation of one component (and maybe one plugin).
+
+    ``failure_weight`` is its share of the failures: plugins fail rarely on their own, so
+    that it is the storms that turn them unhealthy.
+    """
+
+    name: str
+    component: str
+    plugin: str
+    func: Callable[[random.Random, bool], Any]
+    failure_weight: float
+    severity: str | None = None
+
+
+OPERATIONS = (
+    Operation("read_sensors", "ECUControl", "", read_ecu_sensors, 0.15),
+    Operation("send_frame", "CANInterface", "", send_can_frame, 0.2, "high"),
+    Operation("render_dashboard", "MainWindow", "", render_dashboard, 0.1),
+    Operation("flush_log", "DataLogger", "", write_log_chunk, 0.05),
+    Operation("update", "MainWindow", "weather", fetch_weather, 0.06),
+    Operation("update", "MainWindow", "stocks", parse_stock_quote, 0.05, "low"),
+    Operation("display", "MainWindow", "clock", sync_clock, 0.03, "low"),
+    Operation("update", "MainWindow", "news", fetch_news, 0.04),
+)
+STORM_OPERATIONS = ("weather", "stocks", "send_frame")
+CRASH_SHARE = 0.2  # of the gaps between sessions, filled by a short session that crashes
+
+
+@dataclass
+class _Session:
+    session_id: str
+    user_id: str
+    steps_left: int
+    fate: str  # "exited" or "errored"
+
+
+class Workload:
+    """Drives a monitor like a busy app would, about ``rate`` errors per second.
+
+    ``step()`` is one tick (a few operations and exactly one failure, roughly);
+    ``run()`` repeats it until stopped, with a storm every ``storm_every`` seconds.
+    With ``storm=True`` every tick is a critical MemoryError in the news plugin.
+    """
+
+    def __init__(
+        self,
+        monitor: Any,
+        rate: float = 5.0,
+        seed: int = 0,
+        storm_every: float = 30.0,
+        *,
+        storm: bool = False,
+        storm_size: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 errors per second, got {rate}")
+        self.monitor = monitor
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.storm_every = storm_every
+        self.storm_mode = storm
+        self.storm_size = storm_size
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self._session: _Session | None = None
+        self._storm_turn = 0
+        self._ops = {self._key(op): self._timed(op) for op in OPERATIONS}
+        self._buffer_op = handle_errors(
+            component="MainWindow", plugin="news", operation="allocate_buffer",
+            severity="critical", reraise=False, monitor=monitor,
+        )(allocate_frame_buffer)
+
+    @staticmethod
+    def _key(op: Operation) -> str:
+        return op.plugin or op.name
+
+    def _timed(self, op: Operation) -> Callable[[random.Random, bool], Any]:
+        recovery = self._cached_forecast if op.plugin == "weather" else None
+        wrapped: Callable[[random.Random, bool], Any] = handle_errors(
+            component=op.component, plugin=op.plugin, operation=op.name,
+            severity=op.severity, reraise=False, recovery=recovery, monitor=self.monitor,
+        )(op.func)
+        return wrapped
+
+    def _cached_forecast(self, exc: BaseException) -> float:
+        """The weather plugin's fallback: a cached forecast, when there is a fresh one."""
+        if self.rng.random() < 0.5:
+            raise LookupError("no cached forecast younger than 30 min") from exc
+        return 21.0
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self, stop_event: threading.Event, duration: float | None = None) -> None:
+        """Steps until ``stop_event`` is set or ``duration`` seconds passed; never raises."""
+        start = self.clock()
+        next_storm = start + self.storm_every
+        try:
+            while not stop_event.is_set():
+                now = self.clock()
+                if duration is not None and now - start >= duration:
+                    break
+                try:
+                    if not self.storm_mode and self.storm_every > 0 and now >= next_storm:
+                        self.storm()
+                        next_storm = now + self.storm_every
+                    self.step()
+                except Exception:  # a demo must outlive a bug in what it demonstrates
+                    self.counts["workload_failures"] += 1
+                stop_event.wait(self.rng.uniform(0.5, 1.5) / self.rate)
+        finally:
+            self.close()
+
+    def step(self) -> str:
+        """One tick of the app; returns the name of the failure scenario it played."""
+        if self.storm_mode:
+            self._buffer_op(self.rng, True)
+            self.counts["memory_storm"] += 1
+            return "memory_storm"
+        if self._session is None and self.rng.random() < CRASH_SHARE:
+            self._crash()
+            self.counts["crash"] += 1
+            return "crash"
+        session = self._session_tick()
+        for _ in range(self.rng.randrange(1, 4)):  # healthy operations, timed as ok
+            op = self.rng.choice(OPERATIONS)
+            self._ops[self._key(op)](self.rng, False)
+        scenario = self.rng.choices(
+            ["operation", "ecu_flash", "can_read", "log_write", "memory"],
+            weights=[55, 14, 12, 9, 4],
+        )[0]
+        if scenario == "operation":
+            op = self.rng.choices(OPERATIONS, weights=[o.failure_weight for o in OPERATIONS])[0]
+            self.monitor.add_breadcrumb(f"start {op.name}", component=op.component,
+                                        data={"plugin": op.plugin}, category="operation")
+            self._ops[self._key(op)](self.rng, True)
+        elif scenario == "ecu_flash":
+            self._ecu_flash(session)
+        elif scenario == "can_read":
+            self._can_read(session)
+        elif scenario == "log_write":
+            self._log_write()
+        else:
+            self._buffer_op(self.rng, True)
+        if session.steps_left <= 0:
+            self.monitor.end_session(session.session_id, status=session.fate)
+            self.counts[f"session_{session.fate}"] += 1
+            self._session = None
+        self.counts[scenario] += 1
+        return scenario
+
+    def storm(self) -> str:
+        """A burst of one error type, enough to trip the pattern detector to critical."""
+        key = STORM_OPERATIONS[self._storm_turn % len(STORM_OPERATIONS)]
+        self._storm_turn += 1
+        log.warning("error storm starting: %s", key)
+        for _ in range(self.storm_size):
+            self._ops[key](self.rng, True)
+        self.counts["storm"] += 1
+        return key
+
+    def close(self) -> None:
+        """Ends the open session, as an app does when it shuts down."""
+        if self._session is not None:
+            self.monitor.end_session(self._session.session_id, status="exited")
+            self._session = None
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def _session_tick(self) -> _Session:
+        """The current user's session, started when there is none.
+
+        One session at a time, like the desktop tuner app: the monitor's current session
+        then carries the breadcrumbs and errors of every operation of this tick.
+        """
+        session = self._session
+        if session is None:
+            user = self.rng.choice(USERS)
+            session_id = self.monitor.start_session(user_id=user)
+            fate = "errored" if self.rng.random() < 0.3 else "exited"
+            session = _Session(session_id, user, self.rng.randrange(10, 40), fate)
+            self.monitor.add_breadcrumb("login", component="MainWindow",
+                                        data={"user": user}, category="auth")
+        session.steps_left -= 1
+        self._session = session
+        return session
+
+    def _crash(self) -> None:
+        """A short session that dies of an unhandled exception (status crashed)."""
+        user = self.rng.choice(USERS)
+        try:
+            with self.monitor.session(user_id=user):
+                self.monitor.add_breadcrumb("open replay", component="DataLogger",
+                                            data={"file": "run-42.csv"}, category="ui")
+                render_dashboard(self.rng, False)
+                self._replay_log(user)
+        except RuntimeError:
+            self.counts["session_crashed"] += 1
+
+    def _replay_log(self, user: str) -> None:
+        raise RuntimeError(f"replay decoder crashed for {user}: unexpected end of stream")
+
+    # -- scenarios with breadcrumbs, context and recovery -------------------------------
+
+    def _ecu_flash(self, session: _Session) -> None:
+        ecu = self.rng.choice(["Holley", "Haltech", "MegaSquirt"])
+        self.monitor.add_breadcrumb("load_ecu_config", component="ECUControl",
+                                    data={"config_file": "tune.json", "ecu_type": ecu})
+        self.monitor.add_breadcrumb("flash_map", component="ECUControl",
+                                    data={"ecu_type": ecu}, level="warning")
+        try:
+            flash_ecu_map(self.rng, True)
+        except ValueError as exc:
+            error_id = self.monitor.record_error(
+                exc, component="ECUControl", operation="flash_map",
+                context={"ecu_type": ecu, "map": "fuel"}, metadata={"firmware": "2.4.1"},
+                user_id=session.user_id, session_id=session.session_id,
+            )
+            self._retry_with_recovery("ECUControl", "", error_id, success_rate=0.7)
+
+    def _can_read(self, session: _Session) -> None:
+        self.monitor.add_breadcrumb("poll_can", component="CANInterface",
+                                    data={"bus": "can0", "bitrate": 500000})
+        if self.rng.random() < 0.3:
+            log.warning("CAN bus load at %d%%", self.rng.randrange(80, 99),
+                        extra={"component": "CANInterface"})
+        try:
+            read_can_frame(self.rng, True)
+        except CANBusError as exc:
+            error_id = self.monitor.record_error(
+                exc, component="CANInterface", operation="read_frame",
+                context={"bus": "can0"}, user_id=session.user_id,
+                session_id=session.session_id,
+            )
+            started = time.perf_counter()
+            success = self.rng.random() < 0.6  # a bus reset helps more often than not
+            self.monitor.record_recovery(
+                success, duration_seconds=time.perf_counter() - started + self.rng.uniform(
+                    0.01, 0.3), component="CANInterface", error_id=error_id,
+            )
+
+    def _log_write(self) -> None:
+        """An error that reaches the monitor only through logging."""
+        try:
+            write_log_chunk(self.rng, True)
+        except OSError:
+            log.exception("could not write the session log", extra={"component": "DataLogger"})
+
+    def _retry_with_recovery(self, component: str, plugin: str, error_id: str | None,
+                             success_rate: float) -> None:
+        try:
+            with self.monitor.recovery(component=component, plugin=plugin, error_id=error_id):
+                if self.rng.random() >= success_rate:
+                    raise RuntimeError("retry failed: ECU did not acknowledge")
+        except RuntimeError:
+            pass
