@@ -5,6 +5,8 @@ The public API, re-exported from the modules that define it::
     from exporter import get_error_monitor, handle_errors
 """
 
+from typing import Any
+
 from .compat import ErrorAggregator, ErrorMonitoringService, get_error_aggregator, record_error
 from .config import ConfigError, MonitorConfig, load_config
 from .decorators import handle_errors
@@ -19,6 +21,21 @@ from .model import (
 )
 from .monitor import ErrorMonitor, get_error_monitor, reset_error_monitor
 
+
+def wsgi_app(monitor: ErrorMonitor) -> Any:
+    """The monitor's HTTP routes as a WSGI app (mount it in Flask, Django, ...)."""
+    from .http import make_wsgi_app
+
+    return make_wsgi_app(monitor)
+
+
+def asgi_app(monitor: ErrorMonitor) -> Any:
+    """The same routes as an ASGI app (mount it in Starlette or FastAPI)."""
+    from .http import asgi_app as make_asgi_app
+
+    return make_asgi_app(monitor)
+
+
 __all__ = [
     "Breadcrumb",
     "ConfigError",
@@ -32,10 +49,12 @@ __all__ = [
     "ErrorSeverity",
     "MonitorConfig",
     "ResourceSnapshot",
+    "asgi_app",
     "get_error_aggregator",
     "get_error_monitor",
     "handle_errors",
     "load_config",
     "record_error",
     "reset_error_monitor",
+    "wsgi_app",
 ]

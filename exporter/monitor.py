@@ -37,7 +37,7 @@ from .model import Breadcrumb, ErrorPattern, ErrorPriority, ErrorRecord, ErrorRe
 from .patterns import PatternDetector
 from .reports import Captured, ReportBuilder
 from .resources import ResourceSampler
-from .scrub import Scrubber, safe_text
+from .scrub import Scrubber, fix_surrogates, safe_text
 from .sessions import SessionTracker, current_session
 from .signature import Signer
 from .store import ErrorGroup, ErrorStore, ExportFilter
@@ -61,6 +61,8 @@ class ErrorMonitor:
         registry: CollectorRegistry | None = None,
         **options: Any,
     ) -> None:
+        if "port" in options and "serve" not in options:
+            options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
         self._marker = f"__error_exporter_{next(_monitor_ids)}__"
@@ -69,8 +71,12 @@ class ErrorMonitor:
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
         )
         self.registry.before_collect.append(self.metrics.apply_exemplars)
+        self._uncounted_internal = 0
+        self.registry.before_collect.append(self._count_uncounted)
         if registry is not None:
             registry.register(RegistryBridge(self.registry))
+        else:
+            _register_standard_collectors(self.registry)
         self.signer = Signer(cfg.in_app_include, cfg.in_app_exclude)
         self.rules = SeverityRules(
             cfg.severity_by_type, cfg.severity_by_component, cfg.default_severity
@@ -125,6 +131,10 @@ class ErrorMonitor:
 
         register_collectors(self)
         _register_fork_handler(self)
+        self.shared: Any = None  # multiprocess mode: the fleet view (exporter.multiprocess)
+        from .multiprocess import attach_if_enabled
+
+        attach_if_enabled(self)
 
     # -- seed 000 attribute-style options ---------------------------------------------------
     @property
@@ -172,7 +182,11 @@ class ErrorMonitor:
                 atexit.register(_exit_hook, weakref.ref(self))
                 self._exit_registered = True
             if serve if serve is not None else cfg.serve:
-                self.serve()
+                try:
+                    self.serve()
+                except BaseException:
+                    self.stop(timeout=0.5)  # leave the process as it was: no hooks, no threads
+                    raise
         return self
 
     def start_worker(self) -> None:
@@ -182,6 +196,8 @@ class ErrorMonitor:
         if self.config.enable_resource_monitoring:
             self.resources.sample()
             self.resources.start()
+        if self.shared is not None:
+            self.shared.start()
 
     def _install_integrations(self) -> None:
         cfg = self.config
@@ -213,9 +229,13 @@ class ErrorMonitor:
             with contextlib.suppress(Exception):
                 self._asyncio.uninstall()  # loops instrumented by instrument_loop()
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
-            self._reports.stop(timeout)
+            if not self._reports.stop(timeout):
+                log.warning("error-exporter stopped with %d error reports not yet processed "
+                            "(flush timeout %.1f s)", self._reports.depth, timeout)
             self._callbacks.stop(min(timeout, 0.5))
             self.resources.stop()
+            if self.shared is not None:
+                self.shared.stop()
             if self._server is not None:
                 self._server.stop()
                 self._server = None
@@ -225,8 +245,9 @@ class ErrorMonitor:
         if self._server is None:
             from .http import MonitorServer
 
-            self._server = MonitorServer(self, self.config.host, self.config.port)
-            self._server.start()
+            server = MonitorServer(self, self.config.host, self.config.port)
+            server.start()  # raises OSError naming host:port; keep no half-started server
+            self._server = server
         return self._server
 
     @property
@@ -279,8 +300,11 @@ class ErrorMonitor:
             marker = self._marker
             seen = getattr(error, marker, None)
             if seen is not None:
-                return str(seen)
+                return str(seen) or None  # "": re-entered from this error's own __str__
             tb = error.__traceback__
+            if tb is None:  # its __str__ runs next and may record this same error again
+                with contextlib.suppress(Exception):
+                    setattr(error, marker, "")
             error_id = self.signer.sign(exc_type, tb, "" if tb is not None else safe_text(error))
             try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
                 setattr(error, marker, error_id)
@@ -297,7 +321,7 @@ class ErrorMonitor:
                 level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
             self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
             sessions = self.sessions
-            session_id = session_id or current_session.get() or sessions.process_session_id
+            session_id = session_id or sessions.current_id()
             session = sessions.get(session_id)
             crumbs: tuple[Breadcrumb, ...] = ()
             if session is not None:
@@ -351,7 +375,7 @@ class ErrorMonitor:
         try:
             crumb = Breadcrumb(
                 time.time(), self.scrubber.text(safe_text(action), 1024), _label_text(component),
-                self.scrubber.clean(data) if data else {}, str(level), str(category),
+                self.scrubber.clean(data) if data else {}, safe_text(level), safe_text(category),
             )
             self.sessions.add_breadcrumb(crumb, session_id)
         except Exception:
@@ -475,6 +499,7 @@ class ErrorMonitor:
             self.store.mark_recovery(item.error_id, item.success)
             return
         captured = Captured(*item)
+        _fix_text_fields(captured)
         exc = captured.exc
         group = self.store.groups.get(captured.error_id)
         if group is not None and captured.timestamp - group.built_at < REPORT_REFRESH_SECONDS:
@@ -492,7 +517,7 @@ class ErrorMonitor:
             message = report.error_message
             record = self._record(captured, message, report.stack_trace, report.context)
             group, is_new = self.store.add(report, record)
-        self.patterns.observe(report.error_type, report.error_id, message, report.plugin,
+        self.patterns.observe(report.error_type, report.error_id, message, captured.plugin,
                               captured.timestamp)
         if is_new and self._terminal is not None:
             self._terminal.new_group(report)
@@ -532,12 +557,22 @@ class ErrorMonitor:
         """Count a failure inside the monitor; log the first one. Never raises."""
         try:
             self.metrics.count_internal_error()
+        except Exception:  # e.g. no stack left (RecursionError): a plain add always works
+            self._uncounted_internal += 1  # moved into the counter at the next read
+            return
+        try:
             if not self._warned_internal:
                 self._warned_internal = True
                 log.warning("error-exporter internal failure (counted, not re-captured): %r",
                             exc, exc_info=exc is None)
         except Exception:
             pass
+
+    def _count_uncounted(self) -> None:
+        pending = self._uncounted_internal
+        if pending:
+            self._uncounted_internal -= pending
+            self.metrics.internal_errors.inc(pending)
 
     # -- reading ---------------------------------------------------------------------------
     def _settle(self) -> None:
@@ -547,6 +582,8 @@ class ErrorMonitor:
 
     def get_statistics(self) -> dict[str, Any]:
         """Seed 000's statistics shape, from the exact counters."""
+        if self.shared is not None:
+            return self.shared.get_statistics()
         self._settle()
         by: dict[str, dict[str, int]] = {k: {} for k in ("severity", "component", "type", "plugin")}
         total = 0
@@ -578,6 +615,8 @@ class ErrorMonitor:
 
     def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
         """Seed 000's analysis shape: statistics, top errors, uniques, sessions."""
+        if self.shared is not None:
+            return self.shared.get_error_analysis(top)
         stats = self.get_statistics()
         groups = self.store.group_list("count", top)
         return {
@@ -600,6 +639,8 @@ class ErrorMonitor:
 
     def get_error_summary(self) -> dict[str, Any]:
         """Seed 003's summary shape (total_errors is the exact count, not the buffer size)."""
+        if self.shared is not None:
+            return self.shared.get_error_summary()
         self._settle()
         stats_total = sum(int(v) for _, v in self.metrics.error_totals())
         hours = max((time.time() - self.store.started) / 3600.0, 0.01)
@@ -620,19 +661,27 @@ class ErrorMonitor:
 
     def get_plugin_health(self, plugin_id: str) -> dict[str, Any]:
         """Seed 003's plugin health shape."""
+        if self.shared is not None:
+            return self.shared.get_plugin_health(plugin_id)
         self._settle()
         return self.store.plugin_health(plugin_id)
 
     def get_patterns(self) -> list[dict[str, Any]]:
+        if self.shared is not None:
+            return self.shared.get_patterns()
         self._settle()
         return [p.to_dict() for p in self.patterns.active()]
 
     def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
+        if self.shared is not None:
+            return self.shared.list_groups(sort, limit)
         self._settle()
         return [g.summary() for g in self.store.group_list(sort, limit)]
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
         """One group: summary, latest full report and recent occurrences."""
+        if self.shared is not None:
+            return self.shared.get_group(error_id)
         self._settle()
         with self.store.lock:
             group: ErrorGroup | None = self.store.groups.get(error_id)
@@ -646,11 +695,15 @@ class ErrorMonitor:
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
+        if self.shared is not None:
+            return self.shared.clear_old_records(max_age_hours)
         self._settle()
         return self.store.clear_older_than(time.time() - max_age_hours * 3600.0)
 
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
         """Seed 003's export shape plus statistics, analysis and a paging cursor."""
+        if self.shared is not None:
+            return self.shared.export_data(flt, **filters)
         flt = flt or ExportFilter(**filters)
         self._settle()
         records: list[dict[str, Any]] = []
@@ -685,12 +738,19 @@ class ErrorMonitor:
         self.resources.after_fork()
         self._lifecycle = threading.RLock()
         self.store.lock = threading.RLock()
+        # locks another thread of the parent may have held at the fork (the worker holds
+        # the pattern lock while it processes): the child would wait on them forever
+        self.patterns._lock = threading.Lock()
+        self.sessions._lock = threading.Lock()
+        self.metrics.limiter._lock = threading.Lock()
         self._server = None
         if self.running:
             self._reports.start()
             self._callbacks.start()
             if self.config.enable_resource_monitoring:
                 self.resources.start()
+        if self.shared is not None:
+            self.shared.after_fork_in_child(self.running)
 
     def _at_exit(self) -> None:
         """Flush for at most ``exit_flush_timeout`` seconds; never hang shutdown."""
@@ -706,6 +766,14 @@ class _Recovery:
     def __init__(self, error_id: str, success: bool) -> None:
         self.error_id = error_id
         self.success = success
+
+
+def _fix_text_fields(captured: Captured) -> None:
+    """Lone surrogates in the caller's strings would make every export and API read fail."""
+    for name in ("component", "plugin", "operation", "user_id", "session_id"):
+        value = getattr(captured, name)
+        if type(value) is str and not value.isascii():
+            setattr(captured, name, fix_surrogates(value))
 
 
 def _run_callback(item: tuple[ErrorMonitor, Callable[[Any], Any], Any]) -> None:
@@ -748,6 +816,18 @@ def _exit_hook(ref: weakref.ref[ErrorMonitor]) -> None:
     if monitor is not None:
         with contextlib.suppress(Exception):
             monitor._at_exit()
+
+
+def _register_standard_collectors(registry: CollectorRegistry) -> None:
+    """process_* / python_* from prometheus_client's own collectors, for the monitor's server.
+
+    Only on the monitor's private registry: a registry the user supplies has its own.
+    """
+    from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
+
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        with contextlib.suppress(Exception):
+            registry.register(collector)
 
 
 def _register_fork_handler(monitor: ErrorMonitor) -> None:

@@ -33,16 +33,14 @@ def export_chunks(monitor: Any, flt: ExportFilter, batch: int = BATCH) -> Iterat
 def _body(monitor: Any, flt: ExportFilter, batch: int, opening: bytes) -> Iterator[bytes]:
     yield opening
     pending: list[dict[str, Any]] = []
-    written = 0
     last_seq = flt.cursor
     next_cursor: int | None = None
     separator = ""
-    for seq, record in monitor.store.iter_records(flt):
+    for written, (seq, record) in enumerate(monitor.store.iter_records(flt)):
         if flt.limit is not None and written >= flt.limit:
             next_cursor = last_seq
             break
         pending.append(record.to_dict())
-        written += 1
         last_seq = seq
         if len(pending) >= batch:
             yield (separator + dumps(pending)[1:-1]).encode("ascii")

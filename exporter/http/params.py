@@ -19,6 +19,7 @@ from ..store import ExportFilter
 
 MAX_LIMIT = 10000
 MAX_FIELDS = 100
+MAX_CURSOR = 2**53 - 1
 SORTS = ("count", "last_seen")
 _INT = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -48,12 +49,12 @@ class Query:
 
     def __init__(self, raw: str) -> None:
         try:
-            text = raw.encode("latin-1").decode("utf-8")
-            parsed = parse_qs(text, keep_blank_values=True, errors="strict",
+            text = raw.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+            parsed = parse_qs(text, keep_blank_values=True, errors="surrogateescape",
                               max_num_fields=MAX_FIELDS)
-        except (UnicodeError, ValueError):
-            raise ParamError("query", "the query string is not valid UTF-8 "
-                             "percent-encoded form data") from None
+        except ValueError:
+            raise ParamError("query", f"the query string has more than {MAX_FIELDS} "
+                             "fields") from None
         self.values: dict[str, list[str]] = parsed
 
     def get(self, name: str) -> str | None:
@@ -63,7 +64,13 @@ class Query:
         if len(values) > 1:
             raise ParamError(name, f"parameter {name!r} was given {len(values)} times; "
                              "give it at most once")
-        return values[0]
+        value = values[0]
+        try:
+            value.encode("utf-8")
+        except UnicodeError:
+            raise ParamError(name, f"parameter {name!r} is not valid UTF-8 "
+                             "(bad percent-encoding)") from None
+        return value
 
     def choice(self, name: str, allowed: Sequence[str], default: str | None = None) -> str | None:
         value = self.get(name)
@@ -163,5 +170,5 @@ def export_filter(query: Query) -> ExportFilter:
         plugin=query.get("plugin"),
         error_type=query.get("error_type"),
         limit=query.integer("limit", 1, MAX_LIMIT),
-        cursor=query.integer("cursor", 0) or 0,
+        cursor=query.integer("cursor", 0, MAX_CURSOR) or 0,
     )

@@ -1,0 +1,313 @@
+"""The OpenAPI 3.1 document of the HTTP routes, built from the monitor's configuration.
+
+It is generated rather than kept as a file so it always says what this server really does:
+the bearer-token requirement appears only when a token is configured, ``/metrics`` is marked
+protected only with ``protect_metrics``, and ``servers`` points at where the app is mounted.
+The fuzz test (schemathesis against the live server) keeps it honest.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from ..config import SEVERITIES
+from .params import MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
+
+Schema = dict[str, Any]
+_cache: dict[tuple[Any, ...], Schema] = {}
+_cache_lock = threading.Lock()
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    out["type"] = [schema["type"], "null"]
+    return out
+
+
+def _object(properties: dict[str, Schema], required: list[str] | None = None,
+            description: str = "") -> Schema:
+    out: Schema = {"type": "object", "properties": properties,
+                   "required": list(properties) if required is None else required}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _map(values: Schema) -> Schema:
+    return {"type": "object", "additionalProperties": values}
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer", "minimum": 0}
+NUM: Schema = {"type": "number"}
+BOOL: Schema = {"type": "boolean"}
+OBJ: Schema = {"type": "object"}
+SEVERITY: Schema = {"type": "string", "enum": list(SEVERITIES)}
+LEVELS: Schema = {"type": "string", "enum": list(SEVERITIES)}
+
+
+def _schemas() -> dict[str, Schema]:
+    snapshot_fields = ("cpu_percent", "memory_percent", "memory_used_mb", "memory_available_mb",
+                       "disk_io_read_mb", "disk_io_write_mb", "network_sent_mb",
+                       "network_recv_mb", "process_cpu_percent")
+    return {
+        "Error": _object(
+            {"error": STR, "status": {"type": "integer"},
+             "parameter": STR, "allowed": {}, "error_id": STR},
+            ["error", "status"], "Every error answer: a message and the HTTP status.",
+        ),
+        "Health": _object({"status": {"type": "string", "enum": ["ok"]}, "running": BOOL,
+                           "queue_depth": INT}),
+        "ResourceSnapshot": _object(
+            {"timestamp": NUM, **{k: NUM for k in snapshot_fields},
+             "process_count": INT, "thread_count": INT, "process_open_files": INT},
+            ["timestamp"], "psutil readings around the time of an error.",
+        ),
+        "Breadcrumb": _object({"timestamp": NUM, "action": STR, "component": STR,
+                               "data": OBJ, "level": STR, "category": STR}),
+        "ErrorRecord": _object(
+            {"error_type": STR, "message": STR,
+             "timestamp": {"type": "string", "description": "ISO-8601, local time"},
+             "context": OBJ, "plugin_id": _nullable(STR), "operation": _nullable(STR),
+             "stack_trace": _nullable(STR), "error_id": STR, "severity": SEVERITY,
+             "component": STR, "user_id": _nullable(STR), "session_id": _nullable(STR)},
+            description="One occurrence of an error.",
+        ),
+        "GroupSummary": _object(
+            {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
+             "priority": LEVELS, "component": STR, "plugin": STR, "operation": STR,
+             "file_path": _nullable(STR), "line_number": _nullable({"type": "integer"}),
+             "function_name": _nullable(STR), "occurrence_count": INT,
+             "first_occurrence": NUM, "last_occurrence": NUM, "frequency_per_hour": NUM,
+             "affected_users": INT},
+            description="An error group (one signature) with its counts; times are epoch "
+                        "seconds.",
+        ),
+        "ErrorReport": _object(
+            {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
+             "priority": LEVELS, "timestamp": NUM, "first_occurrence": NUM,
+             "last_occurrence": NUM, "occurrence_count": INT, "component": STR,
+             "plugin": STR, "operation": STR, "file_path": _nullable(STR),
+             "line_number": _nullable({"type": "integer"}), "function_name": _nullable(STR),
+             "stack_trace": STR, "traceback_lines": {"type": "array", "items": STR},
+             "environment": OBJ, "breadcrumbs": {"type": "array", "items": _ref("Breadcrumb")},
+             "resource_snapshot": _nullable(_ref("ResourceSnapshot")),
+             "session_id": _nullable(STR), "user_id": _nullable(STR), "affected_users": INT,
+             "frequency_per_hour": NUM, "recovery_attempted": BOOL,
+             "recovery_successful": BOOL, "metadata": OBJ, "context": OBJ,
+             "exception_chain": {"type": "array", "items": OBJ}, "handled": BOOL,
+             "mechanism": STR, "thread_name": STR},
+            ["error_id", "error_type", "error_message", "severity", "priority", "timestamp",
+             "occurrence_count", "stack_trace", "breadcrumbs", "resource_snapshot"],
+            "The latest full report of a group.",
+        ),
+        "Pattern": _object(
+            {"error_type": STR, "count": INT, "first_seen": STR, "last_seen": STR,
+             "affected_plugins": {"type": "array", "items": STR},
+             "sample_messages": {"type": "array", "items": STR},
+             "severity": {"type": "string", "enum": ["none", "warning", "error", "critical"]},
+             "key": STR, "kind": {"type": "string", "enum": ["type", "signature"]}},
+            description="A recurring error in the sliding window.",
+        ),
+        "Sessions": _object({"active": INT, "ended": _map(INT), "total_ended": INT,
+                             "crash_free_ratio": NUM, "users": INT}),
+        "Statistics": _object(
+            {"total_errors": INT, "errors_by_severity": _object({s: INT for s in SEVERITIES}),
+             "errors_by_component": _map(INT), "errors_by_type": _map(INT),
+             "errors_by_plugin": _map(INT), "recovery_success_rate": NUM,
+             "recovery_attempts": INT, "average_errors_per_hour": NUM, "unique_errors": INT,
+             "dropped_reports": INT, "queue_depth": INT, "sessions": _ref("Sessions"),
+             "resources": _nullable(_ref("ResourceSnapshot"))},
+            description="Exact counts from the metric counters.",
+        ),
+        "Analysis": _object(
+            {"statistics": _ref("Statistics"),
+             "top_errors": {"type": "array", "items": _object(
+                 {"error_id": STR, "occurrence_count": INT, "report": _ref("ErrorReport")})},
+             "total_unique_errors": INT, "session_count": INT,
+             "patterns": {"type": "array", "items": _ref("Pattern")},
+             "sessions": _ref("Sessions"),
+             "recovery": _object({"success_rate": NUM, "attempts": INT, "success": INT,
+                                  "failure": INT})},
+        ),
+        "Summary": _object(
+            {"session_start": STR, "total_errors": INT, "error_rate_per_hour": NUM,
+             "error_counts_by_type": _map(INT), "plugin_error_counts": _map(_map(INT)),
+             "active_patterns": _map(_ref("Pattern")),
+             "recent_errors": {"type": "array", "items": _ref("ErrorRecord")}},
+        ),
+        "PluginHealth": _object(
+            {"plugin_id": STR,
+             "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+             "total_errors": INT, "error_types": _map(INT), "recent_error_count": INT,
+             "last_error": _nullable(_ref("ErrorRecord"))},
+        ),
+        "ErrorList": _object({"errors": {"type": "array", "items": _ref("GroupSummary")},
+                              "total": INT}),
+        "ErrorDetail": _object({"group": _ref("GroupSummary"), "report": _ref("ErrorReport"),
+                                "occurrences": {"type": "array",
+                                                "items": _ref("ErrorRecord")}}),
+        "PatternList": _object({"patterns": {"type": "array", "items": _ref("Pattern")}}),
+        "Export": _object(
+            {"exported_at": STR, "summary": _ref("Summary"),
+             "all_records": {"type": "array", "items": _ref("ErrorRecord")},
+             "statistics": _ref("Statistics"), "analysis": _ref("Analysis"),
+             "next_cursor": _nullable({"type": "integer", "minimum": 0,
+                                       "description": "pass as ?cursor= for the next page; "
+                                                      "null on the last page"})},
+        ),
+    }
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+def _path(name: str, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1}, "description": description}
+
+
+LIMIT = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}
+TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+EXPORT_PARAMS = [
+    _query("since", TIME, f"only records at or after this time: {TIME_HELP} "
+                          "(without an offset: local time)"),
+    _query("until", TIME, f"only records at or before this time: {TIME_HELP}"),
+    _query("severity", {"type": "string", "enum": list(SEVERITIES)}, "only this severity"),
+    _query("component", STR, "only this component (empty: errors without a component)"),
+    _query("plugin", STR, "only this plugin (empty: errors without a plugin)"),
+    _query("error_type", STR, "only this exception type name, e.g. ValueError"),
+    _query("limit", LIMIT, "at most this many records; more pages are signalled by "
+                           "next_cursor"),
+    _query("cursor", {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+           "the next_cursor of the previous page (0 or absent: from the start)"),
+]
+ERROR_PARAMS = [
+    _query("sort", {"type": "string", "enum": list(SORTS), "default": "count"},
+           "order: most occurrences first, or most recently seen first"),
+    _query("limit", LIMIT, "at most this many groups"),
+]
+
+
+def _json(schema: str, description: str) -> Schema:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _operation(op_id: str, summary: str, ok: Schema, *, secured: bool,
+               parameters: list[Schema] | None = None, not_found: bool = False,
+               tag: str = "api") -> Schema:
+    responses: dict[str, Schema] = {"200": ok}
+    if parameters:
+        responses["400"] = _json("Error", "A query value is invalid; the body names it.")
+    if secured:
+        responses["401"] = {
+            **_json("Error", "Missing or wrong bearer token."),
+            "headers": {"WWW-Authenticate": {"schema": STR,
+                                             "description": "Bearer challenge"}},
+        }
+    if not_found:
+        responses["404"] = _json("Error", "Nothing at this path.")
+    op: Schema = {"operationId": op_id, "summary": summary, "tags": [tag],
+                  "responses": responses}
+    if parameters:
+        op["parameters"] = parameters
+    op["security"] = [{"bearerAuth": []}] if secured else []
+    return {"get": op}
+
+
+def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
+    text = {"schema": STR}
+    api = api_secured
+    return {
+        "/": _operation("landing", "Landing page linking the routes", {
+            "description": "HTML page", "content": {"text/html": text}},
+            secured=False, tag="meta"),
+        "/metrics": _operation("metrics", "Prometheus metrics", {
+            "description": "Text format 0.0.4, or OpenMetrics 1.0 (with error_id exemplars) "
+                           "when the Accept header asks for application/openmetrics-text; "
+                           "gzip when Accept-Encoding allows.",
+            "content": {"text/plain": text, "application/openmetrics-text": text}},
+            secured=metrics_secured, tag="metrics"),
+        "/healthz": _operation("healthz", "Liveness and queue depth",
+                               _json("Health", "Alive"), secured=False, tag="meta"),
+        "/api/v1/statistics": _operation("statistics", "Error statistics",
+                                         _json("Statistics", "Statistics"), secured=api),
+        "/api/v1/analysis": _operation("analysis", "Top errors, patterns, sessions, recovery",
+                                       _json("Analysis", "Analysis"), secured=api),
+        "/api/v1/errors": _operation("listErrors", "Error groups with counts",
+                                     _json("ErrorList", "Groups; total counts all of them"),
+                                     secured=api, parameters=ERROR_PARAMS),
+        "/api/v1/errors/{error_id}": _operation(
+            "getError", "One group: summary, latest report, recent occurrences",
+            _json("ErrorDetail", "The group"), secured=api, not_found=True,
+            parameters=[_path("error_id", "the group's error_id")]),
+        "/api/v1/patterns": _operation("patterns", "Active error patterns",
+                                       _json("PatternList", "Patterns"), secured=api),
+        "/api/v1/plugins/{plugin}/health": _operation(
+            "pluginHealth", "Health of one plugin from its recent errors",
+            _json("PluginHealth", "Health (an unknown plugin is healthy with no errors)"),
+            secured=api, not_found=True, parameters=[_path("plugin", "plugin id")]),
+        "/api/v1/export": _operation(
+            "export", "Full export: summary, records, statistics, analysis; paged",
+            _json("Export", "The export (streamed)"), secured=api, parameters=EXPORT_PARAMS),
+        "/api/v1/openapi.json": _operation("openapi", "This document", {
+            "description": "OpenAPI 3.1 document",
+            "content": {"application/json": {"schema": OBJ}}}, secured=api, tag="meta"),
+    }
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("error-exporter")
+    except Exception:
+        return "0+unknown"
+
+
+def build_openapi(monitor: Any, script_name: str = "") -> Schema:
+    """The document for this monitor's settings, mounted under ``script_name``."""
+    config = monitor.config
+    secured = bool(config.api_token)
+    key = (secured, secured and bool(config.protect_metrics), script_name)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is None:
+            cached = _document(*key)
+            if len(_cache) > 64:
+                _cache.clear()
+            _cache[key] = cached
+    return copy.deepcopy(cached)
+
+
+def _document(api_secured: bool, metrics_secured: bool, script_name: str) -> Schema:
+    doc: Schema = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "error-exporter",
+            "version": _version(),
+            "description": "Errors captured in this process: Prometheus metrics and a JSON "
+                           "API. Only GET and HEAD are served (405 otherwise); unknown paths "
+                           "answer 404, invalid query values 400, both with an Error body.",
+        },
+        "servers": [{"url": script_name.rstrip("/") or "/"}],
+        "paths": _paths(api_secured, metrics_secured),
+        "components": {"schemas": _schemas()},
+    }
+    if api_secured or metrics_secured:
+        doc["components"]["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "the monitor's api_token "
+                                          "(ERROR_EXPORTER_API_TOKEN)"}}
+    return doc

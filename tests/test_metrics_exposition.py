@@ -1,0 +1,162 @@
+"""/metrics content: every family of docs/contracts.md with its labels, hostile label values
+escaped, no ``_created`` series, and ``promtool check metrics`` clean on the text format."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from support.tools import require_tool
+from werkzeug.test import Client
+
+from exporter import ErrorMonitor, wsgi_app
+
+CONTRACTS = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+HOSTILE = ['say "hi"', "back\\slash", "two\nlines", "tab\tand unicode \u00e9\u2603",
+           "trailing\\", '\\"both\\"']
+
+
+def contract_families() -> dict[str, tuple[str, frozenset[str]]]:
+    """{family name: (type, label names)} from the metric tables of docs/contracts.md."""
+    families: dict[str, tuple[str, frozenset[str]]] = {}
+    for line in CONTRACTS.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not re.fullmatch(r"app_[a-z_]+", cells[0]):
+            continue
+        labels_text = re.sub(r"\([^)]*\)", "", cells[2]).split(";")[0]
+        labels = frozenset(
+            m.group(0) for part in labels_text.split(",")
+            if (m := re.match(r"[a-z_]+", part.strip())) and m.group(0) != "none"
+        )
+        families[cells[0]] = (cells[1].split("=")[0], labels)
+    return families
+
+
+def raise_and_record(monitor: ErrorMonitor, exc: BaseException, **kwargs: Any) -> str | None:
+    try:
+        raise exc
+    except BaseException as caught:
+        return monitor.record_error(caught, **kwargs)
+
+
+class Unusual(Exception):
+    """Another error type."""
+
+
+def populate_every_family(monitor: ErrorMonitor) -> str:
+    """Give every family in the contract at least one series; returns the last error_id."""
+    last = None
+    for i, text in enumerate(HOSTILE):
+        last = raise_and_record(monitor, ValueError(text), component=text, plugin=f"plug{i}",
+                                severity=("low", "medium", "high", "critical")[i % 4])
+    for exc in (KeyError("k"), Unusual("u"), OSError("o"), TypeError("t")):
+        for _ in range(3):
+            last = raise_and_record(monitor, exc, component="db", plugin="plug0")
+    with monitor.capture(component="db", plugin="plug0", operation="query", reraise=False):
+        pass
+    with monitor.capture(component="db", plugin="plug0", operation="query", reraise=False):
+        raise RuntimeError("failed query")
+    monitor.record_recovery(True, 0.3, component="db", plugin="plug0")
+    monitor.record_recovery(False, 2.0, component="db", plugin="plug0")
+    for status in ("exited", "errored", "crashed", "abnormal"):
+        monitor.end_session(monitor.start_session(user_id="u"), status=status)
+    monitor.start_session(user_id="active")
+    last = raise_and_record(monitor, LookupError("the latest"), component="api", plugin="plug1")
+    assert monitor.flush(5.0)
+    assert last is not None
+    return last
+
+
+def rich_monitor(make_monitor: Any, **options: Any) -> ErrorMonitor:
+    return make_monitor(enable_resource_monitoring=True, pattern_threshold=2,
+                        label_value_limits={"plugin": 5}, **options)
+
+
+@pytest.fixture
+def rich(make_monitor: Any) -> tuple[ErrorMonitor, str]:
+    monitor = rich_monitor(make_monitor)
+    return monitor, populate_every_family(monitor)
+
+
+def scrape(monitor: ErrorMonitor, accept: str = "") -> str:
+    headers = {"Accept": accept} if accept else {}
+    response = Client(wsgi_app(monitor)).get("/metrics", headers=headers)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_the_contract_table_parses() -> None:
+    families = contract_families()
+    assert families["app_errors_total"] == (
+        "counter", frozenset({"error_type", "component", "plugin", "severity"}))
+    assert families["app_monitor_internal_errors_total"] == ("counter", frozenset())
+    assert families["app_error_pattern_severity"] == ("gauge", frozenset({"error_type"}))
+    assert families["app_monitor_info"] == ("gauge", frozenset({"version", "python_version"}))
+    assert len(families) >= 27
+
+
+def test_every_contract_family_is_exposed_with_its_labels(rich: tuple[ErrorMonitor, str]) -> None:
+    monitor, _ = rich
+    samples: dict[str, set[frozenset[str]]] = {}
+    for family in text_string_to_metric_families(scrape(monitor)):
+        for sample in family.samples:
+            samples.setdefault(sample.name, set()).add(frozenset(sample.labels))
+    for name, (kind, labels) in contract_families().items():
+        series = name + "_bucket" if kind == "histogram" else name
+        assert series in samples, f"{series} missing"
+        extra = {"le"} if kind == "histogram" else set()
+        assert samples[series] == {labels | extra}, (name, samples[series])
+
+
+def test_hostile_label_values_round_trip(rich: tuple[ErrorMonitor, str]) -> None:
+    monitor, _ = rich
+    for text, parse in ((scrape(monitor), text_string_to_metric_families),
+                        (scrape(monitor, OPENMETRICS), parse_openmetrics)):
+        components = {s.labels.get("component") for f in parse(text) for s in f.samples
+                      if s.name == "app_errors_total"}
+        assert set(HOSTILE) <= components
+
+
+def test_no_created_series_in_either_format(rich: tuple[ErrorMonitor, str]) -> None:
+    monitor, _ = rich
+    assert "_created" not in scrape(monitor)
+    assert "_created" not in scrape(monitor, OPENMETRICS)
+
+
+def test_openmetrics_has_the_latest_error_id_as_exemplar(rich: tuple[ErrorMonitor, str]) -> None:
+    monitor, last = rich
+    text = scrape(monitor, OPENMETRICS)
+    assert text.endswith("# EOF\n")
+    exemplars = {
+        s.labels["component"]: s.exemplar.labels["error_id"]
+        for f in parse_openmetrics(text) for s in f.samples
+        if s.name == "app_errors_total" and s.exemplar is not None
+    }
+    assert exemplars["api"] == last
+    assert len(exemplars) >= len(HOSTILE)
+
+
+def test_overflowing_plugins_become_other(rich: tuple[ErrorMonitor, str]) -> None:
+    monitor, _ = rich
+    text = scrape(monitor)
+    assert 'app_label_values_overflow_total{label="plugin"}' in text
+    assert 'plugin="other"' in text
+
+
+@pytest.mark.tools
+def test_promtool_check_metrics_is_clean(rich: tuple[ErrorMonitor, str]) -> None:
+    promtool = require_tool("promtool")
+    monitor, _ = rich
+    text = scrape(monitor, "text/plain; version=0.0.4")
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
