@@ -100,7 +100,7 @@ class MonitorConfig:
     serve: bool = False
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    api_token: str | None = None
+    api_token: str | None = field(default=None, repr=False)  # never in reprs or logs
     protect_metrics: bool = False
 
     def __post_init__(self) -> None:

@@ -64,6 +64,9 @@ class ResourceSampler:
         return self.psutil is not None
 
     def start(self) -> None:
+        if self.psutil is None and not self._warned:
+            self._warned = True
+            log.warning("psutil is not available: resource metrics are off")
         if self.psutil is None or (self._thread and self._thread.is_alive()):
             return
         self._stop.clear()

@@ -68,13 +68,16 @@ class Scrubber:
         self.max_string_length = max_string_length
         self.max_depth = max_depth
         self.max_items = max_items
-        alternatives = "|".join(re.escape(k) for k in self.keys) or r"(?!x)x"
+        # "api_key" also matches "api-key" (HTTP headers such as X-Api-Key)
+        alternatives = "|".join(re.escape(k).replace("_", "[-_]") for k in self.keys) or r"(?!x)x"
         self._inline = re.compile(
-            rf"(?i)(?P<key>\b[\w-]*?(?:{alternatives})[\w-]*)(?P<sep>\s*[=:]\s*)(?P<value>[^\s&,;]+)"
+            # a quoted key or value too: dict reprs and JSON in messages ('password': 'x')
+            rf"(?i)(?P<key>\b[\w-]*?(?:{alternatives})[\w-]*)(?P<sep>[\"']?\s*[=:]\s*)"
+            r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s&,;]+)"
         )
 
     def is_sensitive(self, key: str) -> bool:
-        lowered = key.lower()
+        lowered = key.lower().replace("-", "_")
         return any(k in lowered for k in self.keys)
 
     def text(self, value: str, limit: int | None = None) -> str:
@@ -84,7 +87,7 @@ class Scrubber:
             # Cheap substring checks first: most text holds no secret and skips the regexes.
             if "@" in value and "://" in value:
                 value = _URL_USERINFO.sub(rf"\g<scheme>{FILTERED}@", value)
-            lowered = value.lower()
+            lowered = value.lower().replace("-", "_")
             if "bearer" in lowered or "basic" in lowered or "token" in lowered:
                 value = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
             if any(k in lowered for k in self.keys):

@@ -20,12 +20,13 @@ BATCH = 500
 
 def export_chunks(monitor: Any, flt: ExportFilter, batch: int = BATCH) -> Iterator[bytes]:
     """The export document, in chunks; the caller has validated ``flt``."""
-    head = {
-        "exported_at": datetime.now().isoformat(),
-        "summary": monitor.get_error_summary(),
-        "statistics": monitor.get_statistics(),
-        "analysis": monitor.get_error_analysis(),
-    }
+    with monitor.reading():  # one bounded wait for queued reports, not one per part
+        head = {
+            "exported_at": datetime.now().isoformat(),
+            "summary": monitor.get_error_summary(),
+            "statistics": monitor.get_statistics(),
+            "analysis": monitor.get_error_analysis(),
+        }
     opening = dumps(head)[:-1] + ',"all_records":['
     return _body(monitor, flt, batch, opening.encode("ascii"))
 
