@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .model import ErrorPattern, ErrorRecord
 from .monitor import ErrorMonitor, get_error_monitor
+from .reports import _merged_context
 
 _QUIET: dict[str, Any] = {
     "capture_sys_excepthook": False,
@@ -78,8 +79,9 @@ class ErrorAggregator:
         self.monitor = monitor
         self.max_records = monitor.config.max_records
         self.pattern_threshold = monitor.config.pattern_threshold
+        self.pattern_window = timedelta(seconds=monitor.config.pattern_window_seconds)
         self.export_path = Path(export_path) if export_path is not None else None
-        monitor.start_worker()
+        monitor.start()  # hooks off (see _QUIET); start() also flushes at exit
 
     def record_error(
         self,
@@ -101,7 +103,7 @@ class ErrorAggregator:
             error_type=type(error).__name__,
             message=builder.message(error) if isinstance(error, BaseException) else str(error),
             timestamp=datetime.now(),
-            context=monitor.scrubber.clean(context) if context else {},
+            context=monitor.scrubber.clean(_merged_context(context, error)) or {},
             plugin_id=plugin_id,
             operation=operation,
             stack_trace=builder.stack_trace(error) if isinstance(error, BaseException) else None,
@@ -150,7 +152,7 @@ def get_error_aggregator(
                 pattern_threshold=pattern_threshold,
                 pattern_window_minutes=pattern_window_minutes,
                 export_path=None if export_path is None else str(export_path),
-            )
+            )  # the process-wide monitor keeps its hooks: seed 000 code may share it
             _aggregator = ErrorAggregator(monitor=monitor, export_path=export_path)
         return _aggregator
 

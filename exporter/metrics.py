@@ -20,6 +20,7 @@ from prometheus_client.samples import Exemplar, Sample
 from .scrub import fix_surrogates, safe_text
 
 OVERFLOW_VALUE = "other"
+_OVERFLOW_MEMORY = 10000  # overflowing values remembered per label (counted once each)
 MAX_LABEL_LENGTH = 100
 DROP_REASONS = ("queue_full", "callback_queue_full", "store_evicted", "export_failed")
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -93,6 +94,9 @@ class LabelLimiter:
         self.limits = limits
         self._overflow = overflow
         self._seen: dict[str, set[str]] = {}
+        # values already counted as overflowing: each is counted once, not at every
+        # lookup (scrapes look plugin and error_type values up again each time)
+        self._overflowed: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def value(self, label: str, raw: Any) -> str:
@@ -105,7 +109,11 @@ class LabelLimiter:
             if text in seen or text == "":
                 return text
             if len(seen) >= self.limits.get(label, self.default_limit):
-                self._overflow.labels(label).inc()
+                overflowed = self._overflowed.setdefault(label, set())
+                if text not in overflowed:
+                    if len(overflowed) < _OVERFLOW_MEMORY:
+                        overflowed.add(text)
+                    self._overflow.labels(label).inc()
                 return OVERFLOW_VALUE
             seen.add(text)
             return text

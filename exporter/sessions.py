@@ -70,7 +70,7 @@ class SessionTracker:
 
     def end(self, session_id: str | None = None, status: str | None = None) -> str | None:
         """End a session; its status is computed from its errors unless given."""
-        session_id = session_id or self.current_id()
+        session_id = session_id or current_session.get() or self.process_session_id
         with self._lock:
             session = self._active.pop(session_id, None)
             if session is None:
@@ -82,7 +82,12 @@ class SessionTracker:
             return final
 
     def current_id(self) -> str:
-        return current_session.get() or self.process_session_id
+        """This thread's / task's session; the process session when it has none, or when
+        its session has ended or belongs to another monitor."""
+        session_id = current_session.get()
+        if session_id is not None and session_id in self._active:
+            return session_id
+        return self.process_session_id
 
     def get(self, session_id: str | None) -> Session | None:
         return self._active.get(session_id or self.current_id())

@@ -32,7 +32,7 @@ _NORMALIZERS = (
     (re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"), "<uuid>"),
     (re.compile(r"0x[0-9a-fA-F]+"), "<hex>"),
     (re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.\-]+){2,}[/\\]?"), "<path>"),
-    (re.compile(r"\b[0-9a-fA-F]{12,}\b"), "<id>"),
+    (re.compile(r"\b(?=[0-9]*[a-fA-F])[0-9a-fA-F]{12,}\b"), "<id>"),  # not all digits: <n>
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 )
 
@@ -81,6 +81,8 @@ class Signer:
         if filename.startswith("<"):
             return not filename.startswith("<frozen")
         path = os.path.abspath(filename)
+        if path.startswith(OWN_PACKAGE_DIR + os.sep):  # our frames, even when not on sys.path
+            return path.startswith(os.path.join(OWN_PACKAGE_DIR, "demo") + os.sep)
         return not path.startswith(_LIBRARY_DIRS)
 
     def sign(self, exc_type: type[BaseException], tb: TracebackType | None, message: str) -> str:

@@ -35,7 +35,8 @@ class TerminalOutput:
             self._console.print(
                 f"[dim]{when}[/] [{_COLORS[severity]}]{severity.upper():8}[/] "
                 f"[bold]{escape(report.error_type)}[/] {escape(message)} "
-                f"[dim]({escape(owner)} {escape(where)} id={report.error_id})[/]"
+                f"[dim]({escape(owner)} {escape(where)} id={report.error_id})[/]",
+                soft_wrap=True,  # one line per group, however narrow the console
             )
         else:
             print(
