@@ -48,6 +48,7 @@ _monitor_ids = itertools.count(1)
 ErrorCallback = Callable[[ErrorReport], Any]
 PatternCallback = Callable[[ErrorPattern], Any]
 ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
+READ_SETTLE_SECONDS = 2.0  # the longest a read waits for reports queued before it
 REPORT_REFRESH_SECONDS = 1.0  # a group's full report is rebuilt at most once a second
 
 
@@ -125,6 +126,7 @@ class ErrorMonitor:
         self._lifecycle = threading.RLock()
         self._warned_internal = False
         self._plain_types: set[type] = set()
+        self._reading = threading.local()
         self._exit_registered = False
         self.running = False
         from .collectors import register_collectors
@@ -576,9 +578,25 @@ class ErrorMonitor:
 
     # -- reading ---------------------------------------------------------------------------
     def _settle(self) -> None:
-        """Reads see every error recorded before them (bounded wait)."""
-        if self._reports.alive and self._reports.depth:
-            self.flush(timeout=2.0)
+        """Reads see every error recorded before them (bounded wait, once per read).
+
+        A read made of other reads (the export) settles once: the nested ones skip.
+        """
+        if getattr(self._reading, "active", False):
+            return
+        if self._reports.alive:  # also covers the item the worker has popped but not stored
+            self.flush(timeout=READ_SETTLE_SECONDS)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads that should see the same moment: settle once, then read."""
+        self._settle()
+        outer = getattr(self._reading, "active", False)
+        self._reading.active = True
+        try:
+            yield
+        finally:
+            self._reading.active = outer
 
     def get_statistics(self) -> dict[str, Any]:
         """Seed 000's statistics shape, from the exact counters."""
@@ -617,7 +635,8 @@ class ErrorMonitor:
         """Seed 000's analysis shape: statistics, top errors, uniques, sessions."""
         if self.shared is not None:
             return self.shared.get_error_analysis(top)
-        stats = self.get_statistics()
+        with self.reading():
+            stats = self.get_statistics()
         groups = self.store.group_list("count", top)
         return {
             "statistics": stats,
@@ -705,24 +724,24 @@ class ErrorMonitor:
         if self.shared is not None:
             return self.shared.export_data(flt, **filters)
         flt = flt or ExportFilter(**filters)
-        self._settle()
-        records: list[dict[str, Any]] = []
-        next_cursor = None
-        last_seq = flt.cursor
-        for seq, record in self.store.iter_records(flt):
-            if flt.limit is not None and len(records) >= flt.limit:
-                next_cursor = last_seq
-                break
-            records.append(record.to_dict())
-            last_seq = seq
-        return {
-            "exported_at": datetime.now().isoformat(),
-            "summary": self.get_error_summary(),
-            "all_records": records,
-            "statistics": self.get_statistics(),
-            "analysis": self.get_error_analysis(),
-            "next_cursor": next_cursor,
-        }
+        with self.reading():
+            records: list[dict[str, Any]] = []
+            next_cursor = None
+            last_seq = flt.cursor
+            for seq, record in self.store.iter_records(flt):
+                if flt.limit is not None and len(records) >= flt.limit:
+                    next_cursor = last_seq
+                    break
+                records.append(record.to_dict())
+                last_seq = seq
+            return {
+                "exported_at": datetime.now().isoformat(),
+                "summary": self.get_error_summary(),
+                "all_records": records,
+                "statistics": self.get_statistics(),
+                "analysis": self.get_error_analysis(),
+                "next_cursor": next_cursor,
+            }
 
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""

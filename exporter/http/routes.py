@@ -100,8 +100,10 @@ def analysis(monitor: Any, request: Request) -> Response:
 def errors(monitor: Any, request: Request) -> Response:
     sort = request.query.choice("sort", params.SORTS, "count") or "count"
     limit = request.query.integer("limit", 1, params.MAX_LIMIT)
-    groups = monitor.list_groups(sort, limit)
-    return json_response(200, {"errors": groups, "total": len(monitor.store.groups)})
+    with monitor.reading():
+        groups = monitor.list_groups(sort, limit)
+        total = monitor.get_statistics()["unique_errors"]  # fleet-wide in multiprocess mode
+    return json_response(200, {"errors": groups, "total": total})
 
 
 def error_detail(monitor: Any, request: Request) -> Response:

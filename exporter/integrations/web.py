@@ -1,0 +1,246 @@
+"""What the WSGI, ASGI, Flask and Django integrations do for each request.
+
+- ``operation`` is ``"<METHOD> <route template>"`` (``GET /items/{item_id}``), or the method
+  alone when no route matched: never the raw path, whose values are unbounded. Unknown
+  methods become ``OTHER`` for the same reason.
+- Every request is timed into ``app_operation_duration_seconds{component="http"}``; the
+  outcome is ``error`` for an unhandled exception or a 5xx status, ``ok`` otherwise (4xx are
+  the client's errors, not the app's).
+- Every request is a session by default (``sessions=True``): ``app_sessions_total`` then
+  counts requests by how they ended, and an error's breadcrumbs are those of its request. The
+  request's breadcrumb (method, path, request id) is its first one.
+- The request id comes from ``X-Request-ID`` when it is a sane token, else a new one; it is in
+  :func:`current_request_id` while the request runs, echoed in the response, and in the
+  error's context.
+- The error's context holds the request with its headers and query scrubbed (Authorization,
+  Cookie and anything matching the monitor's scrub keys become ``[Filtered]``) and, only with
+  ``capture_body=True``, the first ``max_body_bytes`` of a JSON, form or text body, scrubbed
+  the same way.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from ..scrub import FILTERED
+from ..sessions import current_session
+
+if TYPE_CHECKING:
+    from ..monitor import ErrorMonitor
+
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
+SENSITIVE_HEADERS = frozenset((
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+    "x-auth-token", "x-csrftoken", "x-csrf-token", "x-xsrf-token", "x-amz-security-token",
+))
+MAX_HEADERS = 50
+MAX_QUERY_ITEMS = 50
+MAX_PATH_CHARS = 512
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "error_exporter_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled in this thread / task, if any."""
+    return request_id_var.get()
+
+
+def method_name(raw: str) -> str:
+    method = raw.upper()
+    return method if method in KNOWN_METHODS else "OTHER"
+
+
+def operation_name(method: str, route: str | None) -> str:
+    return f"{method} {route}" if route else method
+
+
+def clean_request_id(raw: str | None) -> str:
+    """The client's request id when it is a plain token, else a new random one."""
+    if raw:
+        raw = raw.strip()
+        if _REQUEST_ID.fullmatch(raw):
+            return raw
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """Settings shared by every web integration."""
+
+    component: str = "http"
+    plugin: str = ""
+    sessions: bool = True
+    capture_body: bool = False
+    max_body_bytes: int = 4096
+    request_id_header: str = "X-Request-ID"
+    breadcrumbs: bool = True
+
+
+class RequestScope:
+    """One request from start to finish: context, timing, the error, the session."""
+
+    __slots__ = ("_failed", "_session_token", "_started", "_token", "body", "content_type",
+                 "error_id", "headers", "method", "monitor", "options", "path", "query",
+                 "request_id", "route", "session_id")
+
+    def __init__(self, monitor: ErrorMonitor, options: WebOptions, method: str, path: str,
+                 query: str, headers: list[tuple[str, str]], request_id: str) -> None:
+        self.monitor = monitor
+        self.options = options
+        self.method = method_name(method)
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.request_id = request_id
+        self.route: str | None = None
+        self.body: bytes | None = None
+        self.content_type = ""
+        self.error_id: str | None = None
+        self.session_id: str | None = None
+        self._failed = False
+        self._started = 0.0
+        self._token: contextvars.Token[str | None] | None = None
+        self._session_token: contextvars.Token[str | None] | None = None
+
+    @property
+    def operation(self) -> str:
+        return operation_name(self.method, self.route)
+
+    def begin(self) -> RequestScope:
+        self._started = time.perf_counter()
+        self._token = request_id_var.set(self.request_id)
+        monitor = self.monitor
+        try:
+            if self.options.sessions:
+                self.session_id = monitor.sessions.start(None)
+                self._session_token = current_session.set(self.session_id)
+            if self.options.breadcrumbs:
+                monitor.add_breadcrumb(
+                    f"{self.method} {self.path[:MAX_PATH_CHARS]}", self.options.component,
+                    {"method": self.method, "path": self.path[:MAX_PATH_CHARS],
+                     "request_id": self.request_id},
+                    category="http")
+        except Exception:
+            monitor.note_internal_error()
+        return self
+
+    def fail(self, exc: BaseException, mechanism: str) -> str | None:
+        """Record the request's unhandled error (once) with its route and scrubbed request."""
+        self._failed = True
+        if self.error_id is not None:
+            return self.error_id
+        opts = self.options
+        try:
+            context = {"request": self.describe()}
+        except Exception:
+            self.monitor.note_internal_error()
+            context = {"request": {"request_id": self.request_id}}
+        self.error_id = self.monitor.record_error(
+            exc, opts.component, opts.plugin, self.operation, context=context,
+            session_id=self.session_id, _mechanism=mechanism,
+            _handled=not opts.sessions,  # unhandled marks the session crashed: only our own
+        )
+        return self.error_id
+
+    def finish(self, status: int | None) -> None:
+        """Time the request and end its session; called exactly once."""
+        monitor = self.monitor
+        ok = not self._failed and (status is None or status < 500)
+        monitor.observe_operation(self.options.component, self.options.plugin, self.operation,
+                                  ok, time.perf_counter() - self._started)
+        try:
+            if self.session_id is not None:
+                monitor.sessions.end(self.session_id, "crashed" if self._failed else None)
+        except Exception:
+            monitor.note_internal_error()
+        _reset(current_session, self._session_token)
+        _reset(request_id_var, self._token)
+        self._session_token = self._token = None
+
+    def describe(self) -> dict[str, Any]:
+        """The request for an error report, scrubbed."""
+        scrubber = self.monitor.scrubber
+        out: dict[str, Any] = {
+            "method": self.method,
+            "route": self.route,
+            "path": scrubber.text(self.path, MAX_PATH_CHARS),
+            "request_id": self.request_id,
+            "headers": scrub_headers(self.headers, self.monitor),
+        }
+        if self.query:
+            pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]
+            out["query"] = scrubber.clean(_pairs_to_dict(pairs))
+        if self.body is not None:
+            out["body"] = scrub_body(self.body, self.content_type, self.monitor,
+                                     self.options.max_body_bytes)
+        return out
+
+
+def scrub_headers(headers: Iterable[tuple[str, str]], monitor: ErrorMonitor) -> dict[str, Any]:
+    scrubber = monitor.scrubber
+    out: dict[str, Any] = {}
+    for count, (name, value) in enumerate(headers):
+        if count >= MAX_HEADERS:
+            out["[truncated]"] = "more headers"
+            break
+        key = name.lower()
+        if key in SENSITIVE_HEADERS or scrubber.is_sensitive(key.replace("-", "_")):
+            out[key] = FILTERED
+        else:
+            out[key] = scrubber.text(value, 512)
+    return out
+
+
+def wants_body(options: WebOptions, method: str, content_type: str,
+               length: int | None) -> bool:
+    """Capture this body? Only when asked, for small JSON / form / text bodies."""
+    return (options.capture_body and method in ("POST", "PUT", "PATCH", "DELETE")
+            and content_type.lower().startswith(_BODY_TYPES)
+            and length is not None and 0 < length <= options.max_body_bytes)
+
+
+def scrub_body(body: bytes, content_type: str, monitor: ErrorMonitor, limit: int) -> Any:
+    scrubber = monitor.scrubber
+    kind = content_type.lower()
+    text = body[:limit].decode("utf-8", "replace")
+    if kind.startswith("application/json"):
+        try:
+            return scrubber.clean(json.loads(text))
+        except ValueError:
+            pass
+    elif kind.startswith("application/x-www-form-urlencoded"):
+        pairs = parse_qsl(text, keep_blank_values=True)[:MAX_QUERY_ITEMS]
+        return scrubber.clean(_pairs_to_dict(pairs))
+    return scrubber.text(text, limit)
+
+
+def _pairs_to_dict(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            existing = out[key]
+            out[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[key] = value
+    return out
+
+
+def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:
+    if token is None:
+        return
+    try:
+        var.reset(token)
+    except ValueError:  # finished in another context (a server iterating elsewhere)
+        var.set(None)

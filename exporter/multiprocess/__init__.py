@@ -1,0 +1,141 @@
+"""Several worker processes, one picture: prometheus_client multiprocess mode + a shared store.
+
+Multiprocess mode is on when ``PROMETHEUS_MULTIPROC_DIR`` names a directory *before*
+prometheus_client is first imported (that import decides how every metric stores its value).
+Then each monitor created in the process:
+
+- counts into prometheus_client's per-process mmap files (counters and histograms add up in
+  one scrape through ``MultiProcessCollector``);
+- publishes its scrape-time gauges once a second with the right multiprocess mode
+  (see :mod:`exporter.multiprocess.publisher`);
+- writes its reports to one SQLite file in the directory (:mod:`.sqlite_store`), so the JSON
+  API of any worker, or ``error-exporter serve --multiproc-dir DIR``, shows every worker's
+  errors grouped across workers;
+- serves ``monitor.registry`` = the merged view of the directory, and answers its read API
+  (``export_data``, ``list_groups``, ``get_group``, ...) from the shared state.
+
+The directory must be emptied before the workers start (:func:`prepare_dir`, e.g. in
+gunicorn's ``on_starting``) and each dead worker reported (:func:`mark_process_dead`, in
+``child_exit``); ``examples/gunicorn_conf.py`` does both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .sqlite_store import DB_NAME, Limits, SharedStore
+from .view import FleetCollector, SharedView, fleet_registry
+
+if TYPE_CHECKING:
+    from ..monitor import ErrorMonitor
+
+log = logging.getLogger("exporter.multiprocess")
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_warned = False
+
+__all__ = [
+    "DB_NAME",
+    "ENV_VAR",
+    "FleetCollector",
+    "SharedStore",
+    "SharedView",
+    "attach",
+    "attach_if_enabled",
+    "enabled",
+    "fleet_registry",
+    "mark_process_dead",
+    "multiproc_dir",
+    "prepare_dir",
+]
+
+
+def multiproc_dir() -> str | None:
+    """The directory named by ``PROMETHEUS_MULTIPROC_DIR`` (or its deprecated lower-case name)."""
+    return os.environ.get(ENV_VAR) or os.environ.get(ENV_VAR.lower()) or None
+
+
+def enabled() -> bool:
+    """True when prometheus_client itself runs in multiprocess mode in this process."""
+    from prometheus_client import values
+
+    return multiproc_dir() is not None and bool(getattr(values.ValueClass, "_multiprocess",
+                                                        False))
+
+
+def attach_if_enabled(monitor: ErrorMonitor) -> SharedView | None:
+    """Called by every new ErrorMonitor: switch it to multiprocess mode when that is on."""
+    global _warned
+    path = multiproc_dir()
+    if path is None:
+        return None
+    if not enabled():
+        if not _warned:
+            _warned = True
+            log.warning("%s is set but prometheus_client was imported before it was, so its "
+                        "metrics are per process; set it in the environment of the server "
+                        "(before Python starts). The monitor stays in single-process mode.",
+                        ENV_VAR)
+        return None
+    return attach(monitor, path)
+
+
+def attach(monitor: ErrorMonitor, path: str | Path) -> SharedView:
+    """Put ``monitor`` in multiprocess mode over ``path`` (before ``start()``)."""
+    from .publisher import Publisher
+    from .worker_store import SharedErrorStore
+
+    cfg = monitor.config
+    if cfg.serve:
+        log.warning("error-exporter: serve=True in multiprocess mode: every worker will try to "
+                    "bind %s:%s; mount exporter.wsgi_app(monitor) in the app or run "
+                    "`error-exporter serve --multiproc-dir %s` instead", cfg.host, cfg.port, path)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    shared = SharedStore(path, Limits(cfg.max_records, cfg.error_buffer_size,
+                                      cfg.occurrences_per_group, cfg.max_users_per_group))
+    shared.set_meta("namespace", cfg.namespace)
+    monitor.store = SharedErrorStore(
+        shared, monitor.store,
+        on_evict=lambda n: monitor.metrics.count_drop("store_evicted", n),
+        on_error=monitor.note_internal_error,
+    )
+    view = SharedView(path, cfg, shared, local=monitor)
+    view.publisher = Publisher(monitor, shared)
+    count_uncounted = getattr(monitor, "_count_uncounted", None)
+    if count_uncounted is not None:
+        view.registry.before_collect.append(count_uncounted)
+    monitor.registry = view.registry  # /metrics exposes the merged directory
+    monitor.shared = view
+    return view
+
+
+def prepare_dir(path: str | Path) -> Path:
+    """Create ``path`` (0700) and remove what a previous run left in it.
+
+    Call it once before the workers start: stale mmap files would add an old run's counts.
+    """
+    directory = Path(path)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for pattern in ("*.db", DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        for name in glob.glob(os.path.join(directory, pattern)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+    return directory
+
+
+def mark_process_dead(pid: int, path: str | Path | None = None) -> None:
+    """A worker exited: drop its live gauges and its published state (counters stay)."""
+    from prometheus_client import multiprocess
+
+    directory = str(path) if path is not None else multiproc_dir()
+    if directory is None:
+        return
+    multiprocess.mark_process_dead(pid, directory)
+    try:
+        SharedStore(directory).forget_worker(pid)
+    except Exception as exc:  # the hook runs in the server's master: never break it
+        log.warning("error-exporter: could not forget worker %s in %s: %r", pid, directory, exc)

@@ -1,0 +1,67 @@
+"""``error-exporter serve --multiproc-dir DIR``: /metrics and /api/v1 of every worker, from
+a process of its own (no worker has to serve them, and the endpoint stays up while workers
+restart)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..config import MonitorConfig, load_config
+from .view import SharedView
+
+
+def make_view(directory: str | Path, config: MonitorConfig | None = None) -> SharedView:
+    """The read-only fleet view the sidecar serves."""
+    return SharedView(directory, config or load_config())
+
+
+def run_sidecar(directory: str, host: str | None = None, port: int | None = None,
+                token: str | None = None, config_path: str | None = None) -> int:
+    """Serve until SIGINT/SIGTERM. Exit codes as the CLI: 0 ok, 1 bind failed, 2 bad input."""
+    from ..config import ConfigError
+    from ..http import MonitorServer
+
+    path = Path(directory)
+    if not path.is_dir():
+        print(f"error: --multiproc-dir {directory}: not a directory (create it, or point it at "
+              "the PROMETHEUS_MULTIPROC_DIR of the workers)", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if token is not None:
+        overrides["api_token"] = token
+    try:
+        config = load_config(config_path, **overrides)
+    except ConfigError as exc:
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    view = make_view(path, config)
+    server = MonitorServer(view, config.host, config.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"error-exporter sidecar for {path} serving on {server.url} "
+          f"(/metrics, /api/v1/export)", flush=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+    return 0
