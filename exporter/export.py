@@ -14,7 +14,9 @@ import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from .model import ErrorRecord
 
 AUTO_EXPORT_GLOB = "errors_*.json"
 
@@ -60,3 +62,40 @@ def prune(directory: str | Path, keep: int) -> list[Path]:
         with contextlib.suppress(OSError):
             path.unlink()
     return doomed
+
+
+class ExportReader(Protocol):
+    """What an export document is read from: a monitor, or the multiprocess view."""
+
+    def get_error_summary(self) -> dict[str, Any]: ...
+
+    def get_statistics(self) -> dict[str, Any]: ...
+
+    def get_error_analysis(self) -> dict[str, Any]: ...
+
+
+def export_document(
+    reader: ExportReader, records: Iterable[tuple[int, ErrorRecord]], limit: int | None,
+    cursor: int,
+) -> dict[str, Any]:
+    """Seed 003's export shape plus statistics, analysis and a paging cursor (one page).
+
+    ``next_cursor`` is the sequence number to pass back for the next page, None at the end.
+    """
+    page: list[dict[str, Any]] = []
+    next_cursor = None
+    last_seq = cursor
+    for seq, record in records:
+        if limit is not None and len(page) >= limit:
+            next_cursor = last_seq
+            break
+        page.append(record.to_dict())
+        last_seq = seq
+    return {
+        "exported_at": datetime.now().isoformat(),
+        "summary": reader.get_error_summary(),
+        "all_records": page,
+        "statistics": reader.get_statistics(),
+        "analysis": reader.get_error_analysis(),
+        "next_cursor": next_cursor,
+    }

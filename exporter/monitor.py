@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from . import export as export_files
 from .classify import SeverityRules
 from .config import SEVERITIES, MonitorConfig, load_config
+from .export import export_document
 from .integrations import is_not_an_error
 from .integrations.asyncio_loop import AsyncioIntegration
 from .integrations.excepthook import ExcepthookIntegration
@@ -725,23 +726,7 @@ class ErrorMonitor:
             return self.shared.export_data(flt, **filters)
         flt = flt or ExportFilter(**filters)
         with self.reading():
-            records: list[dict[str, Any]] = []
-            next_cursor = None
-            last_seq = flt.cursor
-            for seq, record in self.store.iter_records(flt):
-                if flt.limit is not None and len(records) >= flt.limit:
-                    next_cursor = last_seq
-                    break
-                records.append(record.to_dict())
-                last_seq = seq
-            return {
-                "exported_at": datetime.now().isoformat(),
-                "summary": self.get_error_summary(),
-                "all_records": records,
-                "statistics": self.get_statistics(),
-                "analysis": self.get_error_analysis(),
-                "next_cursor": next_cursor,
-            }
+            return export_document(self, self.store.iter_records(flt), flt.limit, flt.cursor)
 
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""

@@ -29,6 +29,7 @@ from prometheus_client.samples import Exemplar
 
 from ..collectors import HEALTH_VALUE, _version
 from ..config import SEVERITIES, MonitorConfig
+from ..export import export_document
 from ..metrics import MonitorRegistry
 from ..model import ErrorRecord
 from ..store import ExportFilter
@@ -291,23 +292,7 @@ class SharedView:
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
         flt = flt or ExportFilter(**filters)
         with self.reading():
-            records: list[dict[str, Any]] = []
-            next_cursor = None
-            last_seq = flt.cursor
-            for seq, record in self.shared.iter_records(flt):
-                if flt.limit is not None and len(records) >= flt.limit:
-                    next_cursor = last_seq
-                    break
-                records.append(record.to_dict())
-                last_seq = seq
-            return {
-                "exported_at": datetime.now().isoformat(),
-                "summary": self.get_error_summary(),
-                "all_records": records,
-                "statistics": self.get_statistics(),
-                "analysis": self.get_error_analysis(),
-                "next_cursor": next_cursor,
-            }
+            return export_document(self, self.shared.iter_records(flt), flt.limit, flt.cursor)
 
     # -- helpers -----------------------------------------------------------------------------
     def _counters(self) -> dict[str, Metric]:
