@@ -324,8 +324,13 @@ class ErrorMonitor:
                 level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
             self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
             sessions = self.sessions
-            session_id = session_id or sessions.current_id()
-            session = sessions.get(session_id)
+            explicit = session_id is not None
+            if not explicit:
+                session_id = current_session.get()
+            session = sessions.active.get(session_id) if session_id is not None else None
+            if session is None and not explicit:  # none, ended, or another monitor's
+                session_id = sessions.process_session_id
+                session = sessions.active.get(session_id)
             crumbs: tuple[Breadcrumb, ...] = ()
             if session is not None:
                 session.errors += 1

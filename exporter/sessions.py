@@ -48,7 +48,7 @@ class SessionTracker:
     def __init__(self, timeout: float, max_breadcrumbs: int) -> None:
         self.timeout = timeout
         self.max_breadcrumbs = max_breadcrumbs
-        self._active: OrderedDict[str, Session] = OrderedDict()
+        self.active: OrderedDict[str, Session] = OrderedDict()
         self.ended: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self.users: set[str] = set()
         self._lock = threading.Lock()
@@ -58,13 +58,13 @@ class SessionTracker:
         session_id = session_id or uuid.uuid4().hex
         now = time.time()
         with self._lock:
-            self._active[session_id] = Session(
+            self.active[session_id] = Session(
                 session_id, user_id, now, now, breadcrumbs=deque(maxlen=self.max_breadcrumbs)
             )
             if user_id is not None and len(self.users) < 100000:
                 self.users.add(str(user_id))
-            while len(self._active) > MAX_ACTIVE_SESSIONS:
-                _, _oldest = self._active.popitem(last=False)
+            while len(self.active) > MAX_ACTIVE_SESSIONS:
+                _, _oldest = self.active.popitem(last=False)
                 self.ended["abnormal"] += 1
         return session_id
 
@@ -72,7 +72,7 @@ class SessionTracker:
         """End a session; its status is computed from its errors unless given."""
         session_id = session_id or current_session.get() or self.process_session_id
         with self._lock:
-            session = self._active.pop(session_id, None)
+            session = self.active.pop(session_id, None)
             if session is None:
                 return None
             final = status if status in STATUSES else session.status()
@@ -85,12 +85,12 @@ class SessionTracker:
         """This thread's / task's session; the process session when it has none, or when
         its session has ended or belongs to another monitor."""
         session_id = current_session.get()
-        if session_id is not None and session_id in self._active:
+        if session_id is not None and session_id in self.active:
             return session_id
         return self.process_session_id
 
     def get(self, session_id: str | None) -> Session | None:
-        return self._active.get(session_id or self.current_id())
+        return self.active.get(session_id or self.current_id())
 
     def user_of(self, session_id: str | None) -> str | None:
         session = self.get(session_id)
@@ -121,22 +121,22 @@ class SessionTracker:
         with self._lock:
             for sid in [
                 s.session_id
-                for s in self._active.values()
+                for s in self.active.values()
                 if now - s.last_activity > self.timeout and s.session_id != self.process_session_id
             ]:
-                del self._active[sid]
+                del self.active[sid]
                 self.ended["abnormal"] += 1
                 expired += 1
         return expired
 
     def end_all(self) -> None:
         """At shutdown: the process session ends by its own status, the rest as abnormal."""
-        for sid in list(self._active):
+        for sid in list(self.active):
             self.end(sid, None if sid == self.process_session_id else "abnormal")
 
     @property
     def active_count(self) -> int:
-        return len(self._active)
+        return len(self.active)
 
     def summary(self) -> dict[str, object]:
         total = sum(self.ended.values())

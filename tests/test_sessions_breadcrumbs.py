@@ -231,7 +231,7 @@ def test_unhandled_error_crashes_the_process_session(make_monitor):
     monitor.sessions.end_all()  # what the exit hook does
     assert monitor.sessions.ended["crashed"] == 1
     assert monitor.sessions.ended["abnormal"] == 1
-    assert open_session not in [s for s in monitor.sessions._active]
+    assert open_session not in [s for s in monitor.sessions.active]
 
 
 def test_session_timeout_option(make_monitor):
