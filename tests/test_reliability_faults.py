@@ -16,11 +16,13 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -292,19 +294,41 @@ def test_export_to_an_uncreatable_directory_raises_oserror_and_leaves_nothing(
     assert sorted(messages(monitor)) == ["after", "kept"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_export_to_a_read_only_directory_raises_oserror(make_monitor, tmp_path):
     monitor = make_monitor()
     record(monitor, "kept")
-    read_only = tmp_path / "ro"
+    base = Path(tempfile.mkdtemp(prefix="ee-ro-", dir="/tmp"))
+    base.chmod(0o755)  # traversable by anyone, so only the directory's own mode matters
+    read_only = base / "ro"
     read_only.mkdir()
-    read_only.chmod(0o500)
+    read_only.chmod(0o555)
     try:
-        with pytest.raises(PermissionError):
-            monitor.export_to_file(read_only / "errors.json")
+        if os.geteuid() == 0:
+            # root ignores permission bits: write as an unprivileged user in a forked child
+            pid = os.fork()
+            if pid == 0:
+                code = 3
+                try:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    try:
+                        monitor.export_to_file(read_only / "errors.json")
+                        code = 1
+                    except PermissionError:
+                        code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        else:
+            with pytest.raises(PermissionError):
+                monitor.export_to_file(read_only / "errors.json")
+        assert list(read_only.iterdir()) == []
     finally:
         read_only.chmod(0o700)
-    assert list(read_only.iterdir()) == []
+        shutil.rmtree(base, ignore_errors=True)
+    record(monitor, "after")
+    assert sorted(messages(monitor)) == ["after", "kept"]  # the monitor goes on
 
 
 def test_export_on_a_full_disk_keeps_the_previous_file(make_monitor, tmp_path, monkeypatch):
