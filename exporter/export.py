@@ -26,10 +26,17 @@ def dumps(data: Any, indent: int | None = 2) -> str:
     return json.dumps(data, indent=indent, default=str, ensure_ascii=False)
 
 
-def write_atomic(path: str | Path, text: str | Iterable[str], mode: int = 0o600) -> Path:
-    """Write text (or chunks of text) to ``path`` atomically with ``mode`` permissions."""
+def write_atomic(
+    path: str | Path, text: str | Iterable[str], mode: int = 0o600, make_parents: bool = True
+) -> Path:
+    """Write text (or chunks of text) to ``path`` atomically with ``mode`` permissions.
+
+    ``make_parents`` creates missing directories (as the aggregator's export did); the CLI
+    turns it off so a mistyped ``-o`` path is an error, not a new directory tree.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from . import export as export_files
 from .classify import SeverityRules
+from .collectors import register_collectors
 from .config import SEVERITIES, MonitorConfig, load_config
 from .export import export_document
 from .integrations import is_not_an_error
@@ -41,8 +42,10 @@ from .resources import ResourceSampler
 from .scrub import Scrubber, fix_surrogates, safe_text
 from .sessions import SessionTracker, current_session
 from .signature import Signer
+from .statistics import breakdown, statistics
 from .store import ErrorGroup, ErrorStore, ExportFilter
 from .terminal import TerminalOutput
+from .worker import BackgroundQueue
 
 log = logging.getLogger("exporter")
 _monitor_ids = itertools.count(1)
@@ -105,8 +108,6 @@ class ErrorMonitor:
         self.resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
         )
-        from .worker import BackgroundQueue
-
         self._reports = BackgroundQueue(
             "error-exporter-worker", cfg.queue_size, self._process,
             on_drop=lambda: self.metrics.count_drop("queue_full"),
@@ -130,8 +131,6 @@ class ErrorMonitor:
         self._reading = threading.local()
         self._exit_registered = False
         self.running = False
-        from .collectors import register_collectors
-
         register_collectors(self)
         _register_fork_handler(self)
         self.shared: Any = None  # multiprocess mode: the fleet view (exporter.multiprocess)
@@ -609,33 +608,14 @@ class ErrorMonitor:
         if self.shared is not None:
             return self.shared.get_statistics()
         self._settle()
-        by: dict[str, dict[str, int]] = {k: {} for k in ("severity", "component", "type", "plugin")}
-        total = 0
-        for labels, value in self.metrics.error_totals():
-            count = int(value)
-            total += count
-            for key, label in (("severity", "severity"), ("component", "component"),
-                               ("type", "error_type"), ("plugin", "plugin")):
-                name = labels[label]
-                by[key][name] = by[key].get(name, 0) + count
-        recoveries = self.metrics.recovery_totals()
-        attempts = recoveries["success"] + recoveries["failure"]
-        hours = max((time.time() - self.store.started) / 3600.0, 0.01)
-        return {
-            "total_errors": total,
-            "errors_by_severity": {s: by["severity"].get(s, 0) for s in reversed(SEVERITIES)},
-            "errors_by_component": by["component"],
-            "errors_by_type": by["type"],
-            "errors_by_plugin": by["plugin"],
-            "recovery_success_rate": (recoveries["success"] / attempts) if attempts else 0.0,
-            "recovery_attempts": int(attempts),
-            "average_errors_per_hour": round(total / hours, 2),
-            "unique_errors": len(self.store.groups),
-            "dropped_reports": int(self.metrics.dropped_total()),
-            "queue_depth": self.queue_depth,
-            "sessions": self.sessions.summary(),
-            "resources": self.resources.latest.to_dict() if self.resources.latest else None,
-        }
+        return statistics(
+            self.metrics.error_totals(), self.metrics.recovery_totals(), self.store.started,
+            unique_errors=len(self.store.groups),
+            dropped_reports=int(self.metrics.dropped_total()),
+            queue_depth=self.queue_depth,
+            sessions=self.sessions.summary(),
+            resources=self.resources.latest.to_dict() if self.resources.latest else None,
+        )
 
     def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
         """Seed 000's analysis shape: statistics, top errors, uniques, sessions."""
@@ -667,12 +647,10 @@ class ErrorMonitor:
         if self.shared is not None:
             return self.shared.get_error_summary()
         self._settle()
-        stats_total = sum(int(v) for _, v in self.metrics.error_totals())
+        stats_total, by = breakdown(self.metrics.error_totals())
+        by_type = by["type"]
         hours = max((time.time() - self.store.started) / 3600.0, 0.01)
         with self.store.lock:
-            by_type: dict[str, int] = {}
-            for labels, value in self.metrics.error_totals():
-                by_type[labels["error_type"]] = by_type.get(labels["error_type"], 0) + int(value)
             plugin_counts = {k: dict(v) for k, v in self.store.plugin_counts.items()}
         return {
             "session_start": self.store.session_start_iso(),

@@ -199,7 +199,12 @@ def test_real_alertmanager_routes_inhibits_and_resolves(stack: PromStack) -> Non
         "instance": "app:9718",
         "plugin": "mailer",
     }
-    http_json(api, [_alert(critical), _alert(inhibited), _alert(other_component), _alert(info)])
+    # The inhibitor goes in first: Alertmanager inhibits only against source alerts it
+    # already holds, so posting both in one request races the warning's first flush.
+    http_json(api, [_alert(critical)])
+    wait_until(lambda: any(a["labels"] == critical for a in http_json(api)), 30,
+               what="the critical alert in Alertmanager")
+    http_json(api, [_alert(inhibited), _alert(other_component), _alert(info)])
 
     wait_until(lambda: _delivered(hook, "critical", "firing"), 30, what="critical notification")
     wait_until(lambda: _delivered(hook, "warning", "firing"), 30, what="warning notification")

@@ -9,19 +9,15 @@ error reports can carry user ids and request context.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exporter.cli.client import ApiClient, ApiError
+from exporter.export import dumps, write_atomic
 
 PAGE_SIZE = 1000
 MAX_PAGES = 100000  # a server that always returns a cursor must not loop us forever
@@ -75,22 +71,8 @@ def _expected_total(page: dict[str, Any], limit: int | None) -> int | None:
 
 
 def write_atomically(path: str, data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a 0600 temporary file in the same directory."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write the export like the monitor's own file export: atomic, mode 0600."""
+    write_atomic(path, dumps(data) + "\n", make_parents=False)
 
 
 def export(client: ApiClient, output: str, filters: dict[str, Any],

@@ -28,10 +28,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Exemplar
 
 from ..collectors import HEALTH_VALUE, _version
-from ..config import SEVERITIES, MonitorConfig
+from ..config import MonitorConfig
 from ..export import export_document
 from ..metrics import MonitorRegistry
 from ..model import ErrorRecord
+from ..statistics import statistics
 from ..store import ExportFilter
 from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
 from .sqlite_store import SharedStore, group_summary
@@ -157,35 +158,17 @@ class SharedView:
     def get_statistics(self) -> dict[str, Any]:
         self.settle()
         counters = self._counters()
-        by: dict[str, dict[str, int]] = {k: {} for k in ("severity", "component", "type", "plugin")}
-        total = 0
-        for labels, value in _samples(counters, f"{self.namespace}_errors"):
-            count = int(value)
-            total += count
-            for key, label in (("severity", "severity"), ("component", "component"),
-                               ("type", "error_type"), ("plugin", "plugin")):
-                name = labels.get(label, "")
-                by[key][name] = by[key].get(name, 0) + count
-        recoveries = self._recoveries(counters)
-        attempts = recoveries["success"] + recoveries["failure"]
-        hours = max((time.time() - self.shared.started()) / 3600.0, 0.01)
         workers = self._workers()
-        return {
-            "total_errors": total,
-            "errors_by_severity": {s: by["severity"].get(s, 0) for s in reversed(SEVERITIES)},
-            "errors_by_component": by["component"],
-            "errors_by_type": by["type"],
-            "errors_by_plugin": by["plugin"],
-            "recovery_success_rate": (recoveries["success"] / attempts) if attempts else 0.0,
-            "recovery_attempts": int(attempts),
-            "average_errors_per_hour": round(total / hours, 2),
-            "unique_errors": self.shared.group_count(),
-            "dropped_reports": int(_total(counters, f"{self.namespace}_error_reports_dropped")),
-            "queue_depth": sum(int(w.get("queue_depth", 0)) for w in workers),
-            "sessions": self._sessions(counters, workers),
-            "resources": _latest_resources(workers),
-            "workers": len(workers),
-        }
+        return statistics(
+            _samples(counters, f"{self.namespace}_errors"), self._recoveries(counters),
+            self.shared.started(),
+            unique_errors=self.shared.group_count(),
+            dropped_reports=int(_total(counters, f"{self.namespace}_error_reports_dropped")),
+            queue_depth=sum(int(w.get("queue_depth", 0)) for w in workers),
+            sessions=self._sessions(counters, workers),
+            resources=_latest_resources(workers),
+            workers=len(workers),
+        )
 
     def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
         with self.reading():
