@@ -231,10 +231,13 @@ class ErrorMonitor:
             with contextlib.suppress(Exception):
                 self._asyncio.uninstall()  # loops instrumented by instrument_loop()
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
+            deadline = time.monotonic() + timeout
             if not self._reports.stop(timeout):
                 log.warning("error-exporter stopped with %d error reports not yet processed "
                             "(flush timeout %.1f s)", self._reports.depth, timeout)
-            self._callbacks.stop(min(timeout, 0.5))
+            # Callbacks (and the auto-export they trigger) share the same budget: whatever
+            # the report queue left of it, so a pattern's export still lands at exit.
+            self._callbacks.stop(max(0.0, deadline - time.monotonic()))
             self.resources.stop()
             if self.shared is not None:
                 self.shared.stop()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("exporter.worker")
 IDLE_WAIT_SECONDS = 0.5
+FLUSH_POLL_SECONDS = 0.05
 
 
 class _FlushMark:
@@ -82,12 +84,21 @@ class BackgroundQueue:
         """Wait until everything queued before this call is handled. False on timeout."""
         if not self.alive:
             return not self._items
-        if threading.current_thread() is self._thread:
+        thread = self._thread
+        if thread is None or threading.current_thread() is thread:
             return False
         mark = _FlushMark()
         self._items.append(mark)
         self._wake.set()
-        return mark.done.wait(timeout)
+        # Wait in slices: a worker told to stop may exit before it reaches the mark, and
+        # nobody would ever set it (a reader settling while the monitor shuts down).
+        deadline = time.monotonic() + timeout
+        while not mark.done.wait(min(FLUSH_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if not thread.is_alive():
+                return self.depth == 0
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def stop(self, timeout: float) -> bool:
         """Drain for at most ``timeout`` seconds, then let the daemon thread go."""

@@ -213,9 +213,7 @@ def test_client_disconnecting_mid_response_does_not_hurt(
 
 def test_a_silent_client_does_not_block_others(served: ErrorMonitor) -> None:
     with socket.create_connection(("127.0.0.1", served.server.port), timeout=5):
-        started = time.monotonic()
-        assert get(served.server.url + "/healthz")[0] == 200
-        assert time.monotonic() - started < 2
+        assert get(served.server.url + "/healthz")[0] == 200  # get() times out if blocked
 
 
 def test_concurrent_scrapes_while_errors_are_recorded(make_monitor: Any) -> None:
