@@ -8,6 +8,7 @@ host app's exit. A busy port fails loudly, naming host:port.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import socketserver
@@ -44,6 +45,24 @@ class _Handler(WSGIRequestHandler):
 
     def get_stderr(self) -> Any:
         return _LogStream()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """Errors the HTTP parser answers itself (414, 431, 505...): the API's JSON shape too.
+
+        The stdlib sends a small HTML page; clients of a JSON API should never have to parse
+        one. json.dumps escapes what the parser quotes back from the client's bytes.
+        """
+        short = self.responses.get(code, ("Error", ""))[0]
+        body = json.dumps({"error": message or short, "status": code}).encode("utf-8")
+        self.log_error("code %d, message %s", code, message)
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):

@@ -23,7 +23,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import is_not_an_error
-from .web import RequestScope, WebOptions, clean_request_id, current_request_id, wants_body
+from .web import (
+    MonitoredApp,
+    RequestScope,
+    WebOptions,
+    clean_request_id,
+    current_request_id,
+    wants_body,
+)
 
 if TYPE_CHECKING:
     from ..monitor import ErrorMonitor
@@ -39,7 +46,7 @@ ROUTE_KEY = "error_exporter.route"
 __all__ = ["AsgiMiddleware", "current_request_id", "route_template"]
 
 
-class AsgiMiddleware:
+class AsgiMiddleware(MonitoredApp):
     """Records a request's unhandled error and times every HTTP request."""
 
     def __init__(
@@ -59,14 +66,6 @@ class AsgiMiddleware:
         self.options = WebOptions(component, plugin, sessions, capture_body, max_body_bytes,
                                   request_id_header)
         self._header = request_id_header.lower().encode("latin-1")
-
-    @property
-    def monitor(self) -> ErrorMonitor:
-        if self._monitor is None:
-            from ..monitor import get_error_monitor
-
-            self._monitor = get_error_monitor()
-        return self._monitor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":

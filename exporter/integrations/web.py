@@ -88,6 +88,25 @@ class WebOptions:
     breadcrumbs: bool = True
 
 
+class MonitoredApp:
+    """Base of the middlewares: the monitor given, or the process-wide one at first request.
+
+    Looked up late so a middleware built at import time follows ``get_error_monitor``'s
+    first-call-wins settings made later by the app's start-up code.
+    """
+
+    _monitor: ErrorMonitor | None = None
+    options: WebOptions
+
+    @property
+    def monitor(self) -> ErrorMonitor:
+        if self._monitor is None:
+            from ..monitor import get_error_monitor
+
+            self._monitor = get_error_monitor()
+        return self._monitor
+
+
 class RequestScope:
     """One request from start to finish: context, timing, the error, the session."""
 

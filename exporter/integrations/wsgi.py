@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import is_not_an_error
 from .web import (
+    MonitoredApp,
     RequestScope,
     WebOptions,
     clean_request_id,
@@ -47,15 +48,7 @@ __all__ = ["DjangoMiddleware", "WsgiMiddleware", "current_request_id", "instrume
            "mount"]
 
 
-def _resolve_monitor(monitor: ErrorMonitor | None) -> ErrorMonitor:
-    if monitor is not None:
-        return monitor
-    from ..monitor import get_error_monitor
-
-    return get_error_monitor()
-
-
-class WsgiMiddleware:
+class WsgiMiddleware(MonitoredApp):
     """Records a request's unhandled error and times every request (see module doc)."""
 
     def __init__(
@@ -77,12 +70,6 @@ class WsgiMiddleware:
         self.options = WebOptions(component, plugin, sessions, capture_body, max_body_bytes,
                                   request_id_header)
         self._header_key = "HTTP_" + request_id_header.upper().replace("-", "_")
-
-    @property
-    def monitor(self) -> ErrorMonitor:
-        if self._monitor is None:
-            self._monitor = _resolve_monitor(None)
-        return self._monitor
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -243,7 +230,7 @@ def _werkzeug_route(environ: dict[str, Any]) -> str | None:
 
 
 # -- Django ------------------------------------------------------------------------------------
-class DjangoMiddleware:
+class DjangoMiddleware(MonitoredApp):
     """Django middleware: put it first in ``MIDDLEWARE``."""
 
     sync_capable = True
@@ -257,12 +244,6 @@ class DjangoMiddleware:
         self.options = WebOptions(**options)
         self.get_response = get_response
         self._meta_key = "HTTP_" + self.options.request_id_header.upper().replace("-", "_")
-
-    @property
-    def monitor(self) -> ErrorMonitor:
-        if self._monitor is None:
-            self._monitor = _resolve_monitor(None)
-        return self._monitor
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
