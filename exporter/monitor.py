@@ -37,6 +37,7 @@ from .integrations.threads import ThreadingIntegration
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorPattern, ErrorPriority, ErrorRecord, ErrorReport
 from .patterns import PatternDetector
+from .reading import ReadOnce
 from .reports import Captured, ReportBuilder
 from .resources import ResourceSampler
 from .scrub import Scrubber, fix_surrogates, safe_text
@@ -128,7 +129,7 @@ class ErrorMonitor:
         self._lifecycle = threading.RLock()
         self._warned_internal = False
         self._plain_types: set[type] = set()
-        self._reading = threading.local()
+        self._reading = ReadOnce()
         self._exit_registered = False
         self.running = False
         register_collectors(self)
@@ -590,21 +591,14 @@ class ErrorMonitor:
 
         A read made of other reads (the export) settles once: the nested ones skip.
         """
-        if getattr(self._reading, "active", False):
+        if self._reading.active:
             return
         if self._reports.alive:  # also covers the item the worker has popped but not stored
             self.flush(timeout=READ_SETTLE_SECONDS)
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
+    def reading(self) -> contextlib.AbstractContextManager[None]:
         """Several reads that should see the same moment: settle once, then read."""
-        self._settle()
-        outer = getattr(self._reading, "active", False)
-        self._reading.active = True
-        try:
-            yield
-        finally:
-            self._reading.active = outer
+        return self._reading.scope(self._settle)
 
     def get_statistics(self) -> dict[str, Any]:
         """Seed 000's statistics shape, from the exact counters."""

@@ -15,7 +15,6 @@ import glob
 import logging
 import os
 import platform
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -32,6 +31,7 @@ from ..config import MonitorConfig
 from ..export import export_document
 from ..metrics import MonitorRegistry
 from ..model import ErrorRecord
+from ..reading import ReadOnce
 from ..statistics import statistics
 from ..store import ExportFilter
 from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
@@ -67,7 +67,7 @@ class SharedView:
         self.store = SharedRecords(self.shared)
         self.publisher: Publisher | None = None
         self._stalled_gap: int | None = None
-        self._reading = threading.local()
+        self._reading = ReadOnce()
 
     # -- worker lifecycle (called by the monitor) -----------------------------------------
     def start(self) -> None:
@@ -115,7 +115,7 @@ class SharedView:
         subtracted. A gap that stops shrinking (a worker killed with reports queued) ends the
         wait early and is remembered, so later reads do not wait for it again.
         """
-        if getattr(self._reading, "active", False):
+        if self._reading.active:
             return True  # inside reading(): settled once already
         if self.local is not None:
             with contextlib.suppress(Exception):
@@ -142,17 +142,9 @@ class SharedView:
                 return False
             time.sleep(0.01)
 
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[None]:
+    def reading(self) -> contextlib.AbstractContextManager[None]:
         """Several reads that should see the same moment: settle once, then read."""
-        outer = getattr(self._reading, "active", False)
-        if not outer:
-            self.settle()
-        self._reading.active = True
-        try:
-            yield
-        finally:
-            self._reading.active = outer
+        return self._reading.scope(self.settle)
 
     # -- the read API (same shapes as ErrorMonitor) ------------------------------------------
     def get_statistics(self) -> dict[str, Any]:
