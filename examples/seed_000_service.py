@@ -103,7 +103,8 @@ def main() -> None:
     print(f"By severity: {json.dumps(stats['errors_by_severity'])}")
     print(f"By component: {json.dumps(stats['errors_by_component'], sort_keys=True)}")
     print(f"By type: {json.dumps(stats['errors_by_type'], sort_keys=True)}")
-    print(f"Recovery success rate: {stats['recovery_success_rate']:.2f}")
+    rate = stats["recovery_success_rate"]  # None until a recovery was attempted
+    print(f"Recovery success rate: {'n/a' if rate is None else f'{rate:.2f}'}")
 
     analysis = monitor.get_error_analysis()
     print("=== Error analysis ===")

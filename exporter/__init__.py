@@ -5,6 +5,7 @@ The public API, re-exported from the modules that define it::
     from exporter import get_error_monitor, handle_errors
 """
 
+import logging
 from typing import Any
 
 from .compat import ErrorAggregator, ErrorMonitoringService, get_error_aggregator, record_error
@@ -20,6 +21,9 @@ from .model import (
     ResourceSnapshot,
 )
 from .monitor import ErrorMonitor, get_error_monitor, reset_error_monitor
+
+# The logging HOWTO for libraries: the app decides where the monitor's own lines go.
+logging.getLogger("exporter").addHandler(logging.NullHandler())
 
 
 def wsgi_app(monitor: ErrorMonitor) -> Any:

@@ -24,15 +24,27 @@ SEVERITIES = ("low", "medium", "high", "critical")
 DEFAULT_SCRUB_KEYS = (
     "password",
     "passwd",
+    "pwd",
+    "passphrase",
     "secret",
+    "client_secret",
     "token",
+    "access_token",
+    "refresh_token",
     "api_key",
     "apikey",
     "auth",
     "credential",
+    "credentials",
     "cookie",
+    "set-cookie",
     "session",
+    "sessionid",
     "private_key",
+    "jwt",
+    "dsn",
+    "csrf",
+    "xsrf",
 )
 
 
@@ -62,6 +74,7 @@ class MonitorConfig:
     capture_threading: bool = True
     capture_asyncio: bool = True
     capture_logging: bool = True
+    capture_log_messages: bool = True
     logging_breadcrumb_level: str = "INFO"
     capture_locals: bool = False
     in_app_include: list[str] = field(default_factory=list)
@@ -80,6 +93,7 @@ class MonitorConfig:
     max_patterns: int = 1000
     max_users_per_group: int = 1000
     occurrences_per_group: int = 10
+    occurrence_budget_per_second: int = 100
     label_value_limit: int = 100
     label_value_limits: dict[str, int] = field(default_factory=dict)
     exit_flush_timeout: float = 2.0
@@ -188,6 +202,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_patterns": (_int_at_least(1), "an integer >= 1"),
     "max_users_per_group": (_int_at_least(1), "an integer >= 1"),
     "occurrences_per_group": (_int_at_least(1), "an integer >= 1"),
+    "occurrence_budget_per_second": (_int_at_least(1), "an integer >= 1"),
     "label_value_limit": (_int_at_least(1), "an integer >= 1"),
     "label_value_limits": (_limits_map, "a mapping of label name to an integer >= 1"),
     "exit_flush_timeout": (_number_above(-1e-9), "a number of seconds >= 0"),

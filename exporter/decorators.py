@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -31,6 +32,11 @@ def handle_errors(
     ``recovery`` callable is given it is called with the exception, timed and counted as
     success or failure; then the exception is re-raised (``reraise=True``) or the
     recovery's result (or ``default``) is returned.
+
+    Without ``monitor``, each call reports to ``get_error_monitor()``, looked up at call
+    time, not when decorating: a function decorated at import reports to the monitor the
+    application builds and starts later (its own ``ErrorMonitor`` or
+    ``ErrorMonitoringService`` included), and to the next one in line once that one stops.
     """
 
     def decorate(func: F) -> F:
@@ -41,23 +47,16 @@ def handle_errors(
                 return monitor
             from .monitor import get_error_monitor
 
-            return get_error_monitor()
+            return get_error_monitor()  # at each call: the app may start its monitor later
 
         def failed(mon: ErrorMonitor, exc: Exception, started: float) -> Any:
             mon.observe_operation(component, plugin, op, False, time.perf_counter() - started)
             error_id = mon.record_error(exc, component, plugin, op, severity=severity)
             result = default
             if recovery is not None:
-                began = time.perf_counter()
-                try:
+                # timed from the error itself (error_id), as monitor.recovery() does
+                with contextlib.suppress(Exception), mon.recovery(component, plugin, error_id):
                     result = recovery(exc)
-                except Exception:
-                    mon.record_recovery(False, time.perf_counter() - began, component, plugin,
-                                        error_id)
-                    result = default
-                else:
-                    mon.record_recovery(True, time.perf_counter() - began, component, plugin,
-                                        error_id)
             return result
 
         if inspect.iscoroutinefunction(func):

@@ -22,7 +22,9 @@ from .scrub import fix_surrogates, safe_text
 OVERFLOW_VALUE = "other"
 _OVERFLOW_MEMORY = 10000  # overflowing values remembered per label (counted once each)
 MAX_LABEL_LENGTH = 100
-DROP_REASONS = ("queue_full", "callback_queue_full", "store_evicted", "export_failed")
+DROP_REASONS = (
+    "queue_full", "callback_queue_full", "store_evicted", "export_failed", "coalesced",
+)
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _CHILD_CACHE_LIMIT = 10000
@@ -97,6 +99,11 @@ class LabelLimiter:
         # values already counted as overflowing: each is counted once, not at every
         # lookup (scrapes look plugin and error_type values up again each time)
         self._overflowed: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        self._seen = {}
+        self._overflowed = {}
         self._lock = threading.Lock()
 
     def value(self, label: str, raw: Any) -> str:
@@ -253,6 +260,18 @@ class ErrorMetrics:
         self.recoveries.labels(component_value, plugin_value, result).inc()
         if seconds is not None:
             self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
+
+    def reset(self) -> None:
+        """Start every family from zero (a forked child counts its own errors only)."""
+        for family in (self.errors, self.recoveries, self.recovery_duration,
+                       self.operation_duration, self.dropped, self.label_overflow):
+            family.clear()
+        self.internal_errors._value.set(0)  # no public reset for an unlabelled counter
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        self._error_children.clear()
+        self._op_children.clear()
+        self.limiter.reset()
 
     def count_drop(self, reason: str, amount: int = 1) -> None:
         self.dropped.labels(reason).inc(amount)

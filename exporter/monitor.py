@@ -18,13 +18,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from . import export as export_files
+from .budget import COALESCED, FIRST, GroupBudget
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import SEVERITIES, MonitorConfig, load_config
@@ -36,15 +37,16 @@ from .integrations.logging_handler import LoggingIntegration
 from .integrations.threads import ThreadingIntegration
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorPattern, ErrorPriority, ErrorRecord, ErrorReport
+from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
 from .patterns import PatternDetector
 from .reading import ReadOnce
-from .reports import Captured, ReportBuilder
+from .reports import ReportBuilder
 from .resources import ResourceSampler
-from .scrub import Scrubber, fix_surrogates, safe_text
+from .scrub import Scrubber, fix_surrogates, safe_text, truncate
 from .sessions import SessionTracker, current_session
-from .signature import Signer
+from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
 from .statistics import breakdown, statistics
-from .store import ErrorGroup, ErrorStore, ExportFilter
+from .store import ErrorStore, ExportFilter
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
@@ -54,7 +56,8 @@ ErrorCallback = Callable[[ErrorReport], Any]
 PatternCallback = Callable[[ErrorPattern], Any]
 ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
 READ_SETTLE_SECONDS = 2.0  # the longest a read waits for reports queued before it
-REPORT_REFRESH_SECONDS = 1.0  # a group's full report is rebuilt at most once a second
+SESSION_CHECK_SECONDS = 1.0  # idle sessions are ended this often, scrape or not
+URGENT_SEVERITIES = ("high", "critical")
 
 
 class ErrorMonitor:
@@ -95,24 +98,14 @@ class ErrorMonitor:
             self.scrubber, self.signer, cfg.max_frames, cfg.max_chain_depth,
             cfg.max_message_length, cfg.app_version, cfg.capture_locals,
         )
-        self.store = ErrorStore(
-            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
-            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
-            cfg.plugin_unhealthy_threshold,
-            on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
-        )
-        self.patterns = PatternDetector(
-            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
-            on_new_pattern=self._on_new_pattern,
-        )
-        self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
+        self._new_account()
         self.resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
         )
         self._reports = BackgroundQueue(
             "error-exporter-worker", cfg.queue_size, self._process,
             on_drop=lambda: self.metrics.count_drop("queue_full"),
-            on_error=self._worker_failed,
+            on_error=self._worker_failed, on_tick=self._tick,
         )
         self._callbacks = BackgroundQueue(
             "error-exporter-callbacks", cfg.callback_queue_size, _run_callback,
@@ -130,6 +123,8 @@ class ErrorMonitor:
         self._warned_internal = False
         self._plain_types: set[type] = set()
         self._reading = ReadOnce()
+        self._budget = GroupBudget(cfg.occurrence_budget_per_second)
+        self._next_session_check = 0.0
         self._exit_registered = False
         self.running = False
         register_collectors(self)
@@ -138,6 +133,21 @@ class ErrorMonitor:
         from .multiprocess import attach_if_enabled
 
         attach_if_enabled(self)
+
+    def _new_account(self) -> None:
+        """Empty store, patterns and sessions (at construction, and in a forked child)."""
+        cfg = self.config
+        self.store = ErrorStore(
+            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
+            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
+            cfg.plugin_unhealthy_threshold,
+            on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
+        )
+        self.patterns = PatternDetector(
+            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
+            on_new_pattern=self._on_new_pattern,
+        )
+        self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
 
     # -- seed 000 attribute-style options ---------------------------------------------------
     @property
@@ -181,6 +191,7 @@ class ErrorMonitor:
                 self.sessions.process_session_id = self.sessions.start(None)
             self._install_integrations()
             self.running = True
+            _note_started(self)
             if not self._exit_registered:
                 atexit.register(_exit_hook, weakref.ref(self))
                 self._exit_registered = True
@@ -223,6 +234,7 @@ class ErrorMonitor:
             if not self.running:
                 return
             self.running = False
+            _note_stopped(self)
             for integration in reversed(self._integrations):
                 try:
                     integration.uninstall()
@@ -297,58 +309,117 @@ class ErrorMonitor:
         The same exception object is counted once however many paths report it.
         """
         try:
-            exc_type = type(error)
-            if exc_type not in self._plain_types:
-                checked = self._admit(error)
-                if checked is None:
-                    return None
-                error, exc_type = checked, type(checked)
-            marker = self._marker
-            seen = getattr(error, marker, None)
-            if seen is not None:
-                return str(seen) or None  # "": re-entered from this error's own __str__
-            tb = error.__traceback__
-            if tb is None:  # its __str__ runs next and may record this same error again
-                with contextlib.suppress(Exception):
-                    setattr(error, marker, "")
-            error_id = self.signer.sign(exc_type, tb, "" if tb is not None else safe_text(error))
-            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
-                setattr(error, marker, error_id)
-            except Exception:
-                pass  # an exception type that refuses attributes is simply not de-duplicated
-            if type(component) is not str:
-                component = _label_text(component)
-            if type(plugin) is not str:
-                plugin = _label_text(plugin)
-            level = None
-            if severity is None and _log_level is None:
-                level = self.rules.cached(exc_type, component)
-            if level is None:
-                level = self.rules.severity(exc_type, component, _severity(severity), _log_level)
-            self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
-            sessions = self.sessions
-            explicit = session_id is not None
-            if not explicit:
-                session_id = current_session.get()
-            session = sessions.active.get(session_id) if session_id is not None else None
-            if session is None and not explicit:  # none, ended, or another monitor's
-                session_id = sessions.process_session_id
-                session = sessions.active.get(session_id)
-            crumbs: tuple[Breadcrumb, ...] = ()
-            if session is not None:
-                session.errors += 1
-                if not _handled:
-                    session.crashed = True
-                if user_id is None:
-                    user_id = session.user_id
-                if self.config.enable_breadcrumbs:
-                    crumbs = tuple(session.breadcrumbs)
-            self._reports.submit((
-                error, error_id, exc_type.__name__, component, plugin, operation, level,
-                time.time(), context, metadata, user_id, session_id,
-                threading.current_thread().name, crumbs, _handled, _mechanism,
-            ))
-            return error_id
+            captured = self._capture(error, component, plugin, operation, context, severity,
+                                     metadata, user_id, session_id, _mechanism, _handled,
+                                     _log_level)
+            if captured is None or isinstance(captured, str):
+                return captured
+            return captured.error_id
+        except Exception:
+            self.note_internal_error()
+            return None
+
+    def _capture(
+        self, error: Any, component: Any, plugin: Any, operation: str, context: Any,
+        severity: str | None, metadata: Any, user_id: str | None, session_id: str | None,
+        mechanism: str, handled: bool, log_level: int | None, detail: bool = False,
+    ) -> Occurrence | str | None:
+        """Count, sign and queue one error. Returns the queued Occurrence, or the group id
+        alone when this exception object was already recorded or, unless ``detail``, when
+        its detail was coalesced (it is then built but not queued)."""
+        exc_type = type(error)
+        if exc_type not in self._plain_types:
+            checked = self._admit(error)
+            if checked is None:
+                return None
+            error, exc_type = checked, type(checked)
+        marker = self._marker
+        seen = getattr(error, marker, None)
+        if seen is not None:
+            return str(seen) or None  # "": re-entered from this error's own __str__
+        tb = error.__traceback__
+        site: Site | None = None
+        if tb is not None:
+            site = self.signer.site(exc_type, tb)
+            error_id = site.error_id
+            _mark(error, marker, error_id)  # before its __str__ runs: it may record it again
+            message = safe_text(error)
+        else:
+            _mark(error, marker, "")  # re-entered from its own __str__: "" below
+            message = safe_text(error)
+            key = getattr(error, GROUP_KEY_ATTRIBUTE, None)
+            error_id = (self.signer.sign_key(exc_type, key) if type(key) is str
+                        else self.signer.sign_message(exc_type, message))
+            _mark(error, marker, error_id)
+        cfg = self.config
+        if len(message) > cfg.max_message_length:
+            message = truncate(message, cfg.max_message_length)
+        if type(component) is not str:
+            component = _label_text(component)
+        if type(plugin) is not str:
+            plugin = _label_text(plugin)
+        level = None
+        if severity is None and log_level is None:
+            level = self.rules.cached(exc_type, component)
+        if level is None:
+            level = self.rules.severity(exc_type, component, _severity(severity), log_level)
+        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
+        now = time.time()
+        sessions = self.sessions
+        explicit = session_id is not None
+        if not explicit:
+            session_id = current_session.get()
+        session = sessions.active.get(session_id) if session_id is not None else None
+        if session is None and not explicit:  # none, ended, or another monitor's
+            session_id = sessions.process_session_id
+            session = sessions.active.get(session_id)
+        crumbs: tuple[Breadcrumb, ...] = ()
+        if session is not None:
+            session.errors += 1
+            session.last_activity = now  # an error is activity: the session is not idle
+            if not handled:
+                session.crashed = True
+            if user_id is None:
+                user_id = session.user_id
+            if cfg.enable_breadcrumbs:
+                crumbs = tuple(session.breadcrumbs)
+        admitted = self._budget.admit(error_id, exc_type.__name__, plugin, now)
+        if admitted == COALESCED and not detail:
+            return error_id  # over this group's budget: counted, summarised on the group
+        chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
+                                 cfg.max_message_length)
+                 if has_chain(error) else None)
+        try:
+            context = merged_context(context, error)
+        except Exception as exc:  # the exception's own ``context`` property raised
+            self.note_internal_error(exc)
+        occurrence = Occurrence(
+            error_id, exc_type, message, site, chain, component, plugin, operation, level, now,
+            context, dict(metadata) if type(metadata) is dict else metadata,
+            user_id, session_id, threading.current_thread().name, crumbs, handled, mechanism,
+            self._locals_of(tb) if cfg.capture_locals and tb is not None else None,
+        )
+        if admitted != COALESCED:
+            self._reports.submit(
+                occurrence, admitted == FIRST or not handled or level in URGENT_SEVERITIES)
+        return occurrence
+
+    def record_error_now(
+        self, error: BaseException, plugin: str = "", operation: str = "", context: Any = None,
+    ) -> ErrorRecord | None:
+        """``record_error``, returning the occurrence's record formatted on this thread.
+
+        For ``ErrorAggregator.record_error``, whose callers get the record back at once.
+        """
+        try:
+            captured = self._capture(error, "", plugin, operation, context, None, None, None,
+                                     None, "record_error", True, None, detail=True)
+            if not isinstance(captured, Occurrence):
+                return None
+            builder = self.builder
+            message = builder.message(captured.message)
+            return builder.record(captured, message, builder.stack_trace(captured),
+                                  builder.context(captured))
         except Exception:
             self.note_internal_error()
             return None
@@ -362,6 +433,17 @@ class ErrorMonitor:
         if isinstance(error, Exception) and len(self._plain_types) < 10000:
             self._plain_types.add(type(error))
         return error
+
+    def _locals_of(self, tb: TracebackType) -> dict[str, Any]:
+        """``capture_locals``: the innermost frame's locals, copied (scrubbed, capped) here,
+        so nothing of the frame crosses the queue."""
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        try:
+            cleaned = self.scrubber.clean(dict(tb.tb_frame.f_locals))
+        except Exception:
+            return {}
+        return cleaned if isinstance(cleaned, dict) else {}
 
     def capture_unhandled(
         self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
@@ -402,7 +484,6 @@ class ErrorMonitor:
         except Exception:
             self.note_internal_error()
 
-    @contextlib.contextmanager
     def capture(
         self,
         component: str = "",
@@ -411,20 +492,12 @@ class ErrorMonitor:
         reraise: bool = True,
         severity: str | None = None,
         context: Any = None,
-    ) -> Iterator[None]:
-        """Time a block into app_operation_duration_seconds and record what escapes it."""
-        started = time.perf_counter()
-        try:
-            yield
-        except Exception as exc:
-            self.observe_operation(component, plugin, operation, False,
-                                   time.perf_counter() - started)
-            self.record_error(exc, component, plugin, operation, context, severity)
-            if reraise:
-                raise
-        else:
-            self.observe_operation(component, plugin, operation, True,
-                                   time.perf_counter() - started)
+    ) -> Capture:
+        """Time a block into app_operation_duration_seconds and record what escapes it.
+
+        Works as ``with monitor.capture(...)`` and ``async with monitor.capture(...)``.
+        """
+        return Capture(self, component, plugin, operation, reraise, severity, context)
 
     # -- sessions and recovery ---------------------------------------------------------------
     def start_session(self, user_id: str | None = None, session_id: str | None = None) -> str:
@@ -468,8 +541,16 @@ class ErrorMonitor:
         plugin: str = "",
         error_id: str | None = None,
     ) -> None:
-        """Count a recovery attempt (and its duration) and mark the error's group."""
+        """Count a recovery attempt and mark the error's group.
+
+        The duration observed is, when not given, the time from the latest occurrence of
+        ``error_id`` in this process to now (the moment the recovery finished).
+        """
         try:
+            if duration_seconds is None and error_id:
+                last = self._budget.last_seen(error_id)
+                if last is not None:
+                    duration_seconds = max(0.0, time.time() - last)
             self.metrics.count_recovery(component, plugin, success, duration_seconds)
             if error_id:
                 self._reports.submit(_Recovery(error_id, bool(success)))
@@ -480,14 +561,25 @@ class ErrorMonitor:
     def recovery(
         self, component: str = "", plugin: str = "", error_id: str | None = None
     ) -> Iterator[None]:
-        """Time a recovery block: success when it completes, failure when it raises."""
+        """A recovery block: success when it completes, failure when it raises.
+
+        Its duration is the time from the error ``error_id`` (its latest occurrence) to the
+        end of the block; without ``error_id``, the block's own duration.
+        """
         started = time.perf_counter()
         try:
             yield
         except BaseException:
-            self.record_recovery(False, time.perf_counter() - started, component, plugin, error_id)
+            self.record_recovery(False, self._recovery_seconds(started, error_id), component,
+                                 plugin, error_id)
             raise
-        self.record_recovery(True, time.perf_counter() - started, component, plugin, error_id)
+        self.record_recovery(True, self._recovery_seconds(started, error_id), component,
+                             plugin, error_id)
+
+    def _recovery_seconds(self, started: float, error_id: str | None) -> float | None:
+        if error_id and self._budget.last_seen(error_id) is not None:
+            return None  # record_recovery measures from the error itself
+        return time.perf_counter() - started
 
     # -- callbacks ---------------------------------------------------------------------------
     def register_error_callback(self, callback: ErrorCallback) -> None:
@@ -509,45 +601,38 @@ class ErrorMonitor:
         if isinstance(item, _Recovery):
             self.store.mark_recovery(item.error_id, item.success)
             return
-        captured = Captured(*item)
-        _fix_text_fields(captured)
-        exc = captured.exc
-        group = self.store.groups.get(captured.error_id)
-        if group is not None and captured.timestamp - group.built_at < REPORT_REFRESH_SECONDS:
-            # A repeat within a second of the group's last full report: record the
-            # occurrence (message, context, time) and reuse the formatted trace.
-            report = group.report
-            message = self.builder.message(exc)
-            record = self._record(captured, message, report.stack_trace,
-                                  self.builder.context(captured))
-            self.store.add_occurrence(group, record, captured.user_id)
-            is_new = False
-        else:
-            snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
-            report = self.builder.build(captured, snapshot)
-            message = report.error_message
-            record = self._record(captured, message, report.stack_trace, report.context)
-            group, is_new = self.store.add(report, record)
-        self.patterns.observe(report.error_type, report.error_id, message, captured.plugin,
-                              captured.timestamp)
+        occurrence: Occurrence = item
+        _fix_text_fields(occurrence)
+        builder = self.builder
+        message = builder.message(occurrence.message)
+        stack_trace = builder.stack_trace(occurrence)
+        context = builder.context(occurrence)
+        record = builder.record(occurrence, message, stack_trace, context)
+        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
+        report = builder.build(occurrence, message, stack_trace, context, snapshot)
+        _, is_new = self.store.add(report, record)
+        self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
+                              occurrence.timestamp)
         if is_new and self._terminal is not None:
             self._terminal.new_group(report)
+        # A new group's and an alert's callbacks do not wait behind a storm's backlog.
+        alert = report.priority in ALERT_PRIORITIES
         for callback in self._error_callbacks:
-            self._callbacks.submit((self, callback, report))
-        if report.priority in ALERT_PRIORITIES:
+            self._callbacks.submit((self, callback, report), urgent=is_new or alert)
+        if alert:
             for callback in self._alert_callbacks:
-                self._callbacks.submit((self, callback, report))
+                self._callbacks.submit((self, callback, report), urgent=True)
 
-    @staticmethod
-    def _record(captured: Captured, message: str, stack_trace: str, context: Any) -> ErrorRecord:
-        return ErrorRecord(
-            error_type=captured.error_type, message=message,
-            timestamp=datetime.fromtimestamp(captured.timestamp), context=context,
-            plugin_id=captured.plugin or None, operation=captured.operation or None,
-            stack_trace=stack_trace, error_id=captured.error_id, severity=captured.severity,
-            component=captured.component, user_id=captured.user_id,
-            session_id=captured.session_id,
-        )
+    def _tick(self) -> None:
+        """Worker upkeep: coalesced counts into their groups, idle sessions ended."""
+        for error_id, error_type, plugin, count, last_seen in self._budget.drain():
+            self.store.add_coalesced(error_id, plugin, error_type, count, last_seen)
+            self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
+            self.metrics.count_drop("coalesced", count)
+        now = time.monotonic()
+        if now >= self._next_session_check:
+            self._next_session_check = now + SESSION_CHECK_SECONDS
+            self.sessions.expire()
 
     def _on_new_pattern(self, pattern: ErrorPattern) -> None:
         log.log(
@@ -683,15 +768,7 @@ class ErrorMonitor:
         if self.shared is not None:
             return self.shared.get_group(error_id)
         self._settle()
-        with self.store.lock:
-            group: ErrorGroup | None = self.store.groups.get(error_id)
-            if group is None:
-                return None
-            return {
-                "group": group.summary(),
-                "report": group.report.to_dict(),
-                "occurrences": [r.to_dict() for r in group.occurrences],
-            }
+        return self.store.group_detail(error_id)
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
@@ -717,16 +794,23 @@ class ErrorMonitor:
 
     # -- process events ------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
+        """The child starts its own account: threads, locks and (single-process mode)
+        counts, groups, patterns and sessions are the child's alone."""
         self._reports.after_fork_in_child()
         self._callbacks.after_fork_in_child()
         self.resources.after_fork()
         self._lifecycle = threading.RLock()
-        self.store.lock = threading.RLock()
+        self._budget.reset()
         # locks another thread of the parent may have held at the fork (the worker holds
         # the pattern lock while it processes): the child would wait on them forever
         self.patterns._lock = threading.Lock()
         self.sessions._lock = threading.Lock()
-        self.metrics.limiter._lock = threading.Lock()
+        if self.shared is None:  # multiprocess mode keeps per-pid files: nothing inherited
+            self.metrics.reset()
+            self._new_account()
+        else:
+            self.store.lock = threading.RLock()
+            self.metrics.limiter._lock = threading.Lock()
         self._server = None
         if self.running:
             self._reports.start()
@@ -744,6 +828,47 @@ class ErrorMonitor:
         self.stop(self.config.exit_flush_timeout)
 
 
+class Capture:
+    """``monitor.capture(...)``: a sync and async context manager around a block."""
+
+    __slots__ = ("component", "context", "monitor", "operation", "plugin", "reraise",
+                 "severity", "started")
+
+    def __init__(self, monitor: ErrorMonitor, component: str, plugin: str, operation: str,
+                 reraise: bool, severity: str | None, context: Any) -> None:
+        self.monitor = monitor
+        self.component = component
+        self.plugin = plugin
+        self.operation = operation
+        self.reraise = reraise
+        self.severity = severity
+        self.context = context
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        monitor = self.monitor
+        seconds = time.perf_counter() - self.started
+        if exc is None:
+            monitor.observe_operation(self.component, self.plugin, self.operation, True,
+                                      seconds)
+            return False
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit, CancelledError: not the block's error
+        monitor.observe_operation(self.component, self.plugin, self.operation, False, seconds)
+        monitor.record_error(exc, self.component, self.plugin, self.operation, self.context,
+                             self.severity)
+        return not self.reraise
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+
 class _Recovery:
     __slots__ = ("error_id", "success")
 
@@ -752,12 +877,20 @@ class _Recovery:
         self.success = success
 
 
-def _fix_text_fields(captured: Captured) -> None:
+def _mark(error: BaseException, marker: str, error_id: str) -> None:
+    """Remember on the exception that it was recorded (no reference kept on our side)."""
+    try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
+        setattr(error, marker, error_id)
+    except Exception:
+        pass  # an exception type that refuses attributes is simply not de-duplicated
+
+
+def _fix_text_fields(occurrence: Occurrence) -> None:
     """Lone surrogates in the caller's strings would make every export and API read fail."""
     for name in ("component", "plugin", "operation", "user_id", "session_id"):
-        value = getattr(captured, name)
+        value = getattr(occurrence, name)
         if type(value) is str and not value.isascii():
-            setattr(captured, name, fix_surrogates(value))
+            setattr(occurrence, name, fix_surrogates(value))
 
 
 def _run_callback(item: tuple[ErrorMonitor, Callable[[Any], Any], Any]) -> None:
@@ -828,25 +961,136 @@ def _register_fork_handler(monitor: ErrorMonitor) -> None:
 
 
 # -- the process-wide instance -------------------------------------------------------------
-_global_monitor: ErrorMonitor | None = None
-_global_lock = threading.Lock()
+_global_monitor: ErrorMonitor | None = None  # the one get_error_monitor() created
+_global_lock = threading.Lock()  # never held while calling into a monitor
+_running: list[weakref.ref[ErrorMonitor]] = []  # started, not stopped; oldest first
+# weak: a monitor the app dropped is not kept alive by the lookup
+
+
+def _new_lock_in_child() -> None:
+    """Another thread of the parent may have held the lock at the fork."""
+    global _global_lock
+    _global_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # before any monitor's own handler, which may start it
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def _forget(monitor: ErrorMonitor | None) -> None:
+    """Drop ``monitor`` and collected monitors from ``_running`` (caller holds the lock)."""
+    _running[:] = [r for r in _running if (m := r()) is not None and m is not monitor]
+
+
+def _note_started(monitor: ErrorMonitor) -> None:
+    """A monitor started: the process-wide lookup may need to find it."""
+    with _global_lock:
+        _forget(monitor)
+        _running.append(weakref.ref(monitor))
+
+
+def _note_stopped(monitor: ErrorMonitor) -> None:
+    """A monitor stopped: the lookup no longer returns it."""
+    with _global_lock:
+        _forget(monitor)
+
+
+def _latest_running() -> ErrorMonitor | None:
+    """The most recently started monitor still running (caller holds the lock)."""
+    if any(ref() is None for ref in _running):  # collected without stop()
+        _forget(None)
+    for ref in reversed(_running):
+        monitor = ref()
+        if monitor is not None and monitor.running:
+            return monitor
+    return None
+
+
+def _ignored_options(monitor: ErrorMonitor, options: dict[str, Any]) -> list[str]:
+    """``name=requested (in use: effective)`` for each option ``monitor`` does not have."""
+    import dataclasses
+
+    cfg = monitor.config
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    ignored = []
+    for name, value in options.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)  # export_path=Path(...) is the same directory as its str
+        if name == "config":
+            if value is not cfg and value != cfg:
+                ignored.append("config=MonitorConfig(...) (in use: a different MonitorConfig)")
+        elif name == "registry":
+            if value is not None:
+                ignored.append(f"registry={value!r} (in use: the monitor's own bridge, if any)")
+        elif name not in fields:
+            ignored.append(f"{name}={value!r} (not an option)")
+        elif value != getattr(cfg, name):
+            if fields[name].repr:
+                ignored.append(f"{name}={value!r} (in use: {getattr(cfg, name)!r})")
+            else:  # a secret (api_token): name it, never print it
+                ignored.append(f"{name}=*** (in use: a different value)")
+    return ignored
+
+
+def _ignored_message(function: str, reason: str, ignored: list[str]) -> str:
+    return f"{function}(): {reason}; ignored options: {', '.join(ignored)}"
+
+
+def _process_monitor(options: dict[str, Any]) -> tuple[ErrorMonitor, list[str], str]:
+    """get_error_monitor's lookup: (monitor, ignored options, which existing one it is)."""
+    global _global_monitor
+    with _global_lock:
+        monitor = explicit = _global_monitor
+        if monitor is None:
+            monitor = _latest_running()
+        if monitor is None:
+            monitor = _global_monitor = ErrorMonitor(**options)
+            return monitor, [], ""
+    if explicit is not None:
+        existing = "the existing process-wide monitor"
+    else:
+        existing = f"the running monitor started most recently ({monitor!r})"
+    return monitor, _ignored_options(monitor, options) if options else [], existing
 
 
 def get_error_monitor(**options: Any) -> ErrorMonitor:
-    """The process-wide monitor; the first call's settings win."""
-    global _global_monitor
-    with _global_lock:
-        if _global_monitor is None:
-            _global_monitor = ErrorMonitor(**options)
-        elif options:
-            log.debug("get_error_monitor: already created, ignoring options %s", sorted(options))
-        return _global_monitor
+    """The process-wide monitor: the app's monitor, wherever the app made it.
+
+    Looked up in this order:
+
+    1. the monitor an earlier ``get_error_monitor`` call created (started or not);
+    2. otherwise the most recently started monitor that is still running, e.g. an
+       ``ErrorMonitor`` or ``ErrorMonitoringService`` the application built and started
+       itself: a plugin calling ``get_error_monitor()`` gets the app's monitor, not a
+       second, idle one. It is not pinned: once it stops, the lookup moves on;
+    3. otherwise a new monitor built from ``options`` (not started), which then is (1).
+
+    The first settings win. Options given when a monitor already exists are ignored; those
+    that differ from its configuration are named, with the value in use, in a
+    ``RuntimeWarning``. ``handle_errors`` without ``monitor=`` reports through this lookup,
+    made at each call.
+    """
+    monitor, ignored, existing = _process_monitor(options)
+    if ignored:
+        import warnings
+
+        reason = f"returning {existing}, whose settings stay"
+        if monitor is _global_monitor:
+            reason += " (reset_error_monitor() first to reconfigure it)"
+        message = _ignored_message("get_error_monitor", reason, ignored)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return monitor
 
 
 def reset_error_monitor() -> None:
-    """Stop and forget the process-wide monitor (tests, reconfiguration)."""
+    """Stop and forget the process-wide monitor, and forget the running ones (tests).
+
+    Monitors the application started itself keep running; the lookup just no longer
+    returns them (until they are started again).
+    """
     global _global_monitor
     with _global_lock:
-        if _global_monitor is not None:
-            _global_monitor.stop(timeout=1.0)
-        _global_monitor = None
+        monitor, _global_monitor = _global_monitor, None
+        _running.clear()
+    if monitor is not None:  # outside the lock: stop() reports back through _note_stopped
+        monitor.stop(timeout=1.0)

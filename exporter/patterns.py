@@ -93,14 +93,15 @@ class PatternDetector:
         self._lock = threading.Lock()
 
     def observe(
-        self, error_type: str, signature: str, message: str, plugin: str, now: float | None = None
+        self, error_type: str, signature: str, message: str, plugin: str,
+        now: float | None = None, amount: int = 1,
     ) -> list[ErrorPattern]:
-        """Count one error under its type and its signature; return patterns that just began."""
+        """Count errors under their type and signature; return patterns that just began."""
         now = self.clock() if now is None else now
         started = []
         with self._lock:
             for key in (("type", error_type), ("signature", signature)):
-                pattern = self._observe_key(key, error_type, message, plugin, now)
+                pattern = self._observe_key(key, error_type, message, plugin, now, amount)
                 if pattern is not None:
                     started.append(pattern)
         if self.on_new_pattern is not None:
@@ -109,7 +110,8 @@ class PatternDetector:
         return started
 
     def _observe_key(
-        self, key: tuple[str, str], error_type: str, message: str, plugin: str, now: float
+        self, key: tuple[str, str], error_type: str, message: str, plugin: str, now: float,
+        amount: int = 1,
     ) -> ErrorPattern | None:
         tracked = self._tracked.get(key)
         if tracked is None:
@@ -120,14 +122,15 @@ class PatternDetector:
                 self._active.discard(evicted)
         else:
             self._tracked.move_to_end(key)
-        count = tracked.window.add(now)
-        if count == 1:
+        count = tracked.window.add(now, amount)
+        if count == amount:
             tracked.first_seen = now
             tracked.samples.clear()
             tracked.affected_plugins.clear()
         tracked.last_seen = now
-        if len(tracked.samples) < MAX_SAMPLE_MESSAGES and message not in tracked.samples:
-            tracked.samples.append(message[:500])
+        samples = tracked.samples
+        if message and len(samples) < MAX_SAMPLE_MESSAGES and message not in samples:
+            samples.append(message[:500])
         plugins = tracked.affected_plugins
         if plugin and plugin not in plugins and len(plugins) < MAX_AFFECTED_PLUGINS:
             plugins.append(plugin)

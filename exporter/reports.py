@@ -1,10 +1,15 @@
-"""Exception -> detailed report, on the worker thread (never on the caller's).
+"""Occurrence -> detailed report, on the worker thread (never on the caller's).
+
+The caller hands over an :class:`~exporter.occurrence.Occurrence`: code objects and line
+numbers, never frames. The trace is formatted here the way Python prints it (source lines
+from ``linecache``, recursion collapsed, chained exceptions with Python's separators).
+The frames part of a trace is cached per raise site (the same code objects and lines are
+provably the same frames); each occurrence adds its own exception line.
 
 Diagnostics are capped so a hostile exception cannot hurt the process: at most
-``max_frames`` frames (the innermost ones; recursion shows as Python shows it),
-``max_chain_depth`` chained exceptions, ``max_message_length`` characters of message and
-``MAX_STACK_TRACE_CHARS`` of formatted trace. ``__str__`` that raises, bytes, cycles in
-the chain and ExceptionGroups are all handled by ``traceback.TracebackException``.
+``max_frames`` frames (the innermost ones), ``max_chain_depth`` chained exceptions,
+``max_message_length`` characters of message and ``MAX_STACK_TRACE_CHARS`` of formatted
+trace.
 """
 
 from __future__ import annotations
@@ -15,45 +20,26 @@ import socket
 import sys
 import threading
 import traceback
-from dataclasses import dataclass, field
+from collections import OrderedDict
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from .classify import priority
-from .model import Breadcrumb, ErrorReport, ErrorSeverity, ResourceSnapshot
-from .scrub import Scrubber, safe_text, truncate
-from .signature import Signer, module_of
+from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
+from .occurrence import MAX_GROUP_MEMBERS, CycleMark, Link, Occurrence
+from .scrub import Scrubber
+from .signature import Frame, Signer, module_of
+
+__all__ = ["MAX_GROUP_MEMBERS", "MAX_STACK_TRACE_CHARS", "ReportBuilder"]
 
 MAX_STACK_TRACE_CHARS = 65536
-MAX_GROUP_MEMBERS = 15
-
-
-@dataclass
-class Captured:
-    """What the caller's thread hands to the worker: cheap to make, enough to build a report."""
-
-    exc: BaseException
-    error_id: str
-    error_type: str
-    component: str
-    plugin: str
-    operation: str
-    severity: str
-    timestamp: float
-    context: Any = None
-    metadata: Any = None
-    user_id: str | None = None
-    session_id: str | None = None
-    thread_name: str = ""
-    breadcrumbs: tuple[Breadcrumb, ...] = ()
-    handled: bool = True
-    mechanism: str = "record_error"
-    extra: dict[str, Any] = field(default_factory=dict)
+TRACE_CACHE_SIZE = 2048
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
 class ReportBuilder:
-    """Builds ErrorReports with the configured caps and scrubbing."""
+    """Builds each occurrence's report and record, with the configured caps and scrubbing."""
 
     def __init__(
         self,
@@ -72,172 +58,200 @@ class ReportBuilder:
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
         self._environment = static_environment(app_version)
+        self._frames_text: OrderedDict[tuple[Frame, ...], str] = OrderedDict()
+        self._locations: dict[tuple[Frame, ...], tuple[str | None, int | None, str | None]] = {}
 
-    def message(self, exc: BaseException) -> str:
-        limit = self.max_message_length
-        return self.scrubber.text(truncate(_message_of(exc), limit), limit + 64)
+    # -- pieces ------------------------------------------------------------------------
+    def message(self, text: str) -> str:
+        """Scrubbed; the caller already capped it (and said by how much)."""
+        return self.scrubber.text(text, self.max_message_length + 64)
 
-    def context(self, item: Captured) -> dict[str, Any]:
-        """The caller's context plus the exception's own ``context`` dict, scrubbed."""
-        merged = _merged_context(item.context, item.exc)
-        if not merged:
+    def context(self, occurrence: Occurrence) -> dict[str, Any]:
+        context = occurrence.context
+        if context is None or context == {}:
             return {}
-        cleaned = self.scrubber.clean(merged)
+        cleaned = self.scrubber.clean(context)
         return cleaned if isinstance(cleaned, dict) else {"context": cleaned}
 
-    def build(self, item: Captured, snapshot: ResourceSnapshot | None) -> ErrorReport:
-        exc = item.exc
-        tb = exc.__traceback__
-        location = self._location(tb)
-        stack_trace = self.stack_trace(exc)
-        metadata = self.scrubber.clean(item.metadata) if item.metadata is not None else {}
-        if self.capture_locals and tb is not None:
-            metadata = dict(metadata) if isinstance(metadata, dict) else {"metadata": metadata}
-            metadata["locals"] = self.scrubber.clean(_innermost_locals(tb))
-        severity = ErrorSeverity(item.severity)
+    def metadata(self, occurrence: Occurrence) -> dict[str, Any]:
+        metadata: Any = (
+            self.scrubber.clean(occurrence.metadata) if occurrence.metadata is not None else {}
+        )
+        if not isinstance(metadata, dict):
+            metadata = {"metadata": metadata}
+        if occurrence.locals is not None:  # scrubbed and capped on the caller already
+            metadata = {**metadata, "locals": occurrence.locals}
+        return metadata
+
+    def stack_trace(self, occurrence: Occurrence) -> str:
+        """The trace as Python prints it, from the occurrence's frame summary."""
+        try:
+            if occurrence.chain is None:
+                frames = occurrence.site.frames if occurrence.site is not None else ()
+                text = self._frames_part(frames) + self._exception_line(
+                    occurrence.exc_type, occurrence.message)
+            else:
+                text = self._chain_text(occurrence.chain)
+        except Exception as failure:  # a pathological exception: keep what we can
+            text = (f"{occurrence.error_type}: {occurrence.message[:200]} "
+                    f"(no trace: {failure!r})")
+        if len(text) > MAX_STACK_TRACE_CHARS:
+            text = text[:MAX_STACK_TRACE_CHARS] + (
+                f"\n...[stack trace truncated at {MAX_STACK_TRACE_CHARS} chars]\n")
+        return text
+
+    def _frames_part(self, frames: tuple[Frame, ...]) -> str:
+        """'Traceback ...' and the frames, scrubbed; cached per frame sequence."""
+        if not frames:
+            return ""
+        cached = self._frames_text.get(frames)
+        if cached is not None:
+            self._frames_text.move_to_end(frames)
+            return cached
+        summary = traceback.StackSummary.from_list([
+            traceback.FrameSummary(code.co_filename, line, code.co_name)
+            for code, line in frames[-self.max_frames:]
+        ])
+        text = "Traceback (most recent call last):\n" + "".join(summary.format())
+        text = self.scrubber.text(text, MAX_STACK_TRACE_CHARS + 64)
+        self._frames_text[frames] = text
+        if len(self._frames_text) > TRACE_CACHE_SIZE:
+            self._frames_text.popitem(last=False)
+        return text
+
+    def _exception_line(self, exc_type: type, message: str,
+                        notes: tuple[str, ...] = ()) -> str:
+        name = type_path(exc_type)
+        text = f"{name}: {self.message(message)}" if message else name
+        lines = [text, *(self.message(note) for note in notes)]
+        return "\n".join(lines) + "\n"
+
+    def _chain_text(self, chain: tuple[Link, ...]) -> str:
+        """Innermost cause first, as Python prints a chain."""
+        parts: list[str] = []
+        for index in range(len(chain) - 1, -1, -1):
+            link = chain[index]
+            if link.exc_type is CycleMark:
+                continue
+            parts.append(self._frames_part(link.frames))
+            parts.append(self._exception_line(link.exc_type, link.message, link.notes))
+            for position, member in enumerate(link.members, 1):
+                body = self._frames_part(member.frames) + self._exception_line(
+                    member.exc_type, member.message, member.notes)
+                parts.append(f"  +---------------- {position} ----------------\n")
+                parts.extend(f"    | {line}\n" for line in body.splitlines())
+            if index > 0:
+                parts.append(_CAUSE if link.relation == "cause" else _CONTEXT)
+        return "".join(parts)
+
+    def chain(self, occurrence: Occurrence) -> list[dict[str, Any]]:
+        """The cause/context chain and group members, outermost first."""
+        links = occurrence.chain
+        if links is None:
+            return [{"relation": "raised", "type": type_path(occurrence.exc_type, full=True),
+                     "message": self.message(occurrence.message)}]
+        out: list[dict[str, Any]] = []
+        for link in links:
+            if link.exc_type is CycleMark:
+                out.append({"relation": link.relation, "type": "<cycle>", "message": ""})
+                continue
+            entry: dict[str, Any] = {
+                "relation": link.relation,
+                "type": type_path(link.exc_type, full=True),
+                "message": self.message(link.message),
+            }
+            if link.members:
+                entry["exceptions"] = [
+                    {"type": type_path(m.exc_type, full=True), "message": self.message(m.message)}
+                    for m in link.members
+                ]
+            out.append(entry)
+        return out
+
+    def location(self, occurrence: Occurrence) -> tuple[str | None, int | None, str | None]:
+        """File, line and function of the innermost in-app frame (else the innermost)."""
+        frames = occurrence.site.frames if occurrence.site is not None else ()
+        found = self._locations.get(frames)
+        if found is None:
+            last = last_in_app = None
+            for code, line in frames:
+                last = (code.co_filename, line, getattr(code, "co_qualname", code.co_name))
+                if self.signer.frame_info(code, module_of(code)).in_app:
+                    last_in_app = last
+            found = last_in_app or last or (None, None, None)
+            if len(self._locations) > TRACE_CACHE_SIZE:
+                self._locations.clear()
+            self._locations[frames] = found
+        return found
+
+    # -- whole report / record -------------------------------------------------------------
+    def build(
+        self,
+        occurrence: Occurrence,
+        message: str,
+        stack_trace: str,
+        context: dict[str, Any],
+        snapshot: ResourceSnapshot | None,
+    ) -> ErrorReport:
+        """The report of this occurrence (group counts are filled in by the store)."""
+        location = self.location(occurrence)
+        severity = ErrorSeverity(occurrence.severity)
         return ErrorReport(
-            error_id=item.error_id,
-            error_type=item.error_type,
-            error_message=self.message(exc),
+            error_id=occurrence.error_id,
+            error_type=occurrence.error_type,
+            error_message=message,
             severity=severity,
-            priority=priority(severity.value, 0.0, 1 if item.user_id else 0),
-            timestamp=item.timestamp,
-            first_occurrence=item.timestamp,
+            priority=priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
+            timestamp=occurrence.timestamp,
+            first_occurrence=occurrence.timestamp,
             occurrence_count=1,
-            component=item.component,
+            component=occurrence.component,
             file_path=location[0],
             line_number=location[1],
             function_name=location[2],
             stack_trace=stack_trace,
             traceback_lines=stack_trace.splitlines(),
-            environment={**self._environment, "pid": os.getpid(), "thread": item.thread_name},
-            breadcrumbs=list(item.breadcrumbs),
+            environment={**self._environment, "pid": os.getpid(),
+                         "thread": occurrence.thread_name},
+            breadcrumbs=list(occurrence.breadcrumbs),
             resource_snapshot=snapshot,
-            session_id=item.session_id,
-            user_id=item.user_id,
-            affected_users=1 if item.user_id else 0,
-            metadata=metadata if isinstance(metadata, dict) else {"metadata": metadata},
-            plugin=item.plugin,
-            operation=item.operation,
-            context=self.context(item),
-            error_class=_class_path(type(exc)),
-            exception_chain=self.chain(exc),
-            handled=item.handled,
-            mechanism=item.mechanism,
-            thread_name=item.thread_name,
-            last_occurrence=item.timestamp,
+            session_id=occurrence.session_id,
+            user_id=occurrence.user_id,
+            affected_users=1 if occurrence.user_id else 0,
+            metadata=self.metadata(occurrence),
+            plugin=occurrence.plugin,
+            operation=occurrence.operation,
+            context=context,
+            error_class=type_path(occurrence.exc_type, full=True),
+            exception_chain=self.chain(occurrence),
+            handled=occurrence.handled,
+            mechanism=occurrence.mechanism,
+            thread_name=occurrence.thread_name,
+            last_occurrence=occurrence.timestamp,
         )
 
-    def _location(self, tb: TracebackType | None) -> tuple[str | None, int | None, str | None]:
-        """File, line and function of the innermost in-app frame (else the innermost)."""
-        last = last_in_app = None
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            last = (code.co_filename, tb.tb_lineno, getattr(code, "co_qualname", code.co_name))
-            module = self.signer.frame_info(code, _module_name(tb)).in_app
-            if module:
-                last_in_app = last
-            tb = tb.tb_next
-        chosen = last_in_app or last
-        return chosen if chosen else (None, None, None)
-
-    def stack_trace(self, exc: BaseException) -> str:
-        try:
-            options: dict[str, Any] = {"limit": -self.max_frames, "compact": True}
-            options.update(_group_limits())
-            formatted = traceback.TracebackException(
-                type(exc), exc, exc.__traceback__, **options
-            ).format()
-            text = "".join(_capped(formatted, MAX_STACK_TRACE_CHARS))
-        except Exception as failure:  # a pathological exception: keep what we can
-            text = f"{type(exc).__name__}: {_message_of(exc)[:200]} (no trace: {failure!r})"
-        return self.scrubber.text(text, MAX_STACK_TRACE_CHARS + 64)
-
-    def chain(self, exc: BaseException) -> list[dict[str, Any]]:
-        """The cause/context chain and group members, outermost first, cycle-safe."""
-        out: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        current: BaseException | None = exc
-        relation = "raised"
-        while current is not None and len(out) < self.max_chain_depth:
-            if id(current) in seen:
-                out.append({"relation": relation, "type": "<cycle>", "message": ""})
-                break
-            seen.add(id(current))
-            entry: dict[str, Any] = {
-                "relation": relation,
-                "type": _class_path(type(current)),
-                "message": self.message(current),
-            }
-            members = getattr(current, "exceptions", None)
-            if isinstance(members, (tuple, list)) and isinstance(current, BaseException):
-                entry["exceptions"] = [
-                    {"type": _class_path(type(m)), "message": self.message(m)}
-                    for m in members[:MAX_GROUP_MEMBERS]
-                    if isinstance(m, BaseException)
-                ]
-            out.append(entry)
-            if current.__cause__ is not None:
-                current, relation = current.__cause__, "cause"
-            elif current.__context__ is not None and not current.__suppress_context__:
-                current, relation = current.__context__, "context"
-            else:
-                current = None
-        return out
+    @staticmethod
+    def record(
+        occurrence: Occurrence, message: str, stack_trace: str, context: dict[str, Any]
+    ) -> ErrorRecord:
+        """The occurrence record (``ErrorAggregator``'s ErrorRecord shape)."""
+        return ErrorRecord(
+            error_type=occurrence.error_type, message=message,
+            timestamp=datetime.fromtimestamp(occurrence.timestamp), context=context,
+            plugin_id=occurrence.plugin or None, operation=occurrence.operation or None,
+            stack_trace=stack_trace, error_id=occurrence.error_id,
+            severity=occurrence.severity, component=occurrence.component,
+            user_id=occurrence.user_id, session_id=occurrence.session_id,
+        )
 
 
-def _capped(parts: Any, limit: int) -> list[str]:
-    out, size = [], 0
-    for part in parts:
-        out.append(part)
-        size += len(part)
-        if size > limit:
-            out.append(f"\n...[stack trace truncated at {limit} chars]\n")
-            break
-    return out
-
-
-def _group_limits() -> dict[str, int]:
-    if sys.version_info >= (3, 11):
-        return {"max_group_width": MAX_GROUP_MEMBERS, "max_group_depth": 10}
-    return {}  # pragma: no cover - Python 3.10
-
-
-def _message_of(exc: BaseException) -> str:
-    """The message; bytes arguments arrive as their repr (b'...'), safe and readable."""
-    return safe_text(exc)
-
-
-def _module_name(tb: TracebackType) -> str:
-    return module_of(tb.tb_frame.f_code)
-
-
-def _merged_context(context: Any, exc: BaseException) -> Any:
-    """Context given by the caller, plus an exception's own ``context`` dict (seed 003)."""
-    own = getattr(exc, "context", None)
-    if not isinstance(own, dict) or not own:
-        return context
-    merged: dict[Any, Any] = dict(own)
-    if isinstance(context, dict):
-        merged.update(context)
-    elif context is not None:
-        merged["context"] = context
-    return merged
-
-
-def _innermost_locals(tb: TracebackType) -> dict[str, Any]:
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    try:
-        return dict(tb.tb_frame.f_locals)
-    except Exception:
-        return {}
-
-
-def _class_path(klass: type) -> str:
+def type_path(klass: type, full: bool = False) -> str:
+    """``module.Qualname`` as Python prints it (builtins bare; ``__main__`` bare unless full)."""
     module = getattr(klass, "__module__", "") or ""
     name = getattr(klass, "__qualname__", getattr(klass, "__name__", "?"))
-    return name if module == "builtins" else f"{module}.{name}"
+    if module == "builtins" or (module == "__main__" and not full):
+        return str(name)
+    return f"{module}.{name}"
 
 
 def static_environment(app_version: str | None) -> dict[str, Any]:

@@ -1,17 +1,25 @@
 """Stable grouping: the same bug gets the same ``error_id`` across edits and messages.
 
 The signature is the exception's type plus the in-app frames of its traceback, each
-reduced to module and function (line numbers left out, so edits that shift lines keep
-the group; recursion collapsed, so a deep RecursionError is one frame). An exception
+reduced to module, function and the failing *statement*: its source line with the
+whitespace normalised (and, when the same text appears several times in one function,
+which of them). Line numbers are left out, so adding lines above the code keeps the
+group, while two ``raise`` statements in one function are two groups. Without source
+(``python -c``, ``exec`` of a string, a zip without sources) the statement's bytecode
+stands in: its operations and the names and constants they use, jump targets left out.
+Recursion is collapsed, so a deep RecursionError is one frame. An exception
 that was never raised has no traceback; it is grouped by type and its message with
-numbers, hex ids, UUIDs and paths normalized away.
+numbers, hex ids, UUIDs and paths normalized away (or by an explicit group key).
 
-This runs on the caller's thread, so everything per code object is cached.
+This runs on the caller's thread, so everything is cached per code location: a traceback
+is looked up by its code objects and instruction offsets in one dict probe, and the
+cached :class:`Site` also carries the frame summary the worker formats the trace from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import linecache
 import os
 import re
 import sysconfig
@@ -26,6 +34,9 @@ _LIBRARY_DIRS = tuple(
     }
 )
 _CACHE_LIMIT = 20000
+# An exception may name its own group (a string attribute): a log record's logger and
+# message template, say, so that the arguments formatted into the message do not split it.
+GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"
 _SIGNATURE_FRAMES = 30
 
 _NORMALIZERS = (
@@ -49,14 +60,31 @@ class FrameInfo:
         self.in_app = in_app
 
 
+Frame = tuple[CodeType, int]  # a code object and the line being executed in it
+
+
+class Site:
+    """One raise site: its group id and the frames (outermost first) that led to it.
+
+    Holds code objects and line numbers only: never a frame, so never a local.
+    """
+
+    __slots__ = ("error_id", "frames")
+
+    def __init__(self, error_id: str, frames: tuple[Frame, ...]) -> None:
+        self.error_id = error_id
+        self.frames = frames
+
+
 class Signer:
-    """Computes error ids; caches per code object and per frame sequence."""
+    """Computes error ids; caches per code object and per raise site."""
 
     def __init__(self, include: list[str] | None = None, exclude: list[str] | None = None):
         self.include = tuple(include or ())
         self.exclude = tuple(exclude or ())
         self._frames: dict[CodeType, FrameInfo] = {}
-        self._ids: dict[tuple[object, ...], tuple[str, tuple[CodeType, ...]]] = {}
+        self._sites: dict[tuple[object, ...], Site] = {}
+        self._statements: dict[Frame, str] = {}
 
     def frame_info(self, code: CodeType, module: str) -> FrameInfo:
         info = self._frames.get(code)
@@ -88,46 +116,122 @@ class Signer:
     def sign(self, exc_type: type[BaseException], tb: TracebackType | None, message: str) -> str:
         """The error id of an exception with this type, traceback and message."""
         if tb is None:
-            return self._sign_message(exc_type, message)
-        # Keyed by the code objects' ids (hashing a code object hashes its contents). The
-        # cache entry holds the code objects, so an id cannot be reused while it exists.
+            return self.sign_message(exc_type, message)
+        return self.site(exc_type, tb).error_id
+
+    def site(self, exc_type: type[BaseException], tb: TracebackType) -> Site:
+        """The cached raise site of a traceback (one dict probe when seen before)."""
+        # Keyed by the code objects' ids and instruction offsets (hashing a code object
+        # hashes its contents). The Site holds the code objects, so no id is reused while
+        # its entry exists.
         key: list[object] = [exc_type]
         append = key.append
         walk: TracebackType | None = tb
         while walk is not None:
             append(id(walk.tb_frame.f_code))
+            append(walk.tb_lasti)
             walk = walk.tb_next
-        entry = self._ids.get(tuple(key))
-        if entry is None:
-            codes = []
-            while tb is not None:
-                codes.append(tb.tb_frame.f_code)
-                tb = tb.tb_next
-            entry = (self._sign_codes(exc_type, codes, tb_frames_of(codes)), tuple(codes))
-            if len(self._ids) > _CACHE_LIMIT:
-                self._ids.clear()
-            self._ids[tuple(key)] = entry
-        return entry[0]
+        frozen = tuple(key)
+        site = self._sites.get(frozen)
+        if site is None:
+            frames: list[Frame] = []
+            step: TracebackType | None = tb
+            while step is not None:
+                frames.append((step.tb_frame.f_code, step.tb_lineno or 0))
+                step = step.tb_next
+            site = Site(self._sign_frames(exc_type, frames), tuple(frames))
+            if len(self._sites) > _CACHE_LIMIT:
+                self._sites.clear()
+            self._sites[frozen] = site
+        return site
 
-    def _sign_codes(
-        self, exc_type: type[BaseException], codes: list[CodeType], modules: list[str]
-    ) -> str:
-        infos = [self.frame_info(c, m) for c, m in zip(codes, modules, strict=False)]
-        chosen = [i for i in infos if i.in_app] or infos
+    def _sign_frames(self, exc_type: type[BaseException], frames: list[Frame]) -> str:
+        infos = [(self.frame_info(code, module_of(code)), code, line) for code, line in frames]
+        chosen = [f for f in infos if f[0].in_app] or infos
         parts: list[str] = []
-        for info in chosen:
-            part = f"{info.module}:{info.function}"
+        for info, code, line in chosen:
+            part = f"{info.module}:{info.function}:{self.statement(code, line)}"
             if not parts or parts[-1] != part:
                 parts.append(part)
         return _digest(type_name(exc_type), *parts[-_SIGNATURE_FRAMES:])
 
-    def _sign_message(self, exc_type: type[BaseException], message: str) -> str:
+    def statement(self, code: CodeType, line: int) -> str:
+        """The failing statement without its line number: normalised text (+ which one)."""
+        key = (code, line)
+        text = self._statements.get(key)
+        if text is None:
+            text = _statement_of(code, line)
+            if len(self._statements) > _CACHE_LIMIT:
+                self._statements.clear()
+            self._statements[key] = text
+        return text
+
+    def sign_message(self, exc_type: type[BaseException], message: str) -> str:
+        """A traceback-less exception: its type and its message with variable parts removed."""
         return _digest(type_name(exc_type), "message", normalize_message(message))
 
+    def sign_key(self, exc_type: type[BaseException], key: str) -> str:
+        """An exception that names its own group (e.g. a log record's logger and template)."""
+        return _digest(type_name(exc_type), "key", key)
 
-def tb_frames_of(codes: list[CodeType]) -> list[str]:
-    """Module names for code objects (from the code's file when globals are gone)."""
-    return [module_of(c) for c in codes]
+
+def _normalise_line(text: str) -> str:
+    """Whitespace collapsed and a trailing comment dropped: neither changes the statement."""
+    if "#" in text:
+        text = _without_comment(text)
+    return " ".join(text.split())
+
+
+def _without_comment(text: str) -> str:
+    import io
+    import tokenize
+
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text.strip() + "\n").readline):
+            if token.type == tokenize.COMMENT:
+                return text.strip()[: token.start[1]]
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass  # part of a multi-line statement: keep the text as it is
+    return text
+
+
+def _statement_of(code: CodeType, line: int) -> str:
+    """``text#n``: the line's normalised text, and which of the function's lines with the
+    same text it is (omitted for the first); from the bytecode when there is no source."""
+    lines = sorted({ln for _, _, ln in code.co_lines() if ln is not None and ln <= line})
+    linecache.checkcache(code.co_filename)  # a file edited since it was last read
+    text = _normalise_line(linecache.getline(code.co_filename, line)) if line else ""
+    if text:
+        def shape(ln: int) -> str:
+            return _normalise_line(linecache.getline(code.co_filename, ln))
+    else:
+        shapes = _bytecode_shapes(code)
+        text = shapes.get(line, "")
+
+        def shape(ln: int) -> str:
+            return shapes.get(ln, "")
+    same = sum(1 for ln in lines if ln < line and shape(ln) == text)
+    return f"{text}#{same}" if same else text
+
+
+def _bytecode_shapes(code: CodeType) -> dict[int, str]:
+    """Per line: its instructions' names and arguments, without offsets or jump targets."""
+    import dis
+
+    jumps = set(dis.hasjrel) | set(dis.hasjabs)
+    shapes: dict[int, list[str]] = {}
+    current = None
+    for instruction in dis.get_instructions(code):
+        positions = getattr(instruction, "positions", None)
+        lineno = getattr(positions, "lineno", None) if positions is not None else None
+        if lineno is None:
+            lineno = instruction.starts_line or current
+        current = lineno
+        if lineno is None or instruction.opname in ("CACHE", "RESUME", "NOP", "EXTENDED_ARG"):
+            continue
+        arg = "" if instruction.opcode in jumps else instruction.argrepr
+        shapes.setdefault(lineno, []).append(f"{instruction.opname} {arg}".rstrip())
+    return {ln: ";".join(ops) for ln, ops in shapes.items()}
 
 
 _MODULE_BY_FILE: dict[str, str] = {}

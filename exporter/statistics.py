@@ -43,7 +43,7 @@ def statistics(
         "errors_by_component": by["component"],
         "errors_by_type": by["type"],
         "errors_by_plugin": by["plugin"],
-        "recovery_success_rate": (recoveries["success"] / attempts) if attempts else 0.0,
+        "recovery_success_rate": (recoveries["success"] / attempts) if attempts else None,
         "recovery_attempts": int(attempts),
         "average_errors_per_hour": round(total / hours, 2),
         **extra,

@@ -1,12 +1,19 @@
-"""Bounded in-memory store: error groups, occurrence records, plugin health.
+"""Bounded in-memory store: error groups, their occurrence records, plugin health.
 
-Written only by the worker thread, read by API calls under the same lock. Memory is
-bounded by ``error_buffer_size`` groups (least recently seen evicted first),
-``max_records`` occurrence records (oldest dropped first) and small per-group caps.
+Written only by the worker thread, read by API calls under the same lock. What belongs
+to a **group** (counts, first/last seen, affected users, the highest severity, the
+components and plugins seen) is aggregated on :class:`ErrorGroup`; each **occurrence**
+keeps its own record and its own report (message, context, severity, component...).
+
+Memory is bounded by ``error_buffer_size`` groups (least recently seen evicted first) and
+``max_records`` occurrence records in all. Records are kept per group, so a storm of one
+error never evicts another group's occurrences: when the bound is reached, the record
+dropped is the oldest of the group holding the most.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
@@ -17,22 +24,30 @@ from datetime import datetime
 from typing import Any
 
 from .classify import priority
-from .model import ErrorRecord, ErrorReport
+from .model import SEVERITY_RANK, ErrorRecord, ErrorReport, ErrorSeverity
 from .patterns import WindowCount
 
 MAX_PLUGINS = 1000
+MAX_SEEN_LABELS = 50  # components / plugins listed per group
 HEALTH_STATUS = ("healthy", "degraded", "unhealthy")
 
 
 @dataclass
 class ErrorGroup:
-    """All occurrences of one signature: the latest report plus counts."""
+    """All occurrences of one signature: the counts, and the latest occurrence's report."""
 
     report: ErrorReport
     users: set[str] = field(default_factory=set)
-    occurrences: deque[ErrorRecord] = field(default_factory=deque)
+    records: deque[tuple[int, ErrorRecord]] = field(default_factory=deque)
     recoveries: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
-    built_at: float = 0.0
+    max_severity: str = "low"
+    components: dict[str, int] = field(default_factory=dict)
+    plugins: dict[str, int] = field(default_factory=dict)
+    coalesced: int = 0  # counted, but not kept one by one (a storm over its budget)
+
+    @property
+    def occurrences(self) -> list[ErrorRecord]:
+        return [record for _, record in self.records]
 
     def summary(self) -> dict[str, Any]:
         r = self.report
@@ -40,15 +55,19 @@ class ErrorGroup:
             "error_id": r.error_id,
             "error_type": r.error_type,
             "error_message": r.error_message,
-            "severity": r.severity.value,
+            "severity": self.max_severity,
+            "last_severity": r.severity.value,
             "priority": r.priority.value,
             "component": r.component,
             "plugin": r.plugin,
             "operation": r.operation,
+            "components": list(self.components),
+            "plugins": list(self.plugins),
             "file_path": r.file_path,
             "line_number": r.line_number,
             "function_name": r.function_name,
             "occurrence_count": r.occurrence_count,
+            "coalesced_occurrences": self.coalesced,
             "first_occurrence": r.first_occurrence,
             "last_occurrence": r.last_occurrence,
             "frequency_per_hour": r.frequency_per_hour,
@@ -96,6 +115,7 @@ class ErrorStore:
         on_evict: Callable[[int], None] | None = None,
     ) -> None:
         self.max_groups = max_groups
+        self.max_records = max_records
         self.occurrences_per_group = occurrences_per_group
         self.max_users_per_group = max_users_per_group
         self.health_window = health_window
@@ -103,7 +123,7 @@ class ErrorStore:
         self.unhealthy_threshold = unhealthy_threshold
         self.on_evict = on_evict
         self.groups: OrderedDict[str, ErrorGroup] = OrderedDict()
-        self.records: deque[tuple[int, ErrorRecord]] = deque(maxlen=max_records)
+        self.record_count = 0
         self._seq = itertools.count(1)
         self.plugin_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._plugin_windows: dict[str, WindowCount] = {}
@@ -113,14 +133,15 @@ class ErrorStore:
 
     # -- writing (worker thread) -------------------------------------------------------
     def add(self, report: ErrorReport, record: ErrorRecord) -> tuple[ErrorGroup, bool]:
-        """Merge one occurrence into its group; returns the group and whether it is new."""
+        """Merge one occurrence into its group; ``report`` (the occurrence's own) gets the
+        group's counts and becomes the group's latest. Returns the group and whether it is new."""
         with self.lock:
             group = self.groups.get(report.error_id)
             is_new = group is None
             if group is None:
-                group = ErrorGroup(report, occurrences=deque(maxlen=self.occurrences_per_group))
+                group = ErrorGroup(report, max_severity=report.severity.value)
                 self.groups[report.error_id] = group
-                self._evict()
+                self._evict_groups()
             else:
                 self.groups.move_to_end(report.error_id)
                 previous = group.report
@@ -128,52 +149,82 @@ class ErrorStore:
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
+                if SEVERITY_RANK[report.severity.value] > SEVERITY_RANK[group.max_severity]:
+                    group.max_severity = report.severity.value
                 group.report = report
-            group.built_at = report.timestamp
-            self._count(group, record, report.user_id)
+            _seen(group.components, report.component)
+            _seen(group.plugins, report.plugin)
+            if report.user_id and len(group.users) < self.max_users_per_group:
+                group.users.add(str(report.user_id))
+            self._refresh(group)
+            self._keep(group, record)
+            if record.plugin_id:
+                self._count_plugin(record)
             return group, is_new
 
-    def add_occurrence(self, group: ErrorGroup, record: ErrorRecord, user_id: str | None) -> None:
-        """A repeat occurrence without a new full report: counts and the record only."""
+    def add_coalesced(
+        self, error_id: str, plugin: str, error_type: str, count: int, last_seen: float
+    ) -> None:
+        """Occurrences counted on the caller but not queued one by one (storm budget)."""
         with self.lock:
-            report = group.report
-            report.occurrence_count += 1
-            report.timestamp = report.last_occurrence = record.timestamp.timestamp()
-            if self.groups.get(report.error_id) is group:
-                self.groups.move_to_end(report.error_id)
-            self._count(group, record, user_id)
+            group = self.groups.get(error_id)
+            if group is not None:
+                report = group.report
+                report.occurrence_count += count
+                report.timestamp = report.last_occurrence = max(report.last_occurrence,
+                                                                last_seen)
+                group.coalesced += count
+                _seen(group.plugins, plugin)
+                self._refresh(group)
+            if plugin:
+                self._count_plugin_errors(plugin, error_type, count, last_seen)
 
-    def _count(self, group: ErrorGroup, record: ErrorRecord, user_id: str | None) -> None:
+    @staticmethod
+    def _refresh(group: ErrorGroup) -> None:
         report = group.report
-        if user_id and len(group.users) < self.max_users_per_group:
-            group.users.add(str(user_id))
         report.affected_users = len(group.users)
         hours = max((report.last_occurrence - report.first_occurrence) / 3600.0, 1.0)
         report.frequency_per_hour = round(report.occurrence_count / hours, 3)
         report.priority = priority(
             report.severity.value, report.frequency_per_hour, report.affected_users
         )
-        group.occurrences.append(record)
-        self.records.append((next(self._seq), record))
-        if record.plugin_id:
-            self._count_plugin(record)
 
-    def _evict(self) -> None:
+    def _keep(self, group: ErrorGroup, record: ErrorRecord) -> None:
+        group.records.append((next(self._seq), record))
+        self.record_count += 1
+        if self.record_count <= self.max_records:
+            return
+        # Over the bound: drop from whoever holds more than a fair share, this group first.
+        share = max(1, self.max_records // max(1, len(self.groups)))
+        victim = group if len(group.records) > share else self._largest()
+        victim.records.popleft()
+        self.record_count -= 1
+
+    def _largest(self) -> ErrorGroup:
+        return max(self.groups.values(), key=lambda g: len(g.records))
+
+    def _evict_groups(self) -> None:
         evicted = 0
         while len(self.groups) > self.max_groups:
-            self.groups.popitem(last=False)
+            _, group = self.groups.popitem(last=False)
+            self.record_count -= len(group.records)
             evicted += 1
         if evicted and self.on_evict is not None:
             self.on_evict(evicted)
 
     def _count_plugin(self, record: ErrorRecord) -> None:
         plugin = record.plugin_id or ""
+        if self._count_plugin_errors(plugin, record.error_type, 1,
+                                     record.timestamp.timestamp()):
+            self._plugin_last[plugin] = record
+
+    def _count_plugin_errors(self, plugin: str, error_type: str, count: int, when: float) -> bool:
         if plugin not in self._plugin_windows and len(self._plugin_windows) >= MAX_PLUGINS:
-            return
-        self.plugin_counts[plugin][record.error_type] += 1
+            return False
+        self.plugin_counts[plugin][error_type] += count
         window = self._plugin_windows.setdefault(plugin, WindowCount(self.health_window))
-        window.add(record.timestamp.timestamp())
-        self._plugin_last[plugin] = record
+        window.add(when, count)
+        return True
 
     def mark_recovery(self, error_id: str | None, success: bool) -> None:
         with self.lock:
@@ -185,16 +236,18 @@ class ErrorStore:
             group.recoveries["success" if success else "failure"] += 1
 
     def clear_older_than(self, cutoff: float) -> int:
-        """Drop occurrence records older than ``cutoff`` (seed 003's clear_old_records)."""
+        """Drop occurrence records older than ``cutoff`` (``clear_old_records``)."""
         with self.lock:
-            before = len(self.records)
-            kept = [(s, r) for s, r in self.records if r.timestamp.timestamp() > cutoff]
-            self.records.clear()
-            self.records.extend(kept)
+            cleared = 0
+            for group in self.groups.values():
+                while group.records and group.records[0][1].timestamp.timestamp() <= cutoff:
+                    group.records.popleft()
+                    cleared += 1
+            self.record_count -= cleared
             stale = [e for e, g in self.groups.items() if g.report.last_occurrence <= cutoff]
             for error_id in stale:
-                del self.groups[error_id]
-            return before - len(self.records)
+                self.record_count -= len(self.groups.pop(error_id).records)
+            return cleared
 
     # -- reading ---------------------------------------------------------------------
     def plugin_status(self, plugin: str, now: float | None = None) -> tuple[str, int]:
@@ -236,16 +289,48 @@ class ErrorStore:
             groups.sort(key=lambda g: g.report.occurrence_count, reverse=True)
         return groups[:limit] if limit is not None else groups
 
-    def recent_records(self, count: int) -> list[ErrorRecord]:
+    def group_detail(self, error_id: str) -> dict[str, Any] | None:
+        """One group: summary, latest occurrence's full report and recent occurrences."""
         with self.lock:
-            return [r for _, r in list(self.records)[-count:]]
+            group = self.groups.get(error_id)
+            if group is None:
+                return None
+            recent = list(group.records)[-self.occurrences_per_group:]
+            return {
+                "group": group.summary(),
+                "report": group.report.to_dict(),
+                "occurrences": [r.to_dict() for _, r in recent],
+            }
+
+    def _all_records(self) -> list[tuple[int, ErrorRecord]]:
+        with self.lock:
+            chunks = [list(g.records) for g in self.groups.values()]
+        return list(heapq.merge(*chunks))
+
+    @property
+    def records(self) -> list[tuple[int, ErrorRecord]]:
+        """Every record kept, oldest first (seq, record)."""
+        return self._all_records()
+
+    def recent_records(self, count: int) -> list[ErrorRecord]:
+        return [r for _, r in self._all_records()[-count:]] if count > 0 else []
 
     def iter_records(self, flt: ExportFilter) -> Iterator[tuple[int, ErrorRecord]]:
-        with self.lock:
-            snapshot = list(self.records)
-        for seq, record in snapshot:
+        for seq, record in self._all_records():
             if seq > flt.cursor and flt.matches(record):
                 yield seq, record
 
     def session_start_iso(self) -> str:
         return datetime.fromtimestamp(self.started).isoformat()
+
+
+def _seen(seen: dict[str, int], value: str) -> None:
+    if not value:
+        return
+    if value in seen:
+        seen[value] += 1
+    elif len(seen) < MAX_SEEN_LABELS:
+        seen[value] = 1
+
+
+__all__ = ["ErrorGroup", "ErrorSeverity", "ErrorStore", "ExportFilter"]

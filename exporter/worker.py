@@ -4,6 +4,13 @@
 (atomic under the GIL), plus waking the worker only when it sleeps. A full queue drops
 the item and reports the drop; the caller never waits. ``flush`` waits for what was
 queued before it, with a timeout, so shutdown can never hang.
+
+Two lanes, each bounded. Items are handled in order while the queue is short; behind a
+backlog, ``urgent`` items (a group's first occurrence, high and critical errors, crashes)
+take their own lane and are handled first, so a storm queued in the ordinary lane never
+delays or drops them. ``on_tick`` runs on the worker about every
+``TICK_SECONDS`` and before each flush mark is answered (periodic upkeep that must also
+be visible to a reader that flushed).
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("exporter.worker")
-IDLE_WAIT_SECONDS = 0.5
+IDLE_WAIT_SECONDS = 0.25
 FLUSH_POLL_SECONDS = 0.05
+TICK_SECONDS = 0.25
+URGENT_BACKLOG = 64  # ordinary items queued before urgent ones stop waiting behind them
 
 
 class _FlushMark:
@@ -38,16 +47,19 @@ class BackgroundQueue:
         handle: Callable[[Any], None],
         on_drop: Callable[[], None],
         on_error: Callable[[BaseException], None],
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.maxsize = maxsize
         self.handle = handle
         self.on_drop = on_drop
         self.on_error = on_error
+        self.on_tick = on_tick
         self._reset()
 
     def _reset(self) -> None:
         self._items: deque[Any] = deque()
+        self._urgent: deque[Any] = deque()
         self._wake = threading.Event()
         self._idle = False
         self._stopping = False
@@ -55,18 +67,24 @@ class BackgroundQueue:
         self.processed = 0
 
     # -- caller side -------------------------------------------------------------------
-    def submit(self, item: Any) -> bool:
-        if len(self._items) >= self.maxsize:
+    def submit(self, item: Any, urgent: bool = False) -> bool:
+        """Queue ``item``. Order is kept while the ordinary lane is short; behind a backlog
+        (a storm) an ``urgent`` item takes the urgent lane: handled first, its own room."""
+        lane = self._items
+        if urgent and len(lane) >= URGENT_BACKLOG:
+            lane = self._urgent
+        if len(lane) >= self.maxsize:
             self.on_drop()
             return False
-        self._items.append(item)
+        lane.append(item)
         if self._idle:
             self._wake.set()
         return True
 
     @property
     def depth(self) -> int:
-        return sum(1 for i in list(self._items) if not isinstance(i, _FlushMark))
+        return len(self._urgent) + sum(
+            1 for i in list(self._items) if not isinstance(i, _FlushMark))
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -83,7 +101,7 @@ class BackgroundQueue:
     def flush(self, timeout: float) -> bool:
         """Wait until everything queued before this call is handled. False on timeout."""
         if not self.alive:
-            return not self._items
+            return not self._items and not self._urgent
         thread = self._thread
         if thread is None or threading.current_thread() is thread:
             return False
@@ -111,26 +129,40 @@ class BackgroundQueue:
         self._thread = None
         return drained
 
+    def _tick(self) -> None:
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    self.on_error(exc)
+
     def after_fork_in_child(self) -> None:
         """The parent's thread does not exist here and its queued items are the parent's."""
         self._reset()
 
     # -- worker side ---------------------------------------------------------------------
     def _run(self) -> None:
-        items = self._items
+        items, urgent = self._items, self._urgent
+        next_tick = time.monotonic() + TICK_SECONDS
         while True:
+            if self.on_tick is not None and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_SECONDS
+                self._tick()
             try:
-                item = items.popleft()
+                item = urgent.popleft() if urgent else items.popleft()
             except IndexError:
                 if self._stopping:
+                    self._tick()
                     return
                 self._idle = True
-                if not items:
+                if not items and not urgent:
                     self._wake.wait(IDLE_WAIT_SECONDS)
                     self._wake.clear()
                 self._idle = False
                 continue
             if isinstance(item, _FlushMark):
+                self._tick()
                 item.done.set()
                 continue
             try:

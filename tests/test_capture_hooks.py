@@ -313,8 +313,11 @@ def our_handlers() -> list[logging.Handler]:
 
 
 def test_logging_error_with_exc_info_becomes_a_report(make_monitor, app_logger):
+    root_handlers = list(logging.getLogger().handlers)
+    dispatch = logging.Logger.callHandlers
     monitor = make_monitor(capture_logging=True)
-    assert len(our_handlers()) == 1
+    assert our_handlers() == [] and logging.getLogger().handlers == root_handlers
+    assert logging.Logger.callHandlers is not dispatch  # hooked where records are dispatched
     try:
         {}["ecu_type"]
     except KeyError:
@@ -327,7 +330,8 @@ def test_logging_error_with_exc_info_becomes_a_report(make_monitor, app_logger):
         "logger": "racing_tuner.ecu", "log_message": "could not read tune.json"
     }
     monitor.stop()
-    assert our_handlers() == []
+    assert logging.Logger.callHandlers is dispatch
+    assert logging.getLogger().handlers == root_handlers
 
 
 def test_logging_critical_sets_critical_severity(make_monitor, app_logger):
@@ -339,12 +343,12 @@ def test_logging_critical_sets_critical_severity(make_monitor, app_logger):
     assert monitor.get_statistics()["errors_by_severity"]["critical"] == 1
 
 
-def test_lower_levels_and_errors_without_exception_become_breadcrumbs(make_monitor, app_logger):
-    monitor = make_monitor(capture_logging=True)
+def test_lower_levels_become_breadcrumbs(make_monitor, app_logger):
+    monitor = make_monitor(capture_logging=True, capture_log_messages=False)
     app_logger.debug("below the breadcrumb level")
     app_logger.info("loaded %s", "tune.json")
     app_logger.warning("boost high")
-    app_logger.error("no exception attached")
+    app_logger.error("no exception attached")  # a breadcrumb with capture_log_messages off
     assert total(monitor) == 0
     try:
         raise RuntimeError("now it fails")
@@ -356,6 +360,16 @@ def test_lower_levels_and_errors_without_exception_become_breadcrumbs(make_monit
         ("boost high", "warning", "log:racing_tuner.ecu"),
         ("no exception attached", "error", "log:racing_tuner.ecu"),
     ]
+
+
+def test_errors_logged_without_exception_are_reports(make_monitor, app_logger):
+    monitor = make_monitor(capture_logging=True)
+    app_logger.warning("boost high")
+    app_logger.error("no exception attached")
+    assert total(monitor) == 1
+    report = only_report(monitor)
+    assert report["error_type"] == "LoggedError"
+    assert [c["action"] for c in report["breadcrumbs"]] == ["boost high"]
 
 
 def test_breadcrumb_level_is_configurable(make_monitor, app_logger):

@@ -325,18 +325,19 @@ RECURSION_SCRIPT = textwrap.dedent(
         return dive(n + 1)
 
     def run():
+        for key in ("first", "second"):
+            try:
+                dive(0)
+            except RecursionError as exc:
+                depth, tb = 0, exc.__traceback__
+                while tb is not None:
+                    depth, tb = depth + 1, tb.tb_next
+                out["depth"] = depth
+                out[key] = monitor.record_error(exc)
         try:
-            dive(0)
+            dive(0)  # the same bug reached from another statement: another group
         except RecursionError as exc:
-            depth, tb = 0, exc.__traceback__
-            while tb is not None:
-                depth, tb = depth + 1, tb.tb_next
-            out["depth"] = depth
-            out["first"] = monitor.record_error(exc)
-        try:
-            dive(0)
-        except RecursionError as exc:
-            out["second"] = monitor.record_error(exc)
+            out["elsewhere"] = monitor.record_error(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -365,9 +366,9 @@ def test_recursion_error_with_a_100000_frame_stack():
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["depth"] >= 100_000
     assert out["flushed"] is True
-    assert out["total"] == 2
-    assert out["first"] == out["second"]
-    assert out["groups"] == 1
+    assert out["total"] == 3
+    assert out["first"] == out["second"] != out["elsewhere"]
+    assert out["groups"] == 2
     assert out["frames_shown"] <= 100  # max_frames
     assert out["repeated"] is True
     assert out["trace_chars"] <= MAX_STACK_TRACE_CHARS + 200

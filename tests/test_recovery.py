@@ -40,7 +40,7 @@ def test_no_recovery_by_default(monitor):
     assert r["recovery_attempted"] is False
     assert r["recovery_successful"] is False
     stats = monitor.get_statistics()
-    assert stats["recovery_success_rate"] == 0.0
+    assert stats["recovery_success_rate"] is None  # nothing attempted: unknown, not 0
     assert stats["recovery_attempts"] == 0
 
 

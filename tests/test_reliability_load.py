@@ -4,7 +4,8 @@ An error monitor is used exactly when things go wrong, so it has to hold when th
 errors as fast as it can. What these tests hold the monitor to:
 
 * ``app_errors_total`` equals the number of record calls exactly, however many detailed
-  reports had to be dropped, and every drop is counted: processed + dropped == recorded;
+  reports had to be dropped, and every drop is counted: processed + dropped + coalesced ==
+  recorded;
 * memory stays within what the configured buffers allow (RSS before, during and after);
 * nothing deadlocks (every thread joins, the queue flushes) and the app's own threads keep
   running (a ticker thread's largest gap is measured and printed);
@@ -40,7 +41,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import ErrorMonitor
 from exporter.config import MonitorConfig
-from exporter.integrations.logging_handler import MonitorLogHandler
 
 pytestmark = pytest.mark.slow
 
@@ -252,27 +252,24 @@ class Storm:
 
 @pytest.fixture
 def storm_logger() -> Iterator[Callable[[ErrorMonitor], logging.Logger]]:
-    """A logger wired to the monitor's own logging handler (installed by capture_logging).
+    """A logger the monitor's logging hook sees (it hooks where loggers dispatch records).
 
     It does not propagate to the root logger: pytest's log capture would otherwise keep every
     one of the storm's records (with its traceback) in memory and distort RSS.
     """
-    attached: list[tuple[logging.Logger, logging.Handler]] = []
+    made: list[logging.Logger] = []
 
     def wire(monitor: ErrorMonitor) -> logging.Logger:
-        handlers = [h for h in logging.getLogger().handlers
-                    if isinstance(h, MonitorLogHandler) and h.monitor is monitor]
-        assert len(handlers) == 1, "capture_logging=True installs one handler on the root"
+        assert monitor.config.capture_logging
         logger = logging.getLogger(f"storm.app.{id(monitor)}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        logger.addHandler(handlers[0])
-        attached.append((logger, handlers[0]))
+        made.append(logger)
         return logger
 
     yield wire
-    for logger, handler in attached:
-        logger.removeHandler(handler)
+    for logger in made:
+        logger.propagate = True
 
 
 # -- the storm -----------------------------------------------------------------------------------
@@ -335,10 +332,11 @@ def test_error_storm_counts_exactly_within_memory_budget(make_monitor, storm_log
     calls = storm.total_calls
     counted = errors_total(monitor)
     queue_drops = dropped(monitor, "queue_full")
+    coalesced = dropped(monitor, "coalesced")
     processed = monitor._reports.processed  # items the worker handled (no recoveries here)
     report("storm", seconds=storm_seconds, calls=calls, recorded=sum(storm.recorded),
            logged=sum(storm.logged), per_second=calls / storm_seconds, counted=counted,
-           processed=processed, dropped_queue_full=queue_drops,
+           processed=processed, dropped_queue_full=queue_drops, coalesced=coalesced,
            dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
            store_evicted=dropped(monitor, "store_evicted"),
            internal_errors=internal_errors(monitor),
@@ -354,7 +352,7 @@ def test_error_storm_counts_exactly_within_memory_budget(make_monitor, storm_log
     assert calls > 1000, "the storm hardly ran"
     assert sum(storm.missing_ids) == 0, "record_error returned None for a real error"
     assert counted == calls, f"app_errors_total {counted} != {calls} calls"
-    assert processed + queue_drops == calls, (processed, queue_drops, calls)
+    assert processed + queue_drops + coalesced == calls, (processed, queue_drops, calls)
     assert monitor.queue_depth == 0
     assert internal_errors(monitor) == 0
     assert monitor.get_statistics()["total_errors"] == calls
@@ -380,12 +378,14 @@ def test_storm_with_a_tiny_queue_drops_reports_but_never_counts(make_monitor):
     assert monitor.flush(timeout=JOIN_TIMEOUT)
     calls = storm.total_calls
     queue_drops = dropped(monitor, "queue_full")
+    coalesced = dropped(monitor, "coalesced")
     processed = monitor._reports.processed
     report("tiny_queue_storm", calls=calls, processed=processed, dropped_queue_full=queue_drops,
+           coalesced=coalesced,
            dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
            callbacks_run=len(received))
     assert errors_total(monitor) == calls
-    assert processed + queue_drops == calls
+    assert processed + queue_drops + coalesced == calls
     assert queue_drops > 0, "a 10-item queue under 8 threads must overflow"
     assert monitor.get_statistics()["dropped_reports"] >= queue_drops
 

@@ -67,7 +67,7 @@ def test_empty_statistics(monitor):
     assert stats["errors_by_severity"] == {"critical": 0, "high": 0, "medium": 0, "low": 0}
     assert stats["errors_by_component"] == {}
     assert stats["errors_by_type"] == {}
-    assert stats["recovery_success_rate"] == 0.0
+    assert stats["recovery_success_rate"] is None  # nothing attempted: unknown, not 0
     assert stats["average_errors_per_hour"] == 0.0
     analysis = monitor.get_error_analysis()
     assert analysis["top_errors"] == []

@@ -92,7 +92,8 @@ def test_sixteen_threads_exact_counts_no_deadlock(make_monitor):
     assert stats["sessions"]["ended"]["errored"] == THREADS
     assert monitor.get_plugin_health("p")["total_errors"] == total
     assert monitor._callbacks.flush(30)
-    assert len(reports) + dropped(monitor, "callback_queue_full") == total
+    assert len(reports) + dropped(monitor, "callback_queue_full") + dropped(
+        monitor, "coalesced") == total
 
 
 def test_full_queue_drops_reports_but_counts_stay_exact():
@@ -154,10 +155,12 @@ def test_memory_stays_bounded(make_monitor):
     assert monitor.flush(60)
     assert len(monitor.store.groups) <= 50
     assert len(monitor.store.records) == 100
-    assert all(len(g.occurrences) <= 3 for g in monitor.store.groups.values())
+    assert all(len(monitor.get_group(e)["occurrences"]) <= 3 for e in monitor.store.groups)
     assert len(monitor.patterns._tracked) <= 40
     assert monitor.get_statistics()["total_errors"] == 3500
-    assert dropped(monitor, "store_evicted") == 3001 - 50
+    # The repeat's first occurrence is urgent (a new group) and jumps the 3000-deep backlog,
+    # so its group may be evicted once by the backlog and made again by its later repeats.
+    assert dropped(monitor, "store_evicted") in (3001 - 50, 3001 - 50 + 1)
 
 
 # -- fork ----------------------------------------------------------------------------------
@@ -250,17 +253,19 @@ EXIT_SCRIPT = textwrap.dedent(
     atexit.register(after_the_monitor)
     monitor.start()
 
-    class Hangs(Exception):
-        def __str__(self):
+    class Hangs:
+        def __repr__(self):
             import time
-            time.sleep(3600)  # a hostile exception: formatting it never finishes
+            time.sleep(3600)  # a hostile context value: formatting it never finishes
             return "never"
+
+        __str__ = __repr__
 
     if sys.argv[2] == "hang":
         try:
-            raise Hangs()
-        except Hangs as exc:
-            monitor.record_error(exc)
+            raise KeyError("stuck")
+        except KeyError as exc:  # the worker formats the context, and hangs there
+            monitor.record_error(exc, context={"sensor": Hangs()})
     for i in range(5000):
         try:
             raise ValueError(f"pending {i}")
@@ -290,5 +295,5 @@ def test_exit_flushes_pending_reports():
 def test_exit_never_hangs_on_a_stuck_worker():
     _, out = run_exit_script("0.5", "hang")
     assert out["counted"] == 5001
-    assert out["stored"] == 0  # the worker is stuck on the hostile exception
+    assert out["stored"] == 0  # the worker is stuck on the hostile context value
     assert out["running"] is False

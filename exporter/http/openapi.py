@@ -86,10 +86,16 @@ def _schemas() -> dict[str, Schema]:
              "priority": LEVELS, "component": STR, "plugin": STR, "operation": STR,
              "file_path": _nullable(STR), "line_number": _nullable({"type": "integer"}),
              "function_name": _nullable(STR), "occurrence_count": INT,
+             "coalesced_occurrences": INT, "last_severity": SEVERITY,
+             "components": {"type": "array", "items": STR},
+             "plugins": {"type": "array", "items": STR},
              "first_occurrence": NUM, "last_occurrence": NUM, "frequency_per_hour": NUM,
              "affected_users": INT},
             description="An error group (one signature) with its counts; times are epoch "
-                        "seconds.",
+                        "seconds. severity is the highest seen; error_message, component, "
+                        "plugin and operation are the latest occurrence's; "
+                        "coalesced_occurrences were counted during a storm without their "
+                        "detail.",
         ),
         "ErrorReport": _object(
             {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
@@ -107,7 +113,8 @@ def _schemas() -> dict[str, Schema]:
              "mechanism": STR, "thread_name": STR},
             ["error_id", "error_type", "error_message", "severity", "priority", "timestamp",
              "occurrence_count", "stack_trace", "breadcrumbs", "resource_snapshot"],
-            "The latest full report of a group.",
+            "One occurrence's full report (message, context, severity, breadcrumbs are its "
+            "own) with its group's counts.",
         ),
         "Pattern": _object(
             {"error_type": STR, "count": INT, "first_seen": STR, "last_seen": STR,
@@ -122,7 +129,7 @@ def _schemas() -> dict[str, Schema]:
         "Statistics": _object(
             {"total_errors": INT, "errors_by_severity": _object({s: INT for s in SEVERITIES}),
              "errors_by_component": _map(INT), "errors_by_type": _map(INT),
-             "errors_by_plugin": _map(INT), "recovery_success_rate": NUM,
+             "errors_by_plugin": _map(INT), "recovery_success_rate": _nullable(NUM),
              "recovery_attempts": INT, "average_errors_per_hour": NUM, "unique_errors": INT,
              "dropped_reports": INT, "queue_depth": INT, "sessions": _ref("Sessions"),
              "resources": _nullable(_ref("ResourceSnapshot"))},
@@ -135,7 +142,7 @@ def _schemas() -> dict[str, Schema]:
              "total_unique_errors": INT, "session_count": INT,
              "patterns": {"type": "array", "items": _ref("Pattern")},
              "sessions": _ref("Sessions"),
-             "recovery": _object({"success_rate": NUM, "attempts": INT, "success": INT,
+             "recovery": _object({"success_rate": _nullable(NUM), "attempts": INT, "success": INT,
                                   "failure": INT})},
         ),
         "Summary": _object(

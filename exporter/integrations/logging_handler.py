@@ -1,22 +1,268 @@
-"""``logging``: ERROR and above with an exception become reports, the rest breadcrumbs.
+"""``logging``: ERROR and above become reports, lower levels breadcrumbs.
 
-Records from the monitor's own loggers (``exporter.*``) are ignored so a failure inside
-the monitor can never loop back into it.
+How records are seen, and why
+-----------------------------
+The monitor does not own a handler on the root logger. A handler there changes the app's
+logging: ``logging.basicConfig()`` does nothing once root has a handler (so an app that
+configures logging after ``start()`` printed nothing at all), and Python's last-resort
+handler (which prints WARNING and above when nobody configured logging, e.g. asyncio's
+"Task exception was never retrieved") is only used when no handler is found.
+
+Instead, like the most used Python error SDKs, ``install()`` wraps
+``logging.Logger.callHandlers``: the one point where a logger that accepted a record
+(its effective level and its filters let it through) hands it to its handlers. The
+wrapper offers the record to the monitor, then calls the previous ``callHandlers``
+unchanged, so what the app's logging prints, and how it is configured (root handlers,
+levels, ``basicConfig``, the last-resort handler), is exactly what it would be without
+the monitor. Records a logger's level filters out never reach ``callHandlers``: they are
+seen by nobody, the monitor included.
+
+Wrappers chain: several monitors (or another SDK) may wrap in any order. ``uninstall()``
+puts the previous function back only if ours is still the one installed; otherwise ours
+becomes a pass-through that the wrapper above it keeps calling (and that a later
+``uninstall()`` of one of ours skips when it restores).
+
+What a record becomes (``record_error`` / ``add_breadcrumb`` of the monitor):
+
+* ERROR and above with an exception (``exc_info``): that exception, as a report.
+* ERROR and above without one (``logger.error("payment failed for %s", order)``), when
+  ``capture_log_messages`` is on: a :class:`LoggedError` grouped by logger name and the
+  *unformatted* message template, so ``%s`` arguments do not split the group.
+* Otherwise, at or above ``logging_breadcrumb_level``: a breadcrumb. The default, INFO,
+  is a floor under what the app's logger levels already let through: under Python's
+  default root level (WARNING) INFO records never reach ``callHandlers``, so WARNING and
+  up become breadcrumbs; an app that calls ``basicConfig(level=logging.INFO)`` gets its
+  INFO lines as breadcrumbs too; DEBUG lines only when the option says DEBUG.
+
+Records of the monitor's own loggers (``exporter`` / ``exporter.*``) are never offered,
+and a thread-local flag stops a record logged while the monitor is handling one (e.g. by
+an argument's ``__str__``) from re-entering it: a failure inside the monitor can never
+loop back into it. Nothing here raises into the app's logging call.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import reprlib
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..scrub import TRUNCATED_MARKER, safe_text
 
 if TYPE_CHECKING:
     from ..monitor import ErrorMonitor
 
 OWN_LOGGER_PREFIX = "exporter"
+GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"  # what the monitor signs by, if set
+MAX_TEMPLATE_CHARS = 1024  # of the template kept in a group key and in the context
+MAX_ARGS_REPR_CHARS = 1024
+
+CallHandlers = Callable[[logging.Logger, logging.LogRecord], None]
+
+_guard = threading.local()  # .active: this thread is inside an offer to a monitor
+_install_lock = threading.Lock()
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()  # monitors with an installed hook
+
+_args_repr = reprlib.Repr()
+_args_repr.maxstring = 200
+_args_repr.maxother = 200
+_args_repr.maxlevel = 3
+
+
+class LoggedError(Exception):
+    """An ERROR (or CRITICAL) log record that carried no exception.
+
+    Its message is the formatted log line; it groups by ``logger_name`` and ``template``
+    (the message before ``%`` formatting), carried in ``__error_exporter_group_key__``.
+    """
+
+    def __init__(self, message: str, logger_name: str = "", template: str = "") -> None:
+        super().__init__(message)
+        self.logger_name = logger_name
+        self.template = template
+        setattr(self, GROUP_KEY_ATTRIBUTE, f"{logger_name}\x1f{template}")
+
+
+def is_own_logger(name: object) -> bool:
+    return isinstance(name, str) and (
+        name == OWN_LOGGER_PREFIX or name.startswith(OWN_LOGGER_PREFIX + ".")
+    )
+
+
+def level_number(name: object, default: int = logging.INFO) -> int:
+    """``"INFO"`` -> 20; anything unknown -> ``default``."""
+    level = logging.getLevelName(str(name).upper())
+    return level if isinstance(level, int) else default
+
+
+def _cap(text: str, limit: int) -> str:
+    """At most ``limit`` characters, the marker saying how many were cut included."""
+    if len(text) <= limit:
+        return text
+    kept = max(0, limit - len(TRUNCATED_MARKER.format(n=len(text))))
+    return text[:kept] + TRUNCATED_MARKER.format(n=len(text) - kept)
+
+
+def _template_of(record: logging.LogRecord) -> str:
+    msg = record.msg
+    if isinstance(msg, str):
+        return _cap(msg, MAX_TEMPLATE_CHARS)
+    return type(msg).__name__
+
+
+def _repr_args(args: Any) -> str:
+    try:
+        text = _args_repr.repr(args)
+    except Exception:
+        text = f"<unrepresentable {type(args).__name__}>"
+    return _cap(text, MAX_ARGS_REPR_CHARS)
+
+
+def _message_of(record: logging.LogRecord) -> str:
+    """``record.getMessage()``; bad format arguments give the template and the args."""
+    try:
+        message = record.getMessage()
+        if isinstance(message, str):
+            return message
+    except Exception:
+        pass
+    try:
+        template = record.msg if isinstance(record.msg, str) else object.__repr__(record.msg)
+    except Exception:
+        template = "<unprintable log message>"
+    return f"{template} (arguments: {_repr_args(record.args)})"
+
+
+def offer(
+    monitor: ErrorMonitor, record: logging.LogRecord, breadcrumb_level: int | None = None
+) -> None:
+    """What one record becomes for one monitor. Never raises."""
+    name = record.name
+    if is_own_logger(name):
+        return
+    try:
+        config = monitor.config
+        levelno = record.levelno
+        if breadcrumb_level is None:
+            breadcrumb_level = level_number(config.logging_breadcrumb_level)
+        exc_info = record.exc_info
+        exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
+        is_error = levelno >= logging.ERROR
+        if is_error and isinstance(exc, BaseException):
+            monitor.record_error(
+                exc, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
+                operation=_extra(record, "operation"),
+                context={"logger": name, "log_message": _message_of(record)},
+                _mechanism="logging", _log_level=levelno,
+            )
+        elif is_error and config.capture_log_messages:
+            _record_message(monitor, record, levelno)
+        elif levelno >= breadcrumb_level and config.enable_breadcrumbs:
+            monitor.add_breadcrumb(
+                action=_message_of(record), component=_extra(record, "component"),
+                level=safe_text(record.levelname).lower(), category="log:" + safe_text(name),
+            )
+    except Exception:
+        monitor.note_internal_error()
+
+
+def _extra(record: logging.LogRecord, key: str) -> Any:
+    return getattr(record, key, "") or ""
+
+
+def _record_message(monitor: ErrorMonitor, record: logging.LogRecord, levelno: int) -> None:
+    name = safe_text(record.name)
+    template = _template_of(record)
+    message = _cap(_message_of(record), monitor.config.max_message_length)
+    error = LoggedError(message, name, template)
+    monitor.record_error(
+        error, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
+        operation=_extra(record, "operation"),
+        context={
+            "logger": name, "log_message": message, "log_template": template,
+            "log_args": _repr_args(record.args), "pathname": record.pathname,
+            "lineno": record.lineno, "funcName": record.funcName,
+        },
+        _mechanism="logging", _log_level=levelno,
+    )
+
+
+class LoggingIntegration:
+    """Wraps ``logging.Logger.callHandlers`` for one monitor (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.monitor: ErrorMonitor | None = None  # None: uninstalled, a pass-through
+        self.breadcrumb_level = logging.INFO
+        self._hook: CallHandlers | None = None
+        self._previous: CallHandlers | None = None
+
+    def install(self, monitor: ErrorMonitor) -> None:
+        self.monitor = monitor
+        self.breadcrumb_level = level_number(monitor.config.logging_breadcrumb_level)
+        with _install_lock:
+            previous: CallHandlers = logging.Logger.callHandlers
+            hook = _make_hook(self, previous)
+            self._previous, self._hook = previous, hook
+            _set_call_handlers(hook)
+            _hooked.add(monitor)
+
+    def uninstall(self) -> None:
+        with _install_lock:
+            monitor, hook = self.monitor, self._hook
+            self.monitor = None  # from now on a pass-through, wherever it still sits
+            if monitor is not None:
+                _hooked.discard(monitor)
+            if hook is not None and logging.Logger.__dict__.get("callHandlers") is hook:
+                _set_call_handlers(_live(self._previous))
+            self._hook = self._previous = None
+
+    @property
+    def installed(self) -> bool:
+        return self.monitor is not None
+
+
+def _make_hook(integration: LoggingIntegration, previous: CallHandlers) -> CallHandlers:
+    """The wrapper: offer the record to the integration's monitor, then call ``previous``."""
+
+    def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+        monitor = integration.monitor
+        if monitor is not None and not getattr(_guard, "active", False):
+            _guard.active = True
+            try:
+                offer(monitor, record, integration.breadcrumb_level)
+            except Exception:  # pragma: no cover - offer() does not raise
+                pass
+            finally:
+                _guard.active = False
+        previous(logger, record)
+
+    callHandlers.__wrapped__ = previous  # type: ignore[attr-defined]
+    callHandlers._error_exporter_integration = integration  # type: ignore[attr-defined]
+    return callHandlers
+
+
+def _set_call_handlers(function: Any) -> None:
+    logging.Logger.callHandlers = function  # type: ignore[method-assign]
+
+
+def _live(function: Any) -> Any:
+    """Skip our own uninstalled pass-throughs when putting a previous function back."""
+    while True:
+        owner = getattr(function, "_error_exporter_integration", None)
+        if owner is None or owner.monitor is not None:
+            return function
+        function = function.__wrapped__
 
 
 class MonitorLogHandler(logging.Handler):
-    """A logging.Handler feeding one monitor."""
+    """A ``logging.Handler`` feeding one monitor; ``start()`` does not install it.
+
+    For records that reach a handler without passing through ``Logger.callHandlers`` in
+    this process (e.g. handed to it by a ``QueueListener`` fed from other processes).
+    While the monitor's own hook is installed it does nothing: the hook saw the record.
+    """
 
     def __init__(self, monitor: ErrorMonitor, breadcrumb_level: int = logging.INFO) -> None:
         super().__init__(level=min(breadcrumb_level, logging.ERROR))
@@ -24,42 +270,13 @@ class MonitorLogHandler(logging.Handler):
         self.breadcrumb_level = breadcrumb_level
 
     def emit(self, record: logging.LogRecord) -> None:
-        name = record.name
-        if name == OWN_LOGGER_PREFIX or name.startswith(OWN_LOGGER_PREFIX + "."):
+        if self.monitor in _hooked or getattr(_guard, "active", False):
             return
+        _guard.active = True
         try:
-            exc = record.exc_info[1] if record.exc_info else None
-            component = getattr(record, "component", "") or ""
-            plugin = getattr(record, "plugin", "") or ""
-            if record.levelno >= logging.ERROR and isinstance(exc, BaseException):
-                self.monitor.record_error(
-                    exc, component=component, plugin=plugin,
-                    operation=getattr(record, "operation", "") or "",
-                    context={"logger": name, "log_message": record.getMessage()},
-                    _mechanism="logging", _log_level=record.levelno,
-                )
-            elif record.levelno >= self.breadcrumb_level:
-                self.monitor.add_breadcrumb(
-                    action=record.getMessage(), component=component,
-                    level=record.levelname.lower(), category=f"log:{name}",
-                )
-        except Exception:
-            self.monitor.note_internal_error()
+            offer(self.monitor, record, self.breadcrumb_level)
+        finally:
+            _guard.active = False
 
     def handleError(self, record: logging.LogRecord) -> None:
         self.monitor.note_internal_error()
-
-
-class LoggingIntegration:
-    def __init__(self) -> None:
-        self.handler: MonitorLogHandler | None = None
-
-    def install(self, monitor: ErrorMonitor) -> None:
-        level = logging.getLevelName(monitor.config.logging_breadcrumb_level.upper())
-        self.handler = MonitorLogHandler(monitor, level if isinstance(level, int) else 20)
-        logging.getLogger().addHandler(self.handler)
-
-    def uninstall(self) -> None:
-        if self.handler is not None:
-            logging.getLogger().removeHandler(self.handler)
-            self.handler = None

@@ -300,6 +300,15 @@ class SharedStore:
             self._add_user(conn, report.error_id, user_id)
             return evicted
 
+    def add_coalesced(self, error_id: str, count: int, last_seen: float) -> int:
+        """Occurrences a storm coalesced on the caller: counts only, no records."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE error_groups SET occurrence_count = occurrence_count + ?, "
+                "last_occurrence = max(last_occurrence, ?) WHERE error_id = ?",
+                (count, last_seen, error_id))
+        return 0
+
     def _insert_record(self, conn: sqlite3.Connection, record: ErrorRecord) -> None:
         cursor = conn.execute(
             "INSERT INTO records (ts, error_id, error_type, component, plugin, severity, pid, "

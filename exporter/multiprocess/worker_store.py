@@ -1,7 +1,7 @@
 """The store of a monitor in a worker process: in memory as usual, written through to SQLite.
 
-The monitor thread keeps using the in-memory groups (it needs them to decide when a group's
-full report is due), and every occurrence it stores is also written to the shared database.
+The monitor thread keeps using the in-memory groups, and every occurrence it stores (and
+every count a storm coalesced) is also written to the shared database.
 Records are read back from the shared database, so ``/api/v1/export`` served by any worker
 streams the records of all of them.
 """
@@ -28,7 +28,7 @@ class SharedErrorStore(ErrorStore):
         # Local evictions are invisible in this mode (the export reads the shared store), so
         # only evictions from the shared store count as dropped reports.
         super().__init__(
-            local.max_groups, local.records.maxlen or 1000, local.occurrences_per_group,
+            local.max_groups, local.max_records, local.occurrences_per_group,
             local.max_users_per_group, local.health_window, local.degraded_threshold,
             local.unhealthy_threshold, on_evict=None,
         )
@@ -41,10 +41,11 @@ class SharedErrorStore(ErrorStore):
         self._write(lambda: self.shared.add(report, record, report.user_id))
         return group, is_new
 
-    def add_occurrence(self, group: ErrorGroup, record: ErrorRecord, user_id: str | None) -> None:
-        super().add_occurrence(group, record, user_id)
-        report = group.report
-        self._write(lambda: self.shared.add_occurrence(report, record, user_id))
+    def add_coalesced(
+        self, error_id: str, plugin: str, error_type: str, count: int, last_seen: float
+    ) -> None:
+        super().add_coalesced(error_id, plugin, error_type, count, last_seen)
+        self._write(lambda: self.shared.add_coalesced(error_id, count, last_seen))
 
     def mark_recovery(self, error_id: str | None, success: bool) -> None:
         super().mark_recovery(error_id, success)
