@@ -1,15 +1,19 @@
 """Storm coalescing on the caller's thread: a per-group budget of detailed occurrences.
 
 Each group may queue ``per_second`` occurrences one by one each second; beyond that an
-occurrence is only counted here (exactly, under a lock), and the worker adds the counts
-to its group on its next tick. So one storming error can never fill the queue: first-seen
-groups and other groups' occurrences always get through. The exact per-label counts live
-in ``app_errors_total`` regardless; what a storm loses is only the detail of its repeats.
+occurrence is only counted here, and the worker adds the counts to its group on its next
+tick. The count is exact without a lock (a lock taken by every storming thread would make
+them queue behind each other): ``next()`` on an ``itertools.count`` is one atomic C call,
+the counters only grow, and the worker delivers the difference since its last drain.
+
+So one storming error can never fill the queue: first-seen groups and other groups'
+occurrences always get through. The exact per-label counts live in ``app_errors_total``
+regardless; what a storm loses is only the detail of its repeats.
 """
 
 from __future__ import annotations
 
-import threading
+import itertools
 
 MAX_TRACKED_GROUPS = 20000
 
@@ -19,14 +23,15 @@ FIRST = 2  # queue it: the first occurrence this budget has seen of the group
 
 
 class _State:
-    __slots__ = ("error_type", "last_seen", "pending", "second", "sent")
+    __slots__ = ("delivered", "error_type", "last_seen", "pending", "second", "sent")
 
     def __init__(self, error_type: str, now: float) -> None:
         self.error_type = error_type
         self.second = int(now)
-        self.sent = 1
+        self.sent = 1  # approximate under races: it only decides where the budget ends
         self.last_seen = now
-        self.pending: dict[str, int] = {}  # plugin -> occurrences coalesced since the drain
+        self.pending: dict[str, itertools.count[int]] = {}  # plugin -> coalesced so far
+        self.delivered: dict[str, int] = {}  # plugin -> handed to the worker (worker only)
 
 
 class GroupBudget:
@@ -35,16 +40,17 @@ class GroupBudget:
     def __init__(self, per_second: int) -> None:
         self.per_second = per_second
         self._states: dict[str, _State] = {}
-        self._dirty: dict[str, _State] = {}
-        self._lock = threading.Lock()
+        self._dirty: dict[_State, str] = {}  # states with counts not yet delivered -> error id
 
     def admit(self, error_id: str, error_type: str, plugin: str, now: float) -> int:
         state = self._states.get(error_id)
         if state is None:
             if len(self._states) >= MAX_TRACKED_GROUPS:
-                self._states = {}  # pending counts stay reachable through _dirty
-            self._states[error_id] = _State(error_type, now)
-            return FIRST
+                self._states = {}  # undelivered counts stay reachable through _dirty
+            fresh = _State(error_type, now)
+            state = self._states.setdefault(error_id, fresh)  # one state per id, even in a race
+            if state is fresh:
+                return FIRST
         state.last_seen = now
         second = int(now)
         if state.second != second:
@@ -54,21 +60,30 @@ class GroupBudget:
         state.sent += 1
         if state.sent <= self.per_second:
             return QUEUE
-        with self._lock:
-            pending = state.pending
-            pending[plugin] = pending.get(plugin, 0) + 1
-            self._dirty[error_id] = state
+        counter = state.pending.get(plugin)
+        if counter is None:
+            counter = state.pending.setdefault(plugin, itertools.count())
+        next(counter)
+        self._dirty[state] = error_id  # after counting: the worker pops before reading
         return COALESCED
 
     def drain(self) -> list[tuple[str, str, str, int, float]]:
-        """(error_id, error_type, plugin, count, last seen) coalesced since the last drain."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, {}
-            out = []
-            for error_id, state in dirty.items():
-                for plugin, count in state.pending.items():
-                    out.append((error_id, state.error_type, plugin, count, state.last_seen))
-                state.pending = {}
+        """(error_id, error_type, plugin, count, last seen) coalesced since the last drain.
+
+        Worker thread only. A group is un-marked before its counters are read, so a count
+        made meanwhile is either seen now or leaves the mark for the next drain.
+        """
+        out = []
+        for state in list(self._dirty):
+            error_id = self._dirty.pop(state, None)
+            if error_id is None:
+                continue
+            for plugin, counter in list(state.pending.items()):
+                total = _value(counter)
+                delta = total - state.delivered.get(plugin, 0)
+                if delta > 0:
+                    state.delivered[plugin] = total
+                    out.append((error_id, state.error_type, plugin, delta, state.last_seen))
         return out
 
     def last_seen(self, error_id: str) -> float | None:
@@ -79,4 +94,8 @@ class GroupBudget:
     def reset(self) -> None:
         self._states = {}
         self._dirty = {}
-        self._lock = threading.Lock()
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """How many times ``next()`` was called on a counter started at 0 (its next value)."""
+    return int(repr(counter)[6:-1])

@@ -58,6 +58,8 @@ ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
 READ_SETTLE_SECONDS = 2.0  # the longest a read waits for reports queued before it
 SESSION_CHECK_SECONDS = 1.0  # idle sessions are ended this often, scrape or not
 URGENT_SEVERITIES = ("high", "critical")
+EARLY_COUNTS_SECONDS = 60.0  # how long coalesced counts wait for their group's first report
+MAX_EARLY_GROUPS = 10000
 
 
 class ErrorMonitor:
@@ -124,6 +126,8 @@ class ErrorMonitor:
         self._plain_types: set[type] = set()
         self._reading = ReadOnce()
         self._budget = GroupBudget(cfg.occurrence_budget_per_second)
+        self._early_counts: dict[str, list[tuple[str, str, str, int, float]]] = {}
+        self._early_expiry = 0.0
         self._next_session_check = 0.0
         self._exit_registered = False
         self.running = False
@@ -605,12 +609,15 @@ class ErrorMonitor:
         _fix_text_fields(occurrence)
         builder = self.builder
         message = builder.message(occurrence.message)
-        stack_trace = builder.stack_trace(occurrence)
+        stack_trace = builder.stack_trace(occurrence, message)
         context = builder.context(occurrence)
         record = builder.record(occurrence, message, stack_trace, context)
         snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
         report = builder.build(occurrence, message, stack_trace, context, snapshot)
         _, is_new = self.store.add(report, record)
+        if is_new and self._early_counts:
+            for entry in self._early_counts.pop(occurrence.error_id, ()):
+                self._add_coalesced(*entry)
         self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
                               occurrence.timestamp)
         if is_new and self._terminal is not None:
@@ -625,14 +632,29 @@ class ErrorMonitor:
 
     def _tick(self) -> None:
         """Worker upkeep: coalesced counts into their groups, idle sessions ended."""
-        for error_id, error_type, plugin, count, last_seen in self._budget.drain():
-            self.store.add_coalesced(error_id, plugin, error_type, count, last_seen)
-            self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
-            self.metrics.count_drop("coalesced", count)
+        for entry in self._budget.drain():
+            self._add_coalesced(*entry)
         now = time.monotonic()
+        if self._early_counts and now >= self._early_expiry:
+            self._early_counts.clear()  # groups never made (their first report dropped)
         if now >= self._next_session_check:
             self._next_session_check = now + SESSION_CHECK_SECONDS
             self.sessions.expire()
+
+    def _add_coalesced(
+        self, error_id: str, error_type: str, plugin: str, count: int, last_seen: float
+    ) -> None:
+        """Counts a storm coalesced, into their group; kept back while the group's first
+        occurrence is still queued (it may wait behind a backlog)."""
+        if not self.store.add_coalesced(error_id, plugin, error_type, count, last_seen):
+            if not self._early_counts:
+                self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
+            early = self._early_counts.setdefault(error_id, [])
+            if len(self._early_counts) <= MAX_EARLY_GROUPS:
+                early.append((error_id, error_type, plugin, count, last_seen))
+            return
+        self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
+        self.metrics.count_drop("coalesced", count)
 
     def _on_new_pattern(self, pattern: ErrorPattern) -> None:
         log.log(
@@ -801,6 +823,7 @@ class ErrorMonitor:
         self.resources.after_fork()
         self._lifecycle = threading.RLock()
         self._budget.reset()
+        self._early_counts = {}
         # locks another thread of the parent may have held at the fork (the worker holds
         # the pattern lock while it processes): the child would wait on them forever
         self.patterns._lock = threading.Lock()

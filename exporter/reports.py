@@ -83,13 +83,19 @@ class ReportBuilder:
             metadata = {**metadata, "locals": occurrence.locals}
         return metadata
 
-    def stack_trace(self, occurrence: Occurrence) -> str:
-        """The trace as Python prints it, from the occurrence's frame summary."""
+    def stack_trace(self, occurrence: Occurrence, message: str | None = None) -> str:
+        """The trace as Python prints it, from the occurrence's frame summary.
+
+        ``message``: the occurrence's message already scrubbed (saves doing it twice).
+        """
         try:
             if occurrence.chain is None:
                 frames = occurrence.site.frames if occurrence.site is not None else ()
-                text = self._frames_part(frames) + self._exception_line(
-                    occurrence.exc_type, occurrence.message)
+                name = type_path(occurrence.exc_type)
+                if message is None:
+                    message = self.message(occurrence.message)
+                text = self._frames_part(frames) + (f"{name}: {message}\n" if message
+                                                    else f"{name}\n")
             else:
                 text = self._chain_text(occurrence.chain)
         except Exception as failure:  # a pathological exception: keep what we can
@@ -245,13 +251,24 @@ class ReportBuilder:
         )
 
 
+_TYPE_PATHS: dict[tuple[type, bool], str] = {}
+
+
 def type_path(klass: type, full: bool = False) -> str:
     """``module.Qualname`` as Python prints it (builtins bare; ``__main__`` bare unless full)."""
-    module = getattr(klass, "__module__", "") or ""
-    name = getattr(klass, "__qualname__", getattr(klass, "__name__", "?"))
-    if module == "builtins" or (module == "__main__" and not full):
-        return str(name)
-    return f"{module}.{name}"
+    key = (klass, full)
+    path = _TYPE_PATHS.get(key)
+    if path is None:
+        module = getattr(klass, "__module__", "") or ""
+        name = getattr(klass, "__qualname__", getattr(klass, "__name__", "?"))
+        if module == "builtins" or (module == "__main__" and not full):
+            path = str(name)
+        else:
+            path = f"{module}.{name}"
+        if len(_TYPE_PATHS) > TRACE_CACHE_SIZE:
+            _TYPE_PATHS.clear()
+        _TYPE_PATHS[key] = path
+    return path
 
 
 def static_environment(app_version: str | None) -> dict[str, Any]:

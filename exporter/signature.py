@@ -84,7 +84,6 @@ class Signer:
         self.exclude = tuple(exclude or ())
         self._frames: dict[CodeType, FrameInfo] = {}
         self._sites: dict[tuple[object, ...], Site] = {}
-        self._statements: dict[Frame, str] = {}
 
     def frame_info(self, code: CodeType, module: str) -> FrameInfo:
         info = self._frames.get(code)
@@ -155,15 +154,19 @@ class Signer:
                 parts.append(part)
         return _digest(type_name(exc_type), *parts[-_SIGNATURE_FRAMES:])
 
-    def statement(self, code: CodeType, line: int) -> str:
-        """The failing statement without its line number: normalised text (+ which one)."""
+    @staticmethod
+    def statement(code: CodeType, line: int) -> str:
+        """The failing statement without its line number: normalised text (+ which one).
+
+        Shared by every monitor of the process: it depends on the code, not on settings.
+        """
         key = (code, line)
-        text = self._statements.get(key)
+        text = _STATEMENTS.get(key)
         if text is None:
             text = _statement_of(code, line)
-            if len(self._statements) > _CACHE_LIMIT:
-                self._statements.clear()
-            self._statements[key] = text
+            if len(_STATEMENTS) > _CACHE_LIMIT:
+                _STATEMENTS.clear()
+            _STATEMENTS[key] = text
         return text
 
     def sign_message(self, exc_type: type[BaseException], message: str) -> str:
@@ -214,8 +217,21 @@ def _statement_of(code: CodeType, line: int) -> str:
     return f"{text}#{same}" if same else text
 
 
+_STATEMENTS: dict[Frame, str] = {}
+_SHAPES: dict[CodeType, dict[int, str]] = {}
+
+
 def _bytecode_shapes(code: CodeType) -> dict[int, str]:
     """Per line: its instructions' names and arguments, without offsets or jump targets."""
+    shapes = _SHAPES.get(code)
+    if shapes is None:
+        if len(_SHAPES) > _CACHE_LIMIT:
+            _SHAPES.clear()
+        shapes = _SHAPES[code] = _disassemble(code)
+    return shapes
+
+
+def _disassemble(code: CodeType) -> dict[int, str]:
     import dis
 
     jumps = set(dis.hasjrel) | set(dis.hasjabs)

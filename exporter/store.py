@@ -164,20 +164,25 @@ class ErrorStore:
 
     def add_coalesced(
         self, error_id: str, plugin: str, error_type: str, count: int, last_seen: float
-    ) -> None:
-        """Occurrences counted on the caller but not queued one by one (storm budget)."""
+    ) -> bool:
+        """Occurrences counted on the caller but not queued one by one (storm budget).
+
+        False when the group is not in the store (its first occurrence still queued, or
+        evicted): the counts are then not applied.
+        """
         with self.lock:
             group = self.groups.get(error_id)
-            if group is not None:
-                report = group.report
-                report.occurrence_count += count
-                report.timestamp = report.last_occurrence = max(report.last_occurrence,
-                                                                last_seen)
-                group.coalesced += count
-                _seen(group.plugins, plugin)
-                self._refresh(group)
+            if group is None:
+                return False
+            report = group.report
+            report.occurrence_count += count
+            report.timestamp = report.last_occurrence = max(report.last_occurrence, last_seen)
+            group.coalesced += count
+            _seen(group.plugins, plugin)
+            self._refresh(group)
             if plugin:
                 self._count_plugin_errors(plugin, error_type, count, last_seen)
+            return True
 
     @staticmethod
     def _refresh(group: ErrorGroup) -> None:

@@ -257,18 +257,21 @@ def storm_logger() -> Iterator[Callable[[ErrorMonitor], logging.Logger]]:
     It does not propagate to the root logger: pytest's log capture would otherwise keep every
     one of the storm's records (with its traceback) in memory and distort RSS.
     """
-    made: list[logging.Logger] = []
+    made: list[tuple[logging.Logger, logging.Handler]] = []
 
     def wire(monitor: ErrorMonitor) -> logging.Logger:
         assert monitor.config.capture_logging
         logger = logging.getLogger(f"storm.app.{id(monitor)}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        made.append(logger)
+        quiet = logging.NullHandler()  # the app prints nothing (else: Python's last resort)
+        logger.addHandler(quiet)
+        made.append((logger, quiet))
         return logger
 
     yield wire
-    for logger in made:
+    for logger, quiet in made:
+        logger.removeHandler(quiet)
         logger.propagate = True
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from exporter import ErrorReport
+from exporter import ErrorMonitor, ErrorReport
 
 
 def settle(monitor: Any) -> None:
@@ -296,6 +296,28 @@ def test_a_storm_never_evicts_another_groups_records(make_monitor):
     records = monitor.export_data()["all_records"]
     assert len(records) == 50  # the one global bound
     assert sum(r["error_type"] == "KeyError" for r in records) == 5
+
+
+def test_counts_coalesced_before_the_groups_first_report_is_stored_are_kept():
+    monitor = ErrorMonitor(occurrence_budget_per_second=2, capture_sys_excepthook=False,
+                           capture_threading=False, capture_logging=False,
+                           capture_asyncio=False, enable_resource_monitoring=False)
+    # the worker is not started yet
+    for _ in range(50):
+        try:
+            place_order(1)
+        except ValueError as exc:
+            monitor.record_error(exc, plugin="shop")
+    monitor._tick()  # the worker's upkeep runs while the first report still waits
+    monitor.start()
+    try:
+        settle(monitor)
+        [group] = monitor.list_groups()
+        assert group["occurrence_count"] == 50
+        assert group["coalesced_occurrences"] == 50 - len(monitor.export_data()["all_records"])
+        assert monitor.get_plugin_health("shop")["total_errors"] == 50
+    finally:
+        monitor.stop()
 
 
 # -- sessions and recovery -----------------------------------------------------------------

@@ -43,9 +43,11 @@ class SharedErrorStore(ErrorStore):
 
     def add_coalesced(
         self, error_id: str, plugin: str, error_type: str, count: int, last_seen: float
-    ) -> None:
-        super().add_coalesced(error_id, plugin, error_type, count, last_seen)
+    ) -> bool:
+        if not super().add_coalesced(error_id, plugin, error_type, count, last_seen):
+            return False
         self._write(lambda: self.shared.add_coalesced(error_id, count, last_seen))
+        return True
 
     def mark_recovery(self, error_id: str | None, success: bool) -> None:
         super().mark_recovery(error_id, success)
