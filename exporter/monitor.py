@@ -1,10 +1,12 @@
 """ErrorMonitor: the public face of the engine, its lifecycle and the capture path.
 
 The caller's thread does only what must be exact: recognise the exception (once), sign
-it, pick its severity and count it. Everything else (formatting, scrubbing, grouping,
-patterns, callbacks, export) happens on the worker through a bounded queue. Nothing in
-here raises into the host app: failures are counted in
-``app_monitor_internal_errors_total`` and logged once at WARNING.
+it, pick its severity, count it and take the occurrence's own fields (no frame, no local).
+Everything else (formatting, scrubbing, grouping, patterns, callbacks, export) happens in
+the pipeline on the worker, through a bounded queue; reads are answered by the backend
+chosen at construction (``local_view`` or the multiprocess shared view). Nothing in here
+raises into the host app: failures are counted in ``app_monitor_internal_errors_total`` and
+logged once at WARNING.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,37 +31,30 @@ from .budget import COALESCED, FIRST, GroupBudget
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import SEVERITIES, MonitorConfig, load_config
-from .export import export_document
 from .integrations import is_not_an_error
 from .integrations.asyncio_loop import AsyncioIntegration
 from .integrations.excepthook import ExcepthookIntegration
 from .integrations.logging_handler import LoggingIntegration
 from .integrations.threads import ThreadingIntegration
+from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
-from .model import Breadcrumb, ErrorPattern, ErrorPriority, ErrorRecord, ErrorReport
+from .model import Breadcrumb, ErrorRecord
 from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
 from .patterns import PatternDetector
-from .reading import ReadOnce
+from .pipeline import ErrorCallback, PatternCallback, Pipeline, Recovery
+from .reader import ErrorReader
 from .reports import ReportBuilder
 from .resources import ResourceSampler
-from .scrub import Scrubber, fix_surrogates, safe_text, truncate
+from .scrub import Scrubber, safe_text, truncate
 from .sessions import SessionTracker, current_session
 from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
-from .statistics import breakdown, statistics
 from .store import ErrorStore, ExportFilter
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
 log = logging.getLogger("exporter")
 _monitor_ids = itertools.count(1)
-ErrorCallback = Callable[[ErrorReport], Any]
-PatternCallback = Callable[[ErrorPattern], Any]
-ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
-READ_SETTLE_SECONDS = 2.0  # the longest a read waits for reports queued before it
-SESSION_CHECK_SECONDS = 1.0  # idle sessions are ended this often, scrape or not
 URGENT_SEVERITIES = ("high", "critical")
-EARLY_COUNTS_SECONDS = 60.0  # how long coalesced counts wait for their group's first report
-MAX_EARLY_GROUPS = 10000
 
 
 class ErrorMonitor:
@@ -100,58 +95,56 @@ class ErrorMonitor:
             self.scrubber, self.signer, cfg.max_frames, cfg.max_chain_depth,
             cfg.max_message_length, cfg.app_version, cfg.capture_locals,
         )
-        self._new_account()
         self.resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
         )
+        self._budget = GroupBudget(cfg.occurrence_budget_per_second)
+        self.pipeline = Pipeline(cfg, self.builder, self.metrics, self._budget, self.resources,
+                                 self.note_internal_error)
+        self.pipeline.exporter = self
         self._reports = BackgroundQueue(
-            "error-exporter-worker", cfg.queue_size, self._process,
+            "error-exporter-worker", cfg.queue_size, self.pipeline.process,
             on_drop=lambda: self.metrics.count_drop("queue_full"),
-            on_error=self._worker_failed, on_tick=self._tick,
+            on_error=self.note_internal_error, on_tick=self.pipeline.tick,
         )
-        self._callbacks = BackgroundQueue(
-            "error-exporter-callbacks", cfg.callback_queue_size, _run_callback,
-            on_drop=lambda: self.metrics.count_drop("callback_queue_full"),
-            on_error=self._worker_failed,
-        )
-        self._error_callbacks: list[ErrorCallback] = []
-        self._alert_callbacks: list[ErrorCallback] = []
-        self._pattern_callbacks: list[PatternCallback] = []
-        self._terminal: TerminalOutput | None = None
+        self._callbacks = self.pipeline.callbacks
         self._integrations: list[Any] = []
         self._asyncio = AsyncioIntegration()
         self._server: Any = None
         self._lifecycle = threading.RLock()
         self._warned_internal = False
         self._plain_types: set[type] = set()
-        self._reading = ReadOnce()
-        self._budget = GroupBudget(cfg.occurrence_budget_per_second)
-        self._early_counts: dict[str, list[tuple[str, str, str, int, float]]] = {}
-        self._early_expiry = 0.0
-        self._next_session_check = 0.0
         self._exit_registered = False
         self.running = False
+        self.view: ErrorReader = LocalView(
+            cfg, self.registry, self.pipeline, self.metrics, self.resources, self._reports,
+            lambda: self.running, self.note_internal_error,
+        )
         register_collectors(self)
         _register_fork_handler(self)
         self.shared: Any = None  # multiprocess mode: the fleet view (exporter.multiprocess)
         from .multiprocess import attach_if_enabled
 
-        attach_if_enabled(self)
+        shared = attach_if_enabled(self)  # the backend, chosen once, here
+        if shared is not None:
+            self.view = shared
 
-    def _new_account(self) -> None:
-        """Empty store, patterns and sessions (at construction, and in a forked child)."""
-        cfg = self.config
-        self.store = ErrorStore(
-            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
-            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
-            cfg.plugin_unhealthy_threshold,
-            on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
-        )
-        self.patterns = PatternDetector(
-            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
-            on_new_pattern=self._on_new_pattern,
-        )
-        self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
+    # the account the pipeline keeps (replaced whole in a forked child)
+    @property
+    def store(self) -> ErrorStore:
+        return self.pipeline.store
+
+    @store.setter
+    def store(self, store: ErrorStore) -> None:
+        self.pipeline.store = store
+
+    @property
+    def patterns(self) -> PatternDetector:
+        return self.pipeline.patterns
+
+    @property
+    def sessions(self) -> SessionTracker:
+        return self.pipeline.sessions
 
     # -- seed 000 attribute-style options ---------------------------------------------------
     @property
@@ -161,7 +154,7 @@ class ErrorMonitor:
     @enable_terminal_output.setter
     def enable_terminal_output(self, value: bool) -> None:
         self.config.enable_terminal_output = bool(value)
-        self._terminal = TerminalOutput() if value else None
+        self.pipeline.terminal = TerminalOutput() if value else None
 
     @property
     def enable_resource_monitoring(self) -> bool:
@@ -189,7 +182,7 @@ class ErrorMonitor:
                 return self
             cfg = self.config
             if cfg.enable_terminal_output:
-                self._terminal = TerminalOutput()
+                self.pipeline.terminal = TerminalOutput()
             self.start_worker()
             if self.sessions.process_session_id == "":
                 self.sessions.process_session_id = self.sessions.start(None)
@@ -557,7 +550,7 @@ class ErrorMonitor:
                     duration_seconds = max(0.0, time.time() - last)
             self.metrics.count_recovery(component, plugin, success, duration_seconds)
             if error_id:
-                self._reports.submit(_Recovery(error_id, bool(success)))
+                self._reports.submit(Recovery(error_id, bool(success)))
         except Exception:
             self.note_internal_error()
 
@@ -588,89 +581,19 @@ class ErrorMonitor:
     # -- callbacks ---------------------------------------------------------------------------
     def register_error_callback(self, callback: ErrorCallback) -> None:
         """Called (on the callback thread) with each ErrorReport."""
-        self._error_callbacks.append(callback)
+        self.pipeline.error_callbacks.append(callback)
 
     def register_alert_callback(self, callback: ErrorCallback) -> None:
         """Called with reports whose priority is high or critical."""
-        self._alert_callbacks.append(callback)
+        self.pipeline.alert_callbacks.append(callback)
 
     def register_pattern_callback(self, callback: PatternCallback) -> None:
         """Called with each ErrorPattern when it is first detected."""
-        self._pattern_callbacks.append(callback)
+        self.pipeline.pattern_callbacks.append(callback)
 
     on_pattern_detected = register_pattern_callback
 
-    # -- worker side ---------------------------------------------------------------------------
-    def _process(self, item: Any) -> None:
-        if isinstance(item, _Recovery):
-            self.store.mark_recovery(item.error_id, item.success)
-            return
-        occurrence: Occurrence = item
-        _fix_text_fields(occurrence)
-        builder = self.builder
-        message = builder.message(occurrence.message)
-        stack_trace = builder.stack_trace(occurrence, message)
-        context = builder.context(occurrence)
-        record = builder.record(occurrence, message, stack_trace, context)
-        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
-        report = builder.build(occurrence, message, stack_trace, context, snapshot)
-        _, is_new = self.store.add(report, record)
-        if is_new and self._early_counts:
-            for entry in self._early_counts.pop(occurrence.error_id, ()):
-                self._add_coalesced(*entry)
-        self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
-                              occurrence.timestamp)
-        if is_new and self._terminal is not None:
-            self._terminal.new_group(report)
-        # A new group's and an alert's callbacks do not wait behind a storm's backlog.
-        alert = report.priority in ALERT_PRIORITIES
-        for callback in self._error_callbacks:
-            self._callbacks.submit((self, callback, report), urgent=is_new or alert)
-        if alert:
-            for callback in self._alert_callbacks:
-                self._callbacks.submit((self, callback, report), urgent=True)
-
-    def _tick(self) -> None:
-        """Worker upkeep: coalesced counts into their groups, idle sessions ended."""
-        for entry in self._budget.drain():
-            self._add_coalesced(*entry)
-        now = time.monotonic()
-        if self._early_counts and now >= self._early_expiry:
-            self._early_counts.clear()  # groups never made (their first report dropped)
-        if now >= self._next_session_check:
-            self._next_session_check = now + SESSION_CHECK_SECONDS
-            self.sessions.expire()
-
-    def _add_coalesced(
-        self, error_id: str, error_type: str, plugin: str, count: int, last_seen: float
-    ) -> None:
-        """Counts a storm coalesced, into their group; kept back while the group's first
-        occurrence is still queued (it may wait behind a backlog)."""
-        if not self.store.add_coalesced(error_id, plugin, error_type, count, last_seen):
-            if not self._early_counts:
-                self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
-            early = self._early_counts.setdefault(error_id, [])
-            if len(self._early_counts) <= MAX_EARLY_GROUPS:
-                early.append((error_id, error_type, plugin, count, last_seen))
-            return
-        self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
-        self.metrics.count_drop("coalesced", count)
-
-    def _on_new_pattern(self, pattern: ErrorPattern) -> None:
-        log.log(
-            logging.WARNING if pattern.kind == "type" else logging.INFO,
-            "error pattern detected: %s %s occurred %d times in %.0f s (severity %s)",
-            pattern.kind, pattern.error_type, pattern.count, self.patterns.window_seconds,
-            pattern.severity,
-        )
-        for callback in self._pattern_callbacks:
-            self._callbacks.submit((self, callback, pattern))
-        if self.config.export_path and pattern.kind == "type":
-            self._callbacks.submit((self, _auto_export, None))
-
-    def _worker_failed(self, exc: BaseException) -> None:
-        self.note_internal_error(exc)
-
+    # -- failures inside the monitor ----------------------------------------------------------
     def note_internal_error(self, exc: BaseException | None = None) -> None:
         """Count a failure inside the monitor; log the first one. Never raises."""
         try:
@@ -692,120 +615,44 @@ class ErrorMonitor:
             self._uncounted_internal -= pending
             self.metrics.internal_errors.inc(pending)
 
-    # -- reading ---------------------------------------------------------------------------
-    def _settle(self) -> None:
-        """Reads see every error recorded before them (bounded wait, once per read).
-
-        A read made of other reads (the export) settles once: the nested ones skip.
-        """
-        if self._reading.active:
-            return
-        if self._reports.alive:  # also covers the item the worker has popped but not stored
-            self.flush(timeout=READ_SETTLE_SECONDS)
-
+    # -- reading (answered by the backend chosen at construction) ------------------------------
     def reading(self) -> contextlib.AbstractContextManager[None]:
         """Several reads that should see the same moment: settle once, then read."""
-        return self._reading.scope(self._settle)
+        return self.view.reading()
 
     def get_statistics(self) -> dict[str, Any]:
-        """Seed 000's statistics shape, from the exact counters."""
-        if self.shared is not None:
-            return self.shared.get_statistics()
-        self._settle()
-        return statistics(
-            self.metrics.error_totals(), self.metrics.recovery_totals(), self.store.started,
-            unique_errors=len(self.store.groups),
-            dropped_reports=int(self.metrics.dropped_total()),
-            queue_depth=self.queue_depth,
-            sessions=self.sessions.summary(),
-            resources=self.resources.latest.to_dict() if self.resources.latest else None,
-        )
+        """``ErrorMonitoringService``'s statistics shape, from the exact counters."""
+        return self.view.get_statistics()
 
     def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
-        """Seed 000's analysis shape: statistics, top errors, uniques, sessions."""
-        if self.shared is not None:
-            return self.shared.get_error_analysis(top)
-        with self.reading():
-            stats = self.get_statistics()
-        groups = self.store.group_list("count", top)
-        return {
-            "statistics": stats,
-            "top_errors": [
-                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
-                 "report": g.report.to_dict()}
-                for g in groups
-            ],
-            "total_unique_errors": len(self.store.groups),
-            "session_count": self.sessions.active_count + sum(self.sessions.ended.values()),
-            "patterns": [p.to_dict() for p in self.patterns.active()],
-            "sessions": self.sessions.summary(),
-            "recovery": {
-                "success_rate": stats["recovery_success_rate"],
-                "attempts": stats["recovery_attempts"],
-                **{k: int(v) for k, v in self.metrics.recovery_totals().items()},
-            },
-        }
+        """``ErrorMonitoringService``'s analysis shape: statistics, top errors, sessions."""
+        return self.view.get_error_analysis(top)
 
     def get_error_summary(self) -> dict[str, Any]:
-        """Seed 003's summary shape (total_errors is the exact count, not the buffer size)."""
-        if self.shared is not None:
-            return self.shared.get_error_summary()
-        self._settle()
-        stats_total, by = breakdown(self.metrics.error_totals())
-        by_type = by["type"]
-        hours = max((time.time() - self.store.started) / 3600.0, 0.01)
-        with self.store.lock:
-            plugin_counts = {k: dict(v) for k, v in self.store.plugin_counts.items()}
-        return {
-            "session_start": self.store.session_start_iso(),
-            "total_errors": stats_total,
-            "error_rate_per_hour": round(stats_total / hours, 2),
-            "error_counts_by_type": by_type,
-            "plugin_error_counts": plugin_counts,
-            "active_patterns": {p.error_type: p.to_dict() for p in self.patterns.active("type")},
-            "recent_errors": [r.to_dict() for r in self.store.recent_records(20)],
-        }
+        """``ErrorAggregator``'s summary shape (total_errors is the exact count)."""
+        return self.view.get_error_summary()
 
     def get_plugin_health(self, plugin_id: str) -> dict[str, Any]:
-        """Seed 003's plugin health shape."""
-        if self.shared is not None:
-            return self.shared.get_plugin_health(plugin_id)
-        self._settle()
-        return self.store.plugin_health(plugin_id)
+        """``ErrorAggregator``'s plugin health shape."""
+        return self.view.get_plugin_health(plugin_id)
 
     def get_patterns(self) -> list[dict[str, Any]]:
-        if self.shared is not None:
-            return self.shared.get_patterns()
-        self._settle()
-        return [p.to_dict() for p in self.patterns.active()]
+        return self.view.get_patterns()
 
     def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
-        if self.shared is not None:
-            return self.shared.list_groups(sort, limit)
-        self._settle()
-        return [g.summary() for g in self.store.group_list(sort, limit)]
+        return self.view.list_groups(sort, limit)
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
-        """One group: summary, latest full report and recent occurrences."""
-        if self.shared is not None:
-            return self.shared.get_group(error_id)
-        self._settle()
-        return self.store.group_detail(error_id)
+        """One group: summary, latest occurrence's full report and recent occurrences."""
+        return self.view.get_group(error_id)
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
-        if self.shared is not None:
-            return self.shared.clear_old_records(max_age_hours)
-        self._settle()
-        return self.store.clear_older_than(time.time() - max_age_hours * 3600.0)
+        return self.view.clear_old_records(max_age_hours)
 
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
-        """Seed 003's export shape plus statistics, analysis and a paging cursor."""
-        if self.shared is not None:
-            return self.shared.export_data(flt, **filters)
-        flt = flt or ExportFilter(**filters)
-        with self.reading():
-            return export_document(self, self.store.iter_records(flt), flt.limit, flt.cursor)
+        """``ErrorAggregator``'s export shape plus statistics, analysis and a paging cursor."""
+        return self.view.export_data(flt, **filters)
 
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""
@@ -823,15 +670,14 @@ class ErrorMonitor:
         self.resources.after_fork()
         self._lifecycle = threading.RLock()
         self._budget.reset()
-        self._early_counts = {}
-        # locks another thread of the parent may have held at the fork (the worker holds
-        # the pattern lock while it processes): the child would wait on them forever
-        self.patterns._lock = threading.Lock()
-        self.sessions._lock = threading.Lock()
         if self.shared is None:  # multiprocess mode keeps per-pid files: nothing inherited
             self.metrics.reset()
-            self._new_account()
+            self.pipeline.reset()
         else:
+            # locks another thread of the parent may have held at the fork (the worker holds
+            # the pattern lock while it processes): the child would wait on them forever
+            self.patterns._lock = threading.Lock()
+            self.sessions._lock = threading.Lock()
             self.store.lock = threading.RLock()
             self.metrics.limiter._lock = threading.Lock()
         self._server = None
@@ -892,50 +738,12 @@ class Capture:
         return self.__exit__(exc_type, exc, tb)
 
 
-class _Recovery:
-    __slots__ = ("error_id", "success")
-
-    def __init__(self, error_id: str, success: bool) -> None:
-        self.error_id = error_id
-        self.success = success
-
-
 def _mark(error: BaseException, marker: str, error_id: str) -> None:
     """Remember on the exception that it was recorded (no reference kept on our side)."""
     try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
         setattr(error, marker, error_id)
     except Exception:
         pass  # an exception type that refuses attributes is simply not de-duplicated
-
-
-def _fix_text_fields(occurrence: Occurrence) -> None:
-    """Lone surrogates in the caller's strings would make every export and API read fail."""
-    for name in ("component", "plugin", "operation", "user_id", "session_id"):
-        value = getattr(occurrence, name)
-        if type(value) is str and not value.isascii():
-            setattr(occurrence, name, fix_surrogates(value))
-
-
-def _run_callback(item: tuple[ErrorMonitor, Callable[[Any], Any], Any]) -> None:
-    monitor, callback, payload = item
-    try:
-        if callback is _auto_export:
-            _auto_export(monitor)
-        else:
-            callback(payload)
-    except Exception as exc:
-        monitor.note_internal_error(exc)
-
-
-def _auto_export(monitor: Any) -> None:
-    directory = monitor.config.export_path
-    try:
-        path = monitor.export_to_file(export_files.auto_export_path(directory))
-        export_files.prune(directory, monitor.config.max_export_files)
-        log.info("auto-exported error data to %s", path)
-    except Exception as exc:
-        monitor.metrics.count_drop("export_failed")
-        log.warning("auto-export to %s failed: %r", directory, exc)
 
 
 def _severity(value: Any) -> str | None:

@@ -308,7 +308,7 @@ def test_counts_coalesced_before_the_groups_first_report_is_stored_are_kept():
             place_order(1)
         except ValueError as exc:
             monitor.record_error(exc, plugin="shop")
-    monitor._tick()  # the worker's upkeep runs while the first report still waits
+    monitor.pipeline.tick()  # the worker's upkeep runs while the first report still waits
     monitor.start()
     try:
         settle(monitor)

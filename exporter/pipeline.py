@@ -1,0 +1,204 @@
+"""The worker side: each queued occurrence becomes its record and its report, and joins its
+group; then patterns, callbacks and the auto-export.
+
+Runs only on the report worker (``process`` for each item, ``tick`` for upkeep); callbacks
+run on their own thread through a second bounded queue, so a slow or blocking callback never
+holds up the reports. The occurrence stays itself; the group aggregates (``store.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import export as export_files
+from .budget import GroupBudget
+from .config import MonitorConfig
+from .metrics import ErrorMetrics
+from .model import ErrorPattern, ErrorPriority, ErrorReport
+from .occurrence import Occurrence
+from .patterns import PatternDetector
+from .reports import ReportBuilder
+from .resources import ResourceSampler
+from .scrub import fix_surrogates
+from .sessions import SessionTracker
+from .store import ErrorStore
+from .terminal import TerminalOutput
+from .worker import BackgroundQueue
+
+log = logging.getLogger("exporter")
+ErrorCallback = Callable[[ErrorReport], Any]
+PatternCallback = Callable[[ErrorPattern], Any]
+ALERT_PRIORITIES = (ErrorPriority.HIGH, ErrorPriority.CRITICAL)
+SESSION_CHECK_SECONDS = 1.0  # idle sessions are ended this often, scrape or not
+EARLY_COUNTS_SECONDS = 60.0  # how long coalesced counts wait for their group's first report
+MAX_EARLY_GROUPS = 10000
+
+
+class Recovery:
+    """A recovery of ``error_id`` to mark on its group (queued after the error itself)."""
+
+    __slots__ = ("error_id", "success")
+
+    def __init__(self, error_id: str, success: bool) -> None:
+        self.error_id = error_id
+        self.success = success
+
+
+class Exporter(Protocol):
+    """What the auto-export needs: a way to write the export document to a file."""
+
+    def export_to_file(self, filepath: Any, **filters: Any) -> Any: ...
+
+
+class Pipeline:
+    """Turns occurrences into records, reports and group counts; runs the callbacks."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        builder: ReportBuilder,
+        metrics: ErrorMetrics,
+        budget: GroupBudget,
+        resources: ResourceSampler,
+        note_internal_error: Callable[[BaseException], None],
+    ) -> None:
+        self.config = config
+        self.builder = builder
+        self.metrics = metrics
+        self.budget = budget
+        self.resources = resources
+        self.note_internal_error = note_internal_error
+        self.store: ErrorStore
+        self.patterns: PatternDetector
+        self.sessions: SessionTracker
+        self.exporter: Exporter | None = None
+        self.terminal: TerminalOutput | None = None
+        self.error_callbacks: list[ErrorCallback] = []
+        self.alert_callbacks: list[ErrorCallback] = []
+        self.pattern_callbacks: list[PatternCallback] = []
+        self.callbacks = BackgroundQueue(
+            "error-exporter-callbacks", config.callback_queue_size, self._run_callback,
+            on_drop=lambda: metrics.count_drop("callback_queue_full"),
+            on_error=note_internal_error,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """An empty account: store, patterns, sessions (at construction, in a forked child)."""
+        cfg = self.config
+        self.store = ErrorStore(
+            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
+            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
+            cfg.plugin_unhealthy_threshold,
+            on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
+        )
+        self.patterns = PatternDetector(
+            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
+            on_new_pattern=self._on_new_pattern,
+        )
+        self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
+        self._early_counts: dict[str, list[tuple[str, str, str, int, float]]] = {}
+        self._early_expiry = 0.0
+        self._next_session_check = 0.0
+
+    # -- the report worker -------------------------------------------------------------------
+    def process(self, item: Any) -> None:
+        if isinstance(item, Recovery):
+            self.store.mark_recovery(item.error_id, item.success)
+            return
+        occurrence: Occurrence = item
+        _fix_text_fields(occurrence)
+        builder = self.builder
+        message = builder.message(occurrence.message)
+        stack_trace = builder.stack_trace(occurrence, message)
+        context = builder.context(occurrence)
+        record = builder.record(occurrence, message, stack_trace, context)
+        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
+        report = builder.build(occurrence, message, stack_trace, context, snapshot)
+        _, is_new = self.store.add(report, record)
+        if is_new and self._early_counts:
+            for entry in self._early_counts.pop(occurrence.error_id, ()):
+                self._add_coalesced(*entry)
+        self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
+                              occurrence.timestamp)
+        if is_new and self.terminal is not None:
+            self.terminal.new_group(report)
+        # A new group's and an alert's callbacks do not wait behind a storm's backlog.
+        alert = report.priority in ALERT_PRIORITIES
+        for callback in self.error_callbacks:
+            self.callbacks.submit((callback, report), urgent=is_new or alert)
+        if alert:
+            for callback in self.alert_callbacks:
+                self.callbacks.submit((callback, report), urgent=True)
+
+    def tick(self) -> None:
+        """Upkeep: coalesced counts into their groups, idle sessions ended."""
+        for entry in self.budget.drain():
+            self._add_coalesced(*entry)
+        now = time.monotonic()
+        if self._early_counts and now >= self._early_expiry:
+            self._early_counts.clear()  # groups never made (their first report dropped)
+        if now >= self._next_session_check:
+            self._next_session_check = now + SESSION_CHECK_SECONDS
+            self.sessions.expire()
+
+    def _add_coalesced(
+        self, error_id: str, error_type: str, plugin: str, count: int, last_seen: float
+    ) -> None:
+        """Counts a storm coalesced, into their group; kept back while the group's first
+        occurrence is still queued (it may wait behind a backlog)."""
+        if not self.store.add_coalesced(error_id, plugin, error_type, count, last_seen):
+            if not self._early_counts:
+                self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
+            if error_id in self._early_counts or len(self._early_counts) < MAX_EARLY_GROUPS:
+                self._early_counts.setdefault(error_id, []).append(
+                    (error_id, error_type, plugin, count, last_seen))
+            return
+        self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
+        self.metrics.count_drop("coalesced", count)
+
+    def _on_new_pattern(self, pattern: ErrorPattern) -> None:
+        log.log(
+            logging.WARNING if pattern.kind == "type" else logging.INFO,
+            "error pattern detected: %s %s occurred %d times in %.0f s (severity %s)",
+            pattern.kind, pattern.error_type, pattern.count, self.patterns.window_seconds,
+            pattern.severity,
+        )
+        for callback in self.pattern_callbacks:
+            self.callbacks.submit((callback, pattern))
+        if self.config.export_path and pattern.kind == "type":
+            self.callbacks.submit((self._auto_export, None))
+
+    # -- the callback thread -------------------------------------------------------------------
+    def _run_callback(self, item: tuple[Callable[[Any], Any], Any]) -> None:
+        callback, payload = item
+        try:
+            if callback == self._auto_export:
+                self._auto_export()
+            else:
+                callback(payload)
+        except Exception as exc:
+            self.note_internal_error(exc)
+
+    def _auto_export(self, _: Any = None) -> None:
+        directory = self.config.export_path
+        if directory is None or self.exporter is None:
+            return
+        try:
+            path = self.exporter.export_to_file(export_files.auto_export_path(directory))
+            export_files.prune(directory, self.config.max_export_files)
+            log.info("auto-exported error data to %s", path)
+        except Exception as exc:
+            self.metrics.count_drop("export_failed")
+            log.warning("auto-export to %s failed: %r", directory, exc)
+
+
+def _fix_text_fields(occurrence: Occurrence) -> None:
+    """Lone surrogates in the caller's strings would make every export and API read fail."""
+    for name in ("component", "plugin", "operation", "user_id", "session_id"):
+        value = getattr(occurrence, name)
+        if type(value) is str and not value.isascii():
+            setattr(occurrence, name, fix_surrogates(value))
