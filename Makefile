@@ -3,17 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+# `make demo PORT=9800` when 9718 is taken (ERROR_EXPORTER_PORT=9800 works as well).
+PORT ?=
 
 .PHONY: demo test lint unit tools stack bench dashboards clean
 
+# What running the app needs (make demo): the package and its four dependencies.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
+# The test, lint and dashboard tools on top (make test): the `dev` extra.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
 demo: $(STAMP)
-	$(BIN)/error-exporter demo
+	$(BIN)/error-exporter demo $(if $(PORT),--port $(PORT))
 
 # Real Prometheus / Alertmanager binaries for the integration tests (Debian packages).
 tools:
@@ -26,14 +35,14 @@ tools:
 	  fi; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check exporter tests bench dashboards examples
 	$(BIN)/mypy
 
-test: $(STAMP) tools lint
+test: $(DEV_STAMP) tools lint
 	$(BIN)/pytest
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest -m "not slow and not tools"
 
 stack: $(STAMP) tools
@@ -42,8 +51,8 @@ stack: $(STAMP) tools
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-dashboards: $(STAMP)
-	$(BIN)/python dashboards/build.py
+dashboards: $(DEV_STAMP)
+	$(BIN)/python dashboards/build.py && $(BIN)/python alerts/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

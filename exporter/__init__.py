@@ -11,6 +11,7 @@ from typing import Any
 from .compat import ErrorAggregator, ErrorMonitoringService, get_error_aggregator, record_error
 from .config import ConfigError, MonitorConfig, load_config
 from .decorators import handle_errors
+from .instance import get_error_monitor, reset_error_monitor
 from .model import (
     Breadcrumb,
     ErrorPattern,
@@ -20,7 +21,7 @@ from .model import (
     ErrorSeverity,
     ResourceSnapshot,
 )
-from .monitor import ErrorMonitor, get_error_monitor, reset_error_monitor
+from .monitor import ErrorMonitor
 
 # The logging HOWTO for libraries: the app decides where the monitor's own lines go.
 logging.getLogger("exporter").addHandler(logging.NullHandler())

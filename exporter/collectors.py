@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from .sessions import STATUSES
-
-if TYPE_CHECKING:
-    from .monitor import ErrorMonitor
+from .config import MonitorConfig
+from .metrics import ErrorMetrics
+from .patterns import PatternDetector
+from .resources import ResourceSampler
+from .sessions import STATUSES, SessionTracker
+from .store import ErrorStore
 
 HEALTH_VALUE = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 
@@ -32,10 +35,44 @@ def _version() -> str:
         return "unknown"
 
 
+
+class Observed(Protocol):
+    """What the scrape-time collectors read of a monitor."""
+
+    config: MonitorConfig
+    metrics: ErrorMetrics
+    resources: ResourceSampler
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def store(self) -> ErrorStore: ...
+
+    @property
+    def patterns(self) -> PatternDetector: ...
+
+    @property
+    def sessions(self) -> SessionTracker: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+
+class Published(Observed, Protocol):
+    """What a multiprocess worker publishes of its monitor: the observed state and more."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def note_internal_error(self, exc: BaseException | None = None) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> bool: ...
+
 class MonitorStateCollector:
     """Patterns, plugin health, uniques, sessions, queue depth and build info."""
 
-    def __init__(self, monitor: ErrorMonitor) -> None:
+    def __init__(self, monitor: Observed) -> None:
         self.monitor = monitor
         self.ns = monitor.config.namespace
         self.version = _version()
@@ -112,7 +149,7 @@ class MonitorStateCollector:
 class ResourceCollector:
     """psutil readings from the background sampler."""
 
-    def __init__(self, monitor: ErrorMonitor) -> None:
+    def __init__(self, monitor: Observed) -> None:
         self.monitor = monitor
         self.ns = monitor.config.namespace
 
@@ -157,7 +194,7 @@ class ResourceCollector:
             yield CounterMetricFamily(self._name(name), doc, value=value)
 
 
-def register_collectors(monitor: ErrorMonitor) -> None:
+def register_collectors(monitor: Observed) -> None:
     monitor.registry.register(MonitorStateCollector(monitor))
     monitor.registry.register(ResourceCollector(monitor))
 

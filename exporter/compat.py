@@ -22,8 +22,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .instance import _ignored_message, _process_monitor
 from .model import ErrorPattern, ErrorRecord
-from .monitor import ErrorMonitor, _ignored_message, _process_monitor
+from .monitor import ErrorMonitor
 from .patterns import MAX_AFFECTED_PLUGINS, MAX_SAMPLE_MESSAGES, severity_for
 from .scrub import safe_text
 

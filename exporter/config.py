@@ -210,8 +210,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "plugin_degraded_threshold": (_int_at_least(1), "an integer >= 1"),
     "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
     "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
-    "severity_by_type": (_severity_map, "a mapping of exception type name to a severity"),
-    "severity_by_component": (_severity_map, "a mapping of component to a severity"),
+    "severity_by_type": (_severity_map, "a mapping of exception type name to a severity ("
+                         + ", ".join(SEVERITIES) + ")"),
+    "severity_by_component": (_severity_map, "a mapping of component to a severity ("
+                              + ", ".join(SEVERITIES) + ")"),
     "scrub_keys": (_str_list, "a list of key fragments"),
     "namespace": (_namespace, "a metric name prefix: letters, digits and _"),
     "host": (lambda v: isinstance(v, str) and v != "", "a host name or IP address"),
@@ -275,6 +277,21 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     return found
 
 
+def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
+    """'FILE, line L, column C: not valid YAML: what (while what, from line L)'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f"{path}: not valid YAML ({exc})"
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        problem += f" ({context} from line {start.line + 1})"
+    elif context:
+        problem += f" ({context})"
+    return f"{where}: not valid YAML: {problem}"
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Options from a YAML file (a mapping, optionally under a top-level ``error_exporter`` key)."""
     try:
@@ -284,7 +301,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(_yaml_problem(path, exc)) from None
     if data is None:
         return {}
     if isinstance(data, dict) and set(data) == {"error_exporter"}:

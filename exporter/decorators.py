@@ -45,7 +45,7 @@ def handle_errors(
         def resolve() -> ErrorMonitor:
             if monitor is not None:
                 return monitor
-            from .monitor import get_error_monitor
+            from .instance import get_error_monitor
 
             return get_error_monitor()  # at each call: the app may start its monitor later
 

@@ -16,9 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .model import ErrorRecord
+from .model import ErrorRecord, iso_text, iso_time
 
 AUTO_EXPORT_GLOB = "errors_*.json"
+# The parts of an export that describe every error the monitor counted, whatever the filters:
+# only ``all_records`` is filtered. The document says so in its ``global`` key.
+GLOBAL_PARTS = ("summary", "statistics", "analysis")
 
 
 def dumps(data: Any, indent: int | None = 2) -> str:
@@ -81,6 +84,20 @@ class ExportReader(Protocol):
     def get_error_analysis(self) -> dict[str, Any]: ...
 
 
+def export_head(reader: ExportReader) -> dict[str, Any]:
+    """Everything of the export document but the records and the cursor, in key order."""
+    summary = dict(reader.get_error_summary())
+    if "session_start" in summary:
+        summary["session_start"] = iso_text(summary["session_start"])
+    return {
+        "exported_at": iso_time(datetime.now()),
+        "global": list(GLOBAL_PARTS),
+        "summary": summary,
+        "statistics": reader.get_statistics(),
+        "analysis": reader.get_error_analysis(),
+    }
+
+
 def export_document(
     reader: ExportReader, records: Iterable[tuple[int, ErrorRecord]], limit: int | None,
     cursor: int,
@@ -88,6 +105,8 @@ def export_document(
     """Seed 003's export shape plus statistics, analysis and a paging cursor (one page).
 
     ``next_cursor`` is the sequence number to pass back for the next page, None at the end.
+    ``summary``, ``statistics`` and ``analysis`` describe every error (``global`` lists them);
+    only ``all_records`` is filtered.
     """
     page: list[dict[str, Any]] = []
     next_cursor = None
@@ -98,11 +117,13 @@ def export_document(
             break
         page.append(record.to_dict())
         last_seq = seq
+    head = export_head(reader)
     return {
-        "exported_at": datetime.now().isoformat(),
-        "summary": reader.get_error_summary(),
+        "exported_at": head["exported_at"],
+        "global": head["global"],
+        "summary": head["summary"],
         "all_records": page,
-        "statistics": reader.get_statistics(),
-        "analysis": reader.get_error_analysis(),
+        "statistics": head["statistics"],
+        "analysis": head["analysis"],
         "next_cursor": next_cursor,
     }

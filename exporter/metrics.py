@@ -101,6 +101,9 @@ class LabelLimiter:
         self._overflowed: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def reset(self) -> None:
         self._seen = {}
         self._overflowed = {}
@@ -260,6 +263,10 @@ class ErrorMetrics:
         self.recoveries.labels(component_value, plugin_value, result).inc()
         if seconds is not None:
             self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
+
+    def after_fork(self) -> None:
+        """Another thread of the parent may have held the limiter's lock at the fork."""
+        self.limiter.after_fork()
 
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only)."""

@@ -4,12 +4,23 @@ Field names and JSON keys follow the two in-house systems this replaces (the err
 monitoring service's ErrorReport / Breadcrumb / ResourceSnapshot and the aggregator's
 ErrorRecord / ErrorPattern), so existing consumers of their exports keep working. Every
 JSON shape is defined here once and used by the file export, the API and the CLI.
+
+Two conventions hold in every shape:
+
+- **Times** are ISO-8601 strings in UTC with an explicit offset
+  (``2024-05-01T12:00:00.250000+00:00``, :func:`iso_time`); where the epoch number is
+  useful it sits beside, named ``<key>_epoch`` (``first_occurrence`` and
+  ``first_occurrence_epoch``). The Python objects keep their types (floats on ErrorReport,
+  naive local datetimes on ErrorRecord, as the two earlier systems had them).
+- **No plugin** is ``null`` (the aggregator's ``plugin_id``); only metric labels, which cannot
+  be null, use the empty string.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -34,6 +45,58 @@ class ErrorPriority(str, Enum):
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PATTERN_SEVERITY_VALUE = {"none": 0, "warning": 1, "error": 2, "critical": 3}
+MAX_SUMMARY_FRAMES = 10
+_FRAME_LINE = re.compile(r'^[ |+\-]*File "(?P<file>.*)", line (?P<line>\d+), in (?P<func>.+)$',
+                         re.MULTILINE)
+
+
+def iso_time(moment: float | datetime | None) -> str | None:
+    """The one time format of every JSON shape: ISO-8601 in UTC, with its offset.
+
+    Epoch seconds or a datetime (naive means local time, as ``datetime.now()`` gives).
+    """
+    if moment is None:
+        return None
+    try:
+        if isinstance(moment, datetime):
+            return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        return datetime.fromtimestamp(float(moment), timezone.utc).isoformat(
+            timespec="microseconds")
+    except (OverflowError, OSError, ValueError):  # outside the platform's range
+        return moment.isoformat() if isinstance(moment, datetime) else None
+
+
+def local_datetime(text: str) -> datetime:
+    """A naive local datetime from an ISO-8601 string (what ErrorRecord.timestamp holds)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone().replace(tzinfo=None)
+    return moment
+
+
+def iso_text(value: Any) -> Any:
+    """An ISO-8601 string without an offset (local time) rewritten by :func:`iso_time`."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return iso_time(datetime.fromisoformat(value))
+    except ValueError:
+        return value
+
+
+def trace_frames(stack_trace: str | None, limit: int = MAX_SUMMARY_FRAMES) -> list[dict[str, Any]]:
+    """The frames of a formatted trace's last traceback, innermost first.
+
+    What lets two groups raised at the same line be told apart: their callers differ.
+    """
+    if not stack_trace:
+        return []
+    start = stack_trace.rfind("Traceback (most recent call last):")
+    found = list(_FRAME_LINE.finditer(stack_trace, max(start, 0)))
+    return [
+        {"file_path": m["file"], "line_number": int(m["line"]), "function_name": m["func"]}
+        for m in reversed(found[-limit:])
+    ]
 
 
 @dataclass
@@ -48,7 +111,10 @@ class Breadcrumb:
     category: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["timestamp"] = iso_time(self.timestamp)
+        data["timestamp_epoch"] = self.timestamp
+        return data
 
 
 @dataclass
@@ -70,7 +136,10 @@ class ResourceSnapshot:
     process_open_files: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["timestamp"] = iso_time(self.timestamp)
+        data["timestamp_epoch"] = self.timestamp
+        return data
 
 
 @dataclass
@@ -120,6 +189,13 @@ class ErrorReport:
         data["resource_snapshot"] = (
             self.resource_snapshot.to_dict() if self.resource_snapshot else None
         )
+        data["plugin"] = self.plugin or None
+        for key in ("timestamp", "first_occurrence", "last_occurrence"):
+            data[key] = iso_time(getattr(self, key))
+            data[key + "_epoch"] = getattr(self, key)
+        if isinstance(self.environment.get("started_at"), str):
+            data["environment"] = {**self.environment,
+                                   "started_at": iso_text(self.environment["started_at"])}
         return data
 
 
@@ -144,9 +220,9 @@ class ErrorRecord:
         return {
             "error_type": self.error_type,
             "message": self.message,
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": iso_time(self.timestamp),
             "context": self.context,
-            "plugin_id": self.plugin_id,
+            "plugin_id": self.plugin_id or None,
             "operation": self.operation,
             "stack_trace": self.stack_trace,
             "error_id": self.error_id,
@@ -175,8 +251,8 @@ class ErrorPattern:
         return {
             "error_type": self.error_type,
             "count": self.count,
-            "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
+            "first_seen": iso_time(self.first_seen),
+            "last_seen": iso_time(self.last_seen),
             "affected_plugins": sorted(set(self.affected_plugins)),
             "sample_messages": self.sample_messages[:3],
             "severity": self.severity,

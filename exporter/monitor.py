@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,28 +27,28 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from . import export as export_files
+from . import multiprocess, running
 from .budget import COALESCED, FIRST, GroupBudget
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import SEVERITIES, MonitorConfig, load_config
-from .integrations import is_not_an_error
+from .integrations import Integration, enabled_integrations, is_not_an_error
 from .integrations.asyncio_loop import AsyncioIntegration
-from .integrations.excepthook import ExcepthookIntegration
-from .integrations.logging_handler import LoggingIntegration
-from .integrations.threads import ThreadingIntegration
 from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorRecord
+from .multiprocess import SharedView
 from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
 from .patterns import PatternDetector
 from .pipeline import ErrorCallback, PatternCallback, Pipeline, Recovery
-from .reader import ErrorReader
+from .reader import ErrorReader, ReadThroughView
 from .reports import ReportBuilder
 from .resources import ResourceSampler
+from .scopes import Capture
 from .scrub import Scrubber, safe_text, truncate
 from .sessions import SessionTracker, current_session
 from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
-from .store import ErrorStore, ExportFilter
+from .store import ErrorStore
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
@@ -57,7 +57,7 @@ _monitor_ids = itertools.count(1)
 URGENT_SEVERITIES = ("high", "critical")
 
 
-class ErrorMonitor:
+class ErrorMonitor(ReadThroughView):
     """Captures errors in this process and keeps them readable for Prometheus and people."""
 
     def __init__(
@@ -65,6 +65,7 @@ class ErrorMonitor:
         config: MonitorConfig | None = None,
         *,
         registry: CollectorRegistry | None = None,
+        integrations: Iterable[Integration] = (),
         **options: Any,
     ) -> None:
         if "port" in options and "serve" not in options:
@@ -108,7 +109,8 @@ class ErrorMonitor:
             on_error=self.note_internal_error, on_tick=self.pipeline.tick,
         )
         self._callbacks = self.pipeline.callbacks
-        self._integrations: list[Any] = []
+        self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
+        self._integrations: list[Integration] = []
         self._asyncio = AsyncioIntegration()
         self._server: Any = None
         self._lifecycle = threading.RLock()
@@ -122,12 +124,15 @@ class ErrorMonitor:
         )
         register_collectors(self)
         _register_fork_handler(self)
-        self.shared: Any = None  # multiprocess mode: the fleet view (exporter.multiprocess)
-        from .multiprocess import attach_if_enabled
-
-        shared = attach_if_enabled(self)  # the backend, chosen once, here
-        if shared is not None:
-            self.view = shared
+        self.shared: SharedView | None = None  # multiprocess mode: every worker's view
+        backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
+        if backend is not None:
+            self.pipeline.store = backend.store_for(
+                self.pipeline.store, lambda n: self.metrics.count_drop("store_evicted", n),
+                self.note_internal_error)
+            self.shared = backend.bind(self, self._count_uncounted)
+            self.registry = self.shared.registry  # /metrics exposes the merged directory
+            self.view = self.shared
 
     # the account the pipeline keeps (replaced whole in a forked child)
     @property
@@ -188,7 +193,7 @@ class ErrorMonitor:
                 self.sessions.process_session_id = self.sessions.start(None)
             self._install_integrations()
             self.running = True
-            _note_started(self)
+            running.started(self)
             if not self._exit_registered:
                 atexit.register(_exit_hook, weakref.ref(self))
                 self._exit_registered = True
@@ -211,15 +216,8 @@ class ErrorMonitor:
             self.shared.start()
 
     def _install_integrations(self) -> None:
-        cfg = self.config
-        wanted: list[Any] = []
-        if cfg.capture_sys_excepthook:
-            wanted.append(ExcepthookIntegration())
-        if cfg.capture_threading:
-            wanted.append(ThreadingIntegration())
-        if cfg.capture_logging:
-            wanted.append(LoggingIntegration())
-        if cfg.capture_asyncio:
+        wanted = [*enabled_integrations(self.config), *self._extra_integrations]
+        if self.config.capture_asyncio:
             wanted.append(self._asyncio)
         for integration in wanted:
             integration.install(self)
@@ -231,7 +229,7 @@ class ErrorMonitor:
             if not self.running:
                 return
             self.running = False
-            _note_stopped(self)
+            running.stopped(self)
             for integration in reversed(self._integrations):
                 try:
                     integration.uninstall()
@@ -296,19 +294,38 @@ class ErrorMonitor:
         metadata: Any = None,
         user_id: str | None = None,
         session_id: str | None = None,
-        *,
-        _mechanism: str = "record_error",
-        _handled: bool = True,
-        _log_level: int | None = None,
     ) -> str | None:
-        """Record one error; returns its group's ``error_id`` (None if not an error).
+        """Record one error the app handled; returns its group's ``error_id`` (None if it
+        is not an error). The same exception object is counted once however many paths
+        report it."""
+        return self.capture_exception(
+            error, mechanism="record_error", component=component, plugin=plugin,
+            operation=operation, context=context, severity=severity, metadata=metadata,
+            user_id=user_id, session_id=session_id,
+        )
 
-        The same exception object is counted once however many paths report it.
-        """
+    def capture_exception(
+        self,
+        error: BaseException,
+        *,
+        mechanism: str,
+        handled: bool = True,
+        level: int | None = None,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        context: Any = None,
+        severity: str | None = None,
+        metadata: Any = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> str | None:
+        """The capture entry of hooks: ``mechanism`` names the hook (``excepthook``,
+        ``logging``, ``wsgi``...), ``handled=False`` an error nobody caught (it marks the
+        session crashed), ``level`` a ``logging`` level that sets the severity."""
         try:
             captured = self._capture(error, component, plugin, operation, context, severity,
-                                     metadata, user_id, session_id, _mechanism, _handled,
-                                     _log_level)
+                                     metadata, user_id, session_id, mechanism, handled, level)
             if captured is None or isinstance(captured, str):
                 return captured
             return captured.error_id
@@ -445,10 +462,9 @@ class ErrorMonitor:
     def capture_unhandled(
         self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
     ) -> str | None:
-        """What the hooks call: an error nobody handled."""
-        return self.record_error(
-            error, context=context, _mechanism=mechanism, _handled=False
-        )
+        """An error nobody handled (``capture_exception(..., handled=False)``)."""
+        return self.capture_exception(error, mechanism=mechanism, handled=False,
+                                      context=context)
 
     def add_breadcrumb(
         self,
@@ -520,7 +536,8 @@ class ErrorMonitor:
             yield sid
         except BaseException as exc:
             if not is_not_an_error(exc):
-                self.record_error(exc, session_id=sid, _mechanism="session", _handled=False)
+                self.capture_exception(exc, mechanism="session", handled=False,
+                                       session_id=sid)
                 self.sessions.end(sid, "crashed")
             else:
                 self.sessions.end(sid)
@@ -615,45 +632,6 @@ class ErrorMonitor:
             self._uncounted_internal -= pending
             self.metrics.internal_errors.inc(pending)
 
-    # -- reading (answered by the backend chosen at construction) ------------------------------
-    def reading(self) -> contextlib.AbstractContextManager[None]:
-        """Several reads that should see the same moment: settle once, then read."""
-        return self.view.reading()
-
-    def get_statistics(self) -> dict[str, Any]:
-        """``ErrorMonitoringService``'s statistics shape, from the exact counters."""
-        return self.view.get_statistics()
-
-    def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
-        """``ErrorMonitoringService``'s analysis shape: statistics, top errors, sessions."""
-        return self.view.get_error_analysis(top)
-
-    def get_error_summary(self) -> dict[str, Any]:
-        """``ErrorAggregator``'s summary shape (total_errors is the exact count)."""
-        return self.view.get_error_summary()
-
-    def get_plugin_health(self, plugin_id: str) -> dict[str, Any]:
-        """``ErrorAggregator``'s plugin health shape."""
-        return self.view.get_plugin_health(plugin_id)
-
-    def get_patterns(self) -> list[dict[str, Any]]:
-        return self.view.get_patterns()
-
-    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
-        return self.view.list_groups(sort, limit)
-
-    def get_group(self, error_id: str) -> dict[str, Any] | None:
-        """One group: summary, latest occurrence's full report and recent occurrences."""
-        return self.view.get_group(error_id)
-
-    def clear_old_records(self, max_age_hours: float = 24) -> int:
-        """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
-        return self.view.clear_old_records(max_age_hours)
-
-    def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
-        """``ErrorAggregator``'s export shape plus statistics, analysis and a paging cursor."""
-        return self.view.export_data(flt, **filters)
-
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""
         return export_files.write_atomic(filepath, export_files.dumps(self.export_data(**filters)))
@@ -665,21 +643,11 @@ class ErrorMonitor:
     def _after_fork_in_child(self) -> None:
         """The child starts its own account: threads, locks and (single-process mode)
         counts, groups, patterns and sessions are the child's alone."""
-        self._reports.after_fork_in_child()
-        self._callbacks.after_fork_in_child()
-        self.resources.after_fork()
         self._lifecycle = threading.RLock()
+        self._reports.after_fork_in_child()
+        self.resources.after_fork()
         self._budget.reset()
-        if self.shared is None:  # multiprocess mode keeps per-pid files: nothing inherited
-            self.metrics.reset()
-            self.pipeline.reset()
-        else:
-            # locks another thread of the parent may have held at the fork (the worker holds
-            # the pattern lock while it processes): the child would wait on them forever
-            self.patterns._lock = threading.Lock()
-            self.sessions._lock = threading.Lock()
-            self.store.lock = threading.RLock()
-            self.metrics.limiter._lock = threading.Lock()
+        self.pipeline.after_fork(fresh_account=self.shared is None)
         self._server = None
         if self.running:
             self._reports.start()
@@ -695,47 +663,6 @@ class ErrorMonitor:
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
-
-
-class Capture:
-    """``monitor.capture(...)``: a sync and async context manager around a block."""
-
-    __slots__ = ("component", "context", "monitor", "operation", "plugin", "reraise",
-                 "severity", "started")
-
-    def __init__(self, monitor: ErrorMonitor, component: str, plugin: str, operation: str,
-                 reraise: bool, severity: str | None, context: Any) -> None:
-        self.monitor = monitor
-        self.component = component
-        self.plugin = plugin
-        self.operation = operation
-        self.reraise = reraise
-        self.severity = severity
-        self.context = context
-        self.started = 0.0
-
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        monitor = self.monitor
-        seconds = time.perf_counter() - self.started
-        if exc is None:
-            monitor.observe_operation(self.component, self.plugin, self.operation, True,
-                                      seconds)
-            return False
-        if not isinstance(exc, Exception):
-            return False  # KeyboardInterrupt, SystemExit, CancelledError: not the block's error
-        monitor.observe_operation(self.component, self.plugin, self.operation, False, seconds)
-        monitor.record_error(exc, self.component, self.plugin, self.operation, self.context,
-                             self.severity)
-        return not self.reraise
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        return self.__exit__(exc_type, exc, tb)
 
 
 def _mark(error: BaseException, marker: str, error_id: str) -> None:
@@ -789,139 +716,3 @@ def _register_fork_handler(monitor: ErrorMonitor) -> None:
             target._after_fork_in_child()
 
     os.register_at_fork(after_in_child=child)
-
-
-# -- the process-wide instance -------------------------------------------------------------
-_global_monitor: ErrorMonitor | None = None  # the one get_error_monitor() created
-_global_lock = threading.Lock()  # never held while calling into a monitor
-_running: list[weakref.ref[ErrorMonitor]] = []  # started, not stopped; oldest first
-# weak: a monitor the app dropped is not kept alive by the lookup
-
-
-def _new_lock_in_child() -> None:
-    """Another thread of the parent may have held the lock at the fork."""
-    global _global_lock
-    _global_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # before any monitor's own handler, which may start it
-    os.register_at_fork(after_in_child=_new_lock_in_child)
-
-
-def _forget(monitor: ErrorMonitor | None) -> None:
-    """Drop ``monitor`` and collected monitors from ``_running`` (caller holds the lock)."""
-    _running[:] = [r for r in _running if (m := r()) is not None and m is not monitor]
-
-
-def _note_started(monitor: ErrorMonitor) -> None:
-    """A monitor started: the process-wide lookup may need to find it."""
-    with _global_lock:
-        _forget(monitor)
-        _running.append(weakref.ref(monitor))
-
-
-def _note_stopped(monitor: ErrorMonitor) -> None:
-    """A monitor stopped: the lookup no longer returns it."""
-    with _global_lock:
-        _forget(monitor)
-
-
-def _latest_running() -> ErrorMonitor | None:
-    """The most recently started monitor still running (caller holds the lock)."""
-    if any(ref() is None for ref in _running):  # collected without stop()
-        _forget(None)
-    for ref in reversed(_running):
-        monitor = ref()
-        if monitor is not None and monitor.running:
-            return monitor
-    return None
-
-
-def _ignored_options(monitor: ErrorMonitor, options: dict[str, Any]) -> list[str]:
-    """``name=requested (in use: effective)`` for each option ``monitor`` does not have."""
-    import dataclasses
-
-    cfg = monitor.config
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    ignored = []
-    for name, value in options.items():
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)  # export_path=Path(...) is the same directory as its str
-        if name == "config":
-            if value is not cfg and value != cfg:
-                ignored.append("config=MonitorConfig(...) (in use: a different MonitorConfig)")
-        elif name == "registry":
-            if value is not None:
-                ignored.append(f"registry={value!r} (in use: the monitor's own bridge, if any)")
-        elif name not in fields:
-            ignored.append(f"{name}={value!r} (not an option)")
-        elif value != getattr(cfg, name):
-            if fields[name].repr:
-                ignored.append(f"{name}={value!r} (in use: {getattr(cfg, name)!r})")
-            else:  # a secret (api_token): name it, never print it
-                ignored.append(f"{name}=*** (in use: a different value)")
-    return ignored
-
-
-def _ignored_message(function: str, reason: str, ignored: list[str]) -> str:
-    return f"{function}(): {reason}; ignored options: {', '.join(ignored)}"
-
-
-def _process_monitor(options: dict[str, Any]) -> tuple[ErrorMonitor, list[str], str]:
-    """get_error_monitor's lookup: (monitor, ignored options, which existing one it is)."""
-    global _global_monitor
-    with _global_lock:
-        monitor = explicit = _global_monitor
-        if monitor is None:
-            monitor = _latest_running()
-        if monitor is None:
-            monitor = _global_monitor = ErrorMonitor(**options)
-            return monitor, [], ""
-    if explicit is not None:
-        existing = "the existing process-wide monitor"
-    else:
-        existing = f"the running monitor started most recently ({monitor!r})"
-    return monitor, _ignored_options(monitor, options) if options else [], existing
-
-
-def get_error_monitor(**options: Any) -> ErrorMonitor:
-    """The process-wide monitor: the app's monitor, wherever the app made it.
-
-    Looked up in this order:
-
-    1. the monitor an earlier ``get_error_monitor`` call created (started or not);
-    2. otherwise the most recently started monitor that is still running, e.g. an
-       ``ErrorMonitor`` or ``ErrorMonitoringService`` the application built and started
-       itself: a plugin calling ``get_error_monitor()`` gets the app's monitor, not a
-       second, idle one. It is not pinned: once it stops, the lookup moves on;
-    3. otherwise a new monitor built from ``options`` (not started), which then is (1).
-
-    The first settings win. Options given when a monitor already exists are ignored; those
-    that differ from its configuration are named, with the value in use, in a
-    ``RuntimeWarning``. ``handle_errors`` without ``monitor=`` reports through this lookup,
-    made at each call.
-    """
-    monitor, ignored, existing = _process_monitor(options)
-    if ignored:
-        import warnings
-
-        reason = f"returning {existing}, whose settings stay"
-        if monitor is _global_monitor:
-            reason += " (reset_error_monitor() first to reconfigure it)"
-        message = _ignored_message("get_error_monitor", reason, ignored)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return monitor
-
-
-def reset_error_monitor() -> None:
-    """Stop and forget the process-wide monitor, and forget the running ones (tests).
-
-    Monitors the application started itself keep running; the lookup just no longer
-    returns them (until they are started again).
-    """
-    global _global_monitor
-    with _global_lock:
-        monitor, _global_monitor = _global_monitor, None
-        _running.clear()
-    if monitor is not None:  # outside the lock: stop() reports back through _note_stopped
-        monitor.stop(timeout=1.0)

@@ -92,6 +92,10 @@ class PatternDetector:
         self._active: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """Another thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
     def observe(
         self, error_type: str, signature: str, message: str, plugin: str,
         now: float | None = None, amount: int = 1,

@@ -104,6 +104,19 @@ class Pipeline:
         self._early_expiry = 0.0
         self._next_session_check = 0.0
 
+    def after_fork(self, fresh_account: bool) -> None:
+        """In a forked child: the callback thread is gone; the account starts empty or
+        (multiprocess mode, where each process writes its own files) keeps going."""
+        self.callbacks.after_fork_in_child()
+        if fresh_account:
+            self.metrics.reset()
+            self.reset()
+        else:
+            self.metrics.after_fork()
+            self.store.after_fork()
+            self.patterns.after_fork()
+            self.sessions.after_fork()
+
     # -- the report worker -------------------------------------------------------------------
     def process(self, item: Any) -> None:
         if isinstance(item, Recovery):

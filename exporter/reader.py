@@ -70,3 +70,47 @@ class ErrorReader(Protocol):
     def clear_old_records(self, max_age_hours: float = 24) -> int: ...
 
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]: ...
+
+
+class ReadThroughView:
+    """The read methods of a monitor, answered by the backend it chose (``view``)."""
+
+    view: ErrorReader
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Several reads that should see the same moment: settle once, then read."""
+        return self.view.reading()
+
+    def get_statistics(self) -> dict[str, Any]:
+        """``ErrorMonitoringService``'s statistics shape, from the exact counters."""
+        return self.view.get_statistics()
+
+    def get_error_analysis(self, top: int = 10) -> dict[str, Any]:
+        """``ErrorMonitoringService``'s analysis shape: statistics, top errors, sessions."""
+        return self.view.get_error_analysis(top)
+
+    def get_error_summary(self) -> dict[str, Any]:
+        """``ErrorAggregator``'s summary shape (total_errors is the exact count)."""
+        return self.view.get_error_summary()
+
+    def get_plugin_health(self, plugin_id: str) -> dict[str, Any]:
+        """``ErrorAggregator``'s plugin health shape."""
+        return self.view.get_plugin_health(plugin_id)
+
+    def get_patterns(self) -> list[dict[str, Any]]:
+        return self.view.get_patterns()
+
+    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
+        return self.view.list_groups(sort, limit)
+
+    def get_group(self, error_id: str) -> dict[str, Any] | None:
+        """One group: summary, latest occurrence's full report and recent occurrences."""
+        return self.view.get_group(error_id)
+
+    def clear_old_records(self, max_age_hours: float = 24) -> int:
+        """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""
+        return self.view.clear_old_records(max_age_hours)
+
+    def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
+        """``ErrorAggregator``'s export shape plus statistics, analysis and a paging cursor."""
+        return self.view.export_data(flt, **filters)

@@ -54,6 +54,10 @@ class SessionTracker:
         self._lock = threading.Lock()
         self.process_session_id = self.start(None)
 
+    def after_fork(self) -> None:
+        """Another thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
     def start(self, user_id: str | None = None, session_id: str | None = None) -> str:
         session_id = session_id or uuid.uuid4().hex
         now = time.time()

@@ -42,7 +42,7 @@ def statistics(
         "errors_by_severity": {s: by["severity"].get(s, 0) for s in reversed(SEVERITIES)},
         "errors_by_component": by["component"],
         "errors_by_type": by["type"],
-        "errors_by_plugin": by["plugin"],
+        "errors_by_plugin": {k: v for k, v in by["plugin"].items() if k},  # no plugin: not one
         "recovery_success_rate": (recoveries["success"] / attempts) if attempts else None,
         "recovery_attempts": int(attempts),
         "average_errors_per_hour": round(total / hours, 2),

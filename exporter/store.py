@@ -50,6 +50,9 @@ class ErrorGroup:
         return [record for _, record in self.records]
 
     def summary(self) -> dict[str, Any]:
+        """The group's JSON shape: times ISO-8601 in UTC (``*_epoch`` beside); no plugin is null."""
+        from .model import iso_time, trace_frames
+
         r = self.report
         return {
             "error_id": r.error_id,
@@ -59,17 +62,20 @@ class ErrorGroup:
             "last_severity": r.severity.value,
             "priority": r.priority.value,
             "component": r.component,
-            "plugin": r.plugin,
+            "plugin": r.plugin or None,
             "operation": r.operation,
             "components": list(self.components),
             "plugins": list(self.plugins),
             "file_path": r.file_path,
             "line_number": r.line_number,
             "function_name": r.function_name,
+            "frames": trace_frames(r.stack_trace),
             "occurrence_count": r.occurrence_count,
             "coalesced_occurrences": self.coalesced,
-            "first_occurrence": r.first_occurrence,
-            "last_occurrence": r.last_occurrence,
+            "first_occurrence": iso_time(r.first_occurrence),
+            "first_occurrence_epoch": r.first_occurrence,
+            "last_occurrence": iso_time(r.last_occurrence),
+            "last_occurrence_epoch": r.last_occurrence,
             "frequency_per_hour": r.frequency_per_hour,
             "affected_users": r.affected_users,
         }
@@ -129,6 +135,10 @@ class ErrorStore:
         self._plugin_windows: dict[str, WindowCount] = {}
         self._plugin_last: dict[str, ErrorRecord] = {}
         self.started = time.time()
+        self.lock = threading.RLock()
+
+    def after_fork(self) -> None:
+        """Another thread of the parent may have held the lock at the fork."""
         self.lock = threading.RLock()
 
     # -- writing (worker thread) -------------------------------------------------------

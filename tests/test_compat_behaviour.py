@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 import exporter.compat as compat
-import exporter.monitor as monitor_module
+import exporter.instance as monitor_module
+import exporter.running as running_module
 from exporter import (
     ErrorAggregator,
     ErrorMonitor,
@@ -458,7 +459,7 @@ def test_reset_error_monitor_forgets_both(services):
     assert explicit.running is False  # the process-wide one is stopped
     assert service.running is True  # the app's own keeps running, just forgotten
     assert get_error_monitor(**QUIET) is not service
-    assert monitor_module._running == []
+    assert running_module._running == []
 
 
 def test_the_lookup_does_not_keep_a_dropped_monitor_alive(services):
@@ -471,14 +472,14 @@ def test_the_lookup_does_not_keep_a_dropped_monitor_alive(services):
     assert ref() is None
     # a monitor still listed (as if dropped while registered) is held weakly too
     noted = ErrorMonitor(**QUIET)
-    monitor_module._note_started(noted)
-    assert len(monitor_module._running) == 1
+    running_module.started(noted)
+    assert len(running_module._running) == 1
     ref = weakref.ref(noted)
     del noted
     gc.collect()
     assert ref() is None
     assert get_error_monitor() is not None and monitor_module._global_monitor is not None
-    assert monitor_module._running == []  # the dead reference was dropped
+    assert running_module._running == []  # the dead reference was dropped
 
 
 def test_start_stop_cycles_leave_no_entries(services):
@@ -486,9 +487,9 @@ def test_start_stop_cycles_leave_no_entries(services):
     for _ in range(20):
         service.start()
         service.stop(timeout=2.0)
-    assert monitor_module._running == []
+    assert running_module._running == []
     other = services().start()
-    assert [r() for r in monitor_module._running] == [other]
+    assert [r() for r in running_module._running] == [other]
 
 
 def test_aggregator_record_error_after_reset_uses_a_fresh_aggregator():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from typing import Any
 import promql_parser as pp
 import pytest
 import yaml
+from support import sample_exporter
 from support.grafana import (
     DASHBOARD_DIR,
     DASHBOARD_FILES,
@@ -77,6 +80,58 @@ def test_build_check_mode_exit_code(tmp_path: Path) -> None:
         check=False,
     )
     assert stale.returncode == 1
+
+
+# ---------------------------------------------------------------------------- metric namespace
+
+
+def test_no_metric_name_is_written_out_in_the_package() -> None:
+    """The prefix comes from one value (queries.DEFAULT_NAMESPACE), the exporter's default."""
+    from exporter.config import MonitorConfig
+
+    build = load_build_module()
+    assert build.DEFAULT_NAMESPACE == MonitorConfig().namespace == "app"
+    for path in sorted(DASHBOARD_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and id(node) not in docstrings:
+                assert "app_" not in str(node.value), f"{path.name}:{node.lineno}: use q.metric()"
+
+
+@pytest.mark.parametrize("namespace", ["shop", "my_app2", ""])
+def test_another_namespace_changes_only_the_metric_prefix(namespace: str) -> None:
+    build = load_build_module()
+    renamed = build.build_all(namespace)
+    prefix = f"{namespace}_" if namespace else ""
+    for name, text in build.build_all().items():
+        assert "app_" not in renamed[name]
+        assert renamed[name] == text.replace("app_", prefix), name
+
+
+def test_build_namespace_option(tmp_path: Path) -> None:
+    script = str(DASHBOARD_DIR / "build.py")
+    ok = subprocess.run(
+        [sys.executable, script, "--namespace", "shop", "--out", str(tmp_path)],
+        capture_output=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
+    built = load_build_module().build_all("shop")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == built
+    bad = subprocess.run(
+        [sys.executable, script, "--namespace", "bad-ns", "--out", str(tmp_path)],
+        capture_output=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert b"invalid metric namespace" in bad.stderr
 
 
 # ---------------------------------------------------------------------------- dashboard level
@@ -289,11 +344,21 @@ def test_overview_covers_every_metric_family() -> None:
 
 
 @pytest.mark.tools
-def test_every_target_returns_data_for_the_contract_sample(tmp_path: Path) -> None:
+@pytest.mark.parametrize("namespace", ["app", "shop"])
+def test_every_target_returns_data_for_the_contract_sample(
+    namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each target, macros and variables substituted as Grafana would, runs on a real
     Prometheus scraping a static target shaped like docs/contracts.md and returns series.
-    (tests/test_e2e_stack.py does the same against the real demo.)"""
+    (tests/test_e2e_stack.py does the same against the real demo.) With another namespace,
+    the boards built for it run on the same sample with its metric names renamed."""
     require_tool("prometheus")
+    boards = DASHBOARDS
+    if namespace != "app":
+        renamed = sample_exporter.CONTRACT_SAMPLE.replace("app_", f"{namespace}_")
+        monkeypatch.setattr(sample_exporter, "CONTRACT_SAMPLE", renamed)
+        built = load_build_module().build_all(namespace)
+        boards = {name: json.loads(text) for name, text in built.items()}
     scrape = 1.0
     with static_exporter() as port, PromStack(tmp_path) as stack:
         prom = stack.prometheus(
@@ -316,7 +381,7 @@ def test_every_target_returns_data_for_the_contract_sample(tmp_path: Path) -> No
             what="six scrapes",
         )
         outcomes = []
-        for board in DASHBOARDS.values():
+        for board in boards.values():
             outcomes += run_targets(
                 prom.url,
                 board,

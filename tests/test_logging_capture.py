@@ -569,7 +569,7 @@ def test_a_failing_monitor_never_raises_into_the_logging_call(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("monitor bug")
 
-    monkeypatch.setattr(monitor, "record_error", broken)
+    monkeypatch.setattr(monitor, "capture_exception", broken)
     monkeypatch.setattr(monitor, "add_breadcrumb", broken)
     with caplog.at_level(logging.INFO, logger="shop.payments"):
         app_logger.error("still logged")

@@ -180,8 +180,15 @@ class ApiClient:
         return list(self.get_object("/api/v1/patterns").get("patterns") or [])
 
     def plugin_health(self, plugin: str) -> dict[str, Any]:
+        """The plugin's health; status ``unknown`` when the server never saw it (its 404)."""
         path = "/api/v1/plugins/" + urllib.parse.quote(plugin, safe="") + "/health"
-        return self.get_object(path)
+        try:
+            return self.get_object(path)
+        except HttpStatusError as exc:
+            if exc.status != 404:
+                raise
+            return {"plugin_id": plugin, "status": "unknown", "total_errors": 0,
+                    "error_types": {}, "recent_error_count": 0, "last_error": None}
 
     def export_page(self, **params: Any) -> dict[str, Any]:
         return self.get_object("/api/v1/export", params)

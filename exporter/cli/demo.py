@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
+import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -101,17 +105,42 @@ def _wait_until_serving(client: ApiClient, stop: threading.Event, timeout: float
             stop.wait(0.1)
 
 
+def cli_command(argv0: str | None = None, cwd: str | None = None) -> str:
+    """How to run this command line again from the same directory, as it was started.
+
+    ``make demo`` runs ``.venv/bin/error-exporter``, which is on nobody's PATH until the venv
+    is activated: the banner must print that path, not a bare ``error-exporter``.
+    """
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    cwd = os.getcwd() if cwd is None else cwd
+    if os.path.basename(argv0) == "error-exporter" and os.path.isfile(argv0):
+        found = shutil.which("error-exporter")
+        if found and os.path.abspath(found) == os.path.abspath(argv0):
+            return "error-exporter"
+        return shlex.quote(_shown_path(argv0, cwd))
+    return f"{shlex.quote(_shown_path(sys.executable, cwd))} -m exporter"
+
+
+def _shown_path(path: str, cwd: str) -> str:
+    """Relative to ``cwd`` when inside it (``.venv/bin/python``), else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, cwd)
+    return absolute if relative.startswith("..") else relative
+
+
 def _banner(url: str, args: argparse.Namespace, threshold: int) -> str:
     """The URLs on the first two lines (what a user copies), then what is running."""
     mode = "a sustained storm of critical MemoryErrors" if args.storm else \
         f"about {args.rate:g} errors/s, a storm every {args.storm_every:g}s"
+    command = cli_command()
     lines = [
         f"error-exporter demo  metrics: {url}/metrics",
         f"                     API:     {url}/api/v1/",
         f"A synthetic app is running: {mode}, seed {args.seed}, "
         f"pattern threshold {threshold} per minute.",
-        f"In another terminal: error-exporter watch --url {url}",
-        f"                     error-exporter analyze --url {url}",
+        f"In another terminal: {command} watch --url {url}",
+        f"                     {command} analyze --url {url}",
+        f"                     {command} export --url {url} -o errors.json",
         "Press Ctrl-C to stop.",
     ]
     if args.token:
@@ -125,16 +154,16 @@ def run_demo(args: argparse.Namespace) -> int:
     from exporter.demo.workload import Workload
 
     config = build_config(args)
-    url = base_url(config.host, config.port)
     monitor = ErrorMonitor(config)
     try:
         monitor.start()
     except Exception as exc:  # port in use, bad address, ...: say so, no traceback
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        print(f"error: cannot serve on {config.host}:{config.port}: {reason}", file=sys.stderr)
+        print(serve_failure(exc, config.host, config.port), file=sys.stderr)
         with contextlib.suppress(Exception):
             monitor.stop()
         return 1
+    server = monitor.server
+    url = base_url(config.host, server.port if server is not None else config.port)
     print(_banner(url, args, config.pattern_threshold), flush=True)
 
     stop = threading.Event()
@@ -166,6 +195,20 @@ def run_demo(args: argparse.Namespace) -> int:
             worker.join(timeout=5.0)
             _shutdown(monitor, time.monotonic() - started)
     return 0
+
+
+def serve_failure(exc: BaseException, host: str, port: int) -> str:
+    """Why the demo cannot serve, once, and for a busy port how to pick another."""
+    reason = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    reason = reason.removeprefix("error-exporter ")
+    where = f"{host}:{port}"
+    message = f"error: {reason}" if where in reason else f"error: cannot serve on {where}: {reason}"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        other = 9800 if port != 9800 else 9801
+        message += (f"\nAnother program (maybe another demo) is using port {port}. Pick another: "
+                    f"make demo PORT={other}, {cli_command()} demo --port {other}, "
+                    f"or ERROR_EXPORTER_PORT={other}.")
+    return message
 
 
 def _shutdown(monitor: Any, elapsed: float) -> None:

@@ -19,7 +19,7 @@ from exporter.cli.client import TOKEN_ENV, URL_ENV, ApiClient, ApiError, HttpSta
 
 EPILOG = """exit codes: 0 ok, 1 the operation failed (connection refused, 401, server error),
 2 usage or configuration error (bad options or filter values, invalid config, missing file,
-not an export file).
+not an export file), 3 partial fleet view (--prometheus: some targets failed, the rest merged).
 environment: ERROR_EXPORTER_URL (default --url), ERROR_EXPORTER_API_TOKEN (default --token)."""
 
 
@@ -54,19 +54,35 @@ def _port(text: str) -> int:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+TIME_FORMS = ("a time ago: 30s, 15m, 2h or 1d; epoch seconds: 1700000000; or an ISO-8601 "
+              "date-time: 2024-05-01T12:00:00+00:00 (no offset: local time)")
 
 
 def _time_arg(text: str) -> str:
-    """'15m', '2h', '1d' ago as epoch seconds; anything else is passed on for the server
-    to parse (ISO 8601 or epoch seconds), so its message explains a bad value."""
+    """'15m', '2h', '1d' ago as epoch seconds; epoch seconds and ISO 8601 as given (the server
+    reads them the same way). Anything else is refused here, before asking the server."""
+    from exporter.http.params import parse_time
+
     value = text.strip()
     if len(value) > 1 and value[-1] in _UNITS:
         try:
             amount = float(value[:-1])
         except ValueError:
-            return value
-        return f"{time.time() - amount * _UNITS[value[-1]]:.3f}"
-    return value
+            amount = -1.0
+        if amount >= 0 and amount == amount and amount != float("inf"):
+            return f"{time.time() - amount * _UNITS[value[-1]]:.3f}"
+    elif parse_time(value) is not None:
+        return value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a time; use {TIME_FORMS}")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("error-exporter")
+    except Exception:  # not installed (a source checkout on PYTHONPATH)
+        return "unknown"
 
 
 def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
@@ -76,12 +92,26 @@ def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
     parser.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
 
 
+def _add_fleet_options(parser: argparse.ArgumentParser, source: argparse._ActionsContainer,
+                       what: str) -> None:
+    source.add_argument("--prometheus", metavar="URL",
+                        help=f"{what} every active target of --job that this Prometheus "
+                        "scrapes, merged (exit 3 when some targets fail)")
+    parser.add_argument("--job", help="with --prometheus: the scrape job (default "
+                        "error-exporter)")
+    parser.add_argument("--target-timeout", type=_positive_float, default=10.0,
+                        metavar="SECONDS", help="with --prometheus: time allowed per target "
+                        "(default 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="error-exporter",
         description="In-process error monitor for Python apps: demo, live view, analysis, "
                     "export and configuration check.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"error-exporter {_version()} (Python {sys.version.split()[0]})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run a synthetic app with the monitor and a live view")
@@ -113,14 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
     analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _add_fleet_options(analyze, source, "analyze")
 
     export = sub.add_parser("export", help="write the JSON export of a running app")
     _add_api_options(export)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
-    export.add_argument("--since", type=_time_arg,
-                        help="only errors at or after: ISO 8601, epoch seconds or 15m/2h/1d ago")
-    export.add_argument("--until", type=_time_arg,
-                        help="only errors before: ISO 8601, epoch seconds or 15m/2h/1d ago")
+    export.add_argument("--since", type=_time_arg, metavar="TIME",
+                        help=f"only errors at or after TIME: {TIME_FORMS}")
+    export.add_argument("--until", type=_time_arg, metavar="TIME",
+                        help="only errors at or before TIME (same forms)")
     export.add_argument("--severity", choices=("low", "medium", "high", "critical"))
     export.add_argument("--component")
     export.add_argument("--plugin")
@@ -128,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--limit", type=_positive_int, help="at most this many records")
     export.add_argument("--page-size", type=_positive_int, default=1000, metavar="N",
                         help="records per API request (default 1000)")
+    _add_fleet_options(export, export, "export")
 
     check = sub.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("file", metavar="FILE")
@@ -179,6 +211,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         report_from_file,
     )
 
+    if args.prometheus:
+        from exporter.cli.fleet_view import analyze_fleet
+
+        return analyze_fleet(args)
     if args.file:
         try:
             report = report_from_file(args.file)
@@ -203,6 +239,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     filters = {"since": args.since, "until": args.until, "severity": args.severity,
                "component": args.component, "plugin": args.plugin,
                "error_type": args.error_type}
+    if args.prometheus:
+        from exporter.cli.fleet_view import export_fleet
+
+        return export_fleet(args, filters)
     try:
         count = export(_client(args), args.output, filters, args.limit, args.page_size)
     except OSError as exc:

@@ -9,9 +9,9 @@ analysis are computed before the first byte, so a failure there is still a clean
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
+from ..export import export_head
 from ..store import ExportFilter
 from .responses import dumps
 
@@ -21,12 +21,7 @@ BATCH = 500
 def export_chunks(monitor: Any, flt: ExportFilter, batch: int = BATCH) -> Iterator[bytes]:
     """The export document, in chunks; the caller has validated ``flt``."""
     with monitor.reading():  # one bounded wait for queued reports, not one per part
-        head = {
-            "exported_at": datetime.now().isoformat(),
-            "summary": monitor.get_error_summary(),
-            "statistics": monitor.get_statistics(),
-            "analysis": monitor.get_error_analysis(),
-        }
+        head = export_head(monitor)
     opening = dumps(head)[:-1] + ',"all_records":['
     return _body(monitor, flt, batch, opening.encode("ascii"))
 

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from ..config import SEVERITIES
-from .params import MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
+from .params import EXPORT_SORTS, MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
 
 Schema = dict[str, Any]
 _cache: dict[tuple[Any, ...], Schema] = {}
@@ -52,6 +52,13 @@ BOOL: Schema = {"type": "boolean"}
 OBJ: Schema = {"type": "object"}
 SEVERITY: Schema = {"type": "string", "enum": list(SEVERITIES)}
 LEVELS: Schema = {"type": "string", "enum": list(SEVERITIES)}
+ISO: Schema = {"type": "string", "format": "date-time",
+               "description": "ISO-8601 in UTC with its offset, e.g. "
+                              "2024-05-01T12:00:00.250000+00:00"}
+EPOCH: Schema = {"type": "number", "description": "the same instant in epoch seconds"}
+PLUGIN: Schema = {"type": ["string", "null"], "description": "null when there is no plugin"}
+FRAME: Schema = {"type": "object", "properties": {
+    "file_path": STR, "line_number": {"type": "integer"}, "function_name": STR}}
 
 
 def _schemas() -> dict[str, Schema]:
@@ -61,47 +68,54 @@ def _schemas() -> dict[str, Schema]:
     return {
         "Error": _object(
             {"error": STR, "status": {"type": "integer"},
-             "parameter": STR, "allowed": {}, "error_id": STR},
+             "parameter": STR, "allowed": {}, "error_id": STR, "plugin": STR},
             ["error", "status"], "Every error answer: a message and the HTTP status.",
         ),
         "Health": _object({"status": {"type": "string", "enum": ["ok"]}, "running": BOOL,
                            "queue_depth": INT}),
         "ResourceSnapshot": _object(
-            {"timestamp": NUM, **{k: NUM for k in snapshot_fields},
+            {"timestamp": ISO, "timestamp_epoch": EPOCH, **{k: NUM for k in snapshot_fields},
              "process_count": INT, "thread_count": INT, "process_open_files": INT},
-            ["timestamp"], "psutil readings around the time of an error.",
+            ["timestamp", "timestamp_epoch"], "psutil readings around the time of an error.",
         ),
-        "Breadcrumb": _object({"timestamp": NUM, "action": STR, "component": STR,
-                               "data": OBJ, "level": STR, "category": STR}),
+        "Breadcrumb": _object({"timestamp": ISO, "timestamp_epoch": EPOCH, "action": STR,
+                               "component": STR, "data": OBJ, "level": STR, "category": STR}),
         "ErrorRecord": _object(
             {"error_type": STR, "message": STR,
-             "timestamp": {"type": "string", "description": "ISO-8601, local time"},
-             "context": OBJ, "plugin_id": _nullable(STR), "operation": _nullable(STR),
+             "timestamp": ISO,
+             "context": OBJ, "plugin_id": PLUGIN, "operation": _nullable(STR),
              "stack_trace": _nullable(STR), "error_id": STR, "severity": SEVERITY,
              "component": STR, "user_id": _nullable(STR), "session_id": _nullable(STR)},
             description="One occurrence of an error.",
         ),
         "GroupSummary": _object(
             {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
-             "priority": LEVELS, "component": STR, "plugin": STR, "operation": STR,
+             "priority": LEVELS, "component": STR, "plugin": PLUGIN, "operation": STR,
              "file_path": _nullable(STR), "line_number": _nullable({"type": "integer"}),
-             "function_name": _nullable(STR), "occurrence_count": INT,
+             "function_name": _nullable(STR),
+             "frames": {"type": "array", "items": FRAME,
+                        "description": "the trace's frames, innermost first (at most 10): "
+                                       "tells apart groups raised at the same line"},
+             "occurrence_count": INT,
              "coalesced_occurrences": INT, "last_severity": SEVERITY,
              "components": {"type": "array", "items": STR},
              "plugins": {"type": "array", "items": STR},
-             "first_occurrence": NUM, "last_occurrence": NUM, "frequency_per_hour": NUM,
-             "affected_users": INT},
-            description="An error group (one signature) with its counts; times are epoch "
-                        "seconds. severity is the highest seen; error_message, component, "
-                        "plugin and operation are the latest occurrence's; "
-                        "coalesced_occurrences were counted during a storm without their "
-                        "detail.",
+             "first_occurrence": ISO, "first_occurrence_epoch": EPOCH,
+             "last_occurrence": ISO, "last_occurrence_epoch": EPOCH,
+             "frequency_per_hour": NUM, "affected_users": INT},
+            description="An error group (one signature) with its counts; times are ISO-8601 "
+                        "in UTC, with epoch seconds beside (*_epoch). severity is the highest "
+                        "seen; error_message, component, plugin and operation are the latest "
+                        "occurrence's; coalesced_occurrences were counted during a storm "
+                        "without their detail.",
         ),
         "ErrorReport": _object(
             {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
-             "priority": LEVELS, "timestamp": NUM, "first_occurrence": NUM,
-             "last_occurrence": NUM, "occurrence_count": INT, "component": STR,
-             "plugin": STR, "operation": STR, "file_path": _nullable(STR),
+             "priority": LEVELS, "timestamp": ISO, "timestamp_epoch": EPOCH,
+             "first_occurrence": ISO, "first_occurrence_epoch": EPOCH,
+             "last_occurrence": ISO, "last_occurrence_epoch": EPOCH,
+             "occurrence_count": INT, "component": STR,
+             "plugin": PLUGIN, "operation": STR, "file_path": _nullable(STR),
              "line_number": _nullable({"type": "integer"}), "function_name": _nullable(STR),
              "stack_trace": STR, "traceback_lines": {"type": "array", "items": STR},
              "environment": OBJ, "breadcrumbs": {"type": "array", "items": _ref("Breadcrumb")},
@@ -114,10 +128,13 @@ def _schemas() -> dict[str, Schema]:
             ["error_id", "error_type", "error_message", "severity", "priority", "timestamp",
              "occurrence_count", "stack_trace", "breadcrumbs", "resource_snapshot"],
             "One occurrence's full report (message, context, severity, breadcrumbs are its "
-            "own) with its group's counts.",
+            "own) with its group's counts. mechanism names what recorded it: record_error "
+            "(also handle_errors and capture(), which then re-raise), logging, excepthook, "
+            "threading, asyncio, session, wsgi, asgi, flask, django; handled is false for "
+            "what only a hook or middleware saw (nothing in the app caught it).",
         ),
         "Pattern": _object(
-            {"error_type": STR, "count": INT, "first_seen": STR, "last_seen": STR,
+            {"error_type": STR, "count": INT, "first_seen": ISO, "last_seen": ISO,
              "affected_plugins": {"type": "array", "items": STR},
              "sample_messages": {"type": "array", "items": STR},
              "severity": {"type": "string", "enum": ["none", "warning", "error", "critical"]},
@@ -129,7 +146,9 @@ def _schemas() -> dict[str, Schema]:
         "Statistics": _object(
             {"total_errors": INT, "errors_by_severity": _object({s: INT for s in SEVERITIES}),
              "errors_by_component": _map(INT), "errors_by_type": _map(INT),
-             "errors_by_plugin": _map(INT), "recovery_success_rate": _nullable(NUM),
+             "errors_by_plugin": {**_map(INT), "description": "errors without a plugin are "
+                                                              "not listed"},
+             "recovery_success_rate": _nullable(NUM),
              "recovery_attempts": INT, "average_errors_per_hour": NUM, "unique_errors": INT,
              "dropped_reports": INT, "queue_depth": INT, "sessions": _ref("Sessions"),
              "resources": _nullable(_ref("ResourceSnapshot"))},
@@ -146,7 +165,7 @@ def _schemas() -> dict[str, Schema]:
                                   "failure": INT})},
         ),
         "Summary": _object(
-            {"session_start": STR, "total_errors": INT, "error_rate_per_hour": NUM,
+            {"session_start": ISO, "total_errors": INT, "error_rate_per_hour": NUM,
              "error_counts_by_type": _map(INT), "plugin_error_counts": _map(_map(INT)),
              "active_patterns": _map(_ref("Pattern")),
              "recent_errors": {"type": "array", "items": _ref("ErrorRecord")}},
@@ -164,7 +183,12 @@ def _schemas() -> dict[str, Schema]:
                                                 "items": _ref("ErrorRecord")}}),
         "PatternList": _object({"patterns": {"type": "array", "items": _ref("Pattern")}}),
         "Export": _object(
-            {"exported_at": STR, "summary": _ref("Summary"),
+            {"exported_at": ISO,
+             "global": {"type": "array", "items": {"type": "string", "enum": [
+                 "summary", "statistics", "analysis"]},
+                 "description": "the parts that describe every error whatever the filters; "
+                                "only all_records is filtered"},
+             "summary": _ref("Summary"),
              "all_records": {"type": "array", "items": _ref("ErrorRecord")},
              "statistics": _ref("Statistics"), "analysis": _ref("Analysis"),
              "next_cursor": _nullable({"type": "integer", "minimum": 0,
@@ -198,6 +222,8 @@ EXPORT_PARAMS = [
                            "next_cursor"),
     _query("cursor", {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
            "the next_cursor of the previous page (0 or absent: from the start)"),
+    _query("sort", {"type": "string", "enum": list(EXPORT_SORTS), "default": "time"},
+           "the records' order: oldest first (the only one; the cursor pages by it)"),
 ]
 ERROR_PARAMS = [
     _query("sort", {"type": "string", "enum": list(SORTS), "default": "count"},
@@ -263,7 +289,8 @@ def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
                                        _json("PatternList", "Patterns"), secured=api),
         "/api/v1/plugins/{plugin}/health": _operation(
             "pluginHealth", "Health of one plugin from its recent errors",
-            _json("PluginHealth", "Health (an unknown plugin is healthy with no errors)"),
+            _json("PluginHealth", "Health of a plugin that reported errors (a plugin never "
+                                  "seen is a 404: the monitor knows plugins from their errors)"),
             secured=api, not_found=True, parameters=[_path("plugin", "plugin id")]),
         "/api/v1/export": _operation(
             "export", "Full export: summary, records, statistics, analysis; paged",
@@ -306,7 +333,11 @@ def _document(api_secured: bool, metrics_secured: bool, script_name: str) -> Sch
             "version": _version(),
             "description": "Errors captured in this process: Prometheus metrics and a JSON "
                            "API. Only GET and HEAD are served (405 otherwise); unknown paths "
-                           "answer 404, invalid query values 400, both with an Error body.",
+                           "answer 404, invalid query values 400, both with an Error body. "
+                           "Every time is an ISO-8601 string in UTC with its offset "
+                           "(2024-05-01T12:00:00.250000+00:00); where epoch seconds help they "
+                           "are beside it as <key>_epoch. A missing plugin is null (metric "
+                           "labels use the empty string: Prometheus has no null).",
         },
         "servers": [{"url": script_name.rstrip("/") or "/"}],
         "paths": _paths(api_secured, metrics_secured),

@@ -21,6 +21,7 @@ MAX_LIMIT = 10000
 MAX_FIELDS = 100
 MAX_CURSOR = 2**53 - 1
 SORTS = ("count", "last_seen")
+EXPORT_SORTS = ("time",)  # records in the order they were recorded: the order the cursor pages
 _INT = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _RFC3339 = re.compile(
@@ -161,7 +162,12 @@ def _zone(text: str | None) -> timezone | None:
 
 
 def export_filter(query: Query) -> ExportFilter:
-    """The /api/v1/export filters; raises ParamError naming the first bad one."""
+    """The /api/v1/export filters; raises ParamError naming the first bad one.
+
+    ``sort`` is validated like /api/v1/errors' even though the export has one order (oldest
+    first, what ``cursor`` pages by): a ``sort=count`` must not be silently ignored.
+    """
+    query.choice("sort", EXPORT_SORTS)
     return ExportFilter(
         since=query.timestamp("since"),
         until=query.timestamp("until"),

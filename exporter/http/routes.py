@@ -120,7 +120,18 @@ def patterns(monitor: Any, request: Request) -> Response:
 
 
 def plugin_health(monitor: Any, request: Request) -> Response:
-    return json_response(200, monitor.get_plugin_health(request.path_params["plugin"]))
+    """A plugin is known from its errors: one never seen is a 404, not "healthy".
+
+    (``get_plugin_health`` itself keeps the aggregator's answer for it: healthy, no errors.)
+    """
+    plugin = request.path_params["plugin"]
+    health = monitor.get_plugin_health(plugin)
+    if not (health.get("total_errors") or health.get("recent_error_count")
+            or health.get("last_error")):
+        shown = plugin if len(plugin) <= 200 else plugin[:200] + "..."
+        return error_response(404, f"no error was ever recorded for plugin {shown!r} (a plugin "
+                              "is known once it reports an error)", plugin=shown)
+    return json_response(200, health)
 
 
 def export(monitor: Any, request: Request) -> Response:

@@ -10,8 +10,11 @@ The route template is Starlette's ``scope["route"].path`` (``/items/{item_id}``)
 router stores in the scope it shares with the middleware (inside a ``Mount``, the inner
 route's path, relative to the mount); an app can also set ``scope["error_exporter.route"]``
 itself. Added with ``add_middleware`` the middleware sits
-inside Starlette's error middleware: it sees the exception, and Starlette still answers 500.
-Wrapping the whole app instead also puts ``X-Request-ID`` on those 500 answers.
+inside Starlette's error middleware: it sees the exception, and Starlette still answers 500
+(its default page, the app's own 500 handler, or the debug page), with ``X-Request-ID`` as
+every other answer: the middleware wraps that error middleware's handler once so the 500 it
+renders carries the request's id. Wrapping the whole app (``AsgiMiddleware(app, monitor)``)
+works too.
 
 See :mod:`exporter.integrations.web` for what is recorded for each request.
 """
@@ -20,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import is_not_an_error
+from . import Hub, is_not_an_error
 from .web import (
     MonitoredApp,
     RequestScope,
@@ -31,9 +34,6 @@ from .web import (
     current_request_id,
     wants_body,
 )
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,7 +52,7 @@ class AsgiMiddleware(MonitoredApp):
     def __init__(
         self,
         app: AsgiApp,
-        monitor: ErrorMonitor | None = None,
+        monitor: Hub | None = None,
         *,
         component: str = "http",
         plugin: str = "",
@@ -98,6 +98,7 @@ class AsgiMiddleware(MonitoredApp):
                     message = {**message, "headers": [*sent, (header_name, request_id)]}
             await send(message)
 
+        _label_server_errors(scope.get("app"), self.options.request_id_header)
         request.begin()
         try:
             await self.app(scope, receive, wrapped_send)
@@ -109,6 +110,50 @@ class AsgiMiddleware(MonitoredApp):
             raise
         request.route = request.route or route_template(scope)
         request.finish(status[0])
+
+
+def _label_server_errors(app: Any, header: str) -> None:
+    """Put the request id on the 500 answer of Starlette's ``ServerErrorMiddleware``.
+
+    Starlette renders that answer outside every middleware added with ``add_middleware``, so
+    our ``send`` never sees it. Its renderers (the app's 500 handler or the default page, and
+    the debug page) are wrapped once, on the app's own error middleware instance; each is still
+    called once, as before, and the id comes from the request's scope.
+    """
+    errors = getattr(app, "middleware_stack", None)
+    if errors is None or getattr(errors, "_error_exporter_ids", False) or \
+            not all(hasattr(errors, a) for a in ("handler", "debug_response", "error_response")):
+        return
+    handler = errors.handler
+
+    async def render(request: Any, exc: Exception) -> Any:
+        if handler is None:
+            response = errors.error_response(request, exc)
+        elif asyncio.iscoroutinefunction(handler) or \
+                asyncio.iscoroutinefunction(getattr(handler, "__call__", None)):
+            response = await handler(request, exc)
+        else:
+            from starlette.concurrency import run_in_threadpool
+
+            response = await run_in_threadpool(handler, request, exc)
+        return _with_request_id(response, request, header)
+
+    debug_response = errors.debug_response
+
+    def debug(request: Any, exc: Exception) -> Any:
+        return _with_request_id(debug_response(request, exc), request, header)
+
+    errors.handler, errors.debug_response = render, debug
+    errors._error_exporter_ids = True
+
+
+def _with_request_id(response: Any, request: Any, header: str) -> Any:
+    scope = getattr(request, "scope", None) or {}
+    monitored = scope.get(SCOPE_KEY)
+    headers = getattr(response, "headers", None)
+    if monitored is not None and headers is not None and header not in headers:
+        headers[header] = monitored.request_id
+    return response
 
 
 def route_template(scope: Scope) -> str | None:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
+from . import Hub
 
 
 class AsyncioIntegration:
     def __init__(self) -> None:
-        self.monitor: ErrorMonitor | None = None
+        self.monitor: Hub | None = None
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
 
-    def install(self, monitor: ErrorMonitor) -> None:
+    def install(self, monitor: Hub) -> None:
         self.monitor = monitor
         try:
             loop = asyncio.get_running_loop()
@@ -44,7 +43,7 @@ class AsyncioIntegration:
                 extra = {"asyncio_message": str(context.get("message", ""))}
                 if task is not None and hasattr(task, "get_name"):
                     extra["task"] = task.get_name()
-                monitor.capture_unhandled(exc, mechanism="asyncio", context=extra)
+                monitor.capture_exception(exc, mechanism="asyncio", handled=False, context=extra)
             if previous is not None:
                 previous(loop, context)
             else:

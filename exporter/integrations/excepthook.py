@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
+from . import Hub
 
 
 class ExcepthookIntegration:
     def __init__(self) -> None:
         self.previous: Any = None
-        self.monitor: ErrorMonitor | None = None
+        self.monitor: Hub | None = None
 
-    def install(self, monitor: ErrorMonitor) -> None:
+    def install(self, monitor: Hub) -> None:
         self.monitor = monitor
         self.previous = sys.excepthook
         sys.excepthook = self.hook
@@ -30,6 +29,6 @@ class ExcepthookIntegration:
     ) -> None:
         monitor = self.monitor
         if monitor is not None:
-            monitor.capture_unhandled(exc, mechanism="excepthook")
+            monitor.capture_exception(exc, mechanism="excepthook", handled=False)
         previous = self.previous or sys.__excepthook__
         previous(exc_type, exc, tb)

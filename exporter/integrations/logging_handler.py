@@ -47,12 +47,10 @@ import reprlib
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..scrub import TRUNCATED_MARKER, safe_text
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
+from . import Hub
 
 OWN_LOGGER_PREFIX = "exporter"
 GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"  # what the monitor signs by, if set
@@ -136,7 +134,7 @@ def _message_of(record: logging.LogRecord) -> str:
 
 
 def offer(
-    monitor: ErrorMonitor, record: logging.LogRecord, breadcrumb_level: int | None = None
+    monitor: Hub, record: logging.LogRecord, breadcrumb_level: int | None = None
 ) -> None:
     """What one record becomes for one monitor. Never raises."""
     name = record.name
@@ -151,11 +149,11 @@ def offer(
         exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
         is_error = levelno >= logging.ERROR
         if is_error and isinstance(exc, BaseException):
-            monitor.record_error(
+            monitor.capture_exception(
                 exc, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
                 operation=_extra(record, "operation"),
                 context={"logger": name, "log_message": _message_of(record)},
-                _mechanism="logging", _log_level=levelno,
+                mechanism="logging", level=levelno,
             )
         elif is_error and config.capture_log_messages:
             _record_message(monitor, record, levelno)
@@ -172,12 +170,12 @@ def _extra(record: logging.LogRecord, key: str) -> Any:
     return getattr(record, key, "") or ""
 
 
-def _record_message(monitor: ErrorMonitor, record: logging.LogRecord, levelno: int) -> None:
+def _record_message(monitor: Hub, record: logging.LogRecord, levelno: int) -> None:
     name = safe_text(record.name)
     template = _template_of(record)
     message = _cap(_message_of(record), monitor.config.max_message_length)
     error = LoggedError(message, name, template)
-    monitor.record_error(
+    monitor.capture_exception(
         error, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
         operation=_extra(record, "operation"),
         context={
@@ -185,7 +183,7 @@ def _record_message(monitor: ErrorMonitor, record: logging.LogRecord, levelno: i
             "log_args": _repr_args(record.args), "pathname": record.pathname,
             "lineno": record.lineno, "funcName": record.funcName,
         },
-        _mechanism="logging", _log_level=levelno,
+        mechanism="logging", level=levelno,
     )
 
 
@@ -193,12 +191,12 @@ class LoggingIntegration:
     """Wraps ``logging.Logger.callHandlers`` for one monitor (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.monitor: ErrorMonitor | None = None  # None: uninstalled, a pass-through
+        self.monitor: Hub | None = None  # None: uninstalled, a pass-through
         self.breadcrumb_level = logging.INFO
         self._hook: CallHandlers | None = None
         self._previous: CallHandlers | None = None
 
-    def install(self, monitor: ErrorMonitor) -> None:
+    def install(self, monitor: Hub) -> None:
         self.monitor = monitor
         self.breadcrumb_level = level_number(monitor.config.logging_breadcrumb_level)
         with _install_lock:
@@ -264,7 +262,7 @@ class MonitorLogHandler(logging.Handler):
     While the monitor's own hook is installed it does nothing: the hook saw the record.
     """
 
-    def __init__(self, monitor: ErrorMonitor, breadcrumb_level: int = logging.INFO) -> None:
+    def __init__(self, monitor: Hub, breadcrumb_level: int = logging.INFO) -> None:
         super().__init__(level=min(breadcrumb_level, logging.ERROR))
         self.monitor = monitor
         self.breadcrumb_level = breadcrumb_level

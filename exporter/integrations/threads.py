@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
+from . import Hub
 
 
 class ThreadingIntegration:
     def __init__(self) -> None:
         self.previous: Any = None
-        self.monitor: ErrorMonitor | None = None
+        self.monitor: Hub | None = None
 
-    def install(self, monitor: ErrorMonitor) -> None:
+    def install(self, monitor: Hub) -> None:
         self.monitor = monitor
         self.previous = threading.excepthook
         threading.excepthook = self.hook
@@ -28,7 +27,7 @@ class ThreadingIntegration:
         monitor = self.monitor
         if monitor is not None and args.exc_value is not None:
             thread = args.thread.name if args.thread is not None else ""
-            monitor.capture_unhandled(
-                args.exc_value, mechanism="threading", context={"thread": thread}
+            monitor.capture_exception(
+                args.exc_value, mechanism="threading", handled=False, context={"thread": thread}
             )
         (self.previous or threading.__excepthook__)(args)

@@ -27,14 +27,12 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ..scrub import FILTERED
 from ..sessions import current_session
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
+from . import Hub
 
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
@@ -95,13 +93,13 @@ class MonitoredApp:
     first-call-wins settings made later by the app's start-up code.
     """
 
-    _monitor: ErrorMonitor | None = None
+    _monitor: Hub | None = None
     options: WebOptions
 
     @property
-    def monitor(self) -> ErrorMonitor:
+    def monitor(self) -> Hub:
         if self._monitor is None:
-            from ..monitor import get_error_monitor
+            from ..instance import get_error_monitor
 
             self._monitor = get_error_monitor()
         return self._monitor
@@ -114,7 +112,7 @@ class RequestScope:
                  "error_id", "headers", "method", "monitor", "options", "path", "query",
                  "request_id", "route", "session_id")
 
-    def __init__(self, monitor: ErrorMonitor, options: WebOptions, method: str, path: str,
+    def __init__(self, monitor: Hub, options: WebOptions, method: str, path: str,
                  query: str, headers: list[tuple[str, str]], request_id: str) -> None:
         self.monitor = monitor
         self.options = options
@@ -166,10 +164,10 @@ class RequestScope:
         except Exception:
             self.monitor.note_internal_error()
             context = {"request": {"request_id": self.request_id}}
-        self.error_id = self.monitor.record_error(
-            exc, opts.component, opts.plugin, self.operation, context=context,
-            session_id=self.session_id, _mechanism=mechanism,
-            _handled=not opts.sessions,  # unhandled marks the session crashed: only our own
+        self.error_id = self.monitor.capture_exception(
+            exc, mechanism=mechanism, component=opts.component, plugin=opts.plugin,
+            operation=self.operation, context=context, session_id=self.session_id,
+            handled=not opts.sessions,  # unhandled marks the session crashed: only our own
         )
         return self.error_id
 
@@ -207,7 +205,7 @@ class RequestScope:
         return out
 
 
-def scrub_headers(headers: Iterable[tuple[str, str]], monitor: ErrorMonitor) -> dict[str, Any]:
+def scrub_headers(headers: Iterable[tuple[str, str]], monitor: Hub) -> dict[str, Any]:
     scrubber = monitor.scrubber
     out: dict[str, Any] = {}
     for count, (name, value) in enumerate(headers):
@@ -230,7 +228,7 @@ def wants_body(options: WebOptions, method: str, content_type: str,
             and length is not None and 0 < length <= options.max_body_bytes)
 
 
-def scrub_body(body: bytes, content_type: str, monitor: ErrorMonitor, limit: int) -> Any:
+def scrub_body(body: bytes, content_type: str, monitor: Hub, limit: int) -> Any:
     scrubber = monitor.scrubber
     kind = content_type.lower()
     text = body[:limit].decode("utf-8", "replace")

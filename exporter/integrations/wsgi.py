@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import is_not_an_error
+from . import Hub, is_not_an_error
 from .web import (
     MonitoredApp,
     RequestScope,
@@ -34,9 +34,6 @@ from .web import (
     method_name,
     wants_body,
 )
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
 
 SCOPE_KEY = "error_exporter.request"
 ROUTE_KEY = "error_exporter.route"  # a framework adapter may put the route template here
@@ -54,7 +51,7 @@ class WsgiMiddleware(MonitoredApp):
     def __init__(
         self,
         app: WsgiApp,
-        monitor: ErrorMonitor | None = None,
+        monitor: Hub | None = None,
         *,
         route: RouteResolver | None = None,
         component: str = "http",
@@ -192,7 +189,7 @@ def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
 
 
 # -- Flask -------------------------------------------------------------------------------------
-def instrument_flask(app: Any, monitor: ErrorMonitor | None = None, **options: Any
+def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any
                      ) -> WsgiMiddleware:
     """Wrap ``app.wsgi_app`` and record view errors with ``request.url_rule.rule``."""
     from flask import got_request_exception, request, request_started
@@ -240,7 +237,7 @@ class DjangoMiddleware(MonitoredApp):
         from django.conf import settings
 
         options = dict(getattr(settings, "ERROR_EXPORTER", None) or {})
-        self._monitor: ErrorMonitor | None = options.pop("monitor", None)
+        self._monitor: Hub | None = options.pop("monitor", None)
         self.options = WebOptions(**options)
         self.get_response = get_response
         self._meta_key = "HTTP_" + self.options.request_id_header.upper().replace("-", "_")

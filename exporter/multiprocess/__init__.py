@@ -25,14 +25,14 @@ import contextlib
 import glob
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..collectors import Published
+from ..config import MonitorConfig
+from ..store import ErrorStore
 from .sqlite_store import DB_NAME, Limits, SharedStore
 from .view import FleetCollector, SharedView, fleet_registry
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
 
 log = logging.getLogger("exporter.multiprocess")
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,10 +42,10 @@ __all__ = [
     "DB_NAME",
     "ENV_VAR",
     "FleetCollector",
+    "SharedBackend",
     "SharedStore",
     "SharedView",
-    "attach",
-    "attach_if_enabled",
+    "backend_if_enabled",
     "enabled",
     "fleet_registry",
     "mark_process_dead",
@@ -67,8 +67,8 @@ def enabled() -> bool:
                                                         False))
 
 
-def attach_if_enabled(monitor: ErrorMonitor) -> SharedView | None:
-    """Called by every new ErrorMonitor: switch it to multiprocess mode when that is on."""
+def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
+    """The multiprocess backend a new monitor uses, when that mode is on (else None)."""
     global _warned
     path = multiproc_dir()
     if path is None:
@@ -81,36 +81,47 @@ def attach_if_enabled(monitor: ErrorMonitor) -> SharedView | None:
                         "(before Python starts). The monitor stays in single-process mode.",
                         ENV_VAR)
         return None
-    return attach(monitor, path)
+    return SharedBackend(config, path)
 
 
-def attach(monitor: ErrorMonitor, path: str | Path) -> SharedView:
-    """Put ``monitor`` in multiprocess mode over ``path`` (before ``start()``)."""
-    from .publisher import Publisher
-    from .worker_store import SharedErrorStore
+class SharedBackend:
+    """Multiprocess mode over ``path``: the shared store written through, the merged
+    metrics directory as the registry, and the fleet view answering reads.
 
-    cfg = monitor.config
-    if cfg.serve:
-        log.warning("error-exporter: serve=True in multiprocess mode: every worker will try to "
-                    "bind %s:%s; mount exporter.wsgi_app(monitor) in the app or run "
-                    "`error-exporter serve --multiproc-dir %s` instead", cfg.host, cfg.port, path)
-    Path(path).mkdir(parents=True, exist_ok=True)
-    shared = SharedStore(path, Limits(cfg.max_records, cfg.error_buffer_size,
-                                      cfg.occurrences_per_group, cfg.max_users_per_group))
-    shared.set_meta("namespace", cfg.namespace)
-    monitor.store = SharedErrorStore(
-        shared, monitor.store,
-        on_evict=lambda n: monitor.metrics.count_drop("store_evicted", n),
-        on_error=monitor.note_internal_error,
-    )
-    view = SharedView(path, cfg, shared, local=monitor)
-    view.publisher = Publisher(monitor, shared)
-    count_uncounted = getattr(monitor, "_count_uncounted", None)
-    if count_uncounted is not None:
+    Chosen by the monitor at construction: it wraps its store with :meth:`store_for` and
+    binds the view to itself with :meth:`bind` (the monitor changes itself; nothing here
+    patches it).
+    """
+
+    def __init__(self, config: MonitorConfig, path: str | Path) -> None:
+        cfg = self.config = config
+        if cfg.serve:
+            log.warning("error-exporter: serve=True in multiprocess mode: every worker will "
+                        "try to bind %s:%s; mount exporter.wsgi_app(monitor) in the app or run "
+                        "`error-exporter serve --multiproc-dir %s` instead",
+                        cfg.host, cfg.port, path)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.shared = SharedStore(path, Limits(cfg.max_records, cfg.error_buffer_size,
+                                               cfg.occurrences_per_group,
+                                               cfg.max_users_per_group))
+        self.shared.set_meta("namespace", cfg.namespace)
+
+    def store_for(self, local: ErrorStore, on_evict: Callable[[int], None],
+                  on_error: Callable[[BaseException], None]) -> ErrorStore:
+        """The monitor's store, written through to the shared database."""
+        from .worker_store import SharedErrorStore
+
+        return SharedErrorStore(self.shared, local, on_evict=on_evict, on_error=on_error)
+
+    def bind(self, monitor: Published, count_uncounted: Callable[[], None]) -> SharedView:
+        """The view of every worker's reports and metrics, publishing this one's state."""
+        from .publisher import Publisher
+
+        view = SharedView(self.path, self.config, self.shared, local=monitor)
+        view.publisher = Publisher(monitor, self.shared)
         view.registry.before_collect.append(count_uncounted)
-    monitor.registry = view.registry  # /metrics exposes the merged directory
-    monitor.shared = view
-    return view
+        return view
 
 
 def prepare_dir(path: str | Path) -> Path:

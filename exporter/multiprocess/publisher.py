@@ -34,16 +34,13 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from ..collectors import HEALTH_VALUE
+from ..collectors import HEALTH_VALUE, Published
 from ..sessions import STATUSES
 from .sqlite_store import FORK_GUARD, SharedStore
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
 
 log = logging.getLogger("exporter.multiprocess")
 PUBLISH_INTERVAL = 1.0
@@ -73,7 +70,7 @@ PROCESS_GAUGES = (
 class Publisher:
     """A daemon thread writing one worker's gauges and state every ``interval`` seconds."""
 
-    def __init__(self, monitor: ErrorMonitor, shared: SharedStore,
+    def __init__(self, monitor: Published, shared: SharedStore,
                  interval: float = PUBLISH_INTERVAL) -> None:
         self.monitor = monitor
         self.shared = shared

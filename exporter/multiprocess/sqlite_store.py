@@ -25,12 +25,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..classify import priority
-from ..model import ErrorRecord, ErrorReport
+from ..model import ErrorRecord, ErrorReport, iso_time, local_datetime, trace_frames
 from ..store import ExportFilter
 
 DB_NAME = "error-exporter.sqlite"
@@ -144,7 +143,7 @@ def record_from_json(text: str) -> ErrorRecord:
     data = json.loads(text)
     return ErrorRecord(
         error_type=data["error_type"], message=data["message"],
-        timestamp=datetime.fromisoformat(data["timestamp"]), context=data.get("context") or {},
+        timestamp=local_datetime(data["timestamp"]), context=data.get("context") or {},
         plugin_id=data.get("plugin_id"), operation=data.get("operation"),
         stack_trace=data.get("stack_trace"), error_id=data.get("error_id", ""),
         severity=data.get("severity", "medium"), component=data.get("component", ""),
@@ -457,8 +456,10 @@ def _group_report(row: Sequence[Any]) -> dict[str, Any]:
     error_id, count, first, last, attempted, successful, text, users = row
     report: dict[str, Any] = json.loads(text)
     report.update(
-        error_id=error_id, occurrence_count=int(count), first_occurrence=float(first),
-        last_occurrence=float(last), timestamp=float(last), affected_users=int(users),
+        error_id=error_id, occurrence_count=int(count), first_occurrence=iso_time(first),
+        first_occurrence_epoch=float(first), last_occurrence=iso_time(last),
+        last_occurrence_epoch=float(last), timestamp=iso_time(last),
+        timestamp_epoch=float(last), affected_users=int(users),
         recovery_attempted=bool(attempted) or bool(report.get("recovery_attempted")),
         recovery_successful=bool(successful) if attempted
         else bool(report.get("recovery_successful")),
@@ -473,10 +474,13 @@ def _group_report(row: Sequence[Any]) -> dict[str, Any]:
 def group_summary(report: dict[str, Any]) -> dict[str, Any]:
     """The group summary shape of ``ErrorGroup.summary`` from a group report dict."""
     keys = ("error_id", "error_type", "error_message", "severity", "priority", "component",
-            "plugin", "operation", "file_path", "line_number", "function_name",
-            "occurrence_count", "first_occurrence", "last_occurrence", "frequency_per_hour",
-            "affected_users")
-    return {key: report.get(key) for key in keys}
+            "plugin", "operation", "file_path", "line_number", "function_name", "frames",
+            "occurrence_count", "first_occurrence", "first_occurrence_epoch", "last_occurrence",
+            "last_occurrence_epoch", "frequency_per_hour", "affected_users")
+    summary = {key: report.get(key) for key in keys}
+    summary["plugin"] = summary["plugin"] or None  # reports stored before: ""
+    summary["frames"] = trace_frames(report.get("stack_trace"))
+    return summary
 
 
 def _inode(path: Path) -> int:

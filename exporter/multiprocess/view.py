@@ -17,28 +17,24 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Exemplar
 
-from ..collectors import HEALTH_VALUE, _version
+from ..collectors import HEALTH_VALUE, Published, _version
 from ..config import MonitorConfig
 from ..export import export_document
 from ..metrics import MonitorRegistry
-from ..model import ErrorRecord
+from ..model import ErrorRecord, iso_time
 from ..reading import ReadOnce
 from ..statistics import statistics
 from ..store import ExportFilter
 from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
 from .sqlite_store import SharedStore, group_summary
-
-if TYPE_CHECKING:
-    from ..monitor import ErrorMonitor
 
 log = logging.getLogger("exporter.multiprocess")
 LIVE_SECONDS = 10 * PUBLISH_INTERVAL  # a worker that has not published for this long is gone
@@ -53,7 +49,7 @@ class SharedView:
     """The monitor read API over every process of one multiprocess directory."""
 
     def __init__(self, directory: str | Path, config: MonitorConfig | None = None,
-                 shared: SharedStore | None = None, local: ErrorMonitor | None = None) -> None:
+                 shared: SharedStore | None = None, local: Published | None = None) -> None:
         self.directory = Path(directory)
         self.config = config or MonitorConfig()
         self.shared = shared or SharedStore(self.directory)
@@ -204,7 +200,7 @@ class SharedView:
         started = self.shared.started()
         hours = max((time.time() - started) / 3600.0, 0.01)
         return {
-            "session_start": datetime.fromtimestamp(started).isoformat(),
+            "session_start": iso_time(started),
             "total_errors": total,
             "error_rate_per_hour": round(total / hours, 2),
             "error_counts_by_type": by_type,

@@ -40,7 +40,8 @@ class Target:
 
 
 def load_build_module() -> ModuleType:
-    """Import dashboards/build.py (not a package) from its path."""
+    """Import the dashboards' command line, dashboards/build.py, from its path (it puts the
+    repository on sys.path and re-exports ``build_all`` of the ``dashboards`` package)."""
     spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARD_DIR / "build.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,28 @@
+"""The error-exporter Grafana dashboards (Grafana 11.6), built with grafana-foundation-sdk.
+
+- ``queries``: every PromQL expression, the metric prefix from one value (``DEFAULT_NAMESPACE``);
+- ``panels``: one helper per panel kind, links, variables, ``render``;
+- ``overview``, ``drilldown``: one module per board;
+- ``build.py``: the command line that writes ``dashboards/*.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from grafana_foundation_sdk.builders import dashboard as dash
+
+from dashboards import drilldown, overview
+from dashboards.panels import render
+from dashboards.queries import DEFAULT_NAMESPACE
+
+# File name -> the function building that board for a metric namespace.
+DASHBOARDS: dict[str, Callable[[str], dash.Dashboard]] = {
+    overview.FILE_NAME: overview.overview,
+    drilldown.FILE_NAME: drilldown.drilldown,
+}
+
+
+def build_all(namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {name: render(factory(namespace)) for name, factory in DASHBOARDS.items()}

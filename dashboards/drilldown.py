@@ -1,0 +1,186 @@
+"""The drill-down board: one component or plugin (error types with exemplars, operations,
+recoveries, plugin health), selected by the `component` and `plugin` variables."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+
+from dashboards.panels import (
+    NONE,
+    PATTERN_LEVELS,
+    PER_SECOND,
+    PLUGIN_STATES,
+    PLUGIN_STEPS,
+    RATIO,
+    SECONDS,
+    PanelBuilder,
+    add_rows,
+    all_selected,
+    api_link,
+    base_dashboard,
+    data_link,
+    organize,
+    quantile_queries,
+    query,
+    query_variable,
+    series,
+    state_timeline,
+    table_panel,
+    table_query,
+    value_mappings,
+)
+from dashboards.queries import CSEL, DEFAULT_NAMESPACE, Queries
+
+UID = "error-exporter-drilldown"
+FILE_NAME = f"{UID}.json"
+
+SERIES_EXPORT_URL = (
+    "http://${__field.labels.instance}/api/v1/export?component=${__field.labels.component}"
+    "&error_type=${__field.labels.error_type}"
+)
+ROW_EXPORT_URL = (
+    "http://${__data.fields.instance}/api/v1/export"
+    "?component=${__data.fields.component}&plugin=${__data.fields.plugin}"
+    "&error_type=${__data.fields.error_type}"
+)
+PLUGIN_HEALTH_URL = "http://${instance}/api/v1/plugins/${plugin}/health"
+
+
+def errors_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Error rate by type",
+            "Errors per second by type for the selected components and plugins. Exemplars "
+            "carry the error_id: open it in the JSON API (/api/v1/errors/<error_id>).",
+            PER_SECOND,
+            [
+                query(
+                    q.errors_by("instance", "component", "error_type"),
+                    "{{component}} {{error_type}}",
+                    exemplar=True,
+                )
+            ],
+            stacked=True,
+            width=16,
+        ).data_links([data_link("Export these errors (JSON)", SERIES_EXPORT_URL)]),
+        series(
+            "Error rate by severity",
+            "Errors per second by error severity.",
+            PER_SECOND,
+            [query(q.errors_by("severity"), "{{severity}}")],
+            stacked=True,
+            width=8,
+        ),
+        table_panel(
+            "Current error rate by type",
+            "Errors per second right now, by instance, component, plugin, type and severity. "
+            "Click a row to export its errors from the JSON API.",
+            PER_SECOND,
+            [table_query(q.current_errors(), "")],
+            transformations=[organize({"Value": "errors/s"})],
+            sort_desc="errors/s",
+            width=24,
+            links=[data_link("Export these errors (JSON)", ROW_EXPORT_URL)],
+        ),
+        series(
+            "Error rate by plugin",
+            "Errors per second by plugin.",
+            PER_SECOND,
+            [query(q.errors_by_label_or_none("plugin"), "{{plugin}}")],
+            stacked=True,
+        ),
+        series(
+            "Error patterns of these error types",
+            "Pattern severity (0 none .. 3 critical) of the error types seen in the selection.",
+            NONE,
+            [query(q.pattern_severity_of_errors_seen(), "{{error_type}}")],
+        )
+        .mappings(value_mappings(PATTERN_LEVELS))
+        .min(0)
+        .max(3),
+    ]
+
+
+def operations_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Operation error ratio",
+            "Share of the instrumented operations that failed, by operation.",
+            RATIO,
+            [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
+            width=8,
+        ),
+        series(
+            "Operations by outcome",
+            "Instrumented operations per second, ok and error.",
+            PER_SECOND,
+            [query(q.operations_by_outcome(), "{{outcome}}")],
+            stacked=True,
+            width=8,
+        ),
+        series(
+            "Operation latency p90",
+            "90th percentile of the instrumented operations' duration, by operation.",
+            SECONDS,
+            [query(q.operation_latency(0.9), "{{component}} / {{operation}}")],
+            width=8,
+        ),
+    ]
+
+
+def recovery_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Recoveries by result",
+            "Recovery attempts per second, success and failure.",
+            PER_SECOND,
+            [query(q.recoveries_by_result(), "{{plugin}} {{result}}")],
+            stacked=True,
+            width=8,
+        ),
+        series(
+            "Time to recover",
+            "Quantiles of the time to a successful recovery.",
+            SECONDS,
+            quantile_queries(q.time_to_recover),
+            width=8,
+        ),
+        state_timeline(
+            "Plugin health",
+            "Health reported by the selected plugins.",
+            query(q.plugin_health(plugin_variable=True), "{{plugin}}"),
+            states=PLUGIN_STATES,
+            steps=PLUGIN_STEPS,
+            width=8,
+            links=[data_link("Plugin health (JSON)", PLUGIN_HEALTH_URL)],
+        ),
+    ]
+
+
+def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
+    q = Queries(namespace, scope=CSEL)
+    builder = base_dashboard(
+        q,
+        UID,
+        "error-exporter / Drill-down",
+        "One component or plugin of an application instrumented with error-exporter: error "
+        "types with exemplars, operations, recoveries and plugin health.",
+    )
+    for name, label in (("component", "Component"), ("plugin", "Plugin")):
+        builder = builder.with_variable(
+            query_variable(name, label, q.error_label_values(name))
+            .all_value(".*")
+            .current(all_selected())
+        )
+    builder = builder.link(
+        api_link("Export this component (JSON)", "/api/v1/export?component=${component}")
+    )
+    builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=count"))
+    return add_rows(
+        builder,
+        [
+            ("Errors", errors_row(q)),
+            ("Operations", operations_row(q)),
+            ("Recoveries and plugin health", recovery_row(q)),
+        ],
+    )

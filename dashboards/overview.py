@@ -1,0 +1,281 @@
+"""The overview board: errors, sessions, patterns, plugins, recoveries and resources."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as dash
+
+from dashboards.panels import (
+    COUNT,
+    NONE,
+    PATTERN_LEVELS,
+    PER_SECOND,
+    PLUGIN_STATES,
+    PLUGIN_STEPS,
+    RATIO,
+    SECONDS,
+    PanelBuilder,
+    add_rows,
+    api_link,
+    base_dashboard,
+    config,
+    merge,
+    organize,
+    quantile_queries,
+    query,
+    right_axis,
+    series,
+    single_stat,
+    state_timeline,
+    table_panel,
+    table_query,
+    value_mappings,
+)
+from dashboards.queries import DEFAULT_NAMESPACE, Queries
+
+UID = "error-exporter-overview"
+FILE_NAME = f"{UID}.json"
+
+
+def summary_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        single_stat(
+            "Crash-free sessions",
+            "Share of ending sessions that did not end crashed or abnormal (mean over the range).",
+            RATIO,
+            query(q.crash_free(), "crash-free"),
+            calc="mean",
+            steps=((None, "red"), (0.95, "orange"), (0.99, "green")),
+            decimals=2,
+        ),
+        single_stat(
+            "Error rate",
+            "Captured errors per second, all severities.",
+            PER_SECOND,
+            query(q.error_rate(), "errors/s"),
+            steps=((None, "green"), (1, "orange"), (5, "red")),
+        ),
+        single_stat(
+            "Unique errors",
+            f"Distinct error groups known to the monitors ({q.metric('unique_errors')}).",
+            COUNT,
+            query(q.unique_errors(), "unique errors"),
+        ),
+        single_stat(
+            "Critical patterns",
+            "Error types whose recurrence the pattern detector rates critical.",
+            COUNT,
+            query(q.critical_patterns(), "critical patterns"),
+            steps=((None, "green"), (1, "red")),
+        ),
+        single_stat(
+            "Recovery success rate",
+            "Share of recovery attempts that succeeded.",
+            RATIO,
+            query(q.recovery_success(), "success"),
+            calc="mean",
+            steps=((None, "red"), (0.8, "orange"), (0.95, "green")),
+            decimals=1,
+        ),
+        single_stat(
+            "Dropped reports",
+            "Error reports dropped per second by the monitor (all reasons).",
+            PER_SECOND,
+            query(q.dropped_rate(), "dropped/s"),
+            steps=((None, "green"), (0.001, "red")),
+        ),
+    ]
+
+
+def error_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Error rate by severity",
+            "Captured errors per second by error severity (low/medium/high/critical).",
+            PER_SECOND,
+            [query(q.errors_by("severity"), "{{severity}}")],
+            stacked=True,
+        ),
+        series(
+            "Top error types",
+            "The 10 error types with the highest rate.",
+            PER_SECOND,
+            [query(q.top_error_types(), "{{error_type}}")],
+            stacked=True,
+        ),
+        series(
+            "Error rate by component",
+            'Captured errors per second by component ("(none)": captured without a component).',
+            PER_SECOND,
+            [query(q.top_errors_by_label_or_none("component"), "{{component}}")],
+            stacked=True,
+        ),
+        series(
+            "Error rate by plugin",
+            'Captured errors per second by plugin ("(none)": not raised in a plugin).',
+            PER_SECOND,
+            [query(q.top_errors_by_label_or_none("plugin"), "{{plugin}}")],
+            stacked=True,
+        ),
+        series(
+            "Error ratio by component / operation",
+            "Share of the instrumented operations (capture(), @handle_errors) that failed.",
+            RATIO,
+            [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
+            width=24,
+        ),
+    ]
+
+
+def health_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        table_panel(
+            "Active error patterns",
+            "Pattern severity per error type (0 none, 1 warning, 2 error, 3 critical) and the "
+            "occurrences the detector counted. Details: /api/v1/patterns.",
+            COUNT,
+            [
+                table_query(q.pattern_severity_by_type(), "severity", "A"),
+                table_query(q.pattern_occurrences_by_type(), "occurrences", "B"),
+            ],
+            transformations=[
+                merge(),
+                organize(
+                    {"error_type": "Error type", "Value #A": "Severity", "Value #B": "Occurrences"}
+                ),
+            ],
+            sort_desc="Severity",
+            width=8,
+        ).override_by_name(
+            "Severity",
+            [
+                config("mappings", value_mappings(PATTERN_LEVELS)),
+                config("unit", NONE),
+                config("custom.cellOptions", {"type": "color-background"}),
+            ],
+        ),
+        state_timeline(
+            "Plugin health",
+            "Health reported by each plugin: healthy, degraded or unhealthy.",
+            query(q.plugin_health(), "{{plugin}}"),
+            states=PLUGIN_STATES,
+            steps=PLUGIN_STEPS,
+            width=16,
+        ),
+        series(
+            "Recovery success rate by component",
+            "Share of recovery attempts (record_recovery, recovery()) that succeeded.",
+            RATIO,
+            [query(q.recovery_success_by_component(), "{{component}}")],
+        ),
+        series(
+            "Time to recover",
+            "Quantiles of the time from an error to its successful recovery.",
+            SECONDS,
+            quantile_queries(q.time_to_recover),
+        ),
+    ]
+
+
+def pipeline_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Unique errors by instance",
+            "Distinct error groups held by each monitor.",
+            COUNT,
+            [query(q.per_instance("sum", "unique_errors"), "{{instance}}")],
+            width=8,
+            legend_calcs=("lastNotNull", "max"),
+        ),
+        series(
+            "Dropped reports by reason",
+            "Error reports dropped per second, by reason (queue_full, callback_queue_full, "
+            "store_evicted, export_failed).",
+            PER_SECOND,
+            [query(q.dropped_by_reason(), "{{reason}}")],
+            stacked=True,
+            width=8,
+        ),
+        series(
+            "Queue depth",
+            "Reports waiting for the monitor's background worker.",
+            COUNT,
+            [query(q.per_instance("max", "error_queue_depth"), "{{instance}}")],
+            width=8,
+            legend_calcs=("lastNotNull", "max"),
+        ),
+        series(
+            "Sessions by status",
+            "Sessions ended per second by status (exited, errored, crashed, abnormal).",
+            PER_SECOND,
+            [query(q.sessions_by_status(), "{{status}}")],
+            stacked=True,
+        ),
+        series(
+            "Active sessions",
+            "Sessions currently open.",
+            COUNT,
+            [query(q.per_instance("sum", "sessions_active"), "{{instance}}")],
+            legend_calcs=("lastNotNull", "max"),
+        ),
+    ]
+
+
+def resources_row(q: Queries) -> list[PanelBuilder]:
+    return [
+        series(
+            "Resources vs. error rate",
+            "Host CPU and memory utilisation (left axis) next to the error rate (right axis).",
+            RATIO,
+            [
+                query(q.per_instance("max", "system_cpu_utilization_ratio"), "cpu {{instance}}"),
+                query(
+                    q.per_instance("max", "system_memory_utilization_ratio"),
+                    "memory {{instance}}",
+                    "B",
+                ),
+                query(q.errors_by_instance(), "errors/s {{instance}}", "C"),
+            ],
+            width=24,
+        ).override_by_query("C", right_axis(PER_SECOND, config("custom.drawStyle", "bars"))),
+        series(
+            "Process",
+            "The monitored process: CPU utilisation (left axis) and threads, open files "
+            "(right axis).",
+            RATIO,
+            [
+                query(q.per_instance("max", "process_cpu_utilization_ratio"), "cpu {{instance}}"),
+                query(q.per_instance("max", "process_threads"), "threads {{instance}}", "B"),
+                query(q.per_instance("max", "process_open_files"), "open files {{instance}}", "C"),
+            ],
+        ).override_by_regexp("^(threads|open files) .*", right_axis(COUNT)),
+        series(
+            "Monitor internal errors",
+            "Failures inside the error monitor itself (should stay at 0).",
+            PER_SECOND,
+            [query(q.internal_errors_by_instance(), "{{instance}}")],
+        ),
+    ]
+
+
+def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
+    q = Queries(namespace)
+    builder = base_dashboard(
+        q,
+        UID,
+        "error-exporter / Overview",
+        "Errors, sessions, patterns, plugins and recoveries of the applications instrumented "
+        "with error-exporter. Alerts: alerts/rules.yml, runbook: alerts/runbook.md.",
+    )
+    builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=last_seen"))
+    builder = builder.link(api_link("Statistics (JSON)", "/api/v1/statistics"))
+    builder = builder.link(api_link("Patterns (JSON)", "/api/v1/patterns"))
+    return add_rows(
+        builder,
+        [
+            ("Summary", summary_row(q)),
+            ("Errors", error_row(q)),
+            ("Patterns, plugins and recoveries", health_row(q)),
+            ("Sessions and reporting pipeline", pipeline_row(q)),
+            ("Resources", resources_row(q)),
+        ],
+    )

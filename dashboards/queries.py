@@ -1,0 +1,207 @@
+"""Every PromQL expression of the dashboards, with the metric prefix from one value.
+
+The exporter prefixes its metric names with its ``namespace`` option (default ``app``:
+``app_errors_total``); ``Queries(namespace)`` renders the expressions for any namespace
+(``""``: no prefix). Nothing else in the package writes a metric name.
+
+Conventions (enforced by tests/test_dashboards.py): every selector filters
+``job=~"$job", instance=~"$instance"``, every rate uses ``$__rate_interval``, counters are only
+read through ``rate()``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "app"  # the exporter's default `namespace` (exporter/config.py)
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+SEL = 'job=~"$job", instance=~"$instance"'
+# Drill-down selector: `component` and `plugin` are labels of the capture-path families.
+CSEL = f'{SEL}, component=~"$component", plugin=~"$plugin"'
+RI = "$__rate_interval"
+
+
+def metric_prefix(namespace: str = DEFAULT_NAMESPACE) -> str:
+    """``app`` -> ``app_``; the empty namespace gives unprefixed names, as in the exporter."""
+    if namespace and not NAMESPACE_PATTERN.fullmatch(namespace):
+        raise ValueError(f"invalid metric namespace {namespace!r}: letters, digits and _")
+    return f"{namespace}_" if namespace else ""
+
+
+def _with(selector: str, extra: str) -> str:
+    return f"{selector}, {extra}" if extra else selector
+
+
+def _none_label(label: str, expr: str) -> str:
+    """Show the empty label value (``component=""``) as "(none)"."""
+    return f'label_replace({expr}, "{label}", "(none)", "{label}", "")'
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The dashboards' PromQL for one metric namespace.
+
+    ``scope`` selects the capture-path families (errors, operations, recoveries): ``SEL`` on the
+    overview, ``CSEL`` (also filtered by the component and plugin variables) on the drill-down.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+    scope: str = SEL
+
+    # ------------------------------------------------------------------------ building blocks
+
+    def metric(self, name: str) -> str:
+        """The exported name of a family: ``metric("errors_total")`` -> ``app_errors_total``."""
+        return metric_prefix(self.namespace) + name
+
+    def select(self, name: str, extra: str = "", *, selector: str = SEL) -> str:
+        return f"{self.metric(name)}{{{_with(selector, extra)}}}"
+
+    def rate(self, name: str, extra: str = "", *, selector: str = SEL) -> str:
+        return f"rate({self.select(name, extra, selector=selector)}[{RI}])"
+
+    def scoped_rate(self, name: str, extra: str = "") -> str:
+        return self.rate(name, extra, selector=self.scope)
+
+    @property
+    def errors(self) -> str:
+        return self.scoped_rate("errors_total")
+
+    @property
+    def operations(self) -> str:
+        return self.scoped_rate("operation_duration_seconds_count")
+
+    @property
+    def operation_errors(self) -> str:
+        return self.scoped_rate("operation_duration_seconds_count", 'outcome="error"')
+
+    @property
+    def recoveries(self) -> str:
+        return self.scoped_rate("error_recoveries_total")
+
+    @property
+    def recovered(self) -> str:
+        return self.scoped_rate("error_recoveries_total", 'result="success"')
+
+    @property
+    def sessions_ended(self) -> str:
+        return self.rate("sessions_total")
+
+    @property
+    def dropped(self) -> str:
+        return self.rate("error_reports_dropped_total")
+
+    @property
+    def pattern_severity(self) -> str:
+        return self.select("error_pattern_severity")
+
+    # ------------------------------------------------------------------------ variables
+
+    def job_values(self) -> str:
+        return f"label_values({self.metric('monitor_info')}, job)"
+
+    def instance_values(self) -> str:
+        return f'label_values({self.metric("monitor_info")}{{job=~"$job"}}, instance)'
+
+    def error_label_values(self, label: str) -> str:
+        return f"label_values({self.select('errors_total')}, {label})"
+
+    # ------------------------------------------------------------------------ errors
+
+    def crash_free(self) -> str:
+        crashed = self.rate("sessions_total", 'status=~"crashed|abnormal"')
+        return f"1 - ((sum({crashed}) or vector(0)) / sum({self.sessions_ended}))"
+
+    def error_rate(self) -> str:
+        return f"sum({self.errors})"
+
+    def errors_by(self, *labels: str) -> str:
+        return f"sum by ({', '.join(labels)}) ({self.errors})"
+
+    def current_errors(self) -> str:
+        """Errors per second by instance, component, plugin, error type and severity."""
+        return self.errors_by("instance", "component", "plugin", "error_type", "severity")
+
+    def top_error_types(self) -> str:
+        return f"topk(10, {self.errors_by('error_type')})"
+
+    def errors_by_label_or_none(self, label: str) -> str:
+        """Errors by component or plugin, the missing value shown as "(none)"."""
+        return _none_label(label, self.errors_by(label))
+
+    def top_errors_by_label_or_none(self, label: str) -> str:
+        return f"topk(10, {self.errors_by_label_or_none(label)})"
+
+    def unique_errors(self) -> str:
+        return f"sum({self.select('unique_errors')})"
+
+    def dropped_rate(self) -> str:
+        return f"sum({self.dropped})"
+
+    def dropped_by_reason(self) -> str:
+        return f"sum by (reason) ({self.dropped})"
+
+    # ------------------------------------------------------------------------ patterns, plugins
+
+    def critical_patterns(self) -> str:
+        return f"count({self.pattern_severity_by_type()} >= 3) or vector(0)"
+
+    def pattern_severity_by_type(self) -> str:
+        return f"max by (error_type) ({self.pattern_severity})"
+
+    def pattern_occurrences_by_type(self) -> str:
+        return f"max by (error_type) ({self.select('error_pattern_occurrences')})"
+
+    def pattern_severity_of_errors_seen(self) -> str:
+        """Pattern severity of the error types with errors in the scope."""
+        errors_seen = self.errors_by("error_type")
+        return f"{self.pattern_severity_by_type()} and on (error_type) {errors_seen}"
+
+    def plugin_health(self, *, plugin_variable: bool = False) -> str:
+        extra = 'plugin=~"$plugin"' if plugin_variable else ""
+        return f"max by (plugin) ({self.select('plugin_health', extra)})"
+
+    # ------------------------------------------------------------------------ operations
+
+    def operation_error_ratio(self) -> str:
+        by = "sum by (component, operation)"
+        return f"{by} ({self.operation_errors}) / {by} ({self.operations})"
+
+    def operations_by_outcome(self) -> str:
+        return f"sum by (outcome) ({self.operations})"
+
+    def operation_latency(self, quantile: float) -> str:
+        buckets = self.scoped_rate("operation_duration_seconds_bucket")
+        return f"histogram_quantile({quantile}, sum by (component, operation, le) ({buckets}))"
+
+    # ------------------------------------------------------------------------ recoveries
+
+    def recovery_success(self) -> str:
+        return f"sum({self.recovered}) / sum({self.recoveries})"
+
+    def recovery_success_by_component(self) -> str:
+        return f"sum by (component) ({self.recovered}) / sum by (component) ({self.recoveries})"
+
+    def recoveries_by_result(self) -> str:
+        return f"sum by (plugin, result) ({self.recoveries})"
+
+    def time_to_recover(self, quantile: float) -> str:
+        buckets = self.scoped_rate("error_recovery_duration_seconds_bucket")
+        return f"histogram_quantile({quantile}, sum by (le) ({buckets}))"
+
+    # ------------------------------------------------------------------------ sessions, pipeline
+
+    def sessions_by_status(self) -> str:
+        return f"sum by (status) ({self.sessions_ended})"
+
+    def per_instance(self, aggregation: str, name: str) -> str:
+        """``max by (instance) (app_<name>{...})`` for a per-instance gauge."""
+        return f"{aggregation} by (instance) ({self.select(name)})"
+
+    def errors_by_instance(self) -> str:
+        return self.errors_by("instance")
+
+    def internal_errors_by_instance(self) -> str:
+        return f"sum by (instance) ({self.rate('monitor_internal_errors_total')})"

@@ -1,0 +1,66 @@
+"""Which monitors are running: what the process-wide lookup finds when the app built its own.
+
+Held weakly: a monitor the app dropped is not kept alive by the lookup. Kept apart from
+``monitor.py`` (which reports starts and stops here) and ``instance.py`` (which asks), so
+neither imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Protocol
+
+
+class Runnable(Protocol):
+    running: bool
+
+
+_lock = threading.Lock()  # never held while calling into a monitor
+_running: list[weakref.ref[Runnable]] = []  # started, not stopped; oldest first
+
+
+def _new_lock_in_child() -> None:
+    """Another thread of the parent may have held the lock at the fork."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # before any monitor's own handler, which may start it
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def _forget(monitor: Runnable | None) -> None:
+    """Drop ``monitor`` and collected monitors (caller holds the lock)."""
+    _running[:] = [r for r in _running if (m := r()) is not None and m is not monitor]
+
+
+def started(monitor: Runnable) -> None:
+    """A monitor started: the process-wide lookup may need to find it."""
+    with _lock:
+        _forget(monitor)
+        _running.append(weakref.ref(monitor))
+
+
+def stopped(monitor: Runnable) -> None:
+    """A monitor stopped: the lookup no longer returns it."""
+    with _lock:
+        _forget(monitor)
+
+
+def latest() -> Runnable | None:
+    """The most recently started monitor still running."""
+    with _lock:
+        if any(ref() is None for ref in _running):  # collected without stop()
+            _forget(None)
+        for ref in reversed(_running):
+            monitor = ref()
+            if monitor is not None and monitor.running:
+                return monitor
+    return None
+
+
+def forget_all() -> None:
+    with _lock:
+        _running.clear()
