@@ -45,7 +45,7 @@ if not settings.configured:
         SECRET_KEY="example-only-not-secret",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=["exporter.integrations.wsgi.DjangoMiddleware"],
+        MIDDLEWARE=["exporter.integrations.django.DjangoMiddleware"],
         ERROR_EXPORTER={"monitor": monitor, "component": "http"},
         INSTALLED_APPS=[],
         LOGGING_CONFIG=None,

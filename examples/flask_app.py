@@ -17,7 +17,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from exporter import get_error_monitor, wsgi_app
-from exporter.integrations.wsgi import current_request_id, instrument_flask, mount
+from exporter.integrations.flask import instrument_flask
+from exporter.integrations.wsgi import current_request_id, mount
 
 monitor = get_error_monitor(app_version="flask-example-1.0").start()
 app = Flask(__name__)

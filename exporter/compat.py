@@ -38,7 +38,7 @@ MAX_PATTERN_TYPES = 1000  # error types one aggregator tracks for its pattern ca
 
 
 class ErrorMonitoringService(ErrorMonitor):
-    """Seed 000's service: same options and defaults (terminal output on)."""
+    """``ErrorMonitoringService``: same options and defaults (terminal output on)."""
 
     def __init__(
         self,
@@ -75,10 +75,10 @@ class _TypeWindow:
 
 
 class _PatternWatch:
-    """Seed 003's pattern rule, on the caller's thread.
+    """``ErrorAggregator``'s pattern rule, on the caller's thread.
 
     A type recorded ``threshold`` times within ``window`` seconds is a pattern, reported
-    once: the seed kept every detected pattern for the aggregator's lifetime, so the same
+    once: ``ErrorAggregator`` kept every detected pattern for the aggregator's lifetime, so the same
     type never fired again, even after its window emptied. Memory is bounded: at most
     ``max_types`` types (least recently seen forgotten first, and a forgotten type may fire
     again), each holding at most ``threshold`` timestamps.
@@ -132,7 +132,7 @@ class _PatternWatch:
             count = len(times)
             if count < threshold:
                 return None
-            types[error_type] = None  # once per type, as the seed
+            types[error_type] = None  # once per type, as ErrorAggregator did
         affected: list[str] = []
         for name in plugins:
             if name and name not in affected and len(affected) < MAX_AFFECTED_PLUGINS:
@@ -151,9 +151,9 @@ class _PatternWatch:
 
 
 class ErrorAggregator:
-    """Seed 003's aggregator: synchronous-looking API over a monitor's worker.
+    """``ErrorAggregator``: synchronous-looking API over a monitor's worker.
 
-    Pattern callbacks run as the seed ran them: inside the ``record_error`` call that made
+    Pattern callbacks run as the original ran them: inside the ``record_error`` call that made
     an error type a pattern, on the caller's thread, once per type.
     """
 
@@ -234,11 +234,11 @@ class ErrorAggregator:
         for callback in tuple(self._pattern_callbacks):
             try:
                 callback(pattern)
-            except Exception as exc:  # the seed logged and went on
+            except Exception as exc:  # the original logged and went on
                 monitor.note_internal_error(exc)
 
     def on_pattern_detected(self, callback: Callable[[ErrorPattern], None]) -> None:
-        """Called with each new pattern of an error type (seed 003's patterns).
+        """Called with each new pattern of an error type (``ErrorAggregator``'s patterns).
 
         Synchronously, inside the ``record_error`` call that crossed the threshold, once
         per error type; an exception it raises is counted, never raised to the caller.
@@ -318,7 +318,7 @@ def get_error_aggregator(
             options = dict(requested)
             if "export_path" in options:
                 options["export_path"] = _path_text(options["export_path"])
-            # the process-wide monitor keeps its hooks: seed 000 code may share it
+            # the process-wide monitor keeps its hooks: ErrorMonitoringService code may share it
             monitor, ignored, existing = _process_monitor(options)
             agg = _aggregator = ErrorAggregator(monitor=monitor)
             reason = f"the new aggregator uses {existing}, whose settings stay"

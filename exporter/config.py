@@ -56,7 +56,7 @@ class ConfigError(ValueError):
 class MonitorConfig:
     """All options of the monitor. See the README's configuration reference."""
 
-    # seed 000 options
+    # ErrorMonitoringService's options
     enable_terminal_output: bool = False
     enable_resource_monitoring: bool = True
     enable_breadcrumbs: bool = True
@@ -64,7 +64,7 @@ class MonitorConfig:
     resource_check_interval: float = 1.0
     error_buffer_size: int = 1000
     session_timeout: float = 3600.0
-    # seed 003 options
+    # ErrorAggregator's options
     max_records: int = 1000
     pattern_threshold: int = 5
     pattern_window_minutes: float = 60.0

@@ -102,7 +102,7 @@ def export_document(
     reader: ExportReader, records: Iterable[tuple[int, ErrorRecord]], limit: int | None,
     cursor: int,
 ) -> dict[str, Any]:
-    """Seed 003's export shape plus statistics, analysis and a paging cursor (one page).
+    """``ErrorAggregator``'s export shape plus statistics, analysis and a paging cursor (one page).
 
     ``next_cursor`` is the sequence number to pass back for the next page, None at the end.
     ``summary``, ``statistics`` and ``analysis`` describe every error (``global`` lists them);

@@ -22,6 +22,8 @@ from .scrub import fix_surrogates, safe_text
 OVERFLOW_VALUE = "other"
 _OVERFLOW_MEMORY = 10000  # overflowing values remembered per label (counted once each)
 MAX_LABEL_LENGTH = 100
+# The labels of app_errors_total, in order: the one place they are named.
+ERROR_LABELS = ("error_type", "component", "plugin", "severity")
 DROP_REASONS = (
     "queue_full", "callback_queue_full", "store_evicted", "export_failed", "coalesced",
 )
@@ -154,7 +156,7 @@ class ErrorMetrics:
         histogram: type[Histogram] = _QuietHistogram if quiet else Histogram
         self.errors = counter(
             "errors", "Errors captured, by type, component, plugin and severity.",
-            ["error_type", "component", "plugin", "severity"], namespace=ns, registry=registry,
+            ERROR_LABELS, namespace=ns, registry=registry,
         )
         self.recoveries = counter(
             "error_recoveries", "Recovery attempts after an error, by result.",

@@ -144,7 +144,7 @@ class ResourceSnapshot:
 
 @dataclass
 class ErrorReport:
-    """The detailed report of an error group, as seed 000's service defined it."""
+    """The detailed report of an error group, as ``ErrorMonitoringService`` defined it."""
 
     error_id: str
     error_type: str
@@ -201,7 +201,7 @@ class ErrorReport:
 
 @dataclass
 class ErrorRecord:
-    """One occurrence, as seed 003's aggregator defined it (plus the group it belongs to)."""
+    """One occurrence, as ``ErrorAggregator`` defined it (plus the group it belongs to)."""
 
     error_type: str
     message: str
@@ -235,7 +235,7 @@ class ErrorRecord:
 
 @dataclass
 class ErrorPattern:
-    """A recurring error in the sliding window, as seed 003's aggregator defined it."""
+    """A recurring error in the sliding window, as ``ErrorAggregator`` defined it."""
 
     error_type: str
     count: int

@@ -11,50 +11,49 @@ logged once at WARNING.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import itertools
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from . import export as export_files
 from . import multiprocess, running
-from .budget import COALESCED, FIRST, GroupBudget
+from .budget import GroupBudget
+from .capture import CaptureFront
 from .classify import SeverityRules
 from .collectors import register_collectors
-from .config import SEVERITIES, MonitorConfig, load_config
+from .config import MonitorConfig, load_config
 from .integrations import Integration, enabled_integrations, is_not_an_error
 from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorRecord
 from .multiprocess import SharedView
-from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
+from .occurrence import Occurrence
 from .patterns import PatternDetector
 from .pipeline import ErrorCallback, PatternCallback, Pipeline, Recovery
+from .process_events import (
+    register_exit_hook,
+    register_fork_handler,
+    register_standard_collectors,
+)
 from .reader import ErrorReader, ReadThroughView
 from .reports import ReportBuilder
 from .resources import ResourceSampler
 from .scopes import Capture
-from .scrub import Scrubber, safe_text, truncate
+from .scrub import Scrubber, safe_text
 from .sessions import SessionTracker, current_session
-from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
+from .signature import Signer
 from .store import ErrorStore
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
 log = logging.getLogger("exporter")
-_monitor_ids = itertools.count(1)
-URGENT_SEVERITIES = ("high", "critical")
 
 
 class ErrorMonitor(ReadThroughView):
@@ -72,7 +71,6 @@ class ErrorMonitor(ReadThroughView):
             options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
-        self._marker = f"__error_exporter_{next(_monitor_ids)}__"
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
@@ -83,7 +81,7 @@ class ErrorMonitor(ReadThroughView):
         if registry is not None:
             registry.register(RegistryBridge(self.registry))
         else:
-            _register_standard_collectors(self.registry)
+            register_standard_collectors(self.registry)
         self.signer = Signer(cfg.in_app_include, cfg.in_app_exclude)
         self.rules = SeverityRules(
             cfg.severity_by_type, cfg.severity_by_component, cfg.default_severity
@@ -109,13 +107,15 @@ class ErrorMonitor(ReadThroughView):
             on_error=self.note_internal_error, on_tick=self.pipeline.tick,
         )
         self._callbacks = self.pipeline.callbacks
+        self._front = CaptureFront(cfg, self.signer, self.rules, self.metrics, self.scrubber,
+                                   self._budget, self.pipeline, self._reports.submit,
+                                   self.note_internal_error)
         self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
         self._integrations: list[Integration] = []
         self._asyncio = AsyncioIntegration()
         self._server: Any = None
         self._lifecycle = threading.RLock()
         self._warned_internal = False
-        self._plain_types: set[type] = set()
         self._exit_registered = False
         self.running = False
         self.view: ErrorReader = LocalView(
@@ -123,7 +123,7 @@ class ErrorMonitor(ReadThroughView):
             lambda: self.running, self.note_internal_error,
         )
         register_collectors(self)
-        _register_fork_handler(self)
+        register_fork_handler(self)
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
@@ -151,7 +151,7 @@ class ErrorMonitor(ReadThroughView):
     def sessions(self) -> SessionTracker:
         return self.pipeline.sessions
 
-    # -- seed 000 attribute-style options ---------------------------------------------------
+    # -- ErrorMonitoringService's attribute-style options ---------------------------------------------------
     @property
     def enable_terminal_output(self) -> bool:
         return self.config.enable_terminal_output
@@ -195,7 +195,7 @@ class ErrorMonitor(ReadThroughView):
             self.running = True
             running.started(self)
             if not self._exit_registered:
-                atexit.register(_exit_hook, weakref.ref(self))
+                register_exit_hook(self)
                 self._exit_registered = True
             if serve if serve is not None else cfg.serve:
                 try:
@@ -324,99 +324,15 @@ class ErrorMonitor(ReadThroughView):
         ``logging``, ``wsgi``...), ``handled=False`` an error nobody caught (it marks the
         session crashed), ``level`` a ``logging`` level that sets the severity."""
         try:
-            captured = self._capture(error, component, plugin, operation, context, severity,
-                                     metadata, user_id, session_id, mechanism, handled, level)
+            captured = self._front.capture(error, component, plugin, operation, context,
+                                           severity, metadata, user_id, session_id, mechanism,
+                                           handled, level)
             if captured is None or isinstance(captured, str):
                 return captured
             return captured.error_id
         except Exception:
             self.note_internal_error()
             return None
-
-    def _capture(
-        self, error: Any, component: Any, plugin: Any, operation: str, context: Any,
-        severity: str | None, metadata: Any, user_id: str | None, session_id: str | None,
-        mechanism: str, handled: bool, log_level: int | None, detail: bool = False,
-    ) -> Occurrence | str | None:
-        """Count, sign and queue one error. Returns the queued Occurrence, or the group id
-        alone when this exception object was already recorded or, unless ``detail``, when
-        its detail was coalesced (it is then built but not queued)."""
-        exc_type = type(error)
-        if exc_type not in self._plain_types:
-            checked = self._admit(error)
-            if checked is None:
-                return None
-            error, exc_type = checked, type(checked)
-        marker = self._marker
-        seen = getattr(error, marker, None)
-        if seen is not None:
-            return str(seen) or None  # "": re-entered from this error's own __str__
-        tb = error.__traceback__
-        site: Site | None = None
-        if tb is not None:
-            site = self.signer.site(exc_type, tb)
-            error_id = site.error_id
-            _mark(error, marker, error_id)  # before its __str__ runs: it may record it again
-            message = safe_text(error)
-        else:
-            _mark(error, marker, "")  # re-entered from its own __str__: "" below
-            message = safe_text(error)
-            key = getattr(error, GROUP_KEY_ATTRIBUTE, None)
-            error_id = (self.signer.sign_key(exc_type, key) if type(key) is str
-                        else self.signer.sign_message(exc_type, message))
-            _mark(error, marker, error_id)
-        cfg = self.config
-        if len(message) > cfg.max_message_length:
-            message = truncate(message, cfg.max_message_length)
-        if type(component) is not str:
-            component = _label_text(component)
-        if type(plugin) is not str:
-            plugin = _label_text(plugin)
-        level = None
-        if severity is None and log_level is None:
-            level = self.rules.cached(exc_type, component)
-        if level is None:
-            level = self.rules.severity(exc_type, component, _severity(severity), log_level)
-        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
-        now = time.time()
-        sessions = self.sessions
-        explicit = session_id is not None
-        if not explicit:
-            session_id = current_session.get()
-        session = sessions.active.get(session_id) if session_id is not None else None
-        if session is None and not explicit:  # none, ended, or another monitor's
-            session_id = sessions.process_session_id
-            session = sessions.active.get(session_id)
-        crumbs: tuple[Breadcrumb, ...] = ()
-        if session is not None:
-            session.errors += 1
-            session.last_activity = now  # an error is activity: the session is not idle
-            if not handled:
-                session.crashed = True
-            if user_id is None:
-                user_id = session.user_id
-            if cfg.enable_breadcrumbs:
-                crumbs = tuple(session.breadcrumbs)
-        admitted = self._budget.admit(error_id, exc_type.__name__, plugin, now)
-        if admitted == COALESCED and not detail:
-            return error_id  # over this group's budget: counted, summarised on the group
-        chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
-                                 cfg.max_message_length)
-                 if has_chain(error) else None)
-        try:
-            context = merged_context(context, error)
-        except Exception as exc:  # the exception's own ``context`` property raised
-            self.note_internal_error(exc)
-        occurrence = Occurrence(
-            error_id, exc_type, message, site, chain, component, plugin, operation, level, now,
-            context, dict(metadata) if type(metadata) is dict else metadata,
-            user_id, session_id, threading.current_thread().name, crumbs, handled, mechanism,
-            self._locals_of(tb) if cfg.capture_locals and tb is not None else None,
-        )
-        if admitted != COALESCED:
-            self._reports.submit(
-                occurrence, admitted == FIRST or not handled or level in URGENT_SEVERITIES)
-        return occurrence
 
     def record_error_now(
         self, error: BaseException, plugin: str = "", operation: str = "", context: Any = None,
@@ -426,8 +342,8 @@ class ErrorMonitor(ReadThroughView):
         For ``ErrorAggregator.record_error``, whose callers get the record back at once.
         """
         try:
-            captured = self._capture(error, "", plugin, operation, context, None, None, None,
-                                     None, "record_error", True, None, detail=True)
+            captured = self._front.capture(error, "", plugin, operation, context, None, None,
+                                           None, None, "record_error", True, None, detail=True)
             if not isinstance(captured, Occurrence):
                 return None
             builder = self.builder
@@ -437,27 +353,6 @@ class ErrorMonitor(ReadThroughView):
         except Exception:
             self.note_internal_error()
             return None
-
-    def _admit(self, error: Any) -> BaseException | None:
-        """The slow path for a type not seen before: coerce non-exceptions, skip non-errors."""
-        if not isinstance(error, BaseException):
-            error = _as_exception(error)
-        if is_not_an_error(error):
-            return None
-        if isinstance(error, Exception) and len(self._plain_types) < 10000:
-            self._plain_types.add(type(error))
-        return error
-
-    def _locals_of(self, tb: TracebackType) -> dict[str, Any]:
-        """``capture_locals``: the innermost frame's locals, copied (scrubbed, capped) here,
-        so nothing of the frame crosses the queue."""
-        while tb.tb_next is not None:
-            tb = tb.tb_next
-        try:
-            cleaned = self.scrubber.clean(dict(tb.tb_frame.f_locals))
-        except Exception:
-            return {}
-        return cleaned if isinstance(cleaned, dict) else {}
 
     def capture_unhandled(
         self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
@@ -663,56 +558,3 @@ class ErrorMonitor(ReadThroughView):
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
-
-
-def _mark(error: BaseException, marker: str, error_id: str) -> None:
-    """Remember on the exception that it was recorded (no reference kept on our side)."""
-    try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
-        setattr(error, marker, error_id)
-    except Exception:
-        pass  # an exception type that refuses attributes is simply not de-duplicated
-
-
-def _severity(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = getattr(value, "value", value)
-    text = str(text).lower()
-    return text if text in SEVERITIES else None
-
-
-def _as_exception(value: Any) -> BaseException:
-    """record_error was handed something that is not an exception: record it as one."""
-    return RuntimeError(safe_text(value))
-
-
-def _exit_hook(ref: weakref.ref[ErrorMonitor]) -> None:
-    monitor = ref()
-    if monitor is not None:
-        with contextlib.suppress(Exception):
-            monitor._at_exit()
-
-
-def _register_standard_collectors(registry: CollectorRegistry) -> None:
-    """process_* / python_* from prometheus_client's own collectors, for the monitor's server.
-
-    Only on the monitor's private registry: a registry the user supplies has its own.
-    """
-    from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
-
-    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        with contextlib.suppress(Exception):
-            registry.register(collector)
-
-
-def _register_fork_handler(monitor: ErrorMonitor) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return  # pragma: no cover - Windows
-    ref = weakref.ref(monitor)
-
-    def child() -> None:
-        target = ref()
-        if target is not None:
-            target._after_fork_in_child()
-
-    os.register_at_fork(after_in_child=child)

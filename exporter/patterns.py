@@ -3,7 +3,7 @@
 Each key (an error type, or a signature) keeps a short deque of time buckets with counts
 (``BUCKETS_PER_WINDOW`` per window), so adding an error touches one bucket and expiring
 old ones pops from the left; nothing ever scans the whole record buffer. A key at or
-above the threshold is a pattern: warning, above 2x error, above 3x critical (seed 003's
+above the threshold is a pattern: warning, above 2x error, above 3x critical (``ErrorAggregator``'s
 rule). When its window empties the pattern decays back to none.
 """
 

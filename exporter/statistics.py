@@ -1,4 +1,4 @@
-"""Seed 000's statistics shape, computed from ``app_errors_total`` samples.
+"""``ErrorMonitoringService``'s statistics shape, computed from ``app_errors_total`` samples.
 
 One computation for the single-process monitor and the multiprocess view, so the numbers
 of ``/api/v1/statistics`` and the metrics can never disagree.

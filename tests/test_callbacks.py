@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from support.monitoring import sample, settle
+
 from exporter import ErrorPattern, ErrorPriority, ErrorReport
 
 
@@ -15,16 +17,6 @@ def fail(monitor: Any, kind: type[Exception] = ValueError, message: str = "bad")
         error_id = monitor.record_error(exc, component="ECUControl")
         assert error_id is not None
         return error_id
-
-
-def settle(monitor: Any) -> None:
-    assert monitor.flush(10)
-    assert monitor._callbacks.flush(10)
-
-
-def sample(monitor: Any, name: str, labels: dict[str, str] | None = None) -> float:
-    value = monitor.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
 
 
 def test_error_callback_gets_every_report(monitor):

@@ -314,16 +314,19 @@ def test_export_filters(demo: Demo, tmp_path: Path) -> None:
                      "--until", "2030-01-01T00:00:00")
     assert recent.returncode == 0, recent.stderr
     stamps = [r["timestamp"] for r in json.loads(out.read_text())["all_records"]]
-    assert stamps and min(stamps) >= time.strftime("%Y-%m-%dT%H:%M", time.localtime(
-        time.time() - 120))
+    assert stamps and all(s.endswith("+00:00") for s in stamps)  # ISO-8601 in UTC
+    assert min(stamps) >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 120))
 
 
 def test_export_bad_filter_value_is_a_usage_error(demo: Demo, tmp_path: Path) -> None:
     result = run_cli("export", "--url", demo.url, "-o", str(tmp_path / "x.json"),
                      "--since", "yesterday")
     assert result.returncode == 2
-    assert "400" in result.stderr and "since" in result.stderr
+    assert "--since" in result.stderr and "15m" in result.stderr  # refused before asking
     assert not (tmp_path / "x.json").exists()
+    refused = run_cli("export", "--url", demo.url, "-o", str(tmp_path / "x.json"),
+                      "--severity", "urgent")
+    assert refused.returncode == 2 and "critical" in refused.stderr
 
 
 # -- error paths ----------------------------------------------------------------------

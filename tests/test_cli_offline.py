@@ -4,6 +4,7 @@ rendering are tested independently of the HTTP layer."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -370,7 +371,9 @@ def test_relative_times_become_epoch_seconds() -> None:
     assert abs(float(_time_arg("1.5d")) - (time.time() - 1.5 * 86400)) < 5
     assert _time_arg("2024-01-01T00:00:00") == "2024-01-01T00:00:00"
     assert _time_arg("1700000000") == "1700000000"
-    assert _time_arg("xh") == "xh"
+    for bad in ("xh", "yesterday", "-5m", "2024-13-01"):
+        with pytest.raises(argparse.ArgumentTypeError, match="15m, 2h or 1d.*epoch.*ISO-8601"):
+            _time_arg(bad)
 
 
 def test_sparkline_and_bar() -> None:

@@ -32,6 +32,7 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
+from support.monitoring import errors_total, internal_errors
 from support.tools import require_tool
 
 from exporter import ErrorMonitor
@@ -69,14 +70,6 @@ def quiet_monitor() -> Iterator[ErrorMonitor]:
     monitor.start()
     yield monitor
     monitor.stop(timeout=2.0)
-
-
-def errors_total(monitor: ErrorMonitor) -> int:
-    return int(sum(value for _, value in monitor.metrics.error_totals()))
-
-
-def internal_errors(monitor: ErrorMonitor) -> float:
-    return monitor.registry.get_sample_value("app_monitor_internal_errors_total") or 0.0
 
 
 def strict_json(data: Any) -> Any:

@@ -174,8 +174,25 @@ def test_plugin_health(client: Client) -> None:
     assert health["error_types"] == {"ValueError": 3}
     assert health["status"] in ("degraded", "unhealthy")
     assert health["last_error"]["error_type"] == "ValueError"
-    unknown = strict_json(client.get("/api/v1/plugins/never-seen/health"))
-    assert unknown["status"] == "healthy" and unknown["total_errors"] == 0
+
+
+def test_a_plugin_never_seen_is_a_json_404_not_healthy(
+    client: Client, populated: tuple[ErrorMonitor, dict[str, str]]
+) -> None:
+    response = client.get("/api/v1/plugins/never-seen/health")
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    body = strict_json(response)
+    assert body["status"] == 404 and body["plugin"] == "never-seen"
+    assert "never-seen" in body["error"] and "no error was ever recorded" in body["error"]
+    # the Python API keeps the aggregator's answer (seed 003): healthy, no errors
+    monitor, _ = populated
+    assert monitor.get_plugin_health("never-seen") == {
+        "plugin_id": "never-seen", "status": "healthy", "total_errors": 0, "error_types": {},
+        "recent_error_count": 0, "last_error": None}
+    doc = strict_json(client.get("/api/v1/openapi.json"))
+    answers = doc["paths"]["/api/v1/plugins/{plugin}/health"]["get"]["responses"]
+    assert "404" in answers and "never seen is a 404" in answers["200"]["description"]
 
 
 def test_plugin_names_may_contain_encoded_slashes(make_monitor: Any) -> None:
@@ -191,8 +208,8 @@ def test_export_shape_and_counts(client: Client) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     export = strict_json(response)
-    assert set(export) == {"exported_at", "summary", "all_records", "statistics", "analysis",
-                           "next_cursor"}
+    assert set(export) == {"exported_at", "global", "summary", "all_records", "statistics",
+                           "analysis", "next_cursor"}
     assert len(export["all_records"]) == 6
     assert export["next_cursor"] is None
     assert export["summary"]["total_errors"] == 6
@@ -289,7 +306,7 @@ def test_openapi_document_describes_every_route(client: Client) -> None:
     export = doc["paths"]["/api/v1/export"]["get"]
     names = {p["name"] for p in export["parameters"]}
     assert names == {"since", "until", "severity", "component", "plugin", "error_type", "limit",
-                     "cursor"}
+                     "cursor", "sort"}
     assert {"200", "400"} <= set(export["responses"])
     assert "404" in doc["paths"]["/api/v1/errors/{error_id}"]["get"]["responses"]
 
@@ -356,6 +373,8 @@ def test_head_has_the_headers_of_get_and_no_body(client: Client, path: str) -> N
     ("path", "param", "allowed"),
     [
         ("/api/v1/errors?sort=newest", "sort", ["count", "last_seen"]),
+        ("/api/v1/export?sort=count", "sort", ["time"]),
+        ("/api/v1/export?sort=", "sort", ["time"]),
         ("/api/v1/errors?limit=0", "limit", {"minimum": 1, "maximum": 10000}),
         ("/api/v1/errors?limit=ten", "limit", {"minimum": 1, "maximum": 10000}),
         ("/api/v1/export?limit=10001", "limit", {"minimum": 1, "maximum": 10000}),
@@ -487,3 +506,103 @@ def test_the_app_works_mounted_under_a_prefix(client: Client) -> None:
     doc = strict_json(client.get("/api/v1/openapi.json",
                                  environ_overrides={"SCRIPT_NAME": "/monitor"}))
     assert doc["servers"] == [{"url": "/monitor"}]
+
+
+# -- one JSON convention: times, missing plugins, filtered exports (issue 15) ---------------
+
+TIME_KEYS = {"timestamp", "first_occurrence", "last_occurrence", "first_seen", "last_seen",
+             "exported_at", "session_start", "started_at"}
+ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
+
+
+def _times(value: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(path, value, epoch twin or None) of every time key anywhere in a JSON document."""
+    found: list[tuple[str, Any, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in TIME_KEYS:
+                found.append((f"{path}.{key}", item, value.get(f"{key}_epoch")))
+            found.extend(_times(item, f"{path}.{key}"))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_times(item, f"{path}[{index}]"))
+    return found
+
+
+def test_every_time_is_iso_8601_utc_with_the_epoch_beside(make_monitor: Any) -> None:
+    import re
+
+    monitor = make_monitor(pattern_threshold=2, enable_resource_monitoring=True,
+                           resource_check_interval=0.05)
+    time.sleep(0.2)  # one resource sample
+    monitor.add_breadcrumb("clicked save", component="ui")
+    for _ in range(2):
+        error_id = raise_and_record(monitor, ValueError("v"), plugin="p1", component="db")
+    client = Client(wsgi_app(monitor))
+    documents = {path: strict_json(client.get(path)) for path in (
+        "/api/v1/statistics", "/api/v1/analysis", "/api/v1/errors", f"/api/v1/errors/{error_id}",
+        "/api/v1/patterns", "/api/v1/plugins/p1/health", "/api/v1/export",
+        "/api/v1/export?severity=medium")}
+    seen: set[str] = set()
+    for route, document in documents.items():
+        for path, value, epoch in _times(document):
+            key = path.rsplit(".", 1)[1]
+            seen.add(key)
+            assert isinstance(value, str) and re.fullmatch(ISO_UTC, value), (route, path, value)
+            if epoch is not None:
+                assert datetime.fromisoformat(value).timestamp() == pytest.approx(epoch,
+                                                                                  abs=1e-6)
+    assert seen == TIME_KEYS
+    group = documents["/api/v1/errors"]["errors"][0]
+    assert isinstance(group["first_occurrence_epoch"], float)
+    assert group["first_occurrence_epoch"] <= group["last_occurrence_epoch"] <= time.time()
+    report = documents[f"/api/v1/errors/{error_id}"]["report"]
+    assert {"timestamp_epoch", "first_occurrence_epoch", "last_occurrence_epoch"} <= set(report)
+    assert "timestamp_epoch" in report["breadcrumbs"][0]
+    assert "timestamp_epoch" in report["resource_snapshot"]
+    doc = strict_json(client.get("/api/v1/openapi.json"))
+    assert "ISO-8601 string in UTC" in doc["info"]["description"]
+    assert "_epoch" in doc["info"]["description"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["GroupSummary"]["properties"]["first_occurrence"]["format"] == "date-time"
+    assert schemas["GroupSummary"]["properties"]["first_occurrence_epoch"]["type"] == "number"
+
+
+def test_a_missing_plugin_is_null_in_every_json_shape(
+    client: Client, populated: tuple[ErrorMonitor, dict[str, str]]
+) -> None:
+    _, ids = populated  # the OSError has no plugin
+    [group] = [g for g in strict_json(client.get("/api/v1/errors"))["errors"]
+               if g["error_id"] == ids["os"]]
+    detail = strict_json(client.get(f"/api/v1/errors/{ids['os']}"))
+    export = strict_json(client.get("/api/v1/export?error_type=OSError"))
+    assert group["plugin"] is None and group["plugins"] == []
+    assert detail["group"]["plugin"] is None and detail["report"]["plugin"] is None
+    assert detail["occurrences"][0]["plugin_id"] is None
+    assert export["all_records"][0]["plugin_id"] is None
+    stats = strict_json(client.get("/api/v1/statistics"))
+    assert stats["errors_by_plugin"] == {"p1": 3, "p2": 2}  # no "" key: JSON keys are not null
+    # the metric label stays "" (Prometheus has no null)
+    assert 'plugin=""' in client.get("/metrics").get_data(as_text=True)
+    with_plugin = strict_json(client.get(f"/api/v1/errors/{ids['value']}"))
+    assert with_plugin["group"]["plugin"] == "p1"
+    assert with_plugin["occurrences"][0]["plugin_id"] == "p1"
+
+
+def test_a_filtered_export_names_the_parts_that_describe_every_error(client: Client) -> None:
+    export = strict_json(client.get("/api/v1/export?severity=high"))
+    assert {r["severity"] for r in export["all_records"]} == {"high"}
+    assert len(export["all_records"]) == 3
+    assert export["global"] == ["summary", "statistics", "analysis"]
+    assert export["summary"]["total_errors"] == 6  # every error, and the document says so
+    assert export["statistics"]["total_errors"] == 6
+    doc = strict_json(client.get("/api/v1/openapi.json"))
+    described = doc["components"]["schemas"]["Export"]["properties"]["global"]["description"]
+    assert "only all_records is filtered" in described
+
+
+def test_export_sort_is_validated_like_the_errors_sort(client: Client) -> None:
+    assert client.get("/api/v1/export?sort=time").status_code == 200
+    body = strict_json(client.get("/api/v1/export?sort=last_seen"))
+    assert body["status"] == 400 and body["parameter"] == "sort"
+    assert body["allowed"] == ["time"] and "time" in body["error"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.monitoring import internal_errors
 
 from exporter import ErrorMonitor
 from exporter.config import ConfigError, MonitorConfig, load_config
@@ -125,11 +126,6 @@ def only_the_monitor_formats(logger: logging.Logger) -> Iterator[logging.Logger]
     finally:
         logger.removeHandler(null)
         logger.propagate = True
-
-
-def internal_errors(monitor: ErrorMonitor) -> int:
-    name = f"{monitor.config.namespace}_monitor_internal_errors_total"
-    return int(monitor.registry.get_sample_value(name) or 0)
 
 
 @pytest.fixture

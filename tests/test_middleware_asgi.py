@@ -139,6 +139,59 @@ def test_wrapping_the_whole_app_puts_the_request_id_on_500(monitor: ErrorMonitor
     assert op_counts(monitor) == {("GET /boom/{n}", "error"): 1}
 
 
+@pytest.mark.parametrize("kind", ["default", "sync handler", "async handler", "debug",
+                                  "fastapi"])
+def test_add_middleware_puts_the_request_id_on_500_too(monitor: ErrorMonitor, kind: str) -> None:
+    """As the WSGI middleware (and Flask, Django) do: every answer carries X-Request-ID,
+    including the 500 Starlette renders outside the middlewares added with add_middleware."""
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    calls: list[str] = []
+
+    async def boom(request: Any) -> Any:
+        raise RuntimeError("boom")
+
+    def sync_handler(request: Any, exc: Exception) -> Any:
+        calls.append("sync")
+        return PlainTextResponse("our own 500 page", status_code=500)
+
+    async def async_handler(request: Any, exc: Exception) -> Any:
+        calls.append("async")
+        return PlainTextResponse("our own 500 page", status_code=500)
+
+    handlers = {"sync handler": {500: sync_handler}, "async handler": {Exception: async_handler}}
+    if kind == "fastapi":
+        app: Any = FastAPI()
+
+        @app.get("/boom/{n}")
+        async def boom_api(n: int) -> None:
+            raise RuntimeError(f"boom {n}")
+    else:
+        app = Starlette(routes=[Route("/boom/{n}", boom)], debug=kind == "debug",
+                        exception_handlers=handlers.get(kind, {}))
+    app.add_middleware(AsgiMiddleware, monitor=monitor)
+    client = TestClient(app, raise_server_exceptions=False)
+    for n in (1, 2):
+        response = client.get(f"/boom/{n}", headers={"X-Request-ID": f"boom-{n}"})
+        assert response.status_code == 500
+        assert response.headers["X-Request-ID"] == f"boom-{n}"
+        if "handler" in kind:
+            assert response.text == "our own 500 page"
+        elif kind == "debug":
+            assert "RuntimeError" in response.text
+        else:
+            assert response.text == "Internal Server Error"
+    generated = client.get("/boom/3")
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+    assert calls == ([kind.split()[0]] * 3 if "handler" in kind else [])  # once per error
+    assert op_counts(monitor) == {("GET /boom/{n}", "error"): 3}
+    [group] = groups(monitor)
+    assert group["occurrence_count"] == 3
+
+
 def test_other_scope_types_pass_through(monitor: ErrorMonitor) -> None:
     seen = []
 

@@ -17,7 +17,7 @@ from exporter import ErrorMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-value-456"
-MIDDLEWARE = "exporter.integrations.wsgi.DjangoMiddleware"
+MIDDLEWARE = "exporter.integrations.django.DjangoMiddleware"
 
 
 def get_item(request: Any, item_id: int) -> Any:

@@ -47,9 +47,111 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_sections_come_in_the_documented_order() -> None:
-    order = ["## The two commands", "## Integrating it", "## What you get",
+    order = ["## The two commands", "## The first minute", "## Integrating it", "## What you get",
              "## Configuration reference", "## Metric reference", "## API reference",
              "## CLI reference", "## Deploying", "## Migrating", "## Architecture",
              "## Performance", "## Guarantees"]
     positions = [README.index(heading) for heading in order]
     assert positions == sorted(positions)
+
+
+# -- the newcomer's path through the README (issue 15) ---------------------------------------
+
+def section(heading: str) -> str:
+    return README.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_first_minute_comes_right_after_the_two_commands() -> None:
+    headings = re.findall(r"^## .+$", README, re.MULTILINE)
+    start = headings.index("## The two commands")
+    assert headings[start + 1:start + 3] == ["## The first minute", "## Integrating it"]
+    minute = section("## The first minute")
+    for seen in ("/metrics", "/api/v1/", "live view", "pattern", "unhealthy",
+                 ".venv/bin/error-exporter watch", ".venv/bin/error-exporter analyze",
+                 ".venv/bin/error-exporter export -o errors.json", "Ctrl-C"):
+        assert seen in minute, seen
+    assert "A first session" not in README  # moved here from the CLI reference
+
+
+def integration_snippet() -> str:
+    [code] = re.findall(r"```python\n(.*?)```", section("## Integrating it"), re.DOTALL)[:1]
+    return code
+
+
+def test_the_integration_snippet_runs_as_pasted(tmp_path: Path) -> None:
+    """Pasted into a file and run: it serves, records both errors, and ends on Enter."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    script = tmp_path / "app.py"
+    script.write_text(integration_snippet())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERROR_EXPORTER_")}
+    env.update(ERROR_EXPORTER_PORT=str(port), PYTHONPATH=str(ROOT))
+    app = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           cwd=tmp_path, env=env)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        groups: list[dict] = []
+        deadline = time.monotonic() + 30
+        while len(groups) < 2 and time.monotonic() < deadline:
+            assert app.poll() is None, app.communicate()
+            try:
+                with urllib.request.urlopen(f"{base}/errors", timeout=5) as answer:
+                    groups = json.loads(answer.read())["errors"]
+            except OSError:
+                time.sleep(0.2)
+        by_type = {g["error_type"]: g for g in groups}
+        assert set(by_type) == {"TimeoutError", "ValueError"}, groups
+        assert (by_type["TimeoutError"]["component"], by_type["TimeoutError"]["plugin"]) == (
+            "CANInterface", "weather")
+        assert by_type["ValueError"]["plugin"] is None
+        with urllib.request.urlopen(f"{base}/errors/{by_type['TimeoutError']['error_id']}",
+                                    timeout=5) as answer:
+            report = json.loads(answer.read())["report"]
+        # what the README says @handle_errors leaves after re-raising
+        assert (report["handled"], report["mechanism"]) == (True, "record_error")
+        assert report["breadcrumbs"][-1]["action"] == "load_ecu_config"
+        out, err = app.communicate("\n", timeout=30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.communicate()
+    assert app.returncode == 0, err
+    assert "http://127.0.0.1:9718/api/v1/errors" in out and "Traceback" not in err
+
+
+def test_the_readme_says_what_to_look_at_and_how_long_the_server_lives() -> None:
+    text = " ".join(section("## Integrating it").split())
+    assert "http://127.0.0.1:9718/api/v1/errors" in text and "error-exporter watch" in text
+    assert "as long as the process runs" in text
+    for claim in ("**re-raise**", '"handled": true', '"mechanism": "record_error"',
+                  '"handled": false'):
+        assert claim in text, claim
+
+
+def test_the_readme_points_to_both_seed_examples() -> None:
+    text = section("## Integrating it")
+    assert "](examples/)" in text
+    for example in ("seed_000_service.py", "seed_003_aggregator.py"):
+        assert f"](examples/{example})" in text and (ROOT / "examples" / example).is_file()
+
+
+def test_the_introduction_says_what_the_metric_labels_are() -> None:
+    contracts = (ROOT / "docs/contracts.md").read_text(encoding="utf-8")
+    labels = dict(re.findall(r"^\| (app_\w+) \| histogram \| ([^|]+) \|", contracts,
+                             re.MULTILINE))
+    assert labels["app_operation_duration_seconds"].split(", ") == [
+        "component", "plugin", "operation", "outcome (ok/error)"]
+    bullet = " ".join(section("## What you get").split("- **A JSON API**")[0].split())
+    assert "counters labelled by type, component, plugin and severity" in bullet
+    assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet
+    assert "histograms labelled by type" not in README

@@ -6,13 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from support.monitoring import sample
 
 from exporter import handle_errors
-
-
-def sample(monitor: Any, name: str, labels: dict[str, str] | None = None) -> float:
-    value = monitor.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
 
 
 def recoveries(monitor: Any, result: str, component: str = "", plugin: str = "") -> float:

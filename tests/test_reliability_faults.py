@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 import pytest
 from prometheus_client import generate_latest
+from support.monitoring import dropped, errors_total, internal_errors
 
 from exporter import ErrorMonitor
 from exporter.resources import ResourceSampler
@@ -68,20 +69,6 @@ def record(monitor: ErrorMonitor, message: str, **kwargs: Any) -> str:
     error_id = monitor.record_error(raised(ValueError(message)), **kwargs)
     assert error_id is not None
     return error_id
-
-
-def errors_total(monitor: ErrorMonitor) -> int:
-    return int(sum(value for _, value in monitor.metrics.error_totals()))
-
-
-def internal_errors(monitor: ErrorMonitor) -> int:
-    name = f"{monitor.config.namespace}_monitor_internal_errors_total"
-    return int(monitor.registry.get_sample_value(name) or 0)
-
-
-def dropped(monitor: ErrorMonitor, reason: str) -> int:
-    name = f"{monitor.config.namespace}_error_reports_dropped_total"
-    return int(monitor.registry.get_sample_value(name, {"reason": reason}) or 0)
 
 
 def messages(monitor: ErrorMonitor) -> list[str]:

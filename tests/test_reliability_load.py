@@ -38,6 +38,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
+from support.monitoring import dropped, errors_total, internal_errors
 
 from exporter import ErrorMonitor
 from exporter.config import MonitorConfig
@@ -91,20 +92,6 @@ def memory_budget(config: MonitorConfig) -> int:
 
 def rss() -> int:
     return int(psutil.Process().memory_info().rss)
-
-
-def errors_total(monitor: ErrorMonitor) -> int:
-    return int(sum(value for _, value in monitor.metrics.error_totals()))
-
-
-def dropped(monitor: ErrorMonitor, reason: str) -> int:
-    value = monitor.registry.get_sample_value("app_error_reports_dropped_total",
-                                              {"reason": reason})
-    return int(value or 0)
-
-
-def internal_errors(monitor: ErrorMonitor) -> int:
-    return int(monitor.registry.get_sample_value("app_monitor_internal_errors_total") or 0)
 
 
 # -- the app's side of a storm -------------------------------------------------------------------

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 import pytest
+from support.monitoring import dropped
 
 from exporter import ErrorMonitor
 
@@ -22,11 +23,6 @@ QUIET = {
 }
 THREADS = 16
 PER_THREAD = 500
-
-
-def dropped(monitor: Any, reason: str) -> int:
-    return int(monitor.registry.get_sample_value(
-        "app_error_reports_dropped_total", {"reason": reason}) or 0)
 
 
 def processed(monitor: Any) -> int:

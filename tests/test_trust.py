@@ -16,18 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.monitoring import sample, settle
 
 from exporter import ErrorMonitor, ErrorReport
-
-
-def settle(monitor: Any) -> None:
-    assert monitor.flush(30)
-    assert monitor._callbacks.flush(30)
-
-
-def sample(monitor: Any, name: str, labels: dict[str, str] | None = None) -> float:
-    value = monitor.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
 
 
 def place_order(i: int) -> None:

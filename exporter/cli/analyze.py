@@ -1,8 +1,8 @@
-"""``error-exporter analyze``: seed 000's comprehensive report, from a live app or an export.
+"""``error-exporter analyze``: ``ErrorMonitoringService``'s comprehensive report, from a live app or an export.
 
 Both sources are folded into one report dict (printed as is by ``--json``), so the tables
 and any script reading the JSON see the same thing whether the app is still running or
-only its export file is left. Exports of the legacy aggregator (seed 003: exported_at,
+only its export file is left. Exports of the legacy aggregator (``ErrorAggregator``: exported_at,
 summary, all_records) are accepted too, which helps when migrating.
 """
 
@@ -18,8 +18,21 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from exporter.cli import SEVERITY_STYLES, age, bar, location, shorten, sparkline, to_epoch, where
+from exporter.cli import (
+    SEVERITY_STYLES,
+    Col,
+    FitTable,
+    age,
+    bar,
+    location,
+    shorten,
+    sparkline,
+    to_epoch,
+    told_apart,
+    where,
+)
 from exporter.cli.client import ApiClient
+from exporter.model import trace_frames
 
 TOP_N = 10
 TIMELINE_BUCKETS = 12
@@ -46,6 +59,7 @@ def _top_entry(item: dict[str, Any]) -> dict[str, Any]:
     merged = {**report, **{k: v for k, v in item.items() if k != "report"}}
     row = {key: merged.get(key) for key in _GROUP_FIELDS}
     row["location"] = location(merged)
+    row["frames"] = merged.get("frames") or trace_frames(merged.get("stack_trace"))
     return row
 
 
@@ -206,17 +220,18 @@ def _breakdown(title: str, counts: Any) -> Table | None:
     return table
 
 
-def _top_table(report: dict[str, Any]) -> Table:
+def _top_table(report: dict[str, Any]) -> FitTable:
     """One row per top error: count with a bar (and a trend line from an export's records),
-    what and where on three lines, so the table stays readable in 80 columns."""
-    table = Table(title="Top errors", title_justify="left", expand=True, show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("count", justify="right", no_wrap=True)
-    table.add_column("bar / trend", no_wrap=True)
-    table.add_column("error", ratio=1, overflow="fold")
-    table.add_column("severity", no_wrap=True)
-    table.add_column("users", justify="right")
+    what and where on three lines, so the table stays readable in 80 columns. Groups raised
+    at the same line show the caller that tells them apart."""
+    right = {"justify": "right"}
+    columns = [Col("#", options=right), Col("count", options=right), Col("bar / trend", 3),
+               Col("error", min_width=24, flex=True,
+                   options={"no_wrap": False, "overflow": "fold"}),
+               Col("severity", 1), Col("users", 2, options=right)]
     rows = report["top_errors"]
+    places = told_apart(rows)
+    cells = []
     top = max((float(r.get("occurrence_count") or 0) for r in rows), default=0)
     for i, row in enumerate(rows, 1):
         count = float(row.get("occurrence_count") or 0)
@@ -227,30 +242,32 @@ def _top_table(report: dict[str, Any]) -> Table:
         error = Text(str(row.get("error_type") or "-"), style="bold")
         error.append(f" in {where(row)}")
         error.append("\n" + shorten(row.get("error_message"), 120))
-        error.append("\n" + (row.get("location") or "-"), style="dim")
+        error.append("\n" + (places[i - 1] or "-"), style="dim")
         severity = _styled(row.get("severity"))
         severity.append("\npriority ")
         severity.append_text(_styled(row.get("priority")))
-        table.add_row(str(i), _scalar(row.get("occurrence_count")), graph, error, severity,
-                      _scalar(row.get("affected_users")))
-    return table
+        cells.append([str(i), _scalar(row.get("occurrence_count")), graph, error, severity,
+                      _scalar(row.get("affected_users"))])
+    return FitTable(columns, cells, title="Top errors", title_justify="left", show_lines=True)
 
 
-def _patterns_table(patterns: list[dict[str, Any]]) -> Table:
+def _patterns_table(patterns: list[dict[str, Any]]) -> FitTable:
     """Worst first: by pattern severity, then by count."""
-    table = Table(title="Patterns", title_justify="left", expand=True)
-    for name in ("pattern", "kind", "count", "severity", "plugins", "last seen"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("sample", ratio=1, no_wrap=True, overflow="ellipsis")
+    columns = [Col("pattern", min_width=10, cap=32), Col("kind", 3),
+               Col("count", options={"justify": "right"}), Col("severity", 1),
+               Col("plugins", 4, cap=20), Col("last seen", 2),
+               Col("sample", 5, min_width=12, flex=True)]
     ranked = sorted(patterns, key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0),
                                              -float(p.get("count") or 0)))
+    rows = []
     for p in ranked:
         plugins = ",".join(str(x) for x in p.get("affected_plugins") or []) or "-"
         samples = p.get("sample_messages") or []
-        table.add_row(str(p.get("error_type") or p.get("key") or "-"), str(p.get("kind", "-")),
-                      _scalar(p.get("count")), _styled(p.get("severity")), plugins,
-                      age(p.get("last_seen")) + " ago", shorten(samples[0] if samples else "", 80))
-    return table
+        rows.append([str(p.get("error_type") or p.get("key") or "-"), str(p.get("kind", "-")),
+                     _scalar(p.get("count")), _styled(p.get("severity")), plugins,
+                     age(p.get("last_seen")) + " ago",
+                     shorten(samples[0] if samples else "", 80)])
+    return FitTable(columns, rows, title="Patterns", title_justify="left")
 
 
 def _generic_table(title: str, value: Any) -> Table | None:
@@ -281,7 +298,7 @@ def _generic_table(title: str, value: Any) -> Table | None:
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    """The rich tables of the report, in seed 000's order."""
+    """The rich tables of the report, in ``ErrorMonitoringService``'s order."""
     console.rule(f"Error analysis: {report['source']}")
     console.print(_overview(report))
     stats = report["statistics"]

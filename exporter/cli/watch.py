@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -23,8 +24,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from exporter.cli import SEVERITY_STYLES, PipeConsole, age, location, shorten, sparkline, where
+from exporter.cli import (
+    SEVERITY_STYLES,
+    Col,
+    FitRow,
+    FitTable,
+    PipeConsole,
+    age,
+    shorten,
+    sparkline,
+    told_apart,
+    where,
+)
 from exporter.cli.client import ApiClient, ApiError, AuthRequired
+from exporter.families import RESOURCES
 
 TOP_LIMIT = 8
 RECENT_LIMIT = 50
@@ -34,18 +47,14 @@ _PATTERN_RANK = {"warning": 1, "error": 2, "critical": 3}
 PANEL_TITLES = ("Error rate", "Top errors", "New groups", "Active patterns",
                 "Plugin health", "Resources")
 
-# (metric name without namespace, label, how to show the sample value)
-_RESOURCE_METRICS = (
-    ("system_cpu_utilization_ratio", "CPU", lambda v: f"{v * 100:.1f}%"),
-    ("system_memory_utilization_ratio", "Memory", lambda v: f"{v * 100:.1f}%"),
-    ("system_memory_used_bytes", "Memory used", lambda v: f"{v / 2**20:.0f} MiB"),
-    ("system_memory_available_bytes", "Memory free", lambda v: f"{v / 2**20:.0f} MiB"),
-    ("process_cpu_utilization_ratio", "Process CPU", lambda v: f"{v * 100:.1f}%"),
-    ("process_threads", "Threads", lambda v: f"{v:.0f}"),
-    ("process_open_files", "Open files", lambda v: f"{v:.0f}"),
-    ("system_processes", "Processes", lambda v: f"{v:.0f}"),
-)
-# keys of a ResourceSnapshot dict (seed 000 shape) in statistics["resources"]
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "ratio": lambda v: f"{v * 100:.1f}%",
+    "bytes": lambda v: f"{v / 2**20:.0f} MiB",
+    "count": lambda v: f"{v:.0f}",
+}
+# (metric name without namespace, label, how to show the sample value), from families.py
+_RESOURCE_METRICS = tuple((f.name, f.label, _FORMATS[f.unit]) for f in RESOURCES if f.label)
+# keys of a ResourceSnapshot dict (``ErrorMonitoringService``'s shape) in statistics["resources"]
 _RESOURCE_KEYS = (
     ("cpu_percent", "CPU", lambda v: f"{v:.1f}%"),
     ("memory_percent", "Memory", lambda v: f"{v:.1f}%"),
@@ -232,55 +241,54 @@ def _rate_panel(snap: Snapshot, state: WatchState) -> Panel:
     return Panel(body, title="Error rate", border_style="cyan")
 
 
+# Columns by priority: 0 always shown; the highest number goes first when the view is narrow
+# (80 columns, or a pipe). Headers are never cut (see exporter.cli.FitTable).
+_PLAIN = {"box": None, "show_edge": False}
+
+
 def _top_panel(snap: Snapshot) -> Panel:
-    table = Table(expand=True, box=None, show_edge=False)
-    for name, kw in (("count", {"justify": "right"}), ("type", {}), ("severity", {}),
-                     ("where", {}), ("location", {}), ("message", {"ratio": 1})):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", **kw)
-    for g in snap.top:
-        table.add_row(str(g.get("occurrence_count", "")), str(g.get("error_type", "")),
-                      _styled(g.get("severity")), where(g), location(g),
-                      shorten(g.get("error_message"), 100))
-    return Panel(table if snap.top else Text("no errors yet"), title="Top errors")
+    columns = [Col("count", options={"justify": "right"}), Col("type", min_width=15, cap=28),
+               Col("severity", 3), Col("where", 2, min_width=10, cap=24),
+               Col("location", 1, min_width=24, cap=56),
+               Col("message", 4, min_width=16, flex=True)]
+    rows = [[str(g.get("occurrence_count", "")), str(g.get("error_type", "")),
+             _styled(g.get("severity")), where(g), place, shorten(g.get("error_message"), 100)]
+            for g, place in zip(snap.top, told_apart(snap.top), strict=True)]
+    return Panel(FitTable(columns, rows, **_PLAIN) if snap.top else Text("no errors yet"),
+                 title="Top errors")
 
 
 def _new_panel(snap: Snapshot) -> Panel:
-    table = Table(expand=True, box=None, show_edge=False)
-    for name in ("first seen", "type", "where"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
-    for g in snap.new_groups:
-        table.add_row(age(g.get("first_occurrence")) + " ago", str(g.get("error_type", "")),
-                      where(g), shorten(g.get("error_message"), 100))
+    columns = [Col("age", min_width=7), Col("type", min_width=12, cap=28),
+               Col("where", 2, min_width=10, cap=24), Col("message", 3, min_width=10, flex=True)]
+    rows = [[age(g.get("first_occurrence")) + " ago", str(g.get("error_type", "")), where(g),
+             shorten(g.get("error_message"), 100)] for g in snap.new_groups]
     empty = Text("none since the view started")
-    return Panel(table if snap.new_groups else empty, title="New groups")
+    return Panel(FitTable(columns, rows, **_PLAIN) if snap.new_groups else empty,
+                 title="New groups")
 
 
 def _patterns_panel(snap: Snapshot) -> Panel:
-    table = Table(expand=True, box=None, show_edge=False)
-    for name in ("pattern", "kind", "count", "severity"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("plugins", no_wrap=True, overflow="ellipsis", ratio=1)
+    columns = [Col("pattern", min_width=10, cap=30), Col("count", options={"justify": "right"}),
+               Col("severity", 1), Col("kind", 2), Col("plugins", 3, min_width=7, flex=True)]
     ranked = ranked_patterns(snap.patterns)
-    for p in ranked[:PATTERNS_SHOWN]:
-        plugins = ",".join(str(x) for x in p.get("affected_plugins") or []) or "-"
-        table.add_row(shorten(p.get("error_type") or p.get("key"), 30), str(p.get("kind", "")),
-                      str(p.get("count", "")), _styled(p.get("severity")), plugins)
-    if len(ranked) > PATTERNS_SHOWN:
-        table.caption = f"and {len(ranked) - PATTERNS_SHOWN} more"
-    return Panel(table if snap.patterns else Text("no active patterns"),
-                 title="Active patterns")
+    rows = [[shorten(p.get("error_type") or p.get("key"), 30), str(p.get("count", "")),
+             _styled(p.get("severity")), str(p.get("kind", "")),
+             ",".join(str(x) for x in p.get("affected_plugins") or []) or "-"]
+            for p in ranked[:PATTERNS_SHOWN]]
+    more = {"caption": f"and {len(ranked) - PATTERNS_SHOWN} more"} \
+        if len(ranked) > PATTERNS_SHOWN else {}
+    return Panel(FitTable(columns, rows, **_PLAIN, **more) if snap.patterns
+                 else Text("no active patterns"), title="Active patterns")
 
 
 def _plugins_panel(snap: Snapshot) -> Panel:
-    table = Table(expand=True, box=None, show_edge=False)
-    for name in ("plugin", "status", "recent", "total"):
-        table.add_column(name, no_wrap=True)
-    for name, health in snap.plugins.items():
-        table.add_row(name, _styled(health.get("status")),
-                      str(health.get("recent_error_count", "")),
-                      str(health.get("total_errors", "")))
-    return Panel(table if snap.plugins else Text("no plugins seen"), title="Plugin health")
+    columns = [Col("plugin", min_width=8, cap=24), Col("status"), Col("recent", 2),
+               Col("total", 1)]
+    rows = [[name, _styled(health.get("status")), str(health.get("recent_error_count", "")),
+             str(health.get("total_errors", ""))] for name, health in snap.plugins.items()]
+    return Panel(FitTable(columns, rows, **_PLAIN) if snap.plugins else Text("no plugins seen"),
+                 title="Plugin health")
 
 
 def _resources_panel(snap: Snapshot) -> Panel:
@@ -308,12 +316,9 @@ def render(state: WatchState, refresh: float) -> RenderableType:
                  _row(_new_panel(snap), _patterns_panel(snap)))
 
 
-def _row(*panels: Panel) -> Table:
-    grid = Table.grid(expand=True, padding=(0, 1))
-    for _ in panels:
-        grid.add_column(ratio=1)
-    grid.add_row(*panels)
-    return grid
+def _row(*panels: Panel) -> FitRow:
+    """Side by side on a wide terminal; fewer per row on a narrow one (80 columns)."""
+    return FitRow(*panels)
 
 
 # -- the loop -------------------------------------------------------------------------

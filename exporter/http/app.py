@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..reader import ErrorReader
 from .params import ParamError, Query
 from .responses import (
     GZIP_MIN_BYTES,
@@ -31,7 +32,7 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def make_wsgi_app(monitor: Any) -> WsgiApp:
+def make_wsgi_app(monitor: ErrorReader) -> WsgiApp:
     """The monitor's routes as one WSGI app, mountable anywhere (SCRIPT_NAME aware)."""
     return MonitorApp(monitor)
 
@@ -39,7 +40,7 @@ def make_wsgi_app(monitor: Any) -> WsgiApp:
 class MonitorApp:
     """Callable WSGI app bound to one monitor."""
 
-    def __init__(self, monitor: Any) -> None:
+    def __init__(self, monitor: ErrorReader) -> None:
         self.monitor = monitor
         self._warned = False
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
+from ..reader import ErrorReader
 from .app import WsgiApp, make_wsgi_app
 
 Scope = dict[str, Any]
@@ -22,7 +23,7 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _END = object()
 
 
-def asgi_app(monitor: Any, wsgi: WsgiApp | None = None) -> AsgiApp:
+def asgi_app(monitor: ErrorReader, wsgi: WsgiApp | None = None) -> AsgiApp:
     """An ASGI 3 app serving the monitor's routes (``app.mount("/monitor", asgi_app(m))``)."""
     app = wsgi if wsgi is not None else make_wsgi_app(monitor)
 

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..export import export_head
+from ..reader import ErrorReader
 from ..store import ExportFilter
 from .responses import dumps
 
 BATCH = 500
 
 
-def export_chunks(monitor: Any, flt: ExportFilter, batch: int = BATCH) -> Iterator[bytes]:
+def export_chunks(monitor: ErrorReader, flt: ExportFilter, batch: int = BATCH) -> Iterator[bytes]:
     """The export document, in chunks; the caller has validated ``flt``."""
     with monitor.reading():  # one bounded wait for queued reports, not one per part
         head = export_head(monitor)
@@ -26,7 +27,7 @@ def export_chunks(monitor: Any, flt: ExportFilter, batch: int = BATCH) -> Iterat
     return _body(monitor, flt, batch, opening.encode("ascii"))
 
 
-def _body(monitor: Any, flt: ExportFilter, batch: int, opening: bytes) -> Iterator[bytes]:
+def _body(monitor: ErrorReader, flt: ExportFilter, batch: int, opening: bytes) -> Iterator[bytes]:
     yield opening
     pending: list[dict[str, Any]] = []
     last_seq = flt.cursor

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from ..config import SEVERITIES
+from ..reader import ErrorReader
 from .params import EXPORT_SORTS, MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
 
 Schema = dict[str, Any]
@@ -310,7 +311,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_openapi(monitor: Any, script_name: str = "") -> Schema:
+def build_openapi(monitor: ErrorReader, script_name: str = "") -> Schema:
     """The document for this monitor's settings, mounted under ``script_name``."""
     config = monitor.config
     secured = bool(config.api_token)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..reader import ErrorReader
 from . import params
 from .export_stream import export_chunks
 from .exposition import metrics_response
@@ -41,7 +42,7 @@ class Request:
         return str(self.environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
 
 
-Handler = Callable[[Any, Request], Response]
+Handler = Callable[[ErrorReader, Request], Response]
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Route:
     access: str = "api"
 
 
-def landing(monitor: Any, request: Request) -> Response:
+def landing(monitor: ErrorReader, request: Request) -> Response:
     """A small HTML page linking the routes, relative to where the app is mounted."""
     base = html.escape(request.script_name.rstrip("/"), quote=True)
     links = [
@@ -79,25 +80,25 @@ def landing(monitor: Any, request: Request) -> Response:
     return Response(200, page.encode("utf-8"), HTML_TYPE)
 
 
-def metrics(monitor: Any, request: Request) -> Response:
+def metrics(monitor: ErrorReader, request: Request) -> Response:
     return metrics_response(monitor.registry, request.header("Accept"),
                             request.header("Accept-Encoding"))
 
 
-def healthz(monitor: Any, request: Request) -> Response:
+def healthz(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, {"status": "ok", "running": bool(monitor.running),
                                "queue_depth": int(monitor.queue_depth)})
 
 
-def statistics(monitor: Any, request: Request) -> Response:
+def statistics(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, monitor.get_statistics())
 
 
-def analysis(monitor: Any, request: Request) -> Response:
+def analysis(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, monitor.get_error_analysis())
 
 
-def errors(monitor: Any, request: Request) -> Response:
+def errors(monitor: ErrorReader, request: Request) -> Response:
     sort = request.query.choice("sort", params.SORTS, "count") or "count"
     limit = request.query.integer("limit", 1, params.MAX_LIMIT)
     with monitor.reading():
@@ -106,7 +107,7 @@ def errors(monitor: Any, request: Request) -> Response:
     return json_response(200, {"errors": groups, "total": total})
 
 
-def error_detail(monitor: Any, request: Request) -> Response:
+def error_detail(monitor: ErrorReader, request: Request) -> Response:
     error_id = request.path_params["error_id"]
     group = monitor.get_group(error_id)
     if group is None:
@@ -115,11 +116,11 @@ def error_detail(monitor: Any, request: Request) -> Response:
     return json_response(200, group)
 
 
-def patterns(monitor: Any, request: Request) -> Response:
+def patterns(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, {"patterns": monitor.get_patterns()})
 
 
-def plugin_health(monitor: Any, request: Request) -> Response:
+def plugin_health(monitor: ErrorReader, request: Request) -> Response:
     """A plugin is known from its errors: one never seen is a 404, not "healthy".
 
     (``get_plugin_health`` itself keeps the aggregator's answer for it: healthy, no errors.)
@@ -134,14 +135,14 @@ def plugin_health(monitor: Any, request: Request) -> Response:
     return json_response(200, health)
 
 
-def export(monitor: Any, request: Request) -> Response:
+def export(monitor: ErrorReader, request: Request) -> Response:
     flt = params.export_filter(request.query)
     if request.method == "HEAD":  # same status and headers, without computing the body
         return Response(200, iter(()))
     return Response(200, export_chunks(monitor, flt))
 
 
-def openapi(monitor: Any, request: Request) -> Response:
+def openapi(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, build_openapi(monitor, request.script_name))
 
 

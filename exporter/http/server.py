@@ -17,6 +17,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ..config import DEFAULT_PORT
+from ..reader import ErrorReader
 from .app import make_wsgi_app
 
 log = logging.getLogger("exporter.http")
@@ -92,12 +93,16 @@ class _ThreadingWSGIServer6(_ThreadingWSGIServer):
 class MonitorServer:
     """Serves ``make_wsgi_app(monitor)`` on host:port until ``stop()``."""
 
-    def __init__(self, monitor: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 app: Any = None) -> None:
+    def __init__(self, monitor: ErrorReader | None, host: str = "127.0.0.1",
+                 port: int = DEFAULT_PORT, app: Any = None) -> None:
         self.monitor = monitor
         self.host = host
         self.requested_port = port
-        self.app = app if app is not None else make_wsgi_app(monitor)
+        if app is None:
+            if monitor is None:
+                raise ValueError("MonitorServer needs a monitor or an app")
+            app = make_wsgi_app(monitor)
+        self.app = app
         self._server: _ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
 

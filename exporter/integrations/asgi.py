@@ -32,6 +32,7 @@ from .web import (
     WebOptions,
     clean_request_id,
     current_request_id,
+    int_or_none,
     wants_body,
 )
 
@@ -83,7 +84,7 @@ class AsgiMiddleware(MonitoredApp):
         scope[SCOPE_KEY] = request
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         length = next((v for k, v in headers if k.lower() == "content-length"), None)
-        if wants_body(self.options, request.method, content_type, _int(length)):
+        if wants_body(self.options, request.method, content_type, int_or_none(length)):
             request.content_type = content_type
             receive = _teeing(receive, request, self.options.max_body_bytes)
         status: list[int | None] = [None]
@@ -180,10 +181,3 @@ def _teeing(receive: Receive, request: RequestScope, limit: int) -> Receive:
         return message
 
     return wrapped
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextvars
 import json
 import re
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..scrub import FILTERED
-from ..sessions import current_session
 from . import Hub
+from .scope import WorkScope, reset_var
 
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
@@ -105,89 +104,50 @@ class MonitoredApp:
         return self._monitor
 
 
-class RequestScope:
-    """One request from start to finish: context, timing, the error, the session."""
-
-    __slots__ = ("_failed", "_session_token", "_started", "_token", "body", "content_type",
-                 "error_id", "headers", "method", "monitor", "options", "path", "query",
-                 "request_id", "route", "session_id")
+class RequestScope(WorkScope):
+    """One request: a :class:`WorkScope` with the HTTP details (route, headers, id)."""
 
     def __init__(self, monitor: Hub, options: WebOptions, method: str, path: str,
                  query: str, headers: list[tuple[str, str]], request_id: str) -> None:
-        self.monitor = monitor
-        self.options = options
         self.method = method_name(method)
         self.path = path
+        super().__init__(
+            monitor, options.component, options.plugin, sessions=options.sessions,
+            breadcrumb=f"{self.method} {path[:MAX_PATH_CHARS]}" if options.breadcrumbs
+            else None,
+            breadcrumb_data={"method": self.method, "path": path[:MAX_PATH_CHARS],
+                             "request_id": request_id},
+            category="http",
+        )
+        self.options = options
         self.query = query
         self.headers = headers
         self.request_id = request_id
         self.route: str | None = None
         self.body: bytes | None = None
         self.content_type = ""
-        self.error_id: str | None = None
-        self.session_id: str | None = None
-        self._failed = False
-        self._started = 0.0
         self._token: contextvars.Token[str | None] | None = None
-        self._session_token: contextvars.Token[str | None] | None = None
 
     @property
     def operation(self) -> str:
         return operation_name(self.method, self.route)
 
     def begin(self) -> RequestScope:
-        self._started = time.perf_counter()
         self._token = request_id_var.set(self.request_id)
-        monitor = self.monitor
-        try:
-            if self.options.sessions:
-                self.session_id = monitor.sessions.start(None)
-                self._session_token = current_session.set(self.session_id)
-            if self.options.breadcrumbs:
-                monitor.add_breadcrumb(
-                    f"{self.method} {self.path[:MAX_PATH_CHARS]}", self.options.component,
-                    {"method": self.method, "path": self.path[:MAX_PATH_CHARS],
-                     "request_id": self.request_id},
-                    category="http")
-        except Exception:
-            monitor.note_internal_error()
+        super().begin()
         return self
 
-    def fail(self, exc: BaseException, mechanism: str) -> str | None:
-        """Record the request's unhandled error (once) with its route and scrubbed request."""
-        self._failed = True
-        if self.error_id is not None:
-            return self.error_id
-        opts = self.options
-        try:
-            context = {"request": self.describe()}
-        except Exception:
-            self.monitor.note_internal_error()
-            context = {"request": {"request_id": self.request_id}}
-        self.error_id = self.monitor.capture_exception(
-            exc, mechanism=mechanism, component=opts.component, plugin=opts.plugin,
-            operation=self.operation, context=context, session_id=self.session_id,
-            handled=not opts.sessions,  # unhandled marks the session crashed: only our own
-        )
-        return self.error_id
-
-    def finish(self, status: int | None) -> None:
-        """Time the request and end its session; called exactly once."""
-        monitor = self.monitor
-        ok = not self._failed and (status is None or status < 500)
-        monitor.observe_operation(self.options.component, self.options.plugin, self.operation,
-                                  ok, time.perf_counter() - self._started)
-        try:
-            if self.session_id is not None:
-                monitor.sessions.end(self.session_id, "crashed" if self._failed else None)
-        except Exception:
-            monitor.note_internal_error()
-        _reset(current_session, self._session_token)
-        _reset(request_id_var, self._token)
-        self._session_token = self._token = None
+    def finish(self, status: int | None = None) -> None:
+        """Time the request (a 5xx status is a failure) and end its session; called once."""
+        super().finish(status is None or status < 500)
+        reset_var(request_id_var, self._token)
+        self._token = None
 
     def describe(self) -> dict[str, Any]:
-        """The request for an error report, scrubbed."""
+        """The request for an error report, scrubbed (``context["request"]``)."""
+        return {"request": self._request()}
+
+    def _request(self) -> dict[str, Any]:
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
             "method": self.method,
@@ -254,10 +214,9 @@ def _pairs_to_dict(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
-def _reset(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:
-    if token is None:
-        return
+def int_or_none(value: Any) -> int | None:
+    """A header or environ number (Content-Length), or None when it is not one."""
     try:
-        var.reset(token)
-    except ValueError:  # finished in another context (a server iterating elsewhere)
-        var.set(None)
+        return int(value)
+    except (TypeError, ValueError):
+        return None

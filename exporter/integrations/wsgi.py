@@ -1,4 +1,5 @@
-"""WSGI middleware, and the Flask and Django integrations built on the same request scope.
+"""WSGI middleware (Flask's and Django's integrations, in ``flask.py`` and ``django.py``,
+build on the same request scope).
 
 Plain WSGI::
 
@@ -8,10 +9,10 @@ Plain WSGI::
 Flask (frameworks turn a view's exception into a 500 themselves, so the integration also
 listens to Flask's ``got_request_exception``)::
 
-    from exporter.integrations.wsgi import instrument_flask
+    from exporter.integrations.flask import instrument_flask
     instrument_flask(app, monitor)
 
-Django: add ``"exporter.integrations.wsgi.DjangoMiddleware"`` first in ``MIDDLEWARE``;
+Django: add ``"exporter.integrations.django.DjangoMiddleware"`` first in ``MIDDLEWARE``;
 options go in ``settings.ERROR_EXPORTER`` (a dict of :class:`~.web.WebOptions` fields plus
 an optional ``"monitor"``).
 
@@ -31,7 +32,7 @@ from .web import (
     WebOptions,
     clean_request_id,
     current_request_id,
-    method_name,
+    int_or_none,
     wants_body,
 )
 
@@ -41,8 +42,21 @@ StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 RouteResolver = Callable[[dict[str, Any]], "str | None"]
 
-__all__ = ["DjangoMiddleware", "WsgiMiddleware", "current_request_id", "instrument_flask",
-           "mount"]
+__all__ = ["WsgiMiddleware", "current_request_id", "mount"]
+
+
+def __getattr__(name: str) -> Any:
+    """``DjangoMiddleware`` and ``instrument_flask`` live in their own modules now; the old
+    paths (``exporter.integrations.wsgi.DjangoMiddleware``) keep working."""
+    if name == "DjangoMiddleware":
+        from .django import DjangoMiddleware
+
+        return DjangoMiddleware
+    if name == "instrument_flask":
+        from .flask import instrument_flask
+
+        return instrument_flask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WsgiMiddleware(MonitoredApp):
@@ -119,7 +133,7 @@ class WsgiMiddleware(MonitoredApp):
     def _capture_body(self, scope: RequestScope, environ: dict[str, Any]) -> None:
         content_type = str(environ.get("CONTENT_TYPE") or "")
         if not wants_body(self.options, scope.method, content_type,
-                          _int(environ.get("CONTENT_LENGTH"))):
+                          int_or_none(environ.get("CONTENT_LENGTH"))):
             return
         try:
             body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
@@ -188,36 +202,7 @@ def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
     return dispatch
 
 
-# -- Flask -------------------------------------------------------------------------------------
-def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any
-                     ) -> WsgiMiddleware:
-    """Wrap ``app.wsgi_app`` and record view errors with ``request.url_rule.rule``."""
-    from flask import got_request_exception, request, request_started
-
-    middleware = WsgiMiddleware(app.wsgi_app, monitor, **options)
-    app.wsgi_app = middleware
-
-    def on_started(sender: Any, **extra: Any) -> None:
-        # Flask has matched the URL; it clears environ["werkzeug.request"] when it is done
-        scope = request.environ.get(SCOPE_KEY)
-        rule = request.url_rule
-        if scope is not None and rule is not None:
-            scope.route = rule.rule
-
-    def on_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
-        scope = request.environ.get(SCOPE_KEY)
-        if scope is None or is_not_an_error(exception):
-            return
-        rule = request.url_rule
-        scope.route = rule.rule if rule is not None else None
-        scope.fail(exception, "flask")
-
-    request_started.connect(on_started, app, weak=False)
-    got_request_exception.connect(on_exception, app, weak=False)
-    app.extensions["error_exporter"] = middleware
-    return middleware
-
-
+# -- helpers -----------------------------------------------------------------------------------
 def _werkzeug_route(environ: dict[str, Any]) -> str | None:
     """The matched rule of a Werkzeug / Flask request, if the app made one."""
     request = environ.get("werkzeug.request")
@@ -226,70 +211,6 @@ def _werkzeug_route(environ: dict[str, Any]) -> str | None:
     return text if isinstance(text, str) else None
 
 
-# -- Django ------------------------------------------------------------------------------------
-class DjangoMiddleware(MonitoredApp):
-    """Django middleware: put it first in ``MIDDLEWARE``."""
-
-    sync_capable = True
-    async_capable = False
-
-    def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        from django.conf import settings
-
-        options = dict(getattr(settings, "ERROR_EXPORTER", None) or {})
-        self._monitor: Hub | None = options.pop("monitor", None)
-        self.options = WebOptions(**options)
-        self.get_response = get_response
-        self._meta_key = "HTTP_" + self.options.request_id_header.upper().replace("-", "_")
-
-    def __call__(self, request: Any) -> Any:
-        meta = request.META
-        scope = RequestScope(
-            self.monitor, self.options, str(request.method or "GET"), str(request.path),
-            str(meta.get("QUERY_STRING") or ""), list(request.headers.items()),
-            clean_request_id(meta.get(self._meta_key)),
-        )
-        request.error_exporter = scope
-        content_type = str(meta.get("CONTENT_TYPE") or "")
-        if wants_body(self.options, method_name(request.method or ""), content_type,
-                      _int(meta.get("CONTENT_LENGTH"))):
-            try:
-                scope.body, scope.content_type = bytes(request.body), content_type
-            except Exception:
-                self.monitor.note_internal_error()
-        scope.begin()
-        try:
-            response = self.get_response(request)
-        except BaseException as exc:
-            scope.route = scope.route or _django_route(request)
-            if not is_not_an_error(exc):
-                scope.fail(exc, "django")
-            scope.finish(None)
-            raise
-        scope.route = scope.route or _django_route(request)
-        scope.finish(int(response.status_code))
-        header = self.options.request_id_header
-        if not response.has_header(header):
-            response[header] = scope.request_id
-        return response
-
-    def process_exception(self, request: Any, exception: BaseException) -> None:
-        scope = getattr(request, "error_exporter", None)
-        if scope is not None and not is_not_an_error(exception):
-            scope.route = _django_route(request)
-            scope.fail(exception, "django")
-        return None  # Django goes on turning it into its 500 response
-
-
-def _django_route(request: Any) -> str | None:
-    match = getattr(request, "resolver_match", None)
-    route = getattr(match, "route", None)
-    if not isinstance(route, str) or not route:
-        return None
-    return route if route.startswith("/") else "/" + route
-
-
-# -- helpers -----------------------------------------------------------------------------------
 def _path(environ: dict[str, Any]) -> str:
     raw = str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")
     try:
@@ -306,10 +227,3 @@ def _headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             out.append((key.replace("_", "-").title(), str(value)))
     return out
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

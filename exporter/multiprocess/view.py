@@ -362,7 +362,7 @@ class FleetCollector:
         self.shared = shared
         self.version = _version()
         self._counter_names = {self._name(name + "_total"): self._name(name)
-                               for name, _, _ in SYSTEM_COUNTERS}
+                               for name in SYSTEM_COUNTERS}
 
     def _name(self, name: str) -> str:
         return f"{self.ns}_{name}" if self.ns else name

@@ -1,0 +1,193 @@
+"""The capture front: everything the caller's thread does for one error, and nothing more.
+
+Recognise the exception once (a marker attribute on it, no reference kept), find its group
+(one cached lookup per raise site), pick its severity, count it, take the occurrence's own
+fields (message, context, session, breadcrumbs; no frame, no local) and hand a plain
+:class:`~exporter.occurrence.Occurrence` to the queue, unless the group's storm budget says
+only to count it. The caller never waits: a full queue drops the detail and counts the drop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+from .budget import COALESCED, FIRST, GroupBudget
+from .classify import SeverityRules
+from .config import SEVERITIES, MonitorConfig
+from .integrations import is_not_an_error
+from .metrics import ErrorMetrics, _label_text
+from .model import Breadcrumb
+from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
+from .scrub import Scrubber, safe_text, truncate
+from .sessions import SessionTracker, current_session
+from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
+
+URGENT_SEVERITIES = ("high", "critical")
+MAX_PLAIN_TYPES = 10000
+_front_ids = itertools.count(1)
+
+
+class SessionsOwner(Protocol):
+    """Where the current sessions live (the pipeline's account, replaced in a fork child)."""
+
+    sessions: SessionTracker
+
+
+class CaptureFront:
+    """Turns one error into a count and, within its group's budget, a queued occurrence."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        signer: Signer,
+        rules: SeverityRules,
+        metrics: ErrorMetrics,
+        scrubber: Scrubber,
+        budget: GroupBudget,
+        pipeline: SessionsOwner,
+        submit: Callable[[Occurrence, bool], bool],
+        note_internal_error: Callable[[BaseException | None], None],
+    ) -> None:
+        self.config = config
+        self.signer = signer
+        self.rules = rules
+        self.metrics = metrics
+        self.scrubber = scrubber
+        self.budget = budget
+        self._pipeline = pipeline
+        self._submit = submit
+        self.note_internal_error = note_internal_error
+        self._marker = f"__error_exporter_{next(_front_ids)}__"
+        self._plain_types: set[type] = set()
+
+    def capture(
+        self, error: Any, component: Any, plugin: Any, operation: str, context: Any,
+        severity: str | None, metadata: Any, user_id: str | None, session_id: str | None,
+        mechanism: str, handled: bool, log_level: int | None, detail: bool = False,
+    ) -> Occurrence | str | None:
+        """Count, sign and queue one error. Returns the queued Occurrence, or the group id
+        alone when this exception object was already recorded or, unless ``detail``, when
+        its detail was coalesced (it is then built but not queued)."""
+        exc_type = type(error)
+        if exc_type not in self._plain_types:
+            checked = self.admit(error)
+            if checked is None:
+                return None
+            error, exc_type = checked, type(checked)
+        marker = self._marker
+        seen = getattr(error, marker, None)
+        if seen is not None:
+            return str(seen) or None  # "": re-entered from this error's own __str__
+        tb = error.__traceback__
+        site: Site | None = None
+        if tb is not None:
+            site = self.signer.site(exc_type, tb)
+            error_id = site.error_id
+            _mark(error, marker, error_id)  # before its __str__ runs: it may record it again
+            message = safe_text(error)
+        else:
+            _mark(error, marker, "")  # re-entered from its own __str__: "" below
+            message = safe_text(error)
+            key = getattr(error, GROUP_KEY_ATTRIBUTE, None)
+            error_id = (self.signer.sign_key(exc_type, key) if type(key) is str
+                        else self.signer.sign_message(exc_type, message))
+            _mark(error, marker, error_id)
+        cfg = self.config
+        if len(message) > cfg.max_message_length:
+            message = truncate(message, cfg.max_message_length)
+        if type(component) is not str:
+            component = _label_text(component)
+        if type(plugin) is not str:
+            plugin = _label_text(plugin)
+        level = None
+        if severity is None and log_level is None:
+            level = self.rules.cached(exc_type, component)
+        if level is None:
+            level = self.rules.severity(exc_type, component, _severity(severity), log_level)
+        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
+        now = time.time()
+        sessions = self._pipeline.sessions
+        explicit = session_id is not None
+        if not explicit:
+            session_id = current_session.get()
+        session = sessions.active.get(session_id) if session_id is not None else None
+        if session is None and not explicit:  # none, ended, or another monitor's
+            session_id = sessions.process_session_id
+            session = sessions.active.get(session_id)
+        crumbs: tuple[Breadcrumb, ...] = ()
+        if session is not None:
+            session.errors += 1
+            session.last_activity = now  # an error is activity: the session is not idle
+            if not handled:
+                session.crashed = True
+            if user_id is None:
+                user_id = session.user_id
+            if cfg.enable_breadcrumbs:
+                crumbs = tuple(session.breadcrumbs)
+        admitted = self.budget.admit(error_id, exc_type.__name__, plugin, now)
+        if admitted == COALESCED and not detail:
+            return error_id  # over this group's budget: counted, summarised on the group
+        chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
+                                 cfg.max_message_length)
+                 if has_chain(error) else None)
+        try:
+            context = merged_context(context, error)
+        except Exception as exc:  # the exception's own ``context`` property raised
+            self.note_internal_error(exc)
+        occurrence = Occurrence(
+            error_id, exc_type, message, site, chain, component, plugin, operation, level, now,
+            context, dict(metadata) if type(metadata) is dict else metadata,
+            user_id, session_id, threading.current_thread().name, crumbs, handled, mechanism,
+            self.locals_of(tb) if cfg.capture_locals and tb is not None else None,
+        )
+        if admitted != COALESCED:
+            self._submit(occurrence,
+                         admitted == FIRST or not handled or level in URGENT_SEVERITIES)
+        return occurrence
+
+    def admit(self, error: Any) -> BaseException | None:
+        """The slow path for a type not seen before: coerce non-exceptions, skip non-errors."""
+        if not isinstance(error, BaseException):
+            error = _as_exception(error)
+        if is_not_an_error(error):
+            return None
+        if isinstance(error, Exception) and len(self._plain_types) < MAX_PLAIN_TYPES:
+            self._plain_types.add(type(error))
+        return error
+
+    def locals_of(self, tb: TracebackType) -> dict[str, Any]:
+        """``capture_locals``: the innermost frame's locals, copied (scrubbed, capped) here,
+        so nothing of the frame crosses the queue."""
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        try:
+            cleaned = self.scrubber.clean(dict(tb.tb_frame.f_locals))
+        except Exception:
+            return {}
+        return cleaned if isinstance(cleaned, dict) else {}
+
+
+def _mark(error: BaseException, marker: str, error_id: str) -> None:
+    """Remember on the exception that it was recorded (no reference kept on our side)."""
+    try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
+        setattr(error, marker, error_id)
+    except Exception:
+        pass  # an exception type that refuses attributes is simply not de-duplicated
+
+
+def _severity(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = getattr(value, "value", value)
+    text = str(text).lower()
+    return text if text in SEVERITIES else None
+
+
+def _as_exception(value: Any) -> BaseException:
+    """record_error was handed something that is not an exception: record it as one."""
+    return RuntimeError(safe_text(value))

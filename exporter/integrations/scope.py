@@ -1,0 +1,128 @@
+"""One unit of work from start to finish: an HTTP request, a task of a queue, a job.
+
+A scope opens a session (so the breadcrumbs and errors of this unit stay together), leaves
+a breadcrumb, records the unit's unhandled error once with what describes the unit, times
+it into ``app_operation_duration_seconds`` and closes the session (``crashed`` when it
+failed). The web middlewares use :class:`~exporter.integrations.web.RequestScope`, a
+subclass; a task-queue hook uses this one directly::
+
+    scope = WorkScope(hub, component="worker", operation=f"task {name}",
+                      breadcrumb=f"task {name}", describe=lambda: {"task_id": task_id})
+    with scope:
+        run_the_task()
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..sessions import current_session
+from . import Hub, is_not_an_error
+
+
+class WorkScope:
+    """A unit of work: session, breadcrumb, its error (once) and its duration."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        sessions: bool = True,
+        breadcrumb: str | None = None,
+        breadcrumb_data: dict[str, Any] | None = None,
+        category: str = "work",
+        describe: Callable[[], dict[str, Any]] | None = None,
+        mechanism: str = "scope",
+    ) -> None:
+        self.monitor = hub
+        self.component = component
+        self.plugin = plugin
+        self._operation = operation
+        self.sessions = sessions
+        self.breadcrumb = breadcrumb
+        self.breadcrumb_data = breadcrumb_data
+        self.category = category
+        self._describe = describe
+        self.mechanism = mechanism
+        self.error_id: str | None = None
+        self.session_id: str | None = None
+        self._failed = False
+        self._started = 0.0
+        self._session_token: contextvars.Token[str | None] | None = None
+
+    @property
+    def operation(self) -> str:
+        return self._operation
+
+    def describe(self) -> dict[str, Any]:
+        """What the error report says about this unit (its ``context``)."""
+        return self._describe() if self._describe is not None else {}
+
+    def begin(self) -> WorkScope:
+        self._started = time.perf_counter()
+        monitor = self.monitor
+        try:
+            if self.sessions:
+                self.session_id = monitor.sessions.start(None)
+                self._session_token = current_session.set(self.session_id)
+            if self.breadcrumb:
+                monitor.add_breadcrumb(self.breadcrumb, self.component,
+                                       self.breadcrumb_data, category=self.category)
+        except Exception:
+            monitor.note_internal_error()
+        return self
+
+    def fail(self, exc: BaseException, mechanism: str | None = None) -> str | None:
+        """Record the unit's unhandled error (once)."""
+        self._failed = True
+        if self.error_id is not None:
+            return self.error_id
+        try:
+            context = self.describe()
+        except Exception:
+            self.monitor.note_internal_error()
+            context = {}
+        self.error_id = self.monitor.capture_exception(
+            exc, mechanism=mechanism or self.mechanism, component=self.component,
+            plugin=self.plugin, operation=self.operation, context=context,
+            session_id=self.session_id,
+            handled=not self.sessions,  # unhandled marks the session crashed: only our own
+        )
+        return self.error_id
+
+    def finish(self, ok: bool = True) -> None:
+        """Time the unit and end its session; called exactly once."""
+        monitor = self.monitor
+        ok = ok and not self._failed
+        monitor.observe_operation(self.component, self.plugin, self.operation, ok,
+                                  time.perf_counter() - self._started)
+        try:
+            if self.session_id is not None:
+                monitor.sessions.end(self.session_id, "crashed" if self._failed else None)
+        except Exception:
+            monitor.note_internal_error()
+        reset_var(current_session, self._session_token)
+        self._session_token = None
+
+    def __enter__(self) -> WorkScope:
+        return self.begin()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not is_not_an_error(exc) and isinstance(exc, Exception):
+            self.fail(exc)
+        self.finish(exc is None)
+
+
+def reset_var(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:
+    """Reset a context variable; a token from another context (a thread switch) is dropped."""
+    if token is None:
+        return
+    try:
+        var.reset(token)
+    except ValueError:
+        var.set(None)
