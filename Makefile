@@ -36,7 +36,7 @@ tools:
 	fi
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check exporter tests bench dashboards examples
+	$(BIN)/ruff check exporter tests bench dashboards examples alerts
 	$(BIN)/mypy
 
 test: $(DEV_STAMP) tools lint

@@ -26,6 +26,7 @@ from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
 from .scrub import Scrubber, safe_text, truncate
 from .sessions import SessionTracker, current_session
 from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
+from .tracecontext import lookup_for
 
 URGENT_SEVERITIES = ("high", "critical")
 MAX_PLAIN_TYPES = 10000
@@ -64,6 +65,8 @@ class CaptureFront:
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
         self._plain_types: set[type] = set()
+        # None (option off), or one call: OpenTelemetry's span, else the request's traceparent
+        self._trace = lookup_for(config.capture_trace_context)
 
     def capture(
         self, error: Any, component: Any, plugin: Any, operation: str, context: Any,
@@ -109,7 +112,8 @@ class CaptureFront:
             level = self.rules.cached(exc_type, component)
         if level is None:
             level = self.rules.severity(exc_type, component, _severity(severity), log_level)
-        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id)
+        trace = self._trace() if self._trace is not None else None
+        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id, trace)
         now = time.time()
         sessions = self._pipeline.sessions
         explicit = session_id is not None
@@ -143,7 +147,7 @@ class CaptureFront:
             error_id, exc_type, message, site, chain, component, plugin, operation, level, now,
             context, dict(metadata) if type(metadata) is dict else metadata,
             user_id, session_id, threading.current_thread().name, crumbs, handled, mechanism,
-            self.locals_of(tb) if cfg.capture_locals and tb is not None else None,
+            self.locals_of(tb) if cfg.capture_locals and tb is not None else None, trace,
         )
         if admitted != COALESCED:
             self._submit(occurrence,

@@ -77,6 +77,8 @@ class MonitorConfig:
     capture_log_messages: bool = True
     logging_breadcrumb_level: str = "INFO"
     capture_locals: bool = False
+    capture_trace_context: bool = True
+    trace_url_template: str | None = None
     in_app_include: list[str] = field(default_factory=list)
     in_app_exclude: list[str] = field(default_factory=list)
     app_version: str | None = None
@@ -172,6 +174,10 @@ def _namespace(v: Any) -> bool:
     return v == "" or (v.replace("_", "a").isalnum() and v.isascii() and not v[0].isdigit())
 
 
+def _trace_url_template(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and "{trace_id}" in v)
+
+
 def _log_level(v: Any) -> bool:
     return isinstance(v, str) and v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -190,6 +196,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "in_app_include": (_str_list, "a list of module prefixes"),
     "in_app_exclude": (_str_list, "a list of module prefixes"),
     "app_version": (_optional_str, "a string or null"),
+    "trace_url_template": (_trace_url_template,
+                           "null or a URL containing {trace_id} (and optionally {span_id})"),
     "queue_size": (_int_at_least(1), "an integer >= 1"),
     "callback_queue_size": (_int_at_least(1), "an integer >= 1"),
     "max_frames": (_int_at_least(2), "an integer >= 2"),

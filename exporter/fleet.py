@@ -31,7 +31,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from exporter.cli import to_epoch
@@ -43,6 +42,7 @@ from exporter.cli.client import (
     HttpStatusError,
     NotJson,
 )
+from exporter.model import iso_time
 
 DEFAULT_JOB = "error-exporter"  # the job name of the README's and deploy/'s scrape config
 DEFAULT_TARGET_TIMEOUT = 10.0
@@ -584,7 +584,7 @@ def merge(results: list[InstanceResult], prometheus: str = "", job: str = "") ->
             if key not in own:
                 other.setdefault(key, value)
     return {
-        "exported_at": datetime.now().astimezone().isoformat(),
+        "exported_at": iso_time(time.time()),
         **other,
         "summary": summary,
         "statistics": statistics,

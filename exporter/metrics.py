@@ -30,6 +30,8 @@ DROP_REASONS = (
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _CHILD_CACHE_LIMIT = 10000
+# OpenMetrics: an exemplar's label names and values together are at most 128 characters
+MAX_EXEMPLAR_LABEL_CHARS = 128
 _CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
 
 
@@ -131,6 +133,17 @@ class LabelLimiter:
             return text
 
 
+def exemplar_labels(error_id: str, trace_id: str | None) -> dict[str, str]:
+    """``{error_id, trace_id}`` within OpenMetrics' 128 characters for an exemplar's labels:
+    the error id always (cut if it alone were too long), the trace id when it fits."""
+    error_id = error_id[:MAX_EXEMPLAR_LABEL_CHARS - len("error_id")]
+    labels = {"error_id": error_id}
+    if trace_id and (len("error_id") + len(error_id) + len("trace_id") + len(trace_id)
+                     <= MAX_EXEMPLAR_LABEL_CHARS):
+        labels["trace_id"] = trace_id
+    return labels
+
+
 def _label_text(raw: Any) -> str:
     if raw is None:
         return ""
@@ -193,9 +206,11 @@ class ErrorMetrics:
         self._op_children: dict[tuple[Any, ...], Any] = {}
 
     def count_error(
-        self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str
+        self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str,
+        trace: tuple[int, int] | None = None,
     ) -> None:
-        """One captured error; the child is cached and the exemplar kept to the latest id."""
+        """One captured error; the child is cached and the exemplar kept to the latest id
+        (and the latest error's trace: ``(trace_id, span_id)`` as ints, or None)."""
         key = (error_type, component, plugin, severity)
         try:
             entry = self._error_children.get(key)
@@ -205,23 +220,25 @@ class ErrorMetrics:
         if entry is None:
             entry = self._error_child(key)
         entry[0].inc()
+        entry[3] = trace
         entry[1] = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
 
     def apply_exemplars(self) -> None:
-        """Set each app_errors_total child's exemplar to its latest error id.
+        """Set each app_errors_total child's exemplar to its latest error id (and trace id).
 
         Done at scrape time, not per error: building an exemplar costs more than the
         increment itself, and only the latest one is ever exposed.
         """
         now = time.time()
         for entry in list(self._error_children.values()):
-            child, latest, applied = entry
-            if latest is None or latest == applied:
+            child, latest, applied, trace = entry
+            if latest is None or (latest, trace) == applied:
                 continue
-            entry[2] = latest
+            entry[2] = (latest, trace)
             value = getattr(child, "_value", None)
             if value is not None and hasattr(value, "set_exemplar"):
-                value.set_exemplar(Exemplar({"error_id": latest}, 1.0, now))
+                trace_id = f"{trace[0]:032x}" if trace is not None else None
+                value.set_exemplar(Exemplar(exemplar_labels(latest, trace_id), 1.0, now))
 
     def _error_child(self, key: tuple[Any, ...]) -> list[Any]:
         """[child, error id of its current exemplar]."""
@@ -230,7 +247,7 @@ class ErrorMetrics:
             limit("error_type", key[0]), limit("component", key[1]),
             limit("plugin", key[2]), key[3],
         )
-        entry = [child, None, None]  # child, latest error id, exemplar applied
+        entry = [child, None, None, None]  # child, latest error id, applied, latest trace
         if len(self._error_children) > _CHILD_CACHE_LIMIT:
             self._error_children.clear()
         self._error_children[key] = entry

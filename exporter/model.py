@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -50,16 +50,29 @@ _FRAME_LINE = re.compile(r'^[ |+\-]*File "(?P<file>.*)", line (?P<line>\d+), in 
                          re.MULTILINE)
 
 
+_LOCAL_OFFSETS: dict[tuple[int, int, int, int, int], timedelta] = {}
+
+
 def iso_time(moment: float | datetime | None) -> str | None:
     """The one time format of every JSON shape: ISO-8601 in UTC, with its offset.
 
-    Epoch seconds or a datetime (naive means local time, as ``datetime.now()`` gives).
+    Epoch seconds or a datetime (naive means local time, as ``datetime.now()`` gives). The
+    local offset of a naive time is cached per hour (and fold): the export formats thousands.
     """
     if moment is None:
         return None
     try:
         if isinstance(moment, datetime):
-            return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            if moment.tzinfo is not None:
+                return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            key = (moment.year, moment.month, moment.day, moment.hour, moment.fold)
+            offset = _LOCAL_OFFSETS.get(key)
+            if offset is None:
+                offset = moment.astimezone().utcoffset() or timedelta(0)
+                if len(_LOCAL_OFFSETS) > 1024:
+                    _LOCAL_OFFSETS.clear()
+                _LOCAL_OFFSETS[key] = offset
+            return (moment - offset).isoformat(timespec="microseconds") + "+00:00"
         return datetime.fromtimestamp(float(moment), timezone.utc).isoformat(
             timespec="microseconds")
     except (OverflowError, OSError, ValueError):  # outside the platform's range
@@ -180,6 +193,11 @@ class ErrorReport:
     mechanism: str = "record_error"
     thread_name: str = ""
     last_occurrence: float = 0.0
+    # the trace the occurrence happened in (tracecontext.py): 32 and 16 hex digits, or None;
+    # trace_url from the trace_url_template option
+    trace_id: str | None = None
+    span_id: str | None = None
+    trace_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items()}
@@ -215,6 +233,9 @@ class ErrorRecord:
     component: str = ""
     user_id: str | None = None
     session_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    trace_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +251,9 @@ class ErrorRecord:
             "component": self.component,
             "user_id": self.user_id,
             "session_id": self.session_id,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "trace_url": self.trace_url,
         }
 
 

@@ -93,6 +93,7 @@ class ErrorMonitor(ReadThroughView):
         self.builder = ReportBuilder(
             self.scrubber, self.signer, cfg.max_frames, cfg.max_chain_depth,
             cfg.max_message_length, cfg.app_version, cfg.capture_locals,
+            cfg.trace_url_template,
         )
         self.resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
@@ -151,7 +152,7 @@ class ErrorMonitor(ReadThroughView):
     def sessions(self) -> SessionTracker:
         return self.pipeline.sessions
 
-    # -- ErrorMonitoringService's attribute-style options ---------------------------------------------------
+    # -- ErrorMonitoringService's attribute-style options -------------------------------------
     @property
     def enable_terminal_output(self) -> bool:
         return self.config.enable_terminal_output

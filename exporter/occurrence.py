@@ -67,6 +67,7 @@ class Occurrence:
         handled: bool,
         mechanism: str,
         local_values: dict[str, Any] | None = None,
+        trace_context: tuple[int, int] | None = None,
     ) -> None:
         self.error_id = error_id
         self.exc_type = exc_type
@@ -88,7 +89,9 @@ class Occurrence:
         self.handled = handled
         self.mechanism = mechanism
         self.locals = local_values
-        self.trace_context: dict[str, str] | None = None
+        # (trace_id, span_id) as ints (tracecontext.py): OpenTelemetry's current span or
+        # the request's traceparent; written as hex on the worker
+        self.trace_context = trace_context
 
 
 def has_chain(error: BaseException) -> bool:

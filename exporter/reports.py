@@ -19,16 +19,18 @@ import platform
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from .classify import priority
-from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
+from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot, iso_time
 from .occurrence import MAX_GROUP_MEMBERS, CycleMark, Link, Occurrence
 from .scrub import Scrubber
 from .signature import Frame, Signer, module_of
+from .tracecontext import hex_ids
 
 __all__ = ["MAX_GROUP_MEMBERS", "MAX_STACK_TRACE_CHARS", "ReportBuilder"]
 
@@ -50,8 +52,10 @@ class ReportBuilder:
         max_message_length: int = 8192,
         app_version: str | None = None,
         capture_locals: bool = False,
+        trace_url_template: str | None = None,
     ) -> None:
         self.scrubber = scrubber
+        self.trace_url_template = trace_url_template
         self.signer = signer
         self.max_frames = max_frames
         self.max_chain_depth = max_chain_depth
@@ -174,6 +178,16 @@ class ReportBuilder:
             out.append(entry)
         return out
 
+    def trace(self, occurrence: Occurrence) -> tuple[str | None, str | None, str | None]:
+        """``trace_id`` (32 hex), ``span_id`` (16 hex) and ``trace_url`` (from the
+        ``trace_url_template`` option), each None when the occurrence has no trace."""
+        trace_id, span_id = hex_ids(occurrence.trace_context)
+        template = self.trace_url_template
+        if trace_id is None or span_id is None or template is None:
+            return trace_id, span_id, None
+        return trace_id, span_id, template.replace("{trace_id}", trace_id).replace(
+            "{span_id}", span_id)
+
     def location(self, occurrence: Occurrence) -> tuple[str | None, int | None, str | None]:
         """File, line and function of the innermost in-app frame (else the innermost)."""
         frames = occurrence.site.frames if occurrence.site is not None else ()
@@ -202,6 +216,7 @@ class ReportBuilder:
         """The report of this occurrence (group counts are filled in by the store)."""
         location = self.location(occurrence)
         severity = ErrorSeverity(occurrence.severity)
+        trace_id, span_id, trace_url = self.trace(occurrence)
         return ErrorReport(
             error_id=occurrence.error_id,
             error_type=occurrence.error_type,
@@ -234,13 +249,16 @@ class ReportBuilder:
             mechanism=occurrence.mechanism,
             thread_name=occurrence.thread_name,
             last_occurrence=occurrence.timestamp,
+            trace_id=trace_id,
+            span_id=span_id,
+            trace_url=trace_url,
         )
 
-    @staticmethod
     def record(
-        occurrence: Occurrence, message: str, stack_trace: str, context: dict[str, Any]
+        self, occurrence: Occurrence, message: str, stack_trace: str, context: dict[str, Any]
     ) -> ErrorRecord:
         """The occurrence record (``ErrorAggregator``'s ErrorRecord shape)."""
+        trace_id, span_id, trace_url = self.trace(occurrence)
         return ErrorRecord(
             error_type=occurrence.error_type, message=message,
             timestamp=datetime.fromtimestamp(occurrence.timestamp), context=context,
@@ -248,6 +266,7 @@ class ReportBuilder:
             stack_trace=stack_trace, error_id=occurrence.error_id,
             severity=occurrence.severity, component=occurrence.component,
             user_id=occurrence.user_id, session_id=occurrence.session_id,
+            trace_id=trace_id, span_id=span_id, trace_url=trace_url,
         )
 
 
@@ -286,6 +305,6 @@ def static_environment(app_version: str | None) -> dict[str, Any]:
         "executable": sys.executable,
         "hostname": hostname,
         "app_version": app_version,
-        "started_at": datetime.now().isoformat(),
+        "started_at": iso_time(time.time()),
         "main_thread": threading.main_thread().name,
     }

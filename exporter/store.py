@@ -20,11 +20,10 @@ import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .classify import priority
-from .model import SEVERITY_RANK, ErrorRecord, ErrorReport, ErrorSeverity
+from .model import SEVERITY_RANK, ErrorRecord, ErrorReport, ErrorSeverity, iso_time
 from .patterns import WindowCount
 
 MAX_PLUGINS = 1000
@@ -336,7 +335,7 @@ class ErrorStore:
                 yield seq, record
 
     def session_start_iso(self) -> str:
-        return datetime.fromtimestamp(self.started).isoformat()
+        return iso_time(self.started) or ""
 
 
 def _seen(seen: dict[str, int], value: str) -> None:

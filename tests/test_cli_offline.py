@@ -372,7 +372,7 @@ def test_relative_times_become_epoch_seconds() -> None:
     assert _time_arg("2024-01-01T00:00:00") == "2024-01-01T00:00:00"
     assert _time_arg("1700000000") == "1700000000"
     for bad in ("xh", "yesterday", "-5m", "2024-13-01"):
-        with pytest.raises(argparse.ArgumentTypeError, match="15m, 2h or 1d.*epoch.*ISO-8601"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"15m, 2h or 1d.*epoch.*ISO-8601"):
             _time_arg(bad)
 
 

@@ -213,9 +213,10 @@ def test_exemplar_destination_links_to_error_groups() -> None:
     (source,) = provisioning["datasources"]
     assert source["uid"] == "prometheus"
     assert source["url"] == "http://prometheus:9090"
-    (destination,) = source["jsonData"]["exemplarTraceIdDestinations"]
-    assert destination["name"] == "error_id"
-    assert destination["url"].endswith("/api/v1/errors/${__value.raw}")
+    destinations = {d["name"]: d for d in source["jsonData"]["exemplarTraceIdDestinations"]}
+    assert set(destinations) == {"error_id", "trace_id"}  # trace_id: tests/test_trace_context.py
+    # `$$` is Grafana's escape for a literal `$` in provisioning files (env interpolation)
+    assert destinations["error_id"]["url"].endswith("/api/v1/errors/$${__value.raw}")
 
 
 def test_dashboard_provider_points_at_mounted_dir() -> None:

@@ -258,13 +258,15 @@ def test_occurrence_count_first_last_and_frequency(monitor):
     [summary] = monitor.list_groups()
     assert summary["error_id"] == error_id
     assert summary["occurrence_count"] == 5
-    assert started <= summary["first_occurrence"] <= summary["last_occurrence"] <= finished
+    assert started <= summary["first_occurrence_epoch"] <= summary["last_occurrence_epoch"] \
+        <= finished
     # occurrences / max(hours since first, 1): five within the first hour
     assert summary["frequency_per_hour"] == 5.0
     report = monitor.get_group(error_id)["report"]
     assert report["occurrence_count"] == 5
     assert report["first_occurrence"] == summary["first_occurrence"]
     assert report["timestamp"] == summary["last_occurrence"]
+    assert report["timestamp_epoch"] == summary["last_occurrence_epoch"]
 
 
 def test_affected_users_counts_distinct_users(monitor):

@@ -254,8 +254,9 @@ def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
         errors = json.loads(get(url + "/api/v1/errors")[1])
         assert (errors["total"], len(errors["errors"])) == (3, 3)
         for route in ("/", "/api/v1/statistics", "/api/v1/analysis", "/api/v1/patterns",
-                      "/api/v1/plugins/billing/health", "/api/v1/openapi.json"):
+                      "/api/v1/openapi.json"):
             assert get(url + route)[0] == 200, route
+        assert get(url + "/api/v1/plugins/billing/health")[0] == 404  # no error ever had it
     finally:
         stop_by_pid(proc)
         log.close()
@@ -457,6 +458,33 @@ def test_shared_store_is_bounded_like_memory(tmp_path: Path) -> None:
     assert max(g["affected_users"] for g in store.groups()) <= 2
     assert len(store.occurrences("c", 3)) == 2
     assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_shared_summaries_follow_the_json_conventions_of_the_monitor(tmp_path: Path) -> None:
+    """Same times (ISO-8601 UTC, *_epoch beside), same null plugin, same frames as
+    ErrorGroup.summary(), though built from the stored JSON."""
+    from exporter.multiprocess.sqlite_store import group_summary
+
+    store = SharedStore(tmp_path, Limits())
+    rep, rec = report("a", 1000.0)
+    rep.stack_trace = ('Traceback (most recent call last):\n  File "/app/x.py", line 3, in '
+                       'load\n  File "/app/y.py", line 9, in parse\nValueError: m a\n')
+    store.add(rep, rec, None)
+    store.add_occurrence(rep, report("a", 1500.0)[1], None)
+    summary = group_summary(store.groups()[0])
+    assert (summary["first_occurrence"], summary["first_occurrence_epoch"]) == (
+        "1970-01-01T00:16:40.000000+00:00", 1000.0)
+    assert (summary["last_occurrence"], summary["last_occurrence_epoch"]) == (
+        "1970-01-01T00:25:00.000000+00:00", 1500.0)
+    assert summary["plugin"] is None
+    assert [f["function_name"] for f in summary["frames"]] == ["parse", "load"]
+    stored = store.groups()[0]
+    assert stored["timestamp"] == summary["last_occurrence"]
+    assert stored["timestamp_epoch"] == 1500.0
+    [(_, first), _] = list(store.iter_records(ExportFilter()))
+    assert first.timestamp == datetime.fromtimestamp(1000.0)  # naive local, as in memory
+    assert first.to_dict()["timestamp"] == "1970-01-01T00:16:40.000000+00:00"
+    assert first.to_dict()["plugin_id"] is None
 
 
 def test_occurrence_of_a_group_evicted_elsewhere_starts_it_again(tmp_path: Path) -> None:

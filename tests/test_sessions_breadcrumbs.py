@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,9 +65,12 @@ def test_breadcrumb_fields_as_seed_000_defines_them(monitor):
     )
     report = fail(monitor)
     [crumb] = report["breadcrumbs"]
-    assert before <= crumb["timestamp"] <= time.time()
+    assert before <= crumb["timestamp_epoch"] <= time.time()
+    assert datetime.fromisoformat(crumb["timestamp"]).timestamp() == pytest.approx(
+        crumb["timestamp_epoch"], abs=1e-6)  # ISO-8601 in UTC, the epoch beside
     assert crumb == {
         "timestamp": crumb["timestamp"],
+        "timestamp_epoch": crumb["timestamp_epoch"],
         "action": "load_ecu_config",
         "component": "ECUControl",
         "data": {"config_file": "tune.json", "ecu_type": "Holley"},

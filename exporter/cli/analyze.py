@@ -1,4 +1,5 @@
-"""``error-exporter analyze``: ``ErrorMonitoringService``'s comprehensive report, from a live app or an export.
+"""``error-exporter analyze``: ``ErrorMonitoringService``'s comprehensive report, from a live
+app or an export.
 
 Both sources are folded into one report dict (printed as is by ``--json``), so the tables
 and any script reading the JSON see the same thing whether the app is still running or

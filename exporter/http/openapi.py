@@ -58,6 +58,16 @@ ISO: Schema = {"type": "string", "format": "date-time",
                               "2024-05-01T12:00:00.250000+00:00"}
 EPOCH: Schema = {"type": "number", "description": "the same instant in epoch seconds"}
 PLUGIN: Schema = {"type": ["string", "null"], "description": "null when there is no plugin"}
+TRACE: dict[str, Schema] = {
+    "trace_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$",
+                 "description": "the trace the occurrence happened in (OpenTelemetry's current "
+                                "span, else the request's traceparent); null without one"},
+    "span_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{16}$",
+                "description": "the span (with a traceparent only: the caller's span)"},
+    "trace_url": {"type": ["string", "null"],
+                  "description": "trace_url_template filled in; null without a template or "
+                                 "a trace"},
+}
 FRAME: Schema = {"type": "object", "properties": {
     "file_path": STR, "line_number": {"type": "integer"}, "function_name": STR}}
 
@@ -86,7 +96,8 @@ def _schemas() -> dict[str, Schema]:
              "timestamp": ISO,
              "context": OBJ, "plugin_id": PLUGIN, "operation": _nullable(STR),
              "stack_trace": _nullable(STR), "error_id": STR, "severity": SEVERITY,
-             "component": STR, "user_id": _nullable(STR), "session_id": _nullable(STR)},
+             "component": STR, "user_id": _nullable(STR), "session_id": _nullable(STR),
+             **TRACE},
             description="One occurrence of an error.",
         ),
         "GroupSummary": _object(
@@ -125,7 +136,7 @@ def _schemas() -> dict[str, Schema]:
              "frequency_per_hour": NUM, "recovery_attempted": BOOL,
              "recovery_successful": BOOL, "metadata": OBJ, "context": OBJ,
              "exception_chain": {"type": "array", "items": OBJ}, "handled": BOOL,
-             "mechanism": STR, "thread_name": STR},
+             "mechanism": STR, "thread_name": STR, **TRACE},
             ["error_id", "error_type", "error_message", "severity", "priority", "timestamp",
              "occurrence_count", "stack_trace", "breadcrumbs", "resource_snapshot"],
             "One occurrence's full report (message, context, severity, breadcrumbs are its "
@@ -268,8 +279,9 @@ def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
             "description": "HTML page", "content": {"text/html": text}},
             secured=False, tag="meta"),
         "/metrics": _operation("metrics", "Prometheus metrics", {
-            "description": "Text format 0.0.4, or OpenMetrics 1.0 (with error_id exemplars) "
-                           "when the Accept header asks for application/openmetrics-text; "
+            "description": "Text format 0.0.4, or OpenMetrics 1.0 (with error_id and trace_id "
+                           "exemplars) when the Accept header asks for "
+                           "application/openmetrics-text; "
                            "gzip when Accept-Encoding allows.",
             "content": {"text/plain": text, "application/openmetrics-text": text}},
             secured=metrics_secured, tag="metrics"),

@@ -126,12 +126,13 @@ def _label_server_errors(app: Any, header: str) -> None:
             not all(hasattr(errors, a) for a in ("handler", "debug_response", "error_response")):
         return
     handler = errors.handler
+    is_async = handler is not None and (asyncio.iscoroutinefunction(handler) or
+                                        asyncio.iscoroutinefunction(type(handler).__call__))
 
     async def render(request: Any, exc: Exception) -> Any:
         if handler is None:
             response = errors.error_response(request, exc)
-        elif asyncio.iscoroutinefunction(handler) or \
-                asyncio.iscoroutinefunction(getattr(handler, "__call__", None)):
+        elif is_async:
             response = await handler(request, exc)
         else:
             from starlette.concurrency import run_in_threadpool

@@ -10,6 +10,10 @@ subclass; a task-queue hook uses this one directly::
                       breadcrumb=f"task {name}", describe=lambda: {"task_id": task_id})
     with scope:
         run_the_task()
+
+A unit that arrives with a W3C ``traceparent`` (an HTTP header, a task's headers) passes it
+as ``traceparent=``: while the unit runs, errors recorded without an OpenTelemetry span
+carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sessions import current_session
+from ..tracecontext import TraceIds, incoming_trace, parse_traceparent
 from . import Hub, is_not_an_error
 
 
@@ -38,6 +43,7 @@ class WorkScope:
         category: str = "work",
         describe: Callable[[], dict[str, Any]] | None = None,
         mechanism: str = "scope",
+        traceparent: str | None = None,
     ) -> None:
         self.monitor = hub
         self.component = component
@@ -54,6 +60,8 @@ class WorkScope:
         self._failed = False
         self._started = 0.0
         self._session_token: contextvars.Token[str | None] | None = None
+        self.traceparent = traceparent
+        self._trace_token: contextvars.Token[TraceIds | None] | None = None
 
     @property
     def operation(self) -> str:
@@ -70,6 +78,10 @@ class WorkScope:
             if self.sessions:
                 self.session_id = monitor.sessions.start(None)
                 self._session_token = current_session.set(self.session_id)
+            if self.traceparent is not None and monitor.config.capture_trace_context:
+                ids = parse_traceparent(self.traceparent)
+                if ids is not None:
+                    self._trace_token = incoming_trace.set(ids)
             if self.breadcrumb:
                 monitor.add_breadcrumb(self.breadcrumb, self.component,
                                        self.breadcrumb_data, category=self.category)
@@ -108,6 +120,8 @@ class WorkScope:
             monitor.note_internal_error()
         reset_var(current_session, self._session_token)
         self._session_token = None
+        reset_var(incoming_trace, self._trace_token)
+        self._trace_token = None
 
     def __enter__(self) -> WorkScope:
         return self.begin()

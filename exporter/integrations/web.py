@@ -12,6 +12,9 @@
 - The request id comes from ``X-Request-ID`` when it is a sane token, else a new one; it is in
   :func:`current_request_id` while the request runs, echoed in the response, and in the
   error's context.
+- A valid W3C ``traceparent`` header makes its trace current for the request (with
+  ``capture_trace_context``): errors recorded without an OpenTelemetry span carry its
+  ``trace_id`` and, as ``span_id``, the caller's span (:mod:`exporter.tracecontext`).
 - The error's context holds the request with its headers and query scrubbed (Authorization,
   Cookie and anything matching the monitor's scrub keys become ``[Filtered]``) and, only with
   ``capture_body=True``, the first ``max_body_bytes`` of a JSON, form or text body, scrubbed
@@ -118,6 +121,7 @@ class RequestScope(WorkScope):
             breadcrumb_data={"method": self.method, "path": path[:MAX_PATH_CHARS],
                              "request_id": request_id},
             category="http",
+            traceparent=next((v for k, v in headers if k.lower() == "traceparent"), None),
         )
         self.options = options
         self.query = query

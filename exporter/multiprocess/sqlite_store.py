@@ -148,6 +148,8 @@ def record_from_json(text: str) -> ErrorRecord:
         stack_trace=data.get("stack_trace"), error_id=data.get("error_id", ""),
         severity=data.get("severity", "medium"), component=data.get("component", ""),
         user_id=data.get("user_id"), session_id=data.get("session_id"),
+        trace_id=data.get("trace_id"), span_id=data.get("span_id"),
+        trace_url=data.get("trace_url"),
     )
 
 
@@ -431,12 +433,16 @@ class SharedStore:
                         (plugin,))
         return record_from_json(row[0]) if row else None
 
-    def latest_ids(self) -> dict[tuple[str, str, str, str], tuple[str, float]]:
-        """(error_type, component, plugin, severity) -> (latest error_id, its time)."""
+    def latest_ids(self) -> dict[tuple[str, str, str, str], tuple[str, float, str | None]]:
+        """(error_type, component, plugin, severity) -> (latest error_id, its time, its
+        trace_id or None)."""
         rows = self._all(
-            "SELECT error_type, component, plugin, severity, error_id, ts, max(seq) "
+            "SELECT error_type, component, plugin, severity, error_id, ts, max(seq), "
+            "json_extract(data, '$.trace_id') "
             "FROM records GROUP BY error_type, component, plugin, severity")
-        return {(r[0], r[1], r[2], r[3]): (r[4], float(r[5])) for r in rows}
+        return {(r[0], r[1], r[2], r[3]): (r[4], float(r[5]),
+                                           r[7] if isinstance(r[7], str) else None)
+                for r in rows}
 
     def workers(self, max_age: float) -> list[dict[str, Any]]:
         """The state rows of workers that published within ``max_age`` seconds."""

@@ -28,7 +28,7 @@ from prometheus_client.samples import Exemplar
 from ..collectors import HEALTH_VALUE, Published, _version
 from ..config import MonitorConfig
 from ..export import export_document
-from ..metrics import MonitorRegistry
+from ..metrics import MonitorRegistry, exemplar_labels
 from ..model import ErrorRecord, iso_time
 from ..reading import ReadOnce
 from ..statistics import statistics
@@ -373,7 +373,7 @@ class FleetCollector:
     def collect(self) -> Iterable[Metric]:
         files = glob.glob(os.path.join(self.directory, "*.db"))
         errors_name = self._name("errors")
-        latest: dict[tuple[str, str, str, str], tuple[str, float]] = {}
+        latest: dict[tuple[str, str, str, str], tuple[str, float, str | None]] = {}
         if self.shared is not None:
             with contextlib.suppress(Exception):
                 latest = self.shared.latest_ids()
@@ -407,7 +407,8 @@ def _as_counter(metric: Metric, name: str) -> Metric:
     return counter
 
 
-def _add_exemplars(metric: Metric, latest: dict[tuple[str, str, str, str], tuple[str, float]]
+def _add_exemplars(metric: Metric,
+                   latest: dict[tuple[str, str, str, str], tuple[str, float, str | None]]
                    ) -> None:
     samples = []
     for sample in metric.samples:
@@ -416,7 +417,8 @@ def _add_exemplars(metric: Metric, latest: dict[tuple[str, str, str, str], tuple
                labels.get("plugin", ""), labels.get("severity", ""))
         found = latest.get(key) if sample.name.endswith("_total") else None
         if found is not None:
-            sample = sample._replace(exemplar=Exemplar({"error_id": found[0]}, 1.0, found[1]))
+            sample = sample._replace(
+                exemplar=Exemplar(exemplar_labels(found[0], found[2]), 1.0, found[1]))
         samples.append(sample)
     metric.samples = samples
 
