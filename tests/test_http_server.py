@@ -83,7 +83,7 @@ def test_stop_closes_the_socket(make_monitor: Any) -> None:
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
     # the port is free again: a new server can take it
-    again = MonitorServer(None, "127.0.0.1", port).start()
+    again = MonitorServer(monitor, "127.0.0.1", port).start()
     try:
         assert again.port == port
     finally:
