@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .capture import CaptureFront
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import MonitorConfig, load_config
-from .integrations import Integration, enabled_integrations, is_not_an_error
+from .integrations import Integration, enabled_integrations
 from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
@@ -36,7 +36,7 @@ from .model import Breadcrumb, ErrorRecord
 from .multiprocess import SharedView
 from .occurrence import Occurrence
 from .patterns import PatternDetector
-from .pipeline import ErrorCallback, PatternCallback, Pipeline, Recovery
+from .pipeline import ErrorCallback, PatternCallback, Pipeline
 from .process_events import (
     register_exit_hook,
     register_fork_handler,
@@ -47,7 +47,8 @@ from .reports import ReportBuilder
 from .resources import ResourceSampler
 from .scopes import Capture
 from .scrub import Scrubber, safe_text
-from .sessions import SessionTracker, current_session
+from .session_api import SessionsAndRecovery
+from .sessions import SessionTracker
 from .signature import Signer
 from .store import ErrorStore
 from .terminal import TerminalOutput
@@ -56,7 +57,7 @@ from .worker import BackgroundQueue
 log = logging.getLogger("exporter")
 
 
-class ErrorMonitor(ReadThroughView):
+class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     """Captures errors in this process and keeps them readable for Prometheus and people."""
 
     def __init__(
@@ -407,89 +408,6 @@ class ErrorMonitor(ReadThroughView):
         Works as ``with monitor.capture(...)`` and ``async with monitor.capture(...)``.
         """
         return Capture(self, component, plugin, operation, reraise, severity, context)
-
-    # -- sessions and recovery ---------------------------------------------------------------
-    def start_session(self, user_id: str | None = None, session_id: str | None = None) -> str:
-        """Begin a session and make it current in this thread / task."""
-        sid = self.sessions.start(None if user_id is None else str(user_id), session_id)
-        current_session.set(sid)
-        return sid
-
-    def end_session(self, session_id: str | None = None, status: str | None = None) -> str | None:
-        ended = self.sessions.end(session_id, status)
-        if session_id is None or current_session.get() == session_id:
-            current_session.set(None)
-        return ended
-
-    @contextlib.contextmanager
-    def session(
-        self, user_id: str | None = None, session_id: str | None = None
-    ) -> Iterator[str]:
-        """A session for a block: an exception escaping it makes it ``crashed``."""
-        sid = self.sessions.start(None if user_id is None else str(user_id), session_id)
-        token = current_session.set(sid)
-        try:
-            yield sid
-        except BaseException as exc:
-            if not is_not_an_error(exc):
-                self.capture_exception(exc, mechanism="session", handled=False,
-                                       session_id=sid)
-                self.sessions.end(sid, "crashed")
-            else:
-                self.sessions.end(sid)
-            raise
-        else:
-            self.sessions.end(sid)
-        finally:
-            current_session.reset(token)
-
-    def record_recovery(
-        self,
-        success: bool,
-        duration_seconds: float | None = None,
-        component: str = "",
-        plugin: str = "",
-        error_id: str | None = None,
-    ) -> None:
-        """Count a recovery attempt and mark the error's group.
-
-        The duration observed is, when not given, the time from the latest occurrence of
-        ``error_id`` in this process to now (the moment the recovery finished).
-        """
-        try:
-            if duration_seconds is None and error_id:
-                last = self._budget.last_seen(error_id)
-                if last is not None:
-                    duration_seconds = max(0.0, time.time() - last)
-            self.metrics.count_recovery(component, plugin, success, duration_seconds)
-            if error_id:
-                self._reports.submit(Recovery(error_id, bool(success)))
-        except Exception:
-            self.note_internal_error()
-
-    @contextlib.contextmanager
-    def recovery(
-        self, component: str = "", plugin: str = "", error_id: str | None = None
-    ) -> Iterator[None]:
-        """A recovery block: success when it completes, failure when it raises.
-
-        Its duration is the time from the error ``error_id`` (its latest occurrence) to the
-        end of the block; without ``error_id``, the block's own duration.
-        """
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException:
-            self.record_recovery(False, self._recovery_seconds(started, error_id), component,
-                                 plugin, error_id)
-            raise
-        self.record_recovery(True, self._recovery_seconds(started, error_id), component,
-                             plugin, error_id)
-
-    def _recovery_seconds(self, started: float, error_id: str | None) -> float | None:
-        if error_id and self._budget.last_seen(error_id) is not None:
-            return None  # record_recovery measures from the error itself
-        return time.perf_counter() - started
 
     # -- callbacks ---------------------------------------------------------------------------
     def register_error_callback(self, callback: ErrorCallback) -> None:
