@@ -88,11 +88,12 @@ class CaptureFront:
             return str(seen) or None  # "": re-entered from this error's own __str__
         tb = error.__traceback__
         site: Site | None = None
+        message: str | None
         if tb is not None:
             site = self.signer.site(exc_type, tb)
             error_id = site.error_id
             _mark(error, marker, error_id)  # before its __str__ runs: it may record it again
-            message = safe_text(error)
+            message = None  # taken below, unless a storm's repeat is only counted
         else:
             _mark(error, marker, "")  # re-entered from its own __str__: "" below
             message = safe_text(error)
@@ -101,8 +102,6 @@ class CaptureFront:
                         else self.signer.sign_message(exc_type, message))
             _mark(error, marker, error_id)
         cfg = self.config
-        if len(message) > cfg.max_message_length:
-            message = truncate(message, cfg.max_message_length)
         if type(component) is not str:
             component = _label_text(component)
         if type(plugin) is not str:
@@ -123,7 +122,6 @@ class CaptureFront:
         if session is None and not explicit:  # none, ended, or another monitor's
             session_id = sessions.process_session_id
             session = sessions.active.get(session_id)
-        crumbs: tuple[Breadcrumb, ...] = ()
         if session is not None:
             session.errors += 1
             session.last_activity = now  # an error is activity: the session is not idle
@@ -131,11 +129,16 @@ class CaptureFront:
                 session.crashed = True
             if user_id is None:
                 user_id = session.user_id
-            if cfg.enable_breadcrumbs:
-                crumbs = tuple(session.breadcrumbs)
         admitted = self.budget.admit(error_id, exc_type.__name__, plugin, now)
         if admitted == COALESCED and not detail:
             return error_id  # over this group's budget: counted, summarised on the group
+        if message is None:
+            message = safe_text(error)
+        if len(message) > cfg.max_message_length:
+            message = truncate(message, cfg.max_message_length)
+        crumbs: tuple[Breadcrumb, ...] = ()
+        if session is not None and cfg.enable_breadcrumbs:
+            crumbs = tuple(session.breadcrumbs)
         chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
                                  cfg.max_message_length)
                  if has_chain(error) else None)
