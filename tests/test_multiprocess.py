@@ -453,11 +453,23 @@ def test_shared_store_is_bounded_like_memory(tmp_path: Path) -> None:
     assert store.group_count() == 2 and evicted == 2  # b, then c: least recently seen first
     assert {g["error_id"] for g in store.groups()} == {"a", "d"}
     records = list(store.iter_records(ExportFilter()))
-    assert [r.error_id for _, r in records] == ["a", "c", "c", "a", "d"]
+    # over the bound, the group holding the most records gives way (a, twice)
+    assert [r.error_id for _, r in records] == ["b", "c", "c", "a", "d"]
     assert store.processed() == 8
     assert max(g["affected_users"] for g in store.groups()) <= 2
     assert len(store.occurrences("c", 3)) == 2
     assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_storm_never_evicts_another_groups_shared_records(tmp_path: Path) -> None:
+    store = SharedStore(tmp_path, Limits(max_records=20))
+    now = time.time()
+    for i in range(3):
+        store.add(*report("rare", now + i)[:2], None)
+    for i in range(200):
+        store.add(*report("storm", now + 10 + i)[:2], None)
+    kinds = [r.error_id for _, r in store.iter_records(ExportFilter())]
+    assert len(kinds) == 20 and kinds.count("rare") == 3
 
 
 def test_shared_summaries_follow_the_json_conventions_of_the_monitor(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ occurrence counts summed across workers, the latest full report), plus the disti
 each group and one state row per live worker (patterns, plugin health, sessions, queue depth,
 resources) that its publisher refreshes. Readers (any worker's API, the sidecar) query it.
 
-Bounded like the in-memory store: ``max_records`` occurrence rows (oldest deleted first),
-``max_groups`` groups (least recently seen deleted first), ``max_users_per_group`` users per
-group. WAL lets readers run while a worker writes; writers take the lock with ``BEGIN
+Bounded like the in-memory store: ``max_records`` occurrence rows (the oldest of the group
+holding the most deleted first), ``max_groups`` groups (least recently seen deleted first),
+``max_users_per_group`` users per group. WAL lets readers run while a worker writes; writers take the lock with ``BEGIN
 IMMEDIATE`` and wait up to ``BUSY_TIMEOUT_MS`` for each other.
 
 The file is named ``*.sqlite``, not ``*.db``: prometheus_client's MultiProcessCollector reads
@@ -317,10 +317,16 @@ class SharedStore:
             (record.timestamp.timestamp(), record.error_id, record.error_type,
              record.component or "", record.plugin_id or "", record.severity, os.getpid(),
              _dumps(record.to_dict())))
-        seq = int(cursor.lastrowid or 0)
-        cutoff = seq - self.limits.max_records
-        if cutoff > 0:
-            conn.execute("DELETE FROM records WHERE seq <= ?", (cutoff,))
+        del cursor
+        excess = int(conn.execute("SELECT count(*) FROM records").fetchone()[0]) - \
+            self.limits.max_records
+        if excess > 0:
+            # The group holding the most records gives way, as in the in-memory store: a
+            # storm of one error never evicts another group's occurrences.
+            largest = conn.execute("SELECT error_id FROM records GROUP BY error_id "
+                                   "ORDER BY count(*) DESC, min(seq) LIMIT 1").fetchone()
+            conn.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM records "
+                         "WHERE error_id = ? ORDER BY seq LIMIT ?)", (largest[0], excess))
 
     def _add_user(self, conn: sqlite3.Connection, error_id: str, user_id: str | None) -> None:
         if not user_id:
