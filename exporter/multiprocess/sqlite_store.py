@@ -8,8 +8,9 @@ resources) that its publisher refreshes. Readers (any worker's API, the sidecar)
 
 Bounded like the in-memory store: ``max_records`` occurrence rows (the oldest of the group
 holding the most deleted first), ``max_groups`` groups (least recently seen deleted first),
-``max_users_per_group`` users per group. WAL lets readers run while a worker writes; writers take the lock with ``BEGIN
-IMMEDIATE`` and wait up to ``BUSY_TIMEOUT_MS`` for each other.
+``max_users_per_group`` users per group. WAL lets readers run while a worker writes;
+writers take the lock with ``BEGIN IMMEDIATE`` and wait up to ``BUSY_TIMEOUT_MS`` for each
+other.
 
 The file is named ``*.sqlite``, not ``*.db``: prometheus_client's MultiProcessCollector reads
 every ``*.db`` file in the directory as one of its own.
