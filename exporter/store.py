@@ -154,7 +154,10 @@ class ErrorStore:
             else:
                 self.groups.move_to_end(report.error_id)
                 previous = group.report
-                report.first_occurrence = previous.first_occurrence
+                # min / max: an urgent occurrence may be stored before an earlier one
+                report.first_occurrence = min(previous.first_occurrence,
+                                              report.first_occurrence)
+                report.last_occurrence = max(previous.last_occurrence, report.last_occurrence)
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
