@@ -71,35 +71,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         rendered = build_all(args.namespace)
     except ValueError as exc:
         parser.error(str(exc))
+    return write_or_check(rendered, args.out, args.check,
+                          "edit alerts/templates/*.tmpl, then run python alerts/build.py")
+
+
+def write_or_check(rendered: dict[str, str], out: Path, check: bool, how_to_fix: str) -> int:
+    """Write each file, or (``check``) print how the committed ones differ; 1 when stale.
+
+    Shared with dashboards/build.py, which renders its JSON the same way.
+    """
     stale = []
     for name, text in rendered.items():
-        path = args.out / name
-        if args.check:
+        path = out / name
+        if check:
             current = path.read_text() if path.exists() else ""
             if current != text:
                 stale.append(name)
-                sys.stdout.writelines(
-                    difflib.unified_diff(
-                        current.splitlines(keepends=True),
-                        text.splitlines(keepends=True),
-                        f"{name} (committed)",
-                        f"{name} (rendered)",
-                        n=2,
-                    )
-                )
+                sys.stdout.writelines(difflib.unified_diff(
+                    current.splitlines(keepends=True), text.splitlines(keepends=True),
+                    f"{name} (committed)", f"{name} (rendered)", n=2))
         else:
-            args.out.mkdir(parents=True, exist_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path}")
     if stale:
-        print(
-            f"stale: {', '.join(stale)}; edit alerts/templates/*.tmpl, then run "
-            "python alerts/build.py",
-            file=sys.stderr,
-        )
+        print(f"stale: {', '.join(stale)}; {how_to_fix}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,7 +15,6 @@ drilldown.py). Conventions every panel follows (enforced by tests/test_dashboard
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run as a script, only dashboards/ itself is on the path
     sys.path.insert(0, str(HERE.parent))
 
+from alerts.build import write_or_check  # noqa: E402
 from dashboards import DASHBOARDS, build_all  # noqa: E402
 from dashboards.drilldown import drilldown  # noqa: E402
 from dashboards.overview import overview  # noqa: E402
@@ -55,30 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metric_prefix(args.namespace)
     except ValueError as exc:
         parser.error(str(exc))
-    stale = []
-    for name, text in build_all(args.namespace).items():
-        path = args.out / name
-        if args.check:
-            current = path.read_text() if path.exists() else ""
-            if current != text:
-                stale.append(name)
-                sys.stdout.writelines(
-                    difflib.unified_diff(
-                        current.splitlines(keepends=True),
-                        text.splitlines(keepends=True),
-                        f"{name} (committed)",
-                        f"{name} (built)",
-                        n=2,
-                    )
-                )
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run python dashboards/build.py", file=sys.stderr)
-        return 1
-    return 0
-
+    return write_or_check(build_all(args.namespace), args.out, args.check,
+                          "run python dashboards/build.py")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -300,11 +300,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """Record one error the app handled; returns its group's ``error_id`` (None if it
         is not an error). The same exception object is counted once however many paths
         report it."""
-        return self.capture_exception(
-            error, mechanism="record_error", component=component, plugin=plugin,
-            operation=operation, context=context, severity=severity, metadata=metadata,
-            user_id=user_id, session_id=session_id,
-        )
+        try:  # straight to the capture front: this is the hot path
+            return _error_id(self._front.capture(
+                error, component, plugin, operation, context, severity, metadata, user_id,
+                session_id, "record_error", True, None))
+        except Exception:
+            self.note_internal_error()
+            return None
 
     def capture_exception(
         self,
@@ -326,12 +328,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         ``logging``, ``wsgi``...), ``handled=False`` an error nobody caught (it marks the
         session crashed), ``level`` a ``logging`` level that sets the severity."""
         try:
-            captured = self._front.capture(error, component, plugin, operation, context,
-                                           severity, metadata, user_id, session_id, mechanism,
-                                           handled, level)
-            if captured is None or isinstance(captured, str):
-                return captured
-            return captured.error_id
+            return _error_id(self._front.capture(
+                error, component, plugin, operation, context, severity, metadata, user_id,
+                session_id, mechanism, handled, level))
         except Exception:
             self.note_internal_error()
             return None
@@ -477,3 +476,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
+
+
+def _error_id(captured: Occurrence | str | None) -> str | None:
+    """The group id of what the capture front returned (an occurrence, or the id alone)."""
+    return captured if captured is None or isinstance(captured, str) else captured.error_id

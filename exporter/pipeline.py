@@ -189,14 +189,12 @@ class Pipeline:
     def _run_callback(self, item: tuple[Callable[[Any], Any], Any]) -> None:
         callback, payload = item
         try:
-            if callback == self._auto_export:
-                self._auto_export()
-            else:
-                callback(payload)
+            callback(payload)
         except Exception as exc:
             self.note_internal_error(exc)
 
     def _auto_export(self, _: Any = None) -> None:
+        """A pattern began: write the export file (on the callback thread)."""
         directory = self.config.export_path
         if directory is None or self.exporter is None:
             return
