@@ -100,7 +100,7 @@ class Pipeline:
             on_new_pattern=self._on_new_pattern,
         )
         self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
-        self._early_counts: dict[str, list[tuple[str, str, str, int, float]]] = {}
+        self._early_counts: dict[str, list[tuple[str, str, int, float]]] = {}
         self._early_expiry = 0.0
         self._next_session_check = 0.0
 
@@ -134,7 +134,7 @@ class Pipeline:
         _, is_new = self.store.add(report, record)
         if is_new and self._early_counts:
             for entry in self._early_counts.pop(occurrence.error_id, ()):
-                self._add_coalesced(*entry)
+                self.store.add_to_group(*entry)
         self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
                               occurrence.timestamp)
         if is_new and self.terminal is not None:
@@ -161,17 +161,18 @@ class Pipeline:
     def _add_coalesced(
         self, error_id: str, error_type: str, plugin: str, count: int, last_seen: float
     ) -> None:
-        """Counts a storm coalesced, into their group; kept back while the group's first
-        occurrence is still queued (it may wait behind a backlog)."""
-        if not self.store.add_coalesced(error_id, plugin, error_type, count, last_seen):
-            if not self._early_counts:
-                self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
-            if error_id in self._early_counts or len(self._early_counts) < MAX_EARLY_GROUPS:
-                self._early_counts.setdefault(error_id, []).append(
-                    (error_id, error_type, plugin, count, last_seen))
-            return
-        self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
+        """Counts a storm coalesced: their detail is dropped (counted now, whatever happens
+        to the group), the pattern and plugin counts take them now, and the group's counts
+        wait while its first occurrence is still queued (it may wait behind a backlog)."""
         self.metrics.count_drop("coalesced", count)
+        self.patterns.observe(error_type, error_id, "", plugin, last_seen, amount=count)
+        if self.store.add_coalesced(error_id, plugin, error_type, count, last_seen):
+            return
+        if not self._early_counts:
+            self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
+        if error_id in self._early_counts or len(self._early_counts) < MAX_EARLY_GROUPS:
+            self._early_counts.setdefault(error_id, []).append(
+                (error_id, plugin, count, last_seen))
 
     def _on_new_pattern(self, pattern: ErrorPattern) -> None:
         log.log(

@@ -179,9 +179,17 @@ class ErrorStore:
     ) -> bool:
         """Occurrences counted on the caller but not queued one by one (storm budget).
 
-        False when the group is not in the store (its first occurrence still queued, or
-        evicted): the counts are then not applied.
+        Plugin counts always; the group's counts only when the group is in the store
+        (False: its first occurrence is still queued, or was dropped or evicted), for
+        :meth:`add_to_group` to apply later.
         """
+        with self.lock:
+            if plugin:
+                self._count_plugin_errors(plugin, error_type, count, last_seen)
+            return self.add_to_group(error_id, plugin, count, last_seen)
+
+    def add_to_group(self, error_id: str, plugin: str, count: int, last_seen: float) -> bool:
+        """Coalesced occurrences into their group's counts; False when it is not stored."""
         with self.lock:
             group = self.groups.get(error_id)
             if group is None:
@@ -192,8 +200,6 @@ class ErrorStore:
             group.coalesced += count
             _seen(group.plugins, plugin)
             self._refresh(group)
-            if plugin:
-                self._count_plugin_errors(plugin, error_type, count, last_seen)
             return True
 
     @staticmethod

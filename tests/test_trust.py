@@ -311,6 +311,34 @@ def test_counts_coalesced_before_the_groups_first_report_is_stored_are_kept():
         monitor.stop()
 
 
+def test_coalesced_repeats_of_a_group_whose_first_report_was_dropped_are_still_counted():
+    monitor = ErrorMonitor(queue_size=1, occurrence_budget_per_second=2,
+                           capture_sys_excepthook=False, capture_threading=False,
+                           capture_logging=False, capture_asyncio=False,
+                           enable_resource_monitoring=False)  # the worker is not started yet
+    try:
+        raise KeyError("fills the one-item queue")
+    except KeyError as exc:
+        monitor.record_error(exc)
+    for _ in range(50):  # its first two reports find the queue full, the rest are coalesced
+        try:
+            place_order(1)
+        except ValueError as exc:
+            monitor.record_error(exc, plugin="shop")
+    monitor.start()
+    try:
+        settle(monitor)
+        dropped = {reason: int(sample(monitor, "app_error_reports_dropped_total",
+                                      {"reason": reason})) for reason in ("queue_full",
+                                                                          "coalesced")}
+        assert dropped == {"queue_full": 2, "coalesced": 48}
+        assert monitor._reports.processed + sum(dropped.values()) == 51
+        assert monitor.get_statistics()["total_errors"] == 51
+        assert monitor.get_plugin_health("shop")["total_errors"] == 48  # no report reached it
+    finally:
+        monitor.stop()
+
+
 # -- sessions and recovery -----------------------------------------------------------------
 
 

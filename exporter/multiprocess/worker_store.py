@@ -41,10 +41,8 @@ class SharedErrorStore(ErrorStore):
         self._write(lambda: self.shared.add(report, record, report.user_id))
         return group, is_new
 
-    def add_coalesced(
-        self, error_id: str, plugin: str, error_type: str, count: int, last_seen: float
-    ) -> bool:
-        if not super().add_coalesced(error_id, plugin, error_type, count, last_seen):
+    def add_to_group(self, error_id: str, plugin: str, count: int, last_seen: float) -> bool:
+        if not super().add_to_group(error_id, plugin, count, last_seen):
             return False
         self._write(lambda: self.shared.add_coalesced(error_id, count, last_seen))
         return True
