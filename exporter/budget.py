@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import itertools
 
+from .tally import count_value
+
 MAX_TRACKED_GROUPS = 20000
 
 COALESCED = 0  # counted only
@@ -79,7 +81,7 @@ class GroupBudget:
             if error_id is None:
                 continue
             for plugin, counter in list(state.pending.items()):
-                total = _value(counter)
+                total = count_value(counter)
                 delta = total - state.delivered.get(plugin, 0)
                 if delta > 0:
                     state.delivered[plugin] = total
@@ -94,8 +96,3 @@ class GroupBudget:
     def reset(self) -> None:
         self._states = {}
         self._dirty = {}
-
-
-def _value(counter: itertools.count[int]) -> int:
-    """How many times ``next()`` was called on a counter started at 0 (its next value)."""
-    return int(repr(counter)[6:-1])

@@ -8,6 +8,7 @@ later ones become ``other`` and are counted in ``app_label_values_overflow_total
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar, Sample
 
 from .scrub import fix_surrogates, safe_text
+from .tally import count_value
 
 OVERFLOW_VALUE = "other"
 _OVERFLOW_MEMORY = 10000  # overflowing values remembered per label (counted once each)
@@ -33,6 +35,31 @@ _CHILD_CACHE_LIMIT = 10000
 # OpenMetrics: an exemplar's label names and values together are at most 128 characters
 MAX_EXEMPLAR_LABEL_CHARS = 128
 _CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
+
+
+class _ErrorCount:
+    """One app_errors_total child and the errors counted for it on the callers' threads.
+
+    The capture path counts with ``next(calls)`` (tally.py), several times cheaper than
+    the child's locked ``inc()``; :meth:`ErrorMetrics.apply_counts` moves the difference
+    into the child before any read.
+    """
+
+    __slots__ = ("applied", "calls", "child", "delivered", "latest", "retired_applies", "trace")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.calls = itertools.count()
+        self.delivered = 0
+        self.latest: str | None = None  # error id of the latest error: the next exemplar
+        self.trace: tuple[int, int] | None = None
+        self.applied: tuple[str, tuple[int, int] | None] | None = None
+        self.retired_applies = 0
+
+    def fresh_after_retire(self) -> bool:
+        """Out of the cache, applied twice more (a caller may have held it meanwhile)."""
+        self.retired_applies += 1
+        return self.retired_applies < 2
 
 
 class MonitorRegistry(CollectorRegistry):
@@ -202,15 +229,20 @@ class ErrorMetrics:
             self.dropped.labels(reason)
         self.limiter = LabelLimiter(label_value_limit, dict(label_value_limits or {}),
                                     self.label_overflow)
-        self._error_children: dict[tuple[Any, ...], Any] = {}
+        self._error_children: dict[tuple[Any, ...], _ErrorCount] = {}
+        self._retired: list[_ErrorCount] = []  # dropped from the cache, counts to apply
+        # multiprocess mode: other processes read the child's value file, whenever they scrape
+        self.counts_at_once = False
+        self._apply_lock = threading.Lock()
         self._op_children: dict[tuple[Any, ...], Any] = {}
 
     def count_error(
         self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str,
         trace: tuple[int, int] | None = None,
     ) -> None:
-        """One captured error; the child is cached and the exemplar kept to the latest id
-        (and the latest error's trace: ``(trace_id, span_id)`` as ints, or None)."""
+        """One captured error, counted without a lock (see :class:`_ErrorCount`); the
+        exemplar is kept to the latest id (and the latest error's trace: ``(trace_id,
+        span_id)`` as ints, or None)."""
         key = (error_type, component, plugin, severity)
         try:
             entry = self._error_children.get(key)
@@ -219,37 +251,57 @@ class ErrorMetrics:
             entry = self._error_children.get(key)
         if entry is None:
             entry = self._error_child(key)
-        entry[0].inc()
-        entry[3] = trace
-        entry[1] = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+        if self.counts_at_once:
+            entry.child.inc()
+        else:
+            next(entry.calls)
+        entry.trace = trace
+        entry.latest = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+
+    def apply_counts(self) -> None:
+        """Move the errors counted since the last call into their app_errors_total children.
+
+        Runs before every read of the family (scrape, statistics) and on the worker's tick
+        (every 0.25 s: what a multiprocess scrape or a forked child sees).
+        """
+        with self._apply_lock:
+            retired, self._retired = self._retired, []
+            for entry in [*retired, *self._error_children.values()]:
+                total = count_value(entry.calls)
+                if total != entry.delivered:
+                    entry.child.inc(total - entry.delivered)
+                    entry.delivered = total
+            self._retired = [entry for entry in retired if entry.fresh_after_retire()]
 
     def apply_exemplars(self) -> None:
-        """Set each app_errors_total child's exemplar to its latest error id (and trace id).
+        """Counts into the children, then each child's exemplar set to its latest error id
+        (and trace id).
 
         Done at scrape time, not per error: building an exemplar costs more than the
         increment itself, and only the latest one is ever exposed.
         """
+        self.apply_counts()
         now = time.time()
         for entry in list(self._error_children.values()):
-            child, latest, applied, trace = entry
-            if latest is None or (latest, trace) == applied:
+            latest, trace = entry.latest, entry.trace
+            if latest is None or (latest, trace) == entry.applied:
                 continue
-            entry[2] = (latest, trace)
-            value = getattr(child, "_value", None)
+            entry.applied = (latest, trace)
+            value = getattr(entry.child, "_value", None)
             if value is not None and hasattr(value, "set_exemplar"):
                 trace_id = f"{trace[0]:032x}" if trace is not None else None
                 value.set_exemplar(Exemplar(exemplar_labels(latest, trace_id), 1.0, now))
 
-    def _error_child(self, key: tuple[Any, ...]) -> list[Any]:
-        """[child, error id of its current exemplar]."""
+    def _error_child(self, key: tuple[Any, ...]) -> _ErrorCount:
         limit = self.limiter.value
-        child = self.errors.labels(
+        entry = _ErrorCount(self.errors.labels(
             limit("error_type", key[0]), limit("component", key[1]),
             limit("plugin", key[2]), key[3],
-        )
-        entry = [child, None, None, None]  # child, latest error id, applied, latest trace
+        ))
         if len(self._error_children) > _CHILD_CACHE_LIMIT:
-            self._error_children.clear()
+            with self._apply_lock:  # their counts are still applied (twice more, see above)
+                self._retired.extend(self._error_children.values())
+                self._error_children = {}
         self._error_children[key] = entry
         return entry
 
@@ -284,8 +336,9 @@ class ErrorMetrics:
             self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
 
     def after_fork(self) -> None:
-        """Another thread of the parent may have held the limiter's lock at the fork."""
+        """Another thread of the parent may have held a lock at the fork."""
         self.limiter.after_fork()
+        self._apply_lock = threading.Lock()
 
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only)."""
@@ -296,6 +349,7 @@ class ErrorMetrics:
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
         self._error_children.clear()
+        self._retired.clear()
         self._op_children.clear()
         self.limiter.reset()
 
@@ -307,6 +361,7 @@ class ErrorMetrics:
 
     def error_totals(self) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of every app_errors_total series: the exact counts."""
+        self.apply_counts()
         out = []
         for metric in self.errors.collect():
             for sample in metric.samples:

@@ -129,6 +129,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
+            self.metrics.counts_at_once = True  # another process may scrape at any moment
             self.pipeline.store = backend.store_for(
                 self.pipeline.store, lambda n: self.metrics.count_drop("store_evicted", n),
                 self.note_internal_error)
@@ -349,8 +350,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 return None
             builder = self.builder
             message = builder.message(captured.message)
-            return builder.record(captured, message, builder.stack_trace(captured),
-                                  builder.context(captured))
+            return builder.record(captured, message, builder.context(captured)).materialize()
         except Exception:
             self.note_internal_error()
             return None

@@ -126,11 +126,10 @@ class Pipeline:
         _fix_text_fields(occurrence)
         builder = self.builder
         message = builder.message(occurrence.message)
-        stack_trace = builder.stack_trace(occurrence, message)
-        context = builder.context(occurrence)
-        record = builder.record(occurrence, message, stack_trace, context)
+        context = builder.context(occurrence)  # now: it may hold the app's objects
+        record = builder.record(occurrence, message, context)
         snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
-        report = builder.build(occurrence, message, stack_trace, context, snapshot)
+        report = builder.report(occurrence, message, context, snapshot)
         _, is_new = self.store.add(report, record)
         if is_new and self._early_counts:
             for entry in self._early_counts.pop(occurrence.error_id, ()):
@@ -148,7 +147,9 @@ class Pipeline:
                 self.callbacks.submit((callback, report), urgent=True)
 
     def tick(self) -> None:
-        """Upkeep: coalesced counts into their groups, idle sessions ended."""
+        """Upkeep: error counts into their metric children, coalesced counts into their
+        groups, idle sessions ended."""
+        self.metrics.apply_counts()
         for entry in self.budget.drain():
             self._add_coalesced(*entry)
         now = time.monotonic()
@@ -210,6 +211,12 @@ class Pipeline:
 
 def _fix_text_fields(occurrence: Occurrence) -> None:
     """Lone surrogates in the caller's strings would make every export and API read fail."""
+    try:  # the common case, checked at once
+        if (occurrence.component + occurrence.plugin + occurrence.operation
+                + (occurrence.user_id or "") + (occurrence.session_id or "")).isascii():
+            return
+    except TypeError:
+        pass  # not all strings: one by one
     for name in ("component", "plugin", "operation", "user_id", "session_id"):
         value = getattr(occurrence, name)
         if type(value) is str and not value.isascii():

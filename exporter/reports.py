@@ -22,11 +22,11 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from datetime import datetime
 from typing import Any
 
 from .classify import priority
-from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot, iso_time
+from .deferred import DeferredRecord, DeferredReport
+from .model import ErrorSeverity, ResourceSnapshot, iso_time
 from .occurrence import MAX_GROUP_MEMBERS, CycleMark, Link, Occurrence
 from .scrub import Scrubber
 from .signature import Frame, Signer, module_of
@@ -37,6 +37,7 @@ __all__ = ["MAX_GROUP_MEMBERS", "MAX_STACK_TRACE_CHARS", "ReportBuilder"]
 MAX_STACK_TRACE_CHARS = 65536
 TRACE_CACHE_SIZE = 2048
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+Location = tuple[str | None, int | None, str | None]
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
@@ -61,9 +62,12 @@ class ReportBuilder:
         self.max_chain_depth = max_chain_depth
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
+        self.lock = threading.Lock()  # deferred fields are formatted by readers and the worker
         self._environment = static_environment(app_version)
         self._frames_text: OrderedDict[tuple[Frame, ...], str] = OrderedDict()
-        self._locations: dict[tuple[Frame, ...], tuple[str | None, int | None, str | None]] = {}
+        self._frames_by_id: dict[int, tuple[tuple[Frame, ...], str]] = {}
+        # by the frames tuple's identity (it is held in the entry, so its id is not reused)
+        self._locations: dict[int, tuple[tuple[Frame, ...], Location]] = {}
 
     # -- pieces ------------------------------------------------------------------------
     def message(self, text: str) -> str:
@@ -111,23 +115,32 @@ class ReportBuilder:
         return text
 
     def _frames_part(self, frames: tuple[Frame, ...]) -> str:
-        """'Traceback ...' and the frames, scrubbed; cached per frame sequence."""
+        """'Traceback ...' and the frames, scrubbed; cached per frame sequence.
+
+        Looked up by the tuple's identity first (a raise site's frames are one cached tuple;
+        hashing it would hash every code object), then by value."""
         if not frames:
             return ""
+        known = self._frames_by_id.get(id(frames))
+        if known is not None and known[0] is frames:
+            return known[1]
         cached = self._frames_text.get(frames)
         if cached is not None:
             self._frames_text.move_to_end(frames)
-            return cached
-        summary = traceback.StackSummary.from_list([
-            traceback.FrameSummary(code.co_filename, line, code.co_name)
-            for code, line in frames[-self.max_frames:]
-        ])
-        text = "Traceback (most recent call last):\n" + "".join(summary.format())
-        text = self.scrubber.text(text, MAX_STACK_TRACE_CHARS + 64)
-        self._frames_text[frames] = text
-        if len(self._frames_text) > TRACE_CACHE_SIZE:
-            self._frames_text.popitem(last=False)
-        return text
+        else:
+            summary = traceback.StackSummary.from_list([
+                traceback.FrameSummary(code.co_filename, line, code.co_name)
+                for code, line in frames[-self.max_frames:]
+            ])
+            cached = "Traceback (most recent call last):\n" + "".join(summary.format())
+            cached = self.scrubber.text(cached, MAX_STACK_TRACE_CHARS + 64)
+            self._frames_text[frames] = cached
+            if len(self._frames_text) > TRACE_CACHE_SIZE:
+                self._frames_text.popitem(last=False)
+        if len(self._frames_by_id) > TRACE_CACHE_SIZE:
+            self._frames_by_id.clear()
+        self._frames_by_id[id(frames)] = (frames, cached)  # holds the tuple: its id stays its
+        return cached
 
     def _exception_line(self, exc_type: type, message: str,
                         notes: tuple[str, ...] = ()) -> str:
@@ -154,12 +167,15 @@ class ReportBuilder:
                 parts.append(_CAUSE if link.relation == "cause" else _CONTEXT)
         return "".join(parts)
 
-    def chain(self, occurrence: Occurrence) -> list[dict[str, Any]]:
-        """The cause/context chain and group members, outermost first."""
+    def chain(self, occurrence: Occurrence, message: str | None = None) -> list[dict[str, Any]]:
+        """The cause/context chain and group members, outermost first.
+
+        ``message``: the occurrence's message already scrubbed (saves doing it again)."""
         links = occurrence.chain
         if links is None:
             return [{"relation": "raised", "type": type_path(occurrence.exc_type, full=True),
-                     "message": self.message(occurrence.message)}]
+                     "message": self.message(occurrence.message) if message is None
+                     else message}]
         out: list[dict[str, Any]] = []
         for link in links:
             if link.exc_type is CycleMark:
@@ -188,89 +204,66 @@ class ReportBuilder:
         return trace_id, span_id, template.replace("{trace_id}", trace_id).replace(
             "{span_id}", span_id)
 
-    def location(self, occurrence: Occurrence) -> tuple[str | None, int | None, str | None]:
+    def location(self, occurrence: Occurrence) -> Location:
         """File, line and function of the innermost in-app frame (else the innermost)."""
         frames = occurrence.site.frames if occurrence.site is not None else ()
-        found = self._locations.get(frames)
-        if found is None:
-            last = last_in_app = None
-            for code, line in frames:
-                last = (code.co_filename, line, getattr(code, "co_qualname", code.co_name))
-                if self.signer.frame_info(code, module_of(code)).in_app:
-                    last_in_app = last
-            found = last_in_app or last or (None, None, None)
-            if len(self._locations) > TRACE_CACHE_SIZE:
-                self._locations.clear()
-            self._locations[frames] = found
+        known = self._locations.get(id(frames))
+        if known is not None and known[0] is frames:
+            return known[1]
+        last = last_in_app = None
+        for code, line in frames:
+            last = (code.co_filename, line, getattr(code, "co_qualname", code.co_name))
+            if self.signer.frame_info(code, module_of(code)).in_app:
+                last_in_app = last
+        found: Location = last_in_app or last or (None, None, None)
+        if len(self._locations) > TRACE_CACHE_SIZE:
+            self._locations.clear()
+        self._locations[id(frames)] = (frames, found)
         return found
 
     # -- whole report / record -------------------------------------------------------------
-    def build(
-        self,
-        occurrence: Occurrence,
-        message: str,
-        stack_trace: str,
-        context: dict[str, Any],
+    def report(
+        self, occurrence: Occurrence, message: str, context: dict[str, Any],
         snapshot: ResourceSnapshot | None,
-    ) -> ErrorReport:
-        """The report of this occurrence (group counts are filled in by the store)."""
-        location = self.location(occurrence)
-        severity = ErrorSeverity(occurrence.severity)
-        trace_id, span_id, trace_url = self.trace(occurrence)
-        return ErrorReport(
-            error_id=occurrence.error_id,
-            error_type=occurrence.error_type,
-            error_message=message,
-            severity=severity,
-            priority=priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
-            timestamp=occurrence.timestamp,
-            first_occurrence=occurrence.timestamp,
-            occurrence_count=1,
-            component=occurrence.component,
-            file_path=location[0],
-            line_number=location[1],
-            function_name=location[2],
-            stack_trace=stack_trace,
-            traceback_lines=stack_trace.splitlines(),
-            environment={**self._environment, "pid": os.getpid(),
-                         "thread": occurrence.thread_name},
-            breadcrumbs=list(occurrence.breadcrumbs),
-            resource_snapshot=snapshot,
-            session_id=occurrence.session_id,
-            user_id=occurrence.user_id,
-            affected_users=1 if occurrence.user_id else 0,
-            metadata=self.metadata(occurrence),
-            plugin=occurrence.plugin,
-            operation=occurrence.operation,
-            context=context,
-            error_class=type_path(occurrence.exc_type, full=True),
-            exception_chain=self.chain(occurrence),
-            handled=occurrence.handled,
-            mechanism=occurrence.mechanism,
-            thread_name=occurrence.thread_name,
-            last_occurrence=occurrence.timestamp,
-            trace_id=trace_id,
-            span_id=span_id,
-            trace_url=trace_url,
+    ) -> DeferredReport:
+        """The report of this occurrence (group counts are filled in by the store); its
+        trace, chain, location and environment are formatted when first read."""
+        severity = _SEVERITY[occurrence.severity]
+        return DeferredReport(
+            self, occurrence, message, severity,
+            priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
+            context, self.metadata(occurrence), snapshot,
         )
 
     def record(
-        self, occurrence: Occurrence, message: str, stack_trace: str, context: dict[str, Any]
-    ) -> ErrorRecord:
-        """The occurrence record (``ErrorAggregator``'s ErrorRecord shape)."""
+        self, occurrence: Occurrence, message: str, context: dict[str, Any]
+    ) -> DeferredRecord:
+        """The occurrence record (``ErrorAggregator``'s ErrorRecord shape); its stack trace
+        and trace ids are formatted when first read."""
+        return DeferredRecord(self, occurrence, message, context)
+
+    def deferred_report_fields(
+        self, occurrence: Occurrence, message: str, snapshot: ResourceSnapshot | None
+    ) -> dict[str, Any]:
+        """The report fields a :class:`DeferredReport` formats on its first read."""
+        stack_trace = self.stack_trace(occurrence, message)
+        file_path, line_number, function_name = self.location(occurrence)
         trace_id, span_id, trace_url = self.trace(occurrence)
-        return ErrorRecord(
-            error_type=occurrence.error_type, message=message,
-            timestamp=datetime.fromtimestamp(occurrence.timestamp), context=context,
-            plugin_id=occurrence.plugin or None, operation=occurrence.operation or None,
-            stack_trace=stack_trace, error_id=occurrence.error_id,
-            severity=occurrence.severity, component=occurrence.component,
-            user_id=occurrence.user_id, session_id=occurrence.session_id,
-            trace_id=trace_id, span_id=span_id, trace_url=trace_url,
-        )
+        return {
+            "file_path": file_path, "line_number": line_number, "function_name": function_name,
+            "stack_trace": stack_trace, "traceback_lines": stack_trace.splitlines(),
+            "environment": {**self._environment, "pid": os.getpid(),
+                            "thread": occurrence.thread_name},
+            "breadcrumbs": list(occurrence.breadcrumbs),
+            "resource_snapshot": snapshot,
+            "error_class": type_path(occurrence.exc_type, full=True),
+            "exception_chain": self.chain(occurrence, message),
+            "trace_id": trace_id, "span_id": span_id, "trace_url": trace_url,
+        }
 
 
 _TYPE_PATHS: dict[tuple[type, bool], str] = {}
+_SEVERITY = {member.value: member for member in ErrorSeverity}  # faster than the enum call
 
 
 def type_path(klass: type, full: bool = False) -> str:

@@ -161,14 +161,15 @@ class ErrorStore:
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
-                if SEVERITY_RANK[report.severity.value] > SEVERITY_RANK[group.max_severity]:
-                    group.max_severity = report.severity.value
+                severity = record.severity  # a str: the enum's .value costs more
+                if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK[group.max_severity]:
+                    group.max_severity = severity
                 group.report = report
             _seen(group.components, report.component)
             _seen(group.plugins, report.plugin)
             if report.user_id and len(group.users) < self.max_users_per_group:
                 group.users.add(str(report.user_id))
-            self._refresh(group)
+            self._refresh(group, record.severity)
             self._keep(group, record)
             if record.plugin_id:
                 self._count_plugin(record)
@@ -203,13 +204,14 @@ class ErrorStore:
             return True
 
     @staticmethod
-    def _refresh(group: ErrorGroup) -> None:
+    def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
         report = group.report
         report.affected_users = len(group.users)
         hours = max((report.last_occurrence - report.first_occurrence) / 3600.0, 1.0)
         report.frequency_per_hour = round(report.occurrence_count / hours, 3)
         report.priority = priority(
-            report.severity.value, report.frequency_per_hour, report.affected_users
+            report.severity.value if severity is None else severity,
+            report.frequency_per_hour, report.affected_users,
         )
 
     def _keep(self, group: ErrorGroup, record: ErrorRecord) -> None:

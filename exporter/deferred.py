@@ -1,0 +1,181 @@
+"""Reports and records whose costly parts are formatted when first read, not when stored.
+
+Most occurrences are stored and never read one by one: the group's latest report is replaced
+by the next occurrence, and records are read only by an export or the API. So the worker
+stores a :class:`DeferredReport` / :class:`DeferredRecord`: every field the store, the
+metrics and the filters use is set at once (ids, type, severity, priority, times, counts,
+component, plugin, user, the scrubbed message and context); the trace text, the exception
+chain, the location, the environment and the trace ids are formatted from the occurrence
+(code objects and line numbers, never a frame) on the first read of any of them, under the
+builder's lock, and the object then is a plain ErrorReport / ErrorRecord.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, Protocol
+
+from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
+from .occurrence import Occurrence
+
+
+class ReportBuilder(Protocol):
+    """What formats the deferred fields (``reports.ReportBuilder``)."""
+
+    @property
+    def lock(self) -> Any: ...
+
+    def deferred_report_fields(self, occurrence: Occurrence, message: str,
+                               snapshot: ResourceSnapshot | None) -> dict[str, Any]: ...
+
+    def stack_trace(self, occurrence: Occurrence, message: str | None = None) -> str: ...
+
+    def trace(self, occurrence: Occurrence) -> tuple[str | None, str | None, str | None]: ...
+
+
+REPORT_FIELDS = tuple(f.name for f in fields(ErrorReport))
+RECORD_FIELDS = tuple(f.name for f in fields(ErrorRecord))
+_REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
+    "error_id", "error_type", "error_message", "severity", "priority", "timestamp",
+    "first_occurrence", "occurrence_count", "component", "session_id", "user_id",
+    "affected_users", "frequency_per_hour", "recovery_attempted", "recovery_successful",
+    "metadata", "plugin", "operation", "context", "handled", "mechanism", "thread_name",
+    "last_occurrence",
+}
+_RECORD_DEFERRED = frozenset(("stack_trace", "trace_id", "span_id", "trace_url"))
+
+
+class _Deferred:
+    """A field formatted on first read. A non-data descriptor: once formatted, the value
+    sits in the instance's ``__dict__`` and is read from there (this is not called again).
+    It also shadows the dataclass's class-level default, which would hide the field."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        d = instance.__dict__
+        if self.name not in d:
+            instance.materialize()
+        return d[self.name]
+
+
+class DeferredReport(ErrorReport):
+    """An ErrorReport whose trace, chain, location and environment wait for a reader."""
+
+    def __init__(
+        self, builder: ReportBuilder, occurrence: Occurrence, message: str,
+        severity: ErrorSeverity, priority: Any, context: dict[str, Any],
+        metadata: dict[str, Any], snapshot: ResourceSnapshot | None,
+    ) -> None:
+        d = self.__dict__
+        d["_builder"] = builder
+        d["_occurrence"] = occurrence
+        d["_snapshot"] = snapshot
+        d["error_id"] = occurrence.error_id
+        d["error_type"] = occurrence.error_type
+        d["error_message"] = message
+        d["severity"] = severity
+        d["priority"] = priority
+        d["timestamp"] = d["first_occurrence"] = d["last_occurrence"] = occurrence.timestamp
+        d["occurrence_count"] = 1
+        d["component"] = occurrence.component
+        d["session_id"] = occurrence.session_id
+        d["user_id"] = occurrence.user_id
+        d["affected_users"] = 1 if occurrence.user_id else 0
+        d["frequency_per_hour"] = 0.0
+        d["recovery_attempted"] = d["recovery_successful"] = False
+        d["metadata"] = metadata
+        d["plugin"] = occurrence.plugin
+        d["operation"] = occurrence.operation
+        d["context"] = context
+        d["handled"] = occurrence.handled
+        d["mechanism"] = occurrence.mechanism
+        d["thread_name"] = occurrence.thread_name
+
+    def materialize(self) -> ErrorReport:
+        """Format the deferred fields now (idempotent, thread-safe)."""
+        d = self.__dict__
+        builder = d.get("_builder")
+        if builder is None:
+            return self
+        with builder.lock:
+            if "_occurrence" not in d:
+                return self
+            occurrence: Occurrence = d["_occurrence"]
+            full = builder.deferred_report_fields(occurrence, d["error_message"], d["_snapshot"])
+            _settle(d, full, REPORT_FIELDS)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        self.materialize()
+        return super().to_dict()
+
+    def __repr__(self) -> str:  # what the app knows it as
+        self.materialize()
+        return "ErrorReport" + ErrorReport.__repr__(self)[len("DeferredReport"):]
+
+
+class DeferredRecord(ErrorRecord):
+    """An ErrorRecord whose stack trace and trace ids wait for a reader."""
+
+    def __init__(self, builder: ReportBuilder, occurrence: Occurrence, message: str,
+                 context: dict[str, Any]) -> None:
+        d = self.__dict__
+        d["_builder"] = builder
+        d["_occurrence"] = occurrence
+        d["error_type"] = occurrence.error_type
+        d["message"] = message
+        d["timestamp"] = datetime.fromtimestamp(occurrence.timestamp)
+        d["context"] = context
+        d["plugin_id"] = occurrence.plugin or None
+        d["operation"] = occurrence.operation or None
+        d["error_id"] = occurrence.error_id
+        d["severity"] = occurrence.severity
+        d["component"] = occurrence.component
+        d["user_id"] = occurrence.user_id
+        d["session_id"] = occurrence.session_id
+
+    def materialize(self) -> ErrorRecord:
+        d = self.__dict__
+        builder = d.get("_builder")
+        if builder is None:
+            return self
+        with builder.lock:
+            if "_occurrence" not in d:
+                return self
+            occurrence: Occurrence = d["_occurrence"]
+            full = {"stack_trace": builder.stack_trace(occurrence, d["message"])}
+            full["trace_id"], full["span_id"], full["trace_url"] = builder.trace(occurrence)
+            _settle(d, full, RECORD_FIELDS)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        self.materialize()
+        return super().to_dict()
+
+    def __repr__(self) -> str:
+        self.materialize()
+        return "ErrorRecord" + ErrorRecord.__repr__(self)[len("DeferredRecord"):]
+
+
+for _name in _REPORT_DEFERRED:
+    setattr(DeferredReport, _name, _Deferred(_name))
+for _name in _RECORD_DEFERRED:
+    setattr(DeferredRecord, _name, _Deferred(_name))
+
+
+def _settle(d: dict[str, Any], formatted: dict[str, Any], names: tuple[str, ...]) -> None:
+    """The instance's attributes become the plain dataclass's, in field order (as a fresh
+    ErrorReport / ErrorRecord has them): values set meanwhile win over formatted ones."""
+    formatted.update((name, d[name]) for name in names if name in d)
+    extras = {k: v for k, v in d.items() if k not in formatted and not k.startswith("_")}
+    d.clear()
+    d.update((name, formatted[name]) for name in names)
+    d.update(extras)
+
+
+__all__ = ["DeferredRecord", "DeferredReport"]
