@@ -30,6 +30,7 @@ from .tracecontext import lookup_for
 
 URGENT_SEVERITIES = ("high", "critical")
 MAX_PLAIN_TYPES = 10000
+MAX_KNOWN = 20000
 _front_ids = itertools.count(1)
 
 
@@ -65,6 +66,8 @@ class CaptureFront:
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
         self._plain_types: set[type] = set()
+        # (error id, component, plugin) -> (severity, its counter, metrics generation)
+        self._known: dict[tuple[str, Any, Any], tuple[str, Any, int]] = {}
         # None (option off), or one call: OpenTelemetry's span, else the request's traceparent
         self._trace = lookup_for(config.capture_trace_context)
 
@@ -106,13 +109,21 @@ class CaptureFront:
             component = _label_text(component)
         if type(plugin) is not str:
             plugin = _label_text(plugin)
-        level = None
-        if severity is None and log_level is None:
-            level = self.rules.cached(exc_type, component)
-        if level is None:
-            level = self.rules.severity(exc_type, component, _severity(severity), log_level)
         trace = self._trace() if self._trace is not None else None
-        self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id, trace)
+        # The common case is one lookup: severity and counter child cached per group + labels
+        known = (self._known.get((error_id, component, plugin))
+                 if severity is None and log_level is None else None)
+        if known is not None and known[2] == self.metrics.generation:
+            level, count = known[0], known[1]
+            if self.metrics.counts_at_once:
+                count.child.inc()
+            else:
+                next(count.calls)
+            count.trace = trace
+            count.latest = error_id
+        else:
+            level = self._count_slowly(exc_type, error_id, component, plugin, severity,
+                                       log_level, trace)
         now = time.time()
         sessions = self._pipeline.sessions
         explicit = session_id is not None
@@ -156,6 +167,26 @@ class CaptureFront:
             self._submit(occurrence,
                          admitted == FIRST or not handled or level in URGENT_SEVERITIES)
         return occurrence
+
+    def _count_slowly(
+        self, exc_type: type, error_id: str, component: str, plugin: str,
+        severity: str | None, log_level: int | None, trace: tuple[int, int] | None,
+    ) -> str:
+        """Decide the severity and count the error; remember both for the group's next
+        errors with the same labels (unless severity or log level were given)."""
+        level = None
+        if severity is None and log_level is None:
+            level = self.rules.cached(exc_type, component)
+        if level is None:
+            level = self.rules.severity(exc_type, component, _severity(severity), log_level)
+        count = self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id,
+                                         trace)
+        if severity is None and log_level is None:
+            if len(self._known) >= MAX_KNOWN:
+                self._known = {}
+            self._known[(error_id, component, plugin)] = (level, count,
+                                                         self.metrics.generation)
+        return level
 
     def admit(self, error: Any) -> BaseException | None:
         """The slow path for a type not seen before: coerce non-exceptions, skip non-errors."""

@@ -231,7 +231,9 @@ class ErrorMetrics:
                                     self.label_overflow)
         self._error_children: dict[tuple[Any, ...], _ErrorCount] = {}
         self._retired: list[_ErrorCount] = []  # dropped from the cache, counts to apply
-        # multiprocess mode: other processes read the child's value file, whenever they scrape
+        # bumped when the cache is emptied: entries held elsewhere must be looked up again
+        self.generation = 0
+        # multiprocess mode: other processes read the child's value file whenever they scrape
         self.counts_at_once = False
         self._apply_lock = threading.Lock()
         self._op_children: dict[tuple[Any, ...], Any] = {}
@@ -239,10 +241,11 @@ class ErrorMetrics:
     def count_error(
         self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str,
         trace: tuple[int, int] | None = None,
-    ) -> None:
+    ) -> _ErrorCount:
         """One captured error, counted without a lock (see :class:`_ErrorCount`); the
         exemplar is kept to the latest id (and the latest error's trace: ``(trace_id,
-        span_id)`` as ints, or None)."""
+        span_id)`` as ints, or None). Returns the entry: a caller may count into it
+        directly while :attr:`generation` stays the same."""
         key = (error_type, component, plugin, severity)
         try:
             entry = self._error_children.get(key)
@@ -257,6 +260,7 @@ class ErrorMetrics:
             next(entry.calls)
         entry.trace = trace
         entry.latest = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+        return entry
 
     def apply_counts(self) -> None:
         """Move the errors counted since the last call into their app_errors_total children.
@@ -302,6 +306,7 @@ class ErrorMetrics:
             with self._apply_lock:  # their counts are still applied (twice more, see above)
                 self._retired.extend(self._error_children.values())
                 self._error_children = {}
+                self.generation += 1
         self._error_children[key] = entry
         return entry
 
@@ -350,6 +355,7 @@ class ErrorMetrics:
             self.dropped.labels(reason)
         self._error_children.clear()
         self._retired.clear()
+        self.generation += 1
         self._op_children.clear()
         self.limiter.reset()
 
