@@ -46,6 +46,10 @@ _REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
 _RECORD_DEFERRED = frozenset(("stack_trace", "trace_id", "span_id", "trace_url"))
 
 
+def _same_fields(a: Any, b: Any, names: tuple[str, ...]) -> bool:
+    return all(getattr(a, name) == getattr(b, name) for name in names)
+
+
 class _Deferred:
     """A field formatted on first read. A non-data descriptor: once formatted, the value
     sits in the instance's ``__dict__`` and is read from there (this is not called again).
@@ -118,6 +122,13 @@ class DeferredReport(ErrorReport):
         self.materialize()
         return "ErrorReport" + ErrorReport.__repr__(self)[len("DeferredReport"):]
 
+    def __eq__(self, other: object) -> bool:  # equal to the plain report it reads as
+        if not isinstance(other, ErrorReport):
+            return NotImplemented
+        return _same_fields(self, other, REPORT_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclass: mutable, unhashable
+
 
 class DeferredRecord(ErrorRecord):
     """An ErrorRecord whose stack trace and trace ids wait for a reader."""
@@ -160,6 +171,13 @@ class DeferredRecord(ErrorRecord):
     def __repr__(self) -> str:
         self.materialize()
         return "ErrorRecord" + ErrorRecord.__repr__(self)[len("DeferredRecord"):]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ErrorRecord):
+            return NotImplemented
+        return _same_fields(self, other, RECORD_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 for _name in _REPORT_DEFERRED:
