@@ -132,6 +132,7 @@ def child(mode: str, scenario: str, requests: int, size: int, busy: float) -> di
         options: dict[str, Any] = dict(QUIET)
         if mode == "monitor-unbudgeted":
             options["occurrence_budget_per_second"] = 10**9
+            options["backlog_coalescing"] = False  # every occurrence queued, up to the queue
         monitor = ErrorMonitor(**options).start()
 
     def request(i: int) -> None:

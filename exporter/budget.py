@@ -7,8 +7,11 @@ them queue behind each other): ``next()`` on an ``itertools.count`` is one atomi
 the counters only grow, and the worker delivers the difference since its last drain.
 
 So one storming error can never fill the queue: first-seen groups and other groups'
-occurrences always get through. The exact per-label counts live in ``app_errors_total``
-regardless; what a storm loses is only the detail of its repeats.
+occurrences always get through. Under pressure (the queue holds a backlog: many groups
+storming at once, faster than the worker formats them) a known group's repeats are only
+counted too, before they would wait behind the backlog or be dropped with a full queue.
+The exact per-label counts live in ``app_errors_total`` regardless; what a storm loses is
+only the detail of its repeats.
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ class GroupBudget:
         self._states: dict[str, _State] = {}
         self._dirty: dict[_State, str] = {}  # states with counts not yet delivered -> error id
 
-    def admit(self, error_id: str, error_type: str, plugin: str, now: float) -> int:
+    def admit(self, error_id: str, error_type: str, plugin: str, now: float,
+              pressed: bool = False) -> int:
+        """FIRST, QUEUE or COALESCED for one occurrence. ``pressed``: the queue has a
+        backlog, so a known group's repeat is only counted even within its budget (its
+        detail would wait behind the backlog, or be dropped with it)."""
         state = self._states.get(error_id)
         if state is None:
             if len(self._states) >= MAX_TRACKED_GROUPS:
@@ -57,10 +64,9 @@ class GroupBudget:
         second = int(now)
         if state.second != second:
             state.second = second
-            state.sent = 1
-            return QUEUE
-        state.sent += 1
-        if state.sent <= self.per_second:
+            state.sent = 0
+        if state.sent < self.per_second and not pressed:
+            state.sent += 1
             return QUEUE
         counter = state.pending.get(plugin)
         if counter is None:

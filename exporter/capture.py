@@ -10,6 +10,7 @@ only to count it. The caller never waits: a full queue drops the detail and coun
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,13 +25,14 @@ from .metrics import ErrorMetrics, _label_text
 from .model import Breadcrumb
 from .occurrence import Occurrence, has_chain, merged_context, summarize_chain
 from .scrub import Scrubber, safe_text, truncate
-from .sessions import SessionTracker, current_session
+from .sessions import SessionTracker, crumbs_of, current_session
 from .signature import GROUP_KEY_ATTRIBUTE, Signer, Site
 from .tracecontext import lookup_for
 
 URGENT_SEVERITIES = ("high", "critical")
 MAX_PLAIN_TYPES = 10000
 MAX_KNOWN = 20000
+PRESSURE_BACKLOG = 64  # the least backlog that counts as pressure (tiny queues drop instead)
 _front_ids = itertools.count(1)
 
 
@@ -53,6 +55,7 @@ class CaptureFront:
         budget: GroupBudget,
         pipeline: SessionsOwner,
         submit: Callable[[Occurrence, bool], bool],
+        backlog: Callable[[], int],
         note_internal_error: Callable[[BaseException | None], None],
     ) -> None:
         self.config = config
@@ -63,6 +66,10 @@ class CaptureFront:
         self.budget = budget
         self._pipeline = pipeline
         self._submit = submit
+        self._backlog = backlog
+        # a backlog this long is pressure: known groups' ordinary repeats are only counted
+        self._pressure = (max(PRESSURE_BACKLOG, config.queue_size // 10)
+                          if config.backlog_coalescing else sys.maxsize)
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
         self._plain_types: set[type] = set()
@@ -140,7 +147,9 @@ class CaptureFront:
                 session.crashed = True
             if user_id is None:
                 user_id = session.user_id
-        admitted = self.budget.admit(error_id, exc_type.__name__, plugin, now)
+        urgent = not handled or level in URGENT_SEVERITIES
+        admitted = self.budget.admit(error_id, exc_type.__name__, plugin, now,
+                                     not urgent and self._backlog() >= self._pressure)
         if admitted == COALESCED and not detail:
             return error_id  # over this group's budget: counted, summarised on the group
         if message is None:
@@ -149,7 +158,7 @@ class CaptureFront:
             message = truncate(message, cfg.max_message_length)
         crumbs: tuple[Breadcrumb, ...] = ()
         if session is not None and cfg.enable_breadcrumbs:
-            crumbs = tuple(session.breadcrumbs)
+            crumbs = crumbs_of(session)
         chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
                                  cfg.max_message_length)
                  if has_chain(error) else None)
@@ -164,8 +173,7 @@ class CaptureFront:
             self.locals_of(tb) if cfg.capture_locals and tb is not None else None, trace,
         )
         if admitted != COALESCED:
-            self._submit(occurrence,
-                         admitted == FIRST or not handled or level in URGENT_SEVERITIES)
+            self._submit(occurrence, urgent or admitted == FIRST)
         return occurrence
 
     def _count_slowly(

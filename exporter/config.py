@@ -96,6 +96,7 @@ class MonitorConfig:
     max_users_per_group: int = 1000
     occurrences_per_group: int = 10
     occurrence_budget_per_second: int = 100
+    backlog_coalescing: bool = True  # behind a queue backlog, known groups' repeats: counted
     label_value_limit: int = 100
     label_value_limits: dict[str, int] = field(default_factory=dict)
     exit_flush_timeout: float = 2.0
@@ -211,6 +212,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_users_per_group": (_int_at_least(1), "an integer >= 1"),
     "occurrences_per_group": (_int_at_least(1), "an integer >= 1"),
     "occurrence_budget_per_second": (_int_at_least(1), "an integer >= 1"),
+    "backlog_coalescing": _BOOL,
     "label_value_limit": (_int_at_least(1), "an integer >= 1"),
     "label_value_limits": (_limits_map, "a mapping of label name to an integer >= 1"),
     "exit_flush_timeout": (_number_above(-1e-9), "a number of seconds >= 0"),

@@ -6,8 +6,9 @@ stores a :class:`DeferredReport` / :class:`DeferredRecord`: every field the stor
 metrics and the filters use is set at once (ids, type, severity, priority, times, counts,
 component, plugin, user, the scrubbed message and context); the trace text, the exception
 chain, the location, the environment and the trace ids are formatted from the occurrence
-(code objects and line numbers, never a frame) on the first read of any of them, under the
-builder's lock, and the object then is a plain ErrorReport / ErrorRecord.
+(code objects and line numbers, never a frame) on the first read of any of them, by
+whichever thread reads first (no lock: readers never wait for each other or the worker),
+and the object then is a plain ErrorReport / ErrorRecord.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, Protocol
 
-from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
+from .model import REPORT_FIELDS, ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
 from .occurrence import Occurrence
 
 
 class ReportBuilder(Protocol):
     """What formats the deferred fields (``reports.ReportBuilder``)."""
-
-    @property
-    def lock(self) -> Any: ...
 
     def deferred_report_fields(self, occurrence: Occurrence, message: str,
                                snapshot: ResourceSnapshot | None) -> dict[str, Any]: ...
@@ -34,7 +32,6 @@ class ReportBuilder(Protocol):
     def trace(self, occurrence: Occurrence) -> tuple[str | None, str | None, str | None]: ...
 
 
-REPORT_FIELDS = tuple(f.name for f in fields(ErrorReport))
 RECORD_FIELDS = tuple(f.name for f in fields(ErrorRecord))
 _REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
     "error_id", "error_type", "error_message", "severity", "priority", "timestamp",
@@ -101,17 +98,14 @@ class DeferredReport(ErrorReport):
         d["thread_name"] = occurrence.thread_name
 
     def materialize(self) -> ErrorReport:
-        """Format the deferred fields now (idempotent, thread-safe)."""
+        """Format the deferred fields now (idempotent; safe from any thread, no lock)."""
         d = self.__dict__
+        occurrence = d.get("_occurrence")
         builder = d.get("_builder")
-        if builder is None:
+        if occurrence is None or builder is None:
             return self
-        with builder.lock:
-            if "_occurrence" not in d:
-                return self
-            occurrence: Occurrence = d["_occurrence"]
-            full = builder.deferred_report_fields(occurrence, d["error_message"], d["_snapshot"])
-            _settle(d, full, REPORT_FIELDS)
+        _settle(d, builder.deferred_report_fields(occurrence, d["error_message"],
+                                                  d.get("_snapshot")))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,16 +146,14 @@ class DeferredRecord(ErrorRecord):
 
     def materialize(self) -> ErrorRecord:
         d = self.__dict__
+        occurrence = d.get("_occurrence")
         builder = d.get("_builder")
-        if builder is None:
+        if occurrence is None or builder is None:
             return self
-        with builder.lock:
-            if "_occurrence" not in d:
-                return self
-            occurrence: Occurrence = d["_occurrence"]
-            full = {"stack_trace": builder.stack_trace(occurrence, d["message"])}
-            full["trace_id"], full["span_id"], full["trace_url"] = builder.trace(occurrence)
-            _settle(d, full, RECORD_FIELDS)
+        formatted = {"stack_trace": builder.stack_trace(occurrence, d["message"])}
+        formatted["trace_id"], formatted["span_id"], formatted["trace_url"] = (
+            builder.trace(occurrence))
+        _settle(d, formatted)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,14 +178,17 @@ for _name in _RECORD_DEFERRED:
     setattr(DeferredRecord, _name, _Deferred(_name))
 
 
-def _settle(d: dict[str, Any], formatted: dict[str, Any], names: tuple[str, ...]) -> None:
-    """The instance's attributes become the plain dataclass's, in field order (as a fresh
-    ErrorReport / ErrorRecord has them): values set meanwhile win over formatted ones."""
-    formatted.update((name, d[name]) for name in names if name in d)
-    extras = {k: v for k, v in d.items() if k not in formatted and not k.startswith("_")}
-    d.clear()
-    d.update((name, formatted[name]) for name in names)
-    d.update(extras)
+def _settle(d: dict[str, Any], formatted: dict[str, Any]) -> None:
+    """The formatted fields join the instance; then what pointed at the occurrence goes.
+
+    Only adds, then removes private keys, so a reader on another thread never misses a
+    field; two threads formatting at once both add the same values (the first stays).
+    Values set meanwhile (the store's counts) win over formatted ones.
+    """
+    for name, value in formatted.items():
+        d.setdefault(name, value)
+    for name in ("_occurrence", "_builder", "_snapshot"):
+        d.pop(name, None)
 
 
 __all__ = ["DeferredRecord", "DeferredReport"]

@@ -19,7 +19,7 @@ Two conventions hold in every shape:
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
@@ -200,7 +200,10 @@ class ErrorReport:
     trace_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items()}
+        data = {name: getattr(self, name) for name in REPORT_FIELDS}
+        for key, value in self.__dict__.items():  # anything an app set on it besides
+            if key not in data and not key.startswith("_"):
+                data[key] = value
         data["severity"] = self.severity.value
         data["priority"] = self.priority.value
         data["breadcrumbs"] = [b.to_dict() for b in self.breadcrumbs]
@@ -215,6 +218,9 @@ class ErrorReport:
             data["environment"] = {**self.environment,
                                    "started_at": iso_text(self.environment["started_at"])}
         return data
+
+
+REPORT_FIELDS = tuple(f.name for f in fields(ErrorReport))  # in order: the JSON keys' order
 
 
 @dataclass

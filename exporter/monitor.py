@@ -111,7 +111,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self._callbacks = self.pipeline.callbacks
         self._front = CaptureFront(cfg, self.signer, self.rules, self.metrics, self.scrubber,
                                    self._budget, self.pipeline, self._reports.submit,
-                                   self.note_internal_error)
+                                   self._reports.backlog, self.note_internal_error)
         self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
         self._integrations: list[Integration] = []
         self._asyncio = AsyncioIntegration()

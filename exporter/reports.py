@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from typing import Any
 
 from .classify import priority
@@ -62,9 +61,8 @@ class ReportBuilder:
         self.max_chain_depth = max_chain_depth
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
-        self.lock = threading.Lock()  # deferred fields are formatted by readers and the worker
         self._environment = static_environment(app_version)
-        self._frames_text: OrderedDict[tuple[Frame, ...], str] = OrderedDict()
+        self._frames_text: dict[tuple[Frame, ...], str] = {}
         self._frames_by_id: dict[int, tuple[tuple[Frame, ...], str]] = {}
         # by the frames tuple's identity (it is held in the entry, so its id is not reused)
         self._locations: dict[int, tuple[tuple[Frame, ...], Location]] = {}
@@ -125,18 +123,16 @@ class ReportBuilder:
         if known is not None and known[0] is frames:
             return known[1]
         cached = self._frames_text.get(frames)
-        if cached is not None:
-            self._frames_text.move_to_end(frames)
-        else:
+        if cached is None:
             summary = traceback.StackSummary.from_list([
                 traceback.FrameSummary(code.co_filename, line, code.co_name)
                 for code, line in frames[-self.max_frames:]
             ])
             cached = "Traceback (most recent call last):\n" + "".join(summary.format())
             cached = self.scrubber.text(cached, MAX_STACK_TRACE_CHARS + 64)
-            self._frames_text[frames] = cached
             if len(self._frames_text) > TRACE_CACHE_SIZE:
-                self._frames_text.popitem(last=False)
+                self._frames_text.clear()  # atomic: readers format from any thread
+            self._frames_text[frames] = cached
         if len(self._frames_by_id) > TRACE_CACHE_SIZE:
             self._frames_by_id.clear()
         self._frames_by_id[id(frames)] = (frames, cached)  # holds the tuple: its id stays its

@@ -42,6 +42,16 @@ class Session:
         return "errored" if self.errors else "exited"
 
 
+def crumbs_of(session: Session) -> tuple[Breadcrumb, ...]:
+    """The session's breadcrumbs as they are now, while other threads may add more.
+
+    ``deque.copy()`` runs in C without giving up the GIL; ``tuple(deque)`` may (the tuple it
+    allocates can start a garbage collection whose finalizers let another thread append),
+    and then fails with "deque mutated during iteration".
+    """
+    return tuple(session.breadcrumbs.copy())
+
+
 class SessionTracker:
     """Active sessions, ended-session counts and per-session breadcrumbs."""
 
@@ -108,7 +118,7 @@ class SessionTracker:
 
     def breadcrumbs(self, session_id: str | None = None) -> tuple[Breadcrumb, ...]:
         session = self.get(session_id)
-        return tuple(session.breadcrumbs) if session is not None else ()
+        return crumbs_of(session) if session is not None else ()
 
     def mark_error(self, session_id: str | None, crashed: bool = False) -> None:
         session = self.get(session_id)

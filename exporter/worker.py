@@ -81,6 +81,10 @@ class BackgroundQueue:
             self._wake.set()
         return True
 
+    def backlog(self) -> int:
+        """Items waiting in the ordinary lane (cheap: the capture path asks per error)."""
+        return len(self._items)
+
     @property
     def depth(self) -> int:
         return len(self._urgent) + sum(

@@ -110,8 +110,10 @@ def test_readers_and_the_worker_format_concurrently(make_monitor):
     for thread in readers:
         thread.join(30)
     assert failures == []
-    messages = {r["message"] for r in monitor.export_data()["all_records"]}
-    assert "bad value 2999" in messages
+    records = monitor.export_data()["all_records"]
+    assert len(records) > 100
+    assert len({r["message"] for r in records}) == len(records)  # each its own occurrence
+    assert errors_total(monitor) == 3000
 
 
 def test_counts_are_exact_at_a_scrape_before_the_worker_runs(make_monitor):
@@ -161,3 +163,53 @@ def test_the_cached_severity_follows_the_arguments(monitor, severity):
     else:
         assert sample(monitor, name, {**labels, "severity": "medium"}) == 1
         assert sample(monitor, name, {**labels, "severity": "critical"}) == 1
+
+
+def _raise_at(site: int) -> None:
+    raise ValueError(f"site {site}")
+
+
+def _sites() -> list:
+    """20 distinct raise sites (one line each, so 20 groups)."""
+    return [eval(compile(f"lambda: _raise_at({i})", f"<site-{i}>", "eval"),
+                 {"_raise_at": _raise_at}) for i in range(20)]
+
+
+def test_under_pressure_known_repeats_are_counted_and_new_or_urgent_errors_still_queued():
+    """A backlog (the worker paused here) makes a known group's repeats count-only, even
+    within its per-second budget; a new group and a critical error still get their reports,
+    and every count stays exact."""
+    monitor = ErrorMonitor(queue_size=1000, occurrence_budget_per_second=10**6,
+                           capture_sys_excepthook=False, capture_threading=False,
+                           capture_logging=False, capture_asyncio=False,
+                           enable_resource_monitoring=False)
+    sites = _sites()
+    calls = 0
+    for round_ in range(30):
+        for site in sites:
+            try:
+                site()
+            except ValueError as exc:
+                monitor.record_error(exc, component=f"r{round_}")
+                calls += 1
+    assert monitor.queue_depth == 100  # the pressure point: queue_size // 10
+    try:
+        raise KeyError("fresh")
+    except KeyError as exc:
+        fresh_id = monitor.record_error(exc)
+    try:
+        sites[0]()
+    except ValueError as exc:
+        critical_id = monitor.record_error(exc, severity="critical")
+    assert monitor.queue_depth == 102
+    monitor.start()
+    try:
+        settle(monitor)
+        groups = monitor.store.groups
+        assert groups[fresh_id].report.occurrence_count == 1
+        assert groups[critical_id].report.severity.value == "critical"
+        assert sum(g.report.occurrence_count for g in groups.values()) == calls + 2
+        assert monitor.metrics.dropped_total() == calls - 100  # coalesced, counted
+        assert errors_total(monitor) == calls + 2
+    finally:
+        monitor.stop()

@@ -661,7 +661,8 @@ EXIT_SCRIPT = textwrap.dedent(
     monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
                            capture_logging=False, capture_asyncio=False,
                            enable_resource_monitoring=False, queue_size=QUEUE_SIZE,
-                           occurrence_budget_per_second=10**9)  # no coalescing: a full queue
+                           occurrence_budget_per_second=10**9,  # no coalescing: a full queue
+                           backlog_coalescing=False)
     monitor.start()
     monitor.register_error_callback(lambda report: threading.Event().wait())  # forever
     real = monitor._reports.handle
