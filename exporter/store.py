@@ -43,6 +43,13 @@ class ErrorGroup:
     components: dict[str, int] = field(default_factory=dict)
     plugins: dict[str, int] = field(default_factory=dict)
     coalesced: int = 0  # counted, but not kept one by one (a storm over its budget)
+    # release health: which app versions saw it, and whether it was resolved / came back
+    first_seen_version: str | None = None
+    last_seen_version: str | None = None
+    resolved_at: float | None = None  # set by resolve; cleared when it is seen again
+    resolved_version: str | None = None  # the app version running when it was resolved
+    regressed: bool = False  # seen again after it was resolved
+    regressed_at: float | None = None
 
     @property
     def occurrences(self) -> list[ErrorRecord]:
