@@ -28,6 +28,7 @@ from typing import Any
 from .classify import priority
 from .model import ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot, iso_time
 from .occurrence import MAX_GROUP_MEMBERS, CycleMark, Link, Occurrence
+from .release import Releases
 from .scrub import Scrubber
 from .signature import Frame, Signer, module_of
 from .tracecontext import hex_ids
@@ -62,8 +63,17 @@ class ReportBuilder:
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
         self._environment = static_environment(app_version)
+        self.releases = Releases(app_version)  # set_app_version: a deploy without a restart
         self._frames_text: OrderedDict[tuple[Frame, ...], str] = OrderedDict()
         self._locations: dict[tuple[Frame, ...], tuple[str | None, int | None, str | None]] = {}
+
+    def set_app_version(self, version: str) -> None:
+        """Errors captured from now on belong to ``version`` (validated by the caller)."""
+        self.releases.set(version)
+
+    @property
+    def app_version(self) -> str | None:
+        return self.releases.current
 
     # -- pieces ------------------------------------------------------------------------
     def message(self, text: str) -> str:
@@ -233,7 +243,8 @@ class ReportBuilder:
             stack_trace=stack_trace,
             traceback_lines=stack_trace.splitlines(),
             environment={**self._environment, "pid": os.getpid(),
-                         "thread": occurrence.thread_name},
+                         "thread": occurrence.thread_name,
+                         "app_version": self.releases.version_at(occurrence.timestamp)},
             breadcrumbs=list(occurrence.breadcrumbs),
             resource_snapshot=snapshot,
             session_id=occurrence.session_id,
