@@ -1,8 +1,10 @@
-"""The overview board: errors, sessions, patterns, plugins, recoveries and resources."""
+"""The overview board: errors, sessions, patterns, plugins, recoveries, resources and release
+health (new and regressed error groups by app version)."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     COUNT,
@@ -123,6 +125,46 @@ def error_row(q: Queries) -> list[PanelBuilder]:
             [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
             width=24,
         ),
+    ]
+
+
+def release_row(q: Queries) -> list[PanelBuilder]:
+    """What each deploy broke: needs the monitor's ``app_version`` (and ``store_path``, so that
+    "first seen" spans restarts)."""
+    return [
+        series(
+            "New error groups by version",
+            "Error groups seen for the first time, by the app version that first saw them (a "
+            "bar right after a deploy is what the deploy introduced). Alert: "
+            "ErrorExporterNewErrorGroup. List: /api/v1/errors?new_in=VERSION.",
+            COUNT,
+            [query(q.groups_by_version("new"), "{{app_version}}")],
+            stacked=True,
+            width=9,
+            legend_calcs=("max",),
+        ).draw_style(common.GraphDrawStyle.BARS).decimals(0),
+        series(
+            "Regressed error groups by version",
+            "Resolved error groups (POST /api/v1/errors/{id}/resolve, error-exporter resolve) "
+            "seen again, by the app version that saw them again. Alert: "
+            "ErrorExporterErrorRegressed.",
+            COUNT,
+            [query(q.groups_by_version("regressed"), "{{app_version}}")],
+            stacked=True,
+            width=9,
+            legend_calcs=("max",),
+        ).draw_style(common.GraphDrawStyle.BARS).decimals(0),
+        series(
+            "Instances by version",
+            "Instances whose monitor reports each app version: a rolling deploy shows the new "
+            "version taking over. A deploy without a restart (set_app_version) keeps the old "
+            "version listed until the next restart; \"unknown\": no app_version configured.",
+            COUNT,
+            [query(q.instances_by_version(), "{{app_version}}")],
+            stacked=True,
+            width=6,
+            legend_calcs=("lastNotNull",),
+        ).decimals(0),
     ]
 
 
@@ -277,5 +319,7 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             ("Patterns, plugins and recoveries", health_row(q)),
             ("Sessions and reporting pipeline", pipeline_row(q)),
             ("Resources", resources_row(q)),
+            # Last, so that the ids of the panels above stay what they were.
+            ("New and regressed groups by version", release_row(q)),
         ],
     )

@@ -6,7 +6,8 @@ The exporter prefixes its metric names with its ``namespace`` option (default ``
 
 Conventions (enforced by tests/test_dashboards.py): every selector filters
 ``job=~"$job", instance=~"$instance"``, every rate uses ``$__rate_interval``, counters are only
-read through ``rate()``.
+read through ``rate()``/``increase()``, or whole for a series born within the window
+(``groups_by_version``).
 """
 
 from __future__ import annotations
@@ -205,3 +206,22 @@ class Queries:
 
     def internal_errors_by_instance(self) -> str:
         return f"sum by (instance) ({self.rate('monitor_internal_errors_total')})"
+
+    # ------------------------------------------------------------------------ release health
+
+    def groups_by_version(self, kind: str) -> str:
+        """Error groups per app version in each window: ``new`` (first seen in that version)
+        or ``regressed`` (resolved, then seen again in it).
+
+        A series born within the window (a version or an instance that just started) counts
+        whole: increase() cannot see the groups counted before its first scrape. The others
+        are rounded before the sum: a group is one, however increase() extrapolates.
+        """
+        counter = self.select(f"error_groups_{kind}_total")
+        born = f"({counter} unless {counter} offset {RI})"
+        return f"sum by (app_version) ({born} or round(increase({counter}[{RI}])))"
+
+    def instances_by_version(self) -> str:
+        """Instances whose monitor reports each app version: the monitor creates the release
+        counters of a version when it starts running it."""
+        return f"count by (app_version) ({self.rate('error_groups_new_total')})"

@@ -103,6 +103,10 @@ class MonitorConfig:
     plugin_health_window: float = 300.0
     plugin_degraded_threshold: int = 1
     plugin_unhealthy_threshold: int = 5
+    # durable store of one process (exporter/durable/): unset = memory only
+    store_path: str | None = None
+    store_retention_seconds: float = 7 * 86400.0
+    store_max_records: int = 100000
     # classification
     default_severity: str = "medium"
     severity_by_type: dict[str, str] = field(default_factory=dict)
@@ -219,6 +223,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "plugin_health_window": (_number_above(0), "a number of seconds > 0"),
     "plugin_degraded_threshold": (_int_at_least(1), "an integer >= 1"),
     "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
+    "store_path": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+                   "a file path (its directory must exist) or null"),
+    "store_retention_seconds": (_number_above(0), "a number of seconds > 0"),
+    "store_max_records": (_int_at_least(1), "an integer >= 1"),
     "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
     "severity_by_type": (_severity_map, "a mapping of exception type name to a severity ("
                          + ", ".join(SEVERITIES) + ")"),

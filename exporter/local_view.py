@@ -104,7 +104,7 @@ class LocalView:
             "statistics": stats,
             "top_errors": [
                 {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
-                 "report": g.report.to_dict()}
+                 "report": {**g.report.to_dict(), **g.release_state()}}
                 for g in groups
             ],
             "total_unique_errors": len(self.store.groups),
@@ -147,14 +147,24 @@ class LocalView:
         self._settle()
         return [p.to_dict() for p in self._pipeline.patterns.active()]
 
-    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
+    def list_groups(self, sort: str = "count", limit: int | None = None,
+                    new_in: str | None = None) -> list[dict[str, Any]]:
         self._settle()
-        return [g.summary() for g in self.store.group_list(sort, limit)]
+        return [g.summary() for g in self.store.group_list(sort, limit, new_in)]
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
         """One group: summary, latest occurrence's full report and recent occurrences."""
         self._settle()
         return self.store.group_detail(error_id)
+
+    def resolve_group(self, error_id: str) -> dict[str, Any] | None:
+        """Resolved in the version running now; settled first so the summary is current."""
+        self._settle()
+        group = self.store.resolve(error_id, self._pipeline.builder.app_version)
+        if group is None:
+            return None
+        with self.store.lock:
+            return group.summary()
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar, Sample
 
+from .release import version_label
 from .scrub import fix_surrogates, safe_text
 from .tally import count_value
 
@@ -225,6 +226,16 @@ class ErrorMetrics:
             "Label values replaced by 'other' because the label reached its value limit.",
             ["label"], namespace=ns, registry=registry,
         )
+        # release health (release.py): groups first seen, and resolved groups seen again
+        self.groups_new = counter(
+            "error_groups_new", "Error groups first seen, by the app version that saw them "
+            "first (unknown: no app_version set).", ["app_version"], namespace=ns,
+            registry=registry,
+        )
+        self.groups_regressed = counter(
+            "error_groups_regressed", "Resolved error groups seen again, by the app version "
+            "that saw them again.", ["app_version"], namespace=ns, registry=registry,
+        )
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
         self.limiter = LabelLimiter(label_value_limit, dict(label_value_limits or {}),
@@ -348,7 +359,8 @@ class ErrorMetrics:
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only)."""
         for family in (self.errors, self.recoveries, self.recovery_duration,
-                       self.operation_duration, self.dropped, self.label_overflow):
+                       self.operation_duration, self.dropped, self.label_overflow,
+                       self.groups_new, self.groups_regressed):
             family.clear()
         self.internal_errors._value.set(0)  # no public reset for an unlabelled counter
         for reason in DROP_REASONS:
@@ -358,6 +370,21 @@ class ErrorMetrics:
         self.generation += 1
         self._op_children.clear()
         self.limiter.reset()
+
+    def release_started(self, version: str | None) -> None:
+        """Both release counters exist at 0 for a version as soon as it runs, so a rate or
+        an increase sees its first group (a series born at 1 shows no increase)."""
+        label = self.limiter.value("app_version", version_label(version))
+        self.groups_new.labels(label)
+        self.groups_regressed.labels(label)
+
+    def count_new_group(self, version: str | None) -> None:
+        label = self.limiter.value("app_version", version_label(version))
+        self.groups_new.labels(label).inc()
+
+    def count_regressed_group(self, version: str | None) -> None:
+        label = self.limiter.value("app_version", version_label(version))
+        self.groups_regressed.labels(label).inc()
 
     def count_drop(self, reason: str, amount: int = 1) -> None:
         self.dropped.labels(reason).inc(amount)

@@ -21,8 +21,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from . import durable, multiprocess, running
 from . import export as export_files
-from . import multiprocess, running
 from .budget import GroupBudget
 from .capture import CaptureFront
 from .classify import SeverityRules
@@ -43,6 +43,7 @@ from .process_events import (
     register_standard_collectors,
 )
 from .reader import ErrorReader, ReadThroughView
+from .release import check_version
 from .reports import ReportBuilder
 from .resources import ResourceSampler
 from .scopes import Capture
@@ -72,6 +73,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
+        durable.check_config(cfg, multiprocess.enabled())  # a bad store_path: ConfigError
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
@@ -136,6 +138,12 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
+        self._durable: durable.DurableBackend | None = None
+        attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
+                                  self.note_internal_error)
+        if attached is not None:  # store_path: the store loaded from, and kept in, the file
+            self._durable, self.pipeline.store = attached
+            self.pipeline.tick_hooks.append(self._durable.tick)
 
     # the account the pipeline keeps (replaced whole in a forked child)
     @property
@@ -255,6 +263,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             if self._server is not None:
                 self._server.stop()
                 self._server = None
+            if self._durable is not None:
+                self._durable.close()  # what the worker's last tick left, then the file
 
     def serve(self) -> Any:
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
@@ -422,6 +432,21 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.pipeline.pattern_callbacks.append(callback)
 
     on_pattern_detected = register_pattern_callback
+
+    def register_regression_callback(self, callback: ErrorCallback) -> None:
+        """Called with the ErrorReport that brought a resolved group back (a coalesced
+        repeat has none of its own: the group's latest report)."""
+        self.pipeline.regression_callbacks.append(callback)
+
+    # -- release health ------------------------------------------------------------------------
+    def set_app_version(self, version: str) -> None:
+        """A deploy without a restart: errors captured from now on belong to ``version``
+        (new groups, last seen version, the release counters' label, reports' environment).
+        Raises ValueError naming ``app_version`` when it is not a non-empty string."""
+        version = check_version(version)
+        self.builder.set_app_version(version)
+        self.config.app_version = version
+        self.metrics.release_started(version)
 
     # -- failures inside the monitor ----------------------------------------------------------
     def note_internal_error(self, exc: BaseException | None = None) -> None:

@@ -24,7 +24,7 @@ from .reports import ReportBuilder
 from .resources import ResourceSampler
 from .scrub import fix_surrogates
 from .sessions import SessionTracker
-from .store import ErrorStore
+from .store import ErrorGroup, ErrorStore
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
@@ -71,7 +71,7 @@ class Pipeline:
         self.budget = budget
         self.resources = resources
         self.note_internal_error = note_internal_error
-        self.store: ErrorStore
+        self._store: ErrorStore
         self.patterns: PatternDetector
         self.sessions: SessionTracker
         self.exporter: Exporter | None = None
@@ -79,6 +79,8 @@ class Pipeline:
         self.error_callbacks: list[ErrorCallback] = []
         self.alert_callbacks: list[ErrorCallback] = []
         self.pattern_callbacks: list[PatternCallback] = []
+        self.tick_hooks: list[Callable[[], None]] = []  # a backend's upkeep (durable writes)
+        self.regression_callbacks: list[ErrorCallback] = []
         self.callbacks = BackgroundQueue(
             "error-exporter-callbacks", config.callback_queue_size, self._run_callback,
             on_drop=lambda: metrics.count_drop("callback_queue_full"),
@@ -103,11 +105,25 @@ class Pipeline:
         self._early_counts: dict[str, list[tuple[str, str, int, float]]] = {}
         self._early_expiry = 0.0
         self._next_session_check = 0.0
+        self.metrics.release_started(self.builder.app_version)
+
+    @property
+    def store(self) -> ErrorStore:
+        return self._store
+
+    @store.setter
+    def store(self, store: ErrorStore) -> None:
+        """Whichever store is in use (a backend's may replace the first) tells us of
+        regressions and dates coalesced counts by release."""
+        store.version_at = self.builder.releases.version_at
+        store.on_regress = self._on_regress
+        self._store = store
 
     def after_fork(self, fresh_account: bool) -> None:
         """In a forked child: the callback thread is gone; the account starts empty or
         (multiprocess mode, where each process writes its own files) keeps going."""
         self.callbacks.after_fork_in_child()
+        self.builder.releases.after_fork()
         if fresh_account:
             self.metrics.reset()
             self.reset()
@@ -130,7 +146,9 @@ class Pipeline:
         record = builder.record(occurrence, message, context)
         snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
         report = builder.report(occurrence, message, context, snapshot)
-        _, is_new = self.store.add(report, record)
+        group, is_new = self.store.add(report, record)
+        if is_new:
+            self.metrics.count_new_group(group.first_seen_version)
         if is_new and self._early_counts:
             for entry in self._early_counts.pop(occurrence.error_id, ()):
                 self.store.add_to_group(*entry)
@@ -158,6 +176,8 @@ class Pipeline:
         if now >= self._next_session_check:
             self._next_session_check = now + SESSION_CHECK_SECONDS
             self.sessions.expire()
+        for hook in self.tick_hooks:  # last: they see this tick's counts
+            hook()
 
     def _add_coalesced(
         self, error_id: str, error_type: str, plugin: str, count: int, last_seen: float
@@ -174,6 +194,18 @@ class Pipeline:
         if error_id in self._early_counts or len(self._early_counts) < MAX_EARLY_GROUPS:
             self._early_counts.setdefault(error_id, []).append(
                 (error_id, plugin, count, last_seen))
+
+    def _on_regress(self, group: ErrorGroup, report: ErrorReport) -> None:
+        """A resolved group seen again (worker thread, store lock held: nothing slow)."""
+        try:
+            version = group.last_seen_version
+            self.metrics.count_regressed_group(version)
+            log.info("error group %s (%s) regressed: seen again in app version %s",
+                     report.error_id, report.error_type, version)
+            for callback in self.regression_callbacks:
+                self.callbacks.submit((callback, report), urgent=True)
+        except Exception as exc:  # the occurrence itself is stored whatever happens here
+            self.note_internal_error(exc)
 
     def _on_new_pattern(self, pattern: ErrorPattern) -> None:
         log.log(

@@ -20,6 +20,10 @@ from .model import ErrorRecord
 from .store import ExportFilter
 
 
+class NotSupported(Exception):
+    """This backend cannot do what was asked (the HTTP API answers 501 with the message)."""
+
+
 class RecordSource(Protocol):
     """Where the streamed export reads occurrence records from."""
 
@@ -62,10 +66,12 @@ class ErrorReader(Protocol):
 
     def get_patterns(self) -> list[dict[str, Any]]: ...
 
-    def list_groups(self, sort: str = "count", limit: int | None = None
-                    ) -> list[dict[str, Any]]: ...
+    def list_groups(self, sort: str = "count", limit: int | None = None,
+                    new_in: str | None = None) -> list[dict[str, Any]]: ...
 
     def get_group(self, error_id: str) -> dict[str, Any] | None: ...
+
+    def resolve_group(self, error_id: str) -> dict[str, Any] | None: ...
 
     def clear_old_records(self, max_age_hours: float = 24) -> int: ...
 
@@ -100,12 +106,20 @@ class ReadThroughView:
     def get_patterns(self) -> list[dict[str, Any]]:
         return self.view.get_patterns()
 
-    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
-        return self.view.list_groups(sort, limit)
+    def list_groups(self, sort: str = "count", limit: int | None = None,
+                    new_in: str | None = None) -> list[dict[str, Any]]:
+        """Group summaries; ``new_in``: only the groups first seen in that app version."""
+        return self.view.list_groups(sort, limit, new_in)
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
         """One group: summary, latest occurrence's full report and recent occurrences."""
         return self.view.get_group(error_id)
+
+    def resolve_group(self, error_id: str) -> dict[str, Any] | None:
+        """Mark a group resolved; its summary, or None for an unknown id. Seen again
+        afterwards, the group is a regression (``register_regression_callback``).
+        Raises :class:`NotSupported` in multiprocess mode."""
+        return self.view.resolve_group(error_id)
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         """Drop records (and groups) older than ``max_age_hours``; returns records cleared."""

@@ -27,6 +27,7 @@ from .classify import priority
 from .deferred import DeferredRecord, DeferredReport
 from .model import ErrorSeverity, ResourceSnapshot, iso_time
 from .occurrence import MAX_GROUP_MEMBERS, CycleMark, Link, Occurrence
+from .release import Releases
 from .scrub import Scrubber
 from .signature import Frame, Signer, module_of
 from .tracecontext import hex_ids
@@ -62,10 +63,19 @@ class ReportBuilder:
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
         self._environment = static_environment(app_version)
+        self.releases = Releases(app_version)  # set_app_version: a deploy without a restart
         self._frames_text: dict[tuple[Frame, ...], str] = {}
         self._frames_by_id: dict[int, tuple[tuple[Frame, ...], str]] = {}
         # by the frames tuple's identity (it is held in the entry, so its id is not reused)
         self._locations: dict[int, tuple[tuple[Frame, ...], Location]] = {}
+
+    def set_app_version(self, version: str) -> None:
+        """Errors captured from now on belong to ``version`` (validated by the caller)."""
+        self.releases.set(version)
+
+    @property
+    def app_version(self) -> str | None:
+        return self.releases.current
 
     # -- pieces ------------------------------------------------------------------------
     def message(self, text: str) -> str:
@@ -249,7 +259,8 @@ class ReportBuilder:
             "file_path": file_path, "line_number": line_number, "function_name": function_name,
             "stack_trace": stack_trace, "traceback_lines": stack_trace.splitlines(),
             "environment": {**self._environment, "pid": os.getpid(),
-                            "thread": occurrence.thread_name},
+                            "thread": occurrence.thread_name,
+                            "app_version": self.releases.version_at(occurrence.timestamp)},
             "breadcrumbs": list(occurrence.breadcrumbs),
             "resource_snapshot": snapshot,
             "error_class": type_path(occurrence.exc_type, full=True),

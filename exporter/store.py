@@ -43,6 +43,13 @@ class ErrorGroup:
     components: dict[str, int] = field(default_factory=dict)
     plugins: dict[str, int] = field(default_factory=dict)
     coalesced: int = 0  # counted, but not kept one by one (a storm over its budget)
+    # release health: which app versions saw it, and whether it was resolved / came back
+    first_seen_version: str | None = None
+    last_seen_version: str | None = None
+    resolved_at: float | None = None  # set by resolve; cleared when it is seen again
+    resolved_version: str | None = None  # the app version running when it was resolved
+    regressed: bool = False  # seen again after it was resolved
+    regressed_at: float | None = None
 
     @property
     def occurrences(self) -> list[ErrorRecord]:
@@ -77,7 +84,44 @@ class ErrorGroup:
             "last_occurrence_epoch": r.last_occurrence,
             "frequency_per_hour": r.frequency_per_hour,
             "affected_users": r.affected_users,
+            **self.release_state(),
         }
+
+    def release_state(self) -> dict[str, Any]:
+        """Which versions saw it, whether it is resolved, whether it came back after that."""
+        return {
+            "first_seen_version": self.first_seen_version,
+            "last_seen_version": self.last_seen_version,
+            "resolved": self.resolved_at is not None,
+            "resolved_at": iso_time(self.resolved_at),
+            "resolved_at_epoch": self.resolved_at,
+            "resolved_version": self.resolved_version,
+            "regressed": self.regressed,
+            "regressed_at": iso_time(self.regressed_at),
+            "regressed_at_epoch": self.regressed_at,
+        }
+
+    def seen_in(self, version: str | None, when: float) -> bool:
+        """An occurrence at ``when`` in ``version``; True when it regresses the group
+        (resolved before ``when``: an occurrence queued before the resolve does not)."""
+        if version is not None:
+            self.last_seen_version = version
+            if self.first_seen_version is None:
+                self.first_seen_version = version
+        if self.resolved_at is None or when <= self.resolved_at:
+            return False
+        self.resolved_at = None  # resolved_version stays: the release that thought it fixed
+        self.regressed = True
+        self.regressed_at = when
+        return True
+
+    def resolve(self, version: str | None, when: float) -> None:
+        """Marked resolved (twice: the first time stands); a regression is over."""
+        if self.resolved_at is None:
+            self.resolved_at = when
+            self.resolved_version = version
+        self.regressed = False
+        self.regressed_at = None
 
 
 @dataclass
@@ -119,6 +163,12 @@ class ErrorStore:
         unhealthy_threshold: int = 5,
         on_evict: Callable[[int], None] | None = None,
     ) -> None:
+        # release health: the version of coalesced counts (they carry no report), what to
+        # call when a resolved group comes back (worker thread, under the lock), and when a
+        # group's release state changes outside ``add`` (a resolve, on an HTTP thread)
+        self.version_at: Callable[[float], str | None] = _no_version
+        self.on_regress: Callable[[ErrorGroup, ErrorReport], None] | None = None
+        self.on_change: Callable[[str], None] | None = None
         self.max_groups = max_groups
         self.max_records = max_records
         self.occurrences_per_group = occurrences_per_group
@@ -147,10 +197,12 @@ class ErrorStore:
         with self.lock:
             group = self.groups.get(report.error_id)
             is_new = group is None
+            version = self.version_at(report.timestamp)  # as its report's environment says
             if group is None:
                 group = ErrorGroup(report, max_severity=report.severity.value)
                 self.groups[report.error_id] = group
                 self._evict_groups()
+                group.seen_in(version, report.timestamp)
             else:
                 self.groups.move_to_end(report.error_id)
                 previous = group.report
@@ -165,6 +217,8 @@ class ErrorStore:
                 if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK[group.max_severity]:
                     group.max_severity = severity
                 group.report = report
+                if group.seen_in(version, report.timestamp):
+                    self._regressed(group, report)
             _seen(group.components, report.component)
             _seen(group.plugins, report.plugin)
             if report.user_id and len(group.users) < self.max_users_per_group:
@@ -201,7 +255,25 @@ class ErrorStore:
             group.coalesced += count
             _seen(group.plugins, plugin)
             self._refresh(group)
+            if group.seen_in(self.version_at(last_seen), last_seen):
+                self._regressed(group, report)  # no report of its own: the group's latest
             return True
+
+    def _regressed(self, group: ErrorGroup, report: ErrorReport) -> None:
+        if self.on_regress is not None:
+            self.on_regress(group, report)
+
+    def resolve(self, error_id: str, version: str | None,
+                when: float | None = None) -> ErrorGroup | None:
+        """Mark a group resolved (None: no such group); seen again, it is a regression."""
+        with self.lock:
+            group = self.groups.get(error_id)
+            if group is None:
+                return None
+            group.resolve(version, time.time() if when is None else when)
+        if self.on_change is not None:
+            self.on_change(error_id)
+        return group
 
     @staticmethod
     def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
@@ -305,9 +377,13 @@ class ErrorStore:
             "last_error": last.to_dict() if last else None,
         }
 
-    def group_list(self, sort: str = "count", limit: int | None = None) -> list[ErrorGroup]:
+    def group_list(self, sort: str = "count", limit: int | None = None,
+                   new_in: str | None = None) -> list[ErrorGroup]:
+        """Groups by count or last seen; ``new_in``: only those first seen in that version."""
         with self.lock:
             groups = list(self.groups.values())
+        if new_in is not None:
+            groups = [g for g in groups if g.first_seen_version == new_in]
         if sort == "last_seen":
             groups.sort(key=lambda g: g.report.last_occurrence, reverse=True)
         else:
@@ -323,7 +399,7 @@ class ErrorStore:
             recent = list(group.records)[-self.occurrences_per_group:]
             return {
                 "group": group.summary(),
-                "report": group.report.to_dict(),
+                "report": {**group.report.to_dict(), **group.release_state()},
                 "occurrences": [r.to_dict() for _, r in recent],
             }
 
@@ -347,6 +423,10 @@ class ErrorStore:
 
     def session_start_iso(self) -> str:
         return iso_time(self.started) or ""
+
+
+def _no_version(moment: float) -> str | None:
+    return None
 
 
 def _seen(seen: dict[str, int], value: str) -> None:

@@ -16,6 +16,7 @@ import yaml
 from support.promql import (
     aggregations_dropping,
     counters_outside_rate,
+    counters_read_raw,
     output_labels,
     template_labels,
 )
@@ -195,7 +196,7 @@ def test_recording_rule_output_labels(rule: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=rule_id)
 def test_counters_only_inside_rate_or_increase(rule: dict[str, Any]) -> None:
-    assert counters_outside_rate(pp.parse(rule["expr"])) == []
+    assert counters_read_raw(pp.parse(rule["expr"])) == []
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=rule_id)
@@ -215,6 +216,16 @@ def test_label_proof_rejects_leaky_expressions() -> None:
         labels = output_labels(pp.parse(expr))
         assert labels is None or "severity" in labels, expr
     assert counters_outside_rate(pp.parse("app_errors_total > 0")) == ["app_errors_total"]
+    # Only the exact new-series check may read a counter raw.
+    assert counters_read_raw(pp.parse("x_total unless x_total offset 1h")) == []
+    for raw in (
+        "x_total unless x_total",
+        "x_total offset 1h unless x_total",
+        "x_total unless y_total offset 1h",
+        "x_total unless on (job) x_total offset 1h",
+        "(x_total unless x_total offset 1h) + x_total",
+    ):
+        assert counters_read_raw(pp.parse(raw)), raw
     assert aggregations_dropping(pp.parse("sum(rate(x_total[5m]))"), "job")
 
 

@@ -87,6 +87,28 @@ ROUTE_CASES = [
         ],
         id="info",
     ),
+    # Release health goes to the release's owners whatever its severity.
+    pytest.param(
+        "release",
+        [
+            "alertname=ErrorExporterNewErrorGroup",
+            "severity=warning",
+            "job=error-exporter",
+            "instance=app:9718",
+            "app_version=1.1.0",
+        ],
+        id="release-new-group",
+    ),
+    pytest.param(
+        "release",
+        [
+            "alertname=ErrorExporterErrorRegressed",
+            "severity=critical",
+            "job=error-exporter",
+            "app_version=1.1.0",
+        ],
+        id="release-regressed",
+    ),
     pytest.param("default", ["alertname=Watchdog", "job=error-exporter"], id="no-severity"),
     pytest.param("default", ["alertname=Other", "severity=page"], id="unknown-severity"),
     # The *metric* severity vocabulary must not be routed as an alert severity by accident.

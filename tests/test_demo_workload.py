@@ -1,18 +1,26 @@
 """The demo workload must exercise every feature of the monitor, or the demo shows an
 empty dashboard: several groups and severities, sessions of every ending, recoveries that
-succeed and fail, timed operations, patterns and an unhealthy plugin."""
+succeed and fail, timed operations, patterns and an unhealthy plugin, and a deploy that
+brings one new error group and one regression (release health)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.promstack import free_port, http_get, http_json, wait_until
 
 from exporter import ErrorMonitor
-from exporter.demo.workload import COMPONENTS, PLUGINS, Workload
+from exporter.demo.workload import COMPONENTS, PLUGINS, Workload, next_version
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sample_sum(registry: Any, name: str, **labels: str) -> float:
@@ -148,3 +156,151 @@ def test_run_stops_promptly(monitor: ErrorMonitor) -> None:
 def test_rate_must_be_positive(monitor: ErrorMonitor) -> None:
     with pytest.raises(ValueError, match="rate"):
         Workload(monitor, rate=0)
+
+
+# -- the simulated deploy (release health) -----------------------------------------------------
+
+
+def release_counts(registry: Any, kind: str) -> dict[str, float]:
+    """{app_version: value} of app_error_groups_<kind>_total."""
+    name = f"app_error_groups_{kind}_total"
+    return {
+        sample.labels["app_version"]: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_the_deploy_brings_one_new_group_and_one_regression() -> None:
+    mon = make_monitor(app_version="1.0.0")
+    mon.start()
+    regressions: list[Any] = []
+    mon.register_regression_callback(regressions.append)
+    try:
+        workload = Workload(mon, rate=1000, seed=0, storm_every=0.3, deploy_after=0.5)
+        workload.run(threading.Event(), duration=1.2)
+        assert mon.flush(timeout=10)
+        assert workload.counts["workload_failures"] == 0
+        deployed = workload.deployed
+        assert deployed is not None and workload.counts["deploy"] == 1
+        assert (deployed.from_version, deployed.to_version) == ("1.0.0", "1.1.0")
+        assert deployed.new_error_type == "LaunchControlError"
+        assert mon.config.app_version == "1.1.0"
+
+        before = {g["error_id"] for g in mon.list_groups(new_in="1.0.0")}
+        assert len(before) >= 10
+        new = mon.list_groups(new_in="1.1.0")
+        assert [g["error_type"] for g in new] == ["LaunchControlError"]
+        assert new[0]["first_seen_version"] == "1.1.0"
+        assert new[0]["function_name"] == "arm_launch_control"
+
+        regressed = [g for g in mon.list_groups() if g["regressed"]]
+        assert [g["error_id"] for g in regressed] == [deployed.resolved_error_id]
+        assert deployed.resolved_error_id in before
+        back = regressed[0]
+        assert back["function_name"] == "flash_ecu_map"
+        assert back["first_seen_version"] == "1.0.0"
+        assert back["last_seen_version"] == "1.1.0"
+
+        assert release_counts(mon.registry, "new") == {"1.0.0": len(before), "1.1.0": 1}
+        assert release_counts(mon.registry, "regressed") == {"1.0.0": 0, "1.1.0": 1}
+        deadline = time.monotonic() + 10
+        while not regressions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [r.error_id for r in regressions] == [deployed.resolved_error_id]
+    finally:
+        mon.stop()
+
+
+def test_a_deploy_before_any_flash_raises_one_first() -> None:
+    """The group to resolve must have been seen: a deploy at once raises it before."""
+    mon = make_monitor(app_version="2.4")
+    mon.start()
+    try:
+        workload = Workload(mon, rate=1000, seed=3)
+        deployed = workload.deploy()
+        workload.close()
+        assert mon.flush(timeout=10)
+        assert deployed.to_version == "2.5"
+        assert deployed.resolved_error_id is not None
+        [summary] = [g for g in mon.list_groups() if g["error_id"] == deployed.resolved_error_id]
+        assert summary["regressed"] is True
+        assert summary["first_seen_version"] == "2.4"
+        assert [g["error_type"] for g in mon.list_groups(new_in="2.5")] == ["LaunchControlError"]
+    finally:
+        mon.stop()
+
+
+def test_no_deploy_unless_asked_and_none_in_storm_mode(monitor: ErrorMonitor) -> None:
+    quiet = Workload(monitor, rate=1000, seed=0)
+    quiet.run(threading.Event(), duration=0.5)
+    storm = Workload(monitor, rate=1000, seed=0, storm=True, deploy_after=0.01)
+    storm.run(threading.Event(), duration=0.3)
+    assert monitor.flush(timeout=10)
+    assert quiet.deployed is None and storm.deployed is None
+    assert "LaunchControlError" not in monitor.get_statistics()["errors_by_type"]
+    assert not [g for g in monitor.list_groups() if g["regressed"]]
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("1.0.0", "1.1.0"), ("2.4", "2.5"), ("1.9.3", "1.10.0"), (None, "1.1.0"),
+     ("7", "7-next"), ("blue", "blue-next"), ("1.0.0-rc1", "1.0.0-rc1-next")],
+)
+def test_next_version(version: str | None, expected: str) -> None:
+    assert next_version(version) == expected
+
+
+def test_the_demo_command_deploys_and_serves_what_it_broke(tmp_path: Path) -> None:
+    """``error-exporter demo --deploy-after``: a real process, its API and /metrics."""
+    port = free_port()
+    log = tmp_path / "demo.out"
+    argv = [sys.executable, "-m", "exporter", "demo", "--host", "127.0.0.1", "--port", str(port),
+            "--no-live", "--rate", "50", "--seed", "1", "--deploy-after", "2", "--duration", "120"]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        def new_in_1_1_0() -> list[dict[str, Any]]:
+            assert demo.poll() is None, log.read_text()
+            found: list[dict[str, Any]] = http_json(f"{url}/api/v1/errors?new_in=1.1.0")["errors"]
+            return found
+
+        new = wait_until(new_in_1_1_0, 60, what="a group new in 1.1.0")
+        assert [g["error_type"] for g in new] == ["LaunchControlError"]
+        regressed = wait_until(
+            lambda: [g for g in http_json(f"{url}/api/v1/errors?limit=100")["errors"]
+                     if g["regressed"]], 30, what="a regressed group")
+        assert [(g["error_type"], g["first_seen_version"], g["last_seen_version"])
+                for g in regressed] == [("ValueError", "1.0.0", "1.1.0")]
+        status, body = http_get(f"{url}/metrics")
+        assert status == 200
+        metrics = body.decode()
+        assert 'app_error_groups_new_total{app_version="1.1.0"} 1.0' in metrics
+        assert 'app_error_groups_regressed_total{app_version="1.1.0"} 1.0' in metrics
+        banner = log.read_text().split("Press Ctrl-C")[0]
+        assert "In 2s the app (version 1.0.0) deploys 1.1.0" in banner
+        assert f"{url}/api/v1/errors?new_in=1.1.0" in banner
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
+    assert demo.returncode == 0, log.read_text()[-2000:]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--deploy-after", "75"], ["--storm", "--deploy-after", "0.5"]],
+    ids=["run-ends-first", "storm"],
+)
+def test_the_banner_announces_no_deploy_that_will_not_happen(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    argv = [sys.executable, "-m", "exporter", "demo", "--port", str(free_port()), "--no-live",
+            "--rate", "50", "--duration", "2", *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    banner = done.stdout.split("Press Ctrl-C")[0]
+    assert "API:" in banner
+    assert "deploys" not in banner and "new_in" not in banner
+    assert "LaunchControlError" not in done.stdout

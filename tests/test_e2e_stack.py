@@ -1,11 +1,13 @@
 """End to end: the real demo, a real Prometheus and a real Alertmanager on loopback.
 
-(a) every dashboard target returns data from the demo's metrics;
+(a) every dashboard target returns data from the demo's metrics, and the release-health
+    panels show the demo's deploy (a group new in 1.1.0, a regression in 1.1.0);
 (b) an error storm in the demo reaches a webhook through the shipped rules and Alertmanager
     configuration, and is resolved after the storm stops.
 
 Needs `python -m exporter demo` (flags --host --port --rate --seed --no-live --storm
---duration), `prometheus` and `prometheus-alertmanager`.
+--duration --deploy-after), `prometheus` and `prometheus-alertmanager`. The release alerts'
+end-to-end test is in tests/test_release_alerts.py.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from support.promstack import (
     load_yaml,
     point_webhooks_at,
     query,
+    query_range,
     shorten_rule_for,
     wait_until,
 )
@@ -43,6 +46,10 @@ AM_FILE = ROOT / "alerts" / "alertmanager.yml"
 RUNBOOK_BASE = "https://github.com/error-exporter/error-exporter/blob/main/alerts/runbook.md#"
 JOB = "error-exporter"
 SCRAPE_SECONDS = 1.0
+# The demo deploys 1.1.0 this long after its start: after Prometheus's first scrape (about 5 s
+# after its start), so that the panels see the deploy happen.
+DEPLOY_AFTER_SECONDS = 15
+RELEASE_PANELS = ("New error groups by version", "Regressed error groups by version")
 
 
 @pytest.fixture
@@ -77,7 +84,7 @@ def scrape_config(port: int) -> dict[str, Any]:
 
 
 def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> None:
-    demo = start_demo(stack)
+    demo = start_demo(stack, "--deploy-after", str(DEPLOY_AFTER_SECONDS))
     prom = stack.prometheus(
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -95,6 +102,13 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
         what="25 scrapes of the demo",
     )
     assert demo.running(), demo.log_tail()
+    # The deploy's regression has been scraped (and a few scrapes after it).
+    wait_until(
+        lambda: query(prom.url, 'count_over_time(app_error_groups_regressed_total'
+                                '{app_version="1.1.0"}[5m]) >= 5'),
+        60,
+        what="five scrapes after the demo's deploy",
+    )
 
     outcomes = []
     for board in load_dashboards().values():
@@ -107,6 +121,19 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
         )
     failures = describe_failures(outcomes)
     assert not failures, "dashboard targets without data from the demo:\n" + failures
+
+    # The release-health panels, run as Grafana runs a time series panel (a range query, one
+    # step per scrape), show the deploy: one group new in 1.1.0, one regressed in 1.1.0.
+    by_panel = {o.target.panel: o.promql for o in outcomes}
+    for title in RELEASE_PANELS:
+        found = query_range(prom.url, by_panel[title], started - 30, time.time(), SCRAPE_SECONDS)
+        peaks = {s["metric"].get("app_version"): max(float(v) for _, v in s["values"])
+                 for s in found}
+        assert peaks.get("1.1.0") == 1, (title, peaks)
+    versions = query(prom.url, by_panel["Instances by version"])
+    assert {s["metric"]["app_version"]: s["value"][1] for s in versions} == {
+        "1.0.0": "1", "1.1.0": "1"
+    }
 
     # Exemplars: the drill-down's error-rate query carries error_id exemplars.
     exemplar_targets = [o for o in outcomes if o.target.target.get("exemplar")]

@@ -77,9 +77,10 @@ def raised(exc: BaseException) -> BaseException:
         return caught
 
 
-def get(url: str, token: str | None = None, header: str | None = None) -> tuple[int, bytes]:
-    """GET without following anything; (status, body) also for 4xx answers."""
-    request = urllib.request.Request(url)
+def get(url: str, token: str | None = None, header: str | None = None,
+        method: str = "GET") -> tuple[int, bytes]:
+    """GET (or ``method``) without following anything; (status, body) also for 4xx answers."""
+    request = urllib.request.Request(url, method=method)
     if header is not None:
         request.add_header("Authorization", header)
     elif token is not None:
@@ -252,7 +253,8 @@ def concrete_routes(monitor: ErrorMonitor) -> dict[str, tuple[str, str]]:
     error_id = monitor.record_error(raised(ValueError("x")), plugin="p1")
     assert monitor.flush()
     routes = {route.name: (path, route.access) for path, route in FIXED.items()}
-    examples = {"error": f"/api/v1/errors/{error_id}", "plugin_health": "/api/v1/plugins/p1/health"}
+    examples = {"error": f"/api/v1/errors/{error_id}", "plugin_health": "/api/v1/plugins/p1/health",
+                "resolve": f"/api/v1/errors/{error_id}/resolve"}
     for _, route in PATTERNS:
         assert route.name in examples, f"new route {route.name}: add an example path here"
         routes[route.name] = (examples[route.name], route.access)
@@ -280,7 +282,11 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(make_monitor, caplog, 
             assert status == 200, (name, status, body[:200])
             bodies.append(body)
         for name, (path, access) in routes.items():
-            if access != "api":  # "/", "/healthz" and "/metrics" (unless protect_metrics)
+            if access == "write":  # POST only (resolve): same refusals, then it works
+                for header in wrong_headers:
+                    assert get(base + path, header=header, method="POST")[0] == 401, name
+                assert get(base + path, token=TOKEN, method="POST")[0] == 200, name
+            elif access != "api":  # "/", "/healthz" and "/metrics" (unless protect_metrics)
                 assert get(base + path)[0] == 200, name
         text = "\n".join(b.decode("utf-8", "replace") for b in bodies)
     out, err = capfd.readouterr()

@@ -33,9 +33,12 @@ from exporter.cli import (
     where,
 )
 from exporter.cli.client import ApiClient
+from exporter.cli.release_view import current_release, marker, regressed
 from exporter.model import trace_frames
 
 TOP_N = 10
+REGRESSED_N = 10
+GROUPS_READ = 1000  # groups read from a live app for the release health list
 TIMELINE_BUCKETS = 12
 _PATTERN_RANK = {"warning": 1, "error": 2, "critical": 3}
 BAR_WIDTH = 12
@@ -43,7 +46,12 @@ _GROUP_FIELDS = ("error_id", "error_type", "error_message", "severity", "priorit
                  "plugin", "operation", "file_path", "line_number", "function_name",
                  "occurrence_count", "first_occurrence", "last_occurrence",
                  "frequency_per_hour", "affected_users", "recovery_attempted",
-                 "recovery_successful")
+                 "recovery_successful", "last_occurrence_epoch", "first_seen_version",
+                 "last_seen_version", "resolved", "resolved_version", "regressed",
+                 "regressed_at", "regressed_at_epoch")
+_REGRESSED_FIELDS = ("error_id", "error_type", "error_message", "occurrence_count",
+                     "first_seen_version", "last_seen_version", "resolved_version",
+                     "regressed_at", "regressed_at_epoch")
 
 
 class NotAnExport(ValueError):
@@ -82,14 +90,21 @@ def _timelines(records: list[dict[str, Any]], ids: list[str]) -> dict[str, list[
 
 def build_report(analysis: dict[str, Any], statistics: dict[str, Any] | None,
                  patterns: list[dict[str, Any]] | None, records: list[dict[str, Any]],
-                 source: str) -> dict[str, Any]:
-    """The report of ``analyze --json``: one shape for both sources."""
+                 source: str, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report of ``analyze --json``: one shape for both sources.
+
+    ``groups``: every group summary, when the source has them (a live app); else the
+    release health of the top errors is all that is known."""
     stats = statistics or analysis.get("statistics") or {}
     top = [_top_entry(t) for t in analysis.get("top_errors") or [] if isinstance(t, dict)]
     top = top[:TOP_N]
     lines = _timelines(records, [str(t["error_id"]) for t in top])
+    known = groups if groups is not None else top
+    release = current_release(known)
     for row in top:
         row["timeline"] = lines.get(str(row["error_id"]), [])
+        row["state"] = marker(row, release)
+    back = [{key: g.get(key) for key in _REGRESSED_FIELDS} for g in regressed(known)]
     if patterns is None:
         found = analysis.get("patterns")
         patterns = found.get("patterns", []) if isinstance(found, dict) else found or []
@@ -102,6 +117,8 @@ def build_report(analysis: dict[str, Any], statistics: dict[str, Any] | None,
         "patterns": patterns,
         "sessions": analysis.get("sessions"),
         "recovery": analysis.get("recovery"),
+        "release": release,
+        "regressed": back[:REGRESSED_N],
     }
 
 
@@ -110,7 +127,8 @@ def report_from_api(client: ApiClient) -> dict[str, Any]:
     analysis = client.analysis()
     statistics = client.statistics()
     patterns = client.patterns()
-    return build_report(analysis, statistics, patterns, [], client.base_url)
+    groups = client.errors(sort="last_seen", limit=GROUPS_READ)
+    return build_report(analysis, statistics, patterns, [], client.base_url, groups)
 
 
 def load_export(path: str) -> dict[str, Any]:
@@ -247,9 +265,28 @@ def _top_table(report: dict[str, Any]) -> FitTable:
         severity = _styled(row.get("severity"))
         severity.append("\npriority ")
         severity.append_text(_styled(row.get("priority")))
+        if row.get("state"):
+            severity.append("\n" + str(row["state"]), style=_STATE_STYLES.get(row["state"], ""))
         cells.append([str(i), _scalar(row.get("occurrence_count")), graph, error, severity,
                       _scalar(row.get("affected_users"))])
     return FitTable(columns, cells, title="Top errors", title_justify="left", show_lines=True)
+
+
+_STATE_STYLES = {"REGRESSED": "bold red", "NEW": "bold yellow", "resolved": "green"}
+
+
+def _regressed_table(rows: list[dict[str, Any]]) -> FitTable:
+    """Resolved groups that came back, most recent first."""
+    columns = [Col("regressed", min_width=16, cap=28), Col("count", options={"justify": "right"}),
+               Col("in version", cap=20), Col("since", 1), Col("resolved in", 3, cap=20),
+               Col("message", 2, min_width=12, flex=True)]
+    cells = [[str(r.get("error_type") or "-"), _scalar(r.get("occurrence_count")),
+              str(r.get("last_seen_version") or "-"),
+              age(r.get("regressed_at_epoch") or r.get("regressed_at")) + " ago",
+              str(r.get("resolved_version") or "-"), shorten(r.get("error_message"), 80)]
+             for r in rows]
+    return FitTable(columns, cells, title="Regressed (resolved, then seen again)",
+                    title_justify="left")
 
 
 def _patterns_table(patterns: list[dict[str, Any]]) -> FitTable:
@@ -311,6 +348,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(_top_table(report))
     else:
         console.print("No errors recorded.")
+    if report.get("regressed"):
+        console.print(_regressed_table(report["regressed"]))
     if report["patterns"]:
         console.print(_patterns_table(report["patterns"]))
     else:

@@ -29,6 +29,9 @@ from exporter.cli.watch import run_watch
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9718
+# The app version the demo starts as when the configuration names none; its deploy (after
+# --deploy-after seconds) switches to the next one (exporter.demo.workload.next_version).
+DEMO_APP_VERSION = "1.0.0"
 
 
 def demo_tuning(rate: float, storm: bool = False) -> dict[str, Any]:
@@ -59,6 +62,8 @@ def build_config(args: argparse.Namespace) -> Any:
                if getattr(config, k) == getattr(defaults, k)}
     changes["serve"] = True
     changes["enable_terminal_output"] = bool(args.no_live)
+    if config.app_version is None:  # release health needs one: the deploy shows it
+        changes["app_version"] = DEMO_APP_VERSION
     if args.host is not None or config.host == defaults.host:
         changes["host"] = args.host or DEFAULT_HOST
     if args.port is not None:
@@ -128,7 +133,8 @@ def _shown_path(path: str, cwd: str) -> str:
     return absolute if relative.startswith("..") else relative
 
 
-def _banner(url: str, args: argparse.Namespace, threshold: int) -> str:
+def _banner(url: str, args: argparse.Namespace, threshold: int,
+            versions: tuple[str, str] | None = None) -> str:
     """The URLs on the first two lines (what a user copies), then what is running."""
     mode = "a sustained storm of critical MemoryErrors" if args.storm else \
         f"about {args.rate:g} errors/s, a storm every {args.storm_every:g}s"
@@ -143,6 +149,10 @@ def _banner(url: str, args: argparse.Namespace, threshold: int) -> str:
         f"                     {command} export --url {url} -o errors.json",
         "Press Ctrl-C to stop.",
     ]
+    if versions is not None:
+        lines[3:3] = [f"In {args.deploy_after:g}s the app (version {versions[0]}) deploys "
+                      f"{versions[1]}: a new error, and a resolved one comes back:",
+                      f"                     {url}/api/v1/errors?new_in={versions[1]}"]
     if args.token:
         lines.insert(3, "The API needs the token: --token TOKEN or ERROR_EXPORTER_API_TOKEN.")
     return "\n".join(lines)
@@ -151,7 +161,7 @@ def _banner(url: str, args: argparse.Namespace, threshold: int) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     """Start everything, run until Ctrl-C / SIGTERM / --duration, stop everything."""
     from exporter import ErrorMonitor
-    from exporter.demo.workload import Workload
+    from exporter.demo.workload import Workload, next_version
 
     config = build_config(args)
     monitor = ErrorMonitor(config)
@@ -164,11 +174,16 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     server = monitor.server
     url = base_url(config.host, server.port if server is not None else config.port)
-    print(_banner(url, args, config.pattern_threshold), flush=True)
+    deploy_after = None if args.storm or (args.duration and args.duration <= args.deploy_after) \
+        else args.deploy_after  # no deploy to announce in a storm or a run that ends first
+    versions = None if deploy_after is None else \
+        (config.app_version, next_version(config.app_version))
+    print(_banner(url, args, config.pattern_threshold, versions), flush=True)
 
     stop = threading.Event()
     workload = Workload(monitor, rate=args.rate, seed=args.seed, storm_every=args.storm_every,
-                        storm=args.storm, storm_size=3 * config.pattern_threshold + 5)
+                        storm=args.storm, storm_size=3 * config.pattern_threshold + 5,
+                        deploy_after=deploy_after)
     worker = threading.Thread(target=workload.run, args=(stop, args.duration),
                               name="demo-workload", daemon=True)
     timer = threading.Timer(args.duration, stop.set) if args.duration else None

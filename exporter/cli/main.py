@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a sustained storm of critical errors for the whole run")
     demo.add_argument("--storm-every", type=_positive_float, default=30.0, metavar="SECONDS",
                       help="seconds between error storms (default 30)")
+    demo.add_argument("--deploy-after", type=_positive_float, default=75.0, metavar="SECONDS",
+                      help="seconds until the app deploys its next version: a new error and "
+                      "a regression (default 75)")
     demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
     demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
     _add_api_options(demo, url=False)
@@ -141,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
                         "http://127.0.0.1:9718)")
     source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
+    source.add_argument("--store", metavar="STORE.sqlite", help="a durable store file "
+                        "(store_path) instead, read offline (also while its app runs)")
     analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
     _add_fleet_options(analyze, source, "analyze")
@@ -148,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the JSON export of a running app")
     _add_api_options(export)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.add_argument("--store", metavar="STORE.sqlite", help="read a durable store file "
+                        "(store_path) offline instead of the app's API")
     export.add_argument("--since", type=_time_arg, metavar="TIME",
                         help=f"only errors at or after TIME: {TIME_FORMS}")
     export.add_argument("--until", type=_time_arg, metavar="TIME",
@@ -160,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--page-size", type=_positive_int, default=1000, metavar="N",
                         help="records per API request (default 1000)")
     _add_fleet_options(export, export, "export")
+
+    resolve = sub.add_parser("resolve", help="mark an error group resolved (seen again, it "
+                             "is a regression); needs the server's api_token")
+    resolve.add_argument("error_id", metavar="ID", help="the group's error_id")
+    _add_api_options(resolve)
 
     check = sub.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("file", metavar="FILE")
@@ -215,7 +227,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from exporter.cli.fleet_view import analyze_fleet
 
         return analyze_fleet(args)
-    if args.file:
+    if args.store:
+        from exporter.cli.offline_store import StoreUnusable, report_from_store
+
+        try:
+            report = report_from_store(args.store)
+        except StoreUnusable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    elif args.file:
         try:
             report = report_from_file(args.file)
         except NotAnExport as exc:
@@ -239,6 +259,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     filters = {"since": args.since, "until": args.until, "severity": args.severity,
                "component": args.component, "plugin": args.plugin,
                "error_type": args.error_type}
+    if args.store:
+        from exporter.cli.offline_store import export_command
+
+        if args.prometheus:
+            print("error: --store and --prometheus cannot be combined", file=sys.stderr)
+            return 2
+        return export_command(args.store, args.output, filters, args.limit)
     if args.prometheus:
         from exporter.cli.fleet_view import export_fleet
 
@@ -268,6 +295,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config)
 
 
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from exporter.cli.resolve import ResolveClient, run_resolve
+
+    return run_resolve(ResolveClient(args.url, token=args.token), args.error_id)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "watch": cmd_watch,
@@ -275,6 +308,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "check-config": cmd_check_config,
     "serve": cmd_serve,
+    "resolve": cmd_resolve,
 }
 
 

@@ -37,6 +37,7 @@ from exporter.cli import (
     where,
 )
 from exporter.cli.client import ApiClient, ApiError, AuthRequired
+from exporter.cli.release_view import current_release, marker, regressed
 from exporter.families import RESOURCES
 
 TOP_LIMIT = 8
@@ -80,6 +81,8 @@ class Snapshot:
     resources: dict[str, str]
     rate: float | None
     fresh: list[dict[str, Any]] = field(default_factory=list)  # new in this refresh
+    release: str | None = None  # the release groups are NEW in (release_view.py)
+    regressed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -173,8 +176,9 @@ def poll(client: ApiClient, state: WatchState, now: float | None = None) -> Snap
     if not resources:
         resources = resources_from_metrics(client.metrics_text())
 
+    shown = list({str(g.get("error_id")): g for g in recent + top}.values())
     snap = Snapshot(time.time(), stats, top, list(state.new_groups), patterns, plugins,
-                    resources, rate, fresh)
+                    resources, rate, fresh, current_release(shown), regressed(shown))
     state.last, state.problem = snap, None
     state.good_polls += 1
     return snap
@@ -209,6 +213,10 @@ def plain_line(snap: Snapshot) -> str:
         f"new={len(snap.fresh)}" + (f"[{new}]" if new else ""),
         f"top={top or '-'}", f"patterns={patterns or '-'}", f"plugins={plugins or '-'}",
     ]
+    if snap.regressed:
+        back = ",".join(f"{g.get('error_type')}@{g.get('last_seen_version') or '-'}"
+                        for g in snap.regressed[:3])
+        fields.append(f"regressed={len(snap.regressed)}[{back}]")
     if res:
         fields.append(res)
     return " ".join(fields)
@@ -225,6 +233,13 @@ def lost_line(state: WatchState, refresh: float) -> str:
 def _styled(value: Any) -> Text:
     text = str(value or "-")
     return Text(text, style=SEVERITY_STYLES.get(text.lower(), ""))
+
+
+_MARKER_STYLES = {"REGRESSED": "bold red", "NEW": "bold yellow", "resolved": "green"}
+
+
+def _marked(text: str) -> Text:
+    return Text(text or "-", style=_MARKER_STYLES.get(text, "dim"))
 
 
 def _rate_panel(snap: Snapshot, state: WatchState) -> Panel:
@@ -254,6 +269,10 @@ def _top_panel(snap: Snapshot) -> Panel:
     rows = [[str(g.get("occurrence_count", "")), str(g.get("error_type", "")),
              _styled(g.get("severity")), where(g), place, shorten(g.get("error_message"), 100)]
             for g, place in zip(snap.top, told_apart(snap.top), strict=True)]
+    if any(marker(g, snap.release) for g in snap.top):  # release health: only when it says
+        columns.insert(5, Col("state", options={"no_wrap": True}))  # something
+        for row, g in zip(rows, snap.top, strict=True):
+            row.insert(5, _marked(marker(g, snap.release)))
     return Panel(FitTable(columns, rows, **_PLAIN) if snap.top else Text("no errors yet"),
                  title="Top errors")
 

@@ -6,6 +6,11 @@ app first: several error groups of every severity, breadcrumbs, users and sessio
 then a storm that trips a pattern and turns a plugin unhealthy. Everything is driven by a
 seeded ``random.Random`` so a run can be repeated.
 
+After a while (``deploy_after``) the app "deploys" its next version without a restart, the
+way release health is shown: a group seen so far is resolved ("fixed in the next version"),
+the monitor switches to the next app version, and the new version raises an error type no
+earlier version raised (new in that version) and the resolved error again (a regression).
+
 The errors are really raised from a handful of distinct functions, so the monitor's
 grouping by traceback yields distinct groups with real file:line locations.
 """
@@ -35,6 +40,10 @@ logging.getLogger("demo").addHandler(logging.NullHandler())
 
 class CANBusError(Exception):
     """A CAN bus fault: the tuner app's own exception type."""
+
+
+class LaunchControlError(Exception):
+    """The next version's new feature failing: an error no earlier version raised."""
 
 
 # -- the functions that fail: one group each ------------------------------------------
@@ -102,6 +111,13 @@ def fetch_news(rng: random.Random, fail: bool) -> int:
     return rng.randrange(1, 20)
 
 
+def arm_launch_control(rng: random.Random, fail: bool) -> float:
+    """Launch control, the feature the deploy adds: its failures are new in that version."""
+    if fail:
+        raise LaunchControlError("launch control armed without a clutch switch signal")
+    return rng.uniform(3000, 5000)
+
+
 def allocate_frame_buffer(rng: random.Random, fail: bool) -> bytearray:
     """Fails with MemoryError: the critical error of the demo."""
     if fail:
@@ -136,7 +152,28 @@ OPERATIONS = (
     Operation("update", "MainWindow", "news", fetch_news, 0.04),
 )
 STORM_OPERATIONS = ("weather", "stocks", "send_frame")
+# Added by the deploy: new in the next version, and failing now and then from then on.
+LAUNCH_CONTROL = Operation("launch_control", "ECUControl", "", arm_launch_control, 0.05)
 CRASH_SHARE = 0.2  # of the gaps between sessions, filled by a short session that crashes
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """What the simulated deploy did (``Workload.deploy``)."""
+
+    from_version: str | None
+    to_version: str
+    resolved_error_id: str | None  # the group resolved before it, then seen again after it
+    new_error_type: str
+
+
+def next_version(version: str | None) -> str:
+    """The version the demo deploys after ``version``: the next minor (1.0.0 -> 1.1.0, 2.4 ->
+    2.5), or ``<version>-next`` when it is not made of numbers."""
+    parts = (version or "1.0.0").split(".")
+    if len(parts) >= 2 and all(part.isdigit() for part in parts):
+        return ".".join([parts[0], str(int(parts[1]) + 1), *("0" for _ in parts[2:])])
+    return f"{version}-next"
 
 
 @dataclass
@@ -151,8 +188,9 @@ class Workload:
     """Drives a monitor like a busy app would, about ``rate`` errors per second.
 
     ``step()`` is one tick (a few operations and exactly one failure, roughly);
-    ``run()`` repeats it until stopped, with a storm every ``storm_every`` seconds.
-    With ``storm=True`` every tick is a critical MemoryError in the news plugin.
+    ``run()`` repeats it until stopped, with a storm every ``storm_every`` seconds and, after
+    ``deploy_after`` seconds (None: never), the deploy of ``next_version``.
+    With ``storm=True`` every tick is a critical MemoryError in the news plugin (no deploy).
     """
 
     def __init__(
@@ -165,6 +203,8 @@ class Workload:
         storm: bool = False,
         storm_size: int = 20,
         clock: Callable[[], float] = time.monotonic,
+        deploy_after: float | None = None,
+        next_version: str | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be > 0 errors per second, got {rate}")
@@ -175,10 +215,15 @@ class Workload:
         self.storm_mode = storm
         self.storm_size = storm_size
         self.clock = clock
+        self.deploy_after = deploy_after
+        self.next_version = next_version
+        self.deployed: Deploy | None = None
         self.counts: Counter[str] = Counter()
         self._session: _Session | None = None
         self._storm_turn = 0
-        self._ops = {self._key(op): self._timed(op) for op in OPERATIONS}
+        self._operations: tuple[Operation, ...] = OPERATIONS  # the deploy adds LAUNCH_CONTROL
+        self._ops = {self._key(op): self._timed(op) for op in (*OPERATIONS, LAUNCH_CONTROL)}
+        self._flash_error_id: str | None = None  # a group the deploy can resolve
         self._buffer_op = handle_errors(
             component="MainWindow", plugin="news", operation="allocate_buffer",
             severity="critical", reraise=False, monitor=monitor,
@@ -208,12 +253,17 @@ class Workload:
         """Steps until ``stop_event`` is set or ``duration`` seconds passed; never raises."""
         start = self.clock()
         next_storm = start + self.storm_every
+        deploy_at = None if self.deploy_after is None or self.storm_mode else \
+            start + self.deploy_after
         try:
             while not stop_event.is_set():
                 now = self.clock()
                 if duration is not None and now - start >= duration:
                     break
                 try:
+                    if deploy_at is not None and now >= deploy_at:
+                        deploy_at = None  # once, even if it fails
+                        self.deploy()
                     if not self.storm_mode and self.storm_every > 0 and now >= next_storm:
                         self.storm()
                         next_storm = now + self.storm_every
@@ -236,14 +286,15 @@ class Workload:
             return "crash"
         session = self._session_tick()
         for _ in range(self.rng.randrange(1, 4)):  # healthy operations, timed as ok
-            op = self.rng.choice(OPERATIONS)
+            op = self.rng.choice(self._operations)
             self._ops[self._key(op)](self.rng, False)
         scenario = self.rng.choices(
             ["operation", "ecu_flash", "can_read", "log_write", "memory"],
             weights=[55, 14, 12, 9, 4],
         )[0]
         if scenario == "operation":
-            op = self.rng.choices(OPERATIONS, weights=[o.failure_weight for o in OPERATIONS])[0]
+            ops = self._operations
+            op = self.rng.choices(ops, weights=[o.failure_weight for o in ops])[0]
             self.monitor.add_breadcrumb(f"start {op.name}", component=op.component,
                                         data={"plugin": op.plugin}, category="operation")
             self._ops[self._key(op)](self.rng, True)
@@ -271,6 +322,32 @@ class Workload:
             self._ops[key](self.rng, True)
         self.counts["storm"] += 1
         return key
+
+    def deploy(self) -> Deploy:
+        """The release of the next version, without a restart (``set_app_version``).
+
+        Before it, the ECU map-range ValueError (seen by now, or raised once here) is
+        resolved as "fixed in the next version"; after it, launch control, the new feature,
+        fails once (a group new in that version) and the ValueError comes back (the group
+        regresses). From then on launch control is part of the traffic.
+        """
+        monitor = self.monitor
+        from_version = monitor.config.app_version
+        to_version = self.next_version or next_version(from_version)
+        if self._flash_error_id is None:
+            self._ecu_flash(self._session_tick())
+        resolved = self._flash_error_id
+        if resolved is not None:
+            monitor.resolve_group(resolved)  # settles the queue first: the group exists
+        monitor.set_app_version(to_version)
+        log.warning("deploying version %s (was %s): launch control is new, the ECU map fix "
+                    "is in", to_version, from_version)
+        self._operations = (*OPERATIONS, LAUNCH_CONTROL)
+        self._ops[self._key(LAUNCH_CONTROL)](self.rng, True)
+        self._ecu_flash(self._session_tick())
+        self.deployed = Deploy(from_version, to_version, resolved, LaunchControlError.__name__)
+        self.counts["deploy"] += 1
+        return self.deployed
 
     def close(self) -> None:
         """Ends the open session, as an app does when it shuts down."""
@@ -329,6 +406,7 @@ class Workload:
                 context={"ecu_type": ecu, "map": "fuel"}, metadata={"firmware": "2.4.1"},
                 user_id=session.user_id, session_id=session.session_id,
             )
+            self._flash_error_id = error_id or self._flash_error_id
             self._retry_with_recovery("ECUControl", "", error_id, success_rate=0.7)
 
     def _can_read(self, session: _Session) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..reader import ErrorReader
+from ..reader import ErrorReader, NotSupported
 from .params import ParamError, Query
 from .responses import (
     GZIP_MIN_BYTES,
@@ -26,8 +26,6 @@ from .responses import (
 from .routes import Request, Route, match
 
 log = logging.getLogger("exporter.http")
-ALLOWED_METHODS = ("GET", "HEAD")
-ALLOW = ", ".join(ALLOWED_METHODS)
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -50,6 +48,8 @@ class MonitorApp:
             response = self.dispatch(environ, method)
         except ParamError as exc:
             response = error_response(400, str(exc), **exc.details())
+        except NotSupported as exc:
+            response = error_response(501, str(exc))
         except Exception as exc:
             response = self._internal_error(exc)
         return self._finish(response, environ, method, start_response)
@@ -63,9 +63,10 @@ class MonitorApp:
         if found is None:
             return error_response(404, f"no route for {_short(path)}; see / for the routes")
         route, path_params = found
-        if method not in ALLOWED_METHODS:
+        if method not in route.methods:
+            allow = ", ".join(route.methods)
             return error_response(405, f"method {_short(method)} is not allowed on {path}; "
-                                  f"use {ALLOW}", [("Allow", ALLOW)], allowed=list(ALLOWED_METHODS))
+                                  f"use {allow}", [("Allow", allow)], allowed=list(route.methods))
         denied = self._check_token(route, environ)
         if denied is not None:
             return denied
@@ -76,6 +77,10 @@ class MonitorApp:
     def _check_token(self, route: Route, environ: dict[str, Any]) -> Response | None:
         config = self.monitor.config
         token = config.api_token
+        if route.access == "write" and not token:
+            return error_response(403, "this route changes the monitor's state, so it is "
+                                  "closed while no api_token is configured; set api_token "
+                                  "(ERROR_EXPORTER_API_TOKEN) and send it as a bearer token")
         if not token or route.access == "public":
             return None
         if route.access == "metrics" and not config.protect_metrics:
@@ -172,8 +177,9 @@ def _is_safe(path: str) -> bool:
     )
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            501: "Not Implemented"}
 
 
 def _status_line(status: int) -> str:

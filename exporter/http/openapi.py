@@ -68,6 +68,20 @@ TRACE: dict[str, Schema] = {
                   "description": "trace_url_template filled in; null without a template or "
                                  "a trace"},
 }
+VERSION: Schema = {"type": ["string", "null"],
+                   "description": "an app version (app_version / set_app_version); null when "
+                                  "none was set"}
+RELEASE: dict[str, Schema] = {
+    "first_seen_version": VERSION, "last_seen_version": VERSION,
+    "resolved": {**BOOL, "description": "marked resolved (POST .../resolve) and not seen "
+                                        "since"},
+    "resolved_at": _nullable(ISO), "resolved_at_epoch": _nullable(NUM),
+    "resolved_version": {**VERSION, "description": "the version running when it was last "
+                                                   "resolved (kept when it regresses)"},
+    "regressed": {**BOOL, "description": "seen again after it was resolved (until resolved "
+                                         "again)"},
+    "regressed_at": _nullable(ISO), "regressed_at_epoch": _nullable(NUM),
+}
 FRAME: Schema = {"type": "object", "properties": {
     "file_path": STR, "line_number": {"type": "integer"}, "function_name": STR}}
 
@@ -114,12 +128,13 @@ def _schemas() -> dict[str, Schema]:
              "plugins": {"type": "array", "items": STR},
              "first_occurrence": ISO, "first_occurrence_epoch": EPOCH,
              "last_occurrence": ISO, "last_occurrence_epoch": EPOCH,
-             "frequency_per_hour": NUM, "affected_users": INT},
+             "frequency_per_hour": NUM, "affected_users": INT, **RELEASE},
             description="An error group (one signature) with its counts; times are ISO-8601 "
                         "in UTC, with epoch seconds beside (*_epoch). severity is the highest "
                         "seen; error_message, component, plugin and operation are the latest "
                         "occurrence's; coalesced_occurrences were counted during a storm "
-                        "without their detail.",
+                        "without their detail. Release health: the app versions that saw it "
+                        "first and last, and whether it is resolved or regressed.",
         ),
         "ErrorReport": _object(
             {"error_id": STR, "error_type": STR, "error_message": STR, "severity": SEVERITY,
@@ -136,14 +151,15 @@ def _schemas() -> dict[str, Schema]:
              "frequency_per_hour": NUM, "recovery_attempted": BOOL,
              "recovery_successful": BOOL, "metadata": OBJ, "context": OBJ,
              "exception_chain": {"type": "array", "items": OBJ}, "handled": BOOL,
-             "mechanism": STR, "thread_name": STR, **TRACE},
+             "mechanism": STR, "thread_name": STR, **TRACE, **RELEASE},
             ["error_id", "error_type", "error_message", "severity", "priority", "timestamp",
              "occurrence_count", "stack_trace", "breadcrumbs", "resource_snapshot"],
             "One occurrence's full report (message, context, severity, breadcrumbs are its "
             "own) with its group's counts. mechanism names what recorded it: record_error "
             "(also handle_errors and capture(), which then re-raise), logging, excepthook, "
             "threading, asyncio, session, wsgi, asgi, flask, django; handled is false for "
-            "what only a hook or middleware saw (nothing in the app caught it).",
+            "what only a hook or middleware saw (nothing in the app caught it). In the "
+            "analysis' top errors it also carries its group's release health fields.",
         ),
         "Pattern": _object(
             {"error_type": STR, "count": INT, "first_seen": ISO, "last_seen": ISO,
@@ -241,6 +257,9 @@ ERROR_PARAMS = [
     _query("sort", {"type": "string", "enum": list(SORTS), "default": "count"},
            "order: most occurrences first, or most recently seen first"),
     _query("limit", LIMIT, "at most this many groups"),
+    _query("new_in", {"type": "string", "minLength": 1, "pattern": "\\S"},
+           "only the groups first seen in this app version (new in that release); total "
+           "then counts those"),
 ]
 
 
@@ -271,9 +290,32 @@ def _operation(op_id: str, summary: str, ok: Schema, *, secured: bool,
     return {"get": op}
 
 
+def _resolve() -> Schema:
+    """The one write route, listed only when a token is configured (without one the server
+    closes it: every call answers 403, so it is no operation of that server)."""
+    op: Schema = {
+        "operationId": "resolveError",
+        "summary": "Mark a group resolved; seen again, it is a regression",
+        "tags": ["api"],
+        "responses": {
+            "200": _json("GroupSummary", "The group, resolved (resolving twice is fine)"),
+            "401": {**_json("Error", "Missing or wrong bearer token."),
+                    "headers": {"WWW-Authenticate": {"schema": STR,
+                                                     "description": "Bearer challenge"}}},
+            "404": _json("Error", "No group with this id."),
+            "501": _json("Error", "Not supported by this backend (multiprocess mode keeps "
+                                  "no release state)."),
+        },
+        "parameters": [_path("error_id", "the group's error_id")],
+        "security": [{"bearerAuth": []}],
+    }
+    return {"post": op}
+
+
 def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
     text = {"schema": STR}
     api = api_secured
+    write = {"/api/v1/errors/{error_id}/resolve": _resolve()} if api else {}
     return {
         "/": _operation("landing", "Landing page linking the routes", {
             "description": "HTML page", "content": {"text/html": text}},
@@ -292,12 +334,14 @@ def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
         "/api/v1/analysis": _operation("analysis", "Top errors, patterns, sessions, recovery",
                                        _json("Analysis", "Analysis"), secured=api),
         "/api/v1/errors": _operation("listErrors", "Error groups with counts",
-                                     _json("ErrorList", "Groups; total counts all of them"),
+                                     _json("ErrorList", "Groups; total counts all of them "
+                                                       "(with new_in: those new there)"),
                                      secured=api, parameters=ERROR_PARAMS),
         "/api/v1/errors/{error_id}": _operation(
             "getError", "One group: summary, latest report, recent occurrences",
             _json("ErrorDetail", "The group"), secured=api, not_found=True,
             parameters=[_path("error_id", "the group's error_id")]),
+        **write,
         "/api/v1/patterns": _operation("patterns", "Active error patterns",
                                        _json("PatternList", "Patterns"), secured=api),
         "/api/v1/plugins/{plugin}/health": _operation(
@@ -345,8 +389,11 @@ def _document(api_secured: bool, metrics_secured: bool, script_name: str) -> Sch
             "title": "error-exporter",
             "version": _version(),
             "description": "Errors captured in this process: Prometheus metrics and a JSON "
-                           "API. Only GET and HEAD are served (405 otherwise); unknown paths "
-                           "answer 404, invalid query values 400, both with an Error body. "
+                           "API. Reads are GET and HEAD; the one write, POST "
+                           "/api/v1/errors/{error_id}/resolve, needs the api_token (listed "
+                           "only when one is configured: without it the route answers 403); "
+                           "other methods answer 405 with Allow; unknown paths answer 404, "
+                           "invalid query values 400, all with an Error body. "
                            "Every time is an ISO-8601 string in UTC with its offset "
                            "(2024-05-01T12:00:00.250000+00:00); where epoch seconds help they "
                            "are beside it as <key>_epoch. A missing plugin is null (metric "

@@ -161,6 +161,15 @@ def _zone(text: str | None) -> timezone | None:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+def version(query: Query, name: str) -> str | None:
+    """An app version to filter by (``new_in``): absent is None, empty is an error."""
+    value = query.get(name)
+    if value is not None and not value.strip():
+        raise ParamError(name, f"{name} must not be empty: give an app version, e.g. "
+                         f"{name}=1.4.2")
+    return value
+
+
 def export_filter(query: Query) -> ExportFilter:
     """The /api/v1/export filters; raises ParamError naming the first bad one.
 

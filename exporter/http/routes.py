@@ -45,13 +45,18 @@ class Request:
 Handler = Callable[[ErrorReader, Request], Response]
 
 
+READ_METHODS = ("GET", "HEAD")
+
+
 @dataclass(frozen=True)
 class Route:
-    """One route; ``access`` is ``public``, ``api`` (token when set) or ``metrics``."""
+    """One route; ``access`` is ``public``, ``api`` (token when set), ``metrics`` or
+    ``write`` (always a token: closed with 403 while none is configured)."""
 
     name: str
     handler: Handler
     access: str = "api"
+    methods: tuple[str, ...] = READ_METHODS
 
 
 def landing(monitor: ErrorReader, request: Request) -> Response:
@@ -62,7 +67,7 @@ def landing(monitor: ErrorReader, request: Request) -> Response:
         ("/healthz", "liveness"),
         ("/api/v1/statistics", "error statistics"),
         ("/api/v1/analysis", "analysis: top errors, patterns, sessions"),
-        ("/api/v1/errors", "error groups (?sort=count|last_seen&limit=N)"),
+        ("/api/v1/errors", "error groups (?sort=count|last_seen&limit=N&new_in=VERSION)"),
         ("/api/v1/patterns", "active error patterns"),
         ("/api/v1/export", "full JSON export (filters, paging)"),
         ("/api/v1/openapi.json", "OpenAPI document of this API"),
@@ -101,6 +106,10 @@ def analysis(monitor: ErrorReader, request: Request) -> Response:
 def errors(monitor: ErrorReader, request: Request) -> Response:
     sort = request.query.choice("sort", params.SORTS, "count") or "count"
     limit = request.query.integer("limit", 1, params.MAX_LIMIT)
+    new_in = params.version(request.query, "new_in")
+    if new_in is not None:  # total: the groups new in that version
+        found = monitor.list_groups(sort, None, new_in)
+        return json_response(200, {"errors": found[:limit], "total": len(found)})
     with monitor.reading():
         groups = monitor.list_groups(sort, limit)
         total = monitor.get_statistics()["unique_errors"]  # fleet-wide in multiprocess mode
@@ -110,6 +119,16 @@ def errors(monitor: ErrorReader, request: Request) -> Response:
 def error_detail(monitor: ErrorReader, request: Request) -> Response:
     error_id = request.path_params["error_id"]
     group = monitor.get_group(error_id)
+    if group is None:
+        shown = error_id if len(error_id) <= 200 else error_id[:200] + "..."
+        return error_response(404, f"no error group with id {shown!r}", error_id=shown)
+    return json_response(200, group)
+
+
+def resolve(monitor: ErrorReader, request: Request) -> Response:
+    """Mark a group resolved: seen again later, it is a regression."""
+    error_id = request.path_params["error_id"]
+    group = monitor.resolve_group(error_id)
     if group is None:
         shown = error_id if len(error_id) <= 200 else error_id[:200] + "..."
         return error_response(404, f"no error group with id {shown!r}", error_id=shown)
@@ -158,6 +177,8 @@ FIXED: dict[str, Route] = {
     "/api/v1/openapi.json": Route("openapi", openapi),
 }
 PATTERNS: tuple[tuple[re.Pattern[str], Route], ...] = (
+    (re.compile(r"/api/v1/errors/(?P<error_id>[^/]+)/resolve"),
+     Route("resolve", resolve, "write", ("POST",))),
     (re.compile(r"/api/v1/errors/(?P<error_id>[^/]+)"), Route("error", error_detail)),
     (re.compile(r"/api/v1/plugins/(?P<plugin>.+)/health"), Route("plugin_health", plugin_health)),
 )

@@ -1,4 +1,9 @@
-"""Uncaught exceptions in the main thread: ``sys.excepthook``."""
+"""Uncaught exceptions in the main thread: ``sys.excepthook``.
+
+With a durable store (``store_path``) the report of the error that ends the interpreter is
+written to the file before the traceback is printed (a bounded flush of the worker, which
+writes at each flush), so it is on disk even if the process is killed while it shuts down.
+"""
 
 from __future__ import annotations
 
@@ -30,5 +35,18 @@ class ExcepthookIntegration:
         monitor = self.monitor
         if monitor is not None:
             monitor.capture_exception(exc, mechanism="excepthook", handled=False)
+            _persist(monitor)
         previous = self.previous or sys.__excepthook__
         previous(exc_type, exc, tb)
+
+
+def _persist(monitor: Hub) -> None:
+    """The durable store has the crash before the interpreter goes on to exit (bounded)."""
+    if monitor.config.store_path is None:
+        return
+    flush = getattr(monitor, "flush", None)  # the monitor's; a bare Hub may not have one
+    if callable(flush):
+        try:
+            flush(max(monitor.config.exit_flush_timeout, 0.1))
+        except Exception as exc:
+            monitor.note_internal_error(exc)

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..classify import priority
-from ..model import ErrorRecord, ErrorReport, iso_time, local_datetime, trace_frames
+from ..codec import dumps as _dumps
+from ..codec import record_from_json
+from ..model import ErrorRecord, ErrorReport, iso_time, trace_frames
 from ..store import ExportFilter
 
 DB_NAME = "error-exporter.sqlite"
@@ -134,24 +136,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=FORK_GUARD._before_fork,
                         after_in_parent=FORK_GUARD._after_fork_in_parent,
                         after_in_child=FORK_GUARD._after_fork_in_child)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-def record_from_json(text: str) -> ErrorRecord:
-    data = json.loads(text)
-    return ErrorRecord(
-        error_type=data["error_type"], message=data["message"],
-        timestamp=local_datetime(data["timestamp"]), context=data.get("context") or {},
-        plugin_id=data.get("plugin_id"), operation=data.get("operation"),
-        stack_trace=data.get("stack_trace"), error_id=data.get("error_id", ""),
-        severity=data.get("severity", "medium"), component=data.get("component", ""),
-        user_id=data.get("user_id"), session_id=data.get("session_id"),
-        trace_id=data.get("trace_id"), span_id=data.get("span_id"),
-        trace_url=data.get("trace_url"),
-    )
 
 
 class SharedStore:

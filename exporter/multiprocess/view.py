@@ -30,6 +30,7 @@ from ..config import MonitorConfig
 from ..export import export_document
 from ..metrics import MonitorRegistry, exemplar_labels
 from ..model import ErrorRecord, iso_time
+from ..reader import NotSupported
 from ..reading import ReadOnce
 from ..statistics import statistics
 from ..store import ExportFilter
@@ -43,6 +44,15 @@ STALL_SECONDS = 0.3  # ... and stop waiting when nothing progressed for this lon
 _PATTERN_LEVEL = {"none": 0, "warning": 1, "error": 2, "critical": 3}
 _LEVEL_PATTERN = {v: k for k, v in _PATTERN_LEVEL.items()}
 _HEALTH_NAME = {v: k for k, v in HEALTH_VALUE.items()}
+RELEASE_UNSUPPORTED = ("release health (resolve, new_in) is not supported in multiprocess "
+                       "mode: the shared store keeps no release state; run the monitor in "
+                       "single-process mode (with store_path) to resolve groups")
+# the group summary's release fields, as a group that no release tracked has them
+NO_RELEASE_STATE: dict[str, Any] = {
+    "first_seen_version": None, "last_seen_version": None, "resolved": False,
+    "resolved_at": None, "resolved_at_epoch": None, "resolved_version": None,
+    "regressed": False, "regressed_at": None, "regressed_at_epoch": None,
+}
 
 
 class SharedView:
@@ -238,9 +248,13 @@ class SharedView:
         self.settle()
         return self._patterns()
 
-    def list_groups(self, sort: str = "count", limit: int | None = None) -> list[dict[str, Any]]:
+    def list_groups(self, sort: str = "count", limit: int | None = None,
+                    new_in: str | None = None) -> list[dict[str, Any]]:
+        if new_in is not None:
+            raise NotSupported(RELEASE_UNSUPPORTED)
         self.settle()
-        return [group_summary(r) for r in self.shared.groups(sort, limit)]
+        return [{**group_summary(r), **NO_RELEASE_STATE}
+                for r in self.shared.groups(sort, limit)]
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
         self.settle()
@@ -251,10 +265,14 @@ class SharedView:
             report = found[0]
             occurrences = self.shared.occurrences(error_id, self.config.occurrences_per_group)
         return {
-            "group": group_summary(report),
+            "group": {**group_summary(report), **NO_RELEASE_STATE},
             "report": report,
             "occurrences": [r.to_dict() for r in occurrences],
         }
+
+    def resolve_group(self, error_id: str) -> dict[str, Any] | None:
+        """Release health needs one process's store: the shared one keeps no release state."""
+        raise NotSupported(RELEASE_UNSUPPORTED)
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
         self.settle()

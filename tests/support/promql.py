@@ -109,6 +109,40 @@ def counters_outside_rate(expr: pp.Expr) -> list[str]:
     return bad
 
 
+def new_series_check(node: pp.Expr) -> str | None:
+    """The metric of ``x unless x offset d`` (the series of x that did not exist d ago), or
+    None for any other node.
+
+    The one place a counter may be read outside rate(): the release-health alerts and panels
+    count a series born within the window whole, because increase() cannot see what a counter
+    counted before its first scrape (a series born at 1 shows no increase).
+    """
+    if not isinstance(node, pp.BinaryExpr) or str(node.op).lower() != "unless":
+        return None
+    lhs, rhs = node.lhs, node.rhs
+    if not (isinstance(lhs, pp.VectorSelector) and isinstance(rhs, pp.VectorSelector)):
+        return None
+    if (
+        lhs.name != rhs.name
+        or lhs.offset is not None
+        or rhs.offset is None
+        or (node.modifier is not None and node.modifier.matching is not None)
+    ):
+        return None
+    return str(lhs.name)
+
+
+def counters_read_raw(expr: pp.Expr) -> list[str]:
+    """``counters_outside_rate`` except the two operands of a new-series check."""
+    found = counters_outside_rate(expr)
+    for visit in walk(expr):
+        name = new_series_check(visit.node)
+        if name is not None:
+            found.remove(name)
+            found.remove(name)
+    return found
+
+
 def aggregations_dropping(expr: pp.Expr, label: str) -> list[str]:
     """Aggregations that do not keep ``label`` (``sum(x)``, ``sum by (a) (x)``, ``without``)."""
     bad: list[str] = []

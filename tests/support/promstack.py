@@ -148,6 +148,17 @@ def query(url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
     return result
 
 
+def query_range(
+    url: str, expr: str, start: float, end: float, step: float = 1.0
+) -> list[dict[str, Any]]:
+    """Range query through ``/api/v1/query_range`` (what a Grafana time series panel runs):
+    one entry per series, each with its ``values`` as [t, "v"] pairs."""
+    params = [("query", expr), ("start", f"{start:.3f}"), ("end", f"{end:.3f}"),
+              ("step", f"{step:g}")]
+    result: list[dict[str, Any]] = _api(url, "/api/v1/query_range", params)["result"]
+    return result
+
+
 def label_values(url: str, label: str, match: str | None = None) -> list[str]:
     """Values of ``label`` (optionally only on series matching the selector ``match``)."""
     params = [("match[]", match)] if match else []

@@ -105,6 +105,18 @@ def _sample() -> str:
         'app_plugin_health{plugin="stripe"} 1',
         'app_plugin_health{plugin="cache"} 0',
     )
+    family(
+        "app_error_groups_new_total",
+        "counter",
+        'app_error_groups_new_total{app_version="1.0.0"} 3',
+        'app_error_groups_new_total{app_version="1.1.0"} 1',
+    )
+    family(
+        "app_error_groups_regressed_total",
+        "counter",
+        'app_error_groups_regressed_total{app_version="1.0.0"} 0',
+        'app_error_groups_regressed_total{app_version="1.1.0"} 1',
+    )
     family("app_unique_errors", "gauge", "app_unique_errors 4")
     family("app_sessions_active", "gauge", "app_sessions_active 3")
     family(

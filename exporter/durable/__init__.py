@@ -1,0 +1,31 @@
+"""The durable store of one process (``store_path``): reports that survive the crash.
+
+The in-memory :class:`~exporter.store.ErrorStore` stays the read model (every API route, the
+export and the collectors read it unchanged); this package keeps a SQLite file (WAL,
+``synchronous=NORMAL``) in step with it, written behind on the report worker, and loads it
+back when a process starts with the same ``store_path``. ``exporter.cli.offline_store``
+reads the same file without a monitor (``export --store``, ``analyze --store``).
+
+- :mod:`.schema`: tables, schema version, migrations, integrity check.
+- :mod:`.rows`: a group as a row and back.
+- :mod:`.tracking`: the store that notes what changed since the last write.
+- :mod:`.file`: batched writes, retention, loading.
+- :mod:`.backend`: what the monitor calls (open or move aside, load, tick, close).
+"""
+
+from __future__ import annotations
+
+from .backend import DROP_REASONS, DurableBackend, attach, check_config, move_aside
+from .schema import SCHEMA_VERSION, StoreCorrupt, StoreError, StoreTooNew
+
+__all__ = [
+    "DROP_REASONS",
+    "SCHEMA_VERSION",
+    "DurableBackend",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreTooNew",
+    "attach",
+    "check_config",
+    "move_aside",
+]

@@ -1,0 +1,199 @@
+"""Release health end to end: the demo's deploy (a new error group, a regression) fires
+ErrorExporterNewErrorGroup and ErrorExporterErrorRegressed on a real Prometheus evaluating the
+shipped rules, and a real Alertmanager with the shipped routes delivers them to the `release`
+receiver, one notification per version.
+
+The rules' and tests' own checks (promtool, labels, runbook) are in tests/test_alert_rules.py,
+the routes' amtool cases in tests/test_alertmanager_config.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.promstack import (
+    PromStack,
+    WebhookReceiver,
+    compress_windows,
+    dump_yaml,
+    free_port,
+    http_json,
+    load_yaml,
+    point_webhooks_at,
+    query,
+    shorten_rule_for,
+    wait_until,
+)
+from support.tools import require_tool
+
+pytestmark = pytest.mark.tools
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_FILE = ROOT / "alerts" / "rules.yml"
+AM_FILE = ROOT / "alerts" / "alertmanager.yml"
+RUNBOOK_BASE = "https://github.com/error-exporter/error-exporter/blob/main/alerts/runbook.md#"
+JOB = "error-exporter"
+RELEASE_ALERTS = ("ErrorExporterNewErrorGroup", "ErrorExporterErrorRegressed")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[PromStack]:
+    require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
+    with PromStack(tmp_path) as s:
+        yield s
+
+
+def notified(hook: WebhookReceiver, alertname: str, status: str,
+             **labels: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(body, alert) for each delivered alert with that name, status and labels."""
+    return [
+        (body, alert)
+        for body in hook.bodies
+        for alert in body.get("alerts", [])
+        if alert["labels"].get("alertname") == alertname
+        and alert.get("status") == status
+        and all(alert["labels"].get(k) == v for k, v in labels.items())
+    ]
+
+
+# ---------------------------------------------------------------------------- the demo's deploy
+
+
+@pytest.mark.slow
+def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
+    stack: PromStack,
+) -> None:
+    hook = stack.webhook()
+    am = stack.alertmanager(point_webhooks_at(
+        load_yaml(AM_FILE), hook.url, group_wait="1s", group_interval="1s", repeat_interval="1h"))
+    # The shipped rules with test timing: 1 s evaluation, for: 2s, windows divided by 30
+    # ([1h] and offset 1h become 120 s).
+    rules = compress_windows(shorten_rule_for(load_yaml(RULES_FILE), "2s"), factor=30)
+    port = free_port()
+    prom = stack.prometheus(
+        {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(dump_yaml(rules, stack.workdir / "rules.yml"))],
+            "scrape_configs": [{
+                "job_name": JOB,
+                "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+            }],
+        },
+        alertmanager=am,
+    )
+    wait_until(lambda: query(prom.url, f'up{{job="{JOB}"}}'), 60, what="target discovered")
+    argv = [
+        sys.executable, "-m", "exporter", "demo",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--rate", "50", "--seed", "1", "--no-live",
+        "--deploy-after", "6", "--duration", "300",
+    ]  # fmt: skip
+    demo = stack.spawn("demo", argv, port=port, ready_path="/healthz", cwd=ROOT)
+    instance = f"127.0.0.1:{port}"
+
+    new = wait_until(
+        lambda: notified(hook, "ErrorExporterNewErrorGroup", "firing", app_version="1.1.0"),
+        90, what="ErrorExporterNewErrorGroup for 1.1.0 at the webhook",
+    )
+    regressed = wait_until(
+        lambda: notified(hook, "ErrorExporterErrorRegressed", "firing", app_version="1.1.0"),
+        90, what="ErrorExporterErrorRegressed for 1.1.0 at the webhook",
+    )
+    for body, alert in (new[0], regressed[0]):
+        name = alert["labels"]["alertname"]
+        assert alert["labels"] == {
+            "alertname": name, "severity": "warning", "job": JOB, "instance": instance,
+            "app_version": "1.1.0",
+        }  # fmt: skip
+        assert body["receiver"] == "release"
+        assert body["groupLabels"] == {"alertname": name, "job": JOB, "app_version": "1.1.0"}
+        assert {a["labels"]["app_version"] for a in body["alerts"]} == {"1.1.0"}
+        annotations = alert["annotations"]
+        assert annotations["runbook_url"] == RUNBOOK_BASE + name.lower()
+        assert "1.1.0" in annotations["summary"]
+        assert "{{" not in annotations["summary"] + annotations["description"]
+
+    # How many: the description's count matches what the demo's API says.
+    described = re.search(r"saw (\d+) error groups for the first time in version 1\.1\.0",
+                          new[0][1]["annotations"]["description"])
+    assert described, new[0][1]["annotations"]["description"]
+    new_groups = http_json(f"{demo.url}/api/v1/errors?new_in=1.1.0")
+    assert "LaunchControlError" in {g["error_type"] for g in new_groups["errors"]}
+    assert 1 <= int(described[1]) <= new_groups["total"]
+    assert "saw 1 resolved error groups occur again in version 1.1.0" in (
+        regressed[0][1]["annotations"]["description"])
+    back = [g for g in http_json(f"{demo.url}/api/v1/errors?limit=100")["errors"]
+            if g["regressed"]]
+    assert [(g["error_type"], g["last_seen_version"]) for g in back] == [("ValueError", "1.1.0")]
+
+    # The version before the deploy never regressed anything.
+    assert not notified(hook, "ErrorExporterErrorRegressed", "firing", app_version="1.0.0")
+
+    # The app stops: its series go stale, the release receiver hears the alerts resolve.
+    demo.stop()
+    for name in RELEASE_ALERTS:
+        wait_until(functools.partial(notified, hook, name, "resolved", app_version="1.1.0"), 60,
+                   what=f"{name} for 1.1.0 resolved at the webhook")
+
+
+# ---------------------------------------------------------------------------- routing only
+
+
+def _alert(labels: dict[str, str]) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    return {
+        "labels": labels,
+        "annotations": {"summary": f"test {labels['alertname']}"},
+        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "endsAt": (now + timedelta(hours=1)).isoformat(),
+        "generatorURL": "http://127.0.0.1/test",
+    }
+
+
+def test_a_rolling_deploy_is_one_notification_and_no_critical_silences_it(
+    stack: PromStack,
+) -> None:
+    """Two instances of 1.1.0 with new groups: one notification to `release`, even while a
+    critical alert about a component of the same job fires (it inhibits only that component's
+    warnings). Another version is a notification of its own."""
+    hook = stack.webhook()
+    am = stack.alertmanager(point_webhooks_at(load_yaml(AM_FILE), hook.url))
+    api = f"{am.url}/api/v2/alerts"
+    critical = {"alertname": "ErrorExporterErrorBudgetBurn", "severity": "critical",
+                "job": JOB, "component": "checkout"}
+    http_json(api, [_alert(critical)])
+    wait_until(lambda: any(a["labels"] == critical for a in http_json(api)), 30,
+               what="the critical alert in Alertmanager")
+    release = {"alertname": "ErrorExporterNewErrorGroup", "severity": "warning", "job": JOB}
+    fleet = [{**release, "instance": f"app-{n}:9718", "app_version": "1.1.0"} for n in (1, 2)]
+    other = {**release, "instance": "app-3:9718", "app_version": "1.0.9"}
+    http_json(api, [_alert(labels) for labels in (*fleet, other)])
+
+    def delivered(version: str) -> list[dict[str, Any]]:
+        return [b for b in hook.bodies
+                if b.get("groupLabels", {}).get("app_version") == version]
+
+    bodies = wait_until(lambda: [b for b in delivered("1.1.0") if len(b["alerts"]) == 2], 30,
+                        what="one notification with both instances of 1.1.0")
+    body = bodies[0]
+    assert body["receiver"] == "release"
+    assert body["groupLabels"] == {"alertname": "ErrorExporterNewErrorGroup", "job": JOB,
+                                   "app_version": "1.1.0"}
+    assert sorted(a["labels"]["instance"] for a in body["alerts"]) == ["app-1:9718", "app-2:9718"]
+    assert {a["labels"]["app_version"] for b in delivered("1.1.0") for a in b["alerts"]} == {
+        "1.1.0"
+    }
+    other_bodies = wait_until(lambda: delivered("1.0.9"), 30, what="the 1.0.9 notification")
+    assert [a["labels"] for a in other_bodies[0]["alerts"]] == [other]
+
+    states = {a["labels"].get("instance"): a["status"]["state"] for a in http_json(api)
+              if a["labels"]["alertname"] == "ErrorExporterNewErrorGroup"}
+    assert states == {"app-1:9718": "active", "app-2:9718": "active", "app-3:9718": "active"}
