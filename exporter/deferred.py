@@ -43,10 +43,6 @@ _REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
 _RECORD_DEFERRED = frozenset(("stack_trace", "trace_id", "span_id", "trace_url"))
 
 
-def _same_fields(a: Any, b: Any, names: tuple[str, ...]) -> bool:
-    return all(getattr(a, name) == getattr(b, name) for name in names)
-
-
 class _Deferred:
     """A field formatted on first read. A non-data descriptor: once formatted, the value
     sits in the instance's ``__dict__`` and is read from there (this is not called again).
@@ -64,8 +60,49 @@ class _Deferred:
         return d[self.name]
 
 
-class DeferredReport(ErrorReport):
+class _Formats:
+    """What both deferred kinds share: format on first read, then read as the plain kind.
+
+    A subclass names its plain dataclass (``_plain``, ``_fields``) and how its deferred
+    fields are formatted (``_format``)."""
+
+    _plain: type
+    _fields: tuple[str, ...]
+
+    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
+                d: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def materialize(self) -> Any:
+        """Format the deferred fields now (idempotent; safe from any thread, no lock)."""
+        d = self.__dict__
+        occurrence = d.get("_occurrence")
+        builder = d.get("_builder")
+        if occurrence is not None and builder is not None:
+            _settle(d, self._format(builder, occurrence, d))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        self.materialize()
+        return super().to_dict()  # type: ignore[misc]
+
+    def __repr__(self) -> str:  # what the app knows it as
+        self.materialize()
+        text: str = self._plain.__repr__(self)  # type: ignore[call-arg]
+        return self._plain.__name__ + text[len(type(self).__name__):]
+
+    def __eq__(self, other: object) -> bool:  # equal to the plain object it reads as
+        if not isinstance(other, self._plain):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._fields)
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclasses: mutable, unhashable
+
+
+class DeferredReport(_Formats, ErrorReport):
     """An ErrorReport whose trace, chain, location and environment wait for a reader."""
+
+    _plain, _fields = ErrorReport, REPORT_FIELDS
 
     def __init__(
         self, builder: ReportBuilder, occurrence: Occurrence, message: str,
@@ -97,35 +134,16 @@ class DeferredReport(ErrorReport):
         d["mechanism"] = occurrence.mechanism
         d["thread_name"] = occurrence.thread_name
 
-    def materialize(self) -> ErrorReport:
-        """Format the deferred fields now (idempotent; safe from any thread, no lock)."""
-        d = self.__dict__
-        occurrence = d.get("_occurrence")
-        builder = d.get("_builder")
-        if occurrence is None or builder is None:
-            return self
-        _settle(d, builder.deferred_report_fields(occurrence, d["error_message"],
-                                                  d.get("_snapshot")))
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        self.materialize()
-        return super().to_dict()
-
-    def __repr__(self) -> str:  # what the app knows it as
-        self.materialize()
-        return "ErrorReport" + ErrorReport.__repr__(self)[len("DeferredReport"):]
-
-    def __eq__(self, other: object) -> bool:  # equal to the plain report it reads as
-        if not isinstance(other, ErrorReport):
-            return NotImplemented
-        return _same_fields(self, other, REPORT_FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]  # as the dataclass: mutable, unhashable
+    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
+                d: dict[str, Any]) -> dict[str, Any]:
+        return builder.deferred_report_fields(occurrence, d["error_message"],
+                                              d.get("_snapshot"))
 
 
-class DeferredRecord(ErrorRecord):
+class DeferredRecord(_Formats, ErrorRecord):
     """An ErrorRecord whose stack trace and trace ids wait for a reader."""
+
+    _plain, _fields = ErrorRecord, RECORD_FIELDS
 
     def __init__(self, builder: ReportBuilder, occurrence: Occurrence, message: str,
                  context: dict[str, Any]) -> None:
@@ -144,32 +162,11 @@ class DeferredRecord(ErrorRecord):
         d["user_id"] = occurrence.user_id
         d["session_id"] = occurrence.session_id
 
-    def materialize(self) -> ErrorRecord:
-        d = self.__dict__
-        occurrence = d.get("_occurrence")
-        builder = d.get("_builder")
-        if occurrence is None or builder is None:
-            return self
-        formatted = {"stack_trace": builder.stack_trace(occurrence, d["message"])}
-        formatted["trace_id"], formatted["span_id"], formatted["trace_url"] = (
-            builder.trace(occurrence))
-        _settle(d, formatted)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        self.materialize()
-        return super().to_dict()
-
-    def __repr__(self) -> str:
-        self.materialize()
-        return "ErrorRecord" + ErrorRecord.__repr__(self)[len("DeferredRecord"):]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ErrorRecord):
-            return NotImplemented
-        return _same_fields(self, other, RECORD_FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]
+    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
+                d: dict[str, Any]) -> dict[str, Any]:
+        trace_id, span_id, trace_url = builder.trace(occurrence)
+        return {"stack_trace": builder.stack_trace(occurrence, d["message"]),
+                "trace_id": trace_id, "span_id": span_id, "trace_url": trace_url}
 
 
 for _name in _REPORT_DEFERRED:

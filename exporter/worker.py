@@ -62,7 +62,7 @@ class BackgroundQueue:
         self._urgent: deque[Any] = deque()
         self._wake = threading.Event()
         self._idle = False
-        self._stopping = False
+        self._stop_flag: list[bool] = [False]  # the running thread's own (see start)
         self._thread: threading.Thread | None = None
         self.processed = 0
 
@@ -94,8 +94,11 @@ class BackgroundQueue:
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        # Each thread gets its own stop flag: a thread told to stop that has not seen it
+        # yet (it waits for the GIL) must not be revived by the next start's fresh flag.
+        self._stop_flag = [False]
+        self._thread = threading.Thread(target=self._run, args=(self._stop_flag,),
+                                        name=self.name, daemon=True)
         self._thread.start()
 
     @property
@@ -125,7 +128,7 @@ class BackgroundQueue:
     def stop(self, timeout: float) -> bool:
         """Drain for at most ``timeout`` seconds, then let the daemon thread go."""
         drained = self.flush(timeout)
-        self._stopping = True
+        self._stop_flag[0] = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -146,19 +149,19 @@ class BackgroundQueue:
         self._reset()
 
     # -- worker side ---------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, stop_flag: list[bool]) -> None:
         items, urgent = self._items, self._urgent
         next_tick = time.monotonic() + TICK_SECONDS
         while True:
+            if stop_flag[0]:  # what was queued before stop() is done (it drained first);
+                self._tick()  # later items wait for the next start's thread
+                return
             if self.on_tick is not None and time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK_SECONDS
                 self._tick()
             try:
                 item = urgent.popleft() if urgent else items.popleft()
             except IndexError:
-                if self._stopping:
-                    self._tick()
-                    return
                 self._idle = True
                 if not items and not urgent:
                     self._wake.wait(IDLE_WAIT_SECONDS)

@@ -175,15 +175,45 @@ class _LeavingQueue(BackgroundQueue):
         return True
 
 
+def test_a_worker_told_to_stop_is_not_revived_by_the_next_start():
+    """stop() could not wait for a busy worker; start() right after must not make the old
+    thread run on beside the new one (two writers of one store)."""
+    gate = threading.Event()
+    handled: list[int] = []
+
+    def handle(item: int) -> None:
+        if item == 0:
+            gate.wait(30)
+        handled.append(item)
+
+    queue = BackgroundQueue("revived", 10, handle, lambda: None, lambda exc: None)
+    queue.start()
+    queue.submit(0)
+    old = queue._thread
+    assert old is not None
+    assert not queue.stop(timeout=0.05)  # the worker is stuck in item 0
+    queue.start()
+    gate.set()
+    old.join(30)
+    assert not old.is_alive()
+    for item in (1, 2, 3):
+        queue.submit(item)
+    assert queue.flush(30)
+    assert handled == [0, 1, 2, 3]
+    assert [t.name for t in threading.enumerate()].count("revived") == 1
+    queue.stop(timeout=5)
+
+
 def test_flush_queued_after_the_worker_left_does_not_wait_for_it():
     """A read settling while the monitor stops must not wait out its whole timeout."""
     handled: list[int] = []
     queue = _LeavingQueue("leaving", 10, handled.append, lambda: None, lambda exc: None)
     queue.start()
     queue.submit(1)
+    assert queue.flush(10.0)  # as stop() does: drained, then told to stop
     thread = queue._thread
     assert thread is not None
-    queue._stopping = True
+    queue._stop_flag[0] = True
     queue._wake.set()
     thread.join(10.0)
     assert not thread.is_alive()
