@@ -121,13 +121,8 @@ class CaptureFront:
         known = (self._known.get((error_id, component, plugin))
                  if severity is None and log_level is None else None)
         if known is not None and known[2] == self.metrics.generation:
-            level, count = known[0], known[1]
-            if self.metrics.counts_at_once:
-                count.child.inc()
-            else:
-                next(count.calls)
-            count.trace = trace
-            count.latest = error_id
+            level = known[0]
+            known[1].count(error_id, trace, self.metrics.counts_at_once)
         else:
             level = self._count_slowly(exc_type, error_id, component, plugin, severity,
                                        log_level, trace)

@@ -57,6 +57,15 @@ class _ErrorCount:
         self.applied: tuple[str, tuple[int, int] | None] | None = None
         self.retired_applies = 0
 
+    def count(self, error_id: str, trace: tuple[int, int] | None, at_once: bool) -> None:
+        """One error; ``at_once``: straight into the child (multiprocess value files)."""
+        if at_once:
+            self.child.inc()
+        else:
+            next(self.calls)
+        self.trace = trace
+        self.latest = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+
     def fresh_after_retire(self) -> bool:
         """Out of the cache, applied twice more (a caller may have held it meanwhile)."""
         self.retired_applies += 1
@@ -265,12 +274,7 @@ class ErrorMetrics:
             entry = self._error_children.get(key)
         if entry is None:
             entry = self._error_child(key)
-        if self.counts_at_once:
-            entry.child.inc()
-        else:
-            next(entry.calls)
-        entry.trace = trace
-        entry.latest = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+        entry.count(error_id, trace, self.counts_at_once)
         return entry
 
     def apply_counts(self) -> None:
