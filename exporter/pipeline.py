@@ -146,6 +146,10 @@ class Pipeline:
         record = builder.record(occurrence, message, context)
         snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
         report = builder.report(occurrence, message, context, snapshot)
+        # The stored report and record keep the occurrence until read: from here on it holds
+        # the scrubbed copies, not the app's objects (scrubbing them again gives the same).
+        occurrence.context = context
+        occurrence.metadata = report.metadata
         group, is_new = self.store.add(report, record)
         if is_new:
             self.metrics.count_new_group(group.first_seen_version)

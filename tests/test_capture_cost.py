@@ -213,3 +213,25 @@ def test_under_pressure_known_repeats_are_counted_and_new_or_urgent_errors_still
         assert errors_total(monitor) == calls + 2
     finally:
         monitor.stop()
+
+
+def test_a_stored_occurrence_keeps_none_of_the_apps_context_objects(monitor):
+    """Reports format on first read, so the stored ones keep their occurrence: it must hold
+    the scrubbed copies of context and metadata, not the app's objects."""
+    import gc
+    import weakref
+
+    class Request:
+        def __repr__(self) -> str:
+            return "<Request /checkout>"
+
+    request, extra = Request(), Request()
+    alive = [weakref.ref(request), weakref.ref(extra)]
+    error_id = _record(monitor, context={"request": request}, metadata={"extra": extra})
+    settle(monitor)
+    del request, extra
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None]
+    report = monitor.store.groups[error_id].report
+    assert "_occurrence" in vars(report)  # still deferred
+    assert "/checkout" in str(report.to_dict()["context"])
