@@ -312,9 +312,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         is not an error). The same exception object is counted once however many paths
         report it."""
         try:  # straight to the capture front: this is the hot path
-            return _error_id(self._front.capture(
+            captured = self._front.capture(
                 error, component, plugin, operation, context, severity, metadata, user_id,
-                session_id, "record_error", True, None))
+                session_id, "record_error", True, None)
+            return captured if captured is None or isinstance(captured, str) else captured.error_id
         except Exception:
             self.note_internal_error()
             return None

@@ -124,10 +124,10 @@ class Signer:
         # hashes its contents). The Site holds the code objects, so no id is reused while
         # its entry exists.
         key: list[object] = [exc_type]
-        append = key.append
+        append, ident = key.append, id  # locals: this loop is the capture path's largest cost
         walk: TracebackType | None = tb
         while walk is not None:
-            append(id(walk.tb_frame.f_code))
+            append(ident(walk.tb_frame.f_code))
             append(walk.tb_lasti)
             walk = walk.tb_next
         frozen = tuple(key)
