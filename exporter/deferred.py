@@ -98,6 +98,18 @@ class _Formats:
 
     __hash__ = None  # type: ignore[assignment]  # as the dataclasses: mutable, unhashable
 
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        """copy, deepcopy and pickle give the plain object (an app's callback may send a
+        report elsewhere; the builder it would drag along is neither light nor picklable)."""
+        self.materialize()
+        return _plain_copy, (self._plain, dict(self.__dict__))
+
+
+def _plain_copy(plain: type, state: dict[str, Any]) -> Any:
+    copied = object.__new__(plain)
+    copied.__dict__.update(state)
+    return copied
+
 
 class DeferredReport(_Formats, ErrorReport):
     """An ErrorReport whose trace, chain, location and environment wait for a reader."""

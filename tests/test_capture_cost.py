@@ -235,3 +235,20 @@ def test_a_stored_occurrence_keeps_none_of_the_apps_context_objects(monitor):
     report = monitor.store.groups[error_id].report
     assert "_occurrence" in vars(report)  # still deferred
     assert "/checkout" in str(report.to_dict()["context"])
+
+
+def test_copies_and_pickles_of_a_deferred_report_are_plain(monitor):
+    """An app's callback may copy or pickle the report it gets (to send it elsewhere)."""
+    import copy
+    import pickle
+
+    error_id = _record(monitor, "7")
+    settle(monitor)
+    group = monitor.store.groups[error_id]
+    report, record = group.report, group.records[-1][1]
+    for clone in (copy.copy(report), copy.deepcopy(report), pickle.loads(pickle.dumps(report))):
+        assert type(clone) is ErrorReport
+        assert clone == report and clone.to_dict() == report.to_dict()
+    for clone in (copy.copy(record), pickle.loads(pickle.dumps(record))):
+        assert type(clone) is ErrorRecord
+        assert clone.to_dict() == record.to_dict()
