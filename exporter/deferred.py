@@ -106,7 +106,7 @@ class _Formats:
 
 
 def _plain_copy(plain: type, state: dict[str, Any]) -> Any:
-    copied = object.__new__(plain)
+    copied: Any = object.__new__(plain)
     copied.__dict__.update(state)
     return copied
 
