@@ -237,10 +237,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def stop(self, timeout: float | None = None) -> None:
         """Uninstall every hook, drain the queue (bounded) and stop the threads."""
         with self._lifecycle:
-            if not self.running:
+            if not self.running and not self._reports.alive:  # start_worker() alone: stop it
                 return
-            self.running = False
-            running.stopped(self)
+            if self.running:
+                self.running = False
+                running.stopped(self)
             for integration in reversed(self._integrations):
                 try:
                     integration.uninstall()

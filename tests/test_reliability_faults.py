@@ -175,6 +175,21 @@ class _LeavingQueue(BackgroundQueue):
         return True
 
 
+def test_stop_ends_the_threads_start_worker_began():
+    """start_worker() (threads only, no hooks) then stop(): no thread of it left running."""
+    monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
+                           capture_logging=False, capture_asyncio=False,
+                           enable_resource_monitoring=False)
+    monitor.start_worker()
+    threads = [monitor._reports._thread, monitor._callbacks._thread]
+    assert all(t is not None and t.is_alive() for t in threads)
+    monitor.stop(timeout=5.0)
+    for thread in threads:
+        assert thread is not None
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def test_a_worker_told_to_stop_is_not_revived_by_the_next_start():
     """stop() could not wait for a busy worker; start() right after must not make the old
     thread run on beside the new one (two writers of one store)."""
