@@ -69,6 +69,11 @@ class _Formats:
     _plain: type
     _fields: tuple[str, ...]
 
+    def __new__(cls, *args: Any, **fields: Any) -> Any:
+        if fields and not args:  # dataclasses.replace(): every field by name, a plain one
+            return cls._plain(**fields)
+        return super().__new__(cls)
+
     def _format(self, builder: ReportBuilder, occurrence: Occurrence,
                 d: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError

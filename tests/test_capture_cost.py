@@ -252,3 +252,7 @@ def test_copies_and_pickles_of_a_deferred_report_are_plain(monitor):
     for clone in (copy.copy(record), pickle.loads(pickle.dumps(record))):
         assert type(clone) is ErrorRecord
         assert clone.to_dict() == record.to_dict()
+    changed = dataclasses.replace(report, error_message="changed")
+    assert type(changed) is ErrorReport and changed.error_message == "changed"
+    assert changed.stack_trace == report.stack_trace
+    assert type(dataclasses.replace(record, message="m")) is ErrorRecord
