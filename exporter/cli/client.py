@@ -95,11 +95,13 @@ class ApiClient:
         return url
 
     def get_bytes(self, path: str, params: dict[str, Any] | None = None,
-                  accept: str = "application/json") -> tuple[bytes, str]:
-        """Body and content type of a GET; raises ApiError subclasses on failure."""
+                  accept: str = "application/json", method: str = "GET") -> tuple[bytes, str]:
+        """Body and content type of a GET (or an empty-bodied ``method``, e.g. POST);
+        raises ApiError subclasses on failure."""
         url = self.url_for(path, params)
-        request = urllib.request.Request(url, headers={"Accept": accept,
-                                                       "Accept-Encoding": "gzip"})
+        request = urllib.request.Request(url, data=None if method == "GET" else b"",
+                                         method=method,
+                                         headers={"Accept": accept, "Accept-Encoding": "gzip"})
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -134,8 +136,9 @@ class ApiClient:
         return HttpStatusError(f"HTTP {exc.code} from {url}{detail}", exc.code,
                                f"HTTP {exc.code}{detail}")
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        body, content_type = self.get_bytes(path, params)
+    def get_json(self, path: str, params: dict[str, Any] | None = None,
+                 method: str = "GET") -> Any:
+        body, content_type = self.get_bytes(path, params, method=method)
         try:
             return json.loads(body)
         except ValueError:
@@ -145,9 +148,10 @@ class ApiClient:
                 "is this an error-exporter API?", f"the answer is not JSON ({kind})"
             ) from None
 
-    def get_object(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def get_object(self, path: str, params: dict[str, Any] | None = None,
+                   method: str = "GET") -> dict[str, Any]:
         """A JSON object, or NotJson naming the URL when the answer is some other JSON."""
-        data = self.get_json(path, params)
+        data = self.get_json(path, params, method)
         if not isinstance(data, dict):
             raise NotJson(f"{self.url_for(path, params)} returned {type(data).__name__}, "
                           "not a JSON object: is this an error-exporter API?",
@@ -172,6 +176,13 @@ class ApiClient:
     def errors(self, sort: str = "count", limit: int = 10) -> list[dict[str, Any]]:
         data = self.get_object("/api/v1/errors", {"sort": sort, "limit": limit})
         return list(data.get("errors") or [])
+
+    def resolve(self, error_id: str) -> dict[str, Any]:
+        """Mark a group resolved (the one POST): its summary; ApiError (404 unknown id,
+        403 no token configured, 401...) otherwise."""
+        return self.get_object(
+            "/api/v1/errors/" + urllib.parse.quote(error_id, safe="") + "/resolve",
+            method="POST")
 
     def error(self, error_id: str) -> dict[str, Any]:
         return self.get_object("/api/v1/errors/" + urllib.parse.quote(error_id, safe=""))

@@ -296,9 +296,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from exporter.cli.resolve import ResolveClient, run_resolve
+    from exporter.cli.resolve import run_resolve
 
-    return run_resolve(ResolveClient(args.url, token=args.token), args.error_id)
+    return run_resolve(_client(args), args.error_id)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

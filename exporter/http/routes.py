@@ -118,17 +118,16 @@ def errors(monitor: ErrorReader, request: Request) -> Response:
 
 def error_detail(monitor: ErrorReader, request: Request) -> Response:
     error_id = request.path_params["error_id"]
-    group = monitor.get_group(error_id)
-    if group is None:
-        shown = error_id if len(error_id) <= 200 else error_id[:200] + "..."
-        return error_response(404, f"no error group with id {shown!r}", error_id=shown)
-    return json_response(200, group)
+    return _group_or_404(error_id, monitor.get_group(error_id))
 
 
 def resolve(monitor: ErrorReader, request: Request) -> Response:
     """Mark a group resolved: seen again later, it is a regression."""
     error_id = request.path_params["error_id"]
-    group = monitor.resolve_group(error_id)
+    return _group_or_404(error_id, monitor.resolve_group(error_id))
+
+
+def _group_or_404(error_id: str, group: dict[str, Any] | None) -> Response:
     if group is None:
         shown = error_id if len(error_id) <= 200 else error_id[:200] + "..."
         return error_response(404, f"no error group with id {shown!r}", error_id=shown)
