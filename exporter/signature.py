@@ -94,7 +94,7 @@ def place_frames(filename: str, line: int, function: str) -> tuple[Frame, ...]:
     if code is None:
         code = compile("pass", filename, "exec").replace(co_name=function)
         if hasattr(code, "co_qualname"):  # 3.11+: the name the location reports
-            code = code.replace(**{"co_qualname": function})  # a 3.10 stub has no such key
+            code = code.replace(co_qualname=function)  # type: ignore[call-arg,unused-ignore]
         if len(_PLACE_CODES) > _CACHE_LIMIT:
             _PLACE_CODES.clear()
         _PLACE_CODES[key] = code
