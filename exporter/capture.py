@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
+from . import headroom
 from .budget import COALESCED, FIRST, GroupBudget
 from .classify import SeverityRules
 from .config import SEVERITIES, MonitorConfig
@@ -33,11 +34,9 @@ from .work_context import current_work, with_work
 URGENT_SEVERITIES = ("high", "critical")
 MAX_PLAIN_TYPES = 10000
 MAX_KNOWN = 20000
-STACK_HEADROOM = 250  # frames added to the recursion limit to retry a capture that ran out
 DETAIL_LOST = "capture_failed"  # drop reason: counted, but its report could not be built
 PRESSURE_BACKLOG = 64  # the least backlog that counts as pressure (tiny queues drop instead)
 _front_ids = itertools.count(1)
-_more_stack = threading.Lock()  # one retry with a raised recursion limit at a time
 
 
 class SessionsOwner(Protocol):
@@ -136,9 +135,15 @@ class CaptureFront:
                 level = self._count_slowly(exc_type, error_id, component, plugin, severity,
                                            log_level, trace, now)
         except Exception as failure:
-            return self._rescue(failure, error, component, plugin, operation, context,
-                                severity, metadata, user_id, session_id, mechanism, handled,
-                                log_level, detail)
+            # Out of stack (RecursionError), this frame may be the last: borrow more before
+            # any Python call, with C calls only (exporter.headroom).
+            borrowed = type(failure) is RecursionError and headroom.LOCK.acquire(False)
+            if borrowed and not headroom.LENT:
+                headroom.LENT.append(sys.getrecursionlimit())
+                sys.setrecursionlimit(headroom.LENT[0] + headroom.STACK_HEADROOM)
+            return self._rescue(failure, borrowed, error, component, plugin, operation,
+                                context, severity, metadata, user_id, session_id, mechanism,
+                                handled, log_level, detail)
         try:  # counted: a failure from here on loses the detail only (counted as a drop)
             sessions = self._pipeline.sessions
             explicit = session_id is not None
@@ -198,30 +203,27 @@ class CaptureFront:
             return error_id
 
     def _rescue(
-        self, failure: Exception, error: Any, component: Any, plugin: Any, operation: str,
-        context: Any, severity: str | None, metadata: Any, user_id: str | None,
+        self, failure: Exception, borrowed: bool, error: Any, component: Any, plugin: Any,
+        operation: str, context: Any, severity: str | None, metadata: Any, user_id: str | None,
         session_id: str | None, mechanism: str, handled: bool, log_level: int | None,
         detail: bool,
     ) -> Occurrence | str | None:
         """The error could not be counted: never let it go uncounted.
 
         Raised a few frames below the recursion limit, the capture runs out of stack before
-        it counts (``RecursionError``): it is retried once with more room (the limit raised
-        by :data:`STACK_HEADROOM` for the retry only, one thread at a time), which keeps its
-        detail too. Otherwise, or if the retry fails as well, it is counted under its type
-        alone and its detail dropped as ``capture_failed``.
+        it counts (``RecursionError``): it is retried once with more stack
+        (:mod:`exporter.headroom`), which keeps its detail too. Otherwise, or if the retry
+        fails as well, it is counted under its type alone and its detail dropped as
+        ``capture_failed``.
         """
-        if isinstance(failure, RecursionError) and _more_stack.acquire(blocking=False):
-            limit = sys.getrecursionlimit()
+        if borrowed:
             try:
-                sys.setrecursionlimit(limit + STACK_HEADROOM)
                 _unmark(error, self._marker)  # the retry must not take it for a repeat
                 return self.capture(error, component, plugin, operation, context, severity,
                                     metadata, user_id, session_id, mechanism, handled,
                                     log_level, detail)
             finally:
-                sys.setrecursionlimit(limit)
-                _more_stack.release()
+                headroom.give_back_borrowed()
         self.note_internal_error(failure)
         try:
             exc_type = type(error) if isinstance(error, BaseException) else RuntimeError

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import export as export_files
+from . import headroom
 from .budget import GroupBudget
 from .config import MonitorConfig
 from .metrics import ErrorMetrics
@@ -170,8 +171,9 @@ class Pipeline:
 
     def tick(self) -> None:
         """Upkeep: error counts into their metric children, coalesced counts into their
-        groups, idle sessions ended."""
+        groups, idle sessions ended, stack lent to a capture given back."""
         self.metrics.apply_counts()
+        headroom.give_back()
         for entry in self.budget.drain():
             self._add_coalesced(*entry)
         now = time.monotonic()
