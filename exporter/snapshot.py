@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
 MAX_DEPTH_MARK = "[max depth]"
 CYCLE_MARK = "[cycle]"
 _IMMUTABLE = (str, int, float, bool, complex, bytes, type(None))
-_SEQUENCES = (list, tuple, set, frozenset)
+_ATOMS = frozenset(_IMMUTABLE)
 
 
 class CappedList(list[Any]):
@@ -66,12 +66,35 @@ class _Caps:
 
 
 def _copy(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:  # the common case first: exact types, no isinstance walk
+        return value
+    if depth >= caps.max_depth:  # below it only what the scrubber keeps there: leaves
+        if isinstance(value, _IMMUTABLE):
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value[: caps.max_bytes])
+        return MAX_DEPTH_MARK
+    if kind is dict or kind is list or kind is tuple:
+        marker = id(value)
+        if marker in path:
+            return CYCLE_MARK
+        path.add(marker)
+        try:
+            if kind is dict:
+                return _copy_mapping(value, len(value), value.items(), depth, caps, path)
+            return _copy_sequence(value, depth, caps, path)
+        finally:
+            path.discard(marker)
+    return _copy_other(value, depth, caps, path)
+
+
+def _copy_other(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
+    """Subclasses, other containers, dataclasses and objects: the slower checks."""
     if isinstance(value, _IMMUTABLE):
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value[: caps.max_bytes])
-    if depth >= caps.max_depth:
-        return MAX_DEPTH_MARK
     marker = id(value)
     if marker in path:
         return CYCLE_MARK
@@ -79,7 +102,8 @@ def _copy(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
     try:
         if isinstance(value, Mapping):
             return _copy_mapping(value, len(value), value.items(), depth, caps, path)
-        if isinstance(value, _SEQUENCES) or _is_sequence(value):
+        if isinstance(value, (list, tuple, set, frozenset, Sequence, AbstractSet)) and not (
+                isinstance(value, range)):
             return _copy_sequence(value, depth, caps, path)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             fields = dataclasses.fields(value)
@@ -95,7 +119,8 @@ def _copy(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
 def _copy_mapping(value: Any, size: int, items: Any, depth: int, caps: _Caps,
                   path: set[int]) -> dict[Any, Any]:
     kept = itertools.islice(items, caps.max_items)
-    copied = {_key(key): _copy(item, depth + 1, caps, path) for key, item in kept}
+    copied = {key if type(key) is str else _key(key): _copy(item, depth + 1, caps, path)
+              for key, item in kept}
     more = size - len(copied)
     return CappedDict(copied, more) if more > 0 else copied
 
@@ -107,13 +132,6 @@ def _copy_sequence(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
     if more > 0:
         return CappedList(items, more)
     return tuple(items) if type(value) is tuple else items
-
-
-def _is_sequence(value: Any) -> bool:
-    """Other sized, iterable containers (deque, array, a custom Sequence or Set)."""
-    from collections.abc import Sequence
-
-    return isinstance(value, (Sequence, AbstractSet)) and not isinstance(value, range)
 
 
 def _key(key: Any) -> Any:
