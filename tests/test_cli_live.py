@@ -197,6 +197,15 @@ def test_demo_bad_config_file(tmp_path: Path) -> None:
     assert "pattern_threshold" in result.stderr and str(config) in result.stderr
 
 
+def test_demo_refuses_an_empty_token() -> None:
+    """``--token ""`` (a variable that came out empty) used to start an open API."""
+    result = run_cli("demo", "--token", "", "--port", str(free_port()), "--no-live",
+                     "--duration", "1")
+    assert result.returncode == 2, result.stderr
+    assert "api_token: must be a non-empty string" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- watch ----------------------------------------------------------------------------
 
 
