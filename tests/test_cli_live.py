@@ -327,6 +327,20 @@ def test_export_filters(demo: Demo, tmp_path: Path) -> None:
     assert min(stamps) >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 120))
 
 
+def test_export_to_a_path_it_cannot_write_names_it_and_the_cause(demo: Demo,
+                                                                 tmp_path: Path) -> None:
+    """Not the temporary file beside it, nor "No such file" for a directory that exists."""
+    missing = tmp_path / "nope" / "x.json"
+    cases = {missing: f"the directory {missing.parent} does not exist"}
+    if Path("/proc/self").is_dir():
+        cases[Path("/proc/x.json")] = "the directory /proc does not accept new files"
+    for target, reason in cases.items():
+        result = run_cli("export", "--url", demo.url, "-o", str(target))
+        assert result.returncode == 1, result.stderr
+        assert f"error: cannot write {target}: {reason}" in result.stderr, result.stderr
+        assert ".tmp" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_export_bad_filter_value_is_a_usage_error(demo: Demo, tmp_path: Path) -> None:
     result = run_cli("export", "--url", demo.url, "-o", str(tmp_path / "x.json"),
                      "--since", "yesterday")
