@@ -28,9 +28,10 @@ def test_every_metric_family_is_in_the_metric_reference() -> None:
 
 def test_every_route_is_in_the_api_reference() -> None:
     section = README.split("## API reference", 1)[1].split("\n## ", 1)[0]
-    for route in ("/metrics", "/healthz", "/api/v1/statistics", "/api/v1/analysis",
-                  "/api/v1/errors", "/api/v1/errors/{error_id}", "/api/v1/patterns",
-                  "/api/v1/plugins/{plugin}/health", "/api/v1/export", "/api/v1/openapi.json"):
+    for route in ("/metrics", "/healthz", "`GET /api/v1/`", "/api/v1/statistics",
+                  "/api/v1/analysis", "/api/v1/errors", "/api/v1/errors/{error_id}",
+                  "/api/v1/patterns", "/api/v1/plugins/{plugin}/health", "/api/v1/export",
+                  "/api/v1/openapi.json"):
         assert route in section, route
 
 
