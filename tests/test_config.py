@@ -283,7 +283,10 @@ def test_every_variable_the_project_reads_is_known():
                                                                          ".yaml", ".sh")]
     named = set()
     for path in texts:
-        named |= set(re.findall(r"\bERROR_EXPORTER_[A-Z][A-Z0-9_]*", path.read_text("utf-8")))
+        text = path.read_text("utf-8")
+        # the README's example of the warning shows a mistyped name: not one that is read
+        text = re.sub(r"ERROR_EXPORTER_\w+ \.\.\. \(did\s+you\s+mean", "", text)
+        named |= set(re.findall(r"\bERROR_EXPORTER_[A-Z][A-Z0-9_]*", text))
     assert len(named) > 20
     assert named - KNOWN_ENV_NAMES == set()
 
