@@ -206,6 +206,13 @@ def test_demo_refuses_an_empty_token() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_an_empty_token(tmp_path: Path) -> None:
+    result = run_cli("serve", "--multiproc-dir", str(tmp_path), "--token", " ",
+                     "--port", str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "api_token: must be a non-empty string" in result.stderr
+
+
 # -- watch ----------------------------------------------------------------------------
 
 
