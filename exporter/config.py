@@ -3,7 +3,10 @@
 Every option has a default, a validator and an environment variable
 (``ERROR_EXPORTER_<NAME>``). A bad value fails fast with a message that names the key
 and what is allowed, because a monitor that silently ignores its configuration is worse
-than none.
+than none. For the same reason a mistyped name says so at once: an unknown argument or YAML
+key is a ConfigError with the closest option, an unknown ``ERROR_EXPORTER_*`` variable a
+WARNING with the closest variable (the environment is shared with other programs, so it is
+not refused).
 """
 
 from __future__ import annotations
@@ -344,6 +347,15 @@ OPTION_ENV_NAMES = frozenset(ENV_PREFIX + name.upper() for name in OPTION_NAMES)
 KNOWN_ENV_NAMES = OPTION_ENV_NAMES | OTHER_ENV_NAMES
 _warned_env: set[str] = set()
 _warned_env_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:  # a fork while another thread held it must not deadlock
+    global _warned_env_lock
+    _warned_env_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def warn_unknown_environment(environ: Mapping[str, str]) -> list[str]:
