@@ -244,7 +244,8 @@ class Pipeline:
             log.info("auto-exported error data to %s", path)
         except Exception as exc:
             self.metrics.count_drop("export_failed")
-            log.warning("auto-export to %s failed: %r", directory, exc)
+            shown = exc if isinstance(exc, export_files.ExportWriteError) else repr(exc)
+            log.warning("auto-export to %s failed: %s", directory, shown)  # file and cause
 
 
 def _fix_text_fields(occurrence: Occurrence) -> None:
