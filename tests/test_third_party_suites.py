@@ -12,9 +12,9 @@ outcome must be the same in both runs.
 
 * structlog: its whole suite, from the sdist of the installed version (``pip download
   --no-binary :all:``), cached under pytest's cache directory.
-* loguru: its sdist ships no tests, so the files of its 0.7.3 suite where records cross
-  between loguru and ``logging`` or where loguru finds a call site are kept in
-  ``tests/third_party/loguru`` (see its README).
+* loguru ships no tests in its sdist, and no other project's code is kept in this
+  repository: its documented ``InterceptHandler`` recipe is run as an app in
+  ``tests/test_logging_callsite.py`` instead.
 
 A suite that cannot be fetched is a failure in CI (``CI=true``) and a skip elsewhere.
 """
@@ -38,7 +38,6 @@ from support.tools import in_ci
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-LOGURU_TESTS = REPO / "tests" / "third_party" / "loguru"
 
 # Started in every interpreter of the "with the monitor" runs. It writes one line per
 # interpreter, so the test knows the monitor did start and its hook is the installed one.
@@ -55,18 +54,6 @@ _ours = any(hasattr(f, "_error_exporter_integration") for f in vars(logging.Logg
 with open(os.environ["THIRD_PARTY_MONITOR_LOG"], "a", encoding="utf-8") as _log:
     _log.write(f"{os.getpid()} {_ours}\\n")
 '''
-
-# loguru's conftest imports pytest-mypy-plugins only to adjust its typing tests (.yml files,
-# not run here); this stands in for that one import instead of installing mypy plugins.
-MYPY_PLUGINS_STUB = '''
-"""Stands in for pytest-mypy-plugins: loguru's conftest imports YamlTestItem only to
-recognise its typing tests, which tests/test_third_party_suites.py does not collect."""
-
-
-class YamlTestItem:
-    pass
-'''
-
 
 def unavailable(message: str) -> None:
     """Fail in CI, where a suite that cannot be fetched is a broken image; skip elsewhere."""
@@ -119,19 +106,6 @@ def structlog_sources(cache_dir: Path) -> Path:
     top.rename(unpacked)
     shutil.rmtree(partial, ignore_errors=True)
     return unpacked
-
-
-def loguru_sources(work: Path) -> Path:
-    """A writable copy of loguru's kept tests, with the stand-in for its typing plugin."""
-    if not (LOGURU_TESTS / "tests" / "conftest.py").is_file():
-        unavailable(f"loguru's tests are missing from {LOGURU_TESTS}")
-    root = work / "loguru"
-    shutil.copytree(LOGURU_TESTS, root, ignore=shutil.ignore_patterns("__pycache__"))
-    stub = work / "stubs" / "pytest_mypy_plugins"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("", encoding="utf-8")
-    (stub / "item.py").write_text(textwrap.dedent(MYPY_PLUGINS_STUB), encoding="utf-8")
-    return root
 
 
 def run_suite(
@@ -210,22 +184,3 @@ def test_structlog_suite_has_the_same_outcomes_with_the_monitor(cache_dir, tmp_p
     assert_same_outcomes(without, with_monitor)
     callsite = [t for t in with_monitor if "TestCallsiteParameterAdder" in t]
     assert callsite and all(with_monitor[t] == "passed" for t in callsite)
-
-
-def test_loguru_logging_interplay_has_the_same_outcomes_with_the_monitor(tmp_path):
-    """loguru's ``InterceptHandler`` tests find the caller by walking the stack past
-    ``logging.__file__``: a monitor frame in between was reported as the caller."""
-    root = loguru_sources(tmp_path)
-    stubs = [tmp_path / "stubs"]
-    # pytest-asyncio (installed for structlog's suite) is not loguru's: its configure-time
-    # deprecation warning would be an error under loguru's "warnings are errors".
-    args = ["-p", "no:asyncio", "tests"]
-    without = run_suite(
-        root, tmp_path, "loguru-without", with_monitor=False, extra_path=stubs, pytest_args=args
-    )
-    with_monitor = run_suite(
-        root, tmp_path, "loguru-with", with_monitor=True, extra_path=stubs, pytest_args=args
-    )
-    assert_same_outcomes(without, with_monitor)
-    interception = [t for t in with_monitor if "test_interception" in t]
-    assert interception and all(with_monitor[t] == "passed" for t in interception)
