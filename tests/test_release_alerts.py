@@ -32,6 +32,7 @@ from support.promstack import (
     point_webhooks_at,
     query,
     shorten_rule_for,
+    store_info_stand_in,
     wait_until,
 )
 from support.tools import require_tool
@@ -44,18 +45,6 @@ AM_FILE = ROOT / "alerts" / "alertmanager.yml"
 RUNBOOK_BASE = "https://github.com/error-exporter/error-exporter/blob/main/alerts/runbook.md#"
 JOB = "error-exporter"
 RELEASE_ALERTS = ("ErrorExporterNewErrorGroup", "ErrorExporterErrorRegressed")
-# What a file store (store_path) reports of itself, for an exporter that does not publish
-# app_monitor_store_info yet: a recording rule gives each target of the job the series the
-# exporter would, and stops as soon as the exporter's own one is scraped (stand_in="").
-STORE_INFO_STAND_IN = {
-    "name": "stand-in: app_monitor_store_info",
-    "rules": [{
-        "record": "app_monitor_store_info",
-        "expr": f'up{{job="{JOB}"}} * 0 + 1'
-                ' unless on (job, instance) app_monitor_store_info{stand_in=""}',
-        "labels": {"backend": "file", "release_scope": "host", "stand_in": "true"},
-    }],
-}  # fmt: skip
 
 
 @pytest.fixture
@@ -92,7 +81,9 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
     # The shipped rules with test timing: 1 s evaluation, for: 2s, windows divided by 60
     # ([1h] and offset 1h become 60 s).
     rules = compress_windows(shorten_rule_for(load_yaml(RULES_FILE), "2s"), factor=60)
-    rules["groups"].append(STORE_INFO_STAND_IN)
+    # The file store says so in app_monitor_store_info; until the exporter publishes it,
+    # a stand-in rule does.
+    rules["groups"].append(store_info_stand_in(JOB))
     port = free_port()
     config = dump_yaml({"store_path": str(stack.workdir / "errors.db")},
                        stack.workdir / "demo.yml")
