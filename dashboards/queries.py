@@ -216,15 +216,15 @@ class Queries:
 
         A series born within the window (a version or an instance that just started) counts
         whole: increase() cannot see the groups counted before its first scrape. The others
-        are rounded: a group is one, however increase() extrapolates. Only processes whose store
-        outlives a restart count (``monitor_store_info``): summed where the store is shared by
-        the job (fleet), the host that counted most where each host has its own (host); a
-        memory-only process (process) calls every group new after each start, and one that
-        does not say is ignored too.
+        are floored: increase() only ever extrapolates upwards, and a group is one. Only
+        processes whose store outlives a restart count (``monitor_store_info``): summed where
+        the store is shared by the job (fleet), the host that counted most where each host has
+        its own (host); a memory-only process (process) calls every group new after each start,
+        and one that does not say is ignored too.
         """
         counter = self.select(f"error_groups_{kind}_total")
         born = f"({counter} unless {counter} offset {RI})"
-        counted = f"({born} or round(increase({counter}[{RI}])))"
+        counted = f"({born} or floor(increase({counter}[{RI}])))"
 
         def scope(aggregation: str, release_scope: str) -> str:
             info = self.select("monitor_store_info", f'release_scope="{release_scope}"')
