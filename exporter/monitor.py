@@ -383,13 +383,16 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         level: str = "info",
         category: str = "default",
         session_id: str | None = None,
+        timestamp: float | None = None,
     ) -> None:
-        """Remember an action; the next error in this session carries the last ones."""
+        """Remember an action; the next error in this session carries the last ones
+        (``timestamp``: when it happened, if not now)."""
         if not self.config.enable_breadcrumbs:
             return
         try:
             crumb = Breadcrumb(
-                time.time(), self.scrubber.text(safe_text(action), 1024), _label_text(component),
+                time.time() if timestamp is None else timestamp,
+                self.scrubber.text(safe_text(action), 1024), _label_text(component),
                 self.scrubber.clean(data) if data else {}, safe_text(level), safe_text(category),
             )
             self.sessions.add_breadcrumb(crumb, session_id)
