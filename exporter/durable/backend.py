@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import ConfigError, MonitorConfig
+from ..dsn import is_postgres, psycopg_missing
 from ..store import ErrorStore
 from . import rows, schema
 from .file import StoreFile, last_seq, load_into
@@ -41,8 +42,21 @@ CountDrop = Callable[[str, int], None]
 
 
 def check_config(config: MonitorConfig, multiprocess_mode: bool) -> None:
-    """Fail fast on a ``store_path`` that cannot work (a ConfigError naming the key)."""
-    path = config.store_path
+    """Fail fast on a ``store_path`` / ``store_url`` that cannot work (a ConfigError
+    naming the key, never the URL's password)."""
+    if config.store_path is not None and config.store_url is not None:
+        raise ConfigError("store_path and store_url: set one of them (store_url="
+                          "sqlite:///path is the same as store_path)")
+    if is_postgres(config.store_url):
+        if multiprocess_mode:
+            raise ConfigError(
+                "store_url: a postgresql:// store cannot be combined with multiprocess mode "
+                "(PROMETHEUS_MULTIPROC_DIR is set) yet; unset one of them")
+        missing = psycopg_missing()
+        if missing:
+            raise ConfigError(f"store_url: {missing}")
+        return
+    path = config.store_file
     if path is None:
         return
     if multiprocess_mode:
@@ -77,10 +91,10 @@ def move_aside(path: str) -> str:
     return target
 
 
-def open_file(path: str) -> sqlite3.Connection | None:
+def open_file(path: str, app: str = "app") -> sqlite3.Connection | None:
     """The writable store, or None (memory only) after a WARNING naming the file."""
     try:
-        return _open_or_replace(path)
+        return _open_or_replace(path, app)
     except schema.StoreTooNew as exc:
         log.warning("error-exporter: %s; running with a memory-only store", exc)
     except (schema.StoreError, sqlite3.Error, OSError) as exc:
@@ -89,20 +103,20 @@ def open_file(path: str) -> sqlite3.Connection | None:
     return None
 
 
-def _open_or_replace(path: str) -> sqlite3.Connection:
+def _open_or_replace(path: str, app: str) -> sqlite3.Connection:
     def migrated(old: int, new: int) -> None:
         log.info("error-exporter: store %s migrated from schema version %d to %d",
                  path, old, new)
 
     try:
-        return schema.open_writable(path, migrated)
+        return schema.open_writable(path, migrated, app)
     except (schema.StoreCorrupt, sqlite3.DatabaseError) as exc:
         if isinstance(exc, sqlite3.Error) and not schema.is_corruption(exc):
             raise
         aside = move_aside(path)
         log.warning("error-exporter: the store %s is damaged (%s); moved it aside to %s "
                     "(nothing deleted) and started a fresh store", path, exc, aside)
-        return schema.open_writable(path)
+        return schema.open_writable(path, app=app)
 
 
 class DurableBackend:
@@ -110,10 +124,11 @@ class DurableBackend:
 
     def __init__(self, config: MonitorConfig, conn: sqlite3.Connection, count_drop: CountDrop,
                  note_internal_error: Callable[[BaseException], None]) -> None:
-        assert config.store_path is not None
-        self.path = config.store_path
+        assert config.store_file is not None
+        self.path = config.store_file
+        self.app = config.store_app
         self.file = StoreFile(self.path, conn, config.store_retention_seconds,
-                              config.store_max_records)
+                              config.store_max_records, self.app)
         self.count_drop = count_drop
         self.note_internal_error = note_internal_error
         self.pid = os.getpid()
@@ -134,7 +149,7 @@ class DurableBackend:
         conn = self.file.connection()
         since = time.time() - self.file.retention_seconds
         try:
-            load_into(conn, store, since)
+            load_into(conn, store, since, self.app)
             store.continue_sequence(last_seq(conn))
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             # readable pages, unreadable rows: damaged as far as this release can tell
@@ -168,7 +183,7 @@ class DurableBackend:
             if not changes:
                 return
             with store.lock:
-                group_rows = [rows.group_row(store.groups[e]) for e in changes.groups
+                group_rows = [rows.group_row(store.groups[e], self.app) for e in changes.groups
                               if e in store.groups]
             try:
                 self.file.write(changes, group_rows)
@@ -225,12 +240,12 @@ def attach(config: MonitorConfig, store: ErrorStore, count_drop: CountDrop,
            ) -> tuple[DurableBackend, TrackingStore] | None:
     """With ``store_path`` set: the backend and the loaded store to use instead of
     ``store``; None when unset, or when the file cannot be used (memory only, WARNING)."""
-    if config.store_path is None:
+    path = config.store_file
+    if path is None:
         return None
-    conn = open_file(config.store_path)
+    conn = open_file(path, config.store_app)
     if conn is None:
         return None
-    path = config.store_path
     try:
         try:
             backend = DurableBackend(config, conn, count_drop, note_internal_error)
@@ -240,7 +255,7 @@ def attach(config: MonitorConfig, store: ErrorStore, count_drop: CountDrop,
             aside = move_aside(path)
             log.warning("error-exporter: could not load the store %s (%s); moved it aside "
                         "to %s (nothing deleted) and started a fresh store", path, exc, aside)
-            conn = schema.open_writable(path)
+            conn = schema.open_writable(path, app=config.store_app)
             backend = DurableBackend(config, conn, count_drop, note_internal_error)
             return backend, backend.load(store)
     except (schema.StoreError, sqlite3.Error, OSError) as exc:

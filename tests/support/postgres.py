@@ -139,10 +139,8 @@ class PostgresServer:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGINT)  # fast shutdown
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
