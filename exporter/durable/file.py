@@ -150,7 +150,7 @@ def load_into(conn: sqlite3.Connection, store: ErrorStore, since: float | None =
     ``since``: leave out what retention would prune (last seen, or recorded, before it);
     ``app``: only that app's (None: every app's, for an offline reader).
     """
-    where, args = " WHERE 1 = 1", []
+    where, args = " WHERE 1 = 1", list[object]()
     if since is not None:
         where, args = where + " AND last_occurrence >= ?", [since]
     if app is not None:
