@@ -246,7 +246,8 @@ def test_a_v1_store_is_migrated_in_place(make_monitor, tmp_path, caplog):
     assert group["group"]["coalesced_occurrences"] == 7
     assert group["occurrences"] == [rec]
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert any(f"migrated from schema version 1 to {SCHEMA_VERSION}" in r.getMessage() for r in caplog.records)
+    migrated = f"migrated from schema version 1 to {SCHEMA_VERSION}"
+    assert any(migrated in r.getMessage() for r in caplog.records)
     record(monitor, "from an old release", component="legacy")
     settle(monitor)
     monitor.stop()

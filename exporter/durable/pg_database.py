@@ -41,8 +41,13 @@ MIGRATION_LOCK = 0x6572726F  # pg_advisory_xact_lock key of the schema ("erro")
 RETENTION_LOCK = 0x72657465  # with hashtext(app): the retention pass of one app
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 10000  # a batch that waits longer is given back and retried
-STATE_COLUMNS = ("error_id", "occurrence_count", "first_occurrence", "last_occurrence",
-                 *RELEASE_COLUMNS)
+STATE_COLUMNS = (
+    "error_id",
+    "occurrence_count",
+    "first_occurrence",
+    "last_occurrence",
+    *RELEASE_COLUMNS,
+)
 
 
 class StoreUnavailable(StoreError):
@@ -81,8 +86,9 @@ def version_of(conn: Any) -> int:
     return int(row[0]) if row is not None else 1
 
 
-def ensure_schema(conn: Any, where: str, app: str,
-                  on_migrate: Callable[[int, int], None] | None = None) -> None:
+def ensure_schema(
+    conn: Any, where: str, app: str, on_migrate: Callable[[int, int], None] | None = None
+) -> None:
     """Create or migrate the tables, one process at a time; StoreTooNew for a newer one."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -93,7 +99,8 @@ def ensure_schema(conn: Any, where: str, app: str,
             raise StoreTooNew(
                 f"{where}: store schema version {found} is newer than this error-exporter's "
                 f"({SCHEMA_VERSION}); it was written {by}. Upgrade error-exporter (the "
-                "database is left untouched)")
+                "database is left untouched)"
+            )
         if found < SCHEMA_VERSION:
             for statement in steps(POSTGRESQL, found, app):
                 conn.execute(statement)
@@ -104,8 +111,11 @@ def ensure_schema(conn: Any, where: str, app: str,
 
 
 def _meta(conn: Any, key: str, value: str) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                 "DO UPDATE SET value = EXCLUDED.value", (key, value))
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+        "DO UPDATE SET value = EXCLUDED.value",
+        (key, value),
+    )
 
 
 @dataclass
@@ -118,8 +128,10 @@ class Written:
     records: int = 0
 
 
-_INSERT = (f"INSERT INTO groups ({', '.join(GROUP_COLUMNS)}) VALUES {{values}} "
-           "ON CONFLICT (app, error_id) DO NOTHING RETURNING error_id, first_seen_version")
+_INSERT = (
+    f"INSERT INTO groups ({', '.join(GROUP_COLUMNS)}) VALUES {{values}} "
+    "ON CONFLICT (app, error_id) DO NOTHING RETURNING error_id, first_seen_version"
+)
 _ROW = "(" + ", ".join(["%s"] * len(GROUP_COLUMNS)) + ")"
 _ADD = """
 UPDATE groups g SET
@@ -148,8 +160,7 @@ WHERE g.app = %s AND g.error_id = v.error_id
     AND g.resolved_at IS NOT NULL AND g.resolved_at < v.latest
 RETURNING g.error_id
 """
-_STATES = (f"SELECT {', '.join(STATE_COLUMNS)} FROM groups "
-           "WHERE app = %s AND error_id = ANY(%s)")
+_STATES = f"SELECT {', '.join(STATE_COLUMNS)} FROM groups WHERE app = %s AND error_id = ANY(%s)"
 
 
 def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) -> Written:
@@ -163,18 +174,24 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
         group_rows = [_new_row(groups[e], app, changes.counts.get(e, 0)) for e in present]
         created: set[str] = set()
         if group_rows:
-            cur = conn.execute(_INSERT.format(values=", ".join([_ROW] * len(group_rows))),
-                               [value for row in group_rows for value in row])
+            cur = conn.execute(
+                _INSERT.format(values=", ".join([_ROW] * len(group_rows))),
+                [value for row in group_rows for value in row],
+            )
             done.created = [(str(e), v) for e, v in cur.fetchall()]
             created = {e for e, _ in done.created}
-        added = [_add_row(groups[e], changes.counts.get(e, 0)) for e in present
-                 if e not in created]
+        added = [_add_row(groups[e], changes.counts.get(e, 0)) for e in present if e not in created]
         # counts of groups no longer in memory (evicted before the write): still added
-        added += [(e, n, None, None, None, None, None) for e, n in sorted(changes.counts.items())
-                  if e not in groups]
+        added += [
+            (e, n, None, None, None, None, None)
+            for e, n in sorted(changes.counts.items())
+            if e not in groups
+        ]
         if added:
-            conn.execute(_ADD.format(values=", ".join([_ADD_ROW] * len(added))),
-                         [*[value for row in added for value in row], app])
+            conn.execute(
+                _ADD.format(values=", ".join([_ADD_ROW] * len(added))),
+                [*[value for row in added for value in row], app],
+            )
         for error_id in sorted(changes.resolved):
             when, version = changes.resolved[error_id]
             conn.execute(_RESOLVE, (version, when, app, error_id))
@@ -182,14 +199,23 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
         if latest:
             cur = conn.execute(
                 _REGRESS.format(values=", ".join(["(%s::text, %s::float8)"] * len(latest))),
-                [*[value for pair in latest for value in pair], app])
+                [*[value for pair in latest for value in pair], app],
+            )
             done.regressed = [str(e) for (e,) in cur.fetchall()]
         if changes.records:
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO records (app, ts, error_id, data) VALUES (%s, %s, %s, %s)",
-                    [(app, record.timestamp.timestamp(), record.error_id,
-                      dumps(record.to_dict())) for _, record in changes.records])
+                    [
+                        (
+                            app,
+                            record.timestamp.timestamp(),
+                            record.error_id,
+                            dumps(record.to_dict()),
+                        )
+                        for _, record in changes.records
+                    ],
+                )
             done.records = len(changes.records)
         if ids:
             done.states = read_states(conn, app, ids)
@@ -215,8 +241,15 @@ def _new_row(group: ErrorGroup, app: str, added: int) -> tuple[Any, ...]:
 
 def _add_row(group: ErrorGroup, added: int) -> tuple[Any, ...]:
     full = dict(zip(GROUP_COLUMNS, rows.group_row(group, ""), strict=True))
-    return (full["error_id"], added, full["first_occurrence"], full["last_occurrence"],
-            full["report"], full["state"], full["last_seen_version"])
+    return (
+        full["error_id"],
+        added,
+        full["first_occurrence"],
+        full["last_occurrence"],
+        full["report"],
+        full["state"],
+        full["last_seen_version"],
+    )
 
 
 @dataclass
@@ -232,25 +265,31 @@ def prune(conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
     the oldest records beyond ``max_records``. Only where the lock is free."""
     pruned = Pruned()
     with conn.transaction():
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
-                           (RETENTION_LOCK, app)).fetchone()[0]
+        got = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (RETENTION_LOCK, app)
+        ).fetchone()[0]
         if not got:
             pruned.skipped = True
             return pruned
-        pruned.by_age = conn.execute("DELETE FROM records WHERE app = %s AND ts < %s",
-                                     (app, cutoff)).rowcount
-        pruned.groups = [str(e) for (e,) in conn.execute(
-            "DELETE FROM groups WHERE app = %s AND last_occurrence < %s RETURNING error_id",
-            (app, cutoff))]
+        pruned.by_age = conn.execute(
+            "DELETE FROM records WHERE app = %s AND ts < %s", (app, cutoff)
+        ).rowcount
+        pruned.groups = [
+            str(e)
+            for (e,) in conn.execute(
+                "DELETE FROM groups WHERE app = %s AND last_occurrence < %s RETURNING error_id",
+                (app, cutoff),
+            )
+        ]
         pruned.by_size = conn.execute(
             "DELETE FROM records WHERE app = %s AND seq <= (SELECT seq FROM records "
             "WHERE app = %s ORDER BY seq DESC OFFSET %s LIMIT 1)",
-            (app, app, max_records)).rowcount
+            (app, app, max_records),
+        ).rowcount
     return pruned
 
 
-def load_into(conn: Any, store: ErrorStore, app: str | None, since: float | None = None
-              ) -> int:
+def load_into(conn: Any, store: ErrorStore, app: str | None, since: float | None = None) -> int:
     """The app's most recently seen groups and newest records (the store's bounds) into
     ``store`` (``app`` None: every app's, for an offline reader); returns the records."""
     from ..codec import record_from_json
@@ -265,11 +304,12 @@ def load_into(conn: Any, store: ErrorStore, app: str | None, since: float | None
         found = conn.execute(
             f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups {group_where} "
             "ORDER BY last_occurrence DESC, error_id LIMIT %s",
-            (*group_args, min(store.max_groups, 2**62))).fetchall()
+            (*group_args, min(store.max_groups, 2**62)),
+        ).fetchall()
         record_where = where if since is None else where + " AND ts >= %s"
         record_rows = conn.execute(
             f"SELECT seq, data FROM records {record_where} ORDER BY seq DESC LIMIT %s",
-            (*args, *([] if since is None else [since]), min(store.max_records, 2**62))
+            (*args, *([] if since is None else [since]), min(store.max_records, 2**62)),
         ).fetchall()
     loaded = [rows.group_from_row(row) for row in reversed(found)]
     count = 0
@@ -286,20 +326,24 @@ def load_into(conn: Any, store: ErrorStore, app: str | None, since: float | None
     return count
 
 
-def resolve(conn: Any, app: str, error_id: str, when: float, version: str | None
-            ) -> dict[str, Any] | None:
+def resolve(
+    conn: Any, app: str, error_id: str, when: float, version: str | None
+) -> dict[str, Any] | None:
     """Resolve a group in the database itself (the CLI, or an API call for a group this
     process has not seen); its summary row, or None when there is no such group."""
     with conn.transaction():
         conn.execute(_RESOLVE, (version, when, app, error_id))
-        cur = conn.execute(f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups "
-                           "WHERE app = %s AND error_id = %s", (app, error_id))
+        cur = conn.execute(
+            f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups WHERE app = %s AND error_id = %s",
+            (app, error_id),
+        )
         row = cur.fetchone()
     return None if row is None else rows.group_from_row(row).summary()
 
 
-def apply_states(store: ErrorStore, states: dict[str, dict[str, Any]],
-                 unwritten: Callable[[str], int]) -> None:
+def apply_states(
+    store: ErrorStore, states: dict[str, dict[str, Any]], unwritten: Callable[[str], int]
+) -> None:
     """The fleet's counts, times and release state onto the in-memory groups (plus what
     this process counted since the batch was taken: ``unwritten(error_id)``)."""
     with store.lock:
@@ -309,10 +353,8 @@ def apply_states(store: ErrorStore, states: dict[str, dict[str, Any]],
                 continue
             report = group.report
             report.occurrence_count = int(state["occurrence_count"]) + unwritten(error_id)
-            report.first_occurrence = min(report.first_occurrence,
-                                          float(state["first_occurrence"]))
-            report.last_occurrence = max(report.last_occurrence,
-                                         float(state["last_occurrence"]))
+            report.first_occurrence = min(report.first_occurrence, float(state["first_occurrence"]))
+            report.last_occurrence = max(report.last_occurrence, float(state["last_occurrence"]))
             group.first_seen_version = state["first_seen_version"]
             if state["last_seen_version"] is not None:
                 group.last_seen_version = state["last_seen_version"]
@@ -327,5 +369,14 @@ def states_of(conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, An
         return read_states(conn, app, sorted(ids))
 
 
-__all__ = ["Pruned", "StoreUnavailable", "Written", "connect", "ensure_schema", "load_into",
-           "prune", "resolve", "write"]
+__all__ = [
+    "Pruned",
+    "StoreUnavailable",
+    "Written",
+    "connect",
+    "ensure_schema",
+    "load_into",
+    "prune",
+    "resolve",
+    "write",
+]

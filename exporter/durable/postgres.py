@@ -46,8 +46,9 @@ CountDrop = Callable[[str, int], None]
 class FleetHooks:
     """What the backend tells the monitor: a group created here, a regression seen here."""
 
-    def __init__(self, new_group: Callable[[str | None], None],
-                 regressed: Callable[[ErrorGroup], None]) -> None:
+    def __init__(
+        self, new_group: Callable[[str | None], None], regressed: Callable[[ErrorGroup], None]
+    ) -> None:
         self.new_group = new_group
         self.regressed = regressed
 
@@ -55,9 +56,13 @@ class FleetHooks:
 class SharedBackend:
     """Write-behind of a monitor's store to the shared database; reconnects by itself."""
 
-    def __init__(self, config: MonitorConfig, count_drop: CountDrop,
-                 note_internal_error: Callable[[BaseException], None], hooks: FleetHooks
-                 ) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        count_drop: CountDrop,
+        note_internal_error: Callable[[BaseException], None],
+        hooks: FleetHooks,
+    ) -> None:
         assert config.store_url is not None
         self.url = config.store_url
         self.where = redact(self.url)  # what log lines and errors name
@@ -76,8 +81,7 @@ class SharedBackend:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._next_prune = 0.0
-        self._prune_every = min(PRUNE_EVERY_SECONDS,
-                                max(config.store_retention_seconds / 4, 0.25))
+        self._prune_every = min(PRUNE_EVERY_SECONDS, max(config.store_retention_seconds / 4, 0.25))
         self._next_sync = 0.0
         for reason in (DROP_AGE, DROP_SIZE, DROP_WRITE):
             count_drop(reason, 0)
@@ -113,15 +117,17 @@ class SharedBackend:
             return False
         self.conn = conn
         if self._warned:
-            log.warning("error-exporter: the store %s is reachable again; writing what was "
-                        "kept", self.where)
+            log.warning(
+                "error-exporter: the store %s is reachable again; writing what was kept", self.where
+            )
         self._warned = False
         self._backoff = self._retry_at = 0.0
         return True
 
     def _migrated(self, old: int, new: int) -> None:
-        log.info("error-exporter: store %s migrated from schema version %d to %d",
-                 self.where, old, new)
+        log.info(
+            "error-exporter: store %s migrated from schema version %d to %d", self.where, old, new
+        )
 
     def _load(self, store: TrackingStore) -> None:
         try:
@@ -136,8 +142,7 @@ class SharedBackend:
         if store is None or os.getpid() != self.pid or self.too_new:
             return
         with self._lock:
-            if self.conn is None and (time.monotonic() < self._retry_at
-                                      or not self._connect()):
+            if self.conn is None and (time.monotonic() < self._retry_at or not self._connect()):
                 self._given_up(store.trim_pending(self.max_records))
                 return
             self._write(store)
@@ -156,9 +161,11 @@ class SharedBackend:
         if not (changes.groups or changes.counts or changes.resolved or changes.records):
             return
         with store.lock:
-            groups = {e: store.groups[e] for e in
-                      changes.groups | set(changes.counts) | set(changes.resolved)
-                      if e in store.groups}
+            groups = {
+                e: store.groups[e]
+                for e in changes.groups | set(changes.counts) | set(changes.resolved)
+                if e in store.groups
+            }
             frozen = {e: _copy(g) for e, g in groups.items()}
         try:
             done = self._attempt(changes, frozen)
@@ -185,8 +192,9 @@ class SharedBackend:
 
     def _prune(self, store: TrackingStore) -> None:
         try:
-            pruned = db.prune(self.conn, self.app, time.time() - self.retention_seconds,
-                              self.max_records)
+            pruned = db.prune(
+                self.conn, self.app, time.time() - self.retention_seconds, self.max_records
+            )
         except Exception as exc:
             self._lost(exc, "prune")
             return
@@ -227,17 +235,20 @@ class SharedBackend:
         self.note_internal_error(safe)
         if not self._warned:
             self._warned = True
-            log.warning("error-exporter: could not %s the store %s (%s); running on memory "
-                        "(at most store_max_records records kept) and retrying with backoff",
-                        what, self.where, safe)
+            log.warning(
+                "error-exporter: could not %s the store %s (%s); running on memory "
+                "(at most store_max_records records kept) and retrying with backoff",
+                what,
+                self.where,
+                safe,
+            )
 
     # -- other threads ---------------------------------------------------------------------
     def resolve(self, error_id: str, version: str | None) -> dict[str, Any] | None:
         """Resolve a group this process does not hold, in the database itself (an API
         call); None when the database has no such group either, or cannot be reached."""
         with self._lock:
-            if self.conn is None and (time.monotonic() < self._retry_at
-                                      or not self._connect()):
+            if self.conn is None and (time.monotonic() < self._retry_at or not self._connect()):
                 return None
             try:
                 return db.resolve(self.conn, self.app, error_id, time.time(), version)
@@ -279,9 +290,13 @@ def _close(conn: Any) -> None:
             conn.close()
 
 
-def attach(config: MonitorConfig, store: ErrorStore, count_drop: CountDrop,
-           note_internal_error: Callable[[BaseException], None], hooks: FleetHooks
-           ) -> tuple[SharedBackend, TrackingStore] | None:
+def attach(
+    config: MonitorConfig,
+    store: ErrorStore,
+    count_drop: CountDrop,
+    note_internal_error: Callable[[BaseException], None],
+    hooks: FleetHooks,
+) -> tuple[SharedBackend, TrackingStore] | None:
     """With a ``postgresql://`` ``store_url``: the backend and the store to use instead
     of ``store``; None when the schema is newer than this release (memory only)."""
     backend = SharedBackend(config, count_drop, note_internal_error, hooks)
