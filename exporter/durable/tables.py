@@ -137,12 +137,12 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def steps(dialect: str, found: int, app: str) -> list[str]:
-    """The statements taking a database of ``dialect`` from version ``found`` to the
-    current one, in order (run them in one transaction)."""
+def steps(dialect: str, found: int, app: str, target: int = SCHEMA_VERSION) -> list[str]:
+    """The statements taking a database of ``dialect`` from version ``found`` to
+    ``target`` (the current one), in order (run them in one transaction)."""
     words = {**DIALECTS[dialect], "$APP": quote(app)}
     statements: list[str] = []
-    for version in range(found, SCHEMA_VERSION):
+    for version in range(found, target):
         step = MIGRATIONS[version]
         text = step if isinstance(step, str) else step[dialect]
         for word, spelled in words.items():

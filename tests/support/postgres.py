@@ -35,6 +35,9 @@ import pytest
 from .tools import in_ci
 
 SUPERUSER = "exporter_test"
+# TCP connections need it (scram-sha-256): every URL the tests use carries a password, so
+# any output can be searched for it (the DSN redaction is tested on every path)
+PASSWORD = "pw-Zq8-never-shown"
 
 
 def find_binary(name: str) -> str | None:
@@ -42,8 +45,10 @@ def find_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     return candidates[-1] if candidates else None
 
 
@@ -52,8 +57,10 @@ def require_postgres() -> dict[str, str]:
     found = {name: find_binary(name) for name in ("initdb", "postgres")}
     missing = [name for name, path in found.items() if path is None]
     if missing:
-        message = (f"PostgreSQL is not installed ({', '.join(missing)} not found on PATH or "
-                   "in /usr/lib/postgresql/*/bin)")
+        message = (
+            f"PostgreSQL is not installed ({', '.join(missing)} not found on PATH or "
+            "in /usr/lib/postgresql/*/bin)"
+        )
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -99,10 +106,31 @@ class PostgresServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        if self._as is not None:
+            user = _unprivileged_user()
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
         subprocess.run(
-            [self.binaries["initdb"], "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
-             "-E", "UTF8", "--no-sync"],
-            check=True, capture_output=True, preexec_fn=self._as, cwd=self.root)
+            [
+                self.binaries["initdb"],
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            preexec_fn=self._as,
+            cwd=self.root,
+        )
+        pwfile.unlink()
         self.start_server()
 
     def start_server(self) -> None:
@@ -115,11 +143,30 @@ class PostgresServer:
                 self._as()
 
         self.process = subprocess.Popen(
-            [self.binaries["postgres"], "-D", str(self.data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdout=log, stderr=log, preexec_fn=setup, cwd=self.root)
+            [
+                self.binaries["postgres"],
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=log,
+            preexec_fn=setup,
+            cwd=self.root,
+        )
         log.close()
         deadline = time.monotonic() + 60
         while True:
@@ -128,8 +175,7 @@ class PostgresServer:
                     return
             except Exception:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PostgreSQL did not start:\n" + self.log_tail()
-                                       ) from None
+                    raise RuntimeError("PostgreSQL did not start:\n" + self.log_tail()) from None
                 time.sleep(0.1)
 
     def stop_server(self) -> None:
@@ -156,7 +202,7 @@ class PostgresServer:
         return ""
 
     # -- databases ---------------------------------------------------------------------------
-    def url(self, database: str, user: str = SUPERUSER, password: str | None = None) -> str:
+    def url(self, database: str, user: str = SUPERUSER, password: str | None = PASSWORD) -> str:
         auth = user if password is None else f"{user}:{password}"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
