@@ -38,8 +38,14 @@ class AppProcess:
         args = [sys.executable, APP, url, version, *([app] if app else [])]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.seen: list[str] = []
         assert self._read() == {"ready": True}
 
@@ -90,8 +96,9 @@ def apps():
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env,
-                          timeout=HANG_GUARD, cwd=REPO)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, env=env, timeout=HANG_GUARD, cwd=REPO
+    )
 
 
 def wait_for(check: Any, what: str) -> None:
@@ -138,9 +145,12 @@ def test_two_versions_agree_on_one_picture(apps, pg_url, postgres_server, tmp_pa
     assert old.ask("regressions") == [b]
     assert old.ask("group " + b)["regressed"] is True
     # the store's picture: every process's occurrences
-    assert sorted(postgres_server.sql(
-        pg_url, "SELECT error_id, occurrence_count, first_seen_version, last_seen_version "
-        "FROM groups")) == sorted([(a, 7, "1.0", "1.0"), (b, 2, "1.1", "1.0")])
+    assert sorted(
+        postgres_server.sql(
+            pg_url,
+            "SELECT error_id, occurrence_count, first_seen_version, last_seen_version FROM groups",
+        )
+    ) == sorted([(a, 7, "1.0", "1.0"), (b, 2, "1.1", "1.0")])
     report = cli("analyze", "--store", pg_url, "--json")
     assert report.returncode == 0, report.stderr
     analysis = json.loads(report.stdout)
@@ -151,13 +161,25 @@ def test_two_versions_agree_on_one_picture(apps, pg_url, postgres_server, tmp_pa
     document = json.loads(output.read_text())
     by_group = {g: sum(1 for r in document["all_records"] if r["error_id"] == g) for g in (a, b)}
     assert by_group == {a: 7, b: 2}
-    texts = [*old.seen, *new.seen, old.stop(), new.stop(), report.stdout, report.stderr,
-             exported.stdout, exported.stderr, done.stdout, done.stderr, output.read_text()]
+    texts = [
+        *old.seen,
+        *new.seen,
+        old.stop(),
+        new.stop(),
+        report.stdout,
+        report.stderr,
+        exported.stdout,
+        exported.stderr,
+        done.stdout,
+        done.stderr,
+        output.read_text(),
+    ]
     assert not [t for t in texts if PASSWORD in t]
 
 
 def test_an_outage_mid_run_costs_the_app_nothing_and_loses_nothing_kept(
-        apps, pg_url, postgres_server):
+    apps, pg_url, postgres_server
+):
     app = apps(pg_url, "1.0")
     assert app.ask("raise before 5")["clean"]
     assert app.ask("flush")
@@ -173,8 +195,9 @@ def test_an_outage_mid_run_costs_the_app_nothing_and_loses_nothing_kept(
 
     def arrived() -> bool:
         app.ask("flush")
-        return postgres_server.sql(pg_url, "SELECT coalesce(sum(occurrence_count), 0), "
-                                   "count(*) FROM groups")[0] == (105, 6)
+        return postgres_server.sql(
+            pg_url, "SELECT coalesce(sum(occurrence_count), 0), count(*) FROM groups"
+        )[0] == (105, 6)
 
     wait_for(arrived, "the buffered batch to arrive")
     assert postgres_server.sql(pg_url, "SELECT count(*) FROM records") == [(105,)]
@@ -198,20 +221,27 @@ def test_concurrent_first_occurrences_give_one_row_and_one_new(apps, pg_url, pos
         app.process.stdin.write("flush\n")  # type: ignore[union-attr]
         app.process.stdin.flush()  # type: ignore[union-attr]
     assert all(app._read() for app in fleet)
-    assert postgres_server.sql(pg_url, "SELECT count(*), sum(occurrence_count) FROM groups"
-                               ) == [(1, 12)]
+    assert postgres_server.sql(pg_url, "SELECT count(*), sum(occurrence_count) FROM groups") == [
+        (1, 12)
+    ]
     news = [total(app.ask("metrics")["app_error_groups_new_total"]) for app in fleet]
     assert sorted(news) == [0, 0, 0, 1]
-    assert postgres_server.sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'"
-                               ) == [("3",)]
+    assert postgres_server.sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        ("3",)
+    ]
 
 
 def test_the_password_never_shows(postgres_server, tmp_path, caplog):
     closed = postgres_server.url("nowhere").replace(f":{postgres_server.port}/", ":9/")
     caplog.set_level(logging.DEBUG)
-    monitor = ErrorMonitor(store_url=closed, capture_sys_excepthook=False,
-                           capture_threading=False, capture_logging=False,
-                           capture_asyncio=False, enable_resource_monitoring=False)
+    monitor = ErrorMonitor(
+        store_url=closed,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
     monitor.start()
     try:
         try:
@@ -244,15 +274,18 @@ def test_the_password_never_shows(postgres_server, tmp_path, caplog):
 
 
 def test_a_postgresql_url_without_psycopg_names_the_extra():
-    code = ("import sys; sys.modules['psycopg'] = None\n"
-            "from exporter import ErrorMonitor\n"
-            "from exporter.config import ConfigError\n"
-            "try:\n"
-            "    ErrorMonitor(store_url='postgresql://u:secret@db/errors')\n"
-            "except ConfigError as exc:\n"
-            "    print(exc)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=HANG_GUARD, cwd=REPO)
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from exporter import ErrorMonitor\n"
+        "from exporter.config import ConfigError\n"
+        "try:\n"
+        "    ErrorMonitor(store_url='postgresql://u:secret@db/errors')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD, cwd=REPO
+    )
     assert "pip install 'error-exporter[postgres]'" in done.stdout, done.stderr
     assert "secret" not in done.stdout
 

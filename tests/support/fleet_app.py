@@ -3,9 +3,9 @@
 ``python fleet_app.py URL VERSION [APP]``, then one command a line; each answers one
 JSON line on stdout:
 
-- ``raise NAME [N]``: N (1) errors of group NAME (one code location, the name in the
-  message prefix), each captured with ``record_error``; answers the ids and whether every
-  capture returned without raising;
+- ``raise NAME [N]``: N (1) errors of group NAME (one exception type per name), each
+  captured with ``record_error``; answers the ids and whether every capture returned
+  without raising;
 - ``flush``: wait until everything captured is written (the worker's tick follows a flush);
 - ``resolve ID``: ``monitor.resolve_group(ID)`` (as the HTTP API does);
 - ``metrics``: new / regressed counts by version, drops, store info;
@@ -17,24 +17,36 @@ JSON line on stdout:
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
 
 from exporter import ErrorMonitor
 
+_TYPES: dict[str, type[RuntimeError]] = {}
+
 
 def fail(name: str, n: int) -> None:
-    raise RuntimeError(f"{name}: failure number {n}")
+    """One group per name: its own exception type, raised from this one line."""
+    kind = _TYPES.setdefault(name, type(name.title() + "Error", (RuntimeError,), {}))
+    raise kind(f"{name}: failure number {n}")
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # what the app would log
     url, version = sys.argv[1], sys.argv[2]
     app = sys.argv[3] if len(sys.argv) > 3 else None
     monitor = ErrorMonitor(
-        store_url=url, app_version=version, app_name=app, capture_sys_excepthook=False,
-        capture_threading=False, capture_logging=False, capture_asyncio=False,
-        enable_resource_monitoring=False)
+        store_url=url,
+        app_version=version,
+        app_name=app,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
     monitor.start()
     regressions: list[str] = []
     monitor.register_regression_callback(lambda report: regressions.append(report.error_id))
@@ -68,10 +80,16 @@ def main() -> int:
         elif words[0] == "regressions":
             answer = regressions
         elif words[0] == "metrics":
-            answer = {name: _samples(monitor, name) for name in (
-                "app_error_groups_new_total", "app_error_groups_regressed_total",
-                "app_error_reports_dropped_total", "app_monitor_store_info",
-                "app_monitor_internal_errors_total")}
+            answer = {
+                name: _samples(monitor, name)
+                for name in (
+                    "app_error_groups_new_total",
+                    "app_error_groups_regressed_total",
+                    "app_error_reports_dropped_total",
+                    "app_monitor_store_info",
+                    "app_monitor_internal_errors_total",
+                )
+            }
             from prometheus_client import generate_latest
 
             answer["text"] = generate_latest(monitor.registry).decode()
