@@ -8,7 +8,8 @@ processes of one app each capture errors from 40 code locations into the shared 
   repeats: counted exactly on their groups, not kept one record each).
 
 Checked: the occurrence counts in the database add up to exactly what was captured.
-Measured: write lag from capture to row (p50 / p99, from each record's capture time to
+Measured: each batch's transaction time (one per process per tick, 4 a second), write
+lag from capture to row (p50 / p99, from each record's capture time to
 its insert, clock_timestamp() on the same host), rows and bytes per million occurrences
 (``pg_total_relation_size`` of groups + records), and the rate one database absorbed
 (occurrences captured by the fleet / seconds until the last one was in the database).
@@ -52,7 +53,19 @@ def worker(
     url: str, version: str, rate: float, seconds: float, start_at: float, results: Any
 ) -> None:
     from exporter import ErrorMonitor
+    from exporter.durable.postgres import SharedBackend
 
+    batch_seconds: list[float] = []  # how long each batch's transaction took (bench only)
+    attempt = SharedBackend._attempt
+
+    def timed(self: Any, changes: Any, groups: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return attempt(self, changes, groups)
+        finally:
+            batch_seconds.append(time.perf_counter() - t0)
+
+    SharedBackend._attempt = timed  # type: ignore[method-assign]
     monitor = ErrorMonitor(
         store_url=url,
         app_version=version,
@@ -84,7 +97,7 @@ def worker(
         slowest = max(slowest, time.perf_counter() - t0)
         captured += 1
     monitor.stop(timeout=60)
-    results.put({"captured": captured, "slowest_capture_s": slowest})
+    results.put({"captured": captured, "slowest_capture_s": slowest, "batches": batch_seconds})
 
 
 def run_phase(
@@ -125,6 +138,7 @@ def run_phase(
     )[0][0]
     elapsed = float(last_written) - start_at if last_written else float("nan")
     per_million = 1_000_000 / max(captured, 1)
+    batches = sorted(b for r in reports for b in r["batches"])
     return {
         "phase": name,
         "processes": processes,
@@ -139,6 +153,9 @@ def run_phase(
         "bytes_per_million": round(size * per_million),
         "occurrences_per_second_absorbed": round(captured / elapsed) if elapsed > 0 else None,
         "records_per_second_written": round(records / elapsed) if elapsed > 0 else None,
+        "batches": len(batches),
+        "batch_transaction_p50_ms": round(1000 * statistics.median(batches), 1),
+        "batch_transaction_p99_ms": round(1000 * batches[int(0.99 * (len(batches) - 1))], 1),
         "slowest_capture_ms": round(1000 * max(r["slowest_capture_s"] for r in reports), 2),
     }
 

@@ -517,6 +517,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.resources.after_fork()
         self._budget.reset()
         self.pipeline.after_fork(fresh_account=self.shared is None)
+        if self._shared_store is not None:  # the child writes the fleet's store too
+            self.pipeline.store = self._shared_store.after_fork_in_child(self.pipeline.store)
         self._server = None
         if self.running:
             self._reports.start()

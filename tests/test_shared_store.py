@@ -299,3 +299,36 @@ def test_tls_parameters_pass_through_to_psycopg(postgres_server):
     assert "SSL" in str(refused.value) and PASSWORD not in str(refused.value)
     conn = db.connect(postgres_server.url("postgres") + "?sslmode=disable")
     conn.close()
+
+
+def test_a_forked_child_writes_the_shared_store_on_its_own_connection(
+    make_monitor, pg_url, postgres_server
+):
+    import multiprocessing
+
+    parent = make_monitor(store_url=pg_url, app_version="1.0")
+
+    def capture(kind: type[Exception]) -> None:
+        try:
+            raise kind("one group per type")
+        except kind as exc:
+            parent.record_error(exc)
+
+    capture(KeyError)
+    assert parent.flush(30)
+
+    def child() -> None:
+        capture(LookupError)
+        parent.flush(30)
+        parent.stop(5)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(HANG_GUARD)
+    assert process.exitcode == 0
+    capture(KeyError)
+    assert parent.flush(30)  # the parent's connection outlived the child
+    assert sorted(postgres_server.sql(pg_url, "SELECT occurrence_count FROM groups")) == [
+        (1,),
+        (2,),
+    ]

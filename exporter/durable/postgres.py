@@ -243,6 +243,17 @@ class SharedBackend:
                 safe,
             )
 
+    def after_fork_in_child(self, base: ErrorStore) -> TrackingStore:
+        """A forked child (e.g. a gunicorn worker without a multiprocess directory) writes
+        the same database on its own connection; the parent's socket is left alone."""
+        self.pid = os.getpid()
+        self.conn = None  # not closed: that would end the parent's session
+        self._lock = threading.Lock()
+        self._retry_at = self._backoff = 0.0
+        self._warned = False
+        self.store = TrackingStore(base)
+        return self.store
+
     # -- other threads ---------------------------------------------------------------------
     def resolve(self, error_id: str, version: str | None) -> dict[str, Any] | None:
         """Resolve a group this process does not hold, in the database itself (an API
