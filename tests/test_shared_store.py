@@ -332,3 +332,49 @@ def test_a_forked_child_writes_the_shared_store_on_its_own_connection(
         (1,),
         (2,),
     ]
+
+
+def test_the_readme_roles_are_enough_for_the_app_and_read_only_for_grafana(postgres_server):
+    import psycopg
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Shared store (PostgreSQL)") :]
+    sql = section[section.index("```sql") + len("```sql") :]
+    sql = sql[: sql.index("```")]
+    before, after = sql.split("\\c errors")
+    admin = postgres_server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for statement in before.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # type: ignore[call-overload]
+    with psycopg.connect(postgres_server.url("errors"), autocommit=True) as conn:
+        for statement in after.split(";"):
+            if statement.strip():
+                conn.execute(statement)  # type: ignore[call-overload]
+    app_url = postgres_server.url("errors", "error_exporter", "change-me")
+    monitor = ErrorMonitor(
+        store_url=app_url,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
+    monitor.start()
+    try:
+        try:
+            raise ValueError("written by the least-privileged role")
+        except ValueError as exc:
+            monitor.record_error(exc)
+        assert monitor.flush(30)
+        assert (
+            monitor.registry.get_sample_value("app_monitor_internal_errors_total") == 0
+        )  # migrated, wrote, pruned: no failure
+    finally:
+        monitor.stop(5)
+    grafana = postgres_server.url("errors", "grafana_errors", "change-me-too")
+    assert postgres_server.sql(grafana, "SELECT count(*) FROM groups") == [(1,)]
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        postgres_server.sql(grafana, "DELETE FROM records")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        postgres_server.sql(app_url, "CREATE TABLE public.elsewhere (x int)")
