@@ -34,7 +34,7 @@ HANG_GUARD = 120.0  # seconds: only to end a test that would otherwise hang
 class AppProcess:
     """One ``fleet_app.py`` process; :meth:`ask` sends a command and reads its answer."""
 
-    def __init__(self, url: str, version: str, app: str | None = None) -> None:
+    def __init__(self, url: str, version: str, app: str | None = None, wait: bool = True) -> None:
         args = [sys.executable, APP, url, version, *([app] if app else [])]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -47,6 +47,10 @@ class AppProcess:
             env=env,
         )
         self.seen: list[str] = []
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
         assert self._read() == {"ready": True}
 
     def ask(self, command: str) -> Any:
@@ -82,8 +86,8 @@ class AppProcess:
 def apps():
     started: list[AppProcess] = []
 
-    def start(url: str, version: str, app: str | None = None) -> AppProcess:
-        process = AppProcess(url, version, app)
+    def start(url: str, version: str, app: str | None = None, wait: bool = True) -> AppProcess:
+        process = AppProcess(url, version, app, wait)
         started.append(process)
         return process
 
@@ -211,7 +215,9 @@ def test_an_outage_mid_run_costs_the_app_nothing_and_loses_nothing_kept(
 def test_concurrent_first_occurrences_give_one_row_and_one_new(apps, pg_url, postgres_server):
     # a fresh database: the processes also create the schema at the same moment (one
     # migrates under the advisory lock, the others wait and find it done)
-    fleet = [apps(pg_url, "1.0") for _ in range(4)]
+    fleet = [apps(pg_url, "1.0", wait=False) for _ in range(4)]
+    for app in fleet:
+        app.ready()
     for app in fleet:  # every capture first, then every write: the inserts race
         app.process.stdin.write("raise shared 3\n")  # type: ignore[union-attr]
         app.process.stdin.flush()  # type: ignore[union-attr]
@@ -378,3 +384,81 @@ def test_the_readme_roles_are_enough_for_the_app_and_read_only_for_grafana(postg
         postgres_server.sql(grafana, "DELETE FROM records")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         postgres_server.sql(app_url, "CREATE TABLE public.elsewhere (x int)")
+
+
+def _waiting_on_a_lock(server: Any, url: str) -> bool:
+    return server.sql(url, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] > 0
+
+
+def test_a_second_writer_of_a_new_group_waits_and_adds_not_creates(
+    make_monitor, pg_url, postgres_server
+):
+    """Deterministic: writer A's transaction stays open after its INSERT; B's batch of the
+    same new group waits on the row, then finds it and adds (one row, one "new")."""
+    import threading
+
+    from exporter.durable import pg_database as db
+    from exporter.durable.tracking import Changes
+
+    memory = make_monitor()
+    try:
+        raise ValueError("first seen by two writers at once")
+    except ValueError as exc:
+        error_id = memory.record_error(exc)
+    assert memory.flush(30)
+    group = memory.store.groups[error_id]
+
+    def batch(count: int) -> Changes:
+        changes = Changes(groups={error_id})
+        changes.seen(error_id, count, group.report.last_occurrence)
+        return changes
+
+    first, second = db.connect(pg_url), db.connect(pg_url)
+    db.ensure_schema(first, "test", "app")
+    results: dict[str, db.Written] = {}
+    try:
+        with first.transaction():
+            results["a"] = db.write(first, "app", batch(2), {error_id: group})
+            writer = threading.Thread(
+                target=lambda: results.update(
+                    b=db.write(second, "app", batch(3), {error_id: group})
+                )
+            )
+            writer.start()
+            wait_for(lambda: _waiting_on_a_lock(postgres_server, pg_url), "B to wait")
+        writer.join(HANG_GUARD)
+    finally:
+        first.close()
+        second.close()
+    assert [e for e, _ in results["a"].created] == [error_id]
+    assert results["b"].created == []
+    assert results["b"].states[error_id]["occurrence_count"] == 5
+    assert postgres_server.sql(pg_url, "SELECT count(*), sum(occurrence_count) FROM groups") == [
+        (1, 5)
+    ]
+
+
+def test_two_processes_migrating_at_once_one_migrates_the_other_waits(pg_url, postgres_server):
+    import threading
+
+    from exporter.durable import pg_database as db
+
+    first, second = db.connect(pg_url), db.connect(pg_url)
+    done: list[int] = []
+    try:
+        with first.transaction():
+            first.execute("SELECT pg_advisory_xact_lock(%s)", (db.MIGRATION_LOCK,))
+            other = threading.Thread(
+                target=lambda: (
+                    db.ensure_schema(second, "test", "app"),
+                    done.append(db.version_of(second)),
+                )
+            )
+            other.start()
+            wait_for(lambda: _waiting_on_a_lock(postgres_server, pg_url), "the other to wait")
+            db.ensure_schema(first, "test", "app")  # migrates, inside the held lock
+        other.join(HANG_GUARD)
+    finally:
+        first.close()
+        second.close()
+    assert done == [3]  # it waited, then found the schema current (no step ran twice)
