@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from exporter.cli.offline_store import load_store
+from exporter.durable.tables import SQLITE, steps
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0
@@ -333,11 +334,17 @@ def test_offline_export_reads_an_old_schema_without_writing_it(tmp_path, app):
                            capture_output=True, text=True, timeout=DEADLINE, env=env(),
                            cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    conn = sqlite3.connect(path)  # back to the v1 layout: no release-health columns
-    for column in ("first_seen_version", "last_seen_version", "resolved_at",
-                   "resolved_version", "regressed", "regressed_at"):
-        conn.execute("DROP INDEX IF EXISTS groups_by_first_version")
-        conn.execute(f"ALTER TABLE groups DROP COLUMN {column}")
+    current = sqlite3.connect(path)  # its rows, back in the v1 layout (no release health,
+    groups = current.execute("SELECT error_id, occurrence_count, first_occurrence, "  # no app)
+                             "last_occurrence, report, state FROM groups").fetchall()
+    records = current.execute("SELECT seq, ts, error_id, data FROM records").fetchall()
+    current.close()
+    path.unlink()
+    conn = sqlite3.connect(path)
+    for statement in steps(SQLITE, 0, "app", target=1):
+        conn.execute(statement)
+    conn.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)", groups)
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", records)
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
