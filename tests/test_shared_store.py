@@ -462,3 +462,43 @@ def test_two_processes_migrating_at_once_one_migrates_the_other_waits(pg_url, po
         first.close()
         second.close()
     assert done == [3]  # it waited, then found the schema current (no step ran twice)
+
+
+def test_a_database_down_at_start_costs_nothing_and_gets_everything_later(
+    apps, pg_url, postgres_server
+):
+    postgres_server.stop_server()
+    try:
+        app = apps(pg_url, "1.0")  # starts on memory
+        answer = app.ask("raise early 30")
+        assert answer["clean"] and answer["ids"]
+        assert app.ask("flush")
+        metrics = app.ask("metrics")
+        assert metrics["app_monitor_store_info"] == {"backend=postgresql,release_scope=fleet": 1.0}
+    finally:
+        postgres_server.start_server()
+
+    def arrived() -> bool:
+        app.ask("flush")
+        if postgres_server.sql(pg_url, "SELECT to_regclass('groups')") == [(None,)]:
+            return False  # not reconnected yet: the app creates the tables then
+        return postgres_server.sql(
+            pg_url, "SELECT coalesce(sum(occurrence_count), 0) FROM groups"
+        ) == [(30,)]
+
+    wait_for(arrived, "the kept batch to arrive")
+    assert total(app.ask("metrics")["app_error_groups_new_total"]) == 1
+    assert PASSWORD not in app.stop()
+
+
+def test_an_instance_resolves_a_group_only_another_has_seen(apps, pg_url):
+    quiet = apps(pg_url, "1.0")  # loaded an empty store: it has never seen the group
+    busy = apps(pg_url, "1.0")
+    error_id = busy.ask("raise elsewhere")["ids"][0]
+    assert busy.ask("flush")
+    resolved = quiet.ask("resolve " + error_id)  # as its API would: in the database
+    assert resolved["error_id"] == error_id and resolved["resolved"] is True
+    assert busy.ask("raise elsewhere")["ids"] == [error_id]
+    assert busy.ask("flush")
+    assert busy.ask("regressions") == [error_id]
+    assert quiet.ask("resolve 0000000000000000") is None
