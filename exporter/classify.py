@@ -98,6 +98,17 @@ def _match_mro(exc_type: type, table: dict[str, str]) -> str | None:
     return None
 
 
+def per_hour(count: float, seconds: float) -> float:
+    """Errors per hour over ``seconds``, never extrapolated from less than an hour.
+
+    The one rule for every rate per hour (a group's ``frequency_per_hour``, the statistics'
+    ``average_errors_per_hour``, the summary's ``error_rate_per_hour``): 8 errors in 19
+    seconds are 8 per hour, not 1,516 (a burst is not a rate), and the priority's "10 or
+    more per hour" means 10 errors within an hour.
+    """
+    return count / max(seconds / 3600.0, 1.0)
+
+
 def priority(severity: str, frequency_per_hour: float, affected_users: int) -> ErrorPriority:
     """A group's priority from its severity, frequency and reach."""
     rank = SEVERITY_RANK.get(severity, 1)

@@ -3,14 +3,20 @@
 Every option has a default, a validator and an environment variable
 (``ERROR_EXPORTER_<NAME>``). A bad value fails fast with a message that names the key
 and what is allowed, because a monitor that silently ignores its configuration is worse
-than none.
+than none. For the same reason a mistyped name says so at once: an unknown argument or YAML
+key is a ConfigError with the closest option, an unknown ``ERROR_EXPORTER_*`` variable a
+WARNING with the closest variable (the environment is shared with other programs, so it is
+not refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,16 @@ import yaml
 from .dsn import check_url, is_postgres, sqlite_path
 
 ENV_PREFIX = "ERROR_EXPORTER_"
+# ERROR_EXPORTER_* variables that are read somewhere else than as an option: a variable with
+# the prefix that is neither is a typo (say, MAX_BREADCRUMB for MAX_BREADCRUMBS): a warning.
+OTHER_ENV_NAMES = frozenset({
+    ENV_PREFIX + "CONFIG",  # the YAML file load_config() reads
+    ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
+    ENV_PREFIX + "STORE_URL",  # the shared store's URL
+    ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
+    ENV_PREFIX + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
+    ENV_PREFIX + "SOAK_SECONDS",
+})
 DEFAULT_PORT = 9718
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -50,8 +66,23 @@ DEFAULT_SCRUB_KEYS = (
 )
 
 
+log = logging.getLogger("exporter")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
+
+
+def did_you_mean(name: str, known: Iterable[str], shown_prefix: str = "") -> str:
+    """`` (did you mean X?)`` for the known name closest to a mistyped one, else ``""``.
+
+    One helper for every place a name can be mistyped (keyword arguments, YAML keys,
+    environment variables), so they all suggest alike; difflib finds a dropped or doubled
+    letter and a swapped word part, where a shared first word (``max_``) would suggest a
+    dozen options.
+    """
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {shown_prefix}{close[0]}?)" if close else ""
 
 
 @dataclass
@@ -156,6 +187,12 @@ class MonitorConfig:
         return None
 
     def replace(self, **changes: Any) -> MonitorConfig:
+        """A copy with ``changes``; an unknown name is a ConfigError like load_config's (not
+        the TypeError of ``dataclasses.replace``), so ``ErrorMonitor(config, max_breadcrumb=5)``
+        says the same as ``ErrorMonitor(max_breadcrumb=5)``."""
+        unknown = [name for name in changes if name not in _FIELD_TYPES]
+        if unknown:
+            raise ConfigError("; ".join(_unknown_option(name) for name in unknown))
         return dataclasses.replace(self, **changes)
 
 
@@ -262,7 +299,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "namespace": (_namespace, "a metric name prefix: letters, digits and _"),
     "host": (lambda v: isinstance(v, str) and v != "", "a host name or IP address"),
     "port": (_port, "an integer from 0 to 65535"),
-    "api_token": (_optional_str, "a string or null"),
+    # an empty token is not "no token": a variable meant to hold it came out empty, and the
+    # API would be open to anyone while its owner believes it is protected
+    "api_token": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+                  "a non-empty string or null (unset it for no token)"),
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(MonitorConfig)}
 for _name, _type in _FIELD_TYPES.items():
@@ -281,16 +321,14 @@ def validate_mapping(data: Mapping[str, Any]) -> list[str]:
     for key, value in data.items():
         rule = _RULES.get(str(key))
         if rule is None:
-            close = [n for n in OPTION_NAMES if n.split("_")[0] == str(key).split("_")[0]]
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
-            problems.append(f"{key}: unknown option{hint}")
+            problems.append(_unknown_option(str(key)))
             continue
         check, allowed = rule
         if key == "store_url" and isinstance(value, str) and check_url(value) is not None:
             problems.append(f"{key}: {check_url(value)}")  # never the URL: a password
             continue
         if not check(value):
-            problems.append(f"{key}: must be {allowed}, got {value!r}")
+            problems.append(f"{key}: must be {allowed}, got {_shown(str(key), value)}")
     if not problems:
         degraded = data.get("plugin_degraded_threshold", 1)
         unhealthy = data.get("plugin_unhealthy_threshold", 5)
@@ -302,20 +340,78 @@ def validate_mapping(data: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _unknown_option(key: str) -> str:
+    return f"{key}: unknown option{did_you_mean(key, OPTION_NAMES)}"
+
+
+_SECRETS = frozenset({"api_token"})
+
+
+def _shown(key: str, value: Any) -> str:
+    """The rejected value as the message shows it; a secret's only by its kind."""
+    if key not in _SECRETS:
+        return repr(value)
+    if isinstance(value, str):
+        return "an empty string" if value == "" else "a string of only whitespace"
+    return f"a value of type {type(value).__name__}"
+
+
 def _parse_env_value(name: str, raw: str) -> Any:
-    """Environment values are strings; read them as YAML scalars of the option's type."""
+    """Environment values are strings; read them as YAML scalars of the option's type.
+
+    An empty variable unsets an optional string (``ERROR_EXPORTER_EXPORT_PATH=``), except
+    the token: ``ERROR_EXPORTER_API_TOKEN=$TOKEN`` with ``$TOKEN`` unset must not open the API.
+    """
     type_name = _FIELD_TYPES[name]
     if type_name in ("str", "str | None"):
-        return None if raw == "" and "None" in type_name else raw
+        empty_is_none = "None" in type_name and name not in _SECRETS
+        return None if raw == "" and empty_is_none else raw
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name}: environment value {raw!r} is not valid ({exc})") from None
 
 
+OPTION_ENV_NAMES = frozenset(ENV_PREFIX + name.upper() for name in OPTION_NAMES)
+KNOWN_ENV_NAMES = OPTION_ENV_NAMES | OTHER_ENV_NAMES
+_warned_env: set[str] = set()
+_warned_env_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:  # a fork while another thread held it must not deadlock
+    global _warned_env_lock
+    _warned_env_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def warn_unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """WARNING (on the ``exporter`` logger) for each ``ERROR_EXPORTER_*`` variable that no
+    option or command reads, with the closest real name; returns the names warned about now.
+
+    A mistyped variable is otherwise ignored without a word and its setting silently left
+    at the default. Once per process per name: every monitor of the process reads the same
+    environment, and one line says it.
+    """
+    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in KNOWN_ENV_NAMES)
+    with _warned_env_lock:
+        fresh = [name for name in unknown if name not in _warned_env]
+        _warned_env.update(fresh)
+    # compared without the prefix every name shares, which would make any two names "close"
+    suffixes = sorted(known[len(ENV_PREFIX):] for known in KNOWN_ENV_NAMES)
+    for name in fresh:
+        hint = did_you_mean(name[len(ENV_PREFIX):].upper(), suffixes, ENV_PREFIX)
+        log.warning("error-exporter: the environment variable %s is not a setting and is "
+                    "ignored%s", name, hint)
+    return fresh
+
+
 def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Options set as ``ERROR_EXPORTER_<NAME>`` variables."""
+    """Options set as ``ERROR_EXPORTER_<NAME>`` variables (unknown ones: a warning)."""
     environ = os.environ if environ is None else environ
+    warn_unknown_environment(environ)
     found = {}
     for name in OPTION_NAMES:
         raw = environ.get(ENV_PREFIX + name.upper())
@@ -369,11 +465,15 @@ def load_config(
     if path is None:
         env_path = (os.environ if environ is None else environ).get(ENV_PREFIX + "CONFIG")
         path = env_path or None
-    if path is not None:
-        merged.update(read_yaml(path))
-    merged.update(from_environment(environ))
+    from_file = read_yaml(path) if path is not None else {}
+    merged.update(from_file)
+    from_env = from_environment(environ)
+    merged.update(from_env)
     merged.update(overrides)
     problems = validate_mapping(merged)
     if problems:
+        # a key that came from the file: say which file, the user may have several
+        in_file = {str(k) for k in from_file if k not in from_env and k not in overrides}
+        problems = [f"{path}: {p}" if p.split(":", 1)[0] in in_file else p for p in problems]
         raise ConfigError("; ".join(problems))
     return MonitorConfig(**merged)

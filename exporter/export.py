@@ -8,6 +8,7 @@ did not recognise, and auto-exports keep at most ``max_export_files`` files.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from .config import ConfigError
 from .model import ErrorRecord, iso_text, iso_time
 
 AUTO_EXPORT_GLOB = "errors_*.json"
@@ -29,18 +31,107 @@ def dumps(data: Any, indent: int | None = 2) -> str:
     return json.dumps(data, indent=indent, default=str, ensure_ascii=False)
 
 
+class ExportWriteError(OSError):
+    """An export file could not be written. The message names the file the user asked for
+    and the cause in their terms, never the temporary file beside it: a bare
+    ``No such file or directory: '/proc/.x.json.k2j9.tmp'`` names a file nobody asked for
+    and a cause (a missing file) that is not the problem. ``errno`` is the system's."""
+
+    def __init__(self, target: Path, reason: str, code: int | None) -> None:
+        super().__init__(code, reason, str(target))
+        self.target = target
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot write export to {self.target}: {self.reason}"
+
+
+_KINDS: dict[type[OSError], type[ExportWriteError]] = {}
+
+
+def export_write_error(target: Path, reason: str, code: int | None) -> ExportWriteError:
+    """The error, also of the built-in kind its errno makes (PermissionError,
+    FileNotFoundError...), so ``except PermissionError`` around an export still works."""
+    kind = type(OSError(code, reason)) if code is not None else OSError
+    if kind is OSError:
+        return ExportWriteError(target, reason, code)
+    cls = _KINDS.get(kind)
+    if cls is None:
+        cls = _KINDS.setdefault(kind, type(f"ExportWrite{kind.__name__}", (ExportWriteError, kind),
+                                           {"__module__": __name__}))
+    return cls(target, reason, code)
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM}
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def why_no_file(directory: Path, exc: OSError, create_missing: bool) -> str:
+    """Why no file could be created in ``directory`` (``exc`` is what the system said)."""
+    text = exc.strerror or str(exc)
+    if not directory.exists():
+        ancestor = _nearest_existing(directory)
+        if not ancestor.is_dir():
+            return f"{ancestor} is not a directory"
+        if not create_missing:
+            return f"the directory {directory} does not exist"
+        return f"cannot create the directory {directory}: {_why_not_here(ancestor, exc, text)}"
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    return _why_not_here(directory, exc, text)
+
+
+def _why_not_here(directory: Path, exc: OSError, text: str) -> str:
+    """An existing directory refused a new entry: the system's reason, in words."""
+    if exc.errno in _NO_PERMISSION:
+        return f"no permission to create files in {directory} ({text})"
+    if exc.errno == errno.EROFS:
+        return f"{directory} is on a read-only file system"
+    if exc.errno in _NO_SPACE:
+        return f"no space left on the device of {directory} ({text})"
+    if exc.errno == errno.ENOENT:  # it exists, yet "no such file": /proc, /sys and the like
+        return f"the directory {directory} does not accept new files ({text})"
+    return f"cannot create a file in {directory} ({text})"
+
+
+def _why_not_written(target: Path, exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.errno in _NO_SPACE:
+        return f"no space left on the device of {target.parent} ({text})"
+    if exc.errno == errno.EISDIR or target.is_dir():
+        return f"{target} is a directory; name a file in it"
+    if exc.errno in _NO_PERMISSION:
+        return f"no permission to replace {target} ({text})"
+    return f"writing it failed ({text})"
+
+
 def write_atomic(
     path: str | Path, text: str | Iterable[str], mode: int = 0o600, make_parents: bool = True
 ) -> Path:
     """Write text (or chunks of text) to ``path`` atomically with ``mode`` permissions.
 
     ``make_parents`` creates missing directories (as the aggregator's export did); the CLI
-    turns it off so a mistyped ``-o`` path is an error, not a new directory tree.
+    turns it off so a mistyped ``-o`` path is an error, not a new directory tree. Every
+    failure is an :class:`ExportWriteError` naming ``path`` and the cause.
     """
     target = Path(path)
-    if make_parents:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise export_write_error(target, f"{target} is a directory; name a file in it "
+                                         f"(e.g. {target / 'errors.json'})", errno.EISDIR)
+    try:
+        if make_parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+    except OSError as exc:
+        reason = why_no_file(target.parent, exc, make_parents)
+        raise export_write_error(target, reason, exc.errno) from exc
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
@@ -52,11 +143,39 @@ def write_atomic(
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, ExportWriteError):
+            raise export_write_error(target, _why_not_written(target, exc), exc.errno) from exc
         raise
     return target
+
+
+def check_export_path(path: str | None) -> None:
+    """Fail fast on an ``export_path`` no auto-export could be written to: a ConfigError
+    naming the key and the cause, at construction, rather than a counted ``export_failed``
+    drop at the first pattern, hours later.
+
+    A missing directory is fine when it can be created (the first auto-export creates it,
+    as the aggregator did). Whether files can be created is tried, not guessed from
+    permission bits: root passes every ``os.access`` check, and /proc refuses files anyway.
+    """
+    if not path:
+        return
+    directory = Path(path)
+    probe_in = directory if directory.exists() else _nearest_existing(directory)
+    try:
+        if not probe_in.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe_in))
+        fd, probe = tempfile.mkstemp(prefix=".error-exporter-probe-", suffix=".tmp",
+                                     dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = why_no_file(directory, exc, True)
+        raise ConfigError(f"export_path: auto-exports cannot be written to {path}: "
+                          f"{reason}") from None
 
 
 def auto_export_path(directory: str | Path) -> Path:

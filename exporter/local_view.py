@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from .classify import per_hour
 from .config import MonitorConfig
 from .export import export_document
 from .metrics import ErrorMetrics
@@ -125,13 +126,12 @@ class LocalView:
         self._settle()
         store = self.store
         stats_total, by = breakdown(self._metrics.error_totals())
-        hours = max((time.time() - store.started) / 3600.0, 0.01)
         with store.lock:
             plugin_counts = {k: dict(v) for k, v in store.plugin_counts.items()}
         return {
             "session_start": store.session_start_iso(),
             "total_errors": stats_total,
-            "error_rate_per_hour": round(stats_total / hours, 2),
+            "error_rate_per_hour": round(per_hour(stats_total, time.time() - store.started), 2),
             "error_counts_by_type": by["type"],
             "plugin_error_counts": plugin_counts,
             "active_patterns": {

@@ -29,6 +29,7 @@ MAX_LABEL_LENGTH = 100
 ERROR_LABELS = ("error_type", "component", "plugin", "severity")
 DROP_REASONS = (
     "queue_full", "callback_queue_full", "store_evicted", "export_failed", "coalesced",
+    "capture_failed",
 )
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -36,6 +37,9 @@ _CHILD_CACHE_LIMIT = 10000
 # OpenMetrics: an exemplar's label names and values together are at most 128 characters
 MAX_EXEMPLAR_LABEL_CHARS = 128
 _CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
+
+
+Latest = tuple[str, "tuple[int, int] | None", float]  # error id, trace ids, time
 
 
 class _ErrorCount:
@@ -46,25 +50,27 @@ class _ErrorCount:
     into the child before any read.
     """
 
-    __slots__ = ("applied", "calls", "child", "delivered", "latest", "retired_applies", "trace")
+    __slots__ = ("applied", "calls", "child", "delivered", "latest", "retired_applies")
 
     def __init__(self, child: Any) -> None:
         self.child = child
         self.calls = itertools.count()
         self.delivered = 0
-        self.latest: str | None = None  # error id of the latest error: the next exemplar
-        self.trace: tuple[int, int] | None = None
-        self.applied: tuple[str, tuple[int, int] | None] | None = None
+        # the latest error (its id, trace and time; one tuple, so a reader on another
+        # thread never mixes two errors): the next scrape's exemplar
+        self.latest: Latest | None = None
+        self.applied: Latest | None = None
         self.retired_applies = 0
 
-    def count(self, error_id: str, trace: tuple[int, int] | None, at_once: bool) -> None:
-        """One error; ``at_once``: straight into the child (multiprocess value files)."""
+    def count(self, error_id: str, trace: tuple[int, int] | None, at_once: bool,
+              when: float) -> None:
+        """One error at ``when``; ``at_once``: straight into the child (multiprocess value
+        files)."""
         if at_once:
             self.child.inc()
         else:
             next(self.calls)
-        self.trace = trace
-        self.latest = error_id  # becomes the exemplar at the next scrape (apply_exemplars)
+        self.latest = (error_id, trace, when)  # the exemplar at the next scrape
 
     def fresh_after_retire(self) -> bool:
         """Out of the cache, applied twice more (a caller may have held it meanwhile)."""
@@ -260,7 +266,7 @@ class ErrorMetrics:
 
     def count_error(
         self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str,
-        trace: tuple[int, int] | None = None,
+        trace: tuple[int, int] | None = None, when: float | None = None,
     ) -> _ErrorCount:
         """One captured error, counted without a lock (see :class:`_ErrorCount`); the
         exemplar is kept to the latest id (and the latest error's trace: ``(trace_id,
@@ -274,7 +280,8 @@ class ErrorMetrics:
             entry = self._error_children.get(key)
         if entry is None:
             entry = self._error_child(key)
-        entry.count(error_id, trace, self.counts_at_once)
+        entry.count(error_id, trace, self.counts_at_once,
+                    time.time() if when is None else when)
         return entry
 
     def apply_counts(self) -> None:
@@ -293,23 +300,23 @@ class ErrorMetrics:
             self._retired = [entry for entry in retired if entry.fresh_after_retire()]
 
     def apply_exemplars(self) -> None:
-        """Counts into the children, then each child's exemplar set to its latest error id
-        (and trace id).
+        """Counts into the children, then each child's exemplar set to its latest error:
+        its id, trace id and time, so the exemplar follows the latest occurrence.
 
         Done at scrape time, not per error: building an exemplar costs more than the
         increment itself, and only the latest one is ever exposed.
         """
         self.apply_counts()
-        now = time.time()
         for entry in list(self._error_children.values()):
-            latest, trace = entry.latest, entry.trace
-            if latest is None or (latest, trace) == entry.applied:
+            latest = entry.latest
+            if latest is None or latest == entry.applied:
                 continue
-            entry.applied = (latest, trace)
+            entry.applied = latest
+            error_id, trace, when = latest
             value = getattr(entry.child, "_value", None)
             if value is not None and hasattr(value, "set_exemplar"):
                 trace_id = f"{trace[0]:032x}" if trace is not None else None
-                value.set_exemplar(Exemplar(exemplar_labels(latest, trace_id), 1.0, now))
+                value.set_exemplar(Exemplar(exemplar_labels(error_id, trace_id), 1.0, when))
 
     def _error_child(self, key: tuple[Any, ...]) -> _ErrorCount:
         limit = self.limiter.value

@@ -77,6 +77,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
         durable.check_config(cfg, multiprocess.enabled())  # a bad store_path: ConfigError
+        export_files.check_export_path(cfg.export_path)  # and a bad export_path
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits

@@ -1,6 +1,6 @@
 """What one error occurrence hands from the caller's thread to the worker.
 
-An ``Occurrence`` is plain data: strings, numbers, the app's context (shallow-copied) and
+An ``Occurrence`` is plain data: strings, numbers, a snapshot of the app's context and
 code objects with line numbers. It never holds the exception, its traceback, a frame or
 a local, so a queue of them keeps none of the app's memory alive, however big the
 frames of the failing code were. The worker formats the trace from it (``reports.py``).
@@ -159,10 +159,10 @@ def _members(error: BaseException, signer: Signer, max_message: int) -> tuple[Li
 
 def merged_context(context: Any, error: BaseException | None) -> Any:
     """The caller's context plus an exception's own ``context`` dict (``ErrorAggregator``
-    errors carry one), copied so later changes by the app do not rewrite the report."""
+    errors carry one); the caller's keys win. Not a copy: the capture front snapshots it."""
     own = getattr(error, "context", None) if error is not None else None
     if not isinstance(own, dict) or not own:
-        return dict(context) if type(context) is dict else context
+        return context
     merged: dict[Any, Any] = dict(own)
     if isinstance(context, dict):
         merged.update(context)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import export as export_files
+from . import headroom
 from .budget import GroupBudget
 from .config import MonitorConfig
 from .metrics import ErrorMetrics
@@ -173,8 +174,9 @@ class Pipeline:
 
     def tick(self) -> None:
         """Upkeep: error counts into their metric children, coalesced counts into their
-        groups, idle sessions ended."""
+        groups, idle sessions ended, stack lent to a capture given back."""
         self.metrics.apply_counts()
+        headroom.give_back()
         for entry in self.budget.drain():
             self._add_coalesced(*entry)
         now = time.monotonic()
@@ -251,7 +253,8 @@ class Pipeline:
             log.info("auto-exported error data to %s", path)
         except Exception as exc:
             self.metrics.count_drop("export_failed")
-            log.warning("auto-export to %s failed: %r", directory, exc)
+            shown = exc if isinstance(exc, export_files.ExportWriteError) else repr(exc)
+            log.warning("auto-export to %s failed: %s", directory, shown)  # file and cause
 
 
 def _fix_text_fields(occurrence: Occurrence) -> None:

@@ -46,11 +46,15 @@ tuple inside a list or tuple (WSGI / ASGI header lists) is treated like a mappin
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .snapshot import CappedDict, CappedList, snapshot
+from .snapshot import safe_repr as _safe_repr
 
 FILTERED = "[Filtered]"
 TRUNCATED_MARKER = "...[truncated {n} chars]"
@@ -240,6 +244,11 @@ class Scrubber:
         parts.append(text[done:])
         return "".join(parts)
 
+    def snapshot(self, value: Any) -> Any:
+        """``value`` as it is now, copied within this scrubber's caps; on the caller's thread,
+        so the report shows the moment of the error (:mod:`exporter.snapshot`)."""
+        return snapshot(value, self.max_depth, self.max_items, self.max_string_length)
+
     def clean(self, value: Any) -> Any:
         """Any value -> JSON types, secrets replaced."""
         return self._clean(value, 0, set())
@@ -272,11 +281,23 @@ class Scrubber:
             try:
                 items = list(value)[: self.max_items + 1]
                 cleaned = [self._clean_item(v, depth + 1, seen) for v in items[: self.max_items]]
-                if len(items) > self.max_items:
-                    cleaned.append(f"[{len(value) - self.max_items} more items]")
+                more = len(value) - len(cleaned) + (value.more if type(value) is CappedList
+                                                    else 0)
+                if more > 0:
+                    cleaned.append(f"[{more} more items]")
                 return cleaned
             except Exception:
                 return self.text(safe_text(value))
+            finally:
+                seen.discard(marker)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            seen.add(marker)  # a dataclass reads as the mapping of its fields, as in a snapshot
+            try:
+                return self._clean_mapping(
+                    {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)},
+                    depth, seen)
+            except Exception:
+                return self.text(_safe_repr(value))
             finally:
                 seen.discard(marker)
         return self.text(_safe_repr(value))
@@ -297,9 +318,10 @@ class Scrubber:
             items = list(value.items())
         except Exception:
             return self.text(_safe_repr(value))
+        more = value.more if type(value) is CappedDict else 0  # left out by the snapshot
         for count, (key, item) in enumerate(items):
             if count >= self.max_items:
-                out["[truncated]"] = f"{len(items) - self.max_items} more keys"
+                more += len(items) - self.max_items
                 break
             name = key if isinstance(key, str) else _safe_repr(key)
             name = truncate(fix_surrogates(name), 200)
@@ -307,14 +329,6 @@ class Scrubber:
                 out[name] = FILTERED
             else:
                 out[name] = self._clean(item, depth + 1, seen)
+        if more > 0:
+            out["[truncated]"] = f"{more} more keys"
         return out
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        text = repr(value)
-        if isinstance(text, str):
-            return text
-    except Exception:
-        pass
-    return f"<unrepresentable {type(value).__name__}>"

@@ -37,6 +37,9 @@ _CACHE_LIMIT = 20000
 # An exception may name its own group (a string attribute): a log record's logger and
 # message template, say, so that the arguments formatted into the message do not split it.
 GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"
+# ... and say where it comes from (a tuple of frames, see :func:`place_frames`): a log
+# record's file, line and function, so its report shows the log call.
+PLACE_ATTRIBUTE = "__error_exporter_place__"
 _SIGNATURE_FRAMES = 30
 
 _NORMALIZERS = (
@@ -74,6 +77,28 @@ class Site:
     def __init__(self, error_id: str, frames: tuple[Frame, ...]) -> None:
         self.error_id = error_id
         self.frames = frames
+
+
+_PLACE_CODES: dict[tuple[str, str], CodeType] = {}
+
+
+def place_frames(filename: str, line: int, function: str) -> tuple[Frame, ...]:
+    """One frame for a place known only by file, line and function (a log record's).
+
+    The trace, location and in-app rules read frames as code objects and lines; a code
+    object made for the place (one per file and function, cached) lets a place known by
+    name go through them unchanged: the trace shows its source line, the report its file.
+    """
+    key = (filename, function)
+    code = _PLACE_CODES.get(key)
+    if code is None:
+        code = compile("pass", filename, "exec").replace(co_name=function)
+        if hasattr(code, "co_qualname"):  # 3.11+: the name the location reports
+            code = code.replace(co_qualname=function)  # type: ignore[call-arg,unused-ignore]
+        if len(_PLACE_CODES) > _CACHE_LIMIT:
+            _PLACE_CODES.clear()
+        _PLACE_CODES[key] = code
+    return ((code, line),)
 
 
 class Signer:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .classify import per_hour
 from .config import SEVERITIES
 
 BREAKDOWN = (("severity", "severity"), ("component", "component"), ("type", "error_type"),
@@ -36,7 +37,7 @@ def statistics(
     """The statistics document; ``extra`` keys (uniques, drops, sessions...) are appended."""
     total, by = breakdown(totals)
     attempts = recoveries["success"] + recoveries["failure"]
-    hours = max((time.time() - started) / 3600.0, 0.01)
+
     return {
         "total_errors": total,
         "errors_by_severity": {s: by["severity"].get(s, 0) for s in reversed(SEVERITIES)},
@@ -45,6 +46,6 @@ def statistics(
         "errors_by_plugin": {k: v for k, v in by["plugin"].items() if k},  # no plugin: not one
         "recovery_success_rate": (recoveries["success"] / attempts) if attempts else None,
         "recovery_attempts": int(attempts),
-        "average_errors_per_hour": round(total / hours, 2),
+        "average_errors_per_hour": round(per_hour(total, time.time() - started), 2),
         **extra,
     }

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .classify import priority
+from .classify import per_hour, priority
 from .model import SEVERITY_RANK, ErrorRecord, ErrorReport, ErrorSeverity, iso_time
 from .patterns import WindowCount
 
@@ -279,8 +279,8 @@ class ErrorStore:
     def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
         report = group.report
         report.affected_users = len(group.users)
-        hours = max((report.last_occurrence - report.first_occurrence) / 3600.0, 1.0)
-        report.frequency_per_hour = round(report.occurrence_count / hours, 3)
+        report.frequency_per_hour = round(per_hour(
+            report.occurrence_count, report.last_occurrence - report.first_occurrence), 3)
         report.priority = priority(
             report.severity.value if severity is None else severity,
             report.frequency_per_hour, report.affected_users,

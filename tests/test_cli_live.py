@@ -197,6 +197,22 @@ def test_demo_bad_config_file(tmp_path: Path) -> None:
     assert "pattern_threshold" in result.stderr and str(config) in result.stderr
 
 
+def test_demo_refuses_an_empty_token() -> None:
+    """``--token ""`` (a variable that came out empty) used to start an open API."""
+    result = run_cli("demo", "--token", "", "--port", str(free_port()), "--no-live",
+                     "--duration", "1")
+    assert result.returncode == 2, result.stderr
+    assert "api_token: must be a non-empty string" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_empty_token(tmp_path: Path) -> None:
+    result = run_cli("serve", "--multiproc-dir", str(tmp_path), "--token", " ",
+                     "--port", str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "api_token: must be a non-empty string" in result.stderr
+
+
 # -- watch ----------------------------------------------------------------------------
 
 
@@ -316,6 +332,20 @@ def test_export_filters(demo: Demo, tmp_path: Path) -> None:
     stamps = [r["timestamp"] for r in json.loads(out.read_text())["all_records"]]
     assert stamps and all(s.endswith("+00:00") for s in stamps)  # ISO-8601 in UTC
     assert min(stamps) >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 120))
+
+
+def test_export_to_a_path_it_cannot_write_names_it_and_the_cause(demo: Demo,
+                                                                 tmp_path: Path) -> None:
+    """Not the temporary file beside it, nor "No such file" for a directory that exists."""
+    missing = tmp_path / "nope" / "x.json"
+    cases = {missing: f"the directory {missing.parent} does not exist"}
+    if Path("/proc/self").is_dir():
+        cases[Path("/proc/x.json")] = "the directory /proc does not accept new files"
+    for target, reason in cases.items():
+        result = run_cli("export", "--url", demo.url, "-o", str(target))
+        assert result.returncode == 1, result.stderr
+        assert f"error: cannot write {target}: {reason}" in result.stderr, result.stderr
+        assert ".tmp" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_export_bad_filter_value_is_a_usage_error(demo: Demo, tmp_path: Path) -> None:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 from pathlib import Path
 
 import pytest
 
 from exporter import ConfigError, ErrorMonitor, MonitorConfig, load_config
-from exporter.config import DEFAULT_SCRUB_KEYS, OPTION_NAMES, from_environment, validate_mapping
+from exporter.config import (
+    DEFAULT_SCRUB_KEYS,
+    ENV_PREFIX,
+    KNOWN_ENV_NAMES,
+    OPTION_NAMES,
+    OTHER_ENV_NAMES,
+    from_environment,
+    validate_mapping,
+)
 
 QUIET = {
     "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
@@ -208,3 +218,122 @@ def test_every_option_has_an_environment_variable():
         raw = str(value) if not isinstance(value, (list, dict)) else repr(value)
         found = from_environment({"ERROR_EXPORTER_" + field.name.upper(): raw})
         assert found[field.name] == value, field.name
+
+
+# -- issue 19: a mistyped name, an empty token say what is wrong, at once -------------------
+# Typo'd variable names are built from ENV_PREFIX so the scan below does not take them for
+# variables the project reads.
+
+
+def env_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "exporter" and r.levelno == logging.WARNING
+            and "environment variable" in r.getMessage()]
+
+
+def test_a_mistyped_environment_variable_is_warned_with_the_real_name(caplog):
+    typo = ENV_PREFIX + "MAX_BREADCRUMB"
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        cfg = load_config(environ={typo: "5"})
+    assert cfg.max_breadcrumbs == 100  # still ignored: only a warning
+    [message] = env_warnings(caplog)
+    assert typo in message and "did you mean ERROR_EXPORTER_MAX_BREADCRUMBS?" in message
+
+
+def test_the_warning_comes_once_per_process_per_variable(caplog, monkeypatch):
+    """Every monitor of a process reads the same environment: one line says it."""
+    typo, other = ENV_PREFIX + "PATERN_THRESHOLD", ENV_PREFIX + "QUEUE_SIZES"
+    monkeypatch.setenv(typo, "3")
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        ErrorMonitor(**QUIET)
+        ErrorMonitor(**QUIET)
+        load_config(environ={typo: "3", other: "1"})
+    warned = env_warnings(caplog)
+    assert len(warned) == 2, warned
+    assert "did you mean ERROR_EXPORTER_PATTERN_THRESHOLD?" in warned[0]
+    assert "did you mean ERROR_EXPORTER_QUEUE_SIZE?" in warned[1]
+
+
+def test_a_variable_far_from_every_name_is_warned_without_a_guess(caplog):
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        from_environment({ENV_PREFIX + "ZZZ": "1"})
+    [message] = env_warnings(caplog)
+    assert "did you mean" not in message
+
+
+def test_variables_read_elsewhere_are_not_warned_about(caplog):
+    environ = {name: "x" for name in OTHER_ENV_NAMES}
+    for name in ("ERROR_EXPORTER_STORE_URL", "ERROR_EXPORTER_WEB_CONFIG_FILE",
+                 "ERROR_EXPORTER_URL", "ERROR_EXPORTER_CONFIG"):
+        assert name in environ
+    environ.update({ENV_PREFIX + n.upper(): "" for n in ("app_version", "export_path")})
+    environ["NOT_OURS_MAX_BREADCRUMB"] = "1"
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        from_environment(environ)
+    assert env_warnings(caplog) == []
+
+
+def test_every_variable_the_project_reads_is_known():
+    """The known list stays complete: any ERROR_EXPORTER_* name written in the package, the
+    tests, the docs or the Makefile is an option's variable or listed in OTHER_ENV_NAMES."""
+    root = Path(__file__).resolve().parent.parent
+    texts = [root / "README.md", root / "Makefile"]
+    for folder in ("exporter", "tests", "docs", "examples", "deploy"):
+        texts += [p for p in (root / folder).rglob("*") if p.suffix in (".py", ".md", ".yml",
+                                                                         ".yaml", ".sh")]
+    named = set()
+    for path in texts:
+        text = path.read_text("utf-8")
+        # the README's example of the warning shows a mistyped name: not one that is read
+        text = re.sub(r"ERROR_EXPORTER_\w+ \.\.\. \(did\s+you\s+mean", "", text)
+        named |= set(re.findall(r"\bERROR_EXPORTER_[A-Z][A-Z0-9_]*", text))
+    assert len(named) > 20
+    assert named - KNOWN_ENV_NAMES == set()
+
+
+def test_a_mistyped_yaml_key_names_the_file_and_the_real_option(tmp_path):
+    path = write(tmp_path / "monitor.yaml", "max_breadcrumb: 5\npatern_threshold: 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == (
+        f"{path}: max_breadcrumb: unknown option (did you mean max_breadcrumbs?); "
+        f"{path}: patern_threshold: unknown option (did you mean pattern_threshold?)")
+    assert validate_mapping({"patern_threshold": 2}) == [  # check-config's rules: the same
+        "patern_threshold: unknown option (did you mean pattern_threshold?)"]
+
+
+def test_a_mistyped_argument_beside_a_config_is_a_config_error():
+    """``ErrorMonitor(config, typo=...)`` used to be dataclasses.replace's TypeError."""
+    with pytest.raises(ConfigError, match=r"^max_breadcrumb: unknown option \(did you mean "
+                                          r"max_breadcrumbs\?\)$"):
+        ErrorMonitor(MonitorConfig(), max_breadcrumb=5, **QUIET)
+    with pytest.raises(ConfigError, match=r"^max_breadcrumb: .*\(did you mean max_breadcrumbs"):
+        ErrorMonitor(max_breadcrumb=5, **QUIET)
+
+
+@pytest.mark.parametrize("token", ["", "   ", "\t\n"])
+def test_an_empty_api_token_is_refused_from_every_source(tmp_path, token):
+    """An empty token is a variable that came out empty, not a wish for an open API."""
+    with pytest.raises(ConfigError, match=r"^api_token: must be a non-empty string"):
+        ErrorMonitor(api_token=token, **QUIET)
+    with pytest.raises(ConfigError, match=r"^api_token: "):
+        load_config(environ={ENV_PREFIX + "API_TOKEN": token})
+    path = write(tmp_path / "c.yaml", f"api_token: {token!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=r"api_token: must be a non-empty string"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match=r"^api_token: "):
+        MonitorConfig(api_token=token)
+
+
+def test_a_refused_token_is_never_echoed(tmp_path):
+    path = write(tmp_path / "c.yaml", "api_token: 918273645\n")  # a number, not a string
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "918273645" not in str(caught.value)
+    assert "api_token: must be a non-empty string or null" in str(caught.value)
+
+
+def test_no_token_is_still_null():
+    assert load_config(environ={}).api_token is None
+    assert MonitorConfig(api_token=None).api_token is None
+    assert load_config(environ={ENV_PREFIX + "API_TOKEN": "s3cret"}).api_token == "s3cret"

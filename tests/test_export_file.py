@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import logging
 import math
 import os
 import stat
@@ -237,15 +238,123 @@ def test_no_auto_export_without_export_path(monitor, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_auto_export_is_counted_not_raised(make_monitor, tmp_path):
+def test_failed_auto_export_is_counted_not_raised(make_monitor, tmp_path, caplog):
+    """A directory that was fine at construction and is a file by the first pattern."""
     blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the export directory should be")
+    blocker.mkdir()
     monitor = make_monitor(export_path=str(blocker), pattern_threshold=2)
-    fail(monitor)
-    fail(monitor)
-    assert monitor.flush()
-    assert monitor._callbacks.flush(10)
+    blocker.rmdir()
+    blocker.write_text("a file where the export directory should be")
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        fail(monitor)
+        fail(monitor)
+        assert monitor.flush()
+        assert monitor._callbacks.flush(10)
     assert monitor.registry.get_sample_value(
         "app_error_reports_dropped_total", {"reason": "export_failed"}
     ) == 1
     assert monitor.get_statistics()["total_errors"] == 2
+    [warning] = [r.getMessage() for r in caplog.records if "auto-export" in r.getMessage()]
+    assert f"cannot write export to {blocker}/errors_" in warning, warning
+    assert f"{blocker} is not a directory" in warning and ".tmp" not in warning
+
+
+# -- issue 19: an export path that cannot work says so, naming what the user named ----------
+
+QUIET = {"capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
+         "capture_asyncio": False, "enable_resource_monitoring": False}
+PROC = Path("/proc")
+needs_proc = pytest.mark.skipif(not (PROC / "self").is_dir(), reason="needs Linux's /proc")
+
+
+def blocked_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """export_path values no auto-export could use, with the reason the error must give."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = {
+        "a file": (a_file, f"{a_file} is not a directory"),
+        "under a file": (a_file / "exports", f"{a_file} is not a directory"),
+    }
+    if (PROC / "self").is_dir():
+        cases["/proc"] = (PROC, "the directory /proc does not accept new files")
+        cases["under /proc"] = (PROC / "exports", "cannot create the directory /proc/exports: "
+                                                 "the directory /proc does not accept new files")
+    if os.geteuid() != 0:  # root writes anywhere: no read-only directory for it
+        locked = tmp_path / "read-only"
+        locked.mkdir(mode=0o500)
+        cases["read-only"] = (locked, f"no permission to create files in {locked}")
+    return cases
+
+
+def test_an_unusable_export_path_is_a_config_error_at_construction(tmp_path, monkeypatch):
+    """Like store_path: refused when the monitor is built, not a counted drop hours later."""
+    from exporter import ConfigError, ErrorMonitor
+
+    for name, (path, reason) in blocked_paths(tmp_path).items():
+        with pytest.raises(ConfigError) as caught:
+            ErrorMonitor(export_path=str(path), **QUIET)
+        message = str(caught.value)
+        assert message.startswith(f"export_path: auto-exports cannot be written to {path}: "), \
+            (name, message)
+        assert reason in message, (name, message)
+        monkeypatch.setenv("ERROR_EXPORTER_EXPORT_PATH", str(path))
+        with pytest.raises(ConfigError, match=r"^export_path: "):
+            ErrorMonitor(**QUIET)
+        monkeypatch.delenv("ERROR_EXPORTER_EXPORT_PATH")
+
+
+def test_a_missing_export_directory_that_can_be_made_is_accepted_untouched(make_monitor,
+                                                                           tmp_path):
+    """The first auto-export creates it (as the aggregator did); the check leaves no trace."""
+    before = sorted(tmp_path.iterdir())
+    make_monitor(export_path=str(tmp_path / "new" / "exports"))
+    make_monitor(export_path=str(tmp_path))
+    assert sorted(tmp_path.iterdir()) == before  # no probe file left, nothing created
+
+
+def test_export_to_file_names_the_file_asked_for_and_the_cause(monitor, tmp_path):
+    from exporter.export import ExportWriteError
+
+    fail(monitor)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = {
+        tmp_path: f"{tmp_path} is a directory; name a file in it",
+        a_file / "x.json": f"{a_file} is not a directory",
+    }
+    if (PROC / "self").is_dir():
+        cases[PROC / "x.json"] = ("the directory /proc does not accept new files "
+                                  "(No such file or directory)")
+    for target, reason in cases.items():
+        with pytest.raises(OSError) as caught:
+            monitor.export_to_file(target)
+        assert isinstance(caught.value, ExportWriteError), caught.value
+        assert ".tmp" not in str(caught.value)
+        assert str(caught.value).startswith(f"cannot write export to {target}: {reason}")
+        assert caught.value.filename == str(target)
+    missing = tmp_path / "missing" / "x.json"
+    with pytest.raises(FileNotFoundError, match=f"^cannot write export to {missing}: the "
+                                                f"directory {missing.parent} does not exist$"):
+        write_atomic(missing, "{}", make_parents=False)  # the CLI's -o: no new directories
+    assert leftovers(tmp_path) == []
+
+
+@needs_proc
+def test_the_cli_export_of_a_store_names_the_file_and_the_cause(make_monitor, tmp_path):
+    import subprocess
+    import sys
+
+    store = tmp_path / "errors.sqlite"
+    monitor = make_monitor(store_path=str(store))
+    fail(monitor)
+    assert monitor.flush()
+    monitor.stop()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run([sys.executable, "-m", "exporter", "export", "--store", str(store),
+                           "-o", "/proc/x.json"], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 1, done.stderr
+    assert ("error: cannot write /proc/x.json: the directory /proc does not accept new files "
+            "(No such file or directory)") in done.stderr
+    assert ".tmp" not in done.stderr and "Traceback" not in done.stderr

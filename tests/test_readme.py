@@ -28,9 +28,10 @@ def test_every_metric_family_is_in_the_metric_reference() -> None:
 
 def test_every_route_is_in_the_api_reference() -> None:
     section = README.split("## API reference", 1)[1].split("\n## ", 1)[0]
-    for route in ("/metrics", "/healthz", "/api/v1/statistics", "/api/v1/analysis",
-                  "/api/v1/errors", "/api/v1/errors/{error_id}", "/api/v1/patterns",
-                  "/api/v1/plugins/{plugin}/health", "/api/v1/export", "/api/v1/openapi.json"):
+    for route in ("/metrics", "/healthz", "`GET /api/v1/`", "/api/v1/statistics",
+                  "/api/v1/analysis", "/api/v1/errors", "/api/v1/errors/{error_id}",
+                  "/api/v1/patterns", "/api/v1/plugins/{plugin}/health", "/api/v1/export",
+                  "/api/v1/openapi.json"):
         assert route in section, route
 
 
@@ -155,3 +156,65 @@ def test_the_introduction_says_what_the_metric_labels_are() -> None:
     assert "counters labelled by type, component, plugin and severity" in bullet
     assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet
     assert "histograms labelled by type" not in README
+
+
+# -- issue 19: the README's smaller examples run as pasted -----------------------------------
+
+
+def python_block(containing: str) -> str:
+    """The one README python block that contains ``containing``."""
+    [code] = [c for c in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if containing in c]
+    return code
+
+
+def run_snippet(code: str, tmp_path: Path) -> str:
+    """Run as a user would, from a file in a fresh directory, with no ERROR_EXPORTER_* set."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "snippet.py"
+    script.write_text(code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout
+
+
+def test_the_capture_context_and_background_job_example_runs(tmp_path: Path) -> None:
+    out = run_snippet(python_block("WorkScope("), tmp_path)
+    assert sorted(out.splitlines()) == [
+        "OSError record_error {'file': 'run-12.csv', 'rows': 5000}",
+        "ValueError tasks {'image_id': 'img-7'}",
+    ], out
+
+
+def test_the_port_0_example_prints_the_real_port(tmp_path: Path) -> None:
+    port, url = run_snippet(python_block("port=0"), tmp_path).split()
+    assert int(port) > 0 and url == f"http://127.0.0.1:{port}"
+
+
+def test_the_durable_store_example_has_its_import(tmp_path: Path) -> None:
+    code = python_block("store_path=")
+    assert code.startswith("from exporter import ErrorMonitor\n")
+    store = tmp_path / "errors.sqlite"
+    run_snippet(code.replace("/var/lib/myapp/errors.sqlite", str(store)) + "monitor.stop()\n",
+                tmp_path)
+    assert store.is_file()
+
+
+def test_what_you_get_names_every_cli_command() -> None:
+    import argparse
+
+    from exporter.cli.main import build_parser
+
+    [commands] = [a.choices for a in build_parser()._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+    line = " ".join(section("## What you get").split("- **A CLI**")[1].split())
+    assert set(commands) >= {"resolve", "serve"}
+    missing = [c for c in commands if f" {c} " not in line.replace("`", " ").replace(":", " ")]
+    assert not missing, missing

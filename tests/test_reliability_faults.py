@@ -424,10 +424,9 @@ def test_export_on_a_full_disk_keeps_the_previous_file(make_monitor, tmp_path, m
 @pytest.mark.parametrize("fault", ["uncreatable", "enospc"])
 def test_auto_export_failure_is_counted_and_logged(make_monitor, tmp_path, monkeypatch, caplog,
                                                   fault):
-    if fault == "uncreatable":
-        blocker = tmp_path / "file"
-        blocker.write_text("x")
-        directory = blocker / "exports"
+    if fault == "uncreatable":  # fine at construction (checked then), a file by the pattern
+        directory = tmp_path / "exports"
+        directory.mkdir()
     else:
         directory = tmp_path / "exports"
 
@@ -436,6 +435,9 @@ def test_auto_export_failure_is_counted_and_logged(make_monitor, tmp_path, monke
 
         monkeypatch.setattr(os, "fsync", no_space)
     monitor = make_monitor(export_path=str(directory), pattern_threshold=3)
+    if fault == "uncreatable":
+        directory.rmdir()
+        directory.write_text("x")
     with caplog.at_level(logging.WARNING, logger="exporter"):
         for i in range(5):  # crosses the pattern threshold: an auto-export is attempted
             record(monitor, f"pattern {i}")

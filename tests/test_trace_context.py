@@ -537,8 +537,8 @@ def test_prometheus_query_exemplars_returns_the_trace_id(
 
     tracer, finished = spans
     monitor = make_monitor(serve=True, port=0, api_token=TOKEN, protect_metrics=True)
+    started = time.time()  # an exemplar carries its occurrence's time, not the scrape's
     record(monitor, Outside("before the first scrape"))
-    started = time.time()
     prom = stack.prometheus({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [{

@@ -68,7 +68,7 @@ def build_config(args: argparse.Namespace) -> Any:
         changes["host"] = args.host or DEFAULT_HOST
     if args.port is not None:
         changes["port"] = args.port
-    if args.token:
+    if args.token is not None:  # --token "" is refused (ConfigError), not "no token"
         changes["api_token"] = args.token
     return dataclasses.replace(config, **changes)
 

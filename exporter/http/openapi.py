@@ -210,6 +210,16 @@ def _schemas() -> dict[str, Schema]:
                                 "occurrences": {"type": "array",
                                                 "items": _ref("ErrorRecord")}}),
         "PatternList": _object({"patterns": {"type": "array", "items": _ref("Pattern")}}),
+        "ApiIndex": _object(
+            {"routes": {"type": "array", "items": _object(
+                {"path": {**STR, "description": "as requested (where the app is mounted "
+                                                "included); {name} marks a path parameter"},
+                 "method": {"type": "string", "enum": ["GET", "POST"],
+                            "description": "GET routes answer HEAD too"},
+                 "summary": STR})},
+             "openapi": {**STR, "description": "the path of the OpenAPI document"}},
+            description="Every route of this server (those of its OpenAPI document).",
+        ),
         "Export": _object(
             {"exported_at": ISO,
              "global": {"type": "array", "items": {"type": "string", "enum": [
@@ -329,6 +339,9 @@ def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
             secured=metrics_secured, tag="metrics"),
         "/healthz": _operation("healthz", "Liveness and queue depth",
                                _json("Health", "Alive"), secured=False, tag="meta"),
+        "/api/v1/": _operation("apiIndex", "The API's routes: path, method, summary",
+                               _json("ApiIndex", "Every route of this server"),
+                               secured=api, tag="meta"),
         "/api/v1/statistics": _operation("statistics", "Error statistics",
                                          _json("Statistics", "Statistics"), secured=api),
         "/api/v1/analysis": _operation("analysis", "Top errors, patterns, sessions, recovery",

@@ -65,6 +65,7 @@ def landing(monitor: ErrorReader, request: Request) -> Response:
     links = [
         ("/metrics", "Prometheus metrics (text format or OpenMetrics)"),
         ("/healthz", "liveness"),
+        ("/api/v1/", "the API's routes (JSON)"),
         ("/api/v1/statistics", "error statistics"),
         ("/api/v1/analysis", "analysis: top errors, patterns, sessions"),
         ("/api/v1/errors", "error groups (?sort=count|last_seen&limit=N&new_in=VERSION)"),
@@ -160,6 +161,21 @@ def export(monitor: ErrorReader, request: Request) -> Response:
     return Response(200, export_chunks(monitor, flt))
 
 
+def api_index(monitor: ErrorReader, request: Request) -> Response:
+    """``/api/v1/``: every route with its method and summary, and where the OpenAPI document is.
+
+    The demo banner and the README print this URL as "the API": it must answer with a map of
+    the API, not a 404. Built from the OpenAPI document of this server, so the two never
+    disagree (the resolve route is listed only where it is open, with a token); paths
+    include where the app is mounted, so each can be requested as it is.
+    """
+    base = request.script_name.rstrip("/")
+    doc = build_openapi(monitor, request.script_name)
+    routes = [{"path": base + path, "method": method.upper(), "summary": op["summary"]}
+              for path, item in doc["paths"].items() for method, op in item.items()]
+    return json_response(200, {"routes": routes, "openapi": f"{base}/api/v1/openapi.json"})
+
+
 def openapi(monitor: ErrorReader, request: Request) -> Response:
     return json_response(200, build_openapi(monitor, request.script_name))
 
@@ -168,6 +184,7 @@ FIXED: dict[str, Route] = {
     "/": Route("landing", landing, "public"),
     "/metrics": Route("metrics", metrics, "metrics"),
     "/healthz": Route("healthz", healthz, "public"),
+    "/api/v1/": Route("api_index", api_index),
     "/api/v1/statistics": Route("statistics", statistics),
     "/api/v1/analysis": Route("analysis", analysis),
     "/api/v1/errors": Route("errors", errors),

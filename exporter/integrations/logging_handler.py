@@ -27,7 +27,8 @@ What a record becomes (``record_error`` / ``add_breadcrumb`` of the monitor):
 * ERROR and above with an exception (``exc_info``): that exception, as a report.
 * ERROR and above without one (``logger.error("payment failed for %s", order)``), when
   ``capture_log_messages`` is on: a :class:`LoggedError` grouped by logger name and the
-  *unformatted* message template, so ``%s`` arguments do not split the group.
+  *unformatted* message template, so ``%s`` arguments do not split the group; its report
+  shows where it was logged (the record's file, line and function).
 * Otherwise, at or above ``logging_breadcrumb_level``: a breadcrumb. The default, INFO,
   is a floor under what the app's logger levels already let through: under Python's
   default root level (WARNING) INFO records never reach ``callHandlers``, so WARNING and
@@ -50,6 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..scrub import TRUNCATED_MARKER, safe_text
+from ..signature import PLACE_ATTRIBUTE, place_frames
 from . import Hub
 
 OWN_LOGGER_PREFIX = "exporter"
@@ -76,11 +78,17 @@ class LoggedError(Exception):
     (the message before ``%`` formatting), carried in ``__error_exporter_group_key__``.
     """
 
-    def __init__(self, message: str, logger_name: str = "", template: str = "") -> None:
+    def __init__(self, message: str, logger_name: str = "", template: str = "",
+                 record: logging.LogRecord | None = None) -> None:
         super().__init__(message)
         self.logger_name = logger_name
         self.template = template
         setattr(self, GROUP_KEY_ATTRIBUTE, f"{logger_name}\x1f{template}")
+        if record is not None and isinstance(record.pathname, str) and record.pathname:
+            # where it was logged: the report's file, line, function and trace
+            setattr(self, PLACE_ATTRIBUTE, place_frames(
+                record.pathname, record.lineno if isinstance(record.lineno, int) else 0,
+                safe_text(record.funcName)))
 
 
 def is_own_logger(name: object) -> bool:
@@ -174,7 +182,7 @@ def _record_message(monitor: Hub, record: logging.LogRecord, levelno: int) -> No
     name = safe_text(record.name)
     template = _template_of(record)
     message = _cap(_message_of(record), monitor.config.max_message_length)
-    error = LoggedError(message, name, template)
+    error = LoggedError(message, name, template, record)
     monitor.capture_exception(
         error, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
         operation=_extra(record, "operation"),

@@ -11,6 +11,9 @@ subclass; a task-queue hook uses this one directly::
     with scope:
         run_the_task()
 
+While the unit runs it is the current unit of work (:mod:`exporter.work_context`): every
+error recorded, logged or captured inside it carries its context and operation too.
+
 A unit that arrives with a W3C ``traceparent`` (an HTTP header, a task's headers) passes it
 as ``traceparent=``: while the unit runs, errors recorded without an OpenTelemetry span
 carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`).
@@ -25,6 +28,7 @@ from typing import Any
 
 from ..sessions import current_session
 from ..tracecontext import TraceIds, incoming_trace, parse_traceparent
+from ..work_context import WorkUnit, current_work
 from . import Hub, is_not_an_error
 
 
@@ -62,6 +66,7 @@ class WorkScope:
         self._session_token: contextvars.Token[str | None] | None = None
         self.traceparent = traceparent
         self._trace_token: contextvars.Token[TraceIds | None] | None = None
+        self._work_token: contextvars.Token[WorkUnit | None] | None = None
 
     @property
     def operation(self) -> str:
@@ -74,6 +79,7 @@ class WorkScope:
     def begin(self) -> WorkScope:
         self._started = time.perf_counter()
         monitor = self.monitor
+        self._work_token = current_work.set(self)  # errors inside the unit carry it
         try:
             if self.sessions:
                 self.session_id = monitor.sessions.start(None)
@@ -94,14 +100,17 @@ class WorkScope:
         self._failed = True
         if self.error_id is not None:
             return self.error_id
-        try:
-            context = self.describe()
-        except Exception:
-            self.monitor.note_internal_error()
-            context = {}
+        context: dict[str, Any] | None = None  # the capture front adds it while current
+        operation = ""
+        if current_work.get() is not self:  # failed from another context (a thread switch)
+            operation = self.operation
+            try:
+                context = self.describe()
+            except Exception:
+                self.monitor.note_internal_error()
         self.error_id = self.monitor.capture_exception(
             exc, mechanism=mechanism or self.mechanism, component=self.component,
-            plugin=self.plugin, operation=self.operation, context=context,
+            plugin=self.plugin, operation=operation, context=context,
             session_id=self.session_id,
             handled=not self.sessions,  # unhandled marks the session crashed: only our own
         )
@@ -122,6 +131,8 @@ class WorkScope:
         self._session_token = None
         reset_var(incoming_trace, self._trace_token)
         self._trace_token = None
+        reset_var(current_work, self._work_token)
+        self._work_token = None
 
     def __enter__(self) -> WorkScope:
         return self.begin()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..classify import priority
+from ..classify import per_hour, priority
 from ..codec import dumps as _dumps
 from ..codec import record_from_json
 from ..model import ErrorRecord, ErrorReport, iso_time, trace_frames
@@ -461,8 +461,7 @@ def _group_report(row: Sequence[Any]) -> dict[str, Any]:
         recovery_successful=bool(successful) if attempted
         else bool(report.get("recovery_successful")),
     )
-    hours = max((float(last) - float(first)) / 3600.0, 1.0)
-    report["frequency_per_hour"] = round(int(count) / hours, 3)
+    report["frequency_per_hour"] = round(per_hour(int(count), float(last) - float(first)), 3)
     report["priority"] = priority(str(report.get("severity", "medium")),
                                   report["frequency_per_hour"], int(users)).value
     return report

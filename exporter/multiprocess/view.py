@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Exemplar
 
+from ..classify import per_hour
 from ..collectors import HEALTH_VALUE, Published, _version
 from ..config import MonitorConfig
 from ..export import export_document
@@ -208,11 +209,10 @@ class SharedView:
                 types = plugin_counts.setdefault(plugin, {})
                 types[error_type] = types.get(error_type, 0) + count
         started = self.shared.started()
-        hours = max((time.time() - started) / 3600.0, 0.01)
         return {
             "session_start": iso_time(started),
             "total_errors": total,
-            "error_rate_per_hour": round(total / hours, 2),
+            "error_rate_per_hour": round(per_hour(total, time.time() - started), 2),
             "error_counts_by_type": by_type,
             "plugin_error_counts": plugin_counts,
             "active_patterns": {p["error_type"]: p for p in self._patterns()

@@ -1,0 +1,41 @@
+"""The unit of work (a request, a job) running in this context, for every error inside it.
+
+A request's or a job's own failure was always reported with what describes the unit (the
+request's method, route and id; a job's name and id). An error the app records itself,
+logs, or captures with ``capture()`` while the unit runs belongs to it just as much, so
+:class:`~exporter.integrations.scope.WorkScope` makes itself the current unit here while it
+runs, and the capture front adds the unit's context and operation to every occurrence queued
+in detail. What the call itself says wins: its own context keys and a non-empty operation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any, Protocol
+
+
+class WorkUnit(Protocol):
+    """What the capture front asks of the current unit."""
+
+    @property
+    def operation(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+current_work: contextvars.ContextVar[WorkUnit | None] = contextvars.ContextVar(
+    "error_exporter_current_work", default=None)
+
+
+def with_work(unit: WorkUnit, context: Any, operation: str) -> tuple[Any, str]:
+    """The call's context and operation completed by the unit's (the call's own win)."""
+    described = unit.describe()
+    if operation == "":
+        operation = unit.operation
+    if not described:
+        return context, operation
+    if context is None:
+        return described, operation
+    if isinstance(context, dict):
+        return {**described, **context}, operation
+    return {**described, "context": context}, operation
