@@ -113,8 +113,3 @@ def redact_text(text: object, url: str | None = None) -> str:
         out = out.replace(secret, MASK)
     out = _USERINFO.sub(lambda m: m.group(1) + MASK + m.group(3), out)
     return _PASSWORD_KV.sub(lambda m: m.group(1) + MASK, out)
-
-
-def describe(url: str) -> str:
-    """Where a store is, for a log line: scheme, host, port and database, no user secret."""
-    return redact(url)

@@ -70,8 +70,7 @@ def _version(conn: sqlite3.Connection, path: str) -> int:
     except sqlite3.DatabaseError as exc:
         raise StoreUnusable(f"{path}: not a readable error store ({exc})") from None
     if found == 0 or not {"groups", "records"} <= tables:
-        raise StoreUnusable(f"{path}: not an error-exporter store (no groups and records "
-                            "tables)")
+        raise StoreUnusable(f"{path}: not an error-exporter store (no groups and records tables)")
     return found
 
 
@@ -79,8 +78,9 @@ def file_of(store: str) -> str:
     """The file of a ``--store`` that is not a postgresql:// URL."""
     if "://" in store:
         if scheme_of(store) != "sqlite":
-            raise StoreUnusable(f"{redact(store)}: not a store (a file, sqlite:///path or "
-                                "postgresql://...)")
+            raise StoreUnusable(
+                f"{redact(store)}: not a store (a file, sqlite:///path or postgresql://...)"
+            )
         return sqlite_path(store)
     return store
 
@@ -109,13 +109,13 @@ def open_database(url: str, read_only: bool = True) -> Iterator[Any]:
                 f"{where}: store schema version {found} is "
                 f"{'newer' if newer else 'older'} than this error-exporter's "
                 f"({schema.SCHEMA_VERSION}); "
-                + ("upgrade error-exporter" if newer else "start the app once to migrate it"))
+                + ("upgrade error-exporter" if newer else "start the app once to migrate it")
+            )
         yield conn
     except StoreUnusable:
         raise
     except Exception as exc:
-        raise StoreUnusable(f"{where}: cannot read the store "
-                            f"({redact_text(exc, url)})") from None
+        raise StoreUnusable(f"{where}: cannot read the store ({redact_text(exc, url)})") from None
     finally:
         with contextlib.suppress(Exception):
             conn.close()
@@ -150,21 +150,31 @@ def offline_monitor(path: str, app: str | None = None) -> Any:
     if multiproc_dir() is not None:
         # prometheus_client, imported in multiprocess mode, would write this reader's counts
         # into that directory (a live server's) and the monitor would read the directory
-        raise StoreUnusable(f"{ENV_VAR} is set in this environment: unset it to read a store "
-                            "file offline (it would add this command's counts to that "
-                            "directory's metrics)")
+        raise StoreUnusable(
+            f"{ENV_VAR} is set in this environment: unset it to read a store "
+            "file offline (it would add this command's counts to that "
+            "directory's metrics)"
+        )
     store = load_store(path, app)
-    quiet = MonitorConfig(enable_resource_monitoring=False, capture_sys_excepthook=False,
-                          capture_threading=False, capture_logging=False,
-                          capture_asyncio=False)
+    quiet = MonitorConfig(
+        enable_resource_monitoring=False,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+    )
     monitor = ErrorMonitor(quiet)
     monitor.store = store
     metrics = monitor.metrics
     limit = metrics.limiter.value
     for group in store.groups.values():
         report = group.report
-        labels = (limit("error_type", report.error_type), limit("component", report.component),
-                  limit("plugin", report.plugin), report.severity.value)
+        labels = (
+            limit("error_type", report.error_type),
+            limit("component", report.component),
+            limit("plugin", report.plugin),
+            report.severity.value,
+        )
         metrics.errors.labels(*labels).inc(report.occurrence_count)
         for result, count in group.recoveries.items():
             if count:
@@ -192,14 +202,16 @@ def report_from_store(path: str, app: str | None = None) -> dict[str, Any]:
     from exporter.cli.analyze import build_report
 
     data = export_data(path, app)
-    report = build_report(data["analysis"], data["statistics"], None, data["all_records"],
-                          redact(path))
+    report = build_report(
+        data["analysis"], data["statistics"], None, data["all_records"], redact(path)
+    )
     report["exported_at"] = data.get("exported_at")
     return report
 
 
-def export_command(store: str, output: str, filters: dict[str, Any], limit: int | None,
-                   app: str | None = None) -> int:
+def export_command(
+    store: str, output: str, filters: dict[str, Any], limit: int | None, app: str | None = None
+) -> int:
     """``export --store``: write the store's export to ``output``; returns the exit code."""
     import sys
 
@@ -216,8 +228,7 @@ def export_command(store: str, output: str, filters: dict[str, Any], limit: int 
     except OSError as exc:
         print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"wrote {len(data['all_records'])} records from {redact(store)} to {output}",
-          flush=True)
+    print(f"wrote {len(data['all_records'])} records from {redact(store)} to {output}", flush=True)
     return 0
 
 
@@ -244,8 +255,12 @@ def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[st
 
         with open_database(store, read_only=False) as conn:
             with conn.transaction():
-                apps = [a for (a,) in conn.execute(
-                    "SELECT app FROM groups WHERE error_id = %s", (error_id,))]
+                apps = [
+                    a
+                    for (a,) in conn.execute(
+                        "SELECT app FROM groups WHERE error_id = %s", (error_id,)
+                    )
+                ]
             app = _one_app(apps, app, error_id)
             found = db.resolve(conn, app, error_id, when, None)
     else:
@@ -254,15 +269,20 @@ def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[st
             raise StoreUnusable(f"{path}: no such store file (is store_path right?)")
         conn = schema.open_writable(path)
         try:
-            apps = [a for (a,) in conn.execute("SELECT app FROM groups WHERE error_id = ?",
-                                               (error_id,))]
+            apps = [
+                a for (a,) in conn.execute("SELECT app FROM groups WHERE error_id = ?", (error_id,))
+            ]
             app = _one_app(apps, app, error_id)
-            conn.execute("UPDATE groups SET resolved_version = CASE WHEN resolved_at IS NULL "
-                         "THEN NULL ELSE resolved_version END, resolved_at = "
-                         "coalesce(resolved_at, ?), regressed = 0, regressed_at = NULL "
-                         "WHERE app = ? AND error_id = ?", (when, app, error_id))
-            row = conn.execute(f"{rows.GROUP_SELECT} WHERE app = ? AND error_id = ?",
-                               (app, error_id)).fetchone()
+            conn.execute(
+                "UPDATE groups SET resolved_version = CASE WHEN resolved_at IS NULL "
+                "THEN NULL ELSE resolved_version END, resolved_at = "
+                "coalesce(resolved_at, ?), regressed = 0, regressed_at = NULL "
+                "WHERE app = ? AND error_id = ?",
+                (when, app, error_id),
+            )
+            row = conn.execute(
+                f"{rows.GROUP_SELECT} WHERE app = ? AND error_id = ?", (app, error_id)
+            ).fetchone()
             found = rows.group_from_row(row).summary()
         finally:
             conn.close()
@@ -279,6 +299,7 @@ def _one_app(apps: list[str], app: str | None, error_id: str) -> str:
     if not apps:
         raise StoreUnusable(f"no group {error_id} in the store")
     if len(apps) > 1:
-        raise StoreUnusable(f"group {error_id} exists in several apps ({', '.join(apps)}): "
-                            "name one with --app")
+        raise StoreUnusable(
+            f"group {error_id} exists in several apps ({', '.join(apps)}): name one with --app"
+        )
     return apps[0]

@@ -35,10 +35,21 @@ def group_row(group: ErrorGroup, app: str) -> tuple[Any, ...]:
         "plugins": dict(group.plugins),
         "coalesced": group.coalesced,
     }
-    return (app, report.error_id, report.occurrence_count, report.first_occurrence,
-            report.last_occurrence, dumps(report.to_dict()), dumps(state),
-            group.first_seen_version, group.last_seen_version, group.resolved_at,
-            group.resolved_version, int(group.regressed), group.regressed_at)
+    return (
+        app,
+        report.error_id,
+        report.occurrence_count,
+        report.first_occurrence,
+        report.last_occurrence,
+        dumps(report.to_dict()),
+        dumps(state),
+        group.first_seen_version,
+        group.last_seen_version,
+        group.resolved_at,
+        group.resolved_version,
+        int(group.regressed),
+        group.regressed_at,
+    )
 
 
 def group_from_row(row: Sequence[Any]) -> ErrorGroup:

@@ -40,11 +40,17 @@ def connect(path: str, read_only: bool = False) -> sqlite3.Connection:
         from pathlib import Path
 
         uri = Path(path).resolve().as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000.0)
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000.0,
+        )
     else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000.0)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000.0
+        )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
@@ -68,7 +74,8 @@ def check_version(path: str, found: int, writer: str | None = None) -> None:
         raise StoreTooNew(
             f"{path}: store schema version {found} is newer than this error-exporter's "
             f"({SCHEMA_VERSION}); it was written {by}. Upgrade error-exporter, or point "
-            "store_path at another file (this one is left untouched)")
+            "store_path at another file (this one is left untouched)"
+        )
 
 
 def _package_version() -> str:
@@ -103,8 +110,9 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     return _is_corruption(exc) or type(exc) is sqlite3.DatabaseError
 
 
-def open_writable(path: str, on_migrate: Callable[[int, int], None] | None = None,
-                  app: str = "app") -> sqlite3.Connection:
+def open_writable(
+    path: str, on_migrate: Callable[[int, int], None] | None = None, app: str = "app"
+) -> sqlite3.Connection:
     """Open (or create) the store for writing: WAL, ``synchronous=NORMAL``, current schema.
 
     Raises :class:`StoreTooNew`, :class:`StoreCorrupt`, or ``sqlite3.Error`` for a file
@@ -127,8 +135,10 @@ def open_writable(path: str, on_migrate: Callable[[int, int], None] | None = Non
             migrate(conn, found, app)
             if on_migrate is not None and found > 0:
                 on_migrate(found, SCHEMA_VERSION)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('written_by', ?)",
-                     (f"error-exporter {_package_version()}",))
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('written_by', ?)",
+            (f"error-exporter {_package_version()}",),
+        )
         return conn
     except BaseException:
         conn.close()
