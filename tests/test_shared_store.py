@@ -502,3 +502,61 @@ def test_an_instance_resolves_a_group_only_another_has_seen(apps, pg_url):
     assert busy.ask("flush")
     assert busy.ask("regressions") == [error_id]
     assert quiet.ask("resolve 0000000000000000") is None
+
+
+def test_while_the_database_is_away_the_buffer_is_bounded_and_every_drop_counted(
+    make_monitor, pg_url, postgres_server
+):
+    from support.monitoring import dropped
+
+    monitor = make_monitor(store_url=pg_url, store_max_records=10)
+
+    def capture(n: int) -> None:
+        for i in range(n):
+            try:
+                raise ValueError(f"kept or counted {i}")
+            except ValueError as exc:
+                assert monitor.record_error(exc) is not None
+
+    capture(5)
+    assert monitor.flush(30)
+    postgres_server.stop_server()
+    try:
+        capture(50)
+        assert monitor.flush(30)
+    finally:
+        postgres_server.start_server()
+
+    def arrived() -> bool:
+        monitor.flush(30)
+        return postgres_server.sql(pg_url, "SELECT sum(occurrence_count) FROM groups") == [(55,)]
+
+    wait_for(arrived, "the kept records to arrive")
+    records = postgres_server.sql(pg_url, "SELECT count(*) FROM records")[0][0]
+    assert records == 5 + 10  # before the outage, and the newest store_max_records of it
+    assert dropped(monitor, "store_write_failed") == 40  # the counts stayed exact
+
+
+def test_retention_runs_in_one_process_at_a_time(make_monitor, pg_url, postgres_server):
+    from exporter.durable import pg_database as db
+
+    monitor = make_monitor(store_url=pg_url)
+    for i in range(3):
+        try:
+            raise ValueError(f"old {i}")
+        except ValueError as exc:
+            monitor.record_error(exc)
+    assert monitor.flush(30)
+    holder, pruner = db.connect(pg_url), db.connect(pg_url)
+    try:
+        with holder.transaction():  # another process is pruning this app right now
+            holder.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (db.RETENTION_LOCK, "app")
+            )
+            skipped = db.prune(pruner, "app", cutoff=time.time() + 60, max_records=0)
+        done = db.prune(pruner, "app", cutoff=time.time() + 60, max_records=0)
+    finally:
+        holder.close()
+        pruner.close()
+    assert skipped.skipped and skipped.by_age == skipped.by_size == 0
+    assert not done.skipped and done.by_age == 3 and len(done.groups) == 1
