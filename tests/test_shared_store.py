@@ -560,3 +560,37 @@ def test_retention_runs_in_one_process_at_a_time(make_monitor, pg_url, postgres_
         pruner.close()
     assert skipped.skipped and skipped.by_age == skipped.by_size == 0
     assert not done.skipped and done.by_age == 3 and len(done.groups) == 1
+
+
+def test_a_batch_larger_than_one_statement_is_written_whole(make_monitor, pg_url, postgres_server):
+    from exporter.durable import pg_database as db
+    from exporter.durable.tracking import Changes
+
+    many = 2 * db.ROWS_PER_STATEMENT + 100
+    memory = make_monitor(
+        error_buffer_size=many, max_records=many, occurrence_budget_per_second=many
+    )
+    for n in range(many):
+        kind = type(f"Kind{n}Error", (Exception,), {})
+        try:
+            raise kind("one group each")
+        except kind as exc:
+            memory.record_error(exc)
+    assert memory.flush(60)
+    groups = dict(memory.store.groups)
+    assert len(groups) == many
+    batch = Changes(groups=set(groups))
+    for error_id, group in groups.items():
+        batch.seen(error_id, 2, group.report.last_occurrence)
+    conn = db.connect(pg_url)
+    try:
+        db.ensure_schema(conn, "test", "app")
+        first = db.write(conn, "app", batch, groups)  # one transaction, several statements
+        again = db.write(conn, "app", batch, groups)
+    finally:
+        conn.close()
+    assert len(first.created) == many and again.created == []
+    assert len(again.states) == many
+    assert postgres_server.sql(pg_url, "SELECT count(*), sum(occurrence_count) FROM groups") == [
+        (many, 4 * many)
+    ]

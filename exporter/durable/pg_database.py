@@ -34,12 +34,13 @@ from ..store import ErrorGroup, ErrorStore
 from . import rows
 from .schema import StoreError, StoreTooNew, _package_version
 from .tables import GROUP_COLUMNS, POSTGRESQL, RELEASE_COLUMNS, SCHEMA_VERSION, steps
-from .tracking import Changes
+from .tracking import Changes, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 MIGRATION_LOCK = 0x6572726F  # pg_advisory_xact_lock key of the schema ("erro")
 RETENTION_LOCK = 0x72657465  # with hashtext(app): the retention pass of one app
 CONNECT_TIMEOUT_SECONDS = 3
+ROWS_PER_STATEMENT = 500  # x 13 columns: well under PostgreSQL's 65,535 parameters
 STATEMENT_TIMEOUT_MS = 10000  # a batch that waits longer is given back and retried
 STATE_COLUMNS = (
     "error_id",
@@ -172,14 +173,13 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
     with conn.transaction():
         present = [e for e in ids if e in groups]
         group_rows = [_new_row(groups[e], app, changes.counts.get(e, 0)) for e in present]
-        created: set[str] = set()
-        if group_rows:
+        for chunk in _chunks(group_rows):
             cur = conn.execute(
-                _INSERT.format(values=", ".join([_ROW] * len(group_rows))),
-                [value for row in group_rows for value in row],
+                _INSERT.format(values=", ".join([_ROW] * len(chunk))),
+                [value for row in chunk for value in row],
             )
-            done.created = [(str(e), v) for e, v in cur.fetchall()]
-            created = {e for e, _ in done.created}
+            done.created += [(str(e), v) for e, v in cur.fetchall()]
+        created = {e for e, _ in done.created}
         added = [_add_row(groups[e], changes.counts.get(e, 0)) for e in present if e not in created]
         # counts of groups no longer in memory (evicted before the write): still added
         added += [
@@ -187,21 +187,21 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
             for e, n in sorted(changes.counts.items())
             if e not in groups
         ]
-        if added:
+        for chunk in _chunks(added):
             conn.execute(
-                _ADD.format(values=", ".join([_ADD_ROW] * len(added))),
-                [*[value for row in added for value in row], app],
+                _ADD.format(values=", ".join([_ADD_ROW] * len(chunk))),
+                [*[value for row in chunk for value in row], app],
             )
         for error_id in sorted(changes.resolved):
             when, version = changes.resolved[error_id]
             conn.execute(_RESOLVE, (version, when, app, error_id))
         latest = sorted((e, t) for e, t in changes.latest.items() if changes.counts.get(e))
-        if latest:
+        for chunk in _chunks(latest):
             cur = conn.execute(
-                _REGRESS.format(values=", ".join(["(%s::text, %s::float8)"] * len(latest))),
-                [*[value for pair in latest for value in pair], app],
+                _REGRESS.format(values=", ".join(["(%s::text, %s::float8)"] * len(chunk))),
+                [*[value for pair in chunk for value in pair], app],
             )
-            done.regressed = [str(e) for (e,) in cur.fetchall()]
+            done.regressed += [str(e) for (e,) in cur.fetchall()]
         if changes.records:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -220,6 +220,13 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
         if ids:
             done.states = read_states(conn, app, ids)
     return done
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    """Statements of at most ROWS_PER_STATEMENT rows (a statement takes at most 65,535
+    parameters; ``error_buffer_size`` may be larger than a statement holds)."""
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start : start + ROWS_PER_STATEMENT]
 
 
 def read_states(conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -341,23 +348,27 @@ def resolve(
     return None if row is None else rows.group_from_row(row).summary()
 
 
-def apply_states(
-    store: ErrorStore, states: dict[str, dict[str, Any]], unwritten: Callable[[str], int]
-) -> None:
+def apply_states(store: TrackingStore, states: dict[str, dict[str, Any]]) -> None:
     """The fleet's counts, times and release state onto the in-memory groups (plus what
-    this process counted since the batch was taken: ``unwritten(error_id)``)."""
+    this process counted since the batch was taken; a resolve done here meanwhile stays
+    as it is until its own write)."""
     with store.lock:
+        pending = store.changes
         for error_id, state in states.items():
             group = store.groups.get(error_id)
             if group is None:
                 continue
             report = group.report
-            report.occurrence_count = int(state["occurrence_count"]) + unwritten(error_id)
+            report.occurrence_count = int(state["occurrence_count"]) + pending.counts.get(
+                error_id, 0
+            )
             report.first_occurrence = min(report.first_occurrence, float(state["first_occurrence"]))
             report.last_occurrence = max(report.last_occurrence, float(state["last_occurrence"]))
             group.first_seen_version = state["first_seen_version"]
             if state["last_seen_version"] is not None:
                 group.last_seen_version = state["last_seen_version"]
+            if error_id in pending.resolved:
+                continue
             group.resolved_at = state["resolved_at"]
             group.resolved_version = state["resolved_version"]
             group.regressed = bool(state["regressed"])

@@ -173,7 +173,7 @@ class SharedBackend:
             self._given_up(store.give_back(changes, self.max_records))
             self._lost(exc, "write to")
             return
-        db.apply_states(store, done.states, lambda e: store.changes.counts.get(e, 0))
+        db.apply_states(store, done.states)
         for _, version in done.created:
             self.hooks.new_group(version)
         for error_id in done.regressed:
@@ -215,7 +215,7 @@ class SharedBackend:
         except Exception as exc:
             self._lost(exc, "read")
             return
-        db.apply_states(store, states, lambda e: store.changes.counts.get(e, 0))
+        db.apply_states(store, states)
 
     def _given_up(self, count: int) -> None:
         if count:
