@@ -5,8 +5,9 @@ owned by an unprivileged system user (``postgres`` when the package created it, 
 ``nobody``) and ``initdb`` / ``postgres`` run as that user. The server listens on
 127.0.0.1 on a free port (TCP, as the app would connect) with its unix socket in the
 temp directory (never the system's /var/run/postgresql). It is stopped by PID at
-teardown, and also when the run is interrupted (atexit, SIGTERM, SIGINT): its whole
-process group is killed, so no postmaster outlives the tests.
+teardown, and also when the run is interrupted (atexit, SIGTERM, SIGHUP; pytest turns
+SIGINT into a teardown): its whole process group is killed. A run killed by SIGKILL runs
+no handler: the next run stops what it left (:func:`stop_stale_servers`).
 
 Each test gets a fresh database (``CREATE DATABASE``): :meth:`PostgresServer.new_database`.
 """
@@ -34,6 +35,8 @@ import pytest
 
 from .tools import in_ci
 
+PREFIX = "error-exporter-pg-"
+OWNER = "owner.pid"  # the test run that started the server (a SIGKILLed one: stale)
 SUPERUSER = "exporter_test"
 # TCP connections need it (scram-sha-256): every URL the tests use carries a password, so
 # any output can be searched for it (the DSN redaction is tested on every path)
@@ -85,7 +88,8 @@ class PostgresServer:
 
     def __init__(self, binaries: dict[str, str]) -> None:
         self.binaries = binaries
-        self.root = Path(tempfile.mkdtemp(prefix="error-exporter-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -241,8 +245,28 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signum)
 
 
+def stop_stale_servers() -> None:
+    """Servers left by a test run that was SIGKILLed (no handler runs then): their owner
+    is gone, so the postmaster (by the PID in its postmaster.pid) is stopped and the
+    directory removed."""
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((root / OWNER).read_text())
+            os.kill(owner, 0)
+            continue  # its run is alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+            os.killpg(postmaster, signal.SIGQUIT)  # its own group: postmaster and children
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_server() -> PostgresServer:
     """A started server, stopped at interpreter exit and on SIGTERM / SIGINT too."""
+    stop_stale_servers()
     server = PostgresServer(require_postgres())
     if not _RUNNING:
         atexit.register(_stop_all)
