@@ -229,3 +229,46 @@ def test_the_store_info_gauge_names_the_backend(make_monitor, store):
         sample(memory, "app_monitor_store_info", {"backend": "memory", "release_scope": "process"})
         == 1
     )
+
+
+def test_the_cli_reads_and_resolves_either_store_by_app(make_monitor, store, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "exporter", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=repo,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )
+
+    url = store.options["store_url"]
+    for app, times in (("billing", 2), ("search", 3)):
+        monitor = make_monitor(**store.options, app_name=app, app_version="1.0")
+        for _ in range(times):
+            error_id = record(monitor, "the same code in two apps")
+        settle(monitor)
+        monitor.stop()
+    out = tmp_path / "billing.json"
+    done = cli("export", "--store", url, "--app", "billing", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(out.read_text())["all_records"]) == 2
+    done = cli("export", "--store", url, "-o", str(out))
+    assert len(json.loads(out.read_text())["all_records"]) == 5  # every app
+    ambiguous = cli("resolve", "--store", url, error_id)
+    assert ambiguous.returncode == 2 and "--app" in ambiguous.stderr
+    done = cli("resolve", "--store", url, "--app", "search", error_id)
+    assert done.returncode == 0 and f"resolved {error_id}" in done.stdout, done.stderr
+    assert sorted(store.query("SELECT app, resolved_at IS NOT NULL FROM groups")) == [
+        ("billing", False),
+        ("search", True),
+    ]
+    unknown = cli("resolve", "--store", url, "--app", "search", "ffffffffffffffff")
+    assert unknown.returncode == 2 and "no group" in unknown.stderr
