@@ -129,16 +129,17 @@ def error_row(q: Queries) -> list[PanelBuilder]:
 
 
 def release_row(q: Queries) -> list[PanelBuilder]:
-    """What each deploy broke: needs the monitor's ``app_version`` (and ``store_path``, so that
-    "first seen" spans restarts)."""
+    """What each deploy broke: needs the monitor's ``app_version`` and a store that outlives a
+    restart (``store_path`` or the shared store), so that "first seen" spans restarts."""
     return [
         series(
             "New error groups by version",
-            "Error groups seen for the first time, by the app version that first saw them (a "
-            "bar right after a deploy is what the deploy introduced). Alert: "
-            "ErrorExporterNewErrorGroup. List: /api/v1/errors?new_in=VERSION.",
+            "Error groups seen for the first time, by app and the version that first saw them (a "
+            "bar right after a deploy is what the deploy introduced). Counted as the alert "
+            "ErrorExporterNewErrorGroup counts: memory-only stores are left out. List: "
+            "/api/v1/errors?new_in=VERSION.",
             COUNT,
-            [query(q.groups_by_version("new"), "{{app_version}}")],
+            [query(q.groups_by_version("new"), "{{job}} {{app_version}}")],
             stacked=True,
             width=9,
             legend_calcs=("max",),
@@ -146,10 +147,10 @@ def release_row(q: Queries) -> list[PanelBuilder]:
         series(
             "Regressed error groups by version",
             "Resolved error groups (POST /api/v1/errors/{id}/resolve, error-exporter resolve) "
-            "seen again, by the app version that saw them again. Alert: "
-            "ErrorExporterErrorRegressed.",
+            "seen again, by app and the version that saw them again. Counted as the alert "
+            "ErrorExporterErrorRegressed counts: memory-only stores are left out.",
             COUNT,
-            [query(q.groups_by_version("regressed"), "{{app_version}}")],
+            [query(q.groups_by_version("regressed"), "{{job}} {{app_version}}")],
             stacked=True,
             width=9,
             legend_calcs=("max",),

@@ -210,16 +210,27 @@ class Queries:
     # ------------------------------------------------------------------------ release health
 
     def groups_by_version(self, kind: str) -> str:
-        """Error groups per app version in each window: ``new`` (first seen in that version)
-        or ``regressed`` (resolved, then seen again in it).
+        """Error groups per app (job) and version in each window: ``new`` (first seen in that
+        version) or ``regressed`` (resolved, then seen again in it). Counted as the alerts
+        ErrorExporterNewErrorGroup and ErrorExporterErrorRegressed count (alerts/rules.yml).
 
         A series born within the window (a version or an instance that just started) counts
         whole: increase() cannot see the groups counted before its first scrape. The others
-        are rounded before the sum: a group is one, however increase() extrapolates.
+        are floored: increase() only ever extrapolates upwards, and a group is one. Only
+        processes whose store outlives a restart count (``monitor_store_info``): summed where
+        the store is shared by the job (fleet), the host that counted most where each host has
+        its own (host); a memory-only process (process) calls every group new after each start,
+        and one that does not say is ignored too.
         """
         counter = self.select(f"error_groups_{kind}_total")
         born = f"({counter} unless {counter} offset {RI})"
-        return f"sum by (app_version) ({born} or round(increase({counter}[{RI}])))"
+        counted = f"({born} or floor(increase({counter}[{RI}])))"
+
+        def scope(aggregation: str, release_scope: str) -> str:
+            info = self.select("monitor_store_info", f'release_scope="{release_scope}"')
+            return f"{aggregation} by (job, app_version) ({counted} and on (job, instance) {info})"
+
+        return f"{scope('sum', 'fleet')} or {scope('max', 'host')}"
 
     def instances_by_version(self) -> str:
         """Instances whose monitor reports each app version: the monitor creates the release

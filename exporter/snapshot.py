@@ -5,9 +5,11 @@ reused for every job, ``items.append(...)`` after the call), while the worker fo
 report later. A report must show the moment of the error, so for each occurrence that is
 queued in detail the caller copies its context and metadata here: mappings become dicts,
 lists, tuples, sets and other sequences become lists (tuples stay tuples: a ``(name, value)``
-pair is a header to the scrubber), a dataclass becomes a dict of its fields, and any other
-object its ``repr()`` taken now. Strings, numbers, ``None`` and ``bytes`` cannot change, so
-they are kept as they are.
+pair is a header to the scrubber), a dataclass becomes a dict of its fields. Strings,
+numbers, ``None`` and ``bytes`` cannot change, so they are kept as they are. Any other object
+is kept as it is too, and printed by the worker: its ``__repr__`` is the app's code, which
+may be slow or block (a lock, a lazy database attribute), and the caller's thread must never
+wait on it.
 
 The copy stops where the scrubber stops (``max_depth``, ``max_items`` per container), so its
 cost is bounded by the same caps; what it leaves out it marks as the scrubber would
@@ -109,18 +111,18 @@ def _copy_other(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
             fields = dataclasses.fields(value)
             pairs = ((f.name, getattr(value, f.name, None)) for f in fields)
             return _copy_mapping(value, len(fields), pairs, depth, caps, path)
-    except Exception:  # a container whose iteration or len() raises: what it prints as
-        return safe_repr(value)
+    except Exception:  # a container whose iteration or len() raises: the worker prints it
+        return value
     finally:
         path.discard(marker)
-    return safe_repr(value)
+    return value  # an object: the worker prints it (see the module docstring)
 
 
 def _copy_mapping(value: Any, size: int, items: Any, depth: int, caps: _Caps,
                   path: set[int]) -> dict[Any, Any]:
     kept = itertools.islice(items, caps.max_items)
-    copied = {key if type(key) is str else _key(key): _copy(item, depth + 1, caps, path)
-              for key, item in kept}
+    copied = {key: _copy(item, depth + 1, caps, path) for key, item in kept}  # the
+    # scrubber names a key that is not a string by its repr, on the worker
     more = size - len(copied)
     return CappedDict(copied, more) if more > 0 else copied
 
@@ -132,12 +134,6 @@ def _copy_sequence(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
     if more > 0:
         return CappedList(items, more)
     return tuple(items) if type(value) is tuple else items
-
-
-def _key(key: Any) -> Any:
-    """A key that cannot change stays itself (the scrubber names it later); another
-    object's key is its repr now."""
-    return key if isinstance(key, _IMMUTABLE) or type(key) is tuple else safe_repr(key)
 
 
 def safe_repr(value: object) -> str:

@@ -8,6 +8,10 @@ import pytest
 
 from exporter import ErrorMonitor, reset_error_monitor
 
+# Other projects' own tests, run by tests/test_third_party_suites.py in their own pytest
+# process with their own conftest; never collected as part of this suite.
+collect_ignore = ["third_party"]
+
 QUIET = {
     "capture_sys_excepthook": False,
     "capture_threading": False,

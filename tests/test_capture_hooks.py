@@ -314,10 +314,10 @@ def our_handlers() -> list[logging.Handler]:
 
 def test_logging_error_with_exc_info_becomes_a_report(make_monitor, app_logger):
     root_handlers = list(logging.getLogger().handlers)
-    dispatch = logging.Logger.callHandlers
+    dispatch = logging.Logger.filter
     monitor = make_monitor(capture_logging=True)
     assert our_handlers() == [] and logging.getLogger().handlers == root_handlers
-    assert logging.Logger.callHandlers is not dispatch  # hooked where records are dispatched
+    assert logging.Logger.filter is not dispatch  # hooked where a logger accepts a record
     try:
         {}["ecu_type"]
     except KeyError:
@@ -330,7 +330,7 @@ def test_logging_error_with_exc_info_becomes_a_report(make_monitor, app_logger):
         "logger": "racing_tuner.ecu", "log_message": "could not read tune.json"
     }
     monitor.stop()
-    assert logging.Logger.callHandlers is dispatch
+    assert logging.Logger.filter is dispatch
     assert logging.getLogger().handlers == root_handlers
 
 

@@ -301,6 +301,73 @@ def test_counters_only_inside_rate(target: Target) -> None:
     assert counters_read_raw(parsed(target)) == []
 
 
+RELEASE_PANELS = {"new": "New error groups by version",
+                  "regressed": "Regressed error groups by version"}
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("kind", sorted(RELEASE_PANELS))
+def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> None:
+    """promtool evaluates a release panel's query (scrapes every minute, so $__rate_interval is
+    4 minutes) one minute after version 1.1.0 started: the shared store's replicas are summed
+    (web-2 counted a group before its first scrape, web-3 one after it), per-host stores give
+    the host that counted most (one group new to both hosts is one), and memory-only processes
+    (cron, whose counters jump on start) and processes that do not say (legacy) are left out."""
+    promtool = require_tool("promtool")
+    [target] = [t for t in targets(DASHBOARDS["error-exporter-overview.json"])
+                if t.panel == RELEASE_PANELS[kind]]
+    expr = substitute_macros(target.expr, scrape_interval=60.0, interval=60.0)
+    expr = expr.replace("$job", ".*").replace("$instance", ".*")
+    assert "$" not in expr, expr
+    counter = f"app_error_groups_{kind}_total"
+    scopes = {"web-1": "fleet", "web-2": "fleet", "web-3": "fleet", "h-1": "host",
+              "h-2": "host", "cron-1": "process"}
+    jobs = {"web": "shop", "h": "api", "cron": "cron", "legacy": "legacy"}
+    counters = {
+        ("web-1", "1.0.0"): "0x30",
+        ("web-2", "1.1.0"): "_x10 1x20",
+        ("web-3", "1.1.0"): "_x10 0 1x19",
+        ("h-1", "1.1.0"): "0x10 1x20",
+        ("h-2", "1.1.0"): "0x10 1x20",
+        ("cron-1", "1.1.0"): "_x10 40+1x20",
+        ("legacy-1", "1.1.0"): "_x10 3x20",
+    }
+
+    def labels(instance: str) -> str:
+        return f'job="{jobs[instance.split("-")[0]]}", instance="{instance}:9718"'
+
+    series = [
+        {"series": f'app_monitor_store_info{{{labels(i)}, release_scope="{scope}"}}',
+         "values": "1x30"}
+        for i, scope in scopes.items()
+    ] + [
+        {"series": f'{counter}{{{labels(i)}, app_version="{version}"}}', "values": values}
+        for (i, version), values in counters.items()
+    ]
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [{
+                "expr": expr,
+                "eval_time": "12m",
+                "exp_samples": [
+                    {"labels": '{job="shop", app_version="1.0.0"}', "value": 0},
+                    {"labels": '{job="shop", app_version="1.1.0"}', "value": 2},
+                    {"labels": '{job="api", app_version="1.1.0"}', "value": 1},
+                ],
+            }],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "release-panel-tests.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_drilldown_capture_path_queries_filter_component_and_plugin() -> None:
     """Families with component/plugin labels are filtered by the drill-down variables."""
     scoped = (

@@ -85,16 +85,6 @@ class Order:
     secret_token: str = "tok-123"
 
 
-class Box:
-    """An object the snapshot cannot copy: it keeps what it printed as at the call."""
-
-    def __init__(self) -> None:
-        self.value = 1
-
-    def __repr__(self) -> str:
-        return f"Box({self.value})"
-
-
 @pytest.mark.parametrize("make_value, change, expected", [
     (lambda: [1, 2, 3], lambda v: v.append(4), [1, 2, 3]),
     (lambda: (1, [2]), lambda v: v[1].append(3), [1, [2]]),
@@ -106,9 +96,8 @@ class Box:
     (lambda: bytearray(b"ab"), lambda v: v.extend(b"cd"), "ab"),
     (lambda: Order(1, [1, 2]), lambda v: v.items.append(3),
      {"id": 1, "items": [1, 2], "secret_token": "[Filtered]"}),
-    (lambda: Box(), lambda v: setattr(v, "value", 2), "Box(1)"),
 ], ids=["list", "tuple", "nested-dict", "set", "deque", "ordered-dict", "bytearray",
-        "dataclass", "object"])
+        "dataclass"])
 def test_every_container_type_is_shown_as_it_was(make_monitor, make_value, change, expected):
     monitor = make_monitor()
     value = make_value()

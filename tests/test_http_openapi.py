@@ -86,3 +86,60 @@ def test_real_answers_match_the_documented_schemas(make_monitor: Any, token: str
     assert validator("Error").is_valid({"error": "x", "status": 404})
     assert not validator("Error").is_valid({"status": 404})  # the validator is not vacuous
     assert not validator("Health").is_valid({"status": "ok", "running": "yes", "queue_depth": 0})
+
+
+MULTIPROCESS_APP = r"""
+import json, sys, urllib.request
+sys.path.insert(0, sys.argv[1])
+from test_http_openapi import populate, fetch
+from exporter import ErrorMonitor
+m = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False, capture_logging=False,
+                 capture_asyncio=False, enable_resource_monitoring=False, pattern_threshold=3,
+                 serve=True, port=0).start()
+assert m.shared is not None, "not in multiprocess mode"
+populate(m)
+error_id = m.list_groups()[0]["error_id"]
+paths = json.loads(sys.argv[2])
+answers = {p: fetch(m.server.url + p.replace("ERROR_ID", error_id), None) for p in paths}
+m.stop()
+print(json.dumps(answers))
+"""
+
+SHARED_CASES = {
+    "/healthz": "Health", "/api/v1/": "ApiIndex", "/api/v1/statistics": "Statistics",
+    "/api/v1/analysis": "Analysis", "/api/v1/errors?sort=last_seen": "ErrorList",
+    "/api/v1/errors/ERROR_ID": "ErrorDetail", "/api/v1/patterns": "PatternList",
+    "/api/v1/plugins/p1/health": "PluginHealth", "/api/v1/export?limit=5": "Export",
+}
+
+
+def test_multiprocess_mode_answers_the_same_documented_schemas(make_monitor: Any,
+                                                               tmp_path: Any) -> None:
+    """A client written against the single-process API works against multiprocess mode:
+    every route's answer validates against the same OpenAPI document (the group summaries
+    carry coalesced_occurrences, components, plugins and last_severity there too)."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"}
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), PYTHONPATH=str(here.parent))
+    done = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_APP, str(here),
+         json.dumps([*SHARED_CASES, "/api/v1/openapi.json"])],
+        capture_output=True, text=True, timeout=120, env=env, cwd=here.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    single = make_monitor(serve=True, port=0)
+    doc = fetch(single.server.url + "/api/v1/openapi.json", None)  # single-process mode's
+    assert answers["/api/v1/openapi.json"]["components"] == doc["components"]
+    for path, schema in SHARED_CASES.items():
+        validator = jsonschema_rs.validator_for(
+            {"$ref": f"#/components/schemas/{schema}", "components": doc["components"]})
+        errors = [str(e) for e in validator.iter_errors(answers[path])]
+        assert errors == [], (path, errors[:3])
+    groups = {g["error_type"]: g for g in answers["/api/v1/errors?sort=last_seen"]["errors"]}
+    assert groups["ValueError"]["components"] == ["api"]
+    assert groups["ValueError"]["plugins"] == ["p1"]
+    assert groups["ValueError"]["last_severity"] == groups["ValueError"]["severity"]
+    assert groups["RuntimeError"]["plugins"] == []

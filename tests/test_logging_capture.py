@@ -1,8 +1,9 @@
 """Logging capture leaves the app's logging alone and records what users call errors.
 
-The monitor hooks ``logging.Logger.callHandlers`` (chained, removed by ``stop()``) instead
-of owning a handler on the root logger, so ``basicConfig()``, root handlers and levels and
-Python's last-resort handler behave exactly as without it. ERROR records without an
+The monitor hooks ``logging.Logger.filter`` (chained, removed by ``stop()``) instead of
+owning a handler on the root logger, so ``basicConfig()``, root handlers and levels and
+Python's last-resort handler behave exactly as without it (and its hook has returned before
+any handler runs: tests/test_logging_callsite.py). ERROR records without an
 exception become ``LoggedError`` reports grouped by logger name and message template.
 """
 
@@ -27,6 +28,8 @@ from exporter.config import ConfigError, MonitorConfig, load_config
 from exporter.integrations.logging_handler import LoggedError, LoggingIntegration, MonitorLogHandler
 
 REPO = Path(__file__).resolve().parents[1]
+# Logger has no filter of its own: it inherits Filterer.filter (None here)
+ORIGINAL_LOGGER_FILTER = logging.Logger.__dict__.get("filter")
 ORIGINAL_CALL_HANDLERS = logging.Logger.__dict__["callHandlers"]
 
 
@@ -128,18 +131,26 @@ def only_the_monitor_formats(logger: logging.Logger) -> Iterator[logging.Logger]
         logger.propagate = True
 
 
+def logger_filter() -> Any:
+    """What ``Logger`` itself defines as ``filter`` (None: it inherits Filterer's)."""
+    return logging.Logger.__dict__.get("filter")
+
+
 @pytest.fixture
-def restore_call_handlers() -> Iterator[None]:
-    before = logging.Logger.__dict__["callHandlers"]
+def restore_logger_filter() -> Iterator[None]:
+    before = logger_filter()
     yield
-    logging.Logger.callHandlers = before  # type: ignore[method-assign]
+    if before is not None:
+        logging.Logger.filter = before  # type: ignore[method-assign]
+    elif "filter" in logging.Logger.__dict__:
+        del logging.Logger.filter
 
 
 def logging_state() -> tuple[Any, ...]:
     root = logging.getLogger()
     return (
         list(root.handlers), root.level, logging.lastResort,
-        logging.Logger.__dict__["callHandlers"], list(logging.getLogger("exporter").handlers),
+        logger_filter(), list(logging.getLogger("exporter").handlers),
     )
 
 
@@ -236,12 +247,15 @@ def test_library_logger_prints_nothing_unless_the_app_configures_logging(tmp_pat
 # -- (4) install and uninstall leave logging as it was ------------------------------------------
 
 
-def test_root_handlers_level_and_call_handlers_are_untouched_and_restored(make_monitor):
+def test_root_handlers_level_and_logger_filter_are_untouched_and_restored(make_monitor):
     before = logging_state()
     monitor = make_monitor(capture_logging=True)
     started = logging_state()
     assert started[:3] == before[:3], "root handlers, root level and lastResort unchanged"
-    assert started[3] is not before[3], "Logger.callHandlers is wrapped"
+    assert started[3] is not before[3], "Logger.filter is wrapped"
+    assert "callHandlers" not in logging.Logger.__dict__ or (
+        logging.Logger.__dict__["callHandlers"] is ORIGINAL_CALL_HANDLERS
+    ), "callHandlers is not wrapped: handlers run beneath no monitor frame"
     assert started[4] == before[4]
     monitor.stop()
     assert logging_state() == before
@@ -249,7 +263,7 @@ def test_root_handlers_level_and_call_handlers_are_untouched_and_restored(make_m
 
 @pytest.mark.parametrize("stop_order", ["first_started_first", "last_started_first"])
 def test_two_monitors_chain_and_stop_in_either_order(make_monitor, app_logger, stop_order):
-    original = logging.Logger.__dict__["callHandlers"]
+    original = logger_filter()
     first = make_monitor(capture_logging=True)
     second = make_monitor(capture_logging=True)
     app_logger.error("seen by %s", "both")
@@ -262,23 +276,23 @@ def test_two_monitors_chain_and_stop_in_either_order(make_monitor, app_logger, s
     assert sum(g["occurrence_count"] for g in groups_of(stopped)) == 1
     assert sum(g["occurrence_count"] for g in groups_of(running)) == 2
     running.stop()
-    assert logging.Logger.__dict__["callHandlers"] is original
+    assert logger_filter() is original
 
 
 def test_wrapper_installed_over_ours_is_kept_and_ours_passes_through(
-    make_monitor, app_logger, caplog, restore_call_handlers
+    make_monitor, app_logger, caplog, restore_logger_filter
 ):
     monitor = make_monitor(capture_logging=True)
-    ours = logging.Logger.__dict__["callHandlers"]
+    ours = logger_filter()
     seen_by_other: list[str] = []
 
-    def other_sdk(logger: logging.Logger, record: logging.LogRecord) -> None:
+    def other_sdk(logger: logging.Logger, record: logging.LogRecord) -> Any:
         seen_by_other.append(record.getMessage())
-        ours(logger, record)
+        return ours(logger, record)
 
-    logging.Logger.callHandlers = other_sdk  # type: ignore[method-assign, assignment]
+    logging.Logger.filter = other_sdk  # type: ignore[method-assign]
     monitor.stop()
-    assert logging.Logger.__dict__["callHandlers"] is other_sdk
+    assert logger_filter() is other_sdk
     with caplog.at_level(logging.ERROR, logger="shop.payments"):
         app_logger.error("still printed")
     assert seen_by_other == ["still printed"]
@@ -286,7 +300,7 @@ def test_wrapper_installed_over_ours_is_kept_and_ours_passes_through(
     assert groups_of(monitor) == []
 
 
-def test_uninstall_twice_and_integration_alone(app_logger, restore_call_handlers):
+def test_uninstall_twice_and_integration_alone(app_logger, restore_logger_filter):
     monitor = ErrorMonitor(capture_logging=False, enable_resource_monitoring=False,
                            capture_sys_excepthook=False, capture_threading=False,
                            capture_asyncio=False).start()
@@ -297,7 +311,8 @@ def test_uninstall_twice_and_integration_alone(app_logger, restore_call_handlers
         integration.uninstall()
         integration.uninstall()
         assert not integration.installed
-        assert logging.Logger.__dict__["callHandlers"] is ORIGINAL_CALL_HANDLERS
+        assert logger_filter() is ORIGINAL_LOGGER_FILTER
+        assert "filter" not in logging.Logger.__dict__, "inherited again, as before"
     finally:
         monitor.stop()
 
@@ -575,7 +590,7 @@ def test_a_failing_monitor_never_raises_into_the_logging_call(
     assert internal_errors(monitor) == 2
 
 
-# -- the explicit handler, for records that do not pass through callHandlers ---------------------
+# -- the explicit handler, for records that do not pass through Logger.filter ---------------------
 
 
 def test_explicit_handler_records_only_without_the_hook(make_monitor, app_logger):

@@ -8,19 +8,37 @@ configures logging after ``start()`` printed nothing at all), and Python's last-
 handler (which prints WARNING and above when nobody configured logging, e.g. asyncio's
 "Task exception was never retrieved") is only used when no handler is found.
 
-Instead, like the most used Python error SDKs, ``install()`` wraps
-``logging.Logger.callHandlers``: the one point where a logger that accepted a record
-(its effective level and its filters let it through) hands it to its handlers. The
-wrapper offers the record to the monitor, then calls the previous ``callHandlers``
-unchanged, so what the app's logging prints, and how it is configured (root handlers,
-levels, ``basicConfig``, the last-resort handler), is exactly what it would be without
-the monitor. Records a logger's level filters out never reach ``callHandlers``: they are
-seen by nobody, the monitor included.
+Nor may the monitor stand between the app's logging call and its handlers. Handlers and
+formatters find where a record was logged by walking up the stack from themselves past the
+frames of ``logging`` (structlog's ``CallsiteParameterAdder`` skips modules named
+``logging*``, loguru's documented ``InterceptHandler`` skips frames of
+``logging.__file__``, many "where was this logged" helpers do the same): a monitor frame
+in between is taken for the app's call site. So the monitor does not wrap
+``Logger.callHandlers`` (or ``handle``), whose wrapper is on the stack while every
+handler runs.
+
+Instead ``install()`` wraps ``logging.Logger.filter``. ``Logger.handle()`` calls it once
+per record, on the logger the record was logged on, after its ``disabled`` check and
+before ``callHandlers``: it is the logger's own filters. The wrapper calls the previous
+``filter`` unchanged and, when the record passed (on Python 3.12+ a filter may return a
+replacement ``LogRecord``, which is what ``handle()`` dispatches: that one is offered),
+offers it to the monitor and returns the previous result. It has returned before any
+handler or formatter runs, so they see the same stack as without the monitor, and what
+the app's logging prints, and how it is configured (root handlers, levels,
+``basicConfig``, the last-resort handler), is exactly what it would be without the
+monitor. So the monitor sees every record that passes its logger's level and filters,
+from any logger, propagating or not, with handlers or without. Records a logger's level
+or filters reject are seen by nobody, the monitor included. Only ``Logger`` is patched:
+handlers' ``filter`` (also ``Filterer.filter``) is untouched. A ``Logger`` subclass
+whose own ``filter``/``handle`` never reaches ``Logger.filter`` is not seen (use
+:class:`MonitorLogHandler` for such records).
 
 Wrappers chain: several monitors (or another SDK) may wrap in any order. ``uninstall()``
-puts the previous function back only if ours is still the one installed; otherwise ours
-becomes a pass-through that the wrapper above it keeps calling (and that a later
-``uninstall()`` of one of ours skips when it restores).
+puts the previous function back only if ours is still the one installed (when
+``Logger`` had no ``filter`` of its own, the attribute is removed again, so the inherited
+``Filterer.filter`` is used as before); otherwise ours becomes a pass-through that the
+wrapper above it keeps calling (and that a later ``uninstall()`` of one of ours skips
+when it restores).
 
 What a record becomes (``record_error`` / ``add_breadcrumb`` of the monitor):
 
@@ -31,7 +49,7 @@ What a record becomes (``record_error`` / ``add_breadcrumb`` of the monitor):
   shows where it was logged (the record's file, line and function).
 * Otherwise, at or above ``logging_breadcrumb_level``: a breadcrumb. The default, INFO,
   is a floor under what the app's logger levels already let through: under Python's
-  default root level (WARNING) INFO records never reach ``callHandlers``, so WARNING and
+  default root level (WARNING) INFO records never reach a logger's ``filter``, so WARNING and
   up become breadcrumbs; an app that calls ``basicConfig(level=logging.INFO)`` gets its
   INFO lines as breadcrumbs too; DEBUG lines only when the option says DEBUG.
 
@@ -45,6 +63,7 @@ from __future__ import annotations
 
 import logging
 import reprlib
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -59,7 +78,10 @@ GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"  # what the monitor signs b
 MAX_TEMPLATE_CHARS = 1024  # of the template kept in a group key and in the context
 MAX_ARGS_REPR_CHARS = 1024
 
-CallHandlers = Callable[[logging.Logger, logging.LogRecord], None]
+LoggerFilter = Callable[[logging.Logger, logging.LogRecord], Any]
+# Logger.handle() dispatches the LogRecord a filter returned in place of the original
+# from 3.12 on; before, any true result meant "the original record".
+_FILTER_MAY_REPLACE = sys.version_info >= (3, 12)
 
 _guard = threading.local()  # .active: this thread is inside an offer to a monitor
 _install_lock = threading.Lock()
@@ -196,22 +218,22 @@ def _record_message(monitor: Hub, record: logging.LogRecord, levelno: int) -> No
 
 
 class LoggingIntegration:
-    """Wraps ``logging.Logger.callHandlers`` for one monitor (see the module docstring)."""
+    """Wraps ``logging.Logger.filter`` for one monitor (see the module docstring)."""
 
     def __init__(self) -> None:
         self.monitor: Hub | None = None  # None: uninstalled, a pass-through
         self.breadcrumb_level = logging.INFO
-        self._hook: CallHandlers | None = None
-        self._previous: CallHandlers | None = None
+        self._hook: LoggerFilter | None = None
+        self._previous: LoggerFilter | None = None  # None: Logger's inherited filter
 
     def install(self, monitor: Hub) -> None:
         self.monitor = monitor
         self.breadcrumb_level = level_number(monitor.config.logging_breadcrumb_level)
         with _install_lock:
-            previous: CallHandlers = logging.Logger.callHandlers
+            previous: LoggerFilter | None = logging.Logger.__dict__.get("filter")
             hook = _make_hook(self, previous)
             self._previous, self._hook = previous, hook
-            _set_call_handlers(hook)
+            _set_filter(hook)
             _hooked.add(monitor)
 
     def uninstall(self) -> None:
@@ -220,8 +242,8 @@ class LoggingIntegration:
             self.monitor = None  # from now on a pass-through, wherever it still sits
             if monitor is not None:
                 _hooked.discard(monitor)
-            if hook is not None and logging.Logger.__dict__.get("callHandlers") is hook:
-                _set_call_handlers(_live(self._previous))
+            if hook is not None and logging.Logger.__dict__.get("filter") is hook:
+                _set_filter(_live(self._previous))
             self._hook = self._previous = None
 
     @property
@@ -229,43 +251,64 @@ class LoggingIntegration:
         return self.monitor is not None
 
 
-def _make_hook(integration: LoggingIntegration, previous: CallHandlers) -> CallHandlers:
-    """The wrapper: offer the record to the integration's monitor, then call ``previous``."""
+def _make_hook(integration: LoggingIntegration, previous: LoggerFilter | None) -> LoggerFilter:
+    """The wrapper: call ``previous``; if the record passed, offer it to the monitor.
 
-    def callHandlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+    ``previous`` None: ``Logger`` had no ``filter`` of its own, the one it inherits
+    (``Filterer.filter``, looked up on each call) decides. The wrapper returns what
+    ``previous`` returned, before the logger calls any handler.
+    """
+
+    def filter(logger: logging.Logger, record: logging.LogRecord) -> Any:
+        if previous is None:
+            result = logging.Filterer.filter(logger, record)
+        else:
+            result = previous(logger, record)
         monitor = integration.monitor
-        if monitor is not None and not getattr(_guard, "active", False):
+        if result and monitor is not None and not getattr(_guard, "active", False):
+            dispatched = (
+                result if _FILTER_MAY_REPLACE and isinstance(result, logging.LogRecord)
+                else record
+            )
             _guard.active = True
             try:
-                offer(monitor, record, integration.breadcrumb_level)
+                offer(monitor, dispatched, integration.breadcrumb_level)
             except Exception:  # pragma: no cover - offer() does not raise
                 pass
             finally:
                 _guard.active = False
-        previous(logger, record)
+        return result
 
-    callHandlers.__wrapped__ = previous  # type: ignore[attr-defined]
-    callHandlers._error_exporter_integration = integration  # type: ignore[attr-defined]
-    return callHandlers
+    filter.__wrapped__ = (  # type: ignore[attr-defined]
+        previous if previous is not None else logging.Filterer.filter
+    )
+    filter._error_exporter_previous = previous  # type: ignore[attr-defined]
+    filter._error_exporter_integration = integration  # type: ignore[attr-defined]
+    return filter
 
 
-def _set_call_handlers(function: Any) -> None:
-    logging.Logger.callHandlers = function  # type: ignore[method-assign]
+def _set_filter(function: LoggerFilter | None) -> None:
+    """Install ``function`` as ``Logger.filter``; None: back to the inherited one."""
+    if function is not None:
+        logging.Logger.filter = function  # type: ignore[method-assign, assignment]
+    elif "filter" in logging.Logger.__dict__:
+        del logging.Logger.filter
 
 
-def _live(function: Any) -> Any:
+def _live(function: LoggerFilter | None) -> LoggerFilter | None:
     """Skip our own uninstalled pass-throughs when putting a previous function back."""
-    while True:
+    while function is not None:
         owner = getattr(function, "_error_exporter_integration", None)
         if owner is None or owner.monitor is not None:
             return function
-        function = function.__wrapped__
+        function = function._error_exporter_previous  # type: ignore[attr-defined]
+    return None
 
 
 class MonitorLogHandler(logging.Handler):
     """A ``logging.Handler`` feeding one monitor; ``start()`` does not install it.
 
-    For records that reach a handler without passing through ``Logger.callHandlers`` in
+    For records that reach a handler without passing through ``Logger.filter`` in
     this process (e.g. handed to it by a ``QueueListener`` fed from other processes).
     While the monitor's own hook is installed it does nothing: the hook saw the record.
     """

@@ -32,12 +32,22 @@ from typing import Any
 from ..classify import per_hour, priority
 from ..codec import dumps as _dumps
 from ..codec import record_from_json
-from ..model import ErrorRecord, ErrorReport, iso_time, trace_frames
-from ..store import ExportFilter
+from ..model import SEVERITY_RANK, ErrorRecord, ErrorReport, iso_time, trace_frames
+from ..store import MAX_SEEN_LABELS, ExportFilter
 
 DB_NAME = "error-exporter.sqlite"
+SEEN_KEY = "__seen__"  # in a group report dict: what group_summary() adds to it
 BUSY_TIMEOUT_MS = 10000
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Version 2: what a group summary says of every occurrence, not only of the stored report:
+# the highest and the latest severity, the occurrences coalesced during a storm, and the
+# components and plugins seen (group_labels).
+_GROUP_COLUMNS_V2 = (
+    ("coalesced", "INTEGER NOT NULL DEFAULT 0"),
+    ("severity_rank", "INTEGER NOT NULL DEFAULT -1"),
+    ("last_severity", "TEXT"),
+)
+_RANKED = {rank: name for name, rank in SEVERITY_RANK.items()}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +78,12 @@ CREATE TABLE IF NOT EXISTS group_users (
     error_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     PRIMARY KEY (error_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_labels (
+    error_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (error_id, kind, value)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER PRIMARY KEY,
@@ -184,7 +200,8 @@ class SharedStore:
             try:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + _missing_columns(conn)
+                                   + "COMMIT;")
                 break
             except sqlite3.OperationalError:
                 with contextlib.suppress(sqlite3.Error):
@@ -192,7 +209,7 @@ class SharedStore:
                 if attempt == 49:
                     raise
                 time.sleep(0.02)
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
                      (SCHEMA_VERSION,))
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('started', ?)",
                      (repr(time.time()),))
@@ -266,6 +283,7 @@ class SharedStore:
             conn.execute(_GROUP_UPSERT, (report.error_id, ts, ts, os.getpid(),
                                          _dumps(report.to_dict())))
             self._add_user(conn, report.error_id, user_id)
+            self._seen(conn, record)
             return self._evict(conn, report.error_id) if is_new else 0
 
     def add_occurrence(self, report: ErrorReport, record: ErrorRecord,
@@ -284,6 +302,7 @@ class SharedStore:
                                              _dumps(report.to_dict())))
                 evicted = self._evict(conn, report.error_id)
             self._add_user(conn, report.error_id, user_id)
+            self._seen(conn, record)
             return evicted
 
     def add_coalesced(self, error_id: str, count: int, last_seen: float) -> int:
@@ -291,8 +310,8 @@ class SharedStore:
         with self.write() as conn:
             conn.execute(
                 "UPDATE error_groups SET occurrence_count = occurrence_count + ?, "
-                "last_occurrence = max(last_occurrence, ?) WHERE error_id = ?",
-                (count, last_seen, error_id))
+                "coalesced = coalesced + ?, last_occurrence = max(last_occurrence, ?) "
+                "WHERE error_id = ?", (count, count, last_seen, error_id))
         return 0
 
     def _insert_record(self, conn: sqlite3.Connection, record: ErrorRecord) -> None:
@@ -313,6 +332,20 @@ class SharedStore:
             conn.execute("DELETE FROM records WHERE seq IN (SELECT seq FROM records "
                          "WHERE error_id = ? ORDER BY seq LIMIT ?)", (largest[0], excess))
 
+    def _seen(self, conn: sqlite3.Connection, record: ErrorRecord) -> None:
+        """What the group summary says of every occurrence: severities, components, plugins."""
+        severity = str(record.severity)
+        conn.execute(
+            "UPDATE error_groups SET severity_rank = max(severity_rank, ?), last_severity = ? "
+            "WHERE error_id = ?", (SEVERITY_RANK.get(severity, 1), severity, record.error_id))
+        for kind, value in (("component", record.component), ("plugin", record.plugin_id)):
+            if value:
+                conn.execute(
+                    "INSERT OR IGNORE INTO group_labels (error_id, kind, value) SELECT ?, ?, ? "
+                    "WHERE (SELECT count(*) FROM group_labels WHERE error_id = ? AND kind = ?)"
+                    " < ?", (record.error_id, kind, str(value), record.error_id, kind,
+                             MAX_SEEN_LABELS))
+
     def _add_user(self, conn: sqlite3.Connection, error_id: str, user_id: str | None) -> None:
         if not user_id:
             return
@@ -330,8 +363,7 @@ class SharedStore:
         doomed = [row[0] for row in conn.execute(
             "SELECT error_id FROM error_groups WHERE error_id != ? "
             "ORDER BY last_occurrence LIMIT ?", (keep, excess))]
-        conn.executemany("DELETE FROM error_groups WHERE error_id = ?", [(e,) for e in doomed])
-        conn.executemany("DELETE FROM group_users WHERE error_id = ?", [(e,) for e in doomed])
+        _forget_groups(conn, doomed)
         return len(doomed)
 
     def mark_recovery(self, error_id: str, success: bool) -> int:
@@ -346,9 +378,7 @@ class SharedStore:
             dropped = conn.execute("DELETE FROM records WHERE ts <= ?", (cutoff,)).rowcount
             stale = [row[0] for row in conn.execute(
                 "SELECT error_id FROM error_groups WHERE last_occurrence <= ?", (cutoff,))]
-            conn.executemany("DELETE FROM error_groups WHERE error_id = ?",
-                             [(e,) for e in stale])
-            conn.executemany("DELETE FROM group_users WHERE error_id = ?", [(e,) for e in stale])
+            _forget_groups(conn, stale)
             return int(dropped)
 
     def put_worker_state(self, pid: int, state: dict[str, Any]) -> None:
@@ -379,7 +409,12 @@ class SharedStore:
         sql = (
             "SELECT g.error_id, g.occurrence_count, g.first_occurrence, g.last_occurrence, "
             "g.recovery_attempted, g.recovery_successful, g.report, "
-            "(SELECT count(*) FROM group_users u WHERE u.error_id = g.error_id) "
+            "(SELECT count(*) FROM group_users u WHERE u.error_id = g.error_id), "
+            "g.coalesced, g.severity_rank, g.last_severity, "
+            "(SELECT json_group_array(value) FROM group_labels l "
+            " WHERE l.error_id = g.error_id AND l.kind = 'component'), "
+            "(SELECT json_group_array(value) FROM group_labels l "
+            " WHERE l.error_id = g.error_id AND l.kind = 'plugin') "
             f"FROM error_groups g {where} ORDER BY {order}, g.error_id"
         )
         if limit is not None:
@@ -449,9 +484,18 @@ class SharedStore:
 
 
 def _group_report(row: Sequence[Any]) -> dict[str, Any]:
-    """The stored report with the shared counts, frequency, reach and priority."""
-    error_id, count, first, last, attempted, successful, text, users = row
+    """The stored report with the shared counts, frequency, reach and priority; what the
+    group summary adds (seen over every occurrence) under :data:`SEEN_KEY`."""
+    error_id, count, first, last, attempted, successful, text, users = row[:8]
+    coalesced, rank, last_severity, components, plugins = row[8:]
     report: dict[str, Any] = json.loads(text)
+    report[SEEN_KEY] = {
+        "severity": _RANKED.get(int(rank), report.get("severity", "medium")),
+        "last_severity": last_severity or report.get("severity", "medium"),
+        "coalesced_occurrences": int(coalesced),
+        "components": json.loads(components) if components else [],
+        "plugins": json.loads(plugins) if plugins else [],
+    }
     report.update(
         error_id=error_id, occurrence_count=int(count), first_occurrence=iso_time(first),
         first_occurrence_epoch=float(first), last_occurrence=iso_time(last),
@@ -474,9 +518,30 @@ def group_summary(report: dict[str, Any]) -> dict[str, Any]:
             "occurrence_count", "first_occurrence", "first_occurrence_epoch", "last_occurrence",
             "last_occurrence_epoch", "frequency_per_hour", "affected_users")
     summary = {key: report.get(key) for key in keys}
+    summary.update(report.get(SEEN_KEY) or {})
     summary["plugin"] = summary["plugin"] or None  # reports stored before: ""
     summary["frames"] = trace_frames(report.get("stack_trace"))
     return summary
+
+
+def without_seen(report: dict[str, Any]) -> dict[str, Any]:
+    """The group's report as the API shows it (what only the summary says left out)."""
+    return {key: value for key, value in report.items() if key != SEEN_KEY}
+
+
+def _forget_groups(conn: sqlite3.Connection, error_ids: list[str]) -> None:
+    rows = [(e,) for e in error_ids]
+    for table in ("error_groups", "group_users", "group_labels"):
+        conn.executemany(f"DELETE FROM {table} WHERE error_id = ?", rows)
+
+
+def _missing_columns(conn: sqlite3.Connection) -> str:
+    """ALTER TABLE statements for a version-1 file's error_groups (the rest is created)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(error_groups)")}
+    if not have:  # a new file: _SCHEMA creates the table, then these columns
+        have = {"error_id"}
+    return "".join(f"ALTER TABLE error_groups ADD COLUMN {name} {kind};"
+                   for name, kind in _GROUP_COLUMNS_V2 if name not in have)
 
 
 def _inode(path: Path) -> int:

@@ -36,7 +36,7 @@ from ..reading import ReadOnce
 from ..statistics import statistics
 from ..store import ExportFilter
 from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
-from .sqlite_store import SharedStore, group_summary
+from .sqlite_store import SharedStore, group_summary, without_seen
 
 log = logging.getLogger("exporter.multiprocess")
 LIVE_SECONDS = 10 * PUBLISH_INTERVAL  # a worker that has not published for this long is gone
@@ -179,7 +179,7 @@ class SharedView:
             "statistics": stats,
             "top_errors": [
                 {"error_id": r["error_id"], "occurrence_count": r["occurrence_count"],
-                 "report": r}
+                 "report": without_seen(r)}
                 for r in self.shared.groups("count", top)
             ],
             "total_unique_errors": stats["unique_errors"],
@@ -266,7 +266,7 @@ class SharedView:
             occurrences = self.shared.occurrences(error_id, self.config.occurrences_per_group)
         return {
             "group": {**group_summary(report), **NO_RELEASE_STATE},
-            "report": report,
+            "report": without_seen(report),
             "occurrences": [r.to_dict() for r in occurrences],
         }
 

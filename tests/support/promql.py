@@ -109,9 +109,27 @@ def counters_outside_rate(expr: pp.Expr) -> list[str]:
     return bad
 
 
+def _latest_sample(node: pp.Expr) -> pp.VectorSelector | None:
+    """The selector of ``x`` or ``last_over_time(x[w])``: the latest value of each series of x
+    (at one instant, or within w)."""
+    if isinstance(node, pp.VectorSelector):
+        return node
+    if (
+        isinstance(node, pp.Call)
+        and function_name(node) == "last_over_time"
+        and len(node.args) == 1
+        and isinstance(node.args[0], pp.MatrixSelector)
+    ):
+        return node.args[0].vector_selector
+    return None
+
+
 def new_series_check(node: pp.Expr) -> str | None:
-    """The metric of ``x unless x offset d`` (the series of x that did not exist d ago), or
-    None for any other node.
+    """The metric of a new-series check, or None for any other node: ``x unless x offset d``
+    (the series of x that did not exist d ago), or ``last_over_time(x[w]) unless
+    last_over_time(x[w] offset d)`` (the series of x with a sample within w, but none within the
+    w before d ago: a scrape gap d ago does not make an old series new). Both sides read the
+    same way, the left one without an offset, the right one with it, matched on every label.
 
     The one place a counter may be read outside rate(): the release-health alerts and panels
     count a series born within the window whole, because increase() cannot see what a counter
@@ -119,8 +137,8 @@ def new_series_check(node: pp.Expr) -> str | None:
     """
     if not isinstance(node, pp.BinaryExpr) or str(node.op).lower() != "unless":
         return None
-    lhs, rhs = node.lhs, node.rhs
-    if not (isinstance(lhs, pp.VectorSelector) and isinstance(rhs, pp.VectorSelector)):
+    lhs, rhs = _latest_sample(node.lhs), _latest_sample(node.rhs)
+    if lhs is None or rhs is None or type(node.lhs) is not type(node.rhs):
         return None
     if (
         lhs.name != rhs.name

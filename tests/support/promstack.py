@@ -366,6 +366,25 @@ def compress_windows(rules: Mapping[str, Any], factor: float, minimum: int = 5) 
     return result
 
 
+def store_info_stand_in(job: str, backend: str = "file", release_scope: str = "host",
+                        namespace: str = "app") -> dict[str, Any]:
+    """A rule group that gives each target of ``job`` the ``<namespace>_monitor_store_info``
+    series an exporter with that store publishes, for as long as the exporter itself does not
+    (an exporter older than the metric): the release-health rules and panels count only
+    processes that say their store outlives a restart. The stand-in carries
+    ``stand_in="true"``, and ends as soon as the exporter's own series is scraped.
+    """
+    name = f"{namespace}_monitor_store_info" if namespace else "monitor_store_info"
+    return {
+        "name": f"stand-in: {name}",
+        "rules": [{
+            "record": name,
+            "expr": f'up{{job="{job}"}} * 0 + 1 unless on (job, instance) {name}{{stand_in=""}}',
+            "labels": {"backend": backend, "release_scope": release_scope, "stand_in": "true"},
+        }],
+    }  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- the stack
 
 

@@ -117,6 +117,13 @@ def _sample() -> str:
         'app_error_groups_regressed_total{app_version="1.0.0"} 0',
         'app_error_groups_regressed_total{app_version="1.1.0"} 1',
     )
+    # Not in docs/contracts.md yet (the store backends publish it): the release-health rules and
+    # panels count only processes that say their store outlives a restart.
+    family(
+        "app_monitor_store_info",
+        "gauge",
+        'app_monitor_store_info{backend="file",release_scope="host"} 1',
+    )
     family("app_unique_errors", "gauge", "app_unique_errors 4")
     family("app_sessions_active", "gauge", "app_sessions_active 3")
     family(
