@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .dsn import check_url, is_postgres, sqlite_path
+
 ENV_PREFIX = "ERROR_EXPORTER_"
 # ERROR_EXPORTER_* variables that are read somewhere else than as an option: a variable with
 # the prefix that is neither is a typo (say, MAX_BREADCRUMB for MAX_BREADCRUMBS): a warning.
@@ -136,6 +138,11 @@ class MonitorConfig:
     plugin_unhealthy_threshold: int = 5
     # durable store of one process (exporter/durable/): unset = memory only
     store_path: str | None = None
+    # the shared store (exporter/durable/postgres.py): postgresql://... (or sqlite:///path,
+    # the same as store_path); never in reprs or logs (it may hold a password)
+    store_url: str | None = field(default=None, repr=False)
+    # whose groups these are in a shared store (part of every key); unset: the namespace
+    app_name: str | None = None
     store_retention_seconds: float = 7 * 86400.0
     store_max_records: int = 100000
     # classification
@@ -163,6 +170,21 @@ class MonitorConfig:
     @property
     def pattern_window_seconds(self) -> float:
         return self.pattern_window_minutes * 60.0
+
+    @property
+    def store_app(self) -> str:
+        """The app a shared store files this monitor's groups under."""
+        return self.app_name or self.namespace or "app"
+
+    @property
+    def store_file(self) -> str | None:
+        """The SQLite file of ``store_path`` or of a ``sqlite:///`` ``store_url``."""
+        if self.store_path is not None:
+            return self.store_path
+        if self.store_url is not None and check_url(self.store_url) is None \
+                and not is_postgres(self.store_url):
+            return sqlite_path(self.store_url)
+        return None
 
     def replace(self, **changes: Any) -> MonitorConfig:
         """A copy with ``changes``; an unknown name is a ConfigError like load_config's (not
@@ -262,6 +284,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
     "store_path": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
                    "a file path (its directory must exist) or null"),
+    "store_url": (lambda v: v is None or (isinstance(v, str) and check_url(v) is None),
+                  "a postgresql:// or sqlite:/// URL, or null"),
+    "app_name": (lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 200),
+                 "a non-empty name (at most 200 characters) or null"),
     "store_retention_seconds": (_number_above(0), "a number of seconds > 0"),
     "store_max_records": (_int_at_least(1), "an integer >= 1"),
     "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
@@ -298,6 +324,9 @@ def validate_mapping(data: Mapping[str, Any]) -> list[str]:
             problems.append(_unknown_option(str(key)))
             continue
         check, allowed = rule
+        if key == "store_url" and isinstance(value, str) and check_url(value) is not None:
+            problems.append(f"{key}: {check_url(value)}")  # never the URL: a password
+            continue
         if not check(value):
             problems.append(f"{key}: must be {allowed}, got {_shown(str(key), value)}")
     if not problems:

@@ -28,6 +28,9 @@ from .capture import CaptureFront
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import MonitorConfig, load_config
+from .dsn import is_postgres
+from .durable.postgres import FleetHooks, SharedBackend
+from .durable.postgres import attach as attach_shared
 from .integrations import Integration, enabled_integrations
 from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
@@ -127,9 +130,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg, self.registry, self.pipeline, self.metrics, self.resources, self._reports,
             lambda: self.running, self.note_internal_error,
         )
+        self.shared: SharedView | None = None  # multiprocess mode: every worker's view
+        self._durable: durable.DurableBackend | None = None
+        self._shared_store: SharedBackend | None = None
         register_collectors(self)
         register_fork_handler(self)
-        self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
             self.metrics.counts_at_once = True  # another process may scrape at any moment
@@ -139,12 +144,34 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
-        self._durable: durable.DurableBackend | None = None
         attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
                                   self.note_internal_error)
         if attached is not None:  # store_path: the store loaded from, and kept in, the file
             self._durable, self.pipeline.store = attached
             self.pipeline.tick_hooks.append(self._durable.tick)
+        if is_postgres(cfg.store_url):  # the fleet's store: release health decided there
+            hooks = FleetHooks(self.metrics.count_new_group,
+                               lambda group: self.pipeline.regressed(group, group.report))
+            shared = attach_shared(cfg, self.pipeline.store, self.metrics.count_drop,
+                                   self.note_internal_error, hooks)
+            if shared is not None:
+                self._shared_store, self.pipeline.store = shared
+                self.pipeline.fleet_release = True
+                self.pipeline.tick_hooks.append(self._shared_store.tick)
+                if isinstance(self.view, LocalView):
+                    self.view.resolve_elsewhere = self._shared_store.resolve
+
+    @property
+    def store_backend(self) -> tuple[str, str]:
+        """(backend, release scope) of ``app_monitor_store_info``: how far the release
+        health of this process reaches (a memory store's dies with the process)."""
+        if self._shared_store is not None:
+            return "postgresql", "fleet"
+        if self.shared is not None:
+            return "multiprocess", "host"
+        if self._durable is not None:
+            return "file", "host"
+        return "memory", "process"
 
     # the account the pipeline keeps (replaced whole in a forked child)
     @property
@@ -267,6 +294,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 self._server = None
             if self._durable is not None:
                 self._durable.close()  # what the worker's last tick left, then the file
+            if self._shared_store is not None:
+                self._shared_store.close()  # what is left, then the connection
 
     def serve(self) -> Any:
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
@@ -492,6 +521,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.resources.after_fork()
         self._budget.reset()
         self.pipeline.after_fork(fresh_account=self.shared is None)
+        if self._shared_store is not None:  # the child writes the fleet's store too
+            self.pipeline.store = self._shared_store.after_fork_in_child(self.pipeline.store)
         self._server = None
         if self.running:
             self._reports.start()

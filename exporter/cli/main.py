@@ -144,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
                         "http://127.0.0.1:9718)")
     source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
-    source.add_argument("--store", metavar="STORE.sqlite", help="a durable store file "
-                        "(store_path) instead, read offline (also while its app runs)")
+    source.add_argument("--store", metavar="FILE|URL", help="a durable store instead: a "
+                        "file (store_path) or a store_url (postgresql://..., sqlite:///...), "
+                        "read offline (also while its apps run)")
+    analyze.add_argument("--app", help="with --store: only this app's groups (default: "
+                         "every app in the store)")
     analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
     _add_fleet_options(analyze, source, "analyze")
@@ -153,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the JSON export of a running app")
     _add_api_options(export)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
-    export.add_argument("--store", metavar="STORE.sqlite", help="read a durable store file "
-                        "(store_path) offline instead of the app's API")
+    export.add_argument("--store", metavar="FILE|URL", help="read a durable store offline "
+                        "instead of the app's API: a file (store_path) or a store_url "
+                        "(postgresql://..., sqlite:///...)")
+    export.add_argument("--app", help="with --store: only this app's groups (default: "
+                        "every app in the store)")
     export.add_argument("--since", type=_time_arg, metavar="TIME",
                         help=f"only errors at or after TIME: {TIME_FORMS}")
     export.add_argument("--until", type=_time_arg, metavar="TIME",
@@ -172,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "is a regression); needs the server's api_token")
     resolve.add_argument("error_id", metavar="ID", help="the group's error_id")
     _add_api_options(resolve)
+    resolve.add_argument("--store", metavar="FILE|URL", help="resolve in a durable store "
+                         "instead of over the API (postgresql://...: for every process of "
+                         "the app at once)")
+    resolve.add_argument("--app", help="with --store: the app whose group it is (needed "
+                         "only when several apps have one with this ID)")
 
     check = sub.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("file", metavar="FILE")
@@ -231,7 +242,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from exporter.cli.offline_store import StoreUnusable, report_from_store
 
         try:
-            report = report_from_store(args.store)
+            report = report_from_store(args.store, args.app)
         except StoreUnusable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -265,7 +276,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.prometheus:
             print("error: --store and --prometheus cannot be combined", file=sys.stderr)
             return 2
-        return export_command(args.store, args.output, filters, args.limit)
+        return export_command(args.store, args.output, filters, args.limit, args.app)
     if args.prometheus:
         from exporter.cli.fleet_view import export_fleet
 
@@ -298,6 +309,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_resolve(args: argparse.Namespace) -> int:
     from exporter.cli.resolve import run_resolve
 
+    if args.store:
+        from exporter.cli.offline_store import resolve_command
+
+        return resolve_command(args.store, args.error_id, args.app)
     return run_resolve(_client(args), args.error_id)
 
 

@@ -42,7 +42,7 @@ class ExcepthookIntegration:
 
 def _persist(monitor: Hub) -> None:
     """The durable store has the crash before the interpreter goes on to exit (bounded)."""
-    if monitor.config.store_path is None:
+    if monitor.config.store_path is None and monitor.config.store_url is None:
         return
     flush = getattr(monitor, "flush", None)  # the monitor's; a bare Hub may not have one
     if callable(flush):
