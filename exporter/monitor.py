@@ -167,8 +167,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         health of this process reaches (a memory store's dies with the process)."""
         if self._shared_store is not None:
             return "postgresql", "fleet"
-        if self.shared is not None:
-            return "multiprocess", "host"
+        if self.shared is not None:  # each worker decides "new" from its own memory, so a
+            return "multiprocess", "process"  # recycled worker counts again: per process
         if self._durable is not None:
             return "file", "host"
         return "memory", "process"

@@ -555,4 +555,4 @@ def test_serve_needs_a_directory(tmp_path: Path) -> None:
 
 def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
     assert sample_values(forked["metrics"], "app_monitor_store_info") == [
-        ({"backend": "multiprocess", "release_scope": "host"}, 1.0)]
+        ({"backend": "multiprocess", "release_scope": "process"}, 1.0)]
