@@ -31,6 +31,7 @@ from .config import MonitorConfig, load_config
 from .dsn import is_postgres
 from .durable.postgres import FleetHooks, SharedBackend
 from .durable.postgres import attach as attach_shared
+from .durable.tracking import SessionLedger
 from .integrations import Integration, enabled_integrations
 from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
@@ -144,8 +145,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
+        # the sessions each process ended, added to the store's (a crash outlives the process)
+        ledger = SessionLedger(lambda: self.pipeline.sessions.ended)
         attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
-                                  self.note_internal_error)
+                                  self.note_internal_error, ledger)
         if attached is not None:  # store_path: the store loaded from, and kept in, the file
             self._durable, self.pipeline.store = attached
             self.pipeline.tick_hooks.append(self._durable.tick)
@@ -153,7 +156,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             hooks = FleetHooks(self.metrics.count_new_group,
                                lambda group: self.pipeline.regressed(group, group.report))
             shared = attach_shared(cfg, self.pipeline.store, self.metrics.count_drop,
-                                   self.note_internal_error, hooks)
+                                   self.note_internal_error, hooks, ledger)
             if shared is not None:
                 self._shared_store, self.pipeline.store = shared
                 self.pipeline.fleet_release = True

@@ -208,6 +208,25 @@ def test_the_error_that_ends_the_interpreter_is_on_disk_before_it_exits(
     assert group.first_seen_version == "9.1"
     (record,) = group.occurrences
     assert "the crash 42" in (record.stack_trace or "")
+    # the crash ended the process's session as crashed, on disk before any exit handler ran
+    done = cli("analyze", "--store", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    sessions = json.loads(done.stdout)["sessions"]
+    assert sessions["ended"]["crashed"] == 1, sessions
+    assert sessions["crash_free_ratio"] == 0.0
+    assert sessions["active"] == 0  # the reader's own process session is not the app's
+
+
+def test_sessions_of_every_run_add_up_in_the_store(app, tmp_path):
+    """Two clean runs and a crash: the store counts three sessions, one crashed."""
+    path = tmp_path / "errors.sqlite"
+    for mode in ("record", "record", "crash"):
+        subprocess.run([sys.executable, str(app), mode, str(path)], capture_output=True,
+                       text=True, timeout=DEADLINE, env=env(), cwd=tmp_path)
+    done = cli("analyze", "--store", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout)["sessions"]["ended"]
+    assert (ended["errored"], ended["crashed"], sum(ended.values())) == (2, 1, 3), ended
 
 
 def test_sigkill_loses_nothing_that_was_flushed(app, tmp_path, processes):

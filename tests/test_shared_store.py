@@ -24,6 +24,7 @@ from support.postgres import PASSWORD
 
 from exporter import ErrorMonitor
 from exporter.config import ConfigError
+from exporter.durable.tables import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "tests" / "support" / "fleet_app.py")
@@ -233,7 +234,7 @@ def test_concurrent_first_occurrences_give_one_row_and_one_new(apps, pg_url, pos
     news = [total(app.ask("metrics")["app_error_groups_new_total"]) for app in fleet]
     assert sorted(news) == [0, 0, 0, 1]
     assert postgres_server.sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
-        ("3",)
+        (str(SCHEMA_VERSION),)
     ]
 
 
@@ -461,7 +462,8 @@ def test_two_processes_migrating_at_once_one_migrates_the_other_waits(pg_url, po
     finally:
         first.close()
         second.close()
-    assert done == [3]  # it waited, then found the schema current (no step ran twice)
+    assert done == [SCHEMA_VERSION]  # it waited, then found the schema current (no step ran
+    # twice)
 
 
 def test_a_database_down_at_start_costs_nothing_and_gets_everything_later(

@@ -10,7 +10,8 @@ reads: the document is built by the very code of the live export (``export_data`
 has the same shape. A file of an older schema version is read through an in-memory copy
 migrated there (the file itself is never written); a newer one is refused.
 
-What only a live process knows starts empty offline: patterns, sessions and plugin health.
+What only a live process knows starts empty offline: patterns and plugin health. Sessions
+are the ended ones every process of the app added to the store (a crashed one included).
 The statistics are computed from the stored groups: each group's occurrence count under
 its latest occurrence's labels, its recoveries under its component and plugin.
 """
@@ -179,7 +180,25 @@ def offline_monitor(path: str, app: str | None = None) -> Any:
         for result, count in group.recoveries.items():
             if count:
                 metrics.recoveries.labels(labels[1], labels[2], result).inc(count)
+    tracker = monitor.sessions
+    tracker.end_all()  # this reader's own process session is not the app's
+    tracker.ended = dict.fromkeys(tracker.ended, 0)
+    tracker.ended.update(load_sessions(path, app))
     return monitor
+
+
+def load_sessions(path: str, app: str | None = None) -> dict[str, int]:
+    """The app's ended sessions by status, as every process of it added them."""
+    where = "" if app is None else " WHERE app = {p}"
+    sql = f"SELECT status, sum(count) FROM session_counts{where} GROUP BY status"
+    args = () if app is None else (app,)
+    if is_postgres(path):
+        with open_database(path) as conn, conn.transaction():
+            found = conn.execute(sql.format(p="%s"), args).fetchall()
+    else:
+        with open_read_only(file_of(path)) as conn:
+            found = conn.execute(sql.format(p="?"), args).fetchall()
+    return {str(status): int(count) for status, count in found}
 
 
 def export_data(path: str, app: str | None = None, **filters: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..dsn import is_postgres, psycopg_missing
 from ..store import ErrorStore
 from . import rows, schema
 from .file import StoreFile, last_seq, load_into
-from .tracking import TrackingStore
+from .tracking import SessionLedger, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 PRUNE_EVERY_SECONDS = 60.0  # or a quarter of a shorter retention
@@ -142,8 +142,10 @@ class DurableBackend:
         conn: sqlite3.Connection,
         count_drop: CountDrop,
         note_internal_error: Callable[[BaseException], None],
+        ledger: SessionLedger | None = None,
     ) -> None:
         assert config.store_file is not None
+        self.ledger = ledger
         self.path = config.store_file
         self.app = config.store_app
         self.file = StoreFile(
@@ -198,6 +200,8 @@ class DurableBackend:
                 self._given_up(store.trim_pending(self.file.max_records))
                 return
             changes = store.take_changes()
+            if self.ledger is not None:
+                changes.sessions = self.ledger.due()
             if not changes:
                 return
             with store.lock:
@@ -208,10 +212,12 @@ class DurableBackend:
                 ]
             try:
                 self.file.write(changes, group_rows)
-            except Exception as exc:
+            except Exception as exc:  # the sessions stay due in the ledger
                 self._given_up(store.give_back(changes, self.file.max_records))
                 self._failed("write to", exc)
                 return
+            if self.ledger is not None:
+                self.ledger.written(changes.sessions)
             self._warned = False
             self._backoff = self._retry_at = 0.0
 
@@ -266,6 +272,7 @@ def attach(
     store: ErrorStore,
     count_drop: CountDrop,
     note_internal_error: Callable[[BaseException], None],
+    ledger: SessionLedger | None = None,
 ) -> tuple[DurableBackend, TrackingStore] | None:
     """With ``store_path`` set: the backend and the loaded store to use instead of
     ``store``; None when unset, or when the file cannot be used (memory only, WARNING)."""
@@ -277,7 +284,7 @@ def attach(
         return None
     try:
         try:
-            backend = DurableBackend(config, conn, count_drop, note_internal_error)
+            backend = DurableBackend(config, conn, count_drop, note_internal_error, ledger)
             return backend, backend.load(store)
         except schema.StoreCorrupt as exc:
             conn.close()
@@ -290,7 +297,7 @@ def attach(
                 aside,
             )
             conn = schema.open_writable(path, app=config.store_app)
-            backend = DurableBackend(config, conn, count_drop, note_internal_error)
+            backend = DurableBackend(config, conn, count_drop, note_internal_error, ledger)
             return backend, backend.load(store)
     except (schema.StoreError, sqlite3.Error, OSError) as exc:
         conn.close()

@@ -19,6 +19,7 @@ from ..codec import dumps, record_from_json
 from ..model import ErrorRecord
 from ..store import ErrorStore
 from . import rows
+from .tables import SESSIONS_ADD
 from .tracking import Changes
 
 
@@ -113,6 +114,8 @@ class StoreFile:
                     "DELETE FROM records WHERE app = ? AND error_id = ?", (app, error_id)
                 ).rowcount
         conn.executemany(rows.GROUP_UPSERT, group_rows)
+        conn.executemany(SESSIONS_ADD.format(p="?"),
+                         [(app, status, count) for status, count in changes.sessions.items()])
         for row in record_rows:
             added += conn.execute(
                 "INSERT OR REPLACE INTO records (seq, app, ts, error_id, data) "

@@ -33,7 +33,14 @@ from ..dsn import redact_text
 from ..store import ErrorGroup, ErrorStore
 from . import rows
 from .schema import StoreError, StoreTooNew, _package_version
-from .tables import GROUP_COLUMNS, POSTGRESQL, RELEASE_COLUMNS, SCHEMA_VERSION, steps
+from .tables import (
+    GROUP_COLUMNS,
+    POSTGRESQL,
+    RELEASE_COLUMNS,
+    SCHEMA_VERSION,
+    SESSIONS_ADD,
+    steps,
+)
 from .tracking import Changes, TrackingStore
 
 log = logging.getLogger("exporter.durable")
@@ -217,6 +224,10 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
                     ],
                 )
             done.records = len(changes.records)
+        if changes.sessions:
+            with conn.cursor() as cur:
+                cur.executemany(SESSIONS_ADD.format(p="%s"),
+                                [(app, s, n) for s, n in sorted(changes.sessions.items())])
         if ids:
             done.states = read_states(conn, app, ids)
     return done

@@ -30,7 +30,7 @@ from ..dsn import redact
 from ..store import ErrorGroup, ErrorStore
 from . import pg_database as db
 from .schema import StoreTooNew
-from .tracking import TrackingStore
+from .tracking import SessionLedger, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 PRUNE_EVERY_SECONDS = 60.0
@@ -62,8 +62,10 @@ class SharedBackend:
         count_drop: CountDrop,
         note_internal_error: Callable[[BaseException], None],
         hooks: FleetHooks,
+        ledger: SessionLedger | None = None,
     ) -> None:
         assert config.store_url is not None
+        self.ledger = ledger
         self.url = config.store_url
         self.where = redact(self.url)  # what log lines and errors name
         self.app = config.store_app
@@ -158,7 +160,10 @@ class SharedBackend:
 
     def _write(self, store: TrackingStore) -> None:
         changes = store.take_changes()
-        if not (changes.groups or changes.counts or changes.resolved or changes.records):
+        if self.ledger is not None:
+            changes.sessions = self.ledger.due()
+        if not (changes.groups or changes.counts or changes.resolved or changes.records
+                or changes.sessions):
             return
         with store.lock:
             groups = {
@@ -169,10 +174,12 @@ class SharedBackend:
             frozen = {e: _copy(g) for e, g in groups.items()}
         try:
             done = self._attempt(changes, frozen)
-        except Exception as exc:
+        except Exception as exc:  # the sessions stay due in the ledger
             self._given_up(store.give_back(changes, self.max_records))
             self._lost(exc, "write to")
             return
+        if self.ledger is not None:
+            self.ledger.written(changes.sessions)
         db.apply_states(store, done.states)
         for _, version in done.created:
             self.hooks.new_group(version)
@@ -251,6 +258,8 @@ class SharedBackend:
         self._lock = threading.Lock()
         self._retry_at = self._backoff = 0.0
         self._warned = False
+        if self.ledger is not None:
+            self.ledger.reset()
         self.store = TrackingStore(base)
         return self.store
 
@@ -307,9 +316,10 @@ def attach(
     count_drop: CountDrop,
     note_internal_error: Callable[[BaseException], None],
     hooks: FleetHooks,
+    ledger: SessionLedger | None = None,
 ) -> tuple[SharedBackend, TrackingStore] | None:
     """With a ``postgresql://`` ``store_url``: the backend and the store to use instead
     of ``store``; None when the schema is newer than this release (memory only)."""
-    backend = SharedBackend(config, count_drop, note_internal_error, hooks)
+    backend = SharedBackend(config, count_drop, note_internal_error, hooks, ledger)
     tracking = backend.start(store)
     return None if tracking is None else (backend, tracking)

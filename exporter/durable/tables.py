@@ -14,11 +14,14 @@ Version history:
    regressed), the versions filled in from each stored report's ``environment.app_version``.
 3. ``app`` in every key: the groups of several apps share one database and never mix
    (rows written before are filed under the app of the process that migrates).
+4. ``session_counts``: the sessions of the app's processes by how they ended (exited,
+   errored, crashed, abnormal), added by every process, so a process that crashed is
+   counted as crashed for readers without it (``analyze --store``).
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
@@ -123,12 +126,27 @@ DROP INDEX IF EXISTS records_by_group;
     + _V3_INDEXES
 )
 
+_V3_TO_V4 = """
+CREATE TABLE IF NOT EXISTS session_counts (
+    app TEXT NOT NULL,
+    status TEXT NOT NULL,
+    count $BIGINT NOT NULL,
+    PRIMARY KEY (app, status)
+);
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1 (0: a new, empty one)
 MIGRATIONS: dict[int, str | dict[str, str]] = {
     0: _V1,
     1: _V1_TO_V2,
     2: {SQLITE: _V2_TO_V3_SQLITE, POSTGRESQL: _V2_TO_V3_POSTGRESQL},
+    3: _V3_TO_V4,
 }
+# Adds each process's sessions to the app's (the same statement in both dialects).
+SESSIONS_ADD = (
+    "INSERT INTO session_counts (app, status, count) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (app, status) DO UPDATE SET count = session_counts.count + excluded.count"
+)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -9,6 +9,7 @@ writer takes that batch on the worker's next tick. Nothing here touches the disk
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..model import ErrorRecord, ErrorReport
@@ -28,6 +29,7 @@ class Changes:
     counts: dict[str, int] = field(default_factory=dict)
     latest: dict[str, float] = field(default_factory=dict)
     resolved: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    sessions: dict[str, int] = field(default_factory=dict)  # ended since the last write
 
     def __bool__(self) -> bool:
         return bool(
@@ -36,12 +38,42 @@ class Changes:
             or self.records
             or self.counts
             or self.resolved
+            or self.sessions
             or self.cleared_before is not None
         )
 
     def seen(self, error_id: str, count: int, when: float) -> None:
         self.counts[error_id] = self.counts.get(error_id, 0) + count
         self.latest[error_id] = max(self.latest.get(error_id, when), when)
+
+
+class SessionLedger:
+    """The sessions this process ended that the store does not have yet.
+
+    Sessions live in the monitor's tracker, not in the error store, so a backend asks this
+    ledger for what ended since its last successful write (:meth:`due`) and tells it what
+    was written (:meth:`written`); a failed write leaves them due for the next one.
+    """
+
+    def __init__(self, ended: Callable[[], dict[str, int]]) -> None:
+        self._ended = ended
+        self._written: dict[str, int] = {}
+
+    def due(self) -> dict[str, int]:
+        try:
+            ended = dict(self._ended())
+        except Exception:  # a tracker being replaced (a fork): next tick
+            return {}
+        return {status: count - self._written.get(status, 0)
+                for status, count in ended.items() if count > self._written.get(status, 0)}
+
+    def written(self, added: dict[str, int]) -> None:
+        for status, count in added.items():
+            self._written[status] = self._written.get(status, 0) + count
+
+    def reset(self) -> None:
+        """A forked child counts its own sessions from zero."""
+        self._written = {}
 
 
 class TrackingStore(ErrorStore):
