@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .dsn import check_url, is_postgres, sqlite_path
 
 ENV_PREFIX = "ERROR_EXPORTER_"
@@ -366,6 +364,8 @@ def _parse_env_value(name: str, raw: str) -> Any:
     if type_name in ("str", "str | None"):
         empty_is_none = "None" in type_name and name not in _SECRETS
         return None if raw == "" and empty_is_none else raw
+    import yaml  # only when a setting comes from the environment
+
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
@@ -420,7 +420,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     return found
 
 
-def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
+def _yaml_problem(path: str | Path, exc: Exception) -> str:
     """'FILE, line L, column C: not valid YAML: what (while what, from line L)'."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None)
@@ -441,6 +441,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from None
+    import yaml  # only when a configuration file is read
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -13,31 +13,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from . import durable, multiprocess, running
 from . import export as export_files
+from . import running
 from .budget import GroupBudget
 from .capture import CaptureFront
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import MonitorConfig, load_config
 from .dsn import is_postgres
-from .durable.postgres import FleetHooks, SharedBackend
-from .durable.postgres import attach as attach_shared
-from .durable.tracking import SessionLedger
 from .integrations import Integration, enabled_integrations
-from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorRecord
-from .multiprocess import SharedView
 from .occurrence import Occurrence
 from .patterns import PatternDetector
 from .pipeline import ErrorCallback, PatternCallback, Pipeline
@@ -59,6 +55,12 @@ from .store import ErrorStore
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
+if TYPE_CHECKING:  # imported when a feature is used: a plain start pays for none of them
+    from .durable import DurableBackend
+    from .durable.postgres import SharedBackend
+    from .integrations.asyncio_loop import AsyncioIntegration
+    from .multiprocess import SharedView
+
 log = logging.getLogger("exporter")
 
 
@@ -77,7 +79,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
-        durable.check_config(cfg, multiprocess.enabled())  # a bad store_path: ConfigError
+        multiprocess_mode = _multiprocess_dir() is not None
+        if cfg.store_path is not None or cfg.store_url is not None:
+            from .durable import check_config
+
+            check_config(cfg, multiprocess_mode)  # a bad store_path / store_url: ConfigError
         export_files.check_export_path(cfg.export_path)  # and a bad export_path
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
@@ -121,7 +127,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                                    self._reports.backlog, self.note_internal_error)
         self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
         self._integrations: list[Integration] = []
-        self._asyncio = AsyncioIntegration()
+        self._asyncio: AsyncioIntegration | None = None  # made when first wanted
         self._server: Any = None
         self._lifecycle = threading.RLock()
         self._warned_internal = False
@@ -132,11 +138,15 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             lambda: self.running, self.note_internal_error,
         )
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
-        self._durable: durable.DurableBackend | None = None
+        self._durable: DurableBackend | None = None
         self._shared_store: SharedBackend | None = None
         register_collectors(self)
         register_fork_handler(self)
-        backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
+        backend = None
+        if multiprocess_mode:
+            from . import multiprocess
+
+            backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
             self.metrics.counts_at_once = True  # another process may scrape at any moment
             self.pipeline.store = backend.store_for(
@@ -145,6 +155,16 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
+        if cfg.store_file is not None or is_postgres(cfg.store_url):
+            self._attach_store(cfg)
+
+    def _attach_store(self, cfg: MonitorConfig) -> None:
+        """A durable store (the file, or the fleet's PostgreSQL): imported only when set."""
+        from . import durable
+        from .durable.postgres import FleetHooks
+        from .durable.postgres import attach as attach_shared
+        from .durable.tracking import SessionLedger
+
         # the sessions each process ended, added to the store's (a crash outlives the process)
         ledger = SessionLedger(lambda: self.pipeline.sessions.ended)
         attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
@@ -260,7 +280,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def _install_integrations(self) -> None:
         wanted = [*enabled_integrations(self.config), *self._extra_integrations]
         if self.config.capture_asyncio:
-            wanted.append(self._asyncio)
+            wanted.append(self._asyncio_integration())
         for integration in wanted:
             integration.install(self)
             self._integrations.append(integration)
@@ -279,8 +299,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 except Exception:
                     self.note_internal_error()
             self._integrations.clear()
-            with contextlib.suppress(Exception):
-                self._asyncio.uninstall()  # loops instrumented by instrument_loop()
+            if self._asyncio is not None:
+                with contextlib.suppress(Exception):
+                    self._asyncio.uninstall()  # loops instrumented by instrument_loop()
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
             deadline = time.monotonic() + timeout
             if not self._reports.stop(timeout):
@@ -322,12 +343,21 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def queue_depth(self) -> int:
         return self._reports.depth
 
+    def _asyncio_integration(self) -> AsyncioIntegration:
+        """The asyncio hook, imported (with asyncio) only when an app wants it."""
+        if self._asyncio is None:
+            from .integrations.asyncio_loop import AsyncioIntegration
+
+            self._asyncio = AsyncioIntegration()
+        return self._asyncio
+
     def instrument_loop(self, loop: Any = None) -> None:
         """Capture exceptions that reach this asyncio loop's handler (default: the running one)."""
         import asyncio
 
-        self._asyncio.monitor = self
-        self._asyncio.instrument(loop or asyncio.get_running_loop())
+        integration = self._asyncio_integration()
+        integration.monitor = self
+        integration.instrument(loop or asyncio.get_running_loop())
 
     # -- capture path (caller's thread) ---------------------------------------------------------
     def record_error(
@@ -541,6 +571,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
+
+
+def _multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` (read here so a single process never imports the
+    multiprocess package; :func:`exporter.multiprocess.multiproc_dir` reads the same)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
+        "prometheus_multiproc_dir") or None  # noqa: SIM112 - the deprecated spelling
 
 
 def _error_id(captured: Occurrence | str | None) -> str | None:
