@@ -108,6 +108,12 @@ def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
     parser.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
 
 
+def _no_password_here(text: str) -> str:
+    raise argparse.ArgumentTypeError(
+        "a password on the command line is visible to every user of the machine; put it in "
+        f"a file: --basic-auth-password-file FILE (or ${PASSWORD_FILE_ENV})")
+
+
 def _add_access_options(parser: argparse.ArgumentParser) -> None:
     """How the client reaches a monitor behind TLS and basic auth (its web config file).
 
@@ -125,6 +131,9 @@ def _add_access_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--basic-auth-password-file", metavar="FILE",
                        help="file holding the basic auth password (default "
                        f"${PASSWORD_FILE_ENV})")
+    # refused by name, so that it is not taken as an abbreviation of the option above (which
+    # would treat the password as a file name and show it in the error)
+    group.add_argument("--basic-auth-password", type=_no_password_here, help=argparse.SUPPRESS)
 
 
 def _add_web_config_option(parser: argparse.ArgumentParser) -> None:
