@@ -599,3 +599,46 @@ def test_the_readme_web_config_passes_promtool(certs: Certs, tmp_path: Path) -> 
                           capture_output=True, text=True, timeout=60)
     # the password file is the deployment's; promtool only warns about the missing file
     assert done.returncode == 0 or "password" in done.stdout + done.stderr, done.stdout
+
+
+def test_the_client_never_follows_a_redirect_to_another_origin_with_its_credentials(
+        tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    seen: list[str | None] = []
+
+    class Catcher(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    catcher = ThreadingHTTPServer(("127.0.0.1", 0), Catcher)
+
+    class Redirector(Catcher):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{catcher.server_port}/healthz")
+            self.end_headers()
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    for server in (catcher, redirector):
+        Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ApiClient(f"http://127.0.0.1:{redirector.server_port}",
+                           access=ClientAccess(user=USER, password=PASSWORD))
+        with pytest.raises(Exception, match="302"):
+            client.health()
+        assert seen == []
+        assert ApiClient(f"http://127.0.0.1:{catcher.server_port}", token=TOKEN).health() == {}
+        assert seen == [f"Bearer {TOKEN}"]
+    finally:
+        for server in (catcher, redirector):
+            server.shutdown()
+            server.server_close()

@@ -177,6 +177,23 @@ def _tls_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only within the same scheme, host and port: urllib would resend the
+    Authorization header (token or password) to wherever a redirect points, and to plain
+    HTTP after HTTPS. A redirect elsewhere ends as the HTTP error it is."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class ApiClient:
     """GETs against one base URL, with an optional bearer token or basic auth, over TLS
     when the URL is https (verified against the system CAs or ``access.ca_file``)."""
@@ -190,7 +207,7 @@ class ApiClient:
         self.token = token if token is not None else default_token()
         self.timeout = timeout
         self.access = access or ClientAccess()
-        self._context: ssl.SSLContext | None = None
+        self._built: urllib.request.OpenerDirector | None = None
 
     def url_for(self, path: str, params: dict[str, Any] | None = None) -> str:
         url = self.base_url + "/" + path.lstrip("/")
@@ -213,9 +230,7 @@ class ApiClient:
         elif self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            context = self._tls_context() if url.lower().startswith("https:") else None
-            with urllib.request.urlopen(request, timeout=self.timeout,
-                                        context=context) as response:
+            with self._opener().open(request, timeout=self.timeout) as response:
                 body = response.read()
                 if response.headers.get("Content-Encoding", "") == "gzip":
                     body = gzip.decompress(body)
@@ -231,10 +246,13 @@ class ApiClient:
         except ValueError as exc:  # malformed URL
             raise ConnectionFailed(f"invalid URL {url}: {exc}", f"invalid URL: {exc}") from None
 
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._context is None:
-            self._context = self.access.ssl_context()
-        return self._context
+    def _opener(self) -> urllib.request.OpenerDirector:
+        if self._built is None:
+            handlers: list[urllib.request.BaseHandler] = [_SameOriginRedirects()]
+            if self.base_url.lower().startswith("https:"):
+                handlers.append(urllib.request.HTTPSHandler(context=self.access.ssl_context()))
+            self._built = urllib.request.build_opener(*handlers)
+        return self._built
 
     def _http_error(self, url: str, exc: urllib.error.HTTPError) -> ApiError:
         if exc.code == 401 and self.access.authorization():

@@ -40,6 +40,7 @@ class AccessGate:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
+        head = str(environ.get("REQUEST_METHOD") or "").upper() == "HEAD"
         host = environ.get("HTTP_HOST")
         if not self.host_check.allows(host):
             shown = str(host)[:100]
@@ -49,7 +50,7 @@ class AccessGate:
                                 f"header was {shown!r}): another name may be a web page "
                                 f"reaching it by DNS rebinding. If you reach the monitor by "
                                 f"this name, list it in the allowed_hosts option "
-                                f"(ERROR_EXPORTER_ALLOWED_HOSTS)")
+                                f"(ERROR_EXPORTER_ALLOWED_HOSTS)", head=head)
         if self.basic is not None:
             if not self._admitted(str(environ.get("HTTP_AUTHORIZATION") or "")):
                 challenge = 'Basic realm="error-exporter", charset="UTF-8"'
@@ -57,7 +58,7 @@ class AccessGate:
                                     "this server needs credentials: basic auth (a user of the "
                                     "web config file's basic_auth_users)"
                                     + (" or the bearer token" if self.token() else ""),
-                                    [("WWW-Authenticate", challenge)])
+                                    [("WWW-Authenticate", challenge)], head=head)
             environ[AUTHENTICATED] = True
         if not self.headers:
             return self.app(environ, start_response)
@@ -82,9 +83,10 @@ class AccessGate:
         return False
 
     def _refuse(self, start_response: StartResponse, status: str, code: int, message: str,
-                headers: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
+                headers: list[tuple[str, str]] | None = None, head: bool = False
+                ) -> Iterable[bytes]:
         body = dumps({"error": message, "status": code}).encode("ascii")
         start_response(status, [("Content-Type", "application/json"),
                                 ("Content-Length", str(len(body))),
                                 *(headers or []), *self.headers])
-        return [body]
+        return [b""] if head else [body]
