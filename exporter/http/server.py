@@ -98,6 +98,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = 64
+    tls: ContextSource | None = None  # set by MonitorServer when the web config has TLS
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds
@@ -111,8 +112,6 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("error-exporter HTTP connection from %s failed", client_address,
                   exc_info=True)
-
-    tls: ContextSource | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's thread: the TLS handshake happens here, not in accept."""
