@@ -31,6 +31,12 @@ OTHER_ENV_NAMES = frozenset({
     ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
     ENV_PREFIX + "STORE_URL",  # the shared store's URL
     ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
+    # the command line's TLS and basic auth client settings (exporter/cli/client.py)
+    ENV_PREFIX + "CA_FILE",
+    ENV_PREFIX + "CLIENT_CERT_FILE",
+    ENV_PREFIX + "CLIENT_KEY_FILE",
+    ENV_PREFIX + "BASIC_AUTH_USER",
+    ENV_PREFIX + "BASIC_AUTH_PASSWORD_FILE",
     ENV_PREFIX + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
     ENV_PREFIX + "SOAK_SECONDS",
 })
@@ -159,6 +165,10 @@ class MonitorConfig:
     port: int = DEFAULT_PORT
     api_token: str | None = field(default=None, repr=False)  # never in reprs or logs
     protect_metrics: bool = False
+    # who may read the standalone server: a Prometheus exporter-toolkit web config file (TLS,
+    # basic auth; exporter/http/web_config.py) and the Host names a loopback bind also answers
+    web_config_file: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         problems = validate_mapping(dataclasses.asdict(self))
@@ -301,6 +311,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # API would be open to anyone while its owner believes it is protected
     "api_token": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
                   "a non-empty string or null (unset it for no token)"),
+    "web_config_file": (_optional_str, "the path of a web config file (exporter-toolkit "
+                        "format: tls_server_config, basic_auth_users) or null"),
+    "allowed_hosts": (lambda v: _str_list(v) and all(x.strip() for x in v),
+                      "a list of host names (the Host header values a loopback-bound server "
+                      "also answers)"),
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(MonitorConfig)}
 for _name, _type in _FIELD_TYPES.items():
