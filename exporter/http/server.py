@@ -23,6 +23,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,7 @@ class MonitorServer:
         server.set_app(self.app)
         server.tls = self._tls
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 1.0},
                                         name=f"error-exporter-http:{self.port}", daemon=True)
         self._thread.start()
         log.info("error-exporter serving on %s", self.url)
@@ -252,10 +253,17 @@ class MonitorServer:
         self._thread = None
         if server is None:
             return
-        server.shutdown()
+        # serve_forever sees the shutdown request only between two waits for a connection:
+        # a connection of our own ends the wait at once (an exit does not wait out a poll)
+        stopping = threading.Thread(target=server.shutdown, daemon=True)
+        stopping.start()
+        deadline = time.monotonic() + timeout
+        while stopping.is_alive() and time.monotonic() < deadline:
+            _wake(server.server_address)
+            stopping.join(0.05)
         server.server_close()
         if thread is not None:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> MonitorServer:
         return self.start()
@@ -265,6 +273,17 @@ class MonitorServer:
 
     def __repr__(self) -> str:
         return f"<MonitorServer {self.url} running={self.running}>"
+
+
+def _wake(address: Any) -> None:
+    """Connect to the listening socket and hang up (the accept loop then looks again)."""
+    host, port = address[0], address[1]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        pass
 
 
 def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> MonitorServer:
