@@ -91,7 +91,8 @@ class WsgiMiddleware(MonitoredApp):
             clean_request_id(environ.get(self._header_key)), environ.get("HTTP_TRACEPARENT"),
         )
         environ[SCOPE_KEY] = scope
-        self._capture_body(scope, environ)
+        if self.options.capture_body:
+            self._capture_body(scope, environ)
         status: list[int | None] = [None]
         header, lowered = self.options.request_id_header, self._header_lower
 
