@@ -48,14 +48,26 @@ unit: $(DEV_STAMP)
 stack: $(STAMP) tools
 	bash deploy/stack.sh
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+# The benchmarks run in their own environment: the peers they compare against (Flask,
+# Starlette, prometheus-flask-exporter, starlette-exporter, sentry-sdk) and the shared
+# store's driver are installed there only, never in the app's.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[postgres]' flask starlette httpx \
+	  prometheus-flask-exporter starlette-exporter 'sentry-sdk[flask]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py
 
 dashboards: $(DEV_STAMP)
 	$(BIN)/python dashboards/build.py && $(BIN)/python alerts/build.py
 
 clean:
-	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # The fast unit tests on the oldest and the newest Python the package claims (pyenv's
 # 3.10 and 3.13; CI runs this after `make test`).
