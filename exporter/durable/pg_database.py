@@ -11,7 +11,9 @@ A batch is one transaction, correct while any number of processes write the same
 4. regressions: ``UPDATE … WHERE resolved_at IS NOT NULL AND resolved_at < latest
    RETURNING`` — the row lock lets exactly one process see the row come back, so it is
    counted once;
-5. the records (``seq`` is the database's: one order for the fleet);
+5. the records (``seq`` is the database's: one order for the fleet), each with the
+   instance that wrote it, and the instance's own count of each group added to its
+   ``group_instances`` row (what the fleet read shows per instance);
 6. the release state of every group written, read back: what other processes did
    (created first, resolved, regressed) reaches this one's in-memory store.
 
@@ -33,7 +35,14 @@ from ..dsn import redact_text
 from ..store import ErrorGroup, ErrorStore
 from . import rows
 from .schema import StoreError, StoreTooNew, _package_version
-from .tables import GROUP_COLUMNS, POSTGRESQL, RELEASE_COLUMNS, SCHEMA_VERSION, steps
+from .tables import (
+    GROUP_COLUMNS,
+    POSTGRESQL,
+    RELEASE_COLUMNS,
+    SCHEMA_VERSION,
+    UNKNOWN_INSTANCE,
+    steps,
+)
 from .tracking import Changes, TrackingStore
 
 log = logging.getLogger("exporter.durable")
@@ -164,10 +173,16 @@ RETURNING g.error_id
 _STATES = f"SELECT {', '.join(STATE_COLUMNS)} FROM groups WHERE app = %s AND error_id = ANY(%s)"
 
 
-def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) -> Written:
+def write(
+    conn: Any,
+    app: str,
+    changes: Changes,
+    groups: dict[str, ErrorGroup],
+    instance: str = UNKNOWN_INSTANCE,
+) -> Written:
     """One batch, one transaction (see the module's docstring). ``groups``: the changed
-    groups' in-memory state, read under the store's lock by the caller. Raises psycopg
-    errors (nothing written then)."""
+    groups' in-memory state, read under the store's lock by the caller; ``instance``: the
+    writer (:func:`.rows.instance_name`). Raises psycopg errors (nothing written then)."""
     done = Written()
     ids = sorted(set(changes.groups) | set(changes.counts) | set(changes.resolved))
     with conn.transaction():
@@ -205,18 +220,28 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
         if changes.records:
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO records (app, ts, error_id, data) VALUES (%s, %s, %s, %s)",
+                    "INSERT INTO records (app, ts, error_id, data, instance) "
+                    "VALUES (%s, %s, %s, %s, %s)",
                     [
                         (
                             app,
                             record.timestamp.timestamp(),
                             record.error_id,
                             dumps(record.to_dict()),
+                            instance,
                         )
                         for _, record in changes.records
                     ],
                 )
             done.records = len(changes.records)
+        counted = [
+            (app, e, instance, n, changes.latest.get(e, 0.0))
+            for e, n in sorted(changes.counts.items())
+            if n
+        ]
+        if counted:
+            with conn.cursor() as cur:
+                cur.executemany(rows.INSTANCE_UPSERT.replace("?", "%s"), counted)
         if ids:
             done.states = read_states(conn, app, ids)
     return done
@@ -281,6 +306,9 @@ def prune(conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
         pruned.by_age = conn.execute(
             "DELETE FROM records WHERE app = %s AND ts < %s", (app, cutoff)
         ).rowcount
+        conn.execute(
+            "DELETE FROM group_instances WHERE app = %s AND last_seen < %s", (app, cutoff)
+        )
         pruned.groups = [
             str(e)
             for (e,) in conn.execute(

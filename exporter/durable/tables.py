@@ -14,11 +14,17 @@ Version history:
    regressed), the versions filled in from each stored report's ``environment.app_version``.
 3. ``app`` in every key: the groups of several apps share one database and never mix
    (rows written before are filed under the app of the process that migrates).
+4. which instance wrote what: ``group_instances`` (one row per app, group and instance:
+   its occurrence count and when it last saw the group, upserted in the batch that adds
+   the counts) and ``records.instance``. A group's per-instance counts are what the fleet
+   read (``/api/v1/errors`` of any instance, ``serve --store``, the Reports dashboard)
+   shows beside its summed count; what was counted before this version is filed under the
+   instance ``unknown``, so the per-instance counts still add up to the group's count.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
@@ -123,11 +129,27 @@ DROP INDEX IF EXISTS records_by_group;
     + _V3_INDEXES
 )
 
+_V3_TO_V4 = """
+CREATE TABLE IF NOT EXISTS group_instances (
+    app TEXT NOT NULL,
+    error_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    occurrence_count $BIGINT NOT NULL,
+    last_seen $REAL NOT NULL,
+    PRIMARY KEY (app, error_id, instance)
+);
+INSERT INTO group_instances (app, error_id, instance, occurrence_count, last_seen)
+    SELECT app, error_id, 'unknown', occurrence_count, last_occurrence FROM groups;
+ALTER TABLE records ADD COLUMN instance TEXT;
+"""
+UNKNOWN_INSTANCE = "unknown"  # what was counted before version 4 (no instance recorded)
+
 # MIGRATIONS[n] takes a database from version n to n + 1 (0: a new, empty one)
 MIGRATIONS: dict[int, str | dict[str, str]] = {
     0: _V1,
     1: _V1_TO_V2,
     2: {SQLITE: _V2_TO_V3_SQLITE, POSTGRESQL: _V2_TO_V3_POSTGRESQL},
+    3: _V3_TO_V4,
 }
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
