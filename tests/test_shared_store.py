@@ -24,6 +24,7 @@ from support.postgres import PASSWORD
 
 from exporter import ErrorMonitor
 from exporter.config import ConfigError
+from exporter.durable.tables import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "tests" / "support" / "fleet_app.py")
@@ -233,8 +234,12 @@ def test_concurrent_first_occurrences_give_one_row_and_one_new(apps, pg_url, pos
     news = [total(app.ask("metrics")["app_error_groups_new_total"]) for app in fleet]
     assert sorted(news) == [0, 0, 0, 1]
     assert postgres_server.sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
-        ("3",)
+        (str(SCHEMA_VERSION),)
     ]
+    # each of the four processes is an instance of its own, and their counts add up
+    assert postgres_server.sql(
+        pg_url, "SELECT count(*), sum(occurrence_count) FROM group_instances"
+    ) == [(4, 12)]
 
 
 def test_the_password_never_shows(postgres_server, tmp_path, caplog):

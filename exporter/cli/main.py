@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port (default 9718)")
     serve.add_argument("--config", metavar="FILE", help="YAML configuration (namespace, token)")
+    serve.add_argument("--store", metavar="URL", default=os.environ.get("ERROR_EXPORTER_STORE_URL"),
+                       help="serve the read API of a shared store (postgresql://...) with no "
+                            "app running: the fleet's groups (default: "
+                            "ERROR_EXPORTER_STORE_URL)")
+    serve.add_argument("--app", help="with --store: whose groups (needed when the store "
+                                     "holds several apps)")
     _add_api_options(serve, url=False)
     return parser
 
@@ -299,8 +305,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.multiprocess.sidecar import run_sidecar
 
+    if args.store and not args.multiproc_dir:
+        from exporter.cli.offline_store import serve_store
+
+        return serve_store(args.store, args.app, args.host, args.port, args.token, args.config)
     if not args.multiproc_dir:
-        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR)",
+        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR), or "
+              "--store postgresql://...",
               file=sys.stderr)
         return 2
     return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config)

@@ -408,6 +408,76 @@ def states_of(conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, An
         return read_states(conn, app, sorted(ids))
 
 
+# -- the fleet read (exporter.durable.fleet_reader): every instance's groups of one app ----
+def fleet_groups(conn: Any, app: str, limit: int) -> list[ErrorGroup]:
+    """The app's groups, most recently seen first (at most ``limit``)."""
+    with conn.transaction():
+        found = conn.execute(
+            f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups WHERE app = %s "
+            "ORDER BY last_occurrence DESC, error_id LIMIT %s",
+            (app, min(limit, 2**62)),
+        ).fetchall()
+    return [rows.group_from_row(row) for row in found]
+
+
+def fleet_group(conn: Any, app: str, error_id: str) -> ErrorGroup | None:
+    with conn.transaction():
+        row = conn.execute(
+            f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups WHERE app = %s AND error_id = %s",
+            (app, error_id),
+        ).fetchone()
+    return None if row is None else rows.group_from_row(row)
+
+
+def fleet_instances(
+    conn: Any, app: str, error_id: str | None = None
+) -> dict[str, list[tuple[str, int, float]]]:
+    """(instance, occurrence count, last seen) of each group (``error_id``: of that one),
+    the busiest instance first."""
+    where, args = "WHERE app = %s", [app]
+    if error_id is not None:
+        where, args = where + " AND error_id = %s", [app, error_id]
+    out: dict[str, list[tuple[str, int, float]]] = {}
+    with conn.transaction():
+        for e, instance, count, last in conn.execute(
+            "SELECT error_id, instance, occurrence_count, last_seen FROM group_instances "
+            f"{where} ORDER BY error_id, occurrence_count DESC, instance",
+            args,
+        ):
+            out.setdefault(str(e), []).append((str(instance), int(count), float(last)))
+    return out
+
+
+def fleet_records(
+    conn: Any,
+    app: str,
+    after: int = 0,
+    count: int = 500,
+    error_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    newest: bool = False,
+) -> list[tuple[int, str]]:
+    """(seq, data) of the app's records after ``after`` in the fleet's order (``newest``:
+    the latest ``count``, newest first); ``error_id``, ``since``, ``until`` narrow them."""
+    where, args = "WHERE app = %s AND seq > %s", [app, after]
+    if error_id is not None:
+        where, args = where + " AND error_id = %s", [*args, error_id]
+    if since is not None:
+        where, args = where + " AND ts >= %s", [*args, since]
+    if until is not None:
+        where, args = where + " AND ts <= %s", [*args, until]
+    order = "DESC" if newest else "ASC"
+    with conn.transaction():
+        return [
+            (int(seq), str(data))
+            for seq, data in conn.execute(
+                f"SELECT seq, data FROM records {where} ORDER BY seq {order} LIMIT %s",
+                [*args, count],
+            )
+        ]
+
+
 __all__ = [
     "Pruned",
     "StoreUnavailable",
