@@ -42,6 +42,7 @@ from . import pg_database as db
 PAGE = 500  # records read per statement while an export pages through the fleet's
 FLEET_GROUPS = 10000  # at least this many groups read (the fleet has more than one buffer)
 RECENT = 20  # the summary's recent errors, as one instance's summary has
+RETRY_SECONDS = 5.0  # a database that refused a connection is not asked again before
 READ_ONLY = (
     "serve --store only reads the shared store: resolve with `error-exporter resolve "
     "--store URL ID` (or through an app instance's API)"
@@ -88,9 +89,16 @@ class FleetRecords:
     def iter_records(self, flt: ExportFilter) -> Iterator[tuple[int, ErrorRecord]]:
         after = flt.cursor
         while True:
-            page = self._reader.query(
-                db.fleet_records, after=after, count=PAGE, since=flt.since, until=flt.until
-            )
+            try:
+                page = self._reader.query(
+                    db.fleet_records, after=after, count=PAGE, since=flt.since, until=flt.until
+                )
+            except db.StoreUnavailable:
+                base = self._reader.base
+                if base is None or after != flt.cursor:
+                    raise  # no memory to fall back on, or half a fleet's pages already sent
+                yield from base.store.iter_records(flt)  # the database away: this process's
+                return
             for seq, data in page:
                 after = seq
                 record = record_from_json(data)
@@ -102,7 +110,12 @@ class FleetRecords:
     def recent_records(self, count: int) -> list[ErrorRecord]:
         if count <= 0:
             return []
-        found = self._reader.query(db.fleet_records, count=count, newest=True)
+        try:
+            found = self._reader.query(db.fleet_records, count=count, newest=True)
+        except db.StoreUnavailable:
+            if self._reader.base is None:
+                raise
+            return self._reader.base.store.recent_records(count)
         return [record_from_json(data) for _, data in reversed(found)]
 
 
@@ -126,6 +139,7 @@ class FleetReader:
             base.registry if base is not None else CollectorRegistry()
         )
         self._conn: Any = None
+        self._retry_at = 0.0  # after a failed connect, reads use memory until then
         self._lock = threading.Lock()  # one connection, one statement at a time
         self._local = threading.local()  # the snapshot of the read scope, per thread
         self._records = FleetRecords(self)
@@ -137,9 +151,16 @@ class FleetReader:
         """``statement(conn, app, ...)`` on the reader's connection (opened, and opened
         again after a failure, here). Raises :class:`~.pg_database.StoreUnavailable`."""
         with self._lock:
+            if self._conn is None and time.monotonic() < self._retry_at:
+                raise db.StoreUnavailable(f"{self.where}: unreachable a moment ago")
             for attempt in (1, 2):
                 if self._conn is None:
-                    self._conn = db.connect(self.url, read_only=True)
+                    try:
+                        self._conn = db.connect(self.url, read_only=True)
+                    except db.StoreUnavailable:
+                        # reads do not wait on a database that is away: memory answers
+                        self._retry_at = time.monotonic() + RETRY_SECONDS
+                        raise
                 try:
                     return statement(self._conn, self.app, *args, **kwargs)
                 except Exception as exc:
