@@ -257,3 +257,27 @@ def test_metric_panels_and_exemplars_link_to_the_reports() -> None:
     urls = [d.get("url", "") for d in prometheus["jsonData"]["exemplarTraceIdDestinations"]
             if d["name"] == "error_id"]
     assert "/d/error-exporter-reports/reports?var-error_id=$${__value.raw}" in urls
+
+
+def test_the_demo_command_writes_the_shared_store(postgres_server, tmp_path) -> None:
+    """``error-exporter demo --store-url URL`` (what docker-compose and make stack run, there
+    through ERROR_EXPORTER_STORE_URL) fills the tables the board reads."""
+    import socket
+    import sys
+
+    url = postgres_server.new_database()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "demo", "--store-url", url, "--duration", "3",
+         "--rate", "20", "--no-live", "--port", str(port)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert PASSWORD not in done.stdout + done.stderr
+    groups = postgres_server.sql(url, "SELECT count(*) FROM groups WHERE app = 'app'")[0][0]
+    counted = postgres_server.sql(url, "SELECT sum(occurrence_count) FROM group_instances")[0][0]
+    assert groups > 0 and counted > 0

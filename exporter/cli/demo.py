@@ -70,6 +70,8 @@ def build_config(args: argparse.Namespace) -> Any:
         changes["port"] = args.port
     if args.token is not None:  # --token "" is refused (ConfigError), not "no token"
         changes["api_token"] = args.token
+    if getattr(args, "store_url", None):  # the stack's shared store (docker-compose, make stack)
+        changes["store_url"] = args.store_url
     return dataclasses.replace(config, **changes)
 
 

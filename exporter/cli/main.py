@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "a regression (default 75)")
     demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
     demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
+    demo.add_argument("--store-url", metavar="URL",
+                      help="write the reports to a shared store (postgresql://...; default: "
+                           "ERROR_EXPORTER_STORE_URL, else memory only)")
     _add_api_options(demo, url=False)
 
     watch = sub.add_parser("watch", help="live view of a running app")
