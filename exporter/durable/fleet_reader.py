@@ -21,6 +21,7 @@ reads); every other read loads them afresh, so nothing is stale by more than one
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -139,6 +140,7 @@ class FleetReader:
             base.registry if base is not None else CollectorRegistry()
         )
         self._conn: Any = None
+        self._pid = os.getpid()
         self._retry_at = 0.0  # after a failed connect, reads use memory until then
         self._lock = threading.Lock()  # one connection, one statement at a time
         self._local = threading.local()  # the snapshot of the read scope, per thread
@@ -150,6 +152,8 @@ class FleetReader:
     def query(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
         """``statement(conn, app, ...)`` on the reader's connection (opened, and opened
         again after a failure, here). Raises :class:`~.pg_database.StoreUnavailable`."""
+        if os.getpid() != self._pid:  # a forked child: the parent's socket is not its own
+            self._pid, self._conn, self._lock = os.getpid(), None, threading.Lock()
         with self._lock:
             if self._conn is None and time.monotonic() < self._retry_at:
                 raise db.StoreUnavailable(f"{self.where}: unreachable a moment ago")
