@@ -2,10 +2,10 @@
 PostgreSQL that the demo workload filled, as Grafana's read-only role.
 
 The database and roles come from deploy/postgres/roles.sql (run with psql, as docker-compose
-and deploy/stack.sh run it); two instances of the demo app write it as ``error_exporter``
-(version 1.0.0, then the workload's deploy of 1.1.0: a new group, a regression; then a
-group is resolved and not seen again, as a fix would be); then each panel's and each
-variable's query runs as ``grafana_errors`` after Grafana's macros
+and deploy/stack.sh run it; the roles named for this test); two instances of the demo app
+write it as the app's role (version 1.0.0, then the workload's deploy of 1.1.0: a new
+group, a regression; then a group is resolved and not seen again, as a fix would be); then
+each panel's and each variable's query runs as Grafana's read-only role after Grafana's macros
 (``$__unixEpochFilter``, ``$__timeFilter``, ``$__timeFrom()``…) and the board's variables
 are substituted as Grafana would, and must return rows. Also: the board's data links, the
 exemplar destination and the metric panels' links lead to the Reports board by error id.
@@ -36,6 +36,7 @@ BOARD = json.loads((ROOT / "dashboards" / "error-exporter-reports.json").read_te
 ROLES_SQL = ROOT / "deploy" / "postgres" / "roles.sql"
 APP_PASSWORD, GRAFANA_PASSWORD = "app-pw-9Xq", "grafana-pw-4Lm"
 DATABASE = f"reports_{os.getpid()}"
+APP_ROLE, GRAFANA_ROLE = f"reports_app_{os.getpid()}", f"reports_grafana_{os.getpid()}"
 APP = "demo"
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
@@ -99,13 +100,13 @@ def demo_store(postgres_server) -> Iterator[dict[str, Any]]:
     two instances as the app's role; what Grafana's role connects with."""
     if shutil.which("psql") is None and not Path("/usr/bin/psql").exists():
         pytest.skip("psql (postgresql-client) is not installed")
-    for role in ("error_exporter", "grafana_errors"):  # a rerun in the same server
-        psql(postgres_server, "-c", f"DROP ROLE IF EXISTS {role}")
+    # roles of this module's own (roles are the server's, shared by the session's tests)
     done = psql(postgres_server, "-v", f"app_password={APP_PASSWORD}",
                 "-v", f"grafana_password={GRAFANA_PASSWORD}", "-v", f"database={DATABASE}",
+                "-v", f"app_role={APP_ROLE}", "-v", f"grafana_role={GRAFANA_ROLE}",
                 "-f", str(ROLES_SQL))
     assert done.returncode == 0, done.stderr
-    app_url = postgres_server.url(DATABASE, "error_exporter", APP_PASSWORD)
+    app_url = postgres_server.url(DATABASE, APP_ROLE, APP_PASSWORD)
     started = datetime.now(timezone.utc).timestamp() - 1
     options = dict(
         store_url=app_url, app_name=APP, app_version="1.0.0",
@@ -144,12 +145,15 @@ def demo_store(postgres_server) -> Iterator[dict[str, Any]]:
         for monitor in monitors:
             monitor.stop(10)
     yield {
-        "grafana_url": postgres_server.url(DATABASE, "grafana_errors", GRAFANA_PASSWORD),
+        "grafana_url": postgres_server.url(DATABASE, GRAFANA_ROLE, GRAFANA_PASSWORD),
         "start": started,
         "end": datetime.now(timezone.utc).timestamp() + 1,
         "regressed": first.deployed.resolved_error_id if first.deployed else None,
         "fixed": fixed["error_id"],
     }
+    psql(postgres_server, "-c", f'DROP DATABASE "{DATABASE}" WITH (FORCE)')
+    for role in (APP_ROLE, GRAFANA_ROLE):
+        psql(postgres_server, "-c", f'DROP ROLE "{role}"')
 
 
 def run(store: Mapping[str, Any], sql: str, variables: Mapping[str, str]) -> list[tuple]:
