@@ -120,3 +120,36 @@ def test_any_instance_and_serve_store_show_the_same_fleet(postgres_server, apps)
         out, err = server.communicate(timeout=HANG_GUARD)
     assert server.returncode == 0, err
     assert PASSWORD not in line + out + err
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_schema_4_files_earlier_counts_under_an_unknown_instance(dialect, pg_url) -> None:
+    """Counts written before version 4 knew no instance: filed under ``unknown``, so a
+    group's per-instance counts still add up to its count after the migration."""
+    import sqlite3
+
+    from exporter.durable.tables import SQLITE, UNKNOWN_INSTANCE, steps
+
+    group = (
+        "INSERT INTO groups (app, error_id, occurrence_count, first_occurrence, "
+        "last_occurrence, report, state) VALUES ('shop', 'e1', 7, 1.0, 2.0, '{}', '{}')"
+    )
+    if dialect == SQLITE:
+        conn: Any = sqlite3.connect(":memory:")
+        execute = conn.execute
+    else:
+        import psycopg
+
+        conn = psycopg.connect(pg_url, autocommit=True)
+        execute = conn.execute
+    try:
+        for statement in [*steps(dialect, 0, "shop", target=3), group, *steps(dialect, 3, "shop")]:
+            execute(statement)
+        rows = execute(
+            "SELECT app, error_id, instance, occurrence_count, last_seen FROM group_instances"
+        ).fetchall()
+        assert [tuple(r) for r in rows] == [("shop", "e1", UNKNOWN_INSTANCE, 7, 2.0)]
+        execute("INSERT INTO records (app, ts, error_id, data, instance) "
+                "VALUES ('shop', 3.0, 'e1', '{}', 'web-1')")
+    finally:
+        conn.close()
