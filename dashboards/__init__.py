@@ -3,6 +3,7 @@
 - ``queries``: every PromQL expression, the metric prefix from one value (``DEFAULT_NAMESPACE``);
 - ``panels``: one helper per panel kind, links, variables, ``render``;
 - ``overview``, ``drilldown``: one module per board;
+- ``reports``: the Reports board, SQL on the shared store (PostgreSQL data source);
 - ``build.py``: the command line that writes ``dashboards/*.json``.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from grafana_foundation_sdk.builders import dashboard as dash
 
-from dashboards import drilldown, overview
+from dashboards import drilldown, overview, reports
 from dashboards.panels import render
 from dashboards.queries import DEFAULT_NAMESPACE
 
@@ -20,6 +21,7 @@ from dashboards.queries import DEFAULT_NAMESPACE
 DASHBOARDS: dict[str, Callable[[str], dash.Dashboard]] = {
     overview.FILE_NAME: overview.overview,
     drilldown.FILE_NAME: drilldown.drilldown,
+    reports.FILE_NAME: reports.reports,  # SQL on the shared store: no metric prefix
 }
 
 

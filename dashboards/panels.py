@@ -354,9 +354,22 @@ def add_rows(
     return builder
 
 
+def link_to_reports(panel: model.Panel | model.RowPanel) -> None:
+    """A panel with exemplars (they carry the error_id) also links to the Reports board
+    (dashboards/reports.py) for the error type of the series clicked."""
+    if not any(getattr(t, "exemplar", False) for t in getattr(panel, "targets", None) or []):
+        return
+    from dashboards.reports import ERROR_TYPE_LINK
+
+    defaults = panel.field_config.defaults if panel.field_config else None
+    if defaults is not None:
+        defaults.links = [*(defaults.links or []), data_link(*ERROR_TYPE_LINK).build()]
+
+
 def render(builder: dash.Dashboard) -> str:
     """Serialise with stable, unique panel ids (1, 2, ... in layout order)."""
     board = builder.build()
     for number, panel in enumerate(board.panels or [], start=1):
         panel.id_val = number
+        link_to_reports(panel)
     return json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"

@@ -8,6 +8,12 @@
 #   APP_PORT (9718)  PROM_PORT (9090)  AM_PORT (9093)  SCRAPE_INTERVAL (5s)
 #   STACK_DIR (.stack: configs, data and logs)  EXPORTER (.venv/bin/error-exporter)
 #   PROMETHEUS (prometheus)  ALERTMANAGER (prometheus-alertmanager)
+#   PG_PORT (5433)  STACK_POSTGRES (auto: 1 when the postgresql package and psycopg are
+#   installed; 0 never)  ERROR_EXPORTER_DB_PASSWORD  GRAFANA_DB_PASSWORD
+# With the local postgresql package (Debian: postgresql) the demo writes its reports to a
+# PostgreSQL of the stack's own (the shared store; roles from deploy/postgres/roles.sql, as
+# docker-compose's postgres service): `error-exporter serve --store URL` and Grafana's
+# Reports dashboard read it. Without it the demo runs on memory, as `make demo` does.
 # When something already answers http://127.0.0.1:$APP_PORT/healthz the demo is not started
 # and that process is scraped instead.
 set -euo pipefail
@@ -82,12 +88,58 @@ done
 
 mkdir -p "$STACK_DIR/prometheus" "$STACK_DIR/alertmanager"
 
+# --- PostgreSQL: the demo's shared store, when the local package is there ---------------------
+PG_PORT=${PG_PORT:-5433}
+STACK_POSTGRES=${STACK_POSTGRES:-auto}
+store_url=""
+
+start_postgres() {
+    local bin pgdir as=()
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$bin" ] && [ -x "$bin/initdb" ] || { log "no postgresql package: the demo runs on memory"; return 0; }
+    "$(dirname "$EXPORTER")/python" -c 'import psycopg' 2>/dev/null \
+        || { log "psycopg not installed (pip install 'error-exporter[postgres]'): no shared store"; return 0; }
+    pgdir="$STACK_DIR/postgres"
+    mkdir -p "$pgdir"
+    if [ "$(id -u)" = 0 ]; then  # PostgreSQL refuses to run as root
+        id postgres >/dev/null 2>&1 || { log "no postgres user: no shared store"; return 0; }
+        chown postgres: "$pgdir" && chmod 700 "$pgdir"
+        as=(runuser -u postgres --)
+    fi
+    if [ ! -f "$pgdir/data/PG_VERSION" ]; then
+        "${as[@]}" "$bin/initdb" -D "$pgdir/data" -U postgres --auth-local=trust \
+            --auth-host=scram-sha-256 -E UTF8 >"$STACK_DIR/postgres-init.log" 2>&1 \
+            || { log "initdb failed; see $STACK_DIR/postgres-init.log"; return 1; }
+        fresh=1
+    fi
+    "${as[@]}" "$bin/postgres" -D "$pgdir/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+        -c unix_socket_directories="$pgdir" >"$STACK_DIR/postgres.log" 2>&1 &
+    pids+=("$!")
+    for _ in $(seq 1 150); do
+        "${as[@]}" psql -h "$pgdir" -p "$PG_PORT" -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if [ -n "${fresh:-}" ]; then  # the roles of docker-compose's postgres service
+        "${as[@]}" psql -h "$pgdir" -p "$PG_PORT" -U postgres -d postgres -q \
+            -v app_password="${ERROR_EXPORTER_DB_PASSWORD:-change-me}" \
+            -v grafana_password="${GRAFANA_DB_PASSWORD:-change-me-too}" -v database=errors \
+            -f "$ROOT/deploy/postgres/roles.sql" >>"$STACK_DIR/postgres-init.log" 2>&1 \
+            || { log "roles.sql failed; see $STACK_DIR/postgres-init.log"; return 1; }
+    fi
+    store_url="postgresql://error_exporter:${ERROR_EXPORTER_DB_PASSWORD:-change-me}@127.0.0.1:$PG_PORT/errors"
+    log "postgresql ready: 127.0.0.1:$PG_PORT/errors (app role error_exporter, Grafana's grafana_errors)"
+}
+
 # --- the demo application -------------------------------------------------------------------
 if http_ok "http://127.0.0.1:$APP_PORT/healthz"; then
     log "an exporter already answers on 127.0.0.1:$APP_PORT; not starting the demo"
 else
     [ -x "$EXPORTER" ] || { log "$EXPORTER not found: create the venv first (make install)"; exit 1; }
-    "$EXPORTER" demo --port "$APP_PORT" --no-live >"$STACK_DIR/demo.log" 2>&1 &
+    if [ "$STACK_POSTGRES" != 0 ]; then
+        start_postgres
+    fi
+    ERROR_EXPORTER_STORE_URL="$store_url" \
+        "$EXPORTER" demo --port "$APP_PORT" --no-live >"$STACK_DIR/demo.log" 2>&1 &
     pids+=("$!")
     wait_ready demo "http://127.0.0.1:$APP_PORT/healthz" "$!" "$STACK_DIR/demo.log"
 fi
@@ -137,11 +189,16 @@ YAML
 pids+=("$!")
 wait_ready prometheus "http://127.0.0.1:$PROM_PORT/-/ready" "$!" "$STACK_DIR/prometheus.log"
 
+store_line="none (the demo runs on memory)"
+if [ -n "$store_url" ]; then  # never the password
+    store_line="postgresql://error_exporter:***@127.0.0.1:$PG_PORT/errors (serve --store reads it)"
+fi
 cat >&2 <<EOF2
 [stack] up:
   exporter      http://127.0.0.1:$APP_PORT/metrics  (JSON API: /api/v1/statistics)
   prometheus    http://127.0.0.1:$PROM_PORT  (alerts: /alerts, targets: /targets)
   alertmanager  http://127.0.0.1:$AM_PORT
+  shared store  $store_line
   logs and data $STACK_DIR
 [stack] Ctrl-C to stop.
 EOF2

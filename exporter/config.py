@@ -30,6 +30,7 @@ OTHER_ENV_NAMES = frozenset({
     ENV_PREFIX + "CONFIG",  # the YAML file load_config() reads
     ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
     ENV_PREFIX + "STORE_URL",  # the shared store's URL
+    ENV_PREFIX + "INSTANCE",  # this process's name in the shared store (durable/rows.py)
     ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
     # the command line's TLS and basic auth client settings (exporter/cli/client.py)
     ENV_PREFIX + "CA_FILE",

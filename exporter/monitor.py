@@ -183,6 +183,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 self.pipeline.tick_hooks.append(self._shared_store.tick)
                 if isinstance(self.view, LocalView):
                     self.view.resolve_elsewhere = self._shared_store.resolve
+                # the group reads show the fleet's groups (any instance answers the same)
+                from .durable.fleet_reader import FleetReader
+
+                self.view = FleetReader(str(cfg.store_url), cfg.store_app, cfg, base=self.view)
 
     @property
     def store_backend(self) -> tuple[str, str]:
@@ -320,6 +324,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 self._durable.close()  # what the worker's last tick left, then the file
             if self._shared_store is not None:
                 self._shared_store.close()  # what is left, then the connection
+                close_reader = getattr(self.view, "close", None)
+                if close_reader is not None:  # the fleet reader's own connection
+                    close_reader()
 
     def serve(self) -> Any:
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""

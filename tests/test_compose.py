@@ -84,8 +84,8 @@ def test_docker_compose_config_is_valid() -> None:
 
 
 def test_services_and_named_volumes() -> None:
-    assert set(SERVICES) == {"app", "prometheus", "alertmanager", "grafana"}
-    for service in ("prometheus", "alertmanager", "grafana"):
+    assert set(SERVICES) == {"app", "prometheus", "alertmanager", "grafana", "postgres"}
+    for service in ("prometheus", "alertmanager", "grafana", "postgres"):
         named = [str(v).split(":")[0] for v in SERVICES[service].get("volumes", [])]
         assert any(name in COMPOSE["volumes"] for name in named), f"{service}: no data volume"
 
@@ -109,6 +109,32 @@ def test_pinned_versions() -> None:
 def test_bind_mounted_paths_exist(service: str) -> None:
     for source, _ in bind_mounts(SERVICES[service]):
         assert (ROOT / source).exists(), f"{service}: {source} does not exist"
+
+
+def test_postgres_service_creates_the_roles_and_the_demo_writes_it() -> None:
+    """The shared store: the official image on a named volume, the least-privilege roles
+    of deploy/postgres/roles.sql created at its first start; the demo writes as the app's
+    role, Grafana reads as the read-only one (tests/test_reports_dashboard.py runs the same
+    roles.sql and every Reports panel as that role)."""
+    postgres = SERVICES["postgres"]
+    assert re.match(r"postgres:\d+\.\d+$", postgres["image"]), postgres["image"]
+    init = mounted_file(postgres, "/docker-entrypoint-initdb.d/10-error-exporter.sh")
+    assert init == ROOT / "deploy" / "postgres" / "init.sh" and os.access(init, os.X_OK)
+    assert "/etc/error-exporter/roles.sql" in init.read_text()
+    assert mounted_file(postgres, "/etc/error-exporter/roles.sql") == (
+        ROOT / "deploy" / "postgres" / "roles.sql"
+    )
+    store_url = SERVICES["app"]["environment"]["ERROR_EXPORTER_STORE_URL"]
+    assert store_url.startswith("postgresql://error_exporter:") and "@postgres:5432/" in store_url
+    assert "postgres" in SERVICES["app"]["depends_on"]
+    assert "pip install .[postgres]" in (ROOT / "deploy" / "Dockerfile").read_text()
+    grafana = SERVICES["grafana"]["environment"]
+    assert grafana["REPORTS_DB_USER"] == "grafana_errors"
+    assert grafana["REPORTS_DB_HOST"] == "postgres:5432"
+    datasources = mounted_file(SERVICES["grafana"], "/etc/grafana/provisioning/datasources")
+    reports = yaml.safe_load((datasources / "reports.yml").read_text())["datasources"][0]
+    assert reports["type"] == "grafana-postgresql-datasource"
+    assert reports["url"] == "${REPORTS_DB_HOST}"
 
 
 def test_app_builds_from_deploy_dockerfile() -> None:

@@ -236,6 +236,10 @@ def test_concurrent_first_occurrences_give_one_row_and_one_new(apps, pg_url, pos
     assert postgres_server.sql(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [
         (str(SCHEMA_VERSION),)
     ]
+    # each of the four processes is an instance of its own, and their counts add up
+    assert postgres_server.sql(
+        pg_url, "SELECT count(*), sum(occurrence_count) FROM group_instances"
+    ) == [(4, 12)]
 
 
 def test_the_password_never_shows(postgres_server, tmp_path, caplog):
@@ -462,8 +466,7 @@ def test_two_processes_migrating_at_once_one_migrates_the_other_waits(pg_url, po
     finally:
         first.close()
         second.close()
-    assert done == [SCHEMA_VERSION]  # it waited, then found the schema current (no step ran
-    # twice)
+    assert done == [SCHEMA_VERSION]  # it waited, then found the schema current (no step ran twice)
 
 
 def test_a_database_down_at_start_costs_nothing_and_gets_everything_later(

@@ -72,6 +72,8 @@ def build_config(args: argparse.Namespace) -> Any:
         changes["api_token"] = args.token
     if getattr(args, "web_config_file", None) is not None:
         changes["web_config_file"] = args.web_config_file
+    if getattr(args, "store_url", None):  # the stack's shared store (docker-compose, make stack)
+        changes["store_url"] = args.store_url
     return dataclasses.replace(config, **changes)
 
 

@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
     demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
     _add_web_config_option(demo)
+    demo.add_argument("--store-url", metavar="URL",
+                      help="write the reports to a shared store (postgresql://...; default: "
+                           "ERROR_EXPORTER_STORE_URL, else memory only)")
     _add_api_options(demo, url=False)
     _add_access_options(demo)
 
@@ -252,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="port (default 9718)")
     serve.add_argument("--config", metavar="FILE", help="YAML configuration (namespace, token)")
     _add_web_config_option(serve)
+    serve.add_argument("--store", metavar="URL", default=os.environ.get("ERROR_EXPORTER_STORE_URL"),
+                       help="serve the read API of a shared store (postgresql://...) with no "
+                            "app running: the fleet's groups (default: "
+                            "ERROR_EXPORTER_STORE_URL)")
+    serve.add_argument("--app", help="with --store: whose groups (needed when the store "
+                                     "holds several apps)")
     _add_api_options(serve, url=False)
     return parser
 
@@ -356,8 +365,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from exporter.multiprocess.sidecar import run_sidecar
 
+    if args.store and not args.multiproc_dir:
+        from exporter.cli.offline_store import serve_store
+
+        return serve_store(args.store, args.app, args.host, args.port, args.token, args.config)
     if not args.multiproc_dir:
-        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR)",
+        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR), or "
+              "--store postgresql://...",
               file=sys.stderr)
         return 2
     return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config,

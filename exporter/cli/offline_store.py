@@ -310,6 +310,71 @@ def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[st
     return found
 
 
+def serve_store(
+    url: str, app: str | None, host: str | None, port: int | None, token: str | None,
+    config_path: str | None,
+) -> int:
+    """``serve --store postgresql://...``: the read API of the app's whole fleet from the
+    shared store, with no app running (the groups summed over every instance, with their
+    per-instance counts; patterns and sessions, which only a live process has, empty).
+    Read-only: resolving is ``resolve --store``. Serves until SIGINT / SIGTERM."""
+    import signal
+    import sys
+    import threading
+
+    from exporter.config import ConfigError, load_config
+    from exporter.durable.fleet_reader import FleetReader
+    from exporter.http import MonitorServer
+
+    if not is_postgres(url):
+        print(f"error: --store {redact(url)}: serve reads a postgresql:// shared store "
+              "(a store file has one process: `analyze --store` / `export --store` read it)",
+              file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {}
+    for key, value in (("host", host), ("port", port), ("api_token", token)):
+        if value is not None:
+            overrides[key] = value
+    try:
+        config = load_config(config_path, **overrides)
+        with open_database(url) as conn, conn.transaction():
+            apps = [a for (a,) in conn.execute("SELECT DISTINCT app FROM groups ORDER BY 1")]
+        app = app or config.app_name or (apps[0] if len(apps) == 1 else None)
+        if app is None:
+            raise StoreUnusable(
+                f"{redact(url)} holds the groups of several apps ({', '.join(apps)}): "
+                "name one with --app" if apps else f"{redact(url)} holds no groups yet: name "
+                "the app with --app (its app_name, else its namespace)"
+            )
+    except ConfigError as exc:
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reader = FleetReader(url, app, config)
+    server = MonitorServer(reader, config.host, config.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"error-exporter serving the reports of app {app!r} from {redact(url)} on "
+          f"{server.url} (/api/v1/errors, /api/v1/export)", flush=True)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+        reader.close()
+    return 0
+
+
 def _one_app(apps: list[str], app: str | None, error_id: str) -> str:
     if app is not None:
         if app not in apps:

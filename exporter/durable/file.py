@@ -74,15 +74,25 @@ class StoreFile:
     # -- writing -----------------------------------------------------------------------------
     def write(self, changes: Changes, group_rows: Iterable[tuple[object, ...]]) -> None:
         """One transaction: the batch. Raises ``sqlite3.Error`` (nothing written then)."""
+        instance = rows.instance_name()
         record_rows = [
-            (seq, self.app, record.timestamp.timestamp(), record.error_id, dumps(record.to_dict()))
+            (
+                seq,
+                self.app,
+                record.timestamp.timestamp(),
+                record.error_id,
+                dumps(record.to_dict()),
+                instance,
+            )
             for seq, record in changes.records
         ]
         with self._lock:
             conn = self.connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                added = self._apply(conn, self.app, changes, list(group_rows), record_rows)
+                added = self._apply(
+                    conn, self.app, changes, list(group_rows), record_rows, instance
+                )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -95,7 +105,8 @@ class StoreFile:
         app: str,
         changes: Changes,
         group_rows: list[tuple[object, ...]],
-        record_rows: list[tuple[int, str, float, str, str]],
+        record_rows: list[tuple[int, str, float, str, str, str]],
+        instance: str,
     ) -> int:
         added = 0
         if changes.cleared_before is not None:
@@ -106,9 +117,16 @@ class StoreFile:
                 "DELETE FROM groups WHERE app = ? AND last_occurrence <= ?",
                 (app, changes.cleared_before),
             )
+            conn.execute(
+                "DELETE FROM group_instances WHERE app = ? AND last_seen <= ?",
+                (app, changes.cleared_before),
+            )
         if changes.removed:
             doomed = [(app, e) for e in changes.removed]
             conn.executemany("DELETE FROM groups WHERE app = ? AND error_id = ?", doomed)
+            conn.executemany(
+                "DELETE FROM group_instances WHERE app = ? AND error_id = ?", doomed
+            )
             for error_id in changes.removed:
                 added -= conn.execute(
                     "DELETE FROM records WHERE app = ? AND error_id = ?", (app, error_id)
@@ -116,10 +134,18 @@ class StoreFile:
         conn.executemany(rows.GROUP_UPSERT, group_rows)
         conn.executemany(SESSIONS_ADD.format(p="?"),
                          [(app, status, count) for status, count in changes.sessions.items()])
+        conn.executemany(
+            rows.INSTANCE_UPSERT.replace("GREATEST", "max"),
+            [
+                (app, e, instance, n, changes.latest.get(e, 0.0))
+                for e, n in sorted(changes.counts.items())
+                if n
+            ],
+        )
         for row in record_rows:
             added += conn.execute(
-                "INSERT OR REPLACE INTO records (seq, app, ts, error_id, data) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO records (seq, app, ts, error_id, data, instance) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             ).rowcount
         return added
@@ -146,6 +172,10 @@ class StoreFile:
                     ]
                     conn.execute(
                         "DELETE FROM groups WHERE app = ? AND last_occurrence < ?", (app, cutoff)
+                    )
+                    conn.execute(
+                        "DELETE FROM group_instances WHERE app = ? AND last_seen < ?",
+                        (app, cutoff),
                     )
                     self.record_rows = int(
                         conn.execute(

@@ -11,7 +11,9 @@ A batch is one transaction, correct while any number of processes write the same
 4. regressions: ``UPDATE … WHERE resolved_at IS NOT NULL AND resolved_at < latest
    RETURNING`` — the row lock lets exactly one process see the row come back, so it is
    counted once;
-5. the records (``seq`` is the database's: one order for the fleet);
+5. the records (``seq`` is the database's: one order for the fleet), each with the
+   instance that wrote it, and the instance's own count of each group added to its
+   ``group_instances`` row (what the fleet read shows per instance);
 6. the release state of every group written, read back: what other processes did
    (created first, resolved, regressed) reaches this one's in-memory store.
 
@@ -39,6 +41,7 @@ from .tables import (
     RELEASE_COLUMNS,
     SCHEMA_VERSION,
     SESSIONS_ADD,
+    UNKNOWN_INSTANCE,
     steps,
 )
 from .tracking import Changes, TrackingStore
@@ -171,10 +174,16 @@ RETURNING g.error_id
 _STATES = f"SELECT {', '.join(STATE_COLUMNS)} FROM groups WHERE app = %s AND error_id = ANY(%s)"
 
 
-def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) -> Written:
+def write(
+    conn: Any,
+    app: str,
+    changes: Changes,
+    groups: dict[str, ErrorGroup],
+    instance: str = UNKNOWN_INSTANCE,
+) -> Written:
     """One batch, one transaction (see the module's docstring). ``groups``: the changed
-    groups' in-memory state, read under the store's lock by the caller. Raises psycopg
-    errors (nothing written then)."""
+    groups' in-memory state, read under the store's lock by the caller; ``instance``: the
+    writer (:func:`.rows.instance_name`). Raises psycopg errors (nothing written then)."""
     done = Written()
     ids = sorted(set(changes.groups) | set(changes.counts) | set(changes.resolved))
     with conn.transaction():
@@ -212,13 +221,15 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
         if changes.records:
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO records (app, ts, error_id, data) VALUES (%s, %s, %s, %s)",
+                    "INSERT INTO records (app, ts, error_id, data, instance) "
+                    "VALUES (%s, %s, %s, %s, %s)",
                     [
                         (
                             app,
                             record.timestamp.timestamp(),
                             record.error_id,
                             dumps(record.to_dict()),
+                            instance,
                         )
                         for _, record in changes.records
                     ],
@@ -228,6 +239,14 @@ def write(conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]) 
             with conn.cursor() as cur:
                 cur.executemany(SESSIONS_ADD.format(p="%s"),
                                 [(app, s, n) for s, n in sorted(changes.sessions.items())])
+        counted = [
+            (app, e, instance, n, changes.latest.get(e, 0.0))
+            for e, n in sorted(changes.counts.items())
+            if n
+        ]
+        if counted:
+            with conn.cursor() as cur:
+                cur.executemany(rows.INSTANCE_UPSERT.replace("?", "%s"), counted)
         if ids:
             done.states = read_states(conn, app, ids)
     return done
@@ -292,6 +311,9 @@ def prune(conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
         pruned.by_age = conn.execute(
             "DELETE FROM records WHERE app = %s AND ts < %s", (app, cutoff)
         ).rowcount
+        conn.execute(
+            "DELETE FROM group_instances WHERE app = %s AND last_seen < %s", (app, cutoff)
+        )
         pruned.groups = [
             str(e)
             for (e,) in conn.execute(
@@ -389,6 +411,76 @@ def apply_states(store: TrackingStore, states: dict[str, dict[str, Any]]) -> Non
 def states_of(conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     with conn.transaction():
         return read_states(conn, app, sorted(ids))
+
+
+# -- the fleet read (exporter.durable.fleet_reader): every instance's groups of one app ----
+def fleet_groups(conn: Any, app: str, limit: int) -> list[ErrorGroup]:
+    """The app's groups, most recently seen first (at most ``limit``)."""
+    with conn.transaction():
+        found = conn.execute(
+            f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups WHERE app = %s "
+            "ORDER BY last_occurrence DESC, error_id LIMIT %s",
+            (app, min(limit, 2**62)),
+        ).fetchall()
+    return [rows.group_from_row(row) for row in found]
+
+
+def fleet_group(conn: Any, app: str, error_id: str) -> ErrorGroup | None:
+    with conn.transaction():
+        row = conn.execute(
+            f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups WHERE app = %s AND error_id = %s",
+            (app, error_id),
+        ).fetchone()
+    return None if row is None else rows.group_from_row(row)
+
+
+def fleet_instances(
+    conn: Any, app: str, error_id: str | None = None
+) -> dict[str, list[tuple[str, int, float]]]:
+    """(instance, occurrence count, last seen) of each group (``error_id``: of that one),
+    the busiest instance first."""
+    where, args = "WHERE app = %s", [app]
+    if error_id is not None:
+        where, args = where + " AND error_id = %s", [app, error_id]
+    out: dict[str, list[tuple[str, int, float]]] = {}
+    with conn.transaction():
+        for e, instance, count, last in conn.execute(
+            "SELECT error_id, instance, occurrence_count, last_seen FROM group_instances "
+            f"{where} ORDER BY error_id, occurrence_count DESC, instance",
+            args,
+        ):
+            out.setdefault(str(e), []).append((str(instance), int(count), float(last)))
+    return out
+
+
+def fleet_records(
+    conn: Any,
+    app: str,
+    after: int = 0,
+    count: int = 500,
+    error_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    newest: bool = False,
+) -> list[tuple[int, str]]:
+    """(seq, data) of the app's records after ``after`` in the fleet's order (``newest``:
+    the latest ``count``, newest first); ``error_id``, ``since``, ``until`` narrow them."""
+    where, args = "WHERE app = %s AND seq > %s", [app, after]
+    if error_id is not None:
+        where, args = where + " AND error_id = %s", [*args, error_id]
+    if since is not None:
+        where, args = where + " AND ts >= %s", [*args, since]
+    if until is not None:
+        where, args = where + " AND ts <= %s", [*args, until]
+    order = "DESC" if newest else "ASC"
+    with conn.transaction():
+        return [
+            (int(seq), str(data))
+            for seq, data in conn.execute(
+                f"SELECT seq, data FROM records {where} ORDER BY seq {order} LIMIT %s",
+                [*args, count],
+            )
+        ]
 
 
 __all__ = [

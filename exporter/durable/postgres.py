@@ -29,6 +29,7 @@ from ..config import MonitorConfig
 from ..dsn import redact
 from ..store import ErrorGroup, ErrorStore
 from . import pg_database as db
+from . import rows
 from .schema import StoreTooNew
 from .tracking import SessionLedger, TrackingStore
 
@@ -75,6 +76,7 @@ class SharedBackend:
         self.note_internal_error = note_internal_error
         self.hooks = hooks
         self.pid = os.getpid()
+        self.instance = rows.instance_name()  # the writer in group_instances and records
         self.store: TrackingStore | None = None
         self.conn: Any = None
         self.too_new = False
@@ -193,9 +195,9 @@ class SharedBackend:
         import psycopg
 
         try:
-            return db.write(self.conn, self.app, changes, groups)
+            return db.write(self.conn, self.app, changes, groups, self.instance)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            return db.write(self.conn, self.app, changes, groups)
+            return db.write(self.conn, self.app, changes, groups, self.instance)
 
     def _prune(self, store: TrackingStore) -> None:
         try:
@@ -254,6 +256,7 @@ class SharedBackend:
         """A forked child (e.g. a gunicorn worker without a multiprocess directory) writes
         the same database on its own connection; the parent's socket is left alone."""
         self.pid = os.getpid()
+        self.instance = rows.instance_name()
         self.conn = None  # not closed: that would end the parent's session
         self._lock = threading.Lock()
         self._retry_at = self._backoff = 0.0

@@ -16,6 +16,30 @@ from ..codec import dumps, report_from_dict
 from ..store import ErrorGroup
 from .tables import GROUP_COLUMNS
 
+INSTANCE_ENV = "ERROR_EXPORTER_INSTANCE"
+
+
+def instance_name() -> str:
+    """Which instance this process is in the store's ``group_instances``: the
+    ``ERROR_EXPORTER_INSTANCE`` variable when set (a pod or host name that outlives a
+    restart), else ``host:pid`` (two processes on one host are two instances: that is
+    what a per-instance count must tell apart)."""
+    import os
+    import socket
+
+    named = os.environ.get(INSTANCE_ENV, "").strip()
+    return named or f"{socket.gethostname()}:{os.getpid()}"
+
+
+# one instance's occurrences of a group added to what it counted before (both dialects:
+# SQLite spells GREATEST as the two-argument max)
+INSTANCE_UPSERT = (
+    "INSERT INTO group_instances (app, error_id, instance, occurrence_count, last_seen) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (app, error_id, instance) DO UPDATE SET "
+    "occurrence_count = group_instances.occurrence_count + excluded.occurrence_count, "
+    "last_seen = GREATEST(group_instances.last_seen, excluded.last_seen)"
+)
+
 GROUP_UPSERT = (
     f"INSERT OR REPLACE INTO groups ({', '.join(GROUP_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in GROUP_COLUMNS)})"

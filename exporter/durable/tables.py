@@ -17,11 +17,17 @@ Version history:
 4. ``session_counts``: the sessions of the app's processes by how they ended (exited,
    errored, crashed, abnormal), added by every process, so a process that crashed is
    counted as crashed for readers without it (``analyze --store``).
+5. which instance wrote what: ``group_instances`` (one row per app, group and instance:
+   its occurrence count and when it last saw the group, upserted in the batch that adds
+   the counts) and ``records.instance``. A group's per-instance counts are what the fleet
+   read (``/api/v1/errors`` of any instance, ``serve --store``, the Reports dashboard)
+   shows beside its summed count; what was counted before this version is filed under the
+   instance ``unknown``, so the per-instance counts still add up to the group's count.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
@@ -135,12 +141,28 @@ CREATE TABLE IF NOT EXISTS session_counts (
 );
 """
 
+_V4_TO_V5 = """
+CREATE TABLE IF NOT EXISTS group_instances (
+    app TEXT NOT NULL,
+    error_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    occurrence_count $BIGINT NOT NULL,
+    last_seen $REAL NOT NULL,
+    PRIMARY KEY (app, error_id, instance)
+);
+INSERT INTO group_instances (app, error_id, instance, occurrence_count, last_seen)
+    SELECT app, error_id, 'unknown', occurrence_count, last_occurrence FROM groups;
+ALTER TABLE records ADD COLUMN instance TEXT;
+"""
+UNKNOWN_INSTANCE = "unknown"  # what was counted before version 5 (no instance recorded)
+
 # MIGRATIONS[n] takes a database from version n to n + 1 (0: a new, empty one)
 MIGRATIONS: dict[int, str | dict[str, str]] = {
     0: _V1,
     1: _V1_TO_V2,
     2: {SQLITE: _V2_TO_V3_SQLITE, POSTGRESQL: _V2_TO_V3_POSTGRESQL},
     3: _V3_TO_V4,
+    4: _V4_TO_V5,
 }
 # Adds each process's sessions to the app's (the same statement in both dialects).
 SESSIONS_ADD = (

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..export import export_head
-from ..reader import ErrorReader
+from ..reader import ErrorReader, ReadThroughView
 from ..store import ExportFilter
 from .responses import dumps
 
@@ -33,7 +33,9 @@ def _body(monitor: ErrorReader, flt: ExportFilter, batch: int, opening: bytes) -
     last_seq = flt.cursor
     next_cursor: int | None = None
     separator = ""
-    for written, (seq, record) in enumerate(monitor.store.iter_records(flt)):
+    # a monitor reads its records from the backend it chose (a shared store: the fleet's)
+    source = monitor.view.store if isinstance(monitor, ReadThroughView) else monitor.store
+    for written, (seq, record) in enumerate(source.iter_records(flt)):
         if flt.limit is not None and written >= flt.limit:
             next_cursor = last_seq
             break

@@ -82,8 +82,29 @@ RELEASE: dict[str, Schema] = {
                                          "again)"},
     "regressed_at": _nullable(ISO), "regressed_at_epoch": _nullable(NUM),
 }
+INSTANCES: Schema = {
+    "type": "array",
+    "description": "with a shared store (store_url postgresql://...): which instance counted "
+                   "how many of the group's occurrences (they add up to occurrence_count) and "
+                   "when it last saw it, the busiest first; absent without a shared store",
+    "items": {"type": "object", "required": ["instance", "occurrence_count", "last_seen"],
+              "properties": {
+                  "instance": {**STR, "description": "ERROR_EXPORTER_INSTANCE, else host:pid "
+                                                     "(unknown: counted before schema 4)"},
+                  "occurrence_count": INT, "last_seen": _nullable(ISO),
+                  "last_seen_epoch": NUM}},
+}
 FRAME: Schema = {"type": "object", "properties": {
     "file_path": STR, "line_number": {"type": "integer"}, "function_name": STR}}
+
+
+_GROUP_REQUIRED = (
+    "error_id", "error_type", "error_message", "severity", "priority", "component", "plugin",
+    "operation", "file_path", "line_number", "function_name", "frames", "occurrence_count",
+    "coalesced_occurrences", "last_severity", "components", "plugins", "first_occurrence",
+    "first_occurrence_epoch", "last_occurrence", "last_occurrence_epoch", "frequency_per_hour",
+    "affected_users", *RELEASE,
+)
 
 
 def _schemas() -> dict[str, Schema]:
@@ -128,7 +149,9 @@ def _schemas() -> dict[str, Schema]:
              "plugins": {"type": "array", "items": STR},
              "first_occurrence": ISO, "first_occurrence_epoch": EPOCH,
              "last_occurrence": ISO, "last_occurrence_epoch": EPOCH,
-             "frequency_per_hour": NUM, "affected_users": INT, **RELEASE},
+             "frequency_per_hour": NUM, "affected_users": INT, **RELEASE,
+             "instances": INSTANCES},
+            [*_GROUP_REQUIRED],
             description="An error group (one signature) with its counts; times are ISO-8601 "
                         "in UTC, with epoch seconds beside (*_epoch). severity is the highest "
                         "seen; error_message, component, plugin and operation are the latest "
@@ -185,7 +208,8 @@ def _schemas() -> dict[str, Schema]:
         "Analysis": _object(
             {"statistics": _ref("Statistics"),
              "top_errors": {"type": "array", "items": _object(
-                 {"error_id": STR, "occurrence_count": INT, "report": _ref("ErrorReport")})},
+                 {"error_id": STR, "occurrence_count": INT, "report": _ref("ErrorReport"),
+                  "instances": INSTANCES}, ["error_id", "occurrence_count", "report"])},
              "total_unique_errors": INT, "session_count": INT,
              "patterns": {"type": "array", "items": _ref("Pattern")},
              "sessions": _ref("Sessions"),

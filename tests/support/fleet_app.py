@@ -11,6 +11,7 @@ JSON line on stdout:
 - ``metrics``: new / regressed counts by version, drops, store info;
 - ``group ID``: the group's summary as this process serves it;
 - ``regressions``: the ids the regression callback saw;
+- ``serve``: serve the HTTP API on a free port of 127.0.0.1; answers its URL;
 - ``quit``: stop the monitor and exit.
 """
 
@@ -49,6 +50,7 @@ def main() -> int:
     )
     monitor.start()
     regressions: list[str] = []
+    servers: list[Any] = []
     monitor.register_regression_callback(lambda report: regressions.append(report.error_id))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -77,6 +79,11 @@ def main() -> int:
         elif words[0] == "group":
             found = monitor.get_group(words[1])
             answer = None if found is None else found["group"]
+        elif words[0] == "serve":
+            from exporter.http import MonitorServer
+
+            servers.append(MonitorServer(monitor, "127.0.0.1", 0).start())
+            answer = servers[-1].url
         elif words[0] == "regressions":
             answer = regressions
         elif words[0] == "metrics":
@@ -94,6 +101,8 @@ def main() -> int:
 
             answer["text"] = generate_latest(monitor.registry).decode()
         elif words[0] == "quit":
+            for server in servers:
+                server.stop()
             monitor.stop(5)
             print(json.dumps(True), flush=True)
             return 0
