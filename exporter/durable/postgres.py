@@ -22,15 +22,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ..config import MonitorConfig
-from ..dsn import redact
 from ..store import ErrorGroup, ErrorStore
 from . import pg_database as db
+from .batch import Written, apply_states
 from .schema import StoreTooNew
-from .tracking import SessionLedger, TrackingStore
+from .tracking import Changes, SessionLedger, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 PRUNE_EVERY_SECONDS = 60.0
@@ -41,6 +41,38 @@ DROP_AGE = "store_retention"
 DROP_SIZE = "store_max_records"
 DROP_WRITE = "store_write_failed"
 CountDrop = Callable[[str, int], None]
+
+
+class SharedDatabase(Protocol):
+    """A database many processes write (PostgreSQL: :class:`.pg_database.PostgresDatabase`;
+    a multiprocess directory's SQLite file: :class:`.sqlite_shared.SqliteSharedDatabase`).
+    Each call but ``connect`` and ``close`` is one transaction on ``conn``."""
+
+    where: str
+
+    def connect(self) -> Any: ...
+
+    def ensure_schema(
+        self, conn: Any, app: str, on_migrate: Callable[[int, int], None] | None = None
+    ) -> None: ...
+
+    def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int: ...
+
+    def write(
+        self, conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup]
+    ) -> Written: ...
+
+    def prune(self, conn: Any, app: str, cutoff: float, max_records: int) -> db.Pruned: ...
+
+    def states_of(self, conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def resolve(
+        self, conn: Any, app: str, error_id: str, when: float, version: str | None
+    ) -> dict[str, Any] | None: ...
+
+    def unavailable(self, exc: BaseException) -> db.StoreUnavailable: ...
+
+    def close(self, conn: Any) -> None: ...
 
 
 class FleetHooks:
@@ -63,11 +95,14 @@ class SharedBackend:
         note_internal_error: Callable[[BaseException], None],
         hooks: FleetHooks,
         ledger: SessionLedger | None = None,
+        database: SharedDatabase | None = None,
     ) -> None:
-        assert config.store_url is not None
+        if database is None:
+            assert config.store_url is not None
+            database = db.PostgresDatabase(config.store_url)
+        self.db = database
         self.ledger = ledger
-        self.url = config.store_url
-        self.where = redact(self.url)  # what log lines and errors name
+        self.where = database.where  # what log lines and errors name (no password)
         self.app = config.store_app
         self.retention_seconds = config.store_retention_seconds
         self.max_records = config.store_max_records
@@ -106,15 +141,15 @@ class SharedBackend:
             return True
         conn = None
         try:
-            conn = db.connect(self.url)
-            db.ensure_schema(conn, self.where, self.app, self._migrated)
+            conn = self.db.connect()
+            self.db.ensure_schema(conn, self.app, self._migrated)
         except StoreTooNew as exc:
             self.too_new = True
-            _close(conn)
+            self._close(conn)
             log.warning("error-exporter: %s; running with a memory-only store", exc)
             return False
         except Exception as exc:
-            _close(conn)
+            self._close(conn)
             self._failed("connect to", exc)
             return False
         self.conn = conn
@@ -133,7 +168,7 @@ class SharedBackend:
 
     def _load(self, store: TrackingStore) -> None:
         try:
-            db.load_into(self.conn, store, self.app, time.time() - self.retention_seconds)
+            self.db.load_into(self.conn, store, self.app, time.time() - self.retention_seconds)
         except Exception as exc:
             self._lost(exc, "read")  # an empty start; the writes follow when it is back
 
@@ -180,7 +215,7 @@ class SharedBackend:
             return
         if self.ledger is not None:
             self.ledger.written(changes.sessions)
-        db.apply_states(store, done.states)
+        apply_states(store, done.states)
         for _, version in done.created:
             self.hooks.new_group(version)
         for error_id in done.regressed:
@@ -188,18 +223,12 @@ class SharedBackend:
             if group is not None:
                 self.hooks.regressed(group)
 
-    def _attempt(self, changes: Any, groups: dict[str, ErrorGroup]) -> db.Written:
-        """The batch, tried again once at once when two writers deadlocked."""
-        import psycopg
-
-        try:
-            return db.write(self.conn, self.app, changes, groups)
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            return db.write(self.conn, self.app, changes, groups)
+    def _attempt(self, changes: Any, groups: dict[str, ErrorGroup]) -> Written:
+        return self.db.write(self.conn, self.app, changes, groups)
 
     def _prune(self, store: TrackingStore) -> None:
         try:
-            pruned = db.prune(
+            pruned = self.db.prune(
                 self.conn, self.app, time.time() - self.retention_seconds, self.max_records
             )
         except Exception as exc:
@@ -218,11 +247,11 @@ class SharedBackend:
         if not ids:
             return
         try:
-            states = db.states_of(self.conn, self.app, ids)
+            states = self.db.states_of(self.conn, self.app, ids)
         except Exception as exc:
             self._lost(exc, "read")
             return
-        db.apply_states(store, states)
+        apply_states(store, states)
 
     def _given_up(self, count: int) -> None:
         if count:
@@ -230,7 +259,7 @@ class SharedBackend:
 
     def _lost(self, exc: BaseException, what: str) -> None:
         """A statement failed: the connection is dropped (reopened with backoff)."""
-        _close(self.conn)
+        self._close(self.conn)
         self.conn = None
         self._failed(what, exc)
 
@@ -238,7 +267,7 @@ class SharedBackend:
         """Back off, count, warn once (the message without the password)."""
         self._backoff = min(max(self._backoff * 2, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
         self._retry_at = time.monotonic() + self._backoff
-        safe = exc if isinstance(exc, db.StoreUnavailable) else db.unavailable(exc, self.url)
+        safe = self.db.unavailable(exc)
         self.note_internal_error(safe)
         if not self._warned:
             self._warned = True
@@ -249,6 +278,11 @@ class SharedBackend:
                 self.where,
                 safe,
             )
+
+    def _close(self, conn: Any) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.db.close(conn)
 
     def after_fork_in_child(self, base: ErrorStore) -> TrackingStore:
         """A forked child (e.g. a gunicorn worker without a multiprocess directory) writes
@@ -271,7 +305,7 @@ class SharedBackend:
             if self.conn is None and (time.monotonic() < self._retry_at or not self._connect()):
                 return None
             try:
-                return db.resolve(self.conn, self.app, error_id, time.time(), version)
+                return self.db.resolve(self.conn, self.app, error_id, time.time(), version)
             except Exception as exc:
                 self._lost(exc, "write to")
                 return None
@@ -285,7 +319,7 @@ class SharedBackend:
         except Exception as exc:
             self.note_internal_error(exc)
         with self._lock:
-            _close(self.conn)
+            self._close(self.conn)
             self.conn = None
             self._retry_at = 0.0
 
@@ -304,10 +338,6 @@ def _copy(group: ErrorGroup) -> ErrorGroup:
     return clone
 
 
-def _close(conn: Any) -> None:
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 def attach(
