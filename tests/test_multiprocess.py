@@ -21,7 +21,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import ErrorMonitor
-from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
 from exporter.multiprocess import SharedStore, mark_process_dead, prepare_dir
-from exporter.multiprocess.sqlite_store import DB_NAME, Limits
-from exporter.store import ExportFilter
+from exporter.multiprocess.sqlite_store import DB_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -157,14 +154,26 @@ def raise_in_workers(url: str) -> None:
     assert statuses == [500] * N
 
 
+def errors_by_pid(directory: Path) -> dict[int, int]:
+    """app_errors_total of each worker, from its own counter file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, int] = {}
+    for path in directory.glob("counter_*.db"):
+        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+                    for s in m.samples if s.name == "app_errors_total")
+        if total:
+            counts[int(path.stem.split("_")[1])] = int(total)
+    return counts
+
+
 def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Path) -> None:
     assert not (gunicorn.dir / "counter_999999.db").exists()
     workers = gunicorn.workers()
     raise_in_workers(gunicorn.url)
 
-    # the errors really were handled by several workers (each record keeps its writer's pid)
-    by_pid = dict(SharedStore(gunicorn.dir).connect().execute(
-        "SELECT pid, count(*) FROM records GROUP BY pid").fetchall())
+    # the errors really were handled by several workers (each counts in its own file)
+    by_pid = errors_by_pid(gunicorn.dir)
     assert len(by_pid) >= 2, by_pid
     assert set(by_pid) <= workers
 
@@ -428,88 +437,7 @@ def test_forking_while_the_monitor_threads_work_never_hangs_a_child(tmp_path: Pa
     assert done.stdout.split() == ["hung", "0", "errors", "340"]
 
 
-# -- the shared store and the directory ------------------------------------------------------
-def report(error_id: str, ts: float, user: str | None = None) -> tuple[ErrorReport, ErrorRecord]:
-    rep = ErrorReport(
-        error_id=error_id, error_type="ValueError", error_message=f"m {error_id}",
-        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM, timestamp=ts,
-        first_occurrence=ts, occurrence_count=1, component="c", file_path=None,
-        line_number=None, function_name=None, stack_trace="", traceback_lines=[],
-        environment={}, user_id=user, last_occurrence=ts)
-    rec = ErrorRecord(error_type="ValueError", message=f"m {error_id}",
-                      timestamp=datetime.fromtimestamp(ts), error_id=error_id, component="c",
-                      user_id=user)
-    return rep, rec
-
-
-def test_shared_store_is_bounded_like_memory(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_records=5, max_groups=2, occurrences_per_group=3,
-                                         max_users_per_group=2))
-    now = time.time()
-    evicted = 0
-    for i, error_id in enumerate(["a", "a", "b", "a", "c", "c", "a", "d"]):
-        rep, rec = report(error_id, now + i, user=f"u{i}")
-        evicted += store.add(rep, rec, rep.user_id)
-    assert store.group_count() == 2 and evicted == 2  # b, then c: least recently seen first
-    assert {g["error_id"] for g in store.groups()} == {"a", "d"}
-    records = list(store.iter_records(ExportFilter()))
-    # over the bound, the group holding the most records gives way (a, twice)
-    assert [r.error_id for _, r in records] == ["b", "c", "c", "a", "d"]
-    assert store.processed() == 8
-    assert max(g["affected_users"] for g in store.groups()) <= 2
-    assert len(store.occurrences("c", 3)) == 2
-    assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
-
-
-def test_a_storm_never_evicts_another_groups_shared_records(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_records=20))
-    now = time.time()
-    for i in range(3):
-        store.add(*report("rare", now + i)[:2], None)
-    for i in range(200):
-        store.add(*report("storm", now + 10 + i)[:2], None)
-    kinds = [r.error_id for _, r in store.iter_records(ExportFilter())]
-    assert len(kinds) == 20 and kinds.count("rare") == 3
-
-
-def test_shared_summaries_follow_the_json_conventions_of_the_monitor(tmp_path: Path) -> None:
-    """Same times (ISO-8601 UTC, *_epoch beside), same null plugin, same frames as
-    ErrorGroup.summary(), though built from the stored JSON."""
-    from exporter.multiprocess.sqlite_store import group_summary
-
-    store = SharedStore(tmp_path, Limits())
-    rep, rec = report("a", 1000.0)
-    rep.stack_trace = ('Traceback (most recent call last):\n  File "/app/x.py", line 3, in '
-                       'load\n  File "/app/y.py", line 9, in parse\nValueError: m a\n')
-    store.add(rep, rec, None)
-    store.add_occurrence(rep, report("a", 1500.0)[1], None)
-    summary = group_summary(store.groups()[0])
-    assert (summary["first_occurrence"], summary["first_occurrence_epoch"]) == (
-        "1970-01-01T00:16:40.000000+00:00", 1000.0)
-    assert (summary["last_occurrence"], summary["last_occurrence_epoch"]) == (
-        "1970-01-01T00:25:00.000000+00:00", 1500.0)
-    assert summary["plugin"] is None
-    assert [f["function_name"] for f in summary["frames"]] == ["parse", "load"]
-    stored = store.groups()[0]
-    assert stored["timestamp"] == summary["last_occurrence"]
-    assert stored["timestamp_epoch"] == 1500.0
-    [(_, first), _] = list(store.iter_records(ExportFilter()))
-    assert first.timestamp == datetime.fromtimestamp(1000.0)  # naive local, as in memory
-    assert first.to_dict()["timestamp"] == "1970-01-01T00:16:40.000000+00:00"
-    assert first.to_dict()["plugin_id"] is None
-
-
-def test_occurrence_of_a_group_evicted_elsewhere_starts_it_again(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_groups=1))
-    rep_a, rec_a = report("a", 1000.0)
-    rep_b, rec_b = report("b", 1001.0)
-    store.add(rep_a, rec_a, None)
-    assert store.add(rep_b, rec_b, None) == 1  # a is evicted by b
-    assert store.add_occurrence(rep_a, rec_a, "user-1") == 1  # a comes back, b goes
-    [group] = store.groups()
-    assert (group["error_id"], group["occurrence_count"], group["affected_users"]) == ("a", 1, 1)
-
-
+# -- the directory -------------------------------------------------------------------------
 def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     directory = tmp_path / "mp"
     directory.mkdir()
@@ -555,4 +483,4 @@ def test_serve_needs_a_directory(tmp_path: Path) -> None:
 
 def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
     assert sample_values(forked["metrics"], "app_monitor_store_info") == [
-        ({"backend": "multiprocess", "release_scope": "process"}, 1.0)]
+        ({"backend": "multiprocess", "release_scope": "host"}, 1.0)]

@@ -96,11 +96,13 @@ class SharedBackend:
         hooks: FleetHooks,
         ledger: SessionLedger | None = None,
         database: SharedDatabase | None = None,
+        make_store: Callable[[ErrorStore], TrackingStore] = TrackingStore,
     ) -> None:
         if database is None:
             assert config.store_url is not None
             database = db.PostgresDatabase(config.store_url)
         self.db = database
+        self.make_store = make_store  # the multiprocess directory reads records from the file
         self.ledger = ledger
         self.where = database.where  # what log lines and errors name (no password)
         self.app = config.store_app
@@ -128,7 +130,7 @@ class SharedBackend:
         """The tracking store replacing ``base``: loaded from the database when it can be
         reached now (else empty, written once it can). None: the schema is newer than this
         release (one WARNING; the monitor stays memory-only)."""
-        store = TrackingStore(base)
+        store = self.make_store(base)
         self.store = store
         with self._lock:
             if self._connect():
@@ -285,8 +287,8 @@ class SharedBackend:
                 self.db.close(conn)
 
     def after_fork_in_child(self, base: ErrorStore) -> TrackingStore:
-        """A forked child (e.g. a gunicorn worker without a multiprocess directory) writes
-        the same database on its own connection; the parent's socket is left alone."""
+        """A forked child (a gunicorn worker) writes the same database on its own
+        connection; the parent's socket (or SQLite handle) is left alone."""
         self.pid = os.getpid()
         self.conn = None  # not closed: that would end the parent's session
         self._lock = threading.Lock()
@@ -294,7 +296,10 @@ class SharedBackend:
         self._warned = False
         if self.ledger is not None:
             self.ledger.reset()
-        self.store = TrackingStore(base)
+        forked = getattr(self.db, "forked", None)
+        if forked is not None:  # what the parent wrote is not this child's to add
+            forked()
+        self.store = self.make_store(base)
         return self.store
 
     # -- other threads ---------------------------------------------------------------------

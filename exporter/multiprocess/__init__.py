@@ -8,9 +8,11 @@ Then each monitor created in the process:
   one scrape through ``MultiProcessCollector``);
 - publishes its scrape-time gauges once a second with the right multiprocess mode
   (see :mod:`exporter.multiprocess.publisher`);
-- writes its reports to one SQLite file in the directory (:mod:`.sqlite_store`), so the JSON
-  API of any worker, or ``error-exporter serve --multiproc-dir DIR``, shows every worker's
-  errors grouped across workers;
+- writes its groups and records to one SQLite file in the directory, on the durable
+  schema and with the shared store's semantics (:mod:`exporter.durable.sqlite_shared`:
+  "new" and "regressed" decided by the file, counted once for the directory; resolves
+  seen by every worker), so the JSON API of any worker, or ``error-exporter serve
+  --multiproc-dir DIR``, shows every worker's errors grouped across workers;
 - serves ``monitor.registry`` = the merged view of the directory, and answers its read API
   (``export_data``, ``list_groups``, ``get_group``, ...) from the shared state.
 
@@ -30,8 +32,12 @@ from pathlib import Path
 
 from ..collectors import Published
 from ..config import MonitorConfig
+from ..durable.postgres import CountDrop, FleetHooks
+from ..durable.postgres import SharedBackend as DurableShared
+from ..durable.sqlite_shared import SqliteSharedDatabase
+from ..durable.tracking import SessionLedger, TrackingStore
 from ..store import ErrorStore
-from .sqlite_store import DB_NAME, Limits, SharedStore
+from .sqlite_store import DB_NAME, FORK_GUARD, SharedStore
 from .view import FleetCollector, SharedView, fleet_registry
 
 log = logging.getLogger("exporter.multiprocess")
@@ -85,12 +91,12 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
 
 
 class SharedBackend:
-    """Multiprocess mode over ``path``: the shared store written through, the merged
-    metrics directory as the registry, and the fleet view answering reads.
+    """Multiprocess mode over ``path``: the directory's file written like a shared store,
+    the merged metrics directory as the registry, and the fleet view answering reads.
 
-    Chosen by the monitor at construction: it wraps its store with :meth:`store_for` and
-    binds the view to itself with :meth:`bind` (the monitor changes itself; nothing here
-    patches it).
+    Chosen by the monitor at construction: it attaches its store with :meth:`attach`
+    and binds the view to itself with :meth:`bind` (the monitor changes itself; nothing
+    here patches it).
     """
 
     def __init__(self, config: MonitorConfig, path: str | Path) -> None:
@@ -102,17 +108,26 @@ class SharedBackend:
                         cfg.host, cfg.port, path)
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.shared = SharedStore(path, Limits(cfg.max_records, cfg.error_buffer_size,
-                                               cfg.occurrences_per_group,
-                                               cfg.max_users_per_group))
+        self.shared = SharedStore(path, cfg.store_app)
         self.shared.set_meta("namespace", cfg.namespace)
+        self.shared.set_meta("app", cfg.store_app)
 
-    def store_for(self, local: ErrorStore, on_evict: Callable[[int], None],
-                  on_error: Callable[[BaseException], None]) -> ErrorStore:
-        """The monitor's store, written through to the shared database."""
-        from .worker_store import SharedErrorStore
+    def attach(self, store: ErrorStore, count_drop: CountDrop,
+               note_internal_error: Callable[[BaseException], None], hooks: FleetHooks,
+               ledger: SessionLedger | None = None
+               ) -> tuple[DurableShared, TrackingStore] | None:
+        """The writer of this process's changes to the directory's file (PostgreSQL's
+        semantics: :mod:`exporter.durable.sqlite_shared`) and the store to use instead of
+        ``store``; None when the file's schema is newer than this release."""
+        database = SqliteSharedDatabase(str(Path(self.path) / DB_NAME), lambda: FORK_GUARD,
+                                        self.config.max_users_per_group)
+        from .worker_store import DirectoryStore
 
-        return SharedErrorStore(self.shared, local, on_evict=on_evict, on_error=on_error)
+        shared = self.shared
+        backend = DurableShared(self.config, count_drop, note_internal_error, hooks, ledger,
+                                database, lambda base: DirectoryStore(base, shared))
+        tracking = backend.start(store)
+        return None if tracking is None else (backend, tracking)
 
     def bind(self, monitor: Published, count_uncounted: Callable[[], None]) -> SharedView:
         """The view of every worker's reports and metrics, publishing this one's state."""
