@@ -27,6 +27,7 @@ import contextlib
 import glob
 import logging
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ..collectors import Published
 from ..config import MonitorConfig
 from ..durable.postgres import CountDrop, FleetHooks
 from ..durable.postgres import SharedBackend as DurableShared
+from ..durable.schema import StoreTooNew
 from ..durable.sqlite_shared import SqliteSharedDatabase
 from ..durable.tracking import SessionLedger, TrackingStore
 from ..store import ErrorStore
@@ -87,7 +89,14 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
                         "(before Python starts). The monitor stays in single-process mode.",
                         ENV_VAR)
         return None
-    return SharedBackend(config, path)
+    try:
+        return SharedBackend(config, path)
+    except (StoreTooNew, sqlite3.Error) as exc:
+        # the directory's file cannot be shared (written by a newer release, or not a
+        # database): this worker runs on its own memory, as in single-process mode
+        log.warning("error-exporter: %s: %s; running with a memory-only store",
+                    Path(path) / DB_NAME, exc)
+        return None
 
 
 class SharedBackend:
