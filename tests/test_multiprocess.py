@@ -106,7 +106,7 @@ def stop_by_pid(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 class Gunicorn:
     """gunicorn -c examples/gunicorn_conf.py serving examples/wsgi_app.py on a free port."""
 
-    def __init__(self, multiproc: Path, log: Path, preload: bool) -> None:
+    def __init__(self, multiproc: Path, log: Path, preload: bool, **env: str) -> None:
         self.dir = multiproc
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -118,7 +118,7 @@ class Gunicorn:
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
             [*args, "wsgi_app:app"], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc)))
+            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc), **env))
 
     def workers(self) -> set[int]:
         """Pids of the workers that are up (their publisher has written their state)."""
@@ -236,6 +236,108 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     wait_for(lambda: len(gunicorn.workers()) == 4, what="the replacement worker")
     status, body = get(gunicorn.url + "/monitor/metrics")
     assert error_totals(body.decode()) == {t: PER_KIND for t in KINDS.values()}
+
+
+TOKEN = "resolve-token"
+VERSION = "wsgi-example-1.0"  # examples/wsgi_app.py's app_version
+
+
+@pytest.fixture(params=[False, True], ids=["workers-import-app", "preload"])
+def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gunicorn]:
+    """The gunicorn of :func:`gunicorn` with an API token: the resolve route is open."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    server = Gunicorn(multiproc, tmp_path / "gunicorn.log", preload=request.param,
+                      ERROR_EXPORTER_API_TOKEN=TOKEN)
+    try:
+        wait_for(lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
+                 what="4 gunicorn workers")
+        yield server
+    except BaseException:
+        print((tmp_path / "gunicorn.log").read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        server.stop()
+
+
+def api(url: str, method: str = "GET") -> tuple[int, Any, int]:
+    """Status, JSON body and the answering worker's pid of one authorized API call."""
+    request = urllib.request.Request(url, data=b"" if method == "POST" else None,
+                                     method=method,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read()), int(
+                response.headers.get("X-Worker-Pid") or 0)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), int(exc.headers.get("X-Worker-Pid") or 0)
+
+
+def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
+    """``name`` (a counter sample) of each worker, from its own counter file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, int] = {}
+    for path in directory.glob("counter_*.db"):
+        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+                    for s in m.samples if s.name == name)
+        if total:
+            counts[int(path.stem.split("_")[1])] = int(total)
+    return counts
+
+
+def raise_value_errors(url: str, count: int) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: get(url + "/boom/value?delay=0.05")[0],
+                                 range(count)))
+    assert statuses == [500] * count
+
+
+def test_gunicorn_workers_share_release_health(gunicorn_with_token: Gunicorn) -> None:
+    """A group seen by several workers is new once; resolved through one worker's API,
+    it regresses once when the workers see it again, whichever of them writes first."""
+    server = gunicorn_with_token
+    monitor = server.url + "/monitor"
+    raise_value_errors(server.url, 40)
+    seen_by = counted_by_pid(server.dir, "app_errors_total")
+    assert len(seen_by) >= 2, seen_by  # the group is in the memory of several workers
+    status, body, _ = api(monitor + "/api/v1/errors")
+    assert status == 200
+    [group] = body["errors"]
+    assert group["occurrence_count"] == 40 and group["first_seen_version"] == VERSION
+    status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
+    assert [g["error_id"] for g in body["errors"]] == [group["error_id"]]
+    # counted just after the batch that created it commits (the read above waited for it)
+    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_new_total"),
+             what="the new group's count")
+    assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
+
+    status, body, resolver = api(monitor + f"/api/v1/errors/{group['error_id']}/resolve",
+                                 "POST")
+    assert status == 200, body
+    assert body["resolved"] is True and body["resolved_version"] == VERSION
+    # every worker answers the same (the resolve is in the file, not in one worker)
+    for _ in range(8):
+        status, body, _ = api(monitor + f"/api/v1/errors/{group['error_id']}")
+        assert body["group"]["resolved"] is True
+
+    before = counted_by_pid(server.dir, "app_errors_total")
+    raise_value_errors(server.url, 40)
+    after = counted_by_pid(server.dir, "app_errors_total")
+    saw_it_again = {pid for pid, n in after.items() if n > before.get(pid, 0)}
+    assert len(saw_it_again) >= 2 and saw_it_again - {resolver}, (saw_it_again, resolver)
+    status, body, _ = api(monitor + f"/api/v1/errors/{group['error_id']}")  # settled
+    summary = body["group"]
+    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_regressed_total"),
+             what="the regression's count")
+    api(monitor + "/api/v1/errors")  # every worker's batch written (a read settles first)
+    regressed = counted_by_pid(server.dir, "app_error_groups_regressed_total")
+    assert sum(regressed.values()) == 1, regressed  # once, by the worker that wrote first
+    assert (summary["regressed"], summary["resolved"], summary["occurrence_count"]) == (
+        True, False, 80)
+    assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
+    status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
+    assert len(body["errors"]) == 1
 
 
 def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
