@@ -547,7 +547,7 @@ def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
                  DB_NAME, DB_NAME + "-wal", "keep.txt"):
         (directory / name).write_bytes(b"x")
     prepare_dir(directory)
-    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]  # not a store: gone
     for name in ("gauge_livesum_7.db", "gauge_liveall_7.db", "gauge_max_7.db"):
         (directory / name).write_bytes(b"x")
     store = SharedStore(directory)
@@ -556,6 +556,30 @@ def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     mark_process_dead(7, directory)
     assert sorted(p.name for p in directory.glob("*.db")) == ["gauge_max_7.db"]
     assert [w["pid"] for w in store.workers(60)] == [8]
+
+
+def test_prepare_dir_keeps_the_hosts_history_for_the_next_run(make_monitor: Any,
+                                                                 tmp_path: Path) -> None:
+    """The store file is the host's history (release_scope="host"): a new run of the
+    server keeps its groups and resolves, and starts its own run's state afresh."""
+    directory = tmp_path / "mp"
+    directory.mkdir()
+    writer = make_monitor(store_path=str(directory / DB_NAME), app_version="1.0")
+    try:
+        raise ValueError("seen in the last run")
+    except ValueError as exc:
+        error_id = writer.record_error(exc)
+    writer.flush()
+    writer.stop()
+    store = SharedStore(directory)
+    store.put_worker_state(7, {"queue_depth": 1})
+    store.set_meta("processed", "1")
+    store.close()
+    prepare_dir(directory)
+    store = SharedStore(directory)
+    assert [g.report.error_id for g in store.groups()] == [error_id]
+    assert store.groups()[0].first_seen_version == "1.0"
+    assert store.workers(60) == [] and store.processed() == 0
 
 
 def test_without_multiprocess_values_the_monitor_stays_single_process(

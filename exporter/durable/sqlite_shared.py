@@ -278,8 +278,10 @@ class SqliteSharedDatabase:
         path: str,
         guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
         max_users: int = 1000,
+        max_groups: int | None = None,
     ) -> None:
         self.path = path
+        self.max_groups = max_groups  # the least recently seen beyond it pruned
         self.where = path
         self.guard = guard
         self.max_users = max_users
@@ -334,7 +336,24 @@ class SqliteSharedDatabase:
                 )
             ]
             conn.execute("DELETE FROM groups WHERE app = ? AND last_occurrence < ?", (app, cutoff))
-            pruned.by_size = conn.execute(
+            if self.max_groups is not None:
+                excess = [
+                    str(e)
+                    for (e,) in conn.execute(
+                        "SELECT error_id FROM groups WHERE app = ? "
+                        "ORDER BY last_occurrence DESC, error_id LIMIT -1 OFFSET ?",
+                        (app, self.max_groups),
+                    )
+                ]
+                for error_id in excess:
+                    conn.execute(
+                        "DELETE FROM groups WHERE app = ? AND error_id = ?", (app, error_id)
+                    )
+                    pruned.by_size += conn.execute(
+                        "DELETE FROM records WHERE app = ? AND error_id = ?", (app, error_id)
+                    ).rowcount
+                pruned.groups += excess
+            pruned.by_size += conn.execute(
                 "DELETE FROM records WHERE app = ? AND seq <= (SELECT seq FROM records "
                 "WHERE app = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (app, app, max_records),

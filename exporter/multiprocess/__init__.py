@@ -37,6 +37,7 @@ from ..durable.postgres import CountDrop, FleetHooks
 from ..durable.postgres import SharedBackend as DurableShared
 from ..durable.schema import StoreTooNew
 from ..durable.sqlite_shared import SqliteSharedDatabase
+from ..durable.tables import SCHEMA_VERSION
 from ..durable.tracking import SessionLedger, TrackingStore
 from ..store import ErrorStore
 from .sqlite_store import DB_NAME, FORK_GUARD, SharedStore
@@ -129,7 +130,8 @@ class SharedBackend:
         semantics: :mod:`exporter.durable.sqlite_shared`) and the store to use instead of
         ``store``; None when the file's schema is newer than this release."""
         database = SqliteSharedDatabase(str(Path(self.path) / DB_NAME), lambda: FORK_GUARD,
-                                        self.config.max_users_per_group)
+                                        self.config.max_users_per_group,
+                                        self.config.error_buffer_size)
         from .worker_store import DirectoryStore
 
         shared = self.shared
@@ -149,17 +151,53 @@ class SharedBackend:
 
 
 def prepare_dir(path: str | Path) -> Path:
-    """Create ``path`` (0700) and remove what a previous run left in it.
+    """Create ``path`` (0700) and make it ready for a new run of the server.
 
-    Call it once before the workers start: stale mmap files would add an old run's counts.
+    Call it once before the workers start: stale mmap files would add an old run's counts,
+    so they are removed. The store file is kept — it is the host's history of groups
+    (what is new in a version, what was resolved: ``release_scope="host"``), bounded by
+    ``store_retention_seconds`` and ``store_max_records`` — and only what belonged to the
+    last run is reset in it (the live workers, what they had stored, when the run
+    started). A file that is not a usable store (damaged, or of the layout before the
+    directory used the durable schema) is removed; one written by a newer release is left
+    alone (the workers warn and run on memory).
     """
     directory = Path(path)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for pattern in ("*.db", DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
-        for name in glob.glob(os.path.join(directory, pattern)):
+    for name in glob.glob(os.path.join(directory, "*.db")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
+    store = directory / DB_NAME
+    if store.exists() and not _new_run(store):
+        for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                os.remove(name)
+                os.remove(str(store) + suffix)
     return directory
+
+
+def _new_run(store: Path) -> bool:
+    """Reset the last run's state in the store file; False when it is no usable store."""
+    try:
+        conn = sqlite3.connect(str(store), isolation_level=None, timeout=10.0)
+    except sqlite3.Error:
+        return False
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            return True  # a newer release's: untouched
+        if version == 0:
+            return False  # not the durable schema: nothing worth keeping
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        conn.execute("BEGIN IMMEDIATE")
+        if "workers" in tables:
+            conn.execute("DELETE FROM workers")
+        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started')")
+        conn.execute("COMMIT")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
 
 
 def mark_process_dead(pid: int, path: str | Path | None = None) -> None:
