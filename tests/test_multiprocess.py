@@ -21,6 +21,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -610,3 +611,81 @@ def test_serve_needs_a_directory(tmp_path: Path) -> None:
 def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
     assert sample_values(forked["metrics"], "app_monitor_store_info") == [
         ({"backend": "multiprocess", "release_scope": "host"}, 1.0)]
+
+
+# -- the directory's file, written by two processes' backends ---------------------------------
+def occurrence(error_id: str, ts: float, user: str | None = None) -> tuple[Any, Any]:
+    from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
+
+    rep = ErrorReport(
+        error_id=error_id, error_type="ValueError", error_message=f"m {error_id}",
+        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM, timestamp=ts,
+        first_occurrence=ts, occurrence_count=1, component="c", file_path=None,
+        line_number=None, function_name=None, stack_trace="", traceback_lines=[],
+        environment={}, user_id=user, last_occurrence=ts)
+    rec = ErrorRecord(error_type="ValueError", message=f"m {error_id}",
+                      timestamp=datetime.fromtimestamp(ts), error_id=error_id, component="c",
+                      user_id=user)
+    return rep, rec
+
+
+class Writer:
+    """One process's backend of the directory's file (as a worker's monitor has it)."""
+
+    def __init__(self, path: Path) -> None:
+        from exporter.config import MonitorConfig
+        from exporter.durable.postgres import FleetHooks, SharedBackend
+        from exporter.durable.sqlite_shared import SqliteSharedDatabase
+        from exporter.store import ErrorStore
+
+        self.new: list[str | None] = []
+        self.regressed: list[str] = []
+        self.backend = SharedBackend(
+            MonitorConfig(), lambda reason, n: None, lambda exc: None,
+            FleetHooks(self.new.append, lambda g: self.regressed.append(g.report.error_id)),
+            database=SqliteSharedDatabase(str(path)))
+        store = self.backend.start(ErrorStore(100, 100))
+        assert store is not None
+        store.version_at = lambda moment: "1.0"
+        self.store = store
+
+
+def test_two_writers_of_one_file_count_new_and_regressed_once(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    a, b = Writer(path), Writer(path)
+    now = time.time()
+    a.store.add(*occurrence("g", now, "u1"))
+    b.store.add(*occurrence("g", now + 1, "u2"))
+    assert a.store.add_to_group("g", "", 3, now + 2)  # a storm's repeats, coalesced in a
+    assert b.store.add_to_group("g", "", 2, now + 3)
+    a.backend.tick()
+    b.backend.tick()
+    b.backend.tick()  # nothing changed: nothing added twice
+    assert (a.new, b.new) == (["1.0"], [])  # seen by both, new once
+    [group] = SharedStore(tmp_path).groups()
+    summary = group.summary()
+    assert (summary["occurrence_count"], summary["affected_users"],
+            summary["coalesced_occurrences"]) == (7, 2, 5)
+    assert b.store.groups["g"].report.occurrence_count == 7  # b reads back the directory's
+
+    assert a.store.resolve("g", "1.0", when=now + 5) is not None
+    a.backend.tick()
+    b.store.add(*occurrence("g", now + 10))  # after the resolve, in the other process
+    a.store.add(*occurrence("g", now + 11))  # and in the one that resolved it
+    b.backend.tick()
+    a.backend.tick()
+    assert (b.regressed, a.regressed) == (["g"], [])  # once, by the first writer
+    [group] = SharedStore(tmp_path).groups()
+    assert (group.regressed, group.resolved_at, group.report.occurrence_count) == (
+        True, None, 9)
+    assert a.store.groups["g"].regressed and b.store.groups["g"].regressed
+
+    c = Writer(path)  # a recycled worker: starts from the file's groups
+    assert c.store.groups["g"].coalesced == 5
+    assert c.store.add_to_group("g", "", 1, now + 12)
+    c.backend.tick()
+    assert c.new == [] and c.regressed == []
+    [group] = SharedStore(tmp_path).groups()
+    assert (group.coalesced, group.report.occurrence_count) == (6, 10)  # its own one added
+    for writer in (a, b, c):
+        writer.backend.close()

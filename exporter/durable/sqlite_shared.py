@@ -304,9 +304,13 @@ class SqliteSharedDatabase:
         with self.guard():
             conn.execute("BEGIN")
             try:
-                return load_file_into(conn, store, since, app)
+                loaded = load_file_into(conn, store, since, app)
             finally:
                 conn.execute("COMMIT")
+        with store.lock:  # the coalesced counts loaded are every process's: none to add
+            for error_id, group in store.groups.items():
+                self.coalesced_written[error_id] = group.coalesced
+        return loaded
 
     def write(
         self, conn: sqlite3.Connection, app: str, changes: Changes, groups: dict[str, ErrorGroup]

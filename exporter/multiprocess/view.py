@@ -283,8 +283,14 @@ class SharedView:
         return None if group is None else group.summary()
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
+        """Cleared in the file for every worker, and in this worker's memory (else its next
+        write would bring its copies of the cleared groups back)."""
         self.settle()
-        return self.shared.clear_older_than(time.time() - max_age_hours * 3600.0)
+        cutoff = time.time() - max_age_hours * 3600.0
+        if self.local is not None:
+            with contextlib.suppress(Exception):
+                self.local.store.clear_older_than(cutoff)
+        return self.shared.clear_older_than(cutoff)
 
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
         flt = flt or ExportFilter(**filters)
