@@ -1,8 +1,10 @@
 """The fleet view of one multiprocess directory: what any worker or the sidecar serves.
 
 ``SharedView`` answers the monitor's read API (statistics, analysis, summary, groups, patterns,
-plugin health, export) from the merged prometheus_client files (exact counts) and the shared
-SQLite store (reports), in the same JSON shapes as a single-process monitor. ``FleetCollector``
+plugin health, export, resolve) from the merged prometheus_client files (exact counts) and
+the directory's SQLite file (groups with their summed counts and release state, records: the
+durable schema), in the same JSON shapes as a single-process monitor (the same
+``ErrorGroup.summary``). ``FleetCollector``
 is the /metrics side: prometheus_client's MultiProcessCollector plus what only the shared
 store knows (distinct groups, the latest ``error_id`` of each app_errors_total series as its
 exemplar) and the build info.

@@ -22,6 +22,10 @@ class DirectoryStore(TrackingStore):
 
     def __init__(self, base: ErrorStore, shared: SharedStore) -> None:
         super().__init__(base)
+        # a group leaving this worker's memory stays in the file (what the readers serve):
+        # nothing is dropped, so nothing is counted; the file's own bounds are counted when
+        # its retention prunes (store_max_records, store_retention)
+        self.on_evict = None
         self.shared = shared
 
     def iter_records(self, flt: ExportFilter) -> Iterator[tuple[int, ErrorRecord]]:
