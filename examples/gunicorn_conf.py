@@ -13,8 +13,8 @@ imported; this file sets a default for the workers it starts, but exporting it y
 covers ``--preload`` and other tools reading the directory. When gunicorn starts, the
 metric files of the last run are removed (they would add an old run's counts) while the
 store file ``error-exporter.sqlite`` is kept (the host's history of groups: what is new in a
-version, what was resolved), and each exiting worker is reported, so its live gauges (queue depth, sessions, patterns...) leave the sums while its
-counters stay in the totals.
+version, what was resolved), and each exiting worker is reported, so its live gauges (queue
+depth, sessions, patterns...) leave the sums while its counters stay in the totals.
 """
 
 from __future__ import annotations
