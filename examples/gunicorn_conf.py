@@ -10,10 +10,11 @@
 
 ``PROMETHEUS_MULTIPROC_DIR`` must be in the environment before prometheus_client is first
 imported; this file sets a default for the workers it starts, but exporting it yourself also
-covers ``--preload`` and other tools reading the directory. The directory is emptied when
-gunicorn starts (stale files would add an old run's counts) and each exiting worker is
-reported, so its live gauges (queue depth, sessions, patterns...) leave the sums while its
-counters stay in the totals.
+covers ``--preload`` and other tools reading the directory. When gunicorn starts, the
+metric files of the last run are removed (they would add an old run's counts) while the
+store file ``error-exporter.sqlite`` is kept (the host's history of groups: what is new in a
+version, what was resolved), and each exiting worker is reported, so its live gauges (queue
+depth, sessions, patterns...) leave the sums while its counters stay in the totals.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ worker_class = "sync"
 
 
 def on_starting(server: object) -> None:
-    """In the master, before any worker: an empty directory for this run."""
+    """In the master, before any worker: the directory ready for this run."""
     from exporter.multiprocess import prepare_dir
 
     prepare_dir(multiproc_dir)

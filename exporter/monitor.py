@@ -149,17 +149,15 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
             self.metrics.counts_at_once = True  # another process may scrape at any moment
-            self.pipeline.store = backend.store_for(
-                self.pipeline.store, lambda n: self.metrics.count_drop("store_evicted", n),
-                self.note_internal_error)
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
-        if cfg.store_file is not None or is_postgres(cfg.store_url):
-            self._attach_store(cfg)
+        if backend is not None or cfg.store_file is not None or is_postgres(cfg.store_url):
+            self._attach_store(cfg, backend)
 
-    def _attach_store(self, cfg: MonitorConfig) -> None:
-        """A durable store (the file, or the fleet's PostgreSQL): imported only when set."""
+    def _attach_store(self, cfg: MonitorConfig, backend: Any) -> None:
+        """A durable store (the file, the multiprocess directory's file or the fleet's
+        PostgreSQL): imported only when one is set."""
         from . import durable
         from .durable.postgres import FleetHooks
         from .durable.postgres import attach as attach_shared
@@ -172,19 +170,24 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         if attached is not None:  # store_path: the store loaded from, and kept in, the file
             self._durable, self.pipeline.store = attached
             self.pipeline.tick_hooks.append(self._durable.tick)
-        if is_postgres(cfg.store_url):  # the fleet's store: release health decided there
-            hooks = FleetHooks(self.metrics.count_new_group,
-                               lambda group: self.pipeline.regressed(group, group.report))
+        # a store many processes write: release health decided there, once for all of them
+        hooks = FleetHooks(self.metrics.count_new_group,
+                           lambda group: self.pipeline.regressed(group, group.report))
+        shared = None
+        if backend is not None:  # the multiprocess directory's file
+            shared = backend.attach(self.pipeline.store, self.metrics.count_drop,
+                                    self.note_internal_error, hooks, ledger)
+        elif is_postgres(cfg.store_url):  # the fleet's PostgreSQL
             shared = attach_shared(cfg, self.pipeline.store, self.metrics.count_drop,
                                    self.note_internal_error, hooks, ledger)
-            if shared is not None:
-                self._shared_store, self.pipeline.store = shared
-                self.pipeline.fleet_release = True
-                self.pipeline.tick_hooks.append(self._shared_store.tick)
-                if isinstance(self.view, LocalView):
-                    self.view.resolve_elsewhere = self._shared_store.resolve
-                # the group reads show the fleet's groups (any instance answers the same)
-                from .durable.fleet_reader import FleetReader
+        if shared is not None:
+            self._shared_store, self.pipeline.store = shared
+            self.pipeline.fleet_release = True
+            self.pipeline.tick_hooks.append(self._shared_store.tick)
+            if isinstance(self.view, LocalView):
+                self.view.resolve_elsewhere = self._shared_store.resolve
+            if backend is None:  # PostgreSQL: the group reads show the fleet's groups (any
+                from .durable.fleet_reader import FleetReader  # instance answers the same)
 
                 self.view = FleetReader(str(cfg.store_url), cfg.store_app, cfg, base=self.view)
 
@@ -192,10 +195,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def store_backend(self) -> tuple[str, str]:
         """(backend, release scope) of ``app_monitor_store_info``: how far the release
         health of this process reaches (a memory store's dies with the process)."""
+        if self.shared is not None and self._shared_store is not None:
+            return "multiprocess", "host"  # the directory's file decides, for its workers
         if self._shared_store is not None:
             return "postgresql", "fleet"
-        if self.shared is not None:  # each worker decides "new" from its own memory, so a
-            return "multiprocess", "process"  # recycled worker counts again: per process
         if self._durable is not None:
             return "file", "host"
         return "memory", "process"

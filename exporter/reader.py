@@ -117,8 +117,8 @@ class ReadThroughView:
 
     def resolve_group(self, error_id: str) -> dict[str, Any] | None:
         """Mark a group resolved; its summary, or None for an unknown id. Seen again
-        afterwards, the group is a regression (``register_regression_callback``).
-        Raises :class:`NotSupported` in multiprocess mode."""
+        afterwards, the group is a regression (``register_regression_callback``); in
+        multiprocess mode, for every worker of the directory."""
         return self.view.resolve_group(error_id)
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:

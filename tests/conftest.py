@@ -52,6 +52,16 @@ def _reset_global_monitor() -> Iterator[None]:
     compat._aggregator = None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A contract test whose ``store`` fixture already ran it in a child process (the
+    multiprocess backend: tests/test_store_contract.py) is not run again here."""
+    store = pyfuncitem.funcargs.get("store")
+    if getattr(store, "ran_in_child", False):
+        return True
+    return None
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator:
     """A real PostgreSQL (tests/support/postgres.py), started once for the whole run."""

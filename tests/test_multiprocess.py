@@ -29,10 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import ErrorMonitor
-from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
 from exporter.multiprocess import SharedStore, mark_process_dead, prepare_dir
-from exporter.multiprocess.sqlite_store import DB_NAME, Limits
-from exporter.store import ExportFilter
+from exporter.multiprocess.sqlite_store import DB_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -109,7 +107,7 @@ def stop_by_pid(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 class Gunicorn:
     """gunicorn -c examples/gunicorn_conf.py serving examples/wsgi_app.py on a free port."""
 
-    def __init__(self, multiproc: Path, log: Path, preload: bool) -> None:
+    def __init__(self, multiproc: Path, log: Path, preload: bool, **env: str) -> None:
         self.dir = multiproc
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -121,7 +119,7 @@ class Gunicorn:
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
             [*args, "wsgi_app:app"], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc)))
+            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc), **env))
 
     def workers(self) -> set[int]:
         """Pids of the workers that are up (their publisher has written their state)."""
@@ -157,14 +155,26 @@ def raise_in_workers(url: str) -> None:
     assert statuses == [500] * N
 
 
+def errors_by_pid(directory: Path) -> dict[int, int]:
+    """app_errors_total of each worker, from its own counter file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, int] = {}
+    for path in directory.glob("counter_*.db"):
+        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+                    for s in m.samples if s.name == "app_errors_total")
+        if total:
+            counts[int(path.stem.split("_")[1])] = int(total)
+    return counts
+
+
 def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Path) -> None:
     assert not (gunicorn.dir / "counter_999999.db").exists()
     workers = gunicorn.workers()
     raise_in_workers(gunicorn.url)
 
-    # the errors really were handled by several workers (each record keeps its writer's pid)
-    by_pid = dict(SharedStore(gunicorn.dir).connect().execute(
-        "SELECT pid, count(*) FROM records GROUP BY pid").fetchall())
+    # the errors really were handled by several workers (each counts in its own file)
+    by_pid = errors_by_pid(gunicorn.dir)
     assert len(by_pid) >= 2, by_pid
     assert set(by_pid) <= workers
 
@@ -227,6 +237,108 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     wait_for(lambda: len(gunicorn.workers()) == 4, what="the replacement worker")
     status, body = get(gunicorn.url + "/monitor/metrics")
     assert error_totals(body.decode()) == {t: PER_KIND for t in KINDS.values()}
+
+
+TOKEN = "resolve-token"
+VERSION = "wsgi-example-1.0"  # examples/wsgi_app.py's app_version
+
+
+@pytest.fixture(params=[False, True], ids=["workers-import-app", "preload"])
+def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gunicorn]:
+    """The gunicorn of :func:`gunicorn` with an API token: the resolve route is open."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    server = Gunicorn(multiproc, tmp_path / "gunicorn.log", preload=request.param,
+                      ERROR_EXPORTER_API_TOKEN=TOKEN)
+    try:
+        wait_for(lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
+                 what="4 gunicorn workers")
+        yield server
+    except BaseException:
+        print((tmp_path / "gunicorn.log").read_text(errors="replace")[-5000:])
+        raise
+    finally:
+        server.stop()
+
+
+def api(url: str, method: str = "GET") -> tuple[int, Any, int]:
+    """Status, JSON body and the answering worker's pid of one authorized API call."""
+    request = urllib.request.Request(url, data=b"" if method == "POST" else None,
+                                     method=method,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read()), int(
+                response.headers.get("X-Worker-Pid") or 0)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), int(exc.headers.get("X-Worker-Pid") or 0)
+
+
+def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
+    """``name`` (a counter sample) of each worker, from its own counter file."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts: dict[int, int] = {}
+    for path in directory.glob("counter_*.db"):
+        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+                    for s in m.samples if s.name == name)
+        if total:
+            counts[int(path.stem.split("_")[1])] = int(total)
+    return counts
+
+
+def raise_value_errors(url: str, count: int) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: get(url + "/boom/value?delay=0.05")[0],
+                                 range(count)))
+    assert statuses == [500] * count
+
+
+def test_gunicorn_workers_share_release_health(gunicorn_with_token: Gunicorn) -> None:
+    """A group seen by several workers is new once; resolved through one worker's API,
+    it regresses once when the workers see it again, whichever of them writes first."""
+    server = gunicorn_with_token
+    monitor = server.url + "/monitor"
+    raise_value_errors(server.url, 40)
+    seen_by = counted_by_pid(server.dir, "app_errors_total")
+    assert len(seen_by) >= 2, seen_by  # the group is in the memory of several workers
+    status, body, _ = api(monitor + "/api/v1/errors")
+    assert status == 200
+    [group] = body["errors"]
+    assert group["occurrence_count"] == 40 and group["first_seen_version"] == VERSION
+    status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
+    assert [g["error_id"] for g in body["errors"]] == [group["error_id"]]
+    # counted just after the batch that created it commits (the read above waited for it)
+    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_new_total"),
+             what="the new group's count")
+    assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
+
+    status, body, resolver = api(monitor + f"/api/v1/errors/{group['error_id']}/resolve",
+                                 "POST")
+    assert status == 200, body
+    assert body["resolved"] is True and body["resolved_version"] == VERSION
+    # every worker answers the same (the resolve is in the file, not in one worker)
+    for _ in range(8):
+        status, body, _ = api(monitor + f"/api/v1/errors/{group['error_id']}")
+        assert body["group"]["resolved"] is True
+
+    before = counted_by_pid(server.dir, "app_errors_total")
+    raise_value_errors(server.url, 40)
+    after = counted_by_pid(server.dir, "app_errors_total")
+    saw_it_again = {pid for pid, n in after.items() if n > before.get(pid, 0)}
+    assert len(saw_it_again) >= 2 and saw_it_again - {resolver}, (saw_it_again, resolver)
+    status, body, _ = api(monitor + f"/api/v1/errors/{group['error_id']}")  # settled
+    summary = body["group"]
+    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_regressed_total"),
+             what="the regression's count")
+    api(monitor + "/api/v1/errors")  # every worker's batch written (a read settles first)
+    regressed = counted_by_pid(server.dir, "app_error_groups_regressed_total")
+    assert sum(regressed.values()) == 1, regressed  # once, by the worker that wrote first
+    assert (summary["regressed"], summary["resolved"], summary["occurrence_count"]) == (
+        True, False, 80)
+    assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
+    status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
+    assert len(body["errors"]) == 1
 
 
 def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
@@ -428,88 +540,7 @@ def test_forking_while_the_monitor_threads_work_never_hangs_a_child(tmp_path: Pa
     assert done.stdout.split() == ["hung", "0", "errors", "340"]
 
 
-# -- the shared store and the directory ------------------------------------------------------
-def report(error_id: str, ts: float, user: str | None = None) -> tuple[ErrorReport, ErrorRecord]:
-    rep = ErrorReport(
-        error_id=error_id, error_type="ValueError", error_message=f"m {error_id}",
-        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM, timestamp=ts,
-        first_occurrence=ts, occurrence_count=1, component="c", file_path=None,
-        line_number=None, function_name=None, stack_trace="", traceback_lines=[],
-        environment={}, user_id=user, last_occurrence=ts)
-    rec = ErrorRecord(error_type="ValueError", message=f"m {error_id}",
-                      timestamp=datetime.fromtimestamp(ts), error_id=error_id, component="c",
-                      user_id=user)
-    return rep, rec
-
-
-def test_shared_store_is_bounded_like_memory(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_records=5, max_groups=2, occurrences_per_group=3,
-                                         max_users_per_group=2))
-    now = time.time()
-    evicted = 0
-    for i, error_id in enumerate(["a", "a", "b", "a", "c", "c", "a", "d"]):
-        rep, rec = report(error_id, now + i, user=f"u{i}")
-        evicted += store.add(rep, rec, rep.user_id)
-    assert store.group_count() == 2 and evicted == 2  # b, then c: least recently seen first
-    assert {g["error_id"] for g in store.groups()} == {"a", "d"}
-    records = list(store.iter_records(ExportFilter()))
-    # over the bound, the group holding the most records gives way (a, twice)
-    assert [r.error_id for _, r in records] == ["b", "c", "c", "a", "d"]
-    assert store.processed() == 8
-    assert max(g["affected_users"] for g in store.groups()) <= 2
-    assert len(store.occurrences("c", 3)) == 2
-    assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
-
-
-def test_a_storm_never_evicts_another_groups_shared_records(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_records=20))
-    now = time.time()
-    for i in range(3):
-        store.add(*report("rare", now + i)[:2], None)
-    for i in range(200):
-        store.add(*report("storm", now + 10 + i)[:2], None)
-    kinds = [r.error_id for _, r in store.iter_records(ExportFilter())]
-    assert len(kinds) == 20 and kinds.count("rare") == 3
-
-
-def test_shared_summaries_follow_the_json_conventions_of_the_monitor(tmp_path: Path) -> None:
-    """Same times (ISO-8601 UTC, *_epoch beside), same null plugin, same frames as
-    ErrorGroup.summary(), though built from the stored JSON."""
-    from exporter.multiprocess.sqlite_store import group_summary
-
-    store = SharedStore(tmp_path, Limits())
-    rep, rec = report("a", 1000.0)
-    rep.stack_trace = ('Traceback (most recent call last):\n  File "/app/x.py", line 3, in '
-                       'load\n  File "/app/y.py", line 9, in parse\nValueError: m a\n')
-    store.add(rep, rec, None)
-    store.add_occurrence(rep, report("a", 1500.0)[1], None)
-    summary = group_summary(store.groups()[0])
-    assert (summary["first_occurrence"], summary["first_occurrence_epoch"]) == (
-        "1970-01-01T00:16:40.000000+00:00", 1000.0)
-    assert (summary["last_occurrence"], summary["last_occurrence_epoch"]) == (
-        "1970-01-01T00:25:00.000000+00:00", 1500.0)
-    assert summary["plugin"] is None
-    assert [f["function_name"] for f in summary["frames"]] == ["parse", "load"]
-    stored = store.groups()[0]
-    assert stored["timestamp"] == summary["last_occurrence"]
-    assert stored["timestamp_epoch"] == 1500.0
-    [(_, first), _] = list(store.iter_records(ExportFilter()))
-    assert first.timestamp == datetime.fromtimestamp(1000.0)  # naive local, as in memory
-    assert first.to_dict()["timestamp"] == "1970-01-01T00:16:40.000000+00:00"
-    assert first.to_dict()["plugin_id"] is None
-
-
-def test_occurrence_of_a_group_evicted_elsewhere_starts_it_again(tmp_path: Path) -> None:
-    store = SharedStore(tmp_path, Limits(max_groups=1))
-    rep_a, rec_a = report("a", 1000.0)
-    rep_b, rec_b = report("b", 1001.0)
-    store.add(rep_a, rec_a, None)
-    assert store.add(rep_b, rec_b, None) == 1  # a is evicted by b
-    assert store.add_occurrence(rep_a, rec_a, "user-1") == 1  # a comes back, b goes
-    [group] = store.groups()
-    assert (group["error_id"], group["occurrence_count"], group["affected_users"]) == ("a", 1, 1)
-
-
+# -- the directory -------------------------------------------------------------------------
 def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     directory = tmp_path / "mp"
     directory.mkdir()
@@ -517,7 +548,7 @@ def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
                  DB_NAME, DB_NAME + "-wal", "keep.txt"):
         (directory / name).write_bytes(b"x")
     prepare_dir(directory)
-    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]  # not a store: gone
     for name in ("gauge_livesum_7.db", "gauge_liveall_7.db", "gauge_max_7.db"):
         (directory / name).write_bytes(b"x")
     store = SharedStore(directory)
@@ -526,6 +557,30 @@ def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     mark_process_dead(7, directory)
     assert sorted(p.name for p in directory.glob("*.db")) == ["gauge_max_7.db"]
     assert [w["pid"] for w in store.workers(60)] == [8]
+
+
+def test_prepare_dir_keeps_the_hosts_history_for_the_next_run(make_monitor: Any,
+                                                                 tmp_path: Path) -> None:
+    """The store file is the host's history (release_scope="host"): a new run of the
+    server keeps its groups and resolves, and starts its own run's state afresh."""
+    directory = tmp_path / "mp"
+    directory.mkdir()
+    writer = make_monitor(store_path=str(directory / DB_NAME), app_version="1.0")
+    try:
+        raise ValueError("seen in the last run")
+    except ValueError as exc:
+        error_id = writer.record_error(exc)
+    writer.flush()
+    writer.stop()
+    store = SharedStore(directory)
+    store.put_worker_state(7, {"queue_depth": 1})
+    store.set_meta("processed", "1")
+    store.close()
+    prepare_dir(directory)
+    store = SharedStore(directory)
+    assert [g.report.error_id for g in store.groups()] == [error_id]
+    assert store.groups()[0].first_seen_version == "1.0"
+    assert store.workers(60) == [] and store.processed() == 0
 
 
 def test_without_multiprocess_values_the_monitor_stays_single_process(
@@ -555,4 +610,82 @@ def test_serve_needs_a_directory(tmp_path: Path) -> None:
 
 def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
     assert sample_values(forked["metrics"], "app_monitor_store_info") == [
-        ({"backend": "multiprocess", "release_scope": "process"}, 1.0)]
+        ({"backend": "multiprocess", "release_scope": "host"}, 1.0)]
+
+
+# -- the directory's file, written by two processes' backends ---------------------------------
+def occurrence(error_id: str, ts: float, user: str | None = None) -> tuple[Any, Any]:
+    from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
+
+    rep = ErrorReport(
+        error_id=error_id, error_type="ValueError", error_message=f"m {error_id}",
+        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM, timestamp=ts,
+        first_occurrence=ts, occurrence_count=1, component="c", file_path=None,
+        line_number=None, function_name=None, stack_trace="", traceback_lines=[],
+        environment={}, user_id=user, last_occurrence=ts)
+    rec = ErrorRecord(error_type="ValueError", message=f"m {error_id}",
+                      timestamp=datetime.fromtimestamp(ts), error_id=error_id, component="c",
+                      user_id=user)
+    return rep, rec
+
+
+class Writer:
+    """One process's backend of the directory's file (as a worker's monitor has it)."""
+
+    def __init__(self, path: Path) -> None:
+        from exporter.config import MonitorConfig
+        from exporter.durable.postgres import FleetHooks, SharedBackend
+        from exporter.durable.sqlite_shared import SqliteSharedDatabase
+        from exporter.store import ErrorStore
+
+        self.new: list[str | None] = []
+        self.regressed: list[str] = []
+        self.backend = SharedBackend(
+            MonitorConfig(), lambda reason, n: None, lambda exc: None,
+            FleetHooks(self.new.append, lambda g: self.regressed.append(g.report.error_id)),
+            database=SqliteSharedDatabase(str(path)))
+        store = self.backend.start(ErrorStore(100, 100))
+        assert store is not None
+        store.version_at = lambda moment: "1.0"
+        self.store = store
+
+
+def test_two_writers_of_one_file_count_new_and_regressed_once(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    a, b = Writer(path), Writer(path)
+    now = time.time()
+    a.store.add(*occurrence("g", now, "u1"))
+    b.store.add(*occurrence("g", now + 1, "u2"))
+    assert a.store.add_to_group("g", "", 3, now + 2)  # a storm's repeats, coalesced in a
+    assert b.store.add_to_group("g", "", 2, now + 3)
+    a.backend.tick()
+    b.backend.tick()
+    b.backend.tick()  # nothing changed: nothing added twice
+    assert (a.new, b.new) == (["1.0"], [])  # seen by both, new once
+    [group] = SharedStore(tmp_path).groups()
+    summary = group.summary()
+    assert (summary["occurrence_count"], summary["affected_users"],
+            summary["coalesced_occurrences"]) == (7, 2, 5)
+    assert b.store.groups["g"].report.occurrence_count == 7  # b reads back the directory's
+
+    assert a.store.resolve("g", "1.0", when=now + 5) is not None
+    a.backend.tick()
+    b.store.add(*occurrence("g", now + 10))  # after the resolve, in the other process
+    a.store.add(*occurrence("g", now + 11))  # and in the one that resolved it
+    b.backend.tick()
+    a.backend.tick()
+    assert (b.regressed, a.regressed) == (["g"], [])  # once, by the first writer
+    [group] = SharedStore(tmp_path).groups()
+    assert (group.regressed, group.resolved_at, group.report.occurrence_count) == (
+        True, None, 9)
+    assert a.store.groups["g"].regressed and b.store.groups["g"].regressed
+
+    c = Writer(path)  # a recycled worker: starts from the file's groups
+    assert c.store.groups["g"].coalesced == 5
+    assert c.store.add_to_group("g", "", 1, now + 12)
+    c.backend.tick()
+    assert c.new == [] and c.regressed == []
+    [group] = SharedStore(tmp_path).groups()
+    assert (group.coalesced, group.report.occurrence_count) == (6, 10)  # its own one added
+    for writer in (a, b, c):
+        writer.backend.close()

@@ -310,17 +310,29 @@ def test_only_an_occurrence_after_the_resolve_regresses_and_coalesced_counts_do(
     assert store.group_list(new_in="3.0") == []
 
 
-# -- multiprocess mode says what it cannot do ---------------------------------------------
+# -- multiprocess mode: the directory's file keeps release state -------------------------
 
-def test_multiprocess_view_answers_501_for_release_health(tmp_path: Path) -> None:
-    view = SharedView(tmp_path, MonitorConfig(api_token=TOKEN))
+def test_the_multiprocess_view_resolves_and_filters_by_release(make_monitor: Any,
+                                                               tmp_path: Path) -> None:
+    """The directory's file has the durable schema: what a single-process monitor wrote
+    there (the same tables) is what the sidecar's view resolves and filters."""
+    from exporter.multiprocess.sqlite_store import DB_NAME
+
+    writer = make_monitor(store_path=str(tmp_path / DB_NAME), app_version="1.0")
+    error_id = checkout_failed(writer, "down")
+    settle(writer)
+    writer.stop()
+    view = SharedView(tmp_path, MonitorConfig(api_token=TOKEN, app_version="2.0"))
     server = MonitorServer(view, "127.0.0.1", 0).start()
     try:
-        status, body, _ = call(f"{server.url}/api/v1/errors/abc/resolve", "POST")
-        assert status == 501 and "multiprocess" in body["error"], body
         status, body, _ = call(f"{server.url}/api/v1/errors?new_in=1.0")
-        assert status == 501 and "multiprocess" in body["error"], body
-        assert call(f"{server.url}/api/v1/errors")[0] == 200
+        assert status == 200 and [g["error_id"] for g in body["errors"]] == [error_id]
+        assert call(f"{server.url}/api/v1/errors?new_in=2.0")[1]["errors"] == []
+        status, body, _ = call(f"{server.url}/api/v1/errors/{error_id}/resolve", "POST")
+        assert status == 200, body
+        assert (body["resolved"], body["resolved_version"]) == (True, "2.0")
+        assert call(f"{server.url}/api/v1/errors/{error_id}")[1]["group"]["resolved"] is True
+        assert call(f"{server.url}/api/v1/errors/abc/resolve", "POST")[0] == 404
     finally:
         server.stop()
         view.shared.close()

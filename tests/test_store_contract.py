@@ -1,8 +1,14 @@
-"""One contract for every durable backend: the SQLite file and PostgreSQL, real ones.
+"""One contract for every durable backend: the SQLite file, PostgreSQL and the
+multiprocess directory, real ones.
 
 Each test runs once per backend (``store``: the options that select it, and a way to
-query what it holds). What a restarted monitor serves, release state (first seen
-version, resolve, regression) kept across processes, two apps in one database never
+query what it holds). Multiprocess mode is decided when prometheus_client is first
+imported, so its run of each test is a child pytest process started with
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory): there, every monitor a test makes is a
+worker of that one directory, as a recycled or second gunicorn worker would be.
+
+What a restarted monitor serves, release state (first seen version, resolve,
+regression) kept across processes, two apps in one database never
 mixing, the schema version (older migrated, newer refused with one WARNING), retention
 counted, and ``app_monitor_store_info`` naming the backend.
 """
@@ -10,7 +16,10 @@ counted, and ``app_monitor_store_info`` naming the backend.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +28,11 @@ from typing import Any
 import pytest
 from support.monitoring import dropped, sample, settle
 
-from exporter import ErrorMonitor
+from exporter import ErrorMonitor, multiprocess
 from exporter.durable.tables import POSTGRESQL, SCHEMA_VERSION, SQLITE, steps
+from exporter.multiprocess.sqlite_store import DB_NAME
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -32,26 +44,60 @@ class Store:
     query: Callable[[str], list[tuple[Any, ...]]]
     backend_label: str
     scope: str
+    url: str = ""  # what the CLI's --store takes
+    file: Path | None = None  # the SQLite file (SQLITE kinds)
+    metrics_shared: bool = False  # every monitor of the test reads the same counters
+    ran_in_child: bool = False  # the test ran in a child process (see tests/conftest.py)
 
 
-@pytest.fixture(params=["file", "postgresql"])
+def sqlite_query(path: Path) -> Callable[[str], list[tuple[Any, ...]]]:
+    def query_file(sql: str) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    return query_file
+
+
+@pytest.fixture(params=["file", "postgresql", "multiprocess"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "multiprocess":
+        if not multiprocess.enabled():
+            return run_in_multiprocess_mode(request.node.nodeid, tmp_path)
+        path = Path(str(multiprocess.multiproc_dir())) / DB_NAME
+        return Store(SQLITE, {}, sqlite_query(path), "multiprocess", "host",
+                     url=f"sqlite:///{path}", file=path, metrics_shared=True)
     if request.param == "file":
         path = tmp_path / "errors.sqlite"
-
-        def query_file(sql: str) -> list[tuple[Any, ...]]:
-            conn = sqlite3.connect(path)
-            try:
-                return conn.execute(sql).fetchall()
-            finally:
-                conn.close()
-
-        return Store(SQLITE, {"store_url": f"sqlite:///{path}"}, query_file, "file", "host")
+        return Store(SQLITE, {"store_url": f"sqlite:///{path}"}, sqlite_query(path), "file", "host",
+                     url=f"sqlite:///{path}", file=path)
     server = request.getfixturevalue("postgres_server")
     url = server.new_database()
     return Store(
-        POSTGRESQL, {"store_url": url}, lambda sql: server.sql(url, sql), "postgresql", "fleet"
+        POSTGRESQL, {"store_url": url}, lambda sql: server.sql(url, sql), "postgresql", "fleet",
+        url=url,
     )
+
+
+def without_multiproc_dir() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+
+
+def run_in_multiprocess_mode(nodeid: str, tmp_path: Path) -> Store:
+    """Run this very test in a child pytest in multiprocess mode (a fresh directory);
+    its failure is this test's."""
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", nodeid],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**without_multiproc_dir(), "PROMETHEUS_MULTIPROC_DIR": str(directory),
+             "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-6000:] + done.stderr
+    return Store(SQLITE, {}, lambda sql: [], "multiprocess", "host", ran_in_child=True)
 
 
 def fail(message: str) -> None:
@@ -148,8 +194,8 @@ def test_two_apps_in_one_store_never_mix(make_monitor, store):
 def test_an_older_schema_is_migrated(make_monitor, store):
     conn_rows = steps(store.kind, 0, "app", target=2)
     if store.kind == SQLITE:
-        path = store.options["store_url"].removeprefix("sqlite:///")
-        conn = sqlite3.connect(path)
+        assert store.file is not None
+        conn = sqlite3.connect(store.file)
         for statement in conn_rows:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 2")
@@ -169,8 +215,8 @@ def test_an_older_schema_is_migrated(make_monitor, store):
 
 def test_a_newer_schema_is_refused_with_one_warning(make_monitor, store, caplog):
     if store.kind == SQLITE:
-        path = store.options["store_url"].removeprefix("sqlite:///")
-        conn = sqlite3.connect(path)
+        assert store.file is not None
+        conn = sqlite3.connect(store.file)
         conn.executescript(
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
             "CREATE TABLE groups (x); CREATE TABLE records (y);"
@@ -205,13 +251,10 @@ def test_retention_by_size_is_enforced_and_counted(make_monitor, store):
     settle(again)
     kept = store.query("SELECT count(*) FROM records")[0][0]
     assert kept <= 3
-    assert (
-        dropped(monitor, "store_max_records")
-        + dropped(again, "store_max_records")
-        + dropped(monitor, "store_retention")
-        + dropped(again, "store_retention")
-        == 8 - kept
-    )
+    counted = dropped(again, "store_max_records") + dropped(again, "store_retention")
+    if not store.metrics_shared:  # else: one directory's counters, read by either
+        counted += dropped(monitor, "store_max_records") + dropped(monitor, "store_retention")
+    assert counted == 8 - kept
 
 
 def test_the_store_info_gauge_names_the_backend(make_monitor, store):
@@ -224,6 +267,8 @@ def test_the_store_info_gauge_names_the_backend(make_monitor, store):
         )
         == 1
     )
+    if store.backend_label == "multiprocess":
+        return  # every monitor of this process is a worker of the directory
     memory = make_monitor()
     assert (
         sample(memory, "app_monitor_store_info", {"backend": "memory", "release_scope": "process"})
@@ -233,11 +278,8 @@ def test_the_store_info_gauge_names_the_backend(make_monitor, store):
 
 def test_the_cli_reads_and_resolves_either_store_by_app(make_monitor, store, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -246,10 +288,10 @@ def test_the_cli_reads_and_resolves_either_store_by_app(make_monitor, store, tmp
             text=True,
             timeout=120,
             cwd=repo,
-            env={**os.environ, "PYTHONPATH": str(repo)},
+            env={**without_multiproc_dir(), "PYTHONPATH": str(repo)},
         )
 
-    url = store.options["store_url"]
+    url = store.url
     for app, times in (("billing", 2), ("search", 3)):
         monitor = make_monitor(**store.options, app_name=app, app_version="1.0")
         for _ in range(times):

@@ -13,9 +13,12 @@ reads the same file without a monitor (``export --store``, ``analyze --store``).
 - :mod:`.tracking`: the store that notes what changed since the last write.
 - :mod:`.file`: batched writes, retention, loading.
 - :mod:`.backend`: what the monitor calls (open or move aside, load, tick, close).
+- :mod:`.batch`: the batch of a store many processes write, its steps written once.
 - :mod:`.pg_database`: every statement of the shared store (batch, migrate, prune, load).
-- :mod:`.postgres`: the shared store as the monitor uses it (reconnects, buffers, counts
-  new and regressed groups for the fleet).
+- :mod:`.sqlite_shared`: the same batch on one SQLite file many processes write (the
+  multiprocess directory's ``error-exporter.sqlite``).
+- :mod:`.postgres`: a store many processes write, as the monitor uses it (reconnects,
+  buffers, counts new and regressed groups once): PostgreSQL, or the multiprocess file.
 """
 
 from __future__ import annotations

@@ -25,26 +25,27 @@ gets ``pg_try_advisory_xact_lock`` (the others skip it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import dumps
 from ..dsn import redact_text
 from ..store import ErrorGroup, ErrorStore
-from . import rows
+from . import batch, rows
+from . import rows as rows_module  # the parameter ``rows`` of the statements shadows it
+from .batch import STATE_COLUMNS, Written, apply_states
 from .schema import StoreError, StoreTooNew, _package_version
 from .tables import (
     GROUP_COLUMNS,
     POSTGRESQL,
-    RELEASE_COLUMNS,
     SCHEMA_VERSION,
     SESSIONS_ADD,
     UNKNOWN_INSTANCE,
     steps,
 )
-from .tracking import Changes, TrackingStore
+from .tracking import Changes
 
 log = logging.getLogger("exporter.durable")
 MIGRATION_LOCK = 0x6572726F  # pg_advisory_xact_lock key of the schema ("erro")
@@ -52,13 +53,6 @@ RETENTION_LOCK = 0x72657465  # with hashtext(app): the retention pass of one app
 CONNECT_TIMEOUT_SECONDS = 3
 ROWS_PER_STATEMENT = 500  # x 13 columns: well under PostgreSQL's 65,535 parameters
 STATEMENT_TIMEOUT_MS = 10000  # a batch that waits longer is given back and retried
-STATE_COLUMNS = (
-    "error_id",
-    "occurrence_count",
-    "first_occurrence",
-    "last_occurrence",
-    *RELEASE_COLUMNS,
-)
 
 
 class StoreUnavailable(StoreError):
@@ -129,16 +123,6 @@ def _meta(conn: Any, key: str, value: str) -> None:
     )
 
 
-@dataclass
-class Written:
-    """What one batch did that only the database could tell."""
-
-    created: list[tuple[str, str | None]] = field(default_factory=list)  # id, first version
-    regressed: list[str] = field(default_factory=list)
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # STATE_COLUMNS by id
-    records: int = 0
-
-
 _INSERT = (
     f"INSERT INTO groups ({', '.join(GROUP_COLUMNS)}) VALUES {{values}} "
     "ON CONFLICT (app, error_id) DO NOTHING RETURNING error_id, first_seen_version"
@@ -158,12 +142,13 @@ FROM (VALUES {values}) AS v (error_id, added, first_occurrence, last_occurrence,
 WHERE g.app = %s AND g.error_id = v.error_id
 """
 _ADD_ROW = "(%s::text, %s::bigint, %s::float8, %s::float8, %s::text, %s::text, %s::text)"
-_RESOLVE = """
+RESOLVE = """
 UPDATE groups SET
-    resolved_version = CASE WHEN resolved_at IS NULL THEN %s ELSE resolved_version END,
-    resolved_at = coalesce(resolved_at, %s), regressed = 0, regressed_at = NULL
-WHERE app = %s AND error_id = %s
+    resolved_version = CASE WHEN resolved_at IS NULL THEN {p} ELSE resolved_version END,
+    resolved_at = coalesce(resolved_at, {p}), regressed = 0, regressed_at = NULL
+WHERE app = {p} AND error_id = {p}
 """
+_RESOLVE = RESOLVE.format(p="%s")
 _REGRESS = """
 UPDATE groups g SET resolved_at = NULL, regressed = 1, regressed_at = v.latest
 FROM (VALUES {values}) AS v (error_id, latest)
@@ -174,119 +159,85 @@ RETURNING g.error_id
 _STATES = f"SELECT {', '.join(STATE_COLUMNS)} FROM groups WHERE app = %s AND error_id = ANY(%s)"
 
 
-def write(
-    conn: Any,
-    app: str,
-    changes: Changes,
-    groups: dict[str, ErrorGroup],
-    instance: str = UNKNOWN_INSTANCE,
-) -> Written:
-    """One batch, one transaction (see the module's docstring). ``groups``: the changed
-    groups' in-memory state, read under the store's lock by the caller; ``instance``: the
-    writer (:func:`.rows.instance_name`). Raises psycopg errors (nothing written then)."""
-    done = Written()
-    ids = sorted(set(changes.groups) | set(changes.counts) | set(changes.resolved))
-    with conn.transaction():
-        present = [e for e in ids if e in groups]
-        group_rows = [_new_row(groups[e], app, changes.counts.get(e, 0)) for e in present]
-        for chunk in _chunks(group_rows):
+class PostgresStatements:
+    """The steps of a batch (:mod:`.batch`) as PostgreSQL statements: many rows per
+    statement (one round trip each), ``RETURNING`` saying what this writer did."""
+
+    def insert_new(self, conn: Any, rows: list[tuple[Any, ...]]) -> list[tuple[str, str | None]]:
+        created: list[tuple[str, str | None]] = []
+        for chunk in _chunks(rows):
             cur = conn.execute(
                 _INSERT.format(values=", ".join([_ROW] * len(chunk))),
                 [value for row in chunk for value in row],
             )
-            done.created += [(str(e), v) for e, v in cur.fetchall()]
-        created = {e for e, _ in done.created}
-        added = [_add_row(groups[e], changes.counts.get(e, 0)) for e in present if e not in created]
-        # counts of groups no longer in memory (evicted before the write): still added
-        added += [
-            (e, n, None, None, None, None, None)
-            for e, n in sorted(changes.counts.items())
-            if e not in groups
-        ]
-        for chunk in _chunks(added):
+            created += [(str(e), v) for e, v in cur.fetchall()]
+        return created
+
+    def add(self, conn: Any, app: str, rows: list[batch.AddRow]) -> None:
+        for chunk in _chunks(rows):
             conn.execute(
                 _ADD.format(values=", ".join([_ADD_ROW] * len(chunk))),
                 [*[value for row in chunk for value in row], app],
             )
-        for error_id in sorted(changes.resolved):
-            when, version = changes.resolved[error_id]
-            conn.execute(_RESOLVE, (version, when, app, error_id))
-        latest = sorted((e, t) for e, t in changes.latest.items() if changes.counts.get(e))
+
+    def resolve(
+        self, conn: Any, app: str, error_id: str, when: float, version: str | None
+    ) -> None:
+        conn.execute(_RESOLVE, (version, when, app, error_id))
+
+    def regress(self, conn: Any, app: str, latest: list[tuple[str, float]]) -> list[str]:
+        regressed: list[str] = []
         for chunk in _chunks(latest):
             cur = conn.execute(
                 _REGRESS.format(values=", ".join(["(%s::text, %s::float8)"] * len(chunk))),
                 [*[value for pair in chunk for value in pair], app],
             )
-            done.regressed += [str(e) for (e,) in cur.fetchall()]
-        if changes.records:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO records (app, ts, error_id, data, instance) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    [
-                        (
-                            app,
-                            record.timestamp.timestamp(),
-                            record.error_id,
-                            dumps(record.to_dict()),
-                            instance,
-                        )
-                        for _, record in changes.records
-                    ],
-                )
-            done.records = len(changes.records)
-        if changes.sessions:
-            with conn.cursor() as cur:
-                cur.executemany(SESSIONS_ADD.format(p="%s"),
-                                [(app, s, n) for s, n in sorted(changes.sessions.items())])
-        counted = [
-            (app, e, instance, n, changes.latest.get(e, 0.0))
-            for e, n in sorted(changes.counts.items())
-            if n
-        ]
-        if counted:
-            with conn.cursor() as cur:
-                cur.executemany(rows.INSTANCE_UPSERT.replace("?", "%s"), counted)
-        if ids:
-            done.states = read_states(conn, app, ids)
-    return done
+            regressed += [str(e) for (e,) in cur.fetchall()]
+        return regressed
+
+    def append_records(self, conn: Any, rows: list[tuple[str, float, str, str, str]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO records (app, ts, error_id, data, instance) "
+                "VALUES (%s, %s, %s, %s, %s)", rows
+            )
+
+    def add_instances(self, conn: Any, rows: list[tuple[str, str, str, int, float]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(rows_module.INSTANCE_UPSERT.replace("?", "%s"), rows)
+
+    def add_sessions(self, conn: Any, rows: list[tuple[str, str, int]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(SESSIONS_ADD.format(p="%s"), rows)
+
+    def read_states(self, conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return read_states(conn, app, ids)
+
+
+STATEMENTS = PostgresStatements()
+
+
+def write(
+    conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+    instance: str = UNKNOWN_INSTANCE,
+) -> Written:
+    """One batch, one transaction (see :mod:`.batch`). ``groups``: the changed groups'
+    in-memory state, read under the store's lock by the caller. Raises psycopg errors
+    (nothing written then)."""
+    with conn.transaction():
+        return batch.write(conn, STATEMENTS, app, changes, groups, instance)
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     """Statements of at most ROWS_PER_STATEMENT rows (a statement takes at most 65,535
     parameters; ``error_buffer_size`` may be larger than a statement holds)."""
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        yield items[start : start + ROWS_PER_STATEMENT]
+    return batch.chunks(items, ROWS_PER_STATEMENT)
 
 
 def read_states(conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Counts, times and release state of these groups as the fleet has them."""
     cur = conn.execute(_STATES, (app, list(ids)))
-    return {str(row[0]): dict(zip(STATE_COLUMNS, row, strict=True)) for row in cur}
-
-
-def _new_row(group: ErrorGroup, app: str, added: int) -> tuple[Any, ...]:
-    """The row a group starts with (its occurrences: those of this batch; no resolve:
-    a resolve is its own statement)."""
-    row = list(rows.group_row(group, app))
-    row[GROUP_COLUMNS.index("occurrence_count")] = max(added, 1)
-    for name in ("resolved_at", "resolved_version", "regressed_at"):
-        row[GROUP_COLUMNS.index(name)] = None
-    row[GROUP_COLUMNS.index("regressed")] = 0
-    return tuple(row)
-
-
-def _add_row(group: ErrorGroup, added: int) -> tuple[Any, ...]:
-    full = dict(zip(GROUP_COLUMNS, rows.group_row(group, ""), strict=True))
-    return (
-        full["error_id"],
-        added,
-        full["first_occurrence"],
-        full["last_occurrence"],
-        full["report"],
-        full["state"],
-        full["last_seen_version"],
-    )
+    return {str(row[0]): batch.state_row(row) for row in cur}
 
 
 @dataclass
@@ -381,33 +332,6 @@ def resolve(
     return None if row is None else rows.group_from_row(row).summary()
 
 
-def apply_states(store: TrackingStore, states: dict[str, dict[str, Any]]) -> None:
-    """The fleet's counts, times and release state onto the in-memory groups (plus what
-    this process counted since the batch was taken; a resolve done here meanwhile stays
-    as it is until its own write)."""
-    with store.lock:
-        pending = store.changes
-        for error_id, state in states.items():
-            group = store.groups.get(error_id)
-            if group is None:
-                continue
-            report = group.report
-            report.occurrence_count = int(state["occurrence_count"]) + pending.counts.get(
-                error_id, 0
-            )
-            report.first_occurrence = min(report.first_occurrence, float(state["first_occurrence"]))
-            report.last_occurrence = max(report.last_occurrence, float(state["last_occurrence"]))
-            group.first_seen_version = state["first_seen_version"]
-            if state["last_seen_version"] is not None:
-                group.last_seen_version = state["last_seen_version"]
-            if error_id in pending.resolved:
-                continue
-            group.resolved_at = state["resolved_at"]
-            group.resolved_version = state["resolved_version"]
-            group.regressed = bool(state["regressed"])
-            group.regressed_at = state["regressed_at"]
-
-
 def states_of(conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     with conn.transaction():
         return read_states(conn, app, sorted(ids))
@@ -484,9 +408,11 @@ def fleet_records(
 
 
 __all__ = [
+    "PostgresDatabase",
     "Pruned",
     "StoreUnavailable",
     "Written",
+    "apply_states",
     "connect",
     "ensure_schema",
     "load_into",
@@ -494,3 +420,53 @@ __all__ = [
     "resolve",
     "write",
 ]
+
+
+class PostgresDatabase:
+    """The shared store's database as :class:`~.postgres.SharedBackend` uses it: every
+    call takes the connection it opened (``connect``) and is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        from ..dsn import redact
+
+        self.url = url
+        self.where = redact(url)  # what log lines and errors name
+
+    def connect(self) -> Any:
+        return connect(self.url)
+
+    def ensure_schema(
+        self, conn: Any, app: str, on_migrate: Callable[[int, int], None] | None = None
+    ) -> None:
+        ensure_schema(conn, self.where, app, on_migrate)
+
+    def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int:
+        return load_into(conn, store, app, since)
+
+    def write(self, conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+              instance: str = UNKNOWN_INSTANCE) -> Written:
+        """The batch, tried again once at once when two writers deadlocked."""
+        import psycopg
+
+        try:
+            return write(conn, app, changes, groups, instance)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            return write(conn, app, changes, groups, instance)
+
+    def prune(self, conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
+        return prune(conn, app, cutoff, max_records)
+
+    def states_of(self, conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return states_of(conn, app, ids)
+
+    def resolve(
+        self, conn: Any, app: str, error_id: str, when: float, version: str | None
+    ) -> dict[str, Any] | None:
+        return resolve(conn, app, error_id, when, version)
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return exc if isinstance(exc, StoreUnavailable) else unavailable(exc, self.url)
+
+    def close(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()

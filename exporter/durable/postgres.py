@@ -22,16 +22,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ..config import MonitorConfig
-from ..dsn import redact
 from ..store import ErrorGroup, ErrorStore
 from . import pg_database as db
 from . import rows
+from .batch import Written, apply_states
 from .schema import StoreTooNew
-from .tracking import SessionLedger, TrackingStore
+from .tracking import Changes, SessionLedger, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 PRUNE_EVERY_SECONDS = 60.0
@@ -42,6 +42,39 @@ DROP_AGE = "store_retention"
 DROP_SIZE = "store_max_records"
 DROP_WRITE = "store_write_failed"
 CountDrop = Callable[[str, int], None]
+
+
+class SharedDatabase(Protocol):
+    """A database many processes write (PostgreSQL: :class:`.pg_database.PostgresDatabase`;
+    a multiprocess directory's SQLite file: :class:`.sqlite_shared.SqliteSharedDatabase`).
+    Each call but ``connect`` and ``close`` is one transaction on ``conn``."""
+
+    where: str
+
+    def connect(self) -> Any: ...
+
+    def ensure_schema(
+        self, conn: Any, app: str, on_migrate: Callable[[int, int], None] | None = None
+    ) -> None: ...
+
+    def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int: ...
+
+    def write(
+        self, conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+        instance: str,
+    ) -> Written: ...
+
+    def prune(self, conn: Any, app: str, cutoff: float, max_records: int) -> db.Pruned: ...
+
+    def states_of(self, conn: Any, app: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
+    def resolve(
+        self, conn: Any, app: str, error_id: str, when: float, version: str | None
+    ) -> dict[str, Any] | None: ...
+
+    def unavailable(self, exc: BaseException) -> db.StoreUnavailable: ...
+
+    def close(self, conn: Any) -> None: ...
 
 
 class FleetHooks:
@@ -64,11 +97,16 @@ class SharedBackend:
         note_internal_error: Callable[[BaseException], None],
         hooks: FleetHooks,
         ledger: SessionLedger | None = None,
+        database: SharedDatabase | None = None,
+        make_store: Callable[[ErrorStore], TrackingStore] = TrackingStore,
     ) -> None:
-        assert config.store_url is not None
+        if database is None:
+            assert config.store_url is not None
+            database = db.PostgresDatabase(config.store_url)
+        self.db = database
+        self.make_store = make_store  # the multiprocess directory reads records from the file
         self.ledger = ledger
-        self.url = config.store_url
-        self.where = redact(self.url)  # what log lines and errors name
+        self.where = database.where  # what log lines and errors name (no password)
         self.app = config.store_app
         self.retention_seconds = config.store_retention_seconds
         self.max_records = config.store_max_records
@@ -95,7 +133,7 @@ class SharedBackend:
         """The tracking store replacing ``base``: loaded from the database when it can be
         reached now (else empty, written once it can). None: the schema is newer than this
         release (one WARNING; the monitor stays memory-only)."""
-        store = TrackingStore(base)
+        store = self.make_store(base)
         self.store = store
         with self._lock:
             if self._connect():
@@ -108,15 +146,15 @@ class SharedBackend:
             return True
         conn = None
         try:
-            conn = db.connect(self.url)
-            db.ensure_schema(conn, self.where, self.app, self._migrated)
+            conn = self.db.connect()
+            self.db.ensure_schema(conn, self.app, self._migrated)
         except StoreTooNew as exc:
             self.too_new = True
-            _close(conn)
+            self._close(conn)
             log.warning("error-exporter: %s; running with a memory-only store", exc)
             return False
         except Exception as exc:
-            _close(conn)
+            self._close(conn)
             self._failed("connect to", exc)
             return False
         self.conn = conn
@@ -135,7 +173,7 @@ class SharedBackend:
 
     def _load(self, store: TrackingStore) -> None:
         try:
-            db.load_into(self.conn, store, self.app, time.time() - self.retention_seconds)
+            self.db.load_into(self.conn, store, self.app, time.time() - self.retention_seconds)
         except Exception as exc:
             self._lost(exc, "read")  # an empty start; the writes follow when it is back
 
@@ -182,7 +220,7 @@ class SharedBackend:
             return
         if self.ledger is not None:
             self.ledger.written(changes.sessions)
-        db.apply_states(store, done.states)
+        apply_states(store, done.states)
         for _, version in done.created:
             self.hooks.new_group(version)
         for error_id in done.regressed:
@@ -190,18 +228,12 @@ class SharedBackend:
             if group is not None:
                 self.hooks.regressed(group)
 
-    def _attempt(self, changes: Any, groups: dict[str, ErrorGroup]) -> db.Written:
-        """The batch, tried again once at once when two writers deadlocked."""
-        import psycopg
-
-        try:
-            return db.write(self.conn, self.app, changes, groups, self.instance)
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            return db.write(self.conn, self.app, changes, groups, self.instance)
+    def _attempt(self, changes: Any, groups: dict[str, ErrorGroup]) -> Written:
+        return self.db.write(self.conn, self.app, changes, groups, self.instance)
 
     def _prune(self, store: TrackingStore) -> None:
         try:
-            pruned = db.prune(
+            pruned = self.db.prune(
                 self.conn, self.app, time.time() - self.retention_seconds, self.max_records
             )
         except Exception as exc:
@@ -220,11 +252,11 @@ class SharedBackend:
         if not ids:
             return
         try:
-            states = db.states_of(self.conn, self.app, ids)
+            states = self.db.states_of(self.conn, self.app, ids)
         except Exception as exc:
             self._lost(exc, "read")
             return
-        db.apply_states(store, states)
+        apply_states(store, states)
 
     def _given_up(self, count: int) -> None:
         if count:
@@ -232,7 +264,7 @@ class SharedBackend:
 
     def _lost(self, exc: BaseException, what: str) -> None:
         """A statement failed: the connection is dropped (reopened with backoff)."""
-        _close(self.conn)
+        self._close(self.conn)
         self.conn = None
         self._failed(what, exc)
 
@@ -240,7 +272,7 @@ class SharedBackend:
         """Back off, count, warn once (the message without the password)."""
         self._backoff = min(max(self._backoff * 2, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
         self._retry_at = time.monotonic() + self._backoff
-        safe = exc if isinstance(exc, db.StoreUnavailable) else db.unavailable(exc, self.url)
+        safe = self.db.unavailable(exc)
         self.note_internal_error(safe)
         if not self._warned:
             self._warned = True
@@ -252,9 +284,14 @@ class SharedBackend:
                 safe,
             )
 
+    def _close(self, conn: Any) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.db.close(conn)
+
     def after_fork_in_child(self, base: ErrorStore) -> TrackingStore:
-        """A forked child (e.g. a gunicorn worker without a multiprocess directory) writes
-        the same database on its own connection; the parent's socket is left alone."""
+        """A forked child (a gunicorn worker) writes the same database on its own
+        connection; the parent's socket (or SQLite handle) is left alone."""
         self.pid = os.getpid()
         self.instance = rows.instance_name()
         self.conn = None  # not closed: that would end the parent's session
@@ -263,7 +300,10 @@ class SharedBackend:
         self._warned = False
         if self.ledger is not None:
             self.ledger.reset()
-        self.store = TrackingStore(base)
+        forked = getattr(self.db, "forked", None)
+        if forked is not None:  # what the parent wrote is not this child's to add
+            forked()
+        self.store = self.make_store(base)
         return self.store
 
     # -- other threads ---------------------------------------------------------------------
@@ -274,7 +314,7 @@ class SharedBackend:
             if self.conn is None and (time.monotonic() < self._retry_at or not self._connect()):
                 return None
             try:
-                return db.resolve(self.conn, self.app, error_id, time.time(), version)
+                return self.db.resolve(self.conn, self.app, error_id, time.time(), version)
             except Exception as exc:
                 self._lost(exc, "write to")
                 return None
@@ -288,7 +328,7 @@ class SharedBackend:
         except Exception as exc:
             self.note_internal_error(exc)
         with self._lock:
-            _close(self.conn)
+            self._close(self.conn)
             self.conn = None
             self._retry_at = 0.0
 
@@ -307,10 +347,6 @@ def _copy(group: ErrorGroup) -> ErrorGroup:
     return clone
 
 
-def _close(conn: Any) -> None:
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 def attach(

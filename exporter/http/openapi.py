@@ -337,8 +337,6 @@ def _resolve() -> Schema:
                     "headers": {"WWW-Authenticate": {"schema": STR,
                                                      "description": "Bearer challenge"}}},
             "404": _json("Error", "No group with this id."),
-            "501": _json("Error", "Not supported by this backend (multiprocess mode keeps "
-                                  "no release state)."),
         },
         "parameters": [_path("error_id", "the group's error_id")],
         "security": [{"bearerAuth": []}],

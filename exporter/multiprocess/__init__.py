@@ -8,9 +8,11 @@ Then each monitor created in the process:
   one scrape through ``MultiProcessCollector``);
 - publishes its scrape-time gauges once a second with the right multiprocess mode
   (see :mod:`exporter.multiprocess.publisher`);
-- writes its reports to one SQLite file in the directory (:mod:`.sqlite_store`), so the JSON
-  API of any worker, or ``error-exporter serve --multiproc-dir DIR``, shows every worker's
-  errors grouped across workers;
+- writes its groups and records to one SQLite file in the directory, on the durable
+  schema and with the shared store's semantics (:mod:`exporter.durable.sqlite_shared`:
+  "new" and "regressed" decided by the file, counted once for the directory; resolves
+  seen by every worker), so the JSON API of any worker, or ``error-exporter serve
+  --multiproc-dir DIR``, shows every worker's errors grouped across workers;
 - serves ``monitor.registry`` = the merged view of the directory, and answers its read API
   (``export_data``, ``list_groups``, ``get_group``, ...) from the shared state.
 
@@ -25,13 +27,20 @@ import contextlib
 import glob
 import logging
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from ..collectors import Published
 from ..config import MonitorConfig
+from ..durable.postgres import CountDrop, FleetHooks
+from ..durable.postgres import SharedBackend as DurableShared
+from ..durable.schema import StoreTooNew
+from ..durable.sqlite_shared import SqliteSharedDatabase
+from ..durable.tables import SCHEMA_VERSION
+from ..durable.tracking import SessionLedger, TrackingStore
 from ..store import ErrorStore
-from .sqlite_store import DB_NAME, Limits, SharedStore
+from .sqlite_store import DB_NAME, FORK_GUARD, SharedStore
 from .view import FleetCollector, SharedView, fleet_registry
 
 log = logging.getLogger("exporter.multiprocess")
@@ -81,16 +90,23 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
                         "(before Python starts). The monitor stays in single-process mode.",
                         ENV_VAR)
         return None
-    return SharedBackend(config, path)
+    try:
+        return SharedBackend(config, path)
+    except (StoreTooNew, sqlite3.Error) as exc:
+        # the directory's file cannot be shared (written by a newer release, or not a
+        # database): this worker runs on its own memory, as in single-process mode
+        log.warning("error-exporter: %s: %s; running with a memory-only store",
+                    Path(path) / DB_NAME, exc)
+        return None
 
 
 class SharedBackend:
-    """Multiprocess mode over ``path``: the shared store written through, the merged
-    metrics directory as the registry, and the fleet view answering reads.
+    """Multiprocess mode over ``path``: the directory's file written like a shared store,
+    the merged metrics directory as the registry, and the fleet view answering reads.
 
-    Chosen by the monitor at construction: it wraps its store with :meth:`store_for` and
-    binds the view to itself with :meth:`bind` (the monitor changes itself; nothing here
-    patches it).
+    Chosen by the monitor at construction: it attaches its store with :meth:`attach`
+    and binds the view to itself with :meth:`bind` (the monitor changes itself; nothing
+    here patches it).
     """
 
     def __init__(self, config: MonitorConfig, path: str | Path) -> None:
@@ -102,17 +118,27 @@ class SharedBackend:
                         cfg.host, cfg.port, path)
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.shared = SharedStore(path, Limits(cfg.max_records, cfg.error_buffer_size,
-                                               cfg.occurrences_per_group,
-                                               cfg.max_users_per_group))
+        self.shared = SharedStore(path, cfg.store_app)
         self.shared.set_meta("namespace", cfg.namespace)
+        self.shared.set_meta("app", cfg.store_app)
 
-    def store_for(self, local: ErrorStore, on_evict: Callable[[int], None],
-                  on_error: Callable[[BaseException], None]) -> ErrorStore:
-        """The monitor's store, written through to the shared database."""
-        from .worker_store import SharedErrorStore
+    def attach(self, store: ErrorStore, count_drop: CountDrop,
+               note_internal_error: Callable[[BaseException], None], hooks: FleetHooks,
+               ledger: SessionLedger | None = None
+               ) -> tuple[DurableShared, TrackingStore] | None:
+        """The writer of this process's changes to the directory's file (PostgreSQL's
+        semantics: :mod:`exporter.durable.sqlite_shared`) and the store to use instead of
+        ``store``; None when the file's schema is newer than this release."""
+        database = SqliteSharedDatabase(str(Path(self.path) / DB_NAME), lambda: FORK_GUARD,
+                                        self.config.max_users_per_group,
+                                        self.config.error_buffer_size)
+        from .worker_store import DirectoryStore
 
-        return SharedErrorStore(self.shared, local, on_evict=on_evict, on_error=on_error)
+        shared = self.shared
+        backend = DurableShared(self.config, count_drop, note_internal_error, hooks, ledger,
+                                database, lambda base: DirectoryStore(base, shared))
+        tracking = backend.start(store)
+        return None if tracking is None else (backend, tracking)
 
     def bind(self, monitor: Published, count_uncounted: Callable[[], None]) -> SharedView:
         """The view of every worker's reports and metrics, publishing this one's state."""
@@ -125,17 +151,53 @@ class SharedBackend:
 
 
 def prepare_dir(path: str | Path) -> Path:
-    """Create ``path`` (0700) and remove what a previous run left in it.
+    """Create ``path`` (0700) and make it ready for a new run of the server.
 
-    Call it once before the workers start: stale mmap files would add an old run's counts.
+    Call it once before the workers start: stale mmap files would add an old run's counts,
+    so they are removed. The store file is kept — it is the host's history of groups
+    (what is new in a version, what was resolved: ``release_scope="host"``), bounded by
+    ``store_retention_seconds`` and ``store_max_records`` — and only what belonged to the
+    last run is reset in it (the live workers, what they had stored, when the run
+    started). A file that is not a usable store (damaged, or of the layout before the
+    directory used the durable schema) is removed; one written by a newer release is left
+    alone (the workers warn and run on memory).
     """
     directory = Path(path)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for pattern in ("*.db", DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
-        for name in glob.glob(os.path.join(directory, pattern)):
+    for name in glob.glob(os.path.join(directory, "*.db")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
+    store = directory / DB_NAME
+    if store.exists() and not _new_run(store):
+        for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                os.remove(name)
+                os.remove(str(store) + suffix)
     return directory
+
+
+def _new_run(store: Path) -> bool:
+    """Reset the last run's state in the store file; False when it is no usable store."""
+    try:
+        conn = sqlite3.connect(str(store), isolation_level=None, timeout=10.0)
+    except sqlite3.Error:
+        return False
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            return True  # a newer release's: untouched
+        if version == 0:
+            return False  # not the durable schema: nothing worth keeping
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        conn.execute("BEGIN IMMEDIATE")
+        if "workers" in tables:
+            conn.execute("DELETE FROM workers")
+        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started')")
+        conn.execute("COMMIT")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
 
 
 def mark_process_dead(pid: int, path: str | Path | None = None) -> None:

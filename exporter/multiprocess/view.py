@@ -1,8 +1,10 @@
 """The fleet view of one multiprocess directory: what any worker or the sidecar serves.
 
 ``SharedView`` answers the monitor's read API (statistics, analysis, summary, groups, patterns,
-plugin health, export) from the merged prometheus_client files (exact counts) and the shared
-SQLite store (reports), in the same JSON shapes as a single-process monitor. ``FleetCollector``
+plugin health, export, resolve) from the merged prometheus_client files (exact counts) and
+the directory's SQLite file (groups with their summed counts and release state, records: the
+durable schema), in the same JSON shapes as a single-process monitor (the same
+``ErrorGroup.summary``). ``FleetCollector``
 is the /metrics side: prometheus_client's MultiProcessCollector plus what only the shared
 store knows (distinct groups, the latest ``error_id`` of each app_errors_total series as its
 exemplar) and the build info.
@@ -31,29 +33,21 @@ from ..config import MonitorConfig
 from ..export import export_document
 from ..metrics import MonitorRegistry, exemplar_labels
 from ..model import ErrorRecord, iso_time
-from ..reader import NotSupported
 from ..reading import ReadOnce
 from ..statistics import statistics
 from ..store import ExportFilter
 from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
-from .sqlite_store import SharedStore, group_summary, without_seen
+from .sqlite_store import SharedStore
 
 log = logging.getLogger("exporter.multiprocess")
 LIVE_SECONDS = 10 * PUBLISH_INTERVAL  # a worker that has not published for this long is gone
 SETTLE_TIMEOUT = 2.0  # reads wait at most this long for workers to store queued reports
-STALL_SECONDS = 0.3  # ... and stop waiting when nothing progressed for this long
+# ... and stop waiting when nothing progressed for this long (longer than a worker's
+# tick plus its idle wait: a worker writes its batch at its next tick)
+STALL_SECONDS = 0.75
 _PATTERN_LEVEL = {"none": 0, "warning": 1, "error": 2, "critical": 3}
 _LEVEL_PATTERN = {v: k for k, v in _PATTERN_LEVEL.items()}
 _HEALTH_NAME = {v: k for k, v in HEALTH_VALUE.items()}
-RELEASE_UNSUPPORTED = ("release health (resolve, new_in) is not supported in multiprocess "
-                       "mode: the shared store keeps no release state; run the monitor in "
-                       "single-process mode (with store_path) to resolve groups")
-# the group summary's release fields, as a group that no release tracked has them
-NO_RELEASE_STATE: dict[str, Any] = {
-    "first_seen_version": None, "last_seen_version": None, "resolved": False,
-    "resolved_at": None, "resolved_at_epoch": None, "resolved_version": None,
-    "regressed": False, "regressed_at": None, "regressed_at_epoch": None,
-}
 
 
 class SharedView:
@@ -63,7 +57,9 @@ class SharedView:
                  shared: SharedStore | None = None, local: Published | None = None) -> None:
         self.directory = Path(directory)
         self.config = config or MonitorConfig()
-        self.shared = shared or SharedStore(self.directory)
+        # the sidecar (no local monitor) reads the app the workers recorded
+        self.shared = shared or SharedStore(self.directory,
+                                            self.config.store_app if local else None)
         self.local = local
         self.namespace = self.config.namespace
         if local is None:  # the sidecar: use the workers' namespace if they recorded one
@@ -178,9 +174,9 @@ class SharedView:
         return {
             "statistics": stats,
             "top_errors": [
-                {"error_id": r["error_id"], "occurrence_count": r["occurrence_count"],
-                 "report": without_seen(r)}
-                for r in self.shared.groups("count", top)
+                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
+                 "report": {**g.report.to_dict(), **g.release_state()}}
+                for g in self.shared.groups("count", top)
             ],
             "total_unique_errors": stats["unique_errors"],
             "session_count": sessions["active"] + sessions["total_ended"],
@@ -250,11 +246,8 @@ class SharedView:
 
     def list_groups(self, sort: str = "count", limit: int | None = None,
                     new_in: str | None = None) -> list[dict[str, Any]]:
-        if new_in is not None:
-            raise NotSupported(RELEASE_UNSUPPORTED)
         self.settle()
-        return [{**group_summary(r), **NO_RELEASE_STATE}
-                for r in self.shared.groups(sort, limit)]
+        return [g.summary() for g in self.shared.groups(sort, limit, new_in=new_in)]
 
     def get_group(self, error_id: str) -> dict[str, Any] | None:
         self.settle()
@@ -262,21 +255,44 @@ class SharedView:
             found = self.shared.groups(error_id=error_id)
             if not found:
                 return None
-            report = found[0]
+            group = found[0]
             occurrences = self.shared.occurrences(error_id, self.config.occurrences_per_group)
         return {
-            "group": {**group_summary(report), **NO_RELEASE_STATE},
-            "report": without_seen(report),
+            "group": group.summary(),
+            "report": {**group.report.to_dict(), **group.release_state()},
             "occurrences": [r.to_dict() for r in occurrences],
         }
 
     def resolve_group(self, error_id: str) -> dict[str, Any] | None:
-        """Release health needs one process's store: the shared one keeps no release state."""
-        raise NotSupported(RELEASE_UNSUPPORTED)
+        """Resolved in the version running now, for every worker of the directory.
+
+        A group this worker holds is resolved in its memory first (so its next
+        occurrence here is judged against the resolve at once) and written before the
+        answer; any other group is resolved in the file itself. The other workers learn
+        of it when they next write the group (or within their sync interval), and the
+        first occurrence after it regresses the group once, in whichever worker saw it.
+        """
+        self.settle()
+        local = self.local
+        version = self.config.app_version  # the monitor's own (set_app_version changes it)
+        if local is not None and local.store.resolve(error_id, version) is not None:
+            with contextlib.suppress(Exception):
+                local.flush(timeout=SETTLE_TIMEOUT)
+            found = self.shared.groups(error_id=error_id)
+            if found:
+                return found[0].summary()
+        group = self.shared.resolve(error_id, version)
+        return None if group is None else group.summary()
 
     def clear_old_records(self, max_age_hours: float = 24) -> int:
+        """Cleared in the file for every worker, and in this worker's memory (else its next
+        write would bring its copies of the cleared groups back)."""
         self.settle()
-        return self.shared.clear_older_than(time.time() - max_age_hours * 3600.0)
+        cutoff = time.time() - max_age_hours * 3600.0
+        if self.local is not None:
+            with contextlib.suppress(Exception):
+                self.local.store.clear_older_than(cutoff)
+        return self.shared.clear_older_than(cutoff)
 
     def export_data(self, flt: ExportFilter | None = None, **filters: Any) -> dict[str, Any]:
         flt = flt or ExportFilter(**filters)
