@@ -118,8 +118,14 @@ class WorkScope:
 
     def finish(self, ok: bool = True) -> None:
         """Time the unit and end its session; called exactly once."""
+        self.end(ok)
+
+    def end(self, ok: bool | str) -> None:
+        """:meth:`finish` with the outcome itself when it is neither ok nor error (a task's
+        ``retry`` or ``ignored``); a unit that failed ends as ``error`` whatever it says."""
         monitor = self.monitor
-        ok = ok and not self._failed
+        if self._failed:
+            ok = False
         monitor.observe_operation(self.component, self.plugin, self.operation, ok,
                                   time.perf_counter() - self._started)
         try:
