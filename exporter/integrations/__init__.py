@@ -50,9 +50,6 @@ class Hub(Protocol):
 
     def flush(self, timeout: float = 5.0) -> bool: ...
 
-    @property
-    def queue_depth(self) -> int: ...
-
     def start_session(self, user_id: str | None = None, session_id: str | None = None
                       ) -> str: ...
 

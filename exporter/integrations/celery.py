@@ -293,9 +293,11 @@ class CeleryIntegration:
                 outcome = "retry"
             elif state == "FAILURE" and outcome is True:
                 outcome = False
+            if not getattr(scope.request, "is_eager", False):
+                # a pool child may leave at any time, with os._exit: what the task queued is
+                # stored before the task counts as done (its duration observed)
+                hub.flush(hub.config.exit_flush_timeout)
             scope.end(outcome)
-            if not getattr(scope.request, "is_eager", False) and hub.queue_depth:
-                hub.flush(hub.config.exit_flush_timeout)  # a pool child may leave any time
         except Exception:
             hub.note_internal_error()
 

@@ -168,9 +168,11 @@ class RqIntegration:
             if outcome is True and _returned_retry(job):
                 hub.count_task_retry(self.component, scope.func_name, "Retry")
                 outcome = "retry"
-            scope.end(outcome)
-            if getattr(worker, "_is_horse", False):  # the horse leaves with os._exit
+            if getattr(worker, "_is_horse", False):
+                # the horse leaves with os._exit: what the job queued is stored before the
+                # job counts as done (its duration observed)
                 hub.flush(hub.config.exit_flush_timeout)
+            scope.end(outcome)
         except Exception:
             hub.note_internal_error()
 
