@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("celery")
-
-from celery import Celery  # noqa: E402
-from support.jobs import (  # noqa: E402
+from celery import Celery
+from support.jobs import (
     Process,
     group_reports,
     metric,
@@ -32,7 +29,7 @@ from support.jobs import (  # noqa: E402
     worker_env,
 )
 
-from exporter.multiprocess import prepare_dir  # noqa: E402
+from exporter.multiprocess import prepare_dir
 
 APP = textwrap.dedent('''
     """The app of the tests: a Celery app whose module starts the monitor (README)."""
@@ -141,10 +138,11 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-def start_worker(tmp: Path, redis: str, *extra: str) -> Worker:
+def start_worker(tmp: Path, redis: str, *extra: str, db: int = 0) -> Worker:
+    """A worker of its own broker database (another worker never takes its tasks)."""
     (tmp / "jobsapp.py").write_text(APP)
     directory = prepare_dir(tmp / "multiproc")
-    broker, backend = f"{redis}/0", f"{redis}/1"
+    broker, backend = f"{redis}/{db}", f"{redis}/{db + 1}"
     env = worker_env(directory, PYTHONPATH=str(tmp), BROKER_URL=broker, BACKEND_URL=backend)
     process = Process(
         [python(), "-m", "celery", "-A", "jobsapp", "worker", "--pool=prefork",
@@ -271,7 +269,7 @@ def test_what_the_task_records_and_logs_carries_its_context(worker: Worker) -> N
 
 
 def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
-    recycled = start_worker(tmp_path, redis, "--max-tasks-per-child=1")
+    recycled = start_worker(tmp_path, redis, "--max-tasks-per-child=1", db=2)
     try:
         results = [recycled.client.send_task("jobs.noisy", args=[n]) for n in range(4)]
         assert [r.get(timeout=120) for r in results] == [0, 1, 2, 3]

@@ -10,6 +10,7 @@ its shared store.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -72,18 +73,13 @@ class Process:
 def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM to the group we started (a worker and its children), SIGKILL if it lingers."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    try:  # children left behind in the group (a pool child that outlived its parent)
+    # children left behind in the group (a pool child that outlived its parent)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if proc.poll() is None:
         proc.wait(10)
 
