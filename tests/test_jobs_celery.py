@@ -29,7 +29,7 @@ from support.jobs import (
     worker_env,
 )
 
-from exporter.multiprocess import prepare_dir
+from exporter.multiprocess import SharedStore, prepare_dir
 
 APP = textwrap.dedent('''
     """The app of the tests: a Celery app whose module starts the monitor (README)."""
@@ -268,6 +268,10 @@ def test_what_the_task_records_and_logs_carries_its_context(worker: Worker) -> N
     assert found["ValueError"]["component"] == "inventory"  # the call's own wins
 
 
+def published_pids(directory: Path) -> set[int]:
+    return {int(w["pid"]) for w in SharedStore(directory).workers(3600.0)}
+
+
 def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
     recycled = start_worker(tmp_path, redis, "--max-tasks-per-child=1", db=2)
     try:
@@ -276,7 +280,11 @@ def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
         finished(recycled, "jobs.noisy", "ok", 4)
         found = of_task(recycled, "jobs.noisy")
         assert len(found) == 8  # each child exited right after its task: all stored
-        assert len({r["pid"] for r in found}) >= 3  # really several children
+        children = {r["pid"] for r in found}
+        assert len(children) >= 3  # really several children
+        # each exited child dropped its published state (a server's child_exit would)
+        wait_for(lambda: not children & published_pids(recycled.directory),
+                 what="the exited children's state dropped", process=recycled.process)
     except BaseException:
         print(recycled.process.output()[-6000:])
         raise

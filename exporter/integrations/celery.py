@@ -24,9 +24,13 @@ On by itself when ``celery`` is importable (``capture_celery``, env
 - the trace travels with the task: ``before_task_publish`` puts the W3C ``traceparent`` of
   the enqueuing code (its OpenTelemetry span, or the request it serves) in the message
   headers, and the task makes it current, so its errors carry the request's ``trace_id``;
-- in a prefork child, what the task queued is flushed (bounded by ``exit_flush_timeout``)
-  after the task and when the child exits (``worker_process_shutdown``: after
-  ``max_tasks_per_child``), since a pool child leaves with ``os._exit``.
+- a pool child leaves with ``os._exit`` (after ``max_tasks_per_child``, on a time limit):
+  what a task queued is stored before the task counts as done (a flush bounded by
+  ``exit_flush_timeout`` before its duration is observed), and the child's exit
+  (``worker_process_shutdown``) does what the monitor's exit hook would: sessions ended,
+  last flush and publish; in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) its live
+  gauges and published state are dropped, its counters kept. No lock of ours is held
+  across the pool's fork (the monitor's own are renewed in the child).
 
 Options (component, plugin, sessions, capture_body) come from the instance: to change
 them, turn the built-in one off and pass your own::
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -302,9 +307,23 @@ class CeleryIntegration:
             hub.note_internal_error()
 
     def _process_shutdown(self, **_: Any) -> None:
+        """A pool child leaves (``max_tasks_per_child``, a shrinking pool, shutdown) with
+        ``os._exit``, which skips the monitor's exit hook: do what it does here, bounded by
+        ``exit_flush_timeout``, then (multiprocess mode) drop the child's live gauges and
+        published state, as a server's ``child_exit`` does for its workers."""
         hub = self.hub
-        if hub is not None:
-            try:
-                hub.flush(hub.config.exit_flush_timeout)  # the child leaves with os._exit
-            except Exception:
-                hub.note_internal_error()
+        if hub is None:
+            return
+        try:
+            hub.sessions.end_all()
+            stop = getattr(hub, "stop", None)
+            if callable(stop):
+                stop(hub.config.exit_flush_timeout)  # flush, publish a last time, threads
+            else:
+                hub.flush(hub.config.exit_flush_timeout)
+            from .. import multiprocess
+
+            if multiprocess.enabled():
+                multiprocess.mark_process_dead(os.getpid())
+        except Exception:
+            hub.note_internal_error()
