@@ -105,6 +105,12 @@ APP = textwrap.dedent('''
             time.sleep(0.05)
 
 
+    @app.task(name="jobs.stuck", time_limit=1)
+    def stuck():
+        while True:
+            time.sleep(0.05)
+
+
     @app.task(name="jobs.noisy")
     def noisy(n):
         """Records an error and logs one, then succeeds: both carry the task's context."""
@@ -255,6 +261,27 @@ def test_soft_time_limit_is_one_group_per_task_wherever_it_strikes(worker: Worke
     assert {r["error_type"] for r in found} == {"SoftTimeLimitExceeded"}
     assert len({r["error_id"] for r in found}) == 1  # two places, one group: the task's
     assert all("slow" in (r["stack_trace"] or "") for r in found)  # where it struck
+
+
+def test_a_task_killed_at_its_hard_time_limit_is_one_report_of_the_parent(
+        worker: Worker) -> None:
+    result = worker.client.send_task("jobs.stuck")
+    result.get(timeout=120, propagate=False)  # stored after the parent logged the kill
+    assert result.state == "FAILURE"
+    found = [r for r in records(worker.directory) if r["operation"] == "jobs.stuck"]
+    if not found:
+        found = wait_for(lambda: [r for r in records(worker.directory)
+                                  if r["operation"] == "jobs.stuck"],
+                         what="the hard time limit's report", process=worker.process)
+    [record] = found
+    assert record["error_type"] == "TimeLimitExceeded" and record["component"] == "celery"
+    assert record["context"]["task"] == {"id": result.id, "name": "jobs.stuck",
+                                         "time_limit": 1}
+    assert record["pid"] == worker.process.pid  # the pool's parent: the child was killed
+    assert report_of(worker, record)["mechanism"] == "celery"
+    # the parent's log line of the kill is no second report
+    assert metric(worker.directory, "app_errors_total", error_type="LoggedError") == 0
+    assert metric(worker.directory, "app_errors_total", error_type="TimeLimitExceeded") == 1
 
 
 def test_what_the_task_records_and_logs_carries_its_context(worker: Worker) -> None:

@@ -17,7 +17,10 @@ On by itself when ``celery`` is importable (``capture_celery``, env
   a retry that gives up re-raises the cause, which is then the task's error.
   ``Ignore``, ``Reject`` and the exceptions in ``task.throws`` are not errors either;
 - ``SoftTimeLimitExceeded`` is one group per task (it interrupts the task anywhere: its
-  raise site would make a group per line); its report still shows where it struck;
+  raise site would make a group per line); its report still shows where it struck. A task
+  killed at its hard time limit is reported by the pool's parent from its log line
+  (``TimeLimitExceeded``, one group per task, no second report of that line); what the
+  killed child had not stored yet is lost with it;
 - the task's duration goes into ``app_operation_duration_seconds{component, plugin,
   operation=<task name>, outcome}`` with outcome ``ok``, ``error``, ``retry`` or
   ``ignored`` (Ignore, Reject, an expected exception of ``task.throws``);
@@ -56,6 +59,8 @@ from .scope import WorkScope
 MECHANISM = "celery"
 TRACE_HEADER = "traceparent"
 TRACE_LOGGER = "celery.app.trace"  # where Celery logs a failed task
+REQUEST_LOGGER = "celery.worker.request"  # where the pool's parent logs a hard time limit
+HARD_LIMIT_LOG = "Hard time limit (%ss) exceeded for %s[%s]"
 _SCOPE_ATTRIBUTE = "_error_exporter_scope"  # on the task's request while it runs
 MAX_NAME_CHARS = 200
 
@@ -111,6 +116,29 @@ class _ReportedFilter(logging.Filter):
                 setattr(record, REPORTED_ATTRIBUTE, unit.error_id or "")
         except Exception:
             pass
+        return True
+
+
+class _HardTimeLimitFilter(logging.Filter):
+    """The pool's parent kills a child whose task outlived its hard time limit, and logs
+    ``Hard time limit (%ss) exceeded for %s[%s]`` (an ERROR without an exception): that line
+    becomes the task's report (``TimeLimitExceeded``, one group per task, the task's name
+    and id), and the record is marked so the logging hook does not report it again."""
+
+    def __init__(self, integration: CeleryIntegration) -> None:
+        super().__init__()
+        self.integration = integration
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        hub = self.integration.hub
+        if hub is None or record.msg != HARD_LIMIT_LOG or not isinstance(record.args, tuple):
+            return True
+        try:
+            timeout, name, task_id = record.args
+            error_id = self.integration.hard_time_limit(hub, timeout, str(name), str(task_id))
+            setattr(record, REPORTED_ATTRIBUTE, error_id or "")
+        except Exception:
+            hub.note_internal_error()
         return True
 
 
@@ -175,6 +203,7 @@ class CeleryIntegration:
         self.capture_body = capture_body
         self.hub: Hub | None = None
         self._filter = _ReportedFilter(TaskScope)
+        self._hard_limit_filter = _HardTimeLimitFilter(self)
         self._connected: list[tuple[Any, Any]] = []
 
     def install(self, hub: Hub) -> None:
@@ -192,6 +221,7 @@ class CeleryIntegration:
             signal.connect(receiver, weak=False)
             self._connected.append((signal, receiver))
         logging.getLogger(TRACE_LOGGER).addFilter(self._filter)
+        logging.getLogger(REQUEST_LOGGER).addFilter(self._hard_limit_filter)
 
     def uninstall(self) -> None:
         for signal, receiver in self._connected:
@@ -199,7 +229,26 @@ class CeleryIntegration:
                 signal.disconnect(receiver)
         self._connected.clear()
         logging.getLogger(TRACE_LOGGER).removeFilter(self._filter)
+        logging.getLogger(REQUEST_LOGGER).removeFilter(self._hard_limit_filter)
         self.hub = None
+
+    def hard_time_limit(self, hub: Hub, timeout: Any, name: str, task_id: str) -> str | None:
+        """The task killed at its hard time limit, reported by the pool's parent (its child
+        is gone): unhandled, in a session of its own that crashed; no duration observed."""
+        from celery.exceptions import TimeLimitExceeded
+
+        name = name[:MAX_NAME_CHARS]
+        error = interrupted_standin(TimeLimitExceeded(timeout),
+                                    f"celery\x1fhard time limit\x1f{name}")
+        session_id = hub.start_session() if self.sessions else None
+        try:
+            return hub.capture_exception(
+                error, mechanism=MECHANISM, handled=False, component=self.component,
+                plugin=self.plugin, operation=name, session_id=session_id,
+                context={"task": {"id": task_id, "name": name, "time_limit": timeout}})
+        finally:
+            if session_id is not None:
+                hub.end_session(session_id, "crashed")
 
     # -- the enqueuing side ----------------------------------------------------------------
     def _before_publish(self, sender: Any = None, headers: Any = None, **_: Any) -> None:

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from exporter.multiprocess import DB_NAME, SharedStore
+from exporter.multiprocess.view import metric_files
 
 REPO = Path(__file__).resolve().parents[2]
 _running: dict[int, subprocess.Popen[bytes]] = {}
@@ -159,10 +159,9 @@ def group_reports(directory: Path) -> dict[str, dict[str, Any]]:
 
 def metric(directory: Path, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``, over every process."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
     total = 0.0
-    for family in registry.collect():
+    files = metric_files(directory, "*.db")  # as the monitor's own scrape reads them
+    for family in MultiProcessCollector.merge(files, accumulate=True):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v
                                            for k, v in labels.items()):
