@@ -395,3 +395,43 @@ def test_stop_disconnects_the_hook(make_monitor: Any) -> None:
 
     after_stop.apply()
     assert monitor.list_groups() == []
+
+
+LATE_IMPORT = '''
+import json, sys
+import exporter
+monitor = exporter.ErrorMonitor(enable_resource_monitoring=False).start()
+before = sorted(m for m in sys.modules if m.split(".")[0] in ("celery", "rq", "kombu", "redis"))
+from celery import Celery
+app = Celery("late", broker="memory://")
+@app.task(name="late.fail")
+def fail():
+    raise ValueError("seen")
+fail.apply()
+from rq.worker import Worker
+monitor.flush(10)
+[group] = monitor.list_groups()
+report = monitor.get_group(group["error_id"])["report"]
+print(json.dumps({"before": before, "mechanism": report["mechanism"],
+                  "operation": report["operation"],
+                  "rq": Worker.perform_job.__qualname__}))
+monitor.stop()
+print(json.dumps({"rq": Worker.perform_job.__qualname__}))
+'''
+
+
+def test_the_hooks_wait_for_the_app_to_import_the_library(tmp_path: Path) -> None:
+    """A plain start imports neither library; an app that imports one later gets its hook."""
+    import json
+    import subprocess
+
+    from support.jobs import clean_env
+
+    done = subprocess.run([python(), "-c", LATE_IMPORT], capture_output=True, text=True,
+                          cwd=tmp_path, env=clean_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen, after_stop = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    assert seen["before"] == []
+    assert seen["mechanism"] == "celery" and seen["operation"] == "late.fail"
+    assert seen["rq"].startswith("RqIntegration.")  # wrapped when the app imported rq
+    assert "RqIntegration" not in after_stop["rq"]  # stop() put RQ's own back

@@ -1,8 +1,10 @@
 """Celery: every task a unit of work, captured as well as a web request is.
 
 On by itself when ``celery`` is importable (``capture_celery``, env
-``ERROR_EXPORTER_CAPTURE_CELERY``); it listens to Celery's signals, patches nothing, and
-``stop()`` disconnects it. For each task run by a worker (or applied eagerly):
+``ERROR_EXPORTER_CAPTURE_CELERY``): it listens to Celery's signals, patches nothing, and
+``stop()`` disconnects it. It never imports Celery itself: it connects when the app has
+imported it, at ``start()`` or right after the app's import (:mod:`.on_import`). For
+each task run by a worker (or applied eagerly):
 
 - the task is a :class:`~exporter.integrations.scope.WorkScope`: its session, a breadcrumb
   ``task <name>``, and every error recorded, logged or captured while it runs carries the
@@ -48,12 +50,14 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..tracecontext import current_trace_ids
 from ..work_context import current_work
 from . import Hub, is_not_an_error
 from .logging_handler import REPORTED_ATTRIBUTE
+from .on_import import when_imported
 from .scope import WorkScope
 
 MECHANISM = "celery"
@@ -205,11 +209,18 @@ class CeleryIntegration:
         self._filter = _ReportedFilter(TaskScope)
         self._hard_limit_filter = _HardTimeLimitFilter(self)
         self._connected: list[tuple[Any, Any]] = []
+        self._cancel: Callable[[], None] = lambda: None
 
     def install(self, hub: Hub) -> None:
+        """Connects now if the app imported Celery already, else right after it does."""
+        self.hub = hub
+        self._cancel = when_imported("celery", self._connect)
+
+    def _connect(self) -> None:
         from celery import signals
 
-        self.hub = hub
+        if self.hub is None or self._connected:
+            return
         for signal, receiver in (
             (signals.before_task_publish, self._before_publish),
             (signals.task_prerun, self._prerun),
@@ -224,6 +235,7 @@ class CeleryIntegration:
         logging.getLogger(REQUEST_LOGGER).addFilter(self._hard_limit_filter)
 
     def uninstall(self) -> None:
+        self._cancel()
         for signal, receiver in self._connected:
             with contextlib.suppress(Exception):
                 signal.disconnect(receiver)

@@ -1,6 +1,7 @@
 """RQ: every job a unit of work, captured as well as a web request is.
 
-On by itself when ``rq`` is importable (``capture_rq``, env ``ERROR_EXPORTER_CAPTURE_RQ``).
+On by itself when ``rq`` is importable (``capture_rq``, env ``ERROR_EXPORTER_CAPTURE_RQ``),
+installed when the app has imported RQ (never imported by the monitor: :mod:`.on_import`).
 RQ has no signals, so the hook wraps three methods, and ``stop()`` puts them back (or, when
 someone wrapped them after us, turns ours into a pass-through):
 
@@ -28,11 +29,13 @@ Options come from the instance: to change them, turn the built-in one off and pa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..work_context import current_work
 from . import Hub, is_not_an_error
 from .celery import _ReportedFilter, interrupted_standin, traceparent_now
+from .on_import import when_imported
 from .scope import WorkScope
 
 MECHANISM = "rq"
@@ -120,12 +123,19 @@ class RqIntegration:
         self.hub: Hub | None = None
         self._patches: list[_Patch] = []
         self._filter = _ReportedFilter(JobScope)
+        self._cancel: Callable[[], None] = lambda: None
 
     def install(self, hub: Hub) -> None:
+        """Wraps RQ now if the app imported it already, else right after it does."""
+        self.hub = hub
+        self._cancel = when_imported("rq", self._wrap)
+
+    def _wrap(self) -> None:
         from rq.queue import Queue
         from rq.worker import Worker
 
-        self.hub = hub
+        if self.hub is None or self._patches:
+            return
         self._patches = [
             _Patch(_defining_class(Worker, "perform_job"), "perform_job", self._perform_job),
             _Patch(_defining_class(Worker, "handle_exception"), "handle_exception",
@@ -135,6 +145,7 @@ class RqIntegration:
         logging.getLogger(WORKER_LOGGER).addFilter(self._filter)
 
     def uninstall(self) -> None:
+        self._cancel()
         for patch in reversed(self._patches):
             patch.remove()
         self._patches = []
