@@ -39,7 +39,7 @@ APP = textwrap.dedent('''
     import time
 
     from celery import Celery
-    from celery.exceptions import Ignore
+    from celery.exceptions import Ignore, Reject
 
     from exporter import get_error_monitor
 
@@ -89,6 +89,11 @@ APP = textwrap.dedent('''
     @app.task(name="jobs.skip")
     def skip():
         raise Ignore()
+
+
+    @app.task(name="jobs.reject")
+    def reject():
+        raise Reject("malformed payload", requeue=False)
 
 
     @app.task(name="jobs.expected", throws=(KeyError,))
@@ -243,12 +248,12 @@ def test_retries_exhausted_the_cause_is_the_error(worker: Worker) -> None:
     assert record["context"]["task"]["retries"] == 2
 
 
-def test_ignore_and_expected_exceptions_are_outcomes_not_errors(worker: Worker) -> None:
-    worker.client.send_task("jobs.skip")
-    worker.client.send_task("jobs.expected")
-    finished(worker, "jobs.skip", "ignored")
-    finished(worker, "jobs.expected", "ignored")
-    assert of_task(worker, "jobs.skip") == [] and of_task(worker, "jobs.expected") == []
+def test_ignore_reject_and_expected_exceptions_are_outcomes_not_errors(worker: Worker) -> None:
+    for name in ("jobs.skip", "jobs.reject", "jobs.expected"):
+        worker.client.send_task(name)
+    for name in ("jobs.skip", "jobs.reject", "jobs.expected"):
+        finished(worker, name, "ignored")
+        assert of_task(worker, name) == []
     assert metric(worker.directory, "app_errors_total", error_type="KeyError") == 0
 
 

@@ -45,6 +45,7 @@ SETTINGS = textwrap.dedent('''
 JOBS = textwrap.dedent('''
     """The jobs of the tests."""
     import logging
+    import time
 
     from rq import get_current_job
 
@@ -80,6 +81,14 @@ JOBS = textwrap.dedent('''
 
     def traced():
         raise RuntimeError("payment provider refused")
+
+
+    def stall(where):
+        if where == "first":
+            while True:
+                time.sleep(0.05)
+        while True:
+            time.sleep(0.05)
 ''')
 
 
@@ -171,6 +180,16 @@ def test_what_a_horse_records_right_before_it_exits_is_kept(worker: Worker) -> N
     assert {r["context"]["job"]["id"] for r in found} == {j.id for j in jobs}
     assert len({r["pid"] for r in found}) == 3  # one horse each, each gone with os._exit
     assert {r["component"] for r in found} == {"inventory"}
+
+
+def test_a_job_timeout_is_one_group_per_job_wherever_it_strikes(worker: Worker) -> None:
+    worker.queue.enqueue("rqjobs.stall", "first", job_timeout=1)
+    worker.queue.enqueue("rqjobs.stall", "second", job_timeout=1)
+    finished(worker, "rqjobs.stall", "error", 2)
+    found = of_job(worker, "rqjobs.stall")
+    assert len(found) == 2 and {r["error_type"] for r in found} == {"JobTimeoutException"}
+    assert len({r["error_id"] for r in found}) == 1
+    assert all("stall" in (r["stack_trace"] or "") for r in found)  # where it struck
 
 
 def test_the_enqueuing_requests_trace_reaches_the_jobs_error(worker: Worker,
