@@ -2,7 +2,8 @@
 
 Every process is started in its own session (process group) and stopped by that id at
 teardown, on a test's failure and on interruption (Ctrl-C runs the fixtures' finalizers; an
-``atexit`` hook stops whatever is left). Results are read the way an operator would across
+``atexit`` hook stops whatever is left; a test process killed outright takes them along:
+each one gets SIGTERM when its parent dies). Results are read the way an operator would across
 processes: the multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``): its metric files and
 its shared store.
 """
@@ -53,7 +54,8 @@ class Process:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         _running[self.proc.pid] = self.proc
 
     @property
@@ -68,6 +70,16 @@ class Process:
         _stop(self.proc, timeout)
         _running.pop(self.proc.pid, None)
         self._log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, however it dies
+    (killed, it runs no finalizer and no atexit hook)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
