@@ -200,6 +200,7 @@ def report_of(worker: Worker, record: dict[str, Any]) -> dict[str, Any]:
     return group_reports(worker.directory)[record["error_id"]]
 
 
+@pytest.mark.tools  # a real redis-server
 def test_a_failing_task_is_one_unhandled_report_with_the_task_context(worker: Worker) -> None:
     result = worker.client.send_task("jobs.ship", args=["A-17"], kwargs={"password": "s3"})
     finished(worker, "jobs.ship", "error")
@@ -217,6 +218,7 @@ def test_a_failing_task_is_one_unhandled_report_with_the_task_context(worker: Wo
                   component="celery") == 1
 
 
+@pytest.mark.tools  # a real redis-server
 def test_an_exception_that_does_not_pickle_is_still_one_report(worker: Worker) -> None:
     worker.client.send_task("jobs.unpicklable")
     finished(worker, "jobs.unpicklable", "error")
@@ -226,6 +228,7 @@ def test_an_exception_that_does_not_pickle_is_still_one_report(worker: Worker) -
     assert metric(worker.directory, "app_errors_total", error_type="LostConnection") == 1
 
 
+@pytest.mark.tools  # a real redis-server
 def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> None:
     assert worker.client.send_task("jobs.flaky").get(timeout=120) == "delivered"
     finished(worker, "jobs.flaky", "ok")
@@ -236,6 +239,7 @@ def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> No
     assert metric(worker.directory, "app_errors_total", error_type="ConnectionError") == 0
 
 
+@pytest.mark.tools  # a real redis-server
 def test_retries_exhausted_the_cause_is_the_error(worker: Worker) -> None:
     worker.client.send_task("jobs.hopeless")
     finished(worker, "jobs.hopeless", "error")
@@ -248,6 +252,7 @@ def test_retries_exhausted_the_cause_is_the_error(worker: Worker) -> None:
     assert record["context"]["task"]["retries"] == 2
 
 
+@pytest.mark.tools  # a real redis-server
 def test_ignore_reject_and_expected_exceptions_are_outcomes_not_errors(worker: Worker) -> None:
     for name in ("jobs.skip", "jobs.reject", "jobs.expected"):
         worker.client.send_task(name)
@@ -257,6 +262,7 @@ def test_ignore_reject_and_expected_exceptions_are_outcomes_not_errors(worker: W
     assert metric(worker.directory, "app_errors_total", error_type="KeyError") == 0
 
 
+@pytest.mark.tools  # a real redis-server
 def test_soft_time_limit_is_one_group_per_task_wherever_it_strikes(worker: Worker) -> None:
     worker.client.send_task("jobs.slow", args=["first"])
     worker.client.send_task("jobs.slow", args=["second"])
@@ -268,6 +274,7 @@ def test_soft_time_limit_is_one_group_per_task_wherever_it_strikes(worker: Worke
     assert all("slow" in (r["stack_trace"] or "") for r in found)  # where it struck
 
 
+@pytest.mark.tools  # a real redis-server
 def test_a_task_killed_at_its_hard_time_limit_is_one_report_of_the_parent(
         worker: Worker) -> None:
     result = worker.client.send_task("jobs.stuck")
@@ -289,6 +296,7 @@ def test_a_task_killed_at_its_hard_time_limit_is_one_report_of_the_parent(
     assert metric(worker.directory, "app_errors_total", error_type="TimeLimitExceeded") == 1
 
 
+@pytest.mark.tools  # a real redis-server
 def test_what_the_task_records_and_logs_carries_its_context(worker: Worker) -> None:
     result = worker.client.send_task("jobs.noisy", args=[3])
     assert result.get(timeout=120) == 3
@@ -304,6 +312,7 @@ def published_pids(directory: Path) -> set[int]:
     return {int(w["pid"]) for w in SharedStore(directory).workers(3600.0)}
 
 
+@pytest.mark.tools  # a real redis-server
 def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
     recycled = start_worker(tmp_path, redis, "--max-tasks-per-child=1", db=2)
     try:
@@ -324,6 +333,7 @@ def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
         stop_worker(recycled)
 
 
+@pytest.mark.tools  # a real redis-server
 def test_the_enqueuing_requests_trace_reaches_the_tasks_error(worker: Worker,
                                                                make_monitor: Any) -> None:
     from werkzeug.test import Client

@@ -135,6 +135,7 @@ def of_job(worker: Worker, name: str) -> list[dict[str, Any]]:
     return [r for r in records(worker.directory) if r["operation"] == name]
 
 
+@pytest.mark.tools  # a real redis-server
 def test_a_failing_job_is_one_unhandled_report_with_the_job_context(worker: Worker) -> None:
     job = worker.queue.enqueue("rqjobs.ship", "A-17", password="s3")
     finished(worker, "rqjobs.ship", "error")
@@ -152,6 +153,7 @@ def test_a_failing_job_is_one_unhandled_report_with_the_job_context(worker: Work
     assert metric(worker.directory, "app_errors_total", error_type="LoggedError") == 0
 
 
+@pytest.mark.tools  # a real redis-server
 def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> None:
     worker.queue.enqueue("rqjobs.flaky", retry=Retry(max=3))
     finished(worker, "rqjobs.flaky", "ok")
@@ -162,6 +164,7 @@ def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> No
     assert of_job(worker, "rqjobs.flaky") == []
 
 
+@pytest.mark.tools  # a real redis-server
 def test_retries_exhausted_the_last_failure_is_the_error(worker: Worker) -> None:
     worker.queue.enqueue("rqjobs.hopeless", retry=Retry(max=2))
     finished(worker, "rqjobs.hopeless", "error")
@@ -172,6 +175,7 @@ def test_retries_exhausted_the_last_failure_is_the_error(worker: Worker) -> None
     assert record["context"]["job"]["retries_left"] == 0
 
 
+@pytest.mark.tools  # a real redis-server
 def test_what_a_horse_records_right_before_it_exits_is_kept(worker: Worker) -> None:
     jobs = [worker.queue.enqueue("rqjobs.record_and_leave", n) for n in range(3)]
     finished(worker, "rqjobs.record_and_leave", "ok", 3)
@@ -182,6 +186,7 @@ def test_what_a_horse_records_right_before_it_exits_is_kept(worker: Worker) -> N
     assert {r["component"] for r in found} == {"inventory"}
 
 
+@pytest.mark.tools  # a real redis-server
 def test_a_job_timeout_is_one_group_per_job_wherever_it_strikes(worker: Worker) -> None:
     worker.queue.enqueue("rqjobs.stall", "first", job_timeout=1)
     worker.queue.enqueue("rqjobs.stall", "second", job_timeout=1)
@@ -192,6 +197,7 @@ def test_a_job_timeout_is_one_group_per_job_wherever_it_strikes(worker: Worker) 
     assert all("stall" in (r["stack_trace"] or "") for r in found)  # where it struck
 
 
+@pytest.mark.tools  # a real redis-server
 def test_the_enqueuing_requests_trace_reaches_the_jobs_error(worker: Worker,
                                                              make_monitor: Any) -> None:
     from werkzeug.test import Client
