@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # `make demo PORT=9800` when 9718 is taken (ERROR_EXPORTER_PORT=9800 works as well).
 PORT ?=
 
-.PHONY: demo test lint unit tools stack bench dashboards clean
+.PHONY: demo test lint unit compat tools stack bench dashboards clean
 
 # What running the app needs (make demo): the package and its four dependencies.
 $(STAMP): pyproject.toml
@@ -50,11 +50,37 @@ unit: $(DEV_STAMP)
 stack: $(STAMP) tools
 	bash deploy/stack.sh
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+# The benchmarks run in their own environment: the peers they compare against (Flask,
+# Starlette, prometheus-flask-exporter, starlette-exporter, sentry-sdk) and the shared
+# store's driver are installed there only, never in the app's.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[postgres]' flask starlette httpx \
+	  prometheus-flask-exporter starlette-exporter 'sentry-sdk[flask]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py
 
 dashboards: $(DEV_STAMP)
 	$(BIN)/python dashboards/build.py && $(BIN)/python alerts/build.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The fast unit tests on the oldest and the newest Python the package claims (pyenv's
+# 3.10 and 3.13; CI runs this after `make test`).
+COMPAT_PYTHONS ?= 3.10 3.13
+compat:
+	@for version in $(COMPAT_PYTHONS); do \
+	  python=$$(ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/$$version.*/bin/python 2>/dev/null | sort -V | tail -1); \
+	  if [ -z "$$python" ]; then echo "Python $$version is not installed (pyenv)"; exit 1; fi; \
+	  echo "== unit tests on $$($$python --version)"; \
+	  $$python -m venv .venv-$$version && \
+	  .venv-$$version/bin/pip install --quiet --upgrade pip && \
+	  .venv-$$version/bin/pip install --quiet -e '.[dev]' && \
+	  .venv-$$version/bin/pytest -q -m "not slow and not tools" || exit 1; \
+	done

@@ -147,8 +147,11 @@ class CaptureFront:
         try:  # counted: a failure from here on loses the detail only (counted as a drop)
             sessions = self._pipeline.sessions
             explicit = session_id is not None
+            unit = current_work.get()  # the request or job running here, if any
             if not explicit:
                 session_id = current_session.get()
+                if session_id is None and unit is not None:
+                    session_id = unit.ensure_session()  # its session, started now
             session = sessions.active.get(session_id) if session_id is not None else None
             if session is None and not explicit:  # none, ended, or another monitor's
                 session_id = sessions.process_session_id
@@ -176,7 +179,6 @@ class CaptureFront:
                                      cfg.max_message_length)
                      if has_chain(error) else None)
             try:
-                unit = current_work.get()
                 if unit is not None:  # inside a request or job: the error carries it
                     context, operation = with_work(unit, context, operation)
                 context = merged_context(context, error)

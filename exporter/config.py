@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .dsn import check_url, is_postgres, sqlite_path
 
 ENV_PREFIX = "ERROR_EXPORTER_"
 # ERROR_EXPORTER_* variables that are read somewhere else than as an option: a variable with
@@ -31,6 +31,12 @@ OTHER_ENV_NAMES = frozenset({
     ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
     ENV_PREFIX + "STORE_URL",  # the shared store's URL
     ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
+    # the command line's TLS and basic auth client settings (exporter/cli/client.py)
+    ENV_PREFIX + "CA_FILE",
+    ENV_PREFIX + "CLIENT_CERT_FILE",
+    ENV_PREFIX + "CLIENT_KEY_FILE",
+    ENV_PREFIX + "BASIC_AUTH_USER",
+    ENV_PREFIX + "BASIC_AUTH_PASSWORD_FILE",
     ENV_PREFIX + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
     ENV_PREFIX + "SOAK_SECONDS",
 })
@@ -138,6 +144,11 @@ class MonitorConfig:
     plugin_unhealthy_threshold: int = 5
     # durable store of one process (exporter/durable/): unset = memory only
     store_path: str | None = None
+    # the shared store (exporter/durable/postgres.py): postgresql://... (or sqlite:///path,
+    # the same as store_path); never in reprs or logs (it may hold a password)
+    store_url: str | None = field(default=None, repr=False)
+    # whose groups these are in a shared store (part of every key); unset: the namespace
+    app_name: str | None = None
     store_retention_seconds: float = 7 * 86400.0
     store_max_records: int = 100000
     # classification
@@ -156,6 +167,10 @@ class MonitorConfig:
     port: int = DEFAULT_PORT
     api_token: str | None = field(default=None, repr=False)  # never in reprs or logs
     protect_metrics: bool = False
+    # who may read the standalone server: a Prometheus exporter-toolkit web config file (TLS,
+    # basic auth; exporter/http/web_config.py) and the Host names a loopback bind also answers
+    web_config_file: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         problems = validate_mapping(dataclasses.asdict(self))
@@ -165,6 +180,21 @@ class MonitorConfig:
     @property
     def pattern_window_seconds(self) -> float:
         return self.pattern_window_minutes * 60.0
+
+    @property
+    def store_app(self) -> str:
+        """The app a shared store files this monitor's groups under."""
+        return self.app_name or self.namespace or "app"
+
+    @property
+    def store_file(self) -> str | None:
+        """The SQLite file of ``store_path`` or of a ``sqlite:///`` ``store_url``."""
+        if self.store_path is not None:
+            return self.store_path
+        if self.store_url is not None and check_url(self.store_url) is None \
+                and not is_postgres(self.store_url):
+            return sqlite_path(self.store_url)
+        return None
 
     def replace(self, **changes: Any) -> MonitorConfig:
         """A copy with ``changes``; an unknown name is a ConfigError like load_config's (not
@@ -264,6 +294,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
     "store_path": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
                    "a file path (its directory must exist) or null"),
+    "store_url": (lambda v: v is None or (isinstance(v, str) and check_url(v) is None),
+                  "a postgresql:// or sqlite:/// URL, or null"),
+    "app_name": (lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 200),
+                 "a non-empty name (at most 200 characters) or null"),
     "store_retention_seconds": (_number_above(0), "a number of seconds > 0"),
     "store_max_records": (_int_at_least(1), "an integer >= 1"),
     "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
@@ -279,6 +313,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # API would be open to anyone while its owner believes it is protected
     "api_token": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
                   "a non-empty string or null (unset it for no token)"),
+    "web_config_file": (_optional_str, "the path of a web config file (exporter-toolkit "
+                        "format: tls_server_config, basic_auth_users) or null"),
+    "allowed_hosts": (lambda v: _str_list(v) and all(x.strip() for x in v),
+                      "a list of host names (the Host header values a loopback-bound server "
+                      "also answers)"),
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(MonitorConfig)}
 for _name, _type in _FIELD_TYPES.items():
@@ -300,6 +339,9 @@ def validate_mapping(data: Mapping[str, Any]) -> list[str]:
             problems.append(_unknown_option(str(key)))
             continue
         check, allowed = rule
+        if key == "store_url" and isinstance(value, str) and check_url(value) is not None:
+            problems.append(f"{key}: {check_url(value)}")  # never the URL: a password
+            continue
         if not check(value):
             problems.append(f"{key}: must be {allowed}, got {_shown(str(key), value)}")
     if not problems:
@@ -339,6 +381,8 @@ def _parse_env_value(name: str, raw: str) -> Any:
     if type_name in ("str", "str | None"):
         empty_is_none = "None" in type_name and name not in _SECRETS
         return None if raw == "" and empty_is_none else raw
+    import yaml  # only when a setting comes from the environment
+
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
@@ -393,7 +437,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
     return found
 
 
-def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
+def _yaml_problem(path: str | Path, exc: Exception) -> str:
     """'FILE, line L, column C: not valid YAML: what (while what, from line L)'."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None)
@@ -414,6 +458,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration file ({exc.strerror})") from None
+    import yaml  # only when a configuration file is read
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -127,6 +126,8 @@ def write_atomic(
     try:
         if make_parents:
             target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # when a file is written, not at import
+
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                         dir=target.parent)
     except OSError as exc:
@@ -168,6 +169,8 @@ def check_export_path(path: str | None) -> None:
     try:
         if not probe_in.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe_in))
+        import tempfile
+
         fd, probe = tempfile.mkstemp(prefix=".error-exporter-probe-", suffix=".tmp",
                                      dir=probe_in)
         os.close(fd)

@@ -47,6 +47,9 @@ class Observed(Protocol):
     @property
     def queue_depth(self) -> int: ...
 
+    @property
+    def store_backend(self) -> tuple[str, str]: ...
+
 
 @dataclass(frozen=True)
 class Family:
@@ -142,6 +145,11 @@ STATE: tuple[Family, ...] = (
            ("status",)),
     Family("error_queue_depth", "Error reports waiting for the worker.", "gauge",
            _one(lambda m: m.queue_depth), mode="livesum"),
+    Family("monitor_store_info",
+           "The store backend (memory, file, multiprocess, postgresql) and how far its "
+           "release health reaches (process: new / regressed restart with the process; "
+           "host; fleet: every process of the app).", "gauge",
+           lambda m: [(m.store_backend, 1.0)], ("backend", "release_scope")),
 )
 
 RESOURCES: tuple[Family, ...] = (

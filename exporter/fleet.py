@@ -38,6 +38,7 @@ from exporter.cli.client import (
     ApiClient,
     ApiError,
     AuthRequired,
+    ClientAccess,
     ConnectionFailed,
     HttpStatusError,
     NotJson,
@@ -230,11 +231,13 @@ def fetch_instance(
     target: Target, token: str | None, timeout: float, filters: dict[str, Any] | None = None,
     limit: int | None = None, page_size: int = 1000,
     on_page: Callable[[int, int | None], None] | None = None,
+    access: ClientAccess | None = None,
 ) -> InstanceResult:
-    """Export and groups of one target; every failure becomes a status with its reason."""
+    """Export and groups of one target; every failure becomes a status with its reason.
+    ``access``: the TLS files and basic auth credentials the targets want."""
     from exporter.cli.export import collect
 
-    client = ApiClient(target.url, token=token, timeout=timeout)
+    client = ApiClient(target.url, token=token, timeout=timeout, access=access)
     result = InstanceResult(target)
     started = time.monotonic()
     try:
@@ -274,6 +277,7 @@ def fetch_all(
     on_start: Callable[[Target], None] | None = None,
     on_done: Callable[[InstanceResult], None] | None = None,
     workers: int = MAX_WORKERS,
+    access: ClientAccess | None = None,
 ) -> list[InstanceResult]:
     """Every target, at most ``workers`` at a time, each within ``timeout`` seconds in all.
 
@@ -291,7 +295,7 @@ def fetch_all(
             if abandoned.is_set():
                 raise _Abandoned
         done_q.put((index, fetch_instance(target, token, timeout, filters, limit,
-                                          page_size, check)))
+                                          page_size, check, access)))
 
     def finish(index: int, result: InstanceResult) -> None:
         running.pop(index, None)

@@ -51,6 +51,8 @@ class LocalView:
         self._is_running = is_running
         self._note = note_internal_error
         self._reading = ReadOnce()
+        # a shared store: resolve a group this process has not seen, in the database
+        self.resolve_elsewhere: Callable[[str, str | None], dict[str, Any] | None] | None = None
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -160,9 +162,11 @@ class LocalView:
     def resolve_group(self, error_id: str) -> dict[str, Any] | None:
         """Resolved in the version running now; settled first so the summary is current."""
         self._settle()
-        group = self.store.resolve(error_id, self._pipeline.builder.app_version)
+        version = self._pipeline.builder.app_version
+        group = self.store.resolve(error_id, version)
         if group is None:
-            return None
+            fallback = self.resolve_elsewhere
+            return None if fallback is None else fallback(error_id, version)
         with self.store.lock:
             return group.summary()
 

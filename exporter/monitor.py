@@ -13,27 +13,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from . import durable, multiprocess, running
 from . import export as export_files
+from . import running
 from .budget import GroupBudget
 from .capture import CaptureFront
 from .classify import SeverityRules
 from .collectors import register_collectors
 from .config import MonitorConfig, load_config
+from .dsn import is_postgres
 from .integrations import Integration, enabled_integrations
-from .integrations.asyncio_loop import AsyncioIntegration
 from .local_view import LocalView
 from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
 from .model import Breadcrumb, ErrorRecord
-from .multiprocess import SharedView
 from .occurrence import Occurrence
 from .patterns import PatternDetector
 from .pipeline import ErrorCallback, PatternCallback, Pipeline
@@ -55,6 +55,12 @@ from .store import ErrorStore
 from .terminal import TerminalOutput
 from .worker import BackgroundQueue
 
+if TYPE_CHECKING:  # imported when a feature is used: a plain start pays for none of them
+    from .durable import DurableBackend
+    from .durable.postgres import SharedBackend
+    from .integrations.asyncio_loop import AsyncioIntegration
+    from .multiprocess import SharedView
+
 log = logging.getLogger("exporter")
 
 
@@ -73,7 +79,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
-        durable.check_config(cfg, multiprocess.enabled())  # a bad store_path: ConfigError
+        multiprocess_mode = _multiprocess_dir() is not None
+        if cfg.store_path is not None or cfg.store_url is not None:
+            from .durable import check_config
+
+            check_config(cfg, multiprocess_mode)  # a bad store_path / store_url: ConfigError
         export_files.check_export_path(cfg.export_path)  # and a bad export_path
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
@@ -117,7 +127,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                                    self._reports.backlog, self.note_internal_error)
         self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
         self._integrations: list[Integration] = []
-        self._asyncio = AsyncioIntegration()
+        self._asyncio: AsyncioIntegration | None = None  # made when first wanted
         self._server: Any = None
         self._lifecycle = threading.RLock()
         self._warned_internal = False
@@ -127,10 +137,16 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg, self.registry, self.pipeline, self.metrics, self.resources, self._reports,
             lambda: self.running, self.note_internal_error,
         )
+        self.shared: SharedView | None = None  # multiprocess mode: every worker's view
+        self._durable: DurableBackend | None = None
+        self._shared_store: SharedBackend | None = None
         register_collectors(self)
         register_fork_handler(self)
-        self.shared: SharedView | None = None  # multiprocess mode: every worker's view
-        backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
+        backend = None
+        if multiprocess_mode:
+            from . import multiprocess
+
+            backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
             self.metrics.counts_at_once = True  # another process may scrape at any moment
             self.pipeline.store = backend.store_for(
@@ -139,12 +155,46 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
-        self._durable: durable.DurableBackend | None = None
+        if cfg.store_file is not None or is_postgres(cfg.store_url):
+            self._attach_store(cfg)
+
+    def _attach_store(self, cfg: MonitorConfig) -> None:
+        """A durable store (the file, or the fleet's PostgreSQL): imported only when set."""
+        from . import durable
+        from .durable.postgres import FleetHooks
+        from .durable.postgres import attach as attach_shared
+        from .durable.tracking import SessionLedger
+
+        # the sessions each process ended, added to the store's (a crash outlives the process)
+        ledger = SessionLedger(lambda: self.pipeline.sessions.ended)
         attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
-                                  self.note_internal_error)
+                                  self.note_internal_error, ledger)
         if attached is not None:  # store_path: the store loaded from, and kept in, the file
             self._durable, self.pipeline.store = attached
             self.pipeline.tick_hooks.append(self._durable.tick)
+        if is_postgres(cfg.store_url):  # the fleet's store: release health decided there
+            hooks = FleetHooks(self.metrics.count_new_group,
+                               lambda group: self.pipeline.regressed(group, group.report))
+            shared = attach_shared(cfg, self.pipeline.store, self.metrics.count_drop,
+                                   self.note_internal_error, hooks, ledger)
+            if shared is not None:
+                self._shared_store, self.pipeline.store = shared
+                self.pipeline.fleet_release = True
+                self.pipeline.tick_hooks.append(self._shared_store.tick)
+                if isinstance(self.view, LocalView):
+                    self.view.resolve_elsewhere = self._shared_store.resolve
+
+    @property
+    def store_backend(self) -> tuple[str, str]:
+        """(backend, release scope) of ``app_monitor_store_info``: how far the release
+        health of this process reaches (a memory store's dies with the process)."""
+        if self._shared_store is not None:
+            return "postgresql", "fleet"
+        if self.shared is not None:  # each worker decides "new" from its own memory, so a
+            return "multiprocess", "process"  # recycled worker counts again: per process
+        if self._durable is not None:
+            return "file", "host"
+        return "memory", "process"
 
     # the account the pipeline keeps (replaced whole in a forked child)
     @property
@@ -230,7 +280,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def _install_integrations(self) -> None:
         wanted = [*enabled_integrations(self.config), *self._extra_integrations]
         if self.config.capture_asyncio:
-            wanted.append(self._asyncio)
+            wanted.append(self._asyncio_integration())
         for integration in wanted:
             integration.install(self)
             self._integrations.append(integration)
@@ -249,8 +299,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 except Exception:
                     self.note_internal_error()
             self._integrations.clear()
-            with contextlib.suppress(Exception):
-                self._asyncio.uninstall()  # loops instrumented by instrument_loop()
+            if self._asyncio is not None:
+                with contextlib.suppress(Exception):
+                    self._asyncio.uninstall()  # loops instrumented by instrument_loop()
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
             deadline = time.monotonic() + timeout
             if not self._reports.stop(timeout):
@@ -267,6 +318,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 self._server = None
             if self._durable is not None:
                 self._durable.close()  # what the worker's last tick left, then the file
+            if self._shared_store is not None:
+                self._shared_store.close()  # what is left, then the connection
 
     def serve(self) -> Any:
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
@@ -290,12 +343,21 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def queue_depth(self) -> int:
         return self._reports.depth
 
+    def _asyncio_integration(self) -> AsyncioIntegration:
+        """The asyncio hook, imported (with asyncio) only when an app wants it."""
+        if self._asyncio is None:
+            from .integrations.asyncio_loop import AsyncioIntegration
+
+            self._asyncio = AsyncioIntegration()
+        return self._asyncio
+
     def instrument_loop(self, loop: Any = None) -> None:
         """Capture exceptions that reach this asyncio loop's handler (default: the running one)."""
         import asyncio
 
-        self._asyncio.monitor = self
-        self._asyncio.instrument(loop or asyncio.get_running_loop())
+        integration = self._asyncio_integration()
+        integration.monitor = self
+        integration.instrument(loop or asyncio.get_running_loop())
 
     # -- capture path (caller's thread) ---------------------------------------------------------
     def record_error(
@@ -383,13 +445,16 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         level: str = "info",
         category: str = "default",
         session_id: str | None = None,
+        timestamp: float | None = None,
     ) -> None:
-        """Remember an action; the next error in this session carries the last ones."""
+        """Remember an action; the next error in this session carries the last ones
+        (``timestamp``: when it happened, if not now)."""
         if not self.config.enable_breadcrumbs:
             return
         try:
             crumb = Breadcrumb(
-                time.time(), self.scrubber.text(safe_text(action), 1024), _label_text(component),
+                time.time() if timestamp is None else timestamp,
+                self.scrubber.text(safe_text(action), 1024), _label_text(component),
                 self.scrubber.clean(data) if data else {}, safe_text(level), safe_text(category),
             )
             self.sessions.add_breadcrumb(crumb, session_id)
@@ -497,6 +562,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.resources.after_fork()
         self._budget.reset()
         self.pipeline.after_fork(fresh_account=self.shared is None)
+        if self._shared_store is not None:  # the child writes the fleet's store too
+            self.pipeline.store = self._shared_store.after_fork_in_child(self.pipeline.store)
         self._server = None
         if self.running:
             self._reports.start()
@@ -512,6 +579,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
+
+
+def _multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` (read here so a single process never imports the
+    multiprocess package; :func:`exporter.multiprocess.multiproc_dir` reads the same)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
+        "prometheus_multiproc_dir") or None  # noqa: SIM112 - the deprecated spelling
 
 
 def _error_id(captured: Occurrence | str | None) -> str | None:

@@ -82,6 +82,9 @@ class Pipeline:
         self.pattern_callbacks: list[PatternCallback] = []
         self.tick_hooks: list[Callable[[], None]] = []  # a backend's upkeep (durable writes)
         self.regression_callbacks: list[ErrorCallback] = []
+        # a shared store decides what is new and what regressed, for every process at
+        # once: the backend calls count_new_group / regressed after its write
+        self.fleet_release = False
         self.callbacks = BackgroundQueue(
             "error-exporter-callbacks", config.callback_queue_size, self._run_callback,
             on_drop=lambda: metrics.count_drop("callback_queue_full"),
@@ -152,7 +155,7 @@ class Pipeline:
         occurrence.context = context
         occurrence.metadata = report.metadata
         group, is_new = self.store.add(report, record)
-        if is_new:
+        if is_new and not self.fleet_release:  # else: the shared store says (once a fleet)
             self.metrics.count_new_group(group.first_seen_version)
         if is_new and self._early_counts:
             for entry in self._early_counts.pop(occurrence.error_id, ()):
@@ -203,6 +206,12 @@ class Pipeline:
 
     def _on_regress(self, group: ErrorGroup, report: ErrorReport) -> None:
         """A resolved group seen again (worker thread, store lock held: nothing slow)."""
+        if not self.fleet_release:
+            self.regressed(group, report)
+
+    def regressed(self, group: ErrorGroup, report: ErrorReport) -> None:
+        """Count a regression and call the regression callbacks (they run on the callback
+        thread). With a shared store, only the process whose write brought it back."""
         try:
             version = group.last_seen_version
             self.metrics.count_regressed_group(version)

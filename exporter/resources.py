@@ -20,11 +20,16 @@ from .model import ResourceSnapshot
 log = logging.getLogger("exporter.resources")
 MB = 1024 * 1024
 
-_psutil: Any
-try:  # psutil is a dependency, but the monitor must run where it cannot be imported
-    import psutil as _psutil
-except Exception:  # pragma: no cover - exercised by patching in tests
-    _psutil = None
+_NOT_YET = object()  # psutil is imported by the sampler's thread, off the start path
+
+
+def _import_psutil() -> Any:
+    try:  # psutil is a dependency, but the monitor must run where it cannot be imported
+        import psutil
+
+        return psutil
+    except Exception:  # pragma: no cover - exercised by passing None in tests
+        return None
 
 
 @dataclass
@@ -45,11 +50,11 @@ class ResourceSampler:
     def __init__(
         self,
         interval: float,
-        psutil_module: Any = _psutil,
+        psutil_module: Any = _NOT_YET,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.interval = interval
-        self.psutil = psutil_module
+        self._psutil = psutil_module
         self.on_failure = on_failure
         self.latest: ResourceSnapshot | None = None
         self.totals = RawTotals()
@@ -60,14 +65,22 @@ class ResourceSampler:
         self._warned = False
 
     @property
+    def psutil(self) -> Any:
+        """The psutil module (imported on first use), or None where it cannot be."""
+        if self._psutil is _NOT_YET:
+            self._psutil = _import_psutil()
+        return self._psutil
+
+    @property
     def available(self) -> bool:
         return self.psutil is not None
 
     def start(self) -> None:
-        if self.psutil is None and not self._warned:
-            self._warned = True
-            log.warning("psutil is not available: resource metrics are off")
-        if self.psutil is None or (self._thread and self._thread.is_alive()):
+        """Sample in the background; the first import and reading of psutil happen there."""
+        if self._psutil is None:
+            self._warn_missing()
+            return
+        if self._thread and self._thread.is_alive():
             return
         self._stop.clear()
         self._thread = threading.Thread(
@@ -82,7 +95,15 @@ class ResourceSampler:
             thread.join(timeout=2.0)
         self._thread = None
 
+    def _warn_missing(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("psutil is not available: resource metrics are off")
+
     def _run(self) -> None:
+        if self.psutil is None:
+            self._warn_missing()
+            return
         while not self._stop.is_set():
             self.sample()
             self._stop.wait(self.interval)

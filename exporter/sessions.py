@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .model import Breadcrumb
+from .work_context import current_work
 
 STATUSES = ("exited", "errored", "crashed", "abnormal")
 MAX_ACTIVE_SESSIONS = 10000
@@ -68,12 +69,15 @@ class SessionTracker:
         """Another thread of the parent may have held the lock at the fork."""
         self._lock = threading.Lock()
 
-    def start(self, user_id: str | None = None, session_id: str | None = None) -> str:
+    def start(self, user_id: str | None = None, session_id: str | None = None,
+              started: float | None = None) -> str:
+        """A new active session (``started``: when its unit of work began, if earlier)."""
         session_id = session_id or uuid.uuid4().hex
         now = time.time()
         with self._lock:
             self.active[session_id] = Session(
-                session_id, user_id, now, now, breadcrumbs=deque(maxlen=self.max_breadcrumbs)
+                session_id, user_id, now if started is None else started, now,
+                breadcrumbs=deque(maxlen=self.max_breadcrumbs),
             )
             if user_id is not None and len(self.users) < 100000:
                 self.users.add(str(user_id))
@@ -84,7 +88,7 @@ class SessionTracker:
 
     def end(self, session_id: str | None = None, status: str | None = None) -> str | None:
         """End a session; its status is computed from its errors unless given."""
-        session_id = session_id or current_session.get() or self.process_session_id
+        session_id = session_id or self.current_id()
         with self._lock:
             session = self.active.pop(session_id, None)
             if session is None:
@@ -95,10 +99,21 @@ class SessionTracker:
                 self.process_session_id = ""
             return final
 
+    def count_ended(self, status: str) -> None:
+        """A session that ended without ever needing an object: a request or job that met no
+        error and left no breadcrumb of its own is counted, never built."""
+        with self._lock:
+            self.ended[status] += 1
+
     def current_id(self) -> str:
-        """This thread's / task's session; the process session when it has none, or when
-        its session has ended or belongs to another monitor."""
+        """This thread's / task's session (its unit of work's, started on demand); the
+        process session when it has none, or when its session has ended or belongs to
+        another monitor."""
         session_id = current_session.get()
+        if session_id is None:
+            unit = current_work.get()
+            if unit is not None:
+                session_id = unit.ensure_session()
         if session_id is not None and session_id in self.active:
             return session_id
         return self.process_session_id

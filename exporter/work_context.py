@@ -15,12 +15,16 @@ from typing import Any, Protocol
 
 
 class WorkUnit(Protocol):
-    """What the capture front asks of the current unit."""
+    """What the capture front and the session tracker ask of the current unit."""
 
     @property
     def operation(self) -> str: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def ensure_session(self) -> str | None:
+        """The unit's session id, started now if it had none (None: the unit keeps no
+        session). A unit that never meets an error or a breadcrumb never starts one."""
 
 
 current_work: contextvars.ContextVar[WorkUnit | None] = contextvars.ContextVar(

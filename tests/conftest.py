@@ -52,3 +52,19 @@ def _reset_global_monitor() -> Iterator[None]:
     import exporter.compat as compat
 
     compat._aggregator = None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator:
+    """A real PostgreSQL (tests/support/postgres.py), started once for the whole run."""
+    from support.postgres import start_server, stop_server
+
+    server = start_server()
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL."""
+    return str(postgres_server.new_database())

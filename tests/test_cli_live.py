@@ -236,7 +236,7 @@ def test_watch_rich_view_in_a_terminal(demo: Demo) -> None:
     child = pexpect.spawn(sys.executable, ["-m", "exporter", "watch", "--url", demo.url,
                                            "--refresh", "0.5"],
                           cwd=str(REPO), env=clean_env(TERM="xterm-256color"),
-                          dimensions=(60, 200), encoding="utf-8", timeout=20)
+                          dimensions=(60, 200), encoding="utf-8", timeout=60)
     try:
         for title in PANELS:
             child.expect_exact(title)

@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 
 from exporter.cli.offline_store import load_store
+from exporter.durable.tables import SQLITE, steps
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0
 
-APP = '''
+APP = """
 import atexit, os, signal, sys, time
 from exporter import ErrorMonitor
 
@@ -95,12 +96,15 @@ elif mode == "serve":
     assert monitor.flush(30)
     print("ready", flush=True)
     sys.stdin.read()
-'''
+"""
 
 
 def env() -> dict[str, str]:
-    found = {k: v for k, v in os.environ.items()
-             if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    found = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
     found["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), found.get("PYTHONPATH")]))
     return found
 
@@ -127,8 +131,10 @@ def read_line(process: subprocess.Popen[str], wanted: str) -> str:
         if line.startswith(wanted):
             return line.strip()
         if not line and process.poll() is not None:
-            raise AssertionError(f"the app exited ({process.returncode}): "
-                                 f"{process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(
+                f"the app exited ({process.returncode}): "
+                f"{process.stderr.read() if process.stderr else ''}"
+            )
     raise AssertionError(f"no {wanted!r} line within {DEADLINE} s")
 
 
@@ -142,11 +148,16 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait(timeout=30)
 
 
-def start(processes: list[subprocess.Popen[str]], app: Path, *args: str
-          ) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, str(app), *args], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env(), cwd=app.parent)
+def start(processes: list[subprocess.Popen[str]], app: Path, *args: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(app), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=app.parent,
+    )
     processes.append(process)
     return process
 
@@ -157,19 +168,34 @@ def get(url: str) -> Any:
 
 
 def cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=120, env={**env(), **extra_env}, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env(), **extra_env},
+        cwd=REPO,
+    )
 
 
 # -- the crash ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode, returncode", [("crash", 1),
-                                               ("crash-killed-at-exit", -signal.SIGKILL)])
-def test_the_error_that_ends_the_interpreter_is_on_disk_before_it_exits(app, tmp_path, mode,
-                                                                        returncode):
+
+@pytest.mark.parametrize(
+    "mode, returncode", [("crash", 1), ("crash-killed-at-exit", -signal.SIGKILL)]
+)
+def test_the_error_that_ends_the_interpreter_is_on_disk_before_it_exits(
+    app, tmp_path, mode, returncode
+):
     path = tmp_path / "errors.sqlite"
-    done = subprocess.run([sys.executable, str(app), mode, str(path)], capture_output=True,
-                          text=True, timeout=DEADLINE, env=env(), cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(app), mode, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env(),
+        cwd=tmp_path,
+    )
     assert done.returncode == returncode  # -9: killed in its exit handlers, before our flush
     assert "RuntimeError: the crash 42" in done.stderr  # the app's traceback still printed
     store = load_store(str(path))  # offline, as an operator would after the crash
@@ -182,6 +208,25 @@ def test_the_error_that_ends_the_interpreter_is_on_disk_before_it_exits(app, tmp
     assert group.first_seen_version == "9.1"
     (record,) = group.occurrences
     assert "the crash 42" in (record.stack_trace or "")
+    # the crash ended the process's session as crashed, on disk before any exit handler ran
+    done = cli("analyze", "--store", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    sessions = json.loads(done.stdout)["sessions"]
+    assert sessions["ended"]["crashed"] == 1, sessions
+    assert sessions["crash_free_ratio"] == 0.0
+    assert sessions["active"] == 0  # the reader's own process session is not the app's
+
+
+def test_sessions_of_every_run_add_up_in_the_store(app, tmp_path):
+    """Two clean runs and a crash: the store counts three sessions, one crashed."""
+    path = tmp_path / "errors.sqlite"
+    for mode in ("record", "record", "crash"):
+        subprocess.run([sys.executable, str(app), mode, str(path)], capture_output=True,
+                       text=True, timeout=DEADLINE, env=env(), cwd=tmp_path)
+    done = cli("analyze", "--store", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    ended = json.loads(done.stdout)["sessions"]["ended"]
+    assert (ended["errored"], ended["crashed"], sum(ended.values())) == (2, 1, 3), ended
 
 
 def test_sigkill_loses_nothing_that_was_flushed(app, tmp_path, processes):
@@ -205,12 +250,19 @@ def test_sigkill_loses_nothing_that_was_flushed(app, tmp_path, processes):
 
 def test_a_forked_child_does_not_write_its_parents_store(app, tmp_path):
     path = tmp_path / "errors.sqlite"
-    done = subprocess.run([sys.executable, str(app), "fork", str(path)], capture_output=True,
-                          text=True, timeout=DEADLINE, env=env(), cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(app), "fork", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env(),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr
     conn = sqlite3.connect(path)
-    messages = [json.loads(d)["message"] for (d,) in conn.execute(
-        "SELECT data FROM records ORDER BY seq")]
+    messages = [
+        json.loads(d)["message"] for (d,) in conn.execute("SELECT data FROM records ORDER BY seq")
+    ]
     assert messages == ["parent before the fork", "parent after the fork"]
     assert conn.execute("SELECT occurrence_count FROM groups").fetchall() == [(2,)]
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -219,15 +271,22 @@ def test_a_forked_child_does_not_write_its_parents_store(app, tmp_path):
 
 # -- a restart serves the old reports -------------------------------------------------------------
 
+
 def test_a_restarted_process_serves_the_earlier_reports_over_http(app, tmp_path, processes):
     path = tmp_path / "errors.sqlite"
-    first = subprocess.run([sys.executable, str(app), "record", str(path)],
-                           capture_output=True, text=True, timeout=DEADLINE, env=env(),
-                           cwd=tmp_path)
+    first = subprocess.run(
+        [sys.executable, str(app), "record", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env(),
+        cwd=tmp_path,
+    )
     assert first.returncode == 0 and "recorded" in first.stdout, first.stderr
     before = load_store(str(path))
-    old = {e: (g.report.occurrence_count, g.report.first_occurrence)
-           for e, g in before.groups.items()}
+    old = {
+        e: (g.report.occurrence_count, g.report.first_occurrence) for e, g in before.groups.items()
+    }
     assert sorted(c for c, _ in old.values()) == [1, 3]
 
     port = free_port()
@@ -244,13 +303,22 @@ def test_a_restarted_process_serves_the_earlier_reports_over_http(app, tmp_path,
     assert by_id[repeated]["first_occurrence_epoch"] == old[repeated][1]
     assert by_id[repeated]["affected_users"] == 3
     detail = get(f"{base}/errors/{repeated}")
-    assert [o["message"] for o in detail["occurrences"]] == \
-        ["first run 0", "first run 1", "first run 2", "second run"]
+    assert [o["message"] for o in detail["occurrences"]] == [
+        "first run 0",
+        "first run 1",
+        "first run 2",
+        "second run",
+    ]
     other = next(e for e in old if e != repeated)
     assert get(f"{base}/errors/{other}")["group"]["severity"] == "high"
     export = get(f"{base}/export")
-    assert [r["message"] for r in export["all_records"]] == \
-        ["first run 0", "first run 1", "first run 2", "'missing'", "second run"]
+    assert [r["message"] for r in export["all_records"]] == [
+        "first run 0",
+        "first run 1",
+        "first run 2",
+        "'missing'",
+        "second run",
+    ]
     assert {t["error_id"] for t in export["analysis"]["top_errors"]} == set(old)
 
     # -- offline, while the live process holds the file (WAL readers) --------------------
@@ -261,22 +329,24 @@ def test_a_restarted_process_serves_the_earlier_reports_over_http(app, tmp_path,
     offline = json.loads(out.read_text())
     assert set(offline) == set(export) - {"next_cursor"}
     assert offline["all_records"] == export["all_records"]
-    assert {t["error_id"]: t["occurrence_count"] for t in offline["analysis"]["top_errors"]} \
-        == {t["error_id"]: t["occurrence_count"] for t in export["analysis"]["top_errors"]}
+    assert {t["error_id"]: t["occurrence_count"] for t in offline["analysis"]["top_errors"]} == {
+        t["error_id"]: t["occurrence_count"] for t in export["analysis"]["top_errors"]
+    }
     assert offline["statistics"]["total_errors"] == 5
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     filtered = tmp_path / "high.json"
     done = cli("export", "--store", str(path), "--output", str(filtered), "--severity", "high")
     assert done.returncode == 0, done.stderr
-    assert [r["message"] for r in json.loads(filtered.read_text())["all_records"]] == \
-        ["'missing'"]
+    assert [r["message"] for r in json.loads(filtered.read_text())["all_records"]] == ["'missing'"]
     done = cli("analyze", "--store", str(path), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["source"] == str(path)
     assert report["total_unique_errors"] == 2
-    assert {t["error_id"]: t["occurrence_count"] for t in report["top_errors"]} == \
-        {repeated: 4, other: 1}
+    assert {t["error_id"]: t["occurrence_count"] for t in report["top_errors"]} == {
+        repeated: 4,
+        other: 1,
+    }
     done = cli("analyze", "--store", str(path))  # the tables, as for --file
     assert done.returncode == 0, done.stderr
     assert "ValueError" in done.stdout and "KeyError" in done.stdout
@@ -285,10 +355,13 @@ def test_a_restarted_process_serves_the_earlier_reports_over_http(app, tmp_path,
 
 # -- the offline CLI's errors ----------------------------------------------------------------------
 
+
 def test_offline_commands_on_a_missing_store_exit_2_naming_it(tmp_path):
     missing = tmp_path / "nope.sqlite"
-    for args in (("export", "--store", str(missing), "-o", str(tmp_path / "x.json")),
-                 ("analyze", "--store", str(missing))):
+    for args in (
+        ("export", "--store", str(missing), "-o", str(tmp_path / "x.json")),
+        ("analyze", "--store", str(missing)),
+    ):
         done = cli(*args)
         assert done.returncode == 2, args
         assert f"error: {missing}: no such store file" in done.stderr
@@ -298,9 +371,14 @@ def test_offline_commands_on_a_missing_store_exit_2_naming_it(tmp_path):
 
 def test_offline_commands_refuse_to_run_in_a_multiprocess_environment(tmp_path, app):
     path = tmp_path / "errors.sqlite"
-    first = subprocess.run([sys.executable, str(app), "record", str(path)],
-                           capture_output=True, text=True, timeout=DEADLINE, env=env(),
-                           cwd=tmp_path)
+    first = subprocess.run(
+        [sys.executable, str(app), "record", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env(),
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.stderr
     directory = tmp_path / "mp"
     directory.mkdir()
@@ -313,8 +391,9 @@ def test_offline_commands_refuse_to_run_in_a_multiprocess_environment(tmp_path, 
 def test_offline_commands_refuse_a_newer_store_and_a_foreign_file(tmp_path):
     newer = tmp_path / "newer.sqlite"
     conn = sqlite3.connect(newer)
-    conn.executescript("CREATE TABLE groups (x); CREATE TABLE records (y); "
-                       "PRAGMA user_version = 9;")
+    conn.executescript(
+        "CREATE TABLE groups (x); CREATE TABLE records (y); PRAGMA user_version = 9;"
+    )
     conn.close()
     done = cli("analyze", "--store", str(newer))
     assert done.returncode == 2
@@ -329,15 +408,28 @@ def test_offline_commands_refuse_a_newer_store_and_a_foreign_file(tmp_path):
 
 def test_offline_export_reads_an_old_schema_without_writing_it(tmp_path, app):
     path = tmp_path / "errors.sqlite"
-    first = subprocess.run([sys.executable, str(app), "record", str(path)],
-                           capture_output=True, text=True, timeout=DEADLINE, env=env(),
-                           cwd=tmp_path)
+    first = subprocess.run(
+        [sys.executable, str(app), "record", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env(),
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.stderr
-    conn = sqlite3.connect(path)  # back to the v1 layout: no release-health columns
-    for column in ("first_seen_version", "last_seen_version", "resolved_at",
-                   "resolved_version", "regressed", "regressed_at"):
-        conn.execute("DROP INDEX IF EXISTS groups_by_first_version")
-        conn.execute(f"ALTER TABLE groups DROP COLUMN {column}")
+    current = sqlite3.connect(path)  # its rows, back in the v1 layout (no release health,
+    groups = current.execute(
+        "SELECT error_id, occurrence_count, first_occurrence, "  # no app)
+        "last_occurrence, report, state FROM groups"
+    ).fetchall()
+    records = current.execute("SELECT seq, ts, error_id, data FROM records").fetchall()
+    current.close()
+    path.unlink()
+    conn = sqlite3.connect(path)
+    for statement in steps(SQLITE, 0, "app", target=1):
+        conn.execute(statement)
+    conn.executemany("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)", groups)
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", records)
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()

@@ -69,14 +69,22 @@ def comparable(summary: dict[str, Any]) -> dict[str, Any]:
 
 # -- a restart serves what the first run recorded ------------------------------------------
 
+
 def test_a_restarted_monitor_serves_every_group_and_record_exactly(make_monitor, tmp_path):
     path = tmp_path / "errors.sqlite"
-    first = make_monitor(store_path=str(path), app_version="1.0",
-                         occurrence_budget_per_second=3)
+    first = make_monitor(store_path=str(path), app_version="1.0", occurrence_budget_per_second=3)
     ids = set()
     for i in range(8):  # over the per-second budget: some are coalesced into the counts
-        ids.add(record(first, f"disk full {i}", component="db", plugin="pg", user_id=f"u{i}",
-                       context={"attempt": i}))
+        ids.add(
+            record(
+                first,
+                f"disk full {i}",
+                component="db",
+                plugin="pg",
+                user_id=f"u{i}",
+                context={"attempt": i},
+            )
+        )
     ids.add(record_other(first, "missing", component="api", severity="critical"))
     assert len(ids) == 2
     error_id = record(first, "disk full again", component="db", plugin="pg")
@@ -90,15 +98,15 @@ def test_a_restarted_monitor_serves_every_group_and_record_exactly(make_monitor,
     assert sum(g["coalesced_occurrences"] for g in before_groups) > 0  # the case is covered
 
     second = make_monitor(store_path=str(path), app_version="1.0")
-    assert [comparable(g) for g in second.list_groups()] == \
-        [comparable(g) for g in before_groups]
+    assert [comparable(g) for g in second.list_groups()] == [comparable(g) for g in before_groups]
     for gid, detail in before_details.items():
         again = second.get_group(gid)
         assert again is not None and detail is not None
         assert comparable(again["group"]) == comparable(detail["group"])
         assert again["occurrences"] == detail["occurrences"]
-        assert {k: v for k, v in again["report"].items() if k != "frequency_per_hour"} == \
-            {k: v for k, v in detail["report"].items() if k != "frequency_per_hour"}
+        assert {k: v for k, v in again["report"].items() if k != "frequency_per_hour"} == {
+            k: v for k, v in detail["report"].items() if k != "frequency_per_hour"
+        }
     export = second.export_data()
     assert export["all_records"] == before_export["all_records"]
     assert export["analysis"]["total_unique_errors"] == 2
@@ -137,8 +145,12 @@ def test_release_health_fields_and_recoveries_survive_a_restart(make_monitor, tm
     settle(first)
     summary = first.get_group(error_id)
     first.stop()
-    stored = rows(path, "SELECT first_seen_version, last_seen_version, resolved_at, "
-                  "resolved_version, regressed FROM groups WHERE error_id = ?", (error_id,))
+    stored = rows(
+        path,
+        "SELECT first_seen_version, last_seen_version, resolved_at, "
+        "resolved_version, regressed FROM groups WHERE error_id = ?",
+        (error_id,),
+    )
     assert stored == [("2.0", "2.1", resolved["resolved_at_epoch"], "2.1", 0)]
 
     second = make_monitor(store_path=str(path), app_version="2.2")
@@ -152,8 +164,9 @@ def test_release_health_fields_and_recoveries_survive_a_restart(make_monitor, tm
     settle(second)
     assert second.get_group(error_id)["group"]["regressed"] is True
     second.stop()
-    assert rows(path, "SELECT regressed, last_seen_version FROM groups WHERE error_id = ?",
-                (error_id,)) == [(1, "2.2")]
+    assert rows(
+        path, "SELECT regressed, last_seen_version FROM groups WHERE error_id = ?", (error_id,)
+    ) == [(1, "2.2")]
 
 
 def test_groups_evicted_from_memory_leave_the_file_too(make_monitor, tmp_path):
@@ -189,7 +202,8 @@ def test_writes_happen_on_the_worker_never_on_the_callers_thread(make_monitor, t
     assert rows(path, "SELECT count(*) FROM records") == [(20,)]
     assert rows(path, "PRAGMA journal_mode") == [("wal",)]
     assert rows(path, "SELECT value FROM meta WHERE key = 'written_by'")[0][0].startswith(
-        "error-exporter ")
+        "error-exporter "
+    )
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct(Path(str(path) + "-wal").stat().st_mode & 0o777) == "0o600"
 
@@ -220,14 +234,30 @@ def write_v1_store(path: Path, make_monitor: Any, tmp_path: Path) -> tuple[str, 
     rec = source.store.groups[error_id].occurrences[-1]
     conn = sqlite3.connect(path)
     conn.executescript(V1_SCHEMA)
-    conn.execute("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
-                 (error_id, 41, report.first_occurrence - 3600, report.last_occurrence,
-                  json.dumps(report.to_dict(), default=str),
-                  json.dumps({"users": ["a", "b"], "recoveries": {"success": 0, "failure": 2},
-                              "max_severity": "high", "components": {"legacy": 41},
-                              "plugins": {}, "coalesced": 7})))
-    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?)",
-                 (5, rec.timestamp.timestamp(), error_id, json.dumps(rec.to_dict())))
+    conn.execute(
+        "INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            error_id,
+            41,
+            report.first_occurrence - 3600,
+            report.last_occurrence,
+            json.dumps(report.to_dict(), default=str),
+            json.dumps(
+                {
+                    "users": ["a", "b"],
+                    "recoveries": {"success": 0, "failure": 2},
+                    "max_severity": "high",
+                    "components": {"legacy": 41},
+                    "plugins": {},
+                    "coalesced": 7,
+                }
+            ),
+        ),
+    )
+    conn.execute(
+        "INSERT INTO records VALUES (?, ?, ?, ?)",
+        (5, rec.timestamp.timestamp(), error_id, json.dumps(rec.to_dict())),
+    )
     conn.commit()
     conn.close()
     return error_id, rec.to_dict()
@@ -246,23 +276,28 @@ def test_a_v1_store_is_migrated_in_place(make_monitor, tmp_path, caplog):
     assert group["group"]["coalesced_occurrences"] == 7
     assert group["occurrences"] == [rec]
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert any("migrated from schema version 1 to 2" in r.getMessage() for r in caplog.records)
+    migrated = f"migrated from schema version 1 to {SCHEMA_VERSION}"
+    assert any(migrated in r.getMessage() for r in caplog.records)
     record(monitor, "from an old release", component="legacy")
     settle(monitor)
     monitor.stop()
-    assert rows(path, "SELECT occurrence_count, first_seen_version FROM groups "
-                "WHERE error_id = ?", (error_id,)) == [(42, "0.9")]
+    assert rows(
+        path,
+        "SELECT occurrence_count, first_seen_version FROM groups WHERE error_id = ?",
+        (error_id,),
+    ) == [(42, "0.9")]
     assert [s for (s,) in rows(path, "SELECT seq FROM records ORDER BY seq")] == [5, 6]
 
 
-def test_a_store_of_a_newer_schema_is_refused_and_left_untouched(make_monitor, tmp_path,
-                                                                 caplog):
+def test_a_store_of_a_newer_schema_is_refused_and_left_untouched(make_monitor, tmp_path, caplog):
     path = tmp_path / "new.sqlite"
     conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE groups (x); CREATE TABLE records (y); "
-                       "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); "
-                       "INSERT INTO meta VALUES ('written_by', 'error-exporter 9.0.0'); "
-                       "INSERT INTO groups VALUES (1); PRAGMA user_version = 7;")
+    conn.executescript(
+        "CREATE TABLE groups (x); CREATE TABLE records (y); "
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); "
+        "INSERT INTO meta VALUES ('written_by', 'error-exporter 9.0.0'); "
+        "INSERT INTO groups VALUES (1); PRAGMA user_version = 7;"
+    )
     conn.close()
     before = path.read_bytes()
     caplog.set_level(logging.WARNING, logger="exporter.durable")
@@ -280,6 +315,7 @@ def test_a_store_of_a_newer_schema_is_refused_and_left_untouched(make_monitor, t
 
 # -- damaged files ---------------------------------------------------------------------------
 
+
 def assert_moved_aside(path: Path, original: bytes | None, caplog: Any) -> Path:
     moved = list(path.parent.glob(path.name + ".corrupt-*"))
     moved = [m for m in moved if not m.name.endswith(("-wal", "-shm"))]
@@ -291,8 +327,7 @@ def assert_moved_aside(path: Path, original: bytes | None, caplog: Any) -> Path:
     return moved[0]
 
 
-def test_garbage_bytes_are_moved_aside_and_a_fresh_store_created(make_monitor, tmp_path,
-                                                                 caplog):
+def test_garbage_bytes_are_moved_aside_and_a_fresh_store_created(make_monitor, tmp_path, caplog):
     path = tmp_path / "errors.sqlite"
     garbage = os.urandom(8192)
     path.write_bytes(garbage)
@@ -304,8 +339,7 @@ def test_garbage_bytes_are_moved_aside_and_a_fresh_store_created(make_monitor, t
     assert rows(path, "SELECT error_id FROM groups") == [(error_id,)]
 
 
-def test_a_truncated_store_is_moved_aside_and_a_fresh_store_created(make_monitor, tmp_path,
-                                                                    caplog):
+def test_a_truncated_store_is_moved_aside_and_a_fresh_store_created(make_monitor, tmp_path, caplog):
     path = tmp_path / "errors.sqlite"
     first = make_monitor(store_path=str(path))
     for i in range(300):
@@ -350,6 +384,7 @@ def test_rows_that_cannot_be_read_move_the_store_aside(make_monitor, tmp_path, c
 
 # -- retention ---------------------------------------------------------------------------------
 
+
 def test_retention_by_age_prunes_records_and_groups_and_counts_them(make_monitor, tmp_path):
     path = tmp_path / "errors.sqlite"
     first = make_monitor(store_path=str(path))
@@ -360,9 +395,11 @@ def test_retention_by_age_prunes_records_and_groups_and_counts_them(make_monitor
     first.stop()
     conn = sqlite3.connect(path)  # two occurrences of one group happened 8 days ago
     conn.execute("UPDATE records SET ts = ts - ? WHERE error_id = ?", (8 * DAY, old_id))
-    conn.execute("UPDATE groups SET last_occurrence = last_occurrence - ?, "
-                 "first_occurrence = first_occurrence - ? WHERE error_id = ?",
-                 (8 * DAY, 8 * DAY, old_id))
+    conn.execute(
+        "UPDATE groups SET last_occurrence = last_occurrence - ?, "
+        "first_occurrence = first_occurrence - ? WHERE error_id = ?",
+        (8 * DAY, 8 * DAY, old_id),
+    )
     conn.commit()
     conn.close()
 
@@ -387,8 +424,7 @@ def test_retention_by_age_runs_while_the_monitor_runs(make_monitor, tmp_path):
     assert rows(path, "SELECT count(*) FROM records") == [(0,)]
 
 
-def test_retention_by_size_keeps_the_newest_records_and_counts_the_rest(make_monitor,
-                                                                        tmp_path):
+def test_retention_by_size_keeps_the_newest_records_and_counts_the_rest(make_monitor, tmp_path):
     path = tmp_path / "errors.sqlite"
     monitor = make_monitor(store_path=str(path), store_max_records=5)
     for i in range(12):
@@ -399,7 +435,8 @@ def test_retention_by_size_keeps_the_newest_records_and_counts_the_rest(make_mon
     assert [json.loads(d)["message"] for (d,) in kept] == [f"e{i}" for i in range(7, 12)]
     assert rows(path, "SELECT occurrence_count FROM groups") == [(12,)]  # counts stay exact
     text = monitor.registry.get_sample_value(
-        "app_error_reports_dropped_total", {"reason": "store_retention"})
+        "app_error_reports_dropped_total", {"reason": "store_retention"}
+    )
     assert text == 0.0  # every store reason exists from the start
 
 
@@ -413,15 +450,18 @@ def test_the_store_drop_reasons_pass_promtool(make_monitor, tmp_path):
     text = generate_latest(monitor.registry).decode()
     for reason in ("store_retention", "store_max_records", "store_write_failed"):
         assert f'app_error_reports_dropped_total{{reason="{reason}"}}' in text
-    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # -- failures at runtime -------------------------------------------------------------------------
 
-def test_a_write_that_fails_is_kept_bounded_and_retried_the_app_unharmed(make_monitor,
-                                                                          tmp_path, caplog):
+
+def test_a_write_that_fails_is_kept_bounded_and_retried_the_app_unharmed(
+    make_monitor, tmp_path, caplog
+):
     path = tmp_path / "errors.sqlite"
     monitor = make_monitor(store_path=str(path), store_max_records=4)
     record(monitor, "before the lock")
@@ -433,16 +473,21 @@ def test_a_write_that_fails_is_kept_bounded_and_retried_the_app_unharmed(make_mo
         for i in range(6):
             record(monitor, f"while locked {i}")  # returns: nothing waits on the file here
         # the failed write is reported; the unwritten records wait, at most 4 of them
-        wait_until(lambda: internal_errors(monitor) > 0 and
-                   dropped(monitor, "store_write_failed") == 2)
+        wait_until(
+            lambda: internal_errors(monitor) > 0 and dropped(monitor, "store_write_failed") == 2
+        )
         assert monitor.get_group(monitor.list_groups()[0]["error_id"]) is not None
         assert monitor.list_groups()[0]["occurrence_count"] == 7  # memory has them all
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     # retried after a back-off: the 4 newest records land, the oldest gives way to the bound
-    wait_until(lambda: rows(path, "SELECT count(*) FROM records") == [(4,)] and
-               rows(path, "SELECT occurrence_count FROM groups") == [(7,)])
+    wait_until(
+        lambda: (
+            rows(path, "SELECT count(*) FROM records") == [(4,)]
+            and rows(path, "SELECT occurrence_count FROM groups") == [(7,)]
+        )
+    )
     messages = [json.loads(d)["message"] for (d,) in rows(path, "SELECT data FROM records")]
     assert messages == [f"while locked {i}" for i in range(2, 6)]
     assert dropped(monitor, "store_max_records") == 1
@@ -459,12 +504,16 @@ def wait_until(condition: Any, timeout: float = 60.0) -> None:
 
 # -- configuration ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options, named", [
-    ({"store_path": ""}, "store_path"),
-    ({"store_path": 3}, "store_path"),
-    ({"store_retention_seconds": 0}, "store_retention_seconds"),
-    ({"store_max_records": 0}, "store_max_records"),
-])
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ({"store_path": ""}, "store_path"),
+        ({"store_path": 3}, "store_path"),
+        ({"store_retention_seconds": 0}, "store_retention_seconds"),
+        ({"store_max_records": 0}, "store_max_records"),
+    ],
+)
 def test_bad_store_options_name_their_key(options, named):
     with pytest.raises(ConfigError, match=named):
         ErrorMonitor(**options)
@@ -499,10 +548,23 @@ def test_a_store_path_in_a_read_only_directory_is_a_config_error(tmp_path):
     # a read-only file system, mounted in a mount namespace of its own (root or not)
     unshare = require_tool("unshare")
     done = subprocess.run(
-        [unshare, "--mount", "--map-root-user", "sh", "-c",
-         'mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" -c "$3" "$1"', "sh",
-         str(mount), sys.executable, SCRIPT_READ_ONLY],
-        capture_output=True, text=True, timeout=60, env=_env())
+        [
+            unshare,
+            "--mount",
+            "--map-root-user",
+            "sh",
+            "-c",
+            'mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" -c "$3" "$1"',
+            "sh",
+            str(mount),
+            sys.executable,
+            SCRIPT_READ_ONLY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
     assert done.returncode == 0, done.stderr
     assert "ConfigError: store_path: directory" in done.stdout
     assert "is not writable" in done.stdout and str(mount) in done.stdout
@@ -523,9 +585,13 @@ def test_store_path_and_multiprocess_mode_together_are_a_config_error(tmp_path):
     env = _env()
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "mp")
     (tmp_path / "mp").mkdir()
-    done = subprocess.run([sys.executable, "-c", SCRIPT_MULTIPROCESS,
-                           str(tmp_path / "errors.sqlite")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT_MULTIPROCESS, str(tmp_path / "errors.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "ConfigError: store_path: cannot be combined with multiprocess mode" in done.stdout
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stdout
@@ -533,7 +599,10 @@ def test_store_path_and_multiprocess_mode_together_are_a_config_error(tmp_path):
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env

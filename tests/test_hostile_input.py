@@ -538,18 +538,18 @@ def parse_answer(raw: bytes) -> tuple[int | None, dict[str, str], bytes]:
 
 
 MALFORMED: list[tuple[str, bytes]] = [
-    ("bad method", b"BREW /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("POST to api", b"POST /api/v1/errors HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"),
-    ("DELETE", b"DELETE /api/v1/export HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("lower-case method", b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("traversal", b"GET /api/v1/errors/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("bad method", b"BREW /metrics HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("POST to api", b"POST /api/v1/errors HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 3\r\n\r\nabc"),
+    ("DELETE", b"DELETE /api/v1/export HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("lower-case method", b"get /healthz HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("traversal", b"GET /api/v1/errors/../../etc/passwd HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
     ("encoded traversal", b"GET /api/v1/errors/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n\r\n"),
     ("encoded slash", b"GET /api/v1/errors/..%2f..%2fetc%2fpasswd HTTP/1.1\r\n\r\n"),
     ("plugin traversal", b"GET /api/v1/plugins/../../../etc/passwd/health HTTP/1.1\r\n\r\n"),
-    ("bad percent", b"GET /api/v1/errors/%zz%4 HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("invalid utf-8", b"GET /api/v1/errors/%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("raw high bytes", b"GET /api/v1/errors/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("nul in path", b"GET /api/v1/errors/a%00b HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("bad percent", b"GET /api/v1/errors/%zz%4 HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("invalid utf-8", b"GET /api/v1/errors/%ff%fe HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("raw high bytes", b"GET /api/v1/errors/\xff\xfe HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
+    ("nul in path", b"GET /api/v1/errors/a%00b HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
     ("bad query", b"GET /api/v1/export?limit=%zz&since=%ff HTTP/1.1\r\n\r\n"),
     ("query nonsense",
      b"GET /api/v1/export?limit=-1&since=yesterday&severity=nope HTTP/1.1\r\n\r\n"),
@@ -631,7 +631,7 @@ def test_raw_malformed_requests_never_get_a_500(served):
 def test_fuzzed_raw_requests_get_4xx_json_or_close(served, method, path, header):
     _, host, port = served
     payload = (method.encode("latin-1", "replace") + b" " + path.replace(b"\r\n", b"") +
-               b" HTTP/1.1\r\nHost: x\r\nX-Fuzz: " + header + b"\r\nConnection: close\r\n\r\n")
+               b" HTTP/1.1\r\nHost: [::1]\r\nX-Fuzz: " + header + b"\r\nConnection: close\r\n\r\n")
     status, headers, body = parse_answer(raw_request(host, port, payload))
     check_answer(payload[:300], status, headers, body, head=method == "HEAD")
 
@@ -639,9 +639,9 @@ def test_fuzzed_raw_requests_get_4xx_json_or_close(served, method, path, header)
 def test_server_still_serves_after_the_fuzzing(served):
     monitor, host, port = served
     status, _, body = parse_answer(raw_request(
-        host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        host, port, b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"))
     assert status == 200 and json.loads(body)["status"] == "ok"
     status, _, body = parse_answer(raw_request(
-        host, port, b"GET /api/v1/errors HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        host, port, b"GET /api/v1/errors HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"))
     assert status == 200 and json.loads(body)["total"] >= 1
     assert internal_errors(monitor) == 0

@@ -55,7 +55,11 @@ def test_schemathesis_finds_no_failure(make_monitor: Any, token: str | None) -> 
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     report = done.stdout[-6000:] + done.stderr[-2000:]
     assert done.returncode == 0, report
-    assert "No issues found" in done.stdout, report
+    out = done.stdout
+    # schemathesis before 4.32 (the last for Python 3.10) counts its "missing test data"
+    # warning (the plugin route's 404 for a made-up plugin) as one errored case
+    assert "No issues found" in out or (
+        "FAILURES" not in out and " failed" not in out and "Missing test data" in out), report
     # every operation but the document itself; the resolve route exists only with a token
     assert f"{12 if token else 11} selected" in done.stdout, report
 

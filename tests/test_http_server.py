@@ -167,7 +167,7 @@ def test_requests_are_quiet(served: ErrorMonitor, capfd: pytest.CaptureFixture[s
 def test_hostile_paths_get_json_errors_never_500(
     served: ErrorMonitor, raw_path: bytes, status: int
 ) -> None:
-    answer = raw_request(served.server.port, b"GET " + raw_path + b" HTTP/1.1\r\nHost: x\r\n"
+    answer = raw_request(served.server.port, b"GET " + raw_path + b" HTTP/1.1\r\nHost: [::1]\r\n"
                          b"Connection: close\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == str(status).encode(), answer[:200]
@@ -198,7 +198,7 @@ def test_client_disconnecting_mid_response_does_not_hurt(
         for _ in range(5):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: [::1]\r\n\r\n")
             assert sock.recv(1024).startswith(b"HTTP/1.0 200")
             _abort(sock)
     deadline = time.monotonic() + 10

@@ -551,3 +551,8 @@ def test_serve_needs_a_directory(tmp_path: Path) -> None:
                            capture_output=True, text=True, cwd=REPO, env=clean_env(),
                            timeout=60)
     assert wrong.returncode == 2 and "not a directory" in wrong.stderr
+
+
+def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
+    assert sample_values(forked["metrics"], "app_monitor_store_info") == [
+        ({"backend": "multiprocess", "release_scope": "process"}, 1.0)]

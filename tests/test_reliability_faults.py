@@ -493,7 +493,7 @@ def _rst_close(sock: socket.socket) -> None:
 
 def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n".encode())
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -512,7 +512,7 @@ def test_clients_that_vanish_or_send_garbage_do_not_hurt_the_server(make_monitor
     for i in range(20):
         sock = socket.create_connection((host, port), timeout=10)
         path = "/api/v1/export" if i % 2 else "/metrics"
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: [::1]\r\n\r\n".encode())
         if _read_some(sock, 1024):
             vanished += 1
         _rst_close(sock)

@@ -23,6 +23,13 @@ def check_config(path: str, out: TextIO | None = None, err: TextIO | None = None
         print(f"error: {exc}", file=err)
         return 2
     problems = validate_mapping(data)
+    if not problems and data.get("web_config_file"):
+        from exporter.http.web_config import load_web_config
+
+        try:  # the web config file it names: the server would refuse it at start
+            load_web_config(data["web_config_file"])
+        except ConfigError as exc:
+            problems.append(f"web_config_file: {exc}")
     if problems:
         print(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}", file=out)
         for problem in problems:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from exporter.cli.client import ApiClient, ApiError
+from exporter.cli.client import ApiClient, ApiError, access_from_args
 from exporter.cli.watch import run_watch
 
 DEFAULT_HOST = "127.0.0.1"
@@ -70,6 +70,8 @@ def build_config(args: argparse.Namespace) -> Any:
         changes["port"] = args.port
     if args.token is not None:  # --token "" is refused (ConfigError), not "no token"
         changes["api_token"] = args.token
+    if getattr(args, "web_config_file", None) is not None:
+        changes["web_config_file"] = args.web_config_file
     return dataclasses.replace(config, **changes)
 
 
@@ -161,19 +163,24 @@ def _banner(url: str, args: argparse.Namespace, threshold: int,
 def run_demo(args: argparse.Namespace) -> int:
     """Start everything, run until Ctrl-C / SIGTERM / --duration, stop everything."""
     from exporter import ErrorMonitor
+    from exporter.config import ConfigError
     from exporter.demo.workload import Workload, next_version
 
     config = build_config(args)
     monitor = ErrorMonitor(config)
     try:
         monitor.start()
+    except ConfigError:  # the web config file: an invalid configuration (exit 2)
+        with contextlib.suppress(Exception):
+            monitor.stop()
+        raise
     except Exception as exc:  # port in use, bad address, ...: say so, no traceback
         print(serve_failure(exc, config.host, config.port), file=sys.stderr)
         with contextlib.suppress(Exception):
             monitor.stop()
         return 1
     server = monitor.server
-    url = base_url(config.host, server.port if server is not None else config.port)
+    url = server.url if server is not None else base_url(config.host, config.port)
     deploy_after = None if args.storm or (args.duration and args.duration <= args.deploy_after) \
         else args.deploy_after  # no deploy to announce in a storm or a run that ends first
     versions = None if deploy_after is None else \
@@ -198,7 +205,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 while not stop.wait(0.5):
                     pass
             else:
-                client = ApiClient(url, token=args.token, timeout=5.0)
+                client = ApiClient(url, token=args.token, timeout=5.0,
+                                   access=access_from_args(args))
                 _wait_until_serving(client, stop)
                 run_watch(client, refresh=1.0, use_rich=sys.stdout.isatty(), stop_event=stop)
         except KeyboardInterrupt:

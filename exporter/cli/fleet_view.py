@@ -23,6 +23,7 @@ from rich.text import Text
 
 from exporter import fleet
 from exporter.cli import PipeConsole, age, shorten
+from exporter.cli.client import access_from_args
 
 STATUS_STYLES = {"ok": "green", "down": "bold red", "timeout": "yellow",
                  "unauthorized": "magenta", "invalid": "red"}
@@ -94,7 +95,8 @@ def collect(args: argparse.Namespace, filters: dict[str, Any] | None = None,
     targets = fleet.discover(args.prometheus, job, timeout=max(timeout, 10.0))
     with TargetProgress(targets, args.prometheus, job) as progress:
         results = fleet.fetch_all(targets, args.token, timeout, filters, limit, page_size,
-                                  on_start=progress.start, on_done=progress.done)
+                                  on_start=progress.start, on_done=progress.done,
+                                  access=access_from_args(args))
     return results, fleet.merge(results, args.prometheus, job)
 
 

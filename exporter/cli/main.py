@@ -15,12 +15,28 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from exporter.cli.client import TOKEN_ENV, URL_ENV, ApiClient, ApiError, HttpStatusError
+from exporter.cli.client import (
+    CA_FILE_ENV,
+    CERT_FILE_ENV,
+    KEY_FILE_ENV,
+    PASSWORD_FILE_ENV,
+    TOKEN_ENV,
+    URL_ENV,
+    USER_ENV,
+    AccessError,
+    ApiClient,
+    ApiError,
+    HttpStatusError,
+    access_from_args,
+)
 
 EPILOG = """exit codes: 0 ok, 1 the operation failed (connection refused, 401, server error),
 2 usage or configuration error (bad options or filter values, invalid config, missing file,
 not an export file), 3 partial fleet view (--prometheus: some targets failed, the rest merged).
-environment: ERROR_EXPORTER_URL (default --url), ERROR_EXPORTER_API_TOKEN (default --token)."""
+environment: ERROR_EXPORTER_URL (default --url), ERROR_EXPORTER_API_TOKEN (default --token),
+ERROR_EXPORTER_CA_FILE, ERROR_EXPORTER_CLIENT_CERT_FILE, ERROR_EXPORTER_CLIENT_KEY_FILE,
+ERROR_EXPORTER_BASIC_AUTH_USER, ERROR_EXPORTER_BASIC_AUTH_PASSWORD_FILE (TLS and basic auth),
+ERROR_EXPORTER_WEB_CONFIG_FILE (default --web.config.file)."""
 
 
 def _positive_float(text: str) -> float:
@@ -92,6 +108,40 @@ def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
     parser.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
 
 
+def _no_password_here(text: str) -> str:
+    raise argparse.ArgumentTypeError(
+        "a password on the command line is visible to every user of the machine; put it in "
+        f"a file: --basic-auth-password-file FILE (or ${PASSWORD_FILE_ENV})")
+
+
+def _add_access_options(parser: argparse.ArgumentParser) -> None:
+    """How the client reaches a monitor behind TLS and basic auth (its web config file).
+
+    No option takes a password: the command line is visible to every user of the machine.
+    """
+    group = parser.add_argument_group("TLS and basic auth (a server with a web config file)")
+    group.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) that signed the "
+                       f"server's certificate (default ${CA_FILE_ENV}, else the system's CAs)")
+    group.add_argument("--cert-file", metavar="FILE", help="client certificate for mutual TLS "
+                       f"(default ${CERT_FILE_ENV})")
+    group.add_argument("--key-file", metavar="FILE", help="its private key (default "
+                       f"${KEY_FILE_ENV})")
+    group.add_argument("--basic-auth-user", metavar="USER",
+                       help=f"basic auth user (default ${USER_ENV})")
+    group.add_argument("--basic-auth-password-file", metavar="FILE",
+                       help="file holding the basic auth password (default "
+                       f"${PASSWORD_FILE_ENV})")
+    # refused by name, so that it is not taken as an abbreviation of the option above (which
+    # would treat the password as a file name and show it in the error)
+    group.add_argument("--basic-auth-password", type=_no_password_here, help=argparse.SUPPRESS)
+
+
+def _add_web_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                        help="web config file of the exporter-toolkit (TLS, client "
+                        "certificates, basic auth); default $ERROR_EXPORTER_WEB_CONFIG_FILE")
+
+
 def _add_fleet_options(parser: argparse.ArgumentParser, source: argparse._ActionsContainer,
                        what: str) -> None:
     source.add_argument("--prometheus", metavar="URL",
@@ -130,10 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "a regression (default 75)")
     demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
     demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
+    _add_web_config_option(demo)
     _add_api_options(demo, url=False)
+    _add_access_options(demo)
 
     watch = sub.add_parser("watch", help="live view of a running app")
     _add_api_options(watch)
+    _add_access_options(watch)
     watch.add_argument("--refresh", type=_positive_float, default=2.0, metavar="SECONDS")
     watch.add_argument("--no-rich", action="store_true", help="plain lines, one per refresh")
     watch.add_argument("--iterations", type=_positive_int, metavar="N",
@@ -144,17 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
                         "http://127.0.0.1:9718)")
     source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
-    source.add_argument("--store", metavar="STORE.sqlite", help="a durable store file "
-                        "(store_path) instead, read offline (also while its app runs)")
+    source.add_argument("--store", metavar="FILE|URL", help="a durable store instead: a "
+                        "file (store_path) or a store_url (postgresql://..., sqlite:///...), "
+                        "read offline (also while its apps run)")
+    analyze.add_argument("--app", help="with --store: only this app's groups (default: "
+                         "every app in the store)")
     analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _add_access_options(analyze)
     _add_fleet_options(analyze, source, "analyze")
 
     export = sub.add_parser("export", help="write the JSON export of a running app")
     _add_api_options(export)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
-    export.add_argument("--store", metavar="STORE.sqlite", help="read a durable store file "
-                        "(store_path) offline instead of the app's API")
+    _add_access_options(export)
+    export.add_argument("--store", metavar="FILE|URL", help="read a durable store offline "
+                        "instead of the app's API: a file (store_path) or a store_url "
+                        "(postgresql://..., sqlite:///...)")
+    export.add_argument("--app", help="with --store: only this app's groups (default: "
+                        "every app in the store)")
     export.add_argument("--since", type=_time_arg, metavar="TIME",
                         help=f"only errors at or after TIME: {TIME_FORMS}")
     export.add_argument("--until", type=_time_arg, metavar="TIME",
@@ -172,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "is a regression); needs the server's api_token")
     resolve.add_argument("error_id", metavar="ID", help="the group's error_id")
     _add_api_options(resolve)
+    resolve.add_argument("--store", metavar="FILE|URL", help="resolve in a durable store "
+                         "instead of over the API (postgresql://...: for every process of "
+                         "the app at once)")
+    resolve.add_argument("--app", help="with --store: the app whose group it is (needed "
+                         "only when several apps have one with this ID)")
+    _add_access_options(resolve)
 
     check = sub.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("file", metavar="FILE")
@@ -184,12 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port (default 9718)")
     serve.add_argument("--config", metavar="FILE", help="YAML configuration (namespace, token)")
+    _add_web_config_option(serve)
     _add_api_options(serve, url=False)
     return parser
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.url, token=args.token)
+    return ApiClient(args.url, token=args.token, access=access_from_args(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -231,7 +299,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from exporter.cli.offline_store import StoreUnusable, report_from_store
 
         try:
-            report = report_from_store(args.store)
+            report = report_from_store(args.store, args.app)
         except StoreUnusable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -265,7 +333,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.prometheus:
             print("error: --store and --prometheus cannot be combined", file=sys.stderr)
             return 2
-        return export_command(args.store, args.output, filters, args.limit)
+        return export_command(args.store, args.output, filters, args.limit, args.app)
     if args.prometheus:
         from exporter.cli.fleet_view import export_fleet
 
@@ -292,12 +360,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR)",
               file=sys.stderr)
         return 2
-    return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config)
+    return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config,
+                       args.web_config_file)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     from exporter.cli.resolve import run_resolve
 
+    if args.store:
+        from exporter.cli.offline_store import resolve_command
+
+        return resolve_command(args.store, args.error_id, args.app)
     return run_resolve(_client(args), args.error_id)
 
 
@@ -330,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except AccessError as exc:  # a password or TLS file of the client that cannot be used
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `watch --no-rich | head`: the reader left, that is fine

@@ -1,4 +1,8 @@
-"""``export --store PATH`` and ``analyze --store PATH``: a durable store read without an app.
+"""``export --store``, ``analyze --store``, ``resolve --store``: a durable store without an app.
+
+``--store`` is a file (``store_path``) or a ``store_url``: ``sqlite:///path`` (the same),
+or ``postgresql://...`` (the shared store of every process of the app; read in a
+read-only transaction, its password never printed).
 
 The file is opened read-only (``mode=ro``; WAL lets it be read while a live process writes
 it) and loaded into an ordinary in-memory store, which a monitor that is never started
@@ -6,7 +10,8 @@ reads: the document is built by the very code of the live export (``export_data`
 has the same shape. A file of an older schema version is read through an in-memory copy
 migrated there (the file itself is never written); a newer one is refused.
 
-What only a live process knows starts empty offline: patterns, sessions and plugin health.
+What only a live process knows starts empty offline: patterns and plugin health. Sessions
+are the ended ones every process of the app added to the store (a crashed one included).
 The statistics are computed from the stored groups: each group's occurrence count under
 its latest occurrence's labels, its recoveries under its component and plugin.
 """
@@ -20,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import MonitorConfig
-from exporter.durable import schema
+from exporter.dsn import is_postgres, psycopg_missing, redact, redact_text, scheme_of, sqlite_path
+from exporter.durable import rows, schema
 from exporter.durable.file import load_into
 from exporter.store import ErrorStore
 
@@ -65,26 +71,79 @@ def _version(conn: sqlite3.Connection, path: str) -> int:
     except sqlite3.DatabaseError as exc:
         raise StoreUnusable(f"{path}: not a readable error store ({exc})") from None
     if found == 0 or not {"groups", "records"} <= tables:
-        raise StoreUnusable(f"{path}: not an error-exporter store (no groups and records "
-                            "tables)")
+        raise StoreUnusable(f"{path}: not an error-exporter store (no groups and records tables)")
     return found
 
 
-def load_store(path: str) -> ErrorStore:
-    """Everything the file holds, in an unbounded in-memory store."""
+def file_of(store: str) -> str:
+    """The file of a ``--store`` that is not a postgresql:// URL."""
+    if "://" in store:
+        if scheme_of(store) != "sqlite":
+            raise StoreUnusable(
+                f"{redact(store)}: not a store (a file, sqlite:///path or postgresql://...)"
+            )
+        return sqlite_path(store)
+    return store
+
+
+@contextlib.contextmanager
+def open_database(url: str, read_only: bool = True) -> Iterator[Any]:
+    """The shared store at ``url``, at the current schema version (never migrated here)."""
+    from exporter.durable import pg_database as db
+
+    missing = psycopg_missing()
+    if missing:
+        raise StoreUnusable(missing)
+    where = redact(url)
+    try:
+        conn = db.connect(url, read_only=read_only)
+    except db.StoreUnavailable as exc:
+        raise StoreUnusable(f"{where}: cannot connect ({exc})") from None
+    try:
+        with conn.transaction():
+            found = db.version_of(conn)
+        if found == 0:
+            raise StoreUnusable(f"{where}: not an error-exporter store (no tables)")
+        if found != schema.SCHEMA_VERSION:
+            newer = found > schema.SCHEMA_VERSION
+            raise StoreUnusable(
+                f"{where}: store schema version {found} is "
+                f"{'newer' if newer else 'older'} than this error-exporter's "
+                f"({schema.SCHEMA_VERSION}); "
+                + ("upgrade error-exporter" if newer else "start the app once to migrate it")
+            )
+        yield conn
+    except StoreUnusable:
+        raise
+    except Exception as exc:
+        raise StoreUnusable(f"{where}: cannot read the store ({redact_text(exc, url)})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def load_store(path: str, app: str | None = None) -> ErrorStore:
+    """Everything the store holds (``app``: only that app's), in an unbounded store."""
     store = ErrorStore(NO_LIMIT, NO_LIMIT)
-    with open_read_only(path) as conn:
-        try:
-            load_into(conn, store)
-        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
-            raise StoreUnusable(f"{path}: cannot read the store ({exc})") from None
+    if is_postgres(path):
+        from exporter.durable import pg_database as db
+
+        with open_database(path) as conn:
+            db.load_into(conn, store, app)
+    else:
+        path = file_of(path)
+        with open_read_only(path) as conn:
+            try:
+                load_into(conn, store, app=app)
+            except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+                raise StoreUnusable(f"{path}: cannot read the store ({exc})") from None
     firsts = [g.report.first_occurrence for g in store.groups.values()]
     if firsts:
         store.started = min(firsts)
     return store
 
 
-def offline_monitor(path: str) -> Any:
+def offline_monitor(path: str, app: str | None = None) -> Any:
     """A monitor that is never started, reading the store at ``path``."""
     from exporter.monitor import ErrorMonitor
     from exporter.multiprocess import ENV_VAR, multiproc_dir
@@ -92,29 +151,57 @@ def offline_monitor(path: str) -> Any:
     if multiproc_dir() is not None:
         # prometheus_client, imported in multiprocess mode, would write this reader's counts
         # into that directory (a live server's) and the monitor would read the directory
-        raise StoreUnusable(f"{ENV_VAR} is set in this environment: unset it to read a store "
-                            "file offline (it would add this command's counts to that "
-                            "directory's metrics)")
-    store = load_store(path)
-    quiet = MonitorConfig(enable_resource_monitoring=False, capture_sys_excepthook=False,
-                          capture_threading=False, capture_logging=False,
-                          capture_asyncio=False)
+        raise StoreUnusable(
+            f"{ENV_VAR} is set in this environment: unset it to read a store "
+            "file offline (it would add this command's counts to that "
+            "directory's metrics)"
+        )
+    store = load_store(path, app)
+    quiet = MonitorConfig(
+        enable_resource_monitoring=False,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+    )
     monitor = ErrorMonitor(quiet)
     monitor.store = store
     metrics = monitor.metrics
     limit = metrics.limiter.value
     for group in store.groups.values():
         report = group.report
-        labels = (limit("error_type", report.error_type), limit("component", report.component),
-                  limit("plugin", report.plugin), report.severity.value)
+        labels = (
+            limit("error_type", report.error_type),
+            limit("component", report.component),
+            limit("plugin", report.plugin),
+            report.severity.value,
+        )
         metrics.errors.labels(*labels).inc(report.occurrence_count)
         for result, count in group.recoveries.items():
             if count:
                 metrics.recoveries.labels(labels[1], labels[2], result).inc(count)
+    tracker = monitor.sessions
+    tracker.end_all()  # this reader's own process session is not the app's
+    tracker.ended = dict.fromkeys(tracker.ended, 0)
+    tracker.ended.update(load_sessions(path, app))
     return monitor
 
 
-def export_data(path: str, **filters: Any) -> dict[str, Any]:
+def load_sessions(path: str, app: str | None = None) -> dict[str, int]:
+    """The app's ended sessions by status, as every process of it added them."""
+    where = "" if app is None else " WHERE app = {p}"
+    sql = f"SELECT status, sum(count) FROM session_counts{where} GROUP BY status"
+    args = () if app is None else (app,)
+    if is_postgres(path):
+        with open_database(path) as conn, conn.transaction():
+            found = conn.execute(sql.format(p="%s"), args).fetchall()
+    else:
+        with open_read_only(file_of(path)) as conn:
+            found = conn.execute(sql.format(p="?"), args).fetchall()
+    return {str(status): int(count) for status, count in found}
+
+
+def export_data(path: str, app: str | None = None, **filters: Any) -> dict[str, Any]:
     """The export document of the store at ``path`` (the live export's shape).
 
     ``filters`` as the CLI takes them (``since`` / ``until`` as epoch or ISO-8601 text).
@@ -125,29 +212,32 @@ def export_data(path: str, **filters: Any) -> dict[str, Any]:
     for key in ("since", "until"):
         if isinstance(wanted.get(key), str):
             wanted[key] = parse_time(wanted[key])
-    monitor = offline_monitor(path)
+    monitor = offline_monitor(path, app)
     return dict(monitor.export_data(**wanted))
 
 
-def report_from_store(path: str) -> dict[str, Any]:
+def report_from_store(path: str, app: str | None = None) -> dict[str, Any]:
     """The ``analyze`` report of the store at ``path`` (as ``analyze --file`` builds it)."""
     from exporter.cli.analyze import build_report
 
-    data = export_data(path)
-    report = build_report(data["analysis"], data["statistics"], None, data["all_records"],
-                          path)
+    data = export_data(path, app)
+    report = build_report(
+        data["analysis"], data["statistics"], None, data["all_records"], redact(path)
+    )
     report["exported_at"] = data.get("exported_at")
     return report
 
 
-def export_command(store: str, output: str, filters: dict[str, Any], limit: int | None) -> int:
+def export_command(
+    store: str, output: str, filters: dict[str, Any], limit: int | None, app: str | None = None
+) -> int:
     """``export --store``: write the store's export to ``output``; returns the exit code."""
     import sys
 
     from exporter.cli.export import write_atomically
 
     try:
-        data = export_data(store, **filters, limit=limit)
+        data = export_data(store, app, **filters, limit=limit)
     except StoreUnusable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -157,5 +247,78 @@ def export_command(store: str, output: str, filters: dict[str, Any], limit: int 
     except OSError as exc:
         print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"wrote {len(data['all_records'])} records from {store} to {output}", flush=True)
+    print(f"wrote {len(data['all_records'])} records from {redact(store)} to {output}", flush=True)
     return 0
+
+
+def resolve_command(store: str, error_id: str, app: str | None) -> int:
+    """``resolve --store``: mark the group resolved in the store itself (every process
+    sharing a postgresql:// store learns of it at its next write or sync)."""
+    import sys
+    import time
+
+    from exporter.cli.resolve import resolved_line
+
+    try:
+        group = _resolve(store, error_id, app, time.time())
+    except StoreUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(resolved_line(group), flush=True)
+    return 0
+
+
+def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[str, Any]:
+    if is_postgres(store):
+        from exporter.durable import pg_database as db
+
+        with open_database(store, read_only=False) as conn:
+            with conn.transaction():
+                apps = [
+                    a
+                    for (a,) in conn.execute(
+                        "SELECT app FROM groups WHERE error_id = %s", (error_id,)
+                    )
+                ]
+            app = _one_app(apps, app, error_id)
+            found = db.resolve(conn, app, error_id, when, None)
+    else:
+        path = file_of(store)
+        if not Path(path).is_file():
+            raise StoreUnusable(f"{path}: no such store file (is store_path right?)")
+        conn = schema.open_writable(path)
+        try:
+            apps = [
+                a for (a,) in conn.execute("SELECT app FROM groups WHERE error_id = ?", (error_id,))
+            ]
+            app = _one_app(apps, app, error_id)
+            conn.execute(
+                "UPDATE groups SET resolved_version = CASE WHEN resolved_at IS NULL "
+                "THEN NULL ELSE resolved_version END, resolved_at = "
+                "coalesce(resolved_at, ?), regressed = 0, regressed_at = NULL "
+                "WHERE app = ? AND error_id = ?",
+                (when, app, error_id),
+            )
+            row = conn.execute(
+                f"{rows.GROUP_SELECT} WHERE app = ? AND error_id = ?", (app, error_id)
+            ).fetchone()
+            found = rows.group_from_row(row).summary()
+        finally:
+            conn.close()
+    if found is None:
+        raise StoreUnusable(f"no group {error_id} in the store")
+    return found
+
+
+def _one_app(apps: list[str], app: str | None, error_id: str) -> str:
+    if app is not None:
+        if app not in apps:
+            raise StoreUnusable(f"no group {error_id} of app {app} in the store")
+        return app
+    if not apps:
+        raise StoreUnusable(f"no group {error_id} in the store")
+    if len(apps) > 1:
+        raise StoreUnusable(
+            f"group {error_id} exists in several apps ({', '.join(apps)}): name one with --app"
+        )
+    return apps[0]

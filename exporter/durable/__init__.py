@@ -1,4 +1,5 @@
-"""The durable store of one process (``store_path``): reports that survive the crash.
+"""The durable stores: one process's SQLite file (``store_path``) and the fleet's PostgreSQL
+(``store_url``), on one schema.
 
 The in-memory :class:`~exporter.store.ErrorStore` stays the read model (every API route, the
 export and the collectors read it unchanged); this package keeps a SQLite file (WAL,
@@ -6,11 +7,15 @@ export and the collectors read it unchanged); this package keeps a SQLite file (
 back when a process starts with the same ``store_path``. ``exporter.cli.offline_store``
 reads the same file without a monitor (``export --store``, ``analyze --store``).
 
-- :mod:`.schema`: tables, schema version, migrations, integrity check.
+- :mod:`.tables`: the tables, versions and migration steps of every backend (dialects once).
+- :mod:`.schema`: the SQLite file's version, migrations, integrity check.
 - :mod:`.rows`: a group as a row and back.
 - :mod:`.tracking`: the store that notes what changed since the last write.
 - :mod:`.file`: batched writes, retention, loading.
 - :mod:`.backend`: what the monitor calls (open or move aside, load, tick, close).
+- :mod:`.pg_database`: every statement of the shared store (batch, migrate, prune, load).
+- :mod:`.postgres`: the shared store as the monitor uses it (reconnects, buffers, counts
+  new and regressed groups for the fleet).
 """
 
 from __future__ import annotations

@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import ConfigError, MonitorConfig
+from ..dsn import is_postgres, psycopg_missing
 from ..store import ErrorStore
 from . import rows, schema
 from .file import StoreFile, last_seq, load_into
-from .tracking import TrackingStore
+from .tracking import SessionLedger, TrackingStore
 
 log = logging.getLogger("exporter.durable")
 PRUNE_EVERY_SECONDS = 60.0  # or a quarter of a shorter retention
@@ -41,25 +42,45 @@ CountDrop = Callable[[str, int], None]
 
 
 def check_config(config: MonitorConfig, multiprocess_mode: bool) -> None:
-    """Fail fast on a ``store_path`` that cannot work (a ConfigError naming the key)."""
-    path = config.store_path
+    """Fail fast on a ``store_path`` / ``store_url`` that cannot work (a ConfigError
+    naming the key, never the URL's password)."""
+    if config.store_path is not None and config.store_url is not None:
+        raise ConfigError(
+            "store_path and store_url: set one of them (store_url="
+            "sqlite:///path is the same as store_path)"
+        )
+    if is_postgres(config.store_url):
+        if multiprocess_mode:
+            raise ConfigError(
+                "store_url: a postgresql:// store cannot be combined with multiprocess mode "
+                "(PROMETHEUS_MULTIPROC_DIR is set) yet; unset one of them"
+            )
+        missing = psycopg_missing()
+        if missing:
+            raise ConfigError(f"store_url: {missing}")
+        return
+    path = config.store_file
     if path is None:
         return
     if multiprocess_mode:
         raise ConfigError(
             "store_path: cannot be combined with multiprocess mode (PROMETHEUS_MULTIPROC_DIR "
             "is set): the workers already share error-exporter.sqlite in that directory; "
-            "unset store_path or PROMETHEUS_MULTIPROC_DIR")
+            "unset store_path or PROMETHEUS_MULTIPROC_DIR"
+        )
     target = Path(path)
     if target.is_dir():
-        raise ConfigError(f"store_path: {path} is a directory; name a file in it "
-                          "(e.g. errors.sqlite)")
+        raise ConfigError(
+            f"store_path: {path} is a directory; name a file in it (e.g. errors.sqlite)"
+        )
     directory = target.parent
     if not directory.is_dir():
         raise ConfigError(f"store_path: directory {directory} of {path} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"store_path: directory {directory} of {path} is not writable "
-                          "(SQLite needs to create the -wal and -shm files beside it)")
+        raise ConfigError(
+            f"store_path: directory {directory} of {path} is not writable "
+            "(SQLite needs to create the -wal and -shm files beside it)"
+        )
 
 
 def moved_aside_name(path: str) -> str:
@@ -77,50 +98,65 @@ def move_aside(path: str) -> str:
     return target
 
 
-def open_file(path: str) -> sqlite3.Connection | None:
+def open_file(path: str, app: str = "app") -> sqlite3.Connection | None:
     """The writable store, or None (memory only) after a WARNING naming the file."""
     try:
-        return _open_or_replace(path)
+        return _open_or_replace(path, app)
     except schema.StoreTooNew as exc:
         log.warning("error-exporter: %s; running with a memory-only store", exc)
     except (schema.StoreError, sqlite3.Error, OSError) as exc:
-        log.warning("error-exporter: cannot use the store %s (%s); running with a "
-                    "memory-only store", path, exc)
+        log.warning(
+            "error-exporter: cannot use the store %s (%s); running with a memory-only store",
+            path,
+            exc,
+        )
     return None
 
 
-def _open_or_replace(path: str) -> sqlite3.Connection:
+def _open_or_replace(path: str, app: str) -> sqlite3.Connection:
     def migrated(old: int, new: int) -> None:
-        log.info("error-exporter: store %s migrated from schema version %d to %d",
-                 path, old, new)
+        log.info("error-exporter: store %s migrated from schema version %d to %d", path, old, new)
 
     try:
-        return schema.open_writable(path, migrated)
+        return schema.open_writable(path, migrated, app)
     except (schema.StoreCorrupt, sqlite3.DatabaseError) as exc:
         if isinstance(exc, sqlite3.Error) and not schema.is_corruption(exc):
             raise
         aside = move_aside(path)
-        log.warning("error-exporter: the store %s is damaged (%s); moved it aside to %s "
-                    "(nothing deleted) and started a fresh store", path, exc, aside)
-        return schema.open_writable(path)
+        log.warning(
+            "error-exporter: the store %s is damaged (%s); moved it aside to %s "
+            "(nothing deleted) and started a fresh store",
+            path,
+            exc,
+            aside,
+        )
+        return schema.open_writable(path, app=app)
 
 
 class DurableBackend:
     """Write-behind persistence of a monitor's :class:`ErrorStore` to ``store_path``."""
 
-    def __init__(self, config: MonitorConfig, conn: sqlite3.Connection, count_drop: CountDrop,
-                 note_internal_error: Callable[[BaseException], None]) -> None:
-        assert config.store_path is not None
-        self.path = config.store_path
-        self.file = StoreFile(self.path, conn, config.store_retention_seconds,
-                              config.store_max_records)
+    def __init__(
+        self,
+        config: MonitorConfig,
+        conn: sqlite3.Connection,
+        count_drop: CountDrop,
+        note_internal_error: Callable[[BaseException], None],
+        ledger: SessionLedger | None = None,
+    ) -> None:
+        assert config.store_file is not None
+        self.ledger = ledger
+        self.path = config.store_file
+        self.app = config.store_app
+        self.file = StoreFile(
+            self.path, conn, config.store_retention_seconds, config.store_max_records, self.app
+        )
         self.count_drop = count_drop
         self.note_internal_error = note_internal_error
         self.pid = os.getpid()
         self.store: TrackingStore | None = None
         self._next_prune = 0.0  # the first tick prunes what expired while nobody ran
-        self._prune_every = min(PRUNE_EVERY_SECONDS,
-                                max(config.store_retention_seconds / 4, 0.25))
+        self._prune_every = min(PRUNE_EVERY_SECONDS, max(config.store_retention_seconds / 4, 0.25))
         self._warned = False
         self._writing = threading.Lock()  # batches reach the file in the order taken
         self._retry_at = 0.0  # after a failure: no write (no worker blocked on it) before
@@ -134,12 +170,11 @@ class DurableBackend:
         conn = self.file.connection()
         since = time.time() - self.file.retention_seconds
         try:
-            load_into(conn, store, since)
+            load_into(conn, store, since, self.app)
             store.continue_sequence(last_seq(conn))
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             # readable pages, unreadable rows: damaged as far as this release can tell
-            raise schema.StoreCorrupt(f"{self.path}: rows that cannot be read ({exc!r})"
-                                      ) from None
+            raise schema.StoreCorrupt(f"{self.path}: rows that cannot be read ({exc!r})") from None
         self.store = store
         return store
 
@@ -165,17 +200,24 @@ class DurableBackend:
                 self._given_up(store.trim_pending(self.file.max_records))
                 return
             changes = store.take_changes()
+            if self.ledger is not None:
+                changes.sessions = self.ledger.due()
             if not changes:
                 return
             with store.lock:
-                group_rows = [rows.group_row(store.groups[e]) for e in changes.groups
-                              if e in store.groups]
+                group_rows = [
+                    rows.group_row(store.groups[e], self.app)
+                    for e in changes.groups
+                    if e in store.groups
+                ]
             try:
                 self.file.write(changes, group_rows)
-            except Exception as exc:
+            except Exception as exc:  # the sessions stay due in the ledger
                 self._given_up(store.give_back(changes, self.file.max_records))
                 self._failed("write to", exc)
                 return
+            if self.ledger is not None:
+                self.ledger.written(changes.sessions)
             self._warned = False
             self._backoff = self._retry_at = 0.0
 
@@ -204,9 +246,14 @@ class DurableBackend:
         self.note_internal_error(exc)
         if not self._warned:
             self._warned = True
-            log.warning("error-exporter: could not %s the store %s (%r); kept in memory "
-                        "(at most store_max_records records) and retried after %.0f s",
-                        what, self.path, exc, max(self._backoff, RETRY_FIRST_SECONDS))
+            log.warning(
+                "error-exporter: could not %s the store %s (%r); kept in memory "
+                "(at most store_max_records records) and retried after %.0f s",
+                what,
+                self.path,
+                exc,
+                max(self._backoff, RETRY_FIRST_SECONDS),
+            )
 
     def close(self) -> None:
         """Write what is left and close the file (the monitor stopped). Never raises."""
@@ -220,31 +267,43 @@ class DurableBackend:
             self.note_internal_error(exc)
 
 
-def attach(config: MonitorConfig, store: ErrorStore, count_drop: CountDrop,
-           note_internal_error: Callable[[BaseException], None]
-           ) -> tuple[DurableBackend, TrackingStore] | None:
+def attach(
+    config: MonitorConfig,
+    store: ErrorStore,
+    count_drop: CountDrop,
+    note_internal_error: Callable[[BaseException], None],
+    ledger: SessionLedger | None = None,
+) -> tuple[DurableBackend, TrackingStore] | None:
     """With ``store_path`` set: the backend and the loaded store to use instead of
     ``store``; None when unset, or when the file cannot be used (memory only, WARNING)."""
-    if config.store_path is None:
+    path = config.store_file
+    if path is None:
         return None
-    conn = open_file(config.store_path)
+    conn = open_file(path, config.store_app)
     if conn is None:
         return None
-    path = config.store_path
     try:
         try:
-            backend = DurableBackend(config, conn, count_drop, note_internal_error)
+            backend = DurableBackend(config, conn, count_drop, note_internal_error, ledger)
             return backend, backend.load(store)
         except schema.StoreCorrupt as exc:
             conn.close()
             aside = move_aside(path)
-            log.warning("error-exporter: could not load the store %s (%s); moved it aside "
-                        "to %s (nothing deleted) and started a fresh store", path, exc, aside)
-            conn = schema.open_writable(path)
-            backend = DurableBackend(config, conn, count_drop, note_internal_error)
+            log.warning(
+                "error-exporter: could not load the store %s (%s); moved it aside "
+                "to %s (nothing deleted) and started a fresh store",
+                path,
+                exc,
+                aside,
+            )
+            conn = schema.open_writable(path, app=config.store_app)
+            backend = DurableBackend(config, conn, count_drop, note_internal_error, ledger)
             return backend, backend.load(store)
     except (schema.StoreError, sqlite3.Error, OSError) as exc:
         conn.close()
-        log.warning("error-exporter: cannot use the store %s (%s); running with a "
-                    "memory-only store", path, exc)
+        log.warning(
+            "error-exporter: cannot use the store %s (%s); running with a memory-only store",
+            path,
+            exc,
+        )
         return None

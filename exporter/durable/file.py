@@ -19,6 +19,7 @@ from ..codec import dumps, record_from_json
 from ..model import ErrorRecord
 from ..store import ErrorStore
 from . import rows
+from .tables import SESSIONS_ADD
 from .tracking import Changes
 
 
@@ -34,14 +35,23 @@ class Pruned:
 class StoreFile:
     """The open store file (see :func:`exporter.durable.schema.open_writable`)."""
 
-    def __init__(self, path: str, conn: sqlite3.Connection, retention_seconds: float,
-                 max_records: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        conn: sqlite3.Connection,
+        retention_seconds: float,
+        max_records: int,
+        app: str = "app",
+    ) -> None:
         self.path = path
+        self.app = app
         self.retention_seconds = retention_seconds
         self.max_records = max_records
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
-        self.record_rows = int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        self.record_rows = int(
+            conn.execute("SELECT count(*) FROM records WHERE app = ?", (app,)).fetchone()[0]
+        )
 
     @property
     def closed(self) -> bool:
@@ -52,7 +62,7 @@ class StoreFile:
         if self._conn is None:
             from .schema import open_writable
 
-            self._conn = open_writable(self.path)
+            self._conn = open_writable(self.path, app=self.app)
         return self._conn
 
     def close(self) -> None:
@@ -64,13 +74,15 @@ class StoreFile:
     # -- writing -----------------------------------------------------------------------------
     def write(self, changes: Changes, group_rows: Iterable[tuple[object, ...]]) -> None:
         """One transaction: the batch. Raises ``sqlite3.Error`` (nothing written then)."""
-        record_rows = [(seq, record.timestamp.timestamp(), record.error_id,
-                        dumps(record.to_dict())) for seq, record in changes.records]
+        record_rows = [
+            (seq, self.app, record.timestamp.timestamp(), record.error_id, dumps(record.to_dict()))
+            for seq, record in changes.records
+        ]
         with self._lock:
             conn = self.connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                added = self._apply(conn, changes, list(group_rows), record_rows)
+                added = self._apply(conn, self.app, changes, list(group_rows), record_rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -78,25 +90,38 @@ class StoreFile:
             self.record_rows += added
 
     @staticmethod
-    def _apply(conn: sqlite3.Connection, changes: Changes, group_rows: list[tuple[object, ...]],
-               record_rows: list[tuple[int, float, str, str]]) -> int:
+    def _apply(
+        conn: sqlite3.Connection,
+        app: str,
+        changes: Changes,
+        group_rows: list[tuple[object, ...]],
+        record_rows: list[tuple[int, str, float, str, str]],
+    ) -> int:
         added = 0
         if changes.cleared_before is not None:
-            added -= conn.execute("DELETE FROM records WHERE ts <= ?",
-                                  (changes.cleared_before,)).rowcount
-            conn.execute("DELETE FROM groups WHERE last_occurrence <= ?",
-                         (changes.cleared_before,))
+            added -= conn.execute(
+                "DELETE FROM records WHERE app = ? AND ts <= ?", (app, changes.cleared_before)
+            ).rowcount
+            conn.execute(
+                "DELETE FROM groups WHERE app = ? AND last_occurrence <= ?",
+                (app, changes.cleared_before),
+            )
         if changes.removed:
-            doomed = [(e,) for e in changes.removed]
-            conn.executemany("DELETE FROM groups WHERE error_id = ?", doomed)
+            doomed = [(app, e) for e in changes.removed]
+            conn.executemany("DELETE FROM groups WHERE app = ? AND error_id = ?", doomed)
             for error_id in changes.removed:
-                added -= conn.execute("DELETE FROM records WHERE error_id = ?",
-                                      (error_id,)).rowcount
+                added -= conn.execute(
+                    "DELETE FROM records WHERE app = ? AND error_id = ?", (app, error_id)
+                ).rowcount
         conn.executemany(rows.GROUP_UPSERT, group_rows)
+        conn.executemany(SESSIONS_ADD.format(p="?"),
+                         [(app, status, count) for status, count in changes.sessions.items()])
         for row in record_rows:
             added += conn.execute(
-                "INSERT OR REPLACE INTO records (seq, ts, error_id, data) VALUES (?, ?, ?, ?)",
-                row).rowcount
+                "INSERT OR REPLACE INTO records (seq, app, ts, error_id, data) "
+                "VALUES (?, ?, ?, ?, ?)",
+                row,
+            ).rowcount
         return added
 
     def prune(self, now: float | None = None, by_age: bool = True) -> Pruned:
@@ -108,18 +133,32 @@ class StoreFile:
             try:
                 if by_age:  # about once a minute: the row count is taken afresh too
                     cutoff = (time.time() if now is None else now) - self.retention_seconds
-                    pruned.by_age = conn.execute("DELETE FROM records WHERE ts < ?",
-                                                 (cutoff,)).rowcount
-                    pruned.groups = [r[0] for r in conn.execute(
-                        "SELECT error_id FROM groups WHERE last_occurrence < ?", (cutoff,))]
-                    conn.execute("DELETE FROM groups WHERE last_occurrence < ?", (cutoff,))
-                    self.record_rows = int(conn.execute("SELECT count(*) FROM records")
-                                           .fetchone()[0])
+                    app = self.app
+                    pruned.by_age = conn.execute(
+                        "DELETE FROM records WHERE app = ? AND ts < ?", (app, cutoff)
+                    ).rowcount
+                    pruned.groups = [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT error_id FROM groups WHERE app = ? AND last_occurrence < ?",
+                            (app, cutoff),
+                        )
+                    ]
+                    conn.execute(
+                        "DELETE FROM groups WHERE app = ? AND last_occurrence < ?", (app, cutoff)
+                    )
+                    self.record_rows = int(
+                        conn.execute(
+                            "SELECT count(*) FROM records WHERE app = ?", (app,)
+                        ).fetchone()[0]
+                    )
                 excess = self.record_rows - self.max_records
                 if excess > 0:
                     pruned.by_size = conn.execute(
-                        "DELETE FROM records WHERE seq IN "
-                        "(SELECT seq FROM records ORDER BY seq LIMIT ?)", (excess,)).rowcount
+                        "DELETE FROM records WHERE seq IN (SELECT seq FROM records "
+                        "WHERE app = ? ORDER BY seq LIMIT ?)",
+                        (self.app, excess),
+                    ).rowcount
                     self.record_rows -= pruned.by_size
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -136,23 +175,30 @@ def last_seq(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(seq), 0) FROM records").fetchone()[0])
 
 
-def load_into(conn: sqlite3.Connection, store: ErrorStore, since: float | None = None) -> int:
+def load_into(
+    conn: sqlite3.Connection, store: ErrorStore, since: float | None = None, app: str | None = None
+) -> int:
     """The stored groups (the most recently seen, up to the store's bound) and their newest
     records (up to its record bound) into ``store``; returns the records loaded.
 
-    ``since``: leave out what retention would prune (last seen, or recorded, before it).
+    ``since``: leave out what retention would prune (last seen, or recorded, before it);
+    ``app``: only that app's (None: every app's, for an offline reader).
     """
-    where, args = "", []
+    where, args = " WHERE 1 = 1", list[object]()
     if since is not None:
-        where, args = " WHERE last_occurrence >= ?", [since]
+        where, args = where + " AND last_occurrence >= ?", [since]
+    if app is not None:
+        where, args = where + " AND app = ?", [*args, app]
     group_rows = conn.execute(
         f"{rows.GROUP_SELECT}{where} ORDER BY last_occurrence DESC, error_id LIMIT ?",
-        (*args, store.max_groups)).fetchall()
+        (*args, store.max_groups),
+    ).fetchall()
     loaded = [rows.group_from_row(row) for row in reversed(group_rows)]
-    record_where = "" if since is None else " WHERE ts >= ?"
+    record_where = where.replace("last_occurrence", "ts")
     record_rows = conn.execute(
         f"SELECT seq, data FROM records{record_where} ORDER BY seq DESC LIMIT ?",
-        (*([] if since is None else [since]), store.max_records)).fetchall()
+        (*args, store.max_records),
+    ).fetchall()
     with store.lock:
         for group in loaded:
             store.groups[group.report.error_id] = group

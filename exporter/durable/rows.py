@@ -14,10 +14,8 @@ from typing import Any
 
 from ..codec import dumps, report_from_dict
 from ..store import ErrorGroup
+from .tables import GROUP_COLUMNS
 
-GROUP_COLUMNS = ("error_id", "occurrence_count", "first_occurrence", "last_occurrence",
-                 "report", "state", "first_seen_version", "last_seen_version", "resolved_at",
-                 "resolved_version", "regressed", "regressed_at")
 GROUP_UPSERT = (
     f"INSERT OR REPLACE INTO groups ({', '.join(GROUP_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in GROUP_COLUMNS)})"
@@ -25,8 +23,9 @@ GROUP_UPSERT = (
 GROUP_SELECT = f"SELECT {', '.join(GROUP_COLUMNS)} FROM groups"
 
 
-def group_row(group: ErrorGroup) -> tuple[Any, ...]:
-    """The row of ``group`` (the caller holds the store's lock: the group is consistent)."""
+def group_row(group: ErrorGroup, app: str) -> tuple[Any, ...]:
+    """The row of ``group`` of ``app`` (the caller holds the store's lock: the group is
+    consistent)."""
     report = group.report
     state = {
         "users": sorted(group.users),
@@ -36,10 +35,21 @@ def group_row(group: ErrorGroup) -> tuple[Any, ...]:
         "plugins": dict(group.plugins),
         "coalesced": group.coalesced,
     }
-    return (report.error_id, report.occurrence_count, report.first_occurrence,
-            report.last_occurrence, dumps(report.to_dict()), dumps(state),
-            group.first_seen_version, group.last_seen_version, group.resolved_at,
-            group.resolved_version, int(group.regressed), group.regressed_at)
+    return (
+        app,
+        report.error_id,
+        report.occurrence_count,
+        report.first_occurrence,
+        report.last_occurrence,
+        dumps(report.to_dict()),
+        dumps(state),
+        group.first_seen_version,
+        group.last_seen_version,
+        group.resolved_at,
+        group.resolved_version,
+        int(group.regressed),
+        group.regressed_at,
+    )
 
 
 def group_from_row(row: Sequence[Any]) -> ErrorGroup:

@@ -5,11 +5,8 @@ transaction as the tables). A file of an older version is migrated in place, ste
 in one transaction; a file of a newer version (written by a newer error-exporter, before a
 rollback) is refused: :class:`StoreTooNew`, and nothing in it is touched.
 
-Version history:
-
-1. groups (counts, times, the latest report, the group's own state) and records.
-2. the release-health columns of a group (first and last seen version, resolved, regressed),
-   the versions filled in from each stored report's ``environment.app_version``.
+The tables, the version history and the migration steps are shared with PostgreSQL:
+:mod:`.tables`.
 """
 
 from __future__ import annotations
@@ -19,47 +16,10 @@ import os
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+from .tables import SCHEMA_VERSION, SQLITE, steps
+
 BUSY_TIMEOUT_MS = 5000  # readers (offline) wait this long for a lock
 WRITE_BUSY_TIMEOUT_MS = 1000  # the worker gives up sooner: the batch is retried next tick
-
-_V1 = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS groups (
-    error_id TEXT PRIMARY KEY,
-    occurrence_count INTEGER NOT NULL,
-    first_occurrence REAL NOT NULL,
-    last_occurrence REAL NOT NULL,
-    report TEXT NOT NULL,
-    state TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS groups_by_last ON groups (last_occurrence);
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    error_id TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_by_ts ON records (ts);
-CREATE INDEX IF NOT EXISTS records_by_group ON records (error_id, seq);
-"""
-
-_V1_TO_V2 = """
-ALTER TABLE groups ADD COLUMN first_seen_version TEXT;
-ALTER TABLE groups ADD COLUMN last_seen_version TEXT;
-ALTER TABLE groups ADD COLUMN resolved_at REAL;
-ALTER TABLE groups ADD COLUMN resolved_version TEXT;
-ALTER TABLE groups ADD COLUMN regressed INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE groups ADD COLUMN regressed_at REAL;
-UPDATE groups SET
-    first_seen_version = json_extract(report, '$.environment.app_version'),
-    last_seen_version = json_extract(report, '$.environment.app_version');
-CREATE INDEX IF NOT EXISTS groups_by_first_version ON groups (first_seen_version);
-"""
-
-# MIGRATIONS[n] takes a file from version n to n + 1 (0: a new, empty file)
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V1_TO_V2}
-assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 class StoreError(Exception):
@@ -80,11 +40,17 @@ def connect(path: str, read_only: bool = False) -> sqlite3.Connection:
         from pathlib import Path
 
         uri = Path(path).resolve().as_uri() + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000.0)
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000.0,
+        )
     else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000.0)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000.0
+        )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
@@ -108,7 +74,8 @@ def check_version(path: str, found: int, writer: str | None = None) -> None:
         raise StoreTooNew(
             f"{path}: store schema version {found} is newer than this error-exporter's "
             f"({SCHEMA_VERSION}); it was written {by}. Upgrade error-exporter, or point "
-            "store_path at another file (this one is left untouched)")
+            "store_path at another file (this one is left untouched)"
+        )
 
 
 def _package_version() -> str:
@@ -143,8 +110,9 @@ def is_corruption(exc: sqlite3.Error) -> bool:
     return _is_corruption(exc) or type(exc) is sqlite3.DatabaseError
 
 
-def open_writable(path: str, on_migrate: Callable[[int, int], None] | None = None
-                  ) -> sqlite3.Connection:
+def open_writable(
+    path: str, on_migrate: Callable[[int, int], None] | None = None, app: str = "app"
+) -> sqlite3.Connection:
     """Open (or create) the store for writing: WAL, ``synchronous=NORMAL``, current schema.
 
     Raises :class:`StoreTooNew`, :class:`StoreCorrupt`, or ``sqlite3.Error`` for a file
@@ -164,25 +132,26 @@ def open_writable(path: str, on_migrate: Callable[[int, int], None] | None = Non
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         if found < SCHEMA_VERSION:
-            migrate(conn, found)
+            migrate(conn, found, app)
             if on_migrate is not None and found > 0:
                 on_migrate(found, SCHEMA_VERSION)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('written_by', ?)",
-                     (f"error-exporter {_package_version()}",))
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('written_by', ?)",
+            (f"error-exporter {_package_version()}",),
+        )
         return conn
     except BaseException:
         conn.close()
         raise
 
 
-def migrate(conn: sqlite3.Connection, found: int) -> None:
-    """Every step from ``found`` to the current version, in one transaction."""
+def migrate(conn: sqlite3.Connection, found: int, app: str = "app") -> None:
+    """Every step from ``found`` to the current version, in one transaction (rows written
+    before version 3 are filed under ``app``)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for version in range(found, SCHEMA_VERSION):
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        for statement in steps(SQLITE, found, app):
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..reader import ErrorReader, NotSupported
+from .access import AUTHENTICATED
 from .params import ParamError, Query
 from .responses import (
     GZIP_MIN_BYTES,
@@ -82,6 +83,8 @@ class MonitorApp:
                                   "closed while no api_token is configured; set api_token "
                                   "(ERROR_EXPORTER_API_TOKEN) and send it as a bearer token")
         if not token or route.access == "public":
+            return None
+        if environ.get(AUTHENTICATED) is True:  # admitted by the server's basic auth gate
             return None
         if route.access == "metrics" and not config.protect_metrics:
             return None

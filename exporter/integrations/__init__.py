@@ -40,6 +40,7 @@ class Hub(Protocol):
     def add_breadcrumb(
         self, action: str, component: str = "", data: dict[str, Any] | None = None,
         level: str = "info", category: str = "default", session_id: str | None = None,
+        timestamp: float | None = None,
     ) -> None: ...
 
     def observe_operation(

@@ -72,18 +72,29 @@ class AsgiMiddleware(MonitoredApp):
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        raw_headers = list(scope.get("headers") or ())
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
-        given = next((v for k, v in headers if k.lower().encode("latin-1") == self._header), None)
+        raw_headers = scope.get("headers") or ()
+        given = traceparent = length = None
+        content_type = ""
+        wanted = self._header
+        for raw_name, raw_value in raw_headers:  # one pass; the rest are decoded on error
+            name = bytes(raw_name).lower()
+            if name == wanted:
+                given = bytes(raw_value).decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = bytes(raw_value).decode("latin-1")
+            elif name == b"content-type":
+                content_type = bytes(raw_value).decode("latin-1")
+            elif name == b"content-length":
+                length = bytes(raw_value).decode("latin-1")
         request = RequestScope(
             self.monitor, self.options, str(scope.get("method") or "GET"),
             str(scope.get("path") or "/"),
-            bytes(scope.get("query_string") or b"").decode("latin-1"), headers,
-            clean_request_id(given),
+            bytes(scope.get("query_string") or b"").decode("latin-1"),
+            lambda: [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+                     for k, v in raw_headers],
+            clean_request_id(given), traceparent,
         )
         scope[SCOPE_KEY] = request
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        length = next((v for k, v in headers if k.lower() == "content-length"), None)
         if wants_body(self.options, request.method, content_type, int_or_none(length)):
             request.content_type = content_type
             receive = _teeing(receive, request, self.options.max_body_bytes)

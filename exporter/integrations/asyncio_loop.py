@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import Hub
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class AsyncioIntegration:
@@ -22,8 +25,11 @@ class AsyncioIntegration:
 
     def install(self, monitor: Hub) -> None:
         self.monitor = monitor
+        running = sys.modules.get("asyncio")  # an app that never imported it runs no loop
+        if running is None:
+            return
         try:
-            loop = asyncio.get_running_loop()
+            loop = running.get_running_loop()
         except RuntimeError:
             return
         self.instrument(loop)

@@ -43,8 +43,8 @@ class DjangoMiddleware(MonitoredApp):
         meta = request.META
         scope = RequestScope(
             self.monitor, self.options, str(request.method or "GET"), str(request.path),
-            str(meta.get("QUERY_STRING") or ""), list(request.headers.items()),
-            clean_request_id(meta.get(self._meta_key)),
+            str(meta.get("QUERY_STRING") or ""), lambda: list(request.headers.items()),
+            clean_request_id(meta.get(self._meta_key)), meta.get("HTTP_TRACEPARENT"),
         )
         request.error_exporter = scope
         content_type = str(meta.get("CONTENT_TYPE") or "")

@@ -1,7 +1,8 @@
 """Uncaught exceptions in the main thread: ``sys.excepthook``.
 
-With a durable store (``store_path``) the report of the error that ends the interpreter is
-written to the file before the traceback is printed (a bounded flush of the worker, which
+The error ends the process's session as crashed. With a durable store (``store_path``) the
+report of the error that ends the interpreter, and that session, are written to the file
+before the traceback is printed (a bounded flush of the worker, which
 writes at each flush), so it is on disk even if the process is killed while it shuts down.
 """
 
@@ -35,14 +36,28 @@ class ExcepthookIntegration:
         monitor = self.monitor
         if monitor is not None:
             monitor.capture_exception(exc, mechanism="excepthook", handled=False)
+            _end_crashed(monitor)
             _persist(monitor)
         previous = self.previous or sys.__excepthook__
         previous(exc_type, exc, tb)
 
 
+def _end_crashed(monitor: Hub) -> None:
+    """The interpreter ends with this error: so does the process's session, as crashed, now
+    (before the flush below writes it), not at exit, which a kill may never reach."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return  # an interactive interpreter prints the error and goes on
+    try:
+        sessions = monitor.sessions
+        if sessions.process_session_id:
+            sessions.end(sessions.process_session_id, "crashed")
+    except Exception as exc:
+        monitor.note_internal_error(exc)
+
+
 def _persist(monitor: Hub) -> None:
     """The durable store has the crash before the interpreter goes on to exit (bounded)."""
-    if monitor.config.store_path is None:
+    if monitor.config.store_path is None and monitor.config.store_url is None:
         return
     flush = getattr(monitor, "flush", None)  # the monitor's; a bare Hub may not have one
     if callable(flush):

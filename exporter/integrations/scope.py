@@ -1,10 +1,11 @@
 """One unit of work from start to finish: an HTTP request, a task of a queue, a job.
 
-A scope opens a session (so the breadcrumbs and errors of this unit stay together), leaves
-a breadcrumb, records the unit's unhandled error once with what describes the unit, times
-it into ``app_operation_duration_seconds`` and closes the session (``crashed`` when it
-failed). The web middlewares use :class:`~exporter.integrations.web.RequestScope`, a
-subclass; a task-queue hook uses this one directly::
+A scope has a session (so the breadcrumbs and errors of this unit stay together; started
+only when an error or a breadcrumb needs it) whose first breadcrumb is the unit's, records
+the unit's unhandled error once with what describes the unit, times it into
+``app_operation_duration_seconds`` and ends the session (``crashed`` when it failed). The
+web middlewares use :class:`~exporter.integrations.web.RequestScope`, a subclass; a
+task-queue hook uses this one directly::
 
     scope = WorkScope(hub, component="worker", operation=f"task {name}",
                       breadcrumb=f"task {name}", describe=lambda: {"task_id": task_id})
@@ -22,18 +23,24 @@ carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`)
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..sessions import current_session
 from ..tracecontext import TraceIds, incoming_trace, parse_traceparent
 from ..work_context import WorkUnit, current_work
 from . import Hub, is_not_an_error
 
 
 class WorkScope:
-    """A unit of work: session, breadcrumb, its error (once) and its duration."""
+    """A unit of work: session, breadcrumb, its error (once) and its duration.
+
+    What costs is deferred until an error needs it: the session (and the unit's breadcrumb,
+    its first) is started on demand (:meth:`ensure_session`) by the first error or
+    breadcrumb inside the unit, so a unit that meets neither only sets one context
+    variable, times itself and counts its session as ``exited``.
+    """
 
     def __init__(
         self,
@@ -62,8 +69,8 @@ class WorkScope:
         self.error_id: str | None = None
         self.session_id: str | None = None
         self._failed = False
+        self._finished = False
         self._started = 0.0
-        self._session_token: contextvars.Token[str | None] | None = None
         self.traceparent = traceparent
         self._trace_token: contextvars.Token[TraceIds | None] | None = None
         self._work_token: contextvars.Token[WorkUnit | None] | None = None
@@ -78,22 +85,36 @@ class WorkScope:
 
     def begin(self) -> WorkScope:
         self._started = time.perf_counter()
-        monitor = self.monitor
         self._work_token = current_work.set(self)  # errors inside the unit carry it
-        try:
-            if self.sessions:
-                self.session_id = monitor.sessions.start(None)
-                self._session_token = current_session.set(self.session_id)
-            if self.traceparent is not None and monitor.config.capture_trace_context:
-                ids = parse_traceparent(self.traceparent)
-                if ids is not None:
-                    self._trace_token = incoming_trace.set(ids)
-            if self.breadcrumb:
-                monitor.add_breadcrumb(self.breadcrumb, self.component,
-                                       self.breadcrumb_data, category=self.category)
-        except Exception:
-            monitor.note_internal_error()
+        if self.traceparent is not None:
+            try:
+                if self.monitor.config.capture_trace_context:
+                    ids = parse_traceparent(self.traceparent)
+                    if ids is not None:
+                        self._trace_token = incoming_trace.set(ids)
+            except Exception:
+                self.monitor.note_internal_error()
         return self
+
+    def ensure_session(self) -> str | None:
+        """The unit's session, started when first needed, with the unit's breadcrumb first
+        (stamped with the time the unit began)."""
+        if self.session_id is not None or not self.sessions or self._finished:
+            return self.session_id
+        with _starting:  # two threads of one unit (a copied context) start one session
+            if self.session_id is None:
+                monitor = self.monitor
+                began = time.time() - (time.perf_counter() - self._started)
+                try:
+                    session_id = monitor.sessions.start(None, started=began)
+                    if self.breadcrumb:
+                        monitor.add_breadcrumb(self.breadcrumb, self.component,
+                                               self.breadcrumb_data, category=self.category,
+                                               session_id=session_id, timestamp=began)
+                    self.session_id = session_id
+                except Exception:
+                    monitor.note_internal_error()
+        return self.session_id
 
     def fail(self, exc: BaseException, mechanism: str | None = None) -> str | None:
         """Record the unit's unhandled error (once)."""
@@ -111,7 +132,7 @@ class WorkScope:
         self.error_id = self.monitor.capture_exception(
             exc, mechanism=mechanism or self.mechanism, component=self.component,
             plugin=self.plugin, operation=operation, context=context,
-            session_id=self.session_id,
+            session_id=self.ensure_session(),
             handled=not self.sessions,  # unhandled marks the session crashed: only our own
         )
         return self.error_id
@@ -128,15 +149,18 @@ class WorkScope:
             ok = False
         monitor.observe_operation(self.component, self.plugin, self.operation, ok,
                                   time.perf_counter() - self._started)
-        try:
-            if self.session_id is not None:
-                monitor.sessions.end(self.session_id, "crashed" if self._failed else None)
-        except Exception:
-            monitor.note_internal_error()
-        reset_var(current_session, self._session_token)
-        self._session_token = None
-        reset_var(incoming_trace, self._trace_token)
-        self._trace_token = None
+        self._finished = True
+        if self.sessions:
+            try:
+                if self.session_id is not None:
+                    monitor.sessions.end(self.session_id, "crashed" if self._failed else None)
+                else:  # met no error and left no breadcrumb: counted, never built
+                    monitor.sessions.count_ended("crashed" if self._failed else "exited")
+            except Exception:
+                monitor.note_internal_error()
+        if self._trace_token is not None:
+            reset_var(incoming_trace, self._trace_token)
+            self._trace_token = None
         reset_var(current_work, self._work_token)
         self._work_token = None
 
@@ -147,6 +171,9 @@ class WorkScope:
         if exc is not None and not is_not_an_error(exc) and isinstance(exc, Exception):
             self.fail(exc)
         self.finish(exc is None)
+
+
+_starting = threading.Lock()
 
 
 def reset_var(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:

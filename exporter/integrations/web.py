@@ -23,18 +23,19 @@
 
 from __future__ import annotations
 
-import contextvars
+import itertools
 import json
+import os
 import re
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..scrub import FILTERED
+from ..work_context import current_work
 from . import Hub
-from .scope import WorkScope, reset_var
+from .scope import WorkScope
 
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
@@ -48,13 +49,31 @@ MAX_PATH_CHARS = 512
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "error_exporter_request_id", default=None)
-
-
 def current_request_id() -> str | None:
     """The id of the request being handled in this thread / task, if any."""
-    return request_id_var.get()
+    unit = current_work.get()
+    return unit.request_id if isinstance(unit, RequestScope) else None
+
+
+class _RequestIds:
+    """New request ids: a random prefix per process and a counter (``uuid4`` reads the
+    system's random source on every request; a counter does not). 32 hex characters like a
+    uuid4; a forked child draws its own prefix, so workers never share ids."""
+
+    def __init__(self) -> None:
+        self._reseed()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_request_ids = _RequestIds()
 
 
 def method_name(raw: str) -> str:
@@ -72,7 +91,7 @@ def clean_request_id(raw: str | None) -> str:
         raw = raw.strip()
         if _REQUEST_ID.fullmatch(raw):
             return raw
-    return uuid.uuid4().hex
+    return _request_ids.new()
 
 
 @dataclass(frozen=True)
@@ -107,11 +126,19 @@ class MonitoredApp:
         return self._monitor
 
 
+Headers = Callable[[], list[tuple[str, str]]]
+
+
 class RequestScope(WorkScope):
-    """One request: a :class:`WorkScope` with the HTTP details (route, headers, id)."""
+    """One request: a :class:`WorkScope` with the HTTP details (route, headers, id).
+
+    ``headers`` is a call that lists them: only an error report reads them, so a request
+    that never fails never copies its headers (``traceparent`` is passed on its own).
+    """
 
     def __init__(self, monitor: Hub, options: WebOptions, method: str, path: str,
-                 query: str, headers: list[tuple[str, str]], request_id: str) -> None:
+                 query: str, headers: Headers, request_id: str,
+                 traceparent: str | None = None) -> None:
         self.method = method_name(method)
         self.path = path
         super().__init__(
@@ -120,8 +147,7 @@ class RequestScope(WorkScope):
             else None,
             breadcrumb_data={"method": self.method, "path": path[:MAX_PATH_CHARS],
                              "request_id": request_id},
-            category="http",
-            traceparent=next((v for k, v in headers if k.lower() == "traceparent"), None),
+            category="http", traceparent=traceparent,
         )
         self.options = options
         self.query = query
@@ -130,22 +156,18 @@ class RequestScope(WorkScope):
         self.route: str | None = None
         self.body: bytes | None = None
         self.content_type = ""
-        self._token: contextvars.Token[str | None] | None = None
 
     @property
     def operation(self) -> str:
         return operation_name(self.method, self.route)
 
     def begin(self) -> RequestScope:
-        self._token = request_id_var.set(self.request_id)
         super().begin()
         return self
 
     def finish(self, status: int | None = None) -> None:
         """Time the request (a 5xx status is a failure) and end its session; called once."""
         super().finish(status is None or status < 500)
-        reset_var(request_id_var, self._token)
-        self._token = None
 
     def describe(self) -> dict[str, Any]:
         """The request for an error report, scrubbed (``context["request"]``)."""
@@ -158,7 +180,7 @@ class RequestScope(WorkScope):
             "route": self.route,
             "path": scrubber.text(self.path, MAX_PATH_CHARS),
             "request_id": self.request_id,
-            "headers": scrub_headers(self.headers, self.monitor),
+            "headers": scrub_headers(self.headers(), self.monitor),
         }
         if self.query:
             pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]

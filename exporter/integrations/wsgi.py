@@ -81,26 +81,31 @@ class WsgiMiddleware(MonitoredApp):
         self.options = WebOptions(component, plugin, sessions, capture_body, max_body_bytes,
                                   request_id_header)
         self._header_key = "HTTP_" + request_id_header.upper().replace("-", "_")
+        self._header_lower = request_id_header.lower()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
         scope = RequestScope(
             self.monitor, self.options, str(environ.get("REQUEST_METHOD") or "GET"),
-            _path(environ), str(environ.get("QUERY_STRING") or ""), _headers(environ),
-            clean_request_id(environ.get(self._header_key)),
+            _path(environ), str(environ.get("QUERY_STRING") or ""), lambda: _headers(environ),
+            clean_request_id(environ.get(self._header_key)), environ.get("HTTP_TRACEPARENT"),
         )
         environ[SCOPE_KEY] = scope
-        self._capture_body(scope, environ)
+        if self.options.capture_body:
+            self._capture_body(scope, environ)
         status: list[int | None] = [None]
-        header = self.options.request_id_header
+        header, lowered = self.options.request_id_header, self._header_lower
 
         def wrapped_start_response(status_line: str, headers: list[tuple[str, str]],
                                    exc_info: Any = None) -> Any:
             try:
-                status[0] = int(status_line.split(" ", 1)[0])
+                status[0] = int(status_line[:3])
             except ValueError:
                 status[0] = None
-            if not any(name.lower() == header.lower() for name, _ in headers):
+            for name, _ in headers:
+                if name.lower() == lowered:
+                    break
+            else:
                 headers = [*headers, (header, scope.request_id)]
             if exc_info is not None:
                 return start_response(status_line, headers, exc_info)

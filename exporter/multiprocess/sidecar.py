@@ -20,7 +20,8 @@ def make_view(directory: str | Path, config: MonitorConfig | None = None) -> Sha
 
 
 def run_sidecar(directory: str, host: str | None = None, port: int | None = None,
-                token: str | None = None, config_path: str | None = None) -> int:
+                token: str | None = None, config_path: str | None = None,
+                web_config_file: str | None = None) -> int:
     """Serve until SIGINT/SIGTERM. Exit codes as the CLI: 0 ok, 1 bind failed, 2 bad input."""
     from ..config import ConfigError
     from ..http import MonitorServer
@@ -37,13 +38,15 @@ def run_sidecar(directory: str, host: str | None = None, port: int | None = None
         overrides["port"] = port
     if token is not None:
         overrides["api_token"] = token
+    if web_config_file is not None:
+        overrides["web_config_file"] = web_config_file
     try:
         config = load_config(config_path, **overrides)
+        view = make_view(path, config)
+        server = MonitorServer(view, config.host, config.port)  # reads the web config file
     except ConfigError as exc:
         print(f"error: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    view = make_view(path, config)
-    server = MonitorServer(view, config.host, config.port)
     try:
         server.start()
     except OSError as exc:
