@@ -23,6 +23,7 @@ carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`)
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -174,6 +175,15 @@ class WorkScope:
 
 
 _starting = threading.Lock()
+
+
+def _new_lock_in_child() -> None:  # a pool's fork while another thread held it: no deadlock
+    global _starting
+    _starting = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def reset_var(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:
