@@ -47,8 +47,7 @@ APP = textwrap.dedent('''
     monitor.start()
 
     app = Celery("jobsapp", broker=os.environ["BROKER_URL"], backend=os.environ["BACKEND_URL"])
-    app.conf.update(task_default_queue="jobs", worker_hijack_root_logger=False,
-                    broker_connection_retry_on_startup=True)
+    app.conf.update(task_default_queue="jobs", broker_connection_retry_on_startup=True)
     log = logging.getLogger("jobsapp")
 
 
