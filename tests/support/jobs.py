@@ -72,14 +72,26 @@ class Process:
         self._log.close()
 
 
+def _find_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:
+        return None
+
+
+_PRCTL = _find_prctl()  # looked up here: the forked child must not import anything
+_PR_SET_PDEATHSIG, _SIGTERM = 1, int(signal.SIGTERM)
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the test process dies, however it dies
     (killed, it runs no finalizer and no atexit hook)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM)
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
