@@ -24,14 +24,16 @@ $(DEV_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/error-exporter demo $(if $(PORT),--port $(PORT))
 
-# Real Prometheus / Alertmanager binaries for the integration tests (Debian packages).
+# Real Prometheus / Alertmanager / redis-server binaries for the integration tests (Debian packages).
 tools:
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
+	    || ! command -v redis-server >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	      --no-install-recommends prometheus prometheus-alertmanager docker-compose \
+	      redis-server >/dev/null; \
 	  else \
-	    echo "promtool/amtool missing: install the Debian packages prometheus and prometheus-alertmanager"; \
+	    echo "promtool/amtool/redis-server missing: install the Debian packages prometheus, prometheus-alertmanager and redis-server"; \
 	  fi; \
 	fi
 

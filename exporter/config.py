@@ -112,6 +112,8 @@ class MonitorConfig:
     capture_threading: bool = True
     capture_asyncio: bool = True
     capture_logging: bool = True
+    capture_celery: bool = True  # when celery is importable (exporter/integrations/celery.py)
+    capture_rq: bool = True  # when rq is importable (exporter/integrations/rq.py)
     capture_log_messages: bool = True
     logging_breadcrumb_level: str = "INFO"
     capture_locals: bool = False

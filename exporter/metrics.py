@@ -228,6 +228,11 @@ class ErrorMetrics:
             ["component", "plugin", "operation", "outcome"], namespace=ns, registry=registry,
             buckets=OPERATION_BUCKETS,
         )
+        # background jobs (integrations/celery.py, rq.py): a retry is not an error
+        self.task_retries = counter(
+            "task_retries", "Task and job retries, by task and the error that caused them.",
+            ["component", "operation", "error_type"], namespace=ns, registry=registry,
+        )
         self.dropped = counter(
             "error_reports_dropped", "Detailed reports dropped (counts stay exact), by reason.",
             ["reason"], namespace=ns, registry=registry,
@@ -352,6 +357,11 @@ class ErrorMetrics:
             self._op_children[key] = child
         child.observe(max(seconds, 0.0))
 
+    def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
+        limit = self.limiter.value
+        self.task_retries.labels(limit("component", component), limit("operation", operation),
+                                 limit("error_type", error_type)).inc()
+
     def count_recovery(
         self, component: Any, plugin: Any, success: bool, seconds: float | None
     ) -> None:
@@ -370,7 +380,8 @@ class ErrorMetrics:
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only)."""
         for family in (self.errors, self.recoveries, self.recovery_duration,
-                       self.operation_duration, self.dropped, self.label_overflow,
+                       self.operation_duration, self.task_retries, self.dropped,
+                       self.label_overflow,
                        self.groups_new, self.groups_regressed):
             family.clear()
         self.internal_errors._value.set(0)  # no public reset for an unlabelled counter

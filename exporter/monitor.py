@@ -472,12 +472,20 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.note_internal_error()
 
     def observe_operation(
-        self, component: str, plugin: str, operation: str, ok: bool, seconds: float
+        self, component: str, plugin: str, operation: str, ok: bool | str, seconds: float
     ) -> None:
+        """Time one operation; ``ok`` is True / False (``ok`` / ``error``) or the outcome
+        itself (a task's ``retry`` or ``ignored``)."""
         try:
-            self.metrics.observe_operation(
-                component, plugin, operation, "ok" if ok else "error", seconds
-            )
+            outcome = ok if isinstance(ok, str) else "ok" if ok else "error"
+            self.metrics.observe_operation(component, plugin, operation, outcome, seconds)
+        except Exception:
+            self.note_internal_error()
+
+    def count_task_retry(self, component: str, operation: str, error_type: str) -> None:
+        """A task or job that will run again: ``app_task_retries_total`` (not an error)."""
+        try:
+            self.metrics.count_task_retry(component, operation, error_type)
         except Exception:
             self.note_internal_error()
 

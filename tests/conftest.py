@@ -17,6 +17,8 @@ QUIET = {
     "capture_threading": False,
     "capture_logging": False,
     "capture_asyncio": False,
+    "capture_celery": False,
+    "capture_rq": False,
     "enable_resource_monitoring": False,
 }
 

@@ -27,6 +27,7 @@ from exporter.reader import ErrorReader
 PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 QUIET: dict[str, Any] = {"capture_sys_excepthook": False, "capture_threading": False,
                          "capture_logging": False, "capture_asyncio": False,
+                         "capture_celery": False, "capture_rq": False,
                          "enable_resource_monitoring": False}
 
 
@@ -121,7 +122,8 @@ def test_built_in_hooks_come_from_one_registry_and_apps_add_their_own():
     config = ErrorMonitor(**QUIET).config
     assert [type(i).__name__ for i in enabled_integrations(config)] == []
     flags = [flag for flag, _ in BUILT_IN]
-    assert flags == ["capture_sys_excepthook", "capture_threading", "capture_logging"]
+    assert flags == ["capture_sys_excepthook", "capture_threading", "capture_logging",
+                     "capture_celery", "capture_rq"]
     monitor = ErrorMonitor(integrations=[TaskHook()], **QUIET)
     monitor.start()
     try:

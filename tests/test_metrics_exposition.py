@@ -64,6 +64,7 @@ def populate_every_family(monitor: ErrorMonitor) -> str:
         pass
     with monitor.capture(component="db", plugin="plug0", operation="query", reraise=False):
         raise RuntimeError("failed query")
+    monitor.count_task_retry("celery", "tasks.fetch", "ConnectionError")
     monitor.record_recovery(True, 0.3, component="db", plugin="plug0")
     monitor.record_recovery(False, 2.0, component="db", plugin="plug0")
     for status in ("exited", "errored", "crashed", "abnormal"):

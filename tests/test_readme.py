@@ -151,7 +151,9 @@ def test_the_introduction_says_what_the_metric_labels_are() -> None:
     labels = dict(re.findall(r"^\| (app_\w+) \| histogram \| ([^|]+) \|", contracts,
                              re.MULTILINE))
     assert labels["app_operation_duration_seconds"].split(", ") == [
-        "component", "plugin", "operation", "outcome (ok/error)"]
+        "component", "plugin", "operation",
+        "outcome (ok/error; Celery tasks and RQ jobs also retry/ignored with the task name as "
+        "operation)"]
     bullet = " ".join(section("## What you get").split("- **A JSON API**")[0].split())
     assert "counters labelled by type, component, plugin and severity" in bullet
     assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet

@@ -13,6 +13,7 @@ once in :data:`BUILT_IN`, each behind its config flag; an app adds its own with
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -43,8 +44,12 @@ class Hub(Protocol):
     ) -> None: ...
 
     def observe_operation(
-        self, component: str, plugin: str, operation: str, ok: bool, seconds: float
+        self, component: str, plugin: str, operation: str, ok: bool | str, seconds: float
     ) -> None: ...
+
+    def count_task_retry(self, component: str, operation: str, error_type: str) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> bool: ...
 
     def start_session(self, user_id: str | None = None, session_id: str | None = None
                       ) -> str: ...
@@ -68,16 +73,29 @@ BUILT_IN: tuple[tuple[str, str], ...] = (
     ("capture_sys_excepthook", "exporter.integrations.excepthook:ExcepthookIntegration"),
     ("capture_threading", "exporter.integrations.threads:ThreadingIntegration"),
     ("capture_logging", "exporter.integrations.logging_handler:LoggingIntegration"),
+    ("capture_celery", "exporter.integrations.celery:CeleryIntegration"),
+    ("capture_rq", "exporter.integrations.rq:RqIntegration"),
 )
+# hooks of a library: on only when it is importable (never installed for it)
+REQUIRES: dict[str, str] = {"capture_celery": "celery", "capture_rq": "rq"}
 
 
 def enabled_integrations(config: MonitorConfig) -> Iterator[Integration]:
     """The built-in hooks the configuration turns on, new instances, in install order."""
     for flag, path in BUILT_IN:
-        if getattr(config, flag):
+        if getattr(config, flag) and _importable(REQUIRES.get(flag)):
             module, _, name = path.partition(":")
             factory: Any = getattr(importlib.import_module(module), name)
             yield factory()
+
+
+def _importable(library: str | None) -> bool:
+    if library is None:
+        return True
+    try:
+        return importlib.util.find_spec(library) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def is_not_an_error(exc: BaseException | None) -> bool:

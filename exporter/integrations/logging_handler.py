@@ -75,6 +75,9 @@ from . import Hub
 
 OWN_LOGGER_PREFIX = "exporter"
 GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"  # what the monitor signs by, if set
+# set on a LogRecord (by a task-queue hook's logging filter) whose failure is already a
+# report: a task's failure logged by the task library itself is not a second one
+REPORTED_ATTRIBUTE = "error_exporter_reported"
 MAX_TEMPLATE_CHARS = 1024  # of the template kept in a group key and in the context
 MAX_ARGS_REPR_CHARS = 1024
 
@@ -178,6 +181,8 @@ def offer(
         exc_info = record.exc_info
         exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
         is_error = levelno >= logging.ERROR
+        if is_error and getattr(record, REPORTED_ATTRIBUTE, None) is not None:
+            return  # already reported by the hook of its unit of work (a task, a job)
         if is_error and isinstance(exc, BaseException):
             monitor.capture_exception(
                 exc, component=_extra(record, "component"), plugin=_extra(record, "plugin"),

@@ -23,6 +23,7 @@ carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`)
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -139,8 +140,14 @@ class WorkScope:
 
     def finish(self, ok: bool = True) -> None:
         """Time the unit and end its session; called exactly once."""
+        self.end(ok)
+
+    def end(self, ok: bool | str) -> None:
+        """:meth:`finish` with the outcome itself when it is neither ok nor error (a task's
+        ``retry`` or ``ignored``); a unit that failed ends as ``error`` whatever it says."""
         monitor = self.monitor
-        ok = ok and not self._failed
+        if self._failed:
+            ok = False
         monitor.observe_operation(self.component, self.plugin, self.operation, ok,
                                   time.perf_counter() - self._started)
         self._finished = True
@@ -168,6 +175,15 @@ class WorkScope:
 
 
 _starting = threading.Lock()
+
+
+def _new_lock_in_child() -> None:  # a pool's fork while another thread held it: no deadlock
+    global _starting
+    _starting = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def reset_var(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:

@@ -301,7 +301,7 @@ class SharedView:
 
     # -- helpers -----------------------------------------------------------------------------
     def _counters(self) -> dict[str, Metric]:
-        files = glob.glob(os.path.join(self.directory, "counter_*.db"))
+        files = metric_files(self.directory, "counter_*.db")
         return {m.name: m for m in MultiProcessCollector.merge(files, accumulate=True)}
 
     def _recoveries(self, counters: dict[str, Metric]) -> dict[str, float]:
@@ -405,7 +405,7 @@ class FleetCollector:
         return []  # names vary with what the workers wrote; skip the registry's name check
 
     def collect(self) -> Iterable[Metric]:
-        files = glob.glob(os.path.join(self.directory, "*.db"))
+        files = metric_files(self.directory, "*.db")
         errors_name = self._name("errors")
         latest: dict[tuple[str, str, str, str], tuple[str, float, str | None]] = {}
         if self.shared is not None:
@@ -426,6 +426,18 @@ class FleetCollector:
         info.add_metric([], {"version": self.version,
                              "python_version": platform.python_version()})
         yield info
+
+
+def metric_files(directory: str | Path, pattern: str) -> list[str]:
+    """The value files of ``directory``, without those a starting process has just created
+    and not sized yet (empty: prometheus_client cannot read them). A pool that replaces
+    its children often (Celery's ``max_tasks_per_child``) makes that window common."""
+    found = []
+    for name in glob.glob(os.path.join(directory, pattern)):
+        with contextlib.suppress(OSError):  # gone meanwhile (mark_process_dead)
+            if os.path.getsize(name) > 0:
+                found.append(name)
+    return found
 
 
 def fleet_registry(directory: str | Path, namespace: str = "app") -> MonitorRegistry:
