@@ -148,11 +148,15 @@ class CaptureFront:
             sessions = self._pipeline.sessions
             explicit = session_id is not None
             unit = current_work.get()  # the request or job running here, if any
+            session = None
             if not explicit:
                 session_id = current_session.get()
-                if session_id is None and unit is not None:
-                    session_id = unit.ensure_session()  # its session, started now
-            session = sessions.active.get(session_id) if session_id is not None else None
+                if session_id is not None:
+                    session = sessions.active.get(session_id)
+                if session is None and unit is not None:  # none set, or ended: the unit's
+                    session_id = unit.ensure_session()  # session, started now
+            if session is None and session_id is not None:
+                session = sessions.active.get(session_id)
             if session is None and not explicit:  # none, ended, or another monitor's
                 session_id = sessions.process_session_id
                 session = sessions.active.get(session_id)

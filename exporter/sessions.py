@@ -110,12 +110,13 @@ class SessionTracker:
         process session when it has none, or when its session has ended or belongs to
         another monitor."""
         session_id = current_session.get()
-        if session_id is None:
-            unit = current_work.get()
-            if unit is not None:
-                session_id = unit.ensure_session()
         if session_id is not None and session_id in self.active:
             return session_id
+        unit = current_work.get()  # none set, or ended: the unit of work's, started now
+        if unit is not None:
+            session_id = unit.ensure_session()
+            if session_id is not None and session_id in self.active:
+                return session_id
         return self.process_session_id
 
     def get(self, session_id: str | None) -> Session | None:
