@@ -162,10 +162,16 @@ def records(directory: Path) -> list[dict[str, Any]]:
         return []
     try:
         rows = SharedStore(directory).connect().execute(
-            "SELECT pid, data FROM records ORDER BY seq").fetchall()
+            "SELECT instance, data FROM records ORDER BY seq").fetchall()
     except Exception:  # not created yet
         return []
-    return [{**json.loads(data), "pid": pid} for pid, data in rows]
+    # each record names the instance that wrote it: host:pid unless ERROR_EXPORTER_INSTANCE
+    return [{**json.loads(data), "pid": _pid_of(instance)} for instance, data in rows]
+
+
+def _pid_of(instance: str | None) -> int | None:
+    tail = str(instance or "").rpartition(":")[2]
+    return int(tail) if tail.isdigit() else None
 
 
 def group_reports(directory: Path) -> dict[str, dict[str, Any]]:
@@ -174,7 +180,7 @@ def group_reports(directory: Path) -> dict[str, dict[str, Any]]:
         return {}
     try:
         rows = SharedStore(directory).connect().execute(
-            "SELECT error_id, occurrence_count, report FROM error_groups").fetchall()
+            "SELECT error_id, occurrence_count, report FROM groups").fetchall()
     except Exception:
         return {}
     return {error_id: {**json.loads(report), "count": count}
