@@ -32,6 +32,9 @@ OTHER_ENV_NAMES = frozenset({
     ENV_PREFIX + "STORE_URL",  # the shared store's URL
     ENV_PREFIX + "INSTANCE",  # this process's name in the shared store (durable/rows.py)
     ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
+    # the stack's database (docker-compose.yml, deploy/): the app role's password and name
+    ENV_PREFIX + "DB_PASSWORD",
+    ENV_PREFIX + "DB",
     # the command line's TLS and basic auth client settings (exporter/cli/client.py)
     ENV_PREFIX + "CA_FILE",
     ENV_PREFIX + "CLIENT_CERT_FILE",
