@@ -27,13 +27,14 @@ demo: $(STAMP)
 # Real Prometheus / Alertmanager / redis-server binaries for the integration tests (Debian packages).
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v redis-server >/dev/null; then \
+	    || ! command -v redis-server >/dev/null \
+	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus prometheus-alertmanager docker-compose \
-	      redis-server >/dev/null; \
+	      redis-server postgresql >/dev/null; \
 	  else \
-	    echo "promtool/amtool/redis-server missing: install the Debian packages prometheus, prometheus-alertmanager and redis-server"; \
+	    echo "promtool/amtool/redis-server/initdb missing: install the Debian packages prometheus, prometheus-alertmanager, redis-server and postgresql"; \
 	  fi; \
 	fi
 
