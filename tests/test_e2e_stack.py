@@ -3,7 +3,8 @@
 (a) every dashboard target returns data from the demo's metrics, and the release-health
     panels show the demo's deploy (a group new in 1.1.0, a regression in 1.1.0);
 (b) an error storm in the demo reaches a webhook through the shipped rules and Alertmanager
-    configuration, and is resolved after the storm stops.
+    configuration as one incident (every page in the job's group, the pattern a ticket); the
+    demo's exit pages Down in the same group, and its return resolves it.
 
 Needs `python -m exporter demo` (flags --host --port --rate --seed --no-live --storm
 --duration --deploy-after), `prometheus` and `prometheus-alertmanager`. The release alerts'
@@ -25,6 +26,7 @@ from support.promstack import (
     PromStack,
     Service,
     WebhookReceiver,
+    alerts,
     compress_windows,
     dump_yaml,
     exemplars,
@@ -208,19 +210,16 @@ def test_error_storm_alerts_reach_the_webhook_and_resolve(stack: PromStack) -> N
         60,
         what="ErrorExporterCriticalErrors at the webhook",
     )
+    # A pattern is a cause: a ticket (warning), never a page.
     pattern = wait_until(
-        lambda: [
-            a
-            for a in _notified(hook, "ErrorExporterErrorPattern", "firing")
-            if a["labels"].get("severity") == "critical"
-        ],
+        lambda: _notified(hook, "ErrorExporterErrorPattern", "firing"),
         60,
-        what="critical ErrorExporterErrorPattern at the webhook",
+        what="ErrorExporterErrorPattern at the webhook",
     )
+    assert {a["labels"]["severity"] for a in pattern} <= {"warning", "info"}
 
     for alert in (critical[0], pattern[0]):
         labels, annotations = alert["labels"], alert["annotations"]
-        assert labels["severity"] == "critical"
         assert labels["job"] == JOB
         assert labels["instance"] == f"127.0.0.1:{port}"
         assert labels["error_type"]
@@ -236,19 +235,44 @@ def test_error_storm_alerts_reach_the_webhook_and_resolve(stack: PromStack) -> N
     bodies = [b for b in hook.bodies if b.get("receiver") == "critical"]
     assert bodies, "critical alerts must go to the critical receiver"
     assert all(b["version"] == "4" for b in bodies)
+    # One incident (the storm of one service): every page is the same group, the job's.
+    assert {b["groupKey"] for b in bodies} == {bodies[0]["groupKey"]}
+    assert all(b["groupLabels"] == {"job": JOB} for b in bodies)
+    paged = {a["labels"]["alertname"] for b in bodies for a in b["alerts"]}
+    assert "ErrorExporterErrorPattern" not in paged
 
-    # The storm ends when the demo exits (--duration): the alerts resolve.
+    # The storm ends when the demo exits (--duration): the target is down. That is the same
+    # incident: ErrorExporterDown pages in the same group (the job's), and silences the rest of
+    # the target; the storm's alerts resolve in Prometheus.
     demo.process.wait(timeout=storm_seconds + 60)
     assert demo.process.returncode == 0, demo.log_tail()
     wait_until(
-        lambda: _notified(hook, "ErrorExporterCriticalErrors", "resolved"),
+        lambda: _notified(hook, "ErrorExporterDown", "firing"),
         60,
-        what="ErrorExporterCriticalErrors resolved at the webhook",
+        what="ErrorExporterDown at the webhook",
     )
+    pages = [b for b in hook.bodies if b.get("receiver") == "critical"]
+    assert {b["groupKey"] for b in pages} == {bodies[0]["groupKey"]}, "one incident, one group"
+
+    def storm_alerts_in_prometheus() -> list[str]:
+        return [a["labels"]["alertname"] for a in alerts(prom.url)
+                if a["labels"]["alertname"] in ("ErrorExporterCriticalErrors",
+                                                "ErrorExporterErrorPattern")]
+
+    wait_until(lambda: not storm_alerts_in_prometheus(), 60, interval=1.0,
+               what="the storm's alerts resolved in Prometheus")
+
+    # The app comes back (no storm): the Down page resolves at the webhook.
+    calm = [
+        sys.executable, "-m", "exporter", "demo",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--rate", "5", "--seed", "2", "--no-live", "--storm-every", "3600",
+    ]  # fmt: skip
+    stack.spawn("demo-after", calm, port=port, ready_path="/healthz", cwd=ROOT)
     wait_until(
-        lambda: _notified(hook, "ErrorExporterErrorPattern", "resolved"),
-        60,
-        what="ErrorExporterErrorPattern resolved at the webhook",
+        lambda: _notified(hook, "ErrorExporterDown", "resolved"),
+        90,
+        what="ErrorExporterDown resolved at the webhook",
     )
 
 
