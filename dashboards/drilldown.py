@@ -3,7 +3,9 @@ recoveries, plugin health), selected by the `component` and `plugin` variables."
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     NONE,
@@ -27,6 +29,7 @@ from dashboards.panels import (
     state_timeline,
     table_panel,
     table_query,
+    thresholds,
     value_mappings,
 )
 from dashboards.queries import CSEL, DEFAULT_NAMESPACE, Queries
@@ -157,6 +160,50 @@ def recovery_row(q: Queries) -> list[PanelBuilder]:
     ]
 
 
+def background_jobs_row(q: Queries) -> list[PanelBuilder]:
+    """Celery and RQ tasks: failures and retries, duration percentiles and the failure ratio
+    of each task (the series of exporter.integrations' Celery and RQ hooks)."""
+    return [
+        series(
+            "Task failures and retries",
+            "Failed runs (outcome error) and retries per second, by task (Celery, RQ).",
+            PER_SECOND,
+            [
+                query(q.task_runs("error"), "{{component}} {{operation}} failed", "A"),
+                query(q.task_retries(), "{{component}} {{operation}} retried", "B"),
+            ],
+            width=8,
+        ),
+        series(
+            "Task duration percentiles",
+            "p50, p95 and p99 of each task's run duration (every outcome).",
+            SECONDS,
+            [
+                query(q.task_latency(quantile), f"{{{{operation}}}} p{int(quantile * 100)}", ref)
+                for ref, quantile in (("A", 0.5), ("B", 0.95), ("C", 0.99))
+            ],
+            width=8,
+        ),
+        series(
+            "Task failure ratio",
+            "Share of each task's finished runs (ok or error) that failed. The line is the "
+            "threshold of ErrorExporterTaskFailureRatioHigh (10 % over 30 minutes, at least "
+            "10 runs).",
+            RATIO,
+            [query(q.task_failure_ratio(), "{{component}} {{operation}}")],
+            width=8,
+        )
+        .min(0)
+        .max(1)
+        .thresholds(thresholds((None, "green"), (0.1, "red")))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.LINE
+            )
+        ),
+    ]
+
+
 def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
     q = Queries(namespace, scope=CSEL)
     builder = base_dashboard(
@@ -164,7 +211,8 @@ def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
         UID,
         "error-exporter / Drill-down",
         "One component or plugin of an application instrumented with error-exporter: error "
-        "types with exemplars, operations, recoveries and plugin health.",
+        "types with exemplars, operations, recoveries, plugin health and background jobs "
+        "(Celery, RQ).",
     )
     for name, label in (("component", "Component"), ("plugin", "Plugin")):
         builder = builder.with_variable(
@@ -182,5 +230,6 @@ def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             ("Errors", errors_row(q)),
             ("Operations", operations_row(q)),
             ("Recoveries and plugin health", recovery_row(q)),
+            ("Background jobs", background_jobs_row(q)),
         ],
     )

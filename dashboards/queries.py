@@ -177,6 +177,36 @@ class Queries:
         buckets = self.scoped_rate("operation_duration_seconds_bucket")
         return f"histogram_quantile({quantile}, sum by (component, operation, le) ({buckets}))"
 
+    # ------------------------------------------------------------------------ background jobs
+
+    # Celery and RQ tasks (exporter.integrations): each run is an operation of component
+    # "celery" or "rq" named after the task, outcome ok / error / retry / ignored; retries are
+    # also counted by error type in task_retries_total{component, operation, error_type}.
+    TASK_COMPONENTS = 'component=~"celery|rq"'
+
+    def task_runs(self, outcome: str) -> str:
+        """Runs per second of each task with the outcome(s) ``outcome`` (a regex)."""
+        runs = self.scoped_rate(
+            "operation_duration_seconds_count", f'{self.TASK_COMPONENTS}, outcome=~"{outcome}"'
+        )
+        return f"sum by (component, operation) ({runs})"
+
+    def task_retries(self) -> str:
+        """Retries per second of each task (task_retries_total has no plugin label)."""
+        retries = self.rate(
+            "task_retries_total", f'{self.TASK_COMPONENTS}, component=~"$component"'
+        )
+        return f"sum by (component, operation) ({retries})"
+
+    def task_failure_ratio(self) -> str:
+        """Failed share of each task's finished runs (ok or error; a retry or an ignored run is
+        not finished), as ErrorExporterTaskFailureRatioHigh computes it."""
+        return f"{self.task_runs('error')} / {self.task_runs('ok|error')}"
+
+    def task_latency(self, quantile: float) -> str:
+        buckets = self.scoped_rate("operation_duration_seconds_bucket", self.TASK_COMPONENTS)
+        return f"histogram_quantile({quantile}, sum by (component, operation, le) ({buckets}))"
+
     # ------------------------------------------------------------------------ recoveries
 
     def recovery_success(self) -> str:

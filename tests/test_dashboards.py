@@ -382,9 +382,36 @@ def test_drilldown_capture_path_queries_filter_component_and_plugin() -> None:
         for selector in selectors(parsed(target)):
             if str(selector.name) not in scoped:
                 continue
-            names = {m.name: m.value for m in matchers(selector)}
-            assert names.get("component") == "$component", f"{target.name}: {selector}"
-            assert names.get("plugin") == "$plugin", f"{target.name}: {selector}"
+            # A panel may narrow the selection further (Background jobs: component=~"celery|rq").
+            names: dict[str, set[str]] = {}
+            for m in matchers(selector):
+                names.setdefault(m.name, set()).add(m.value)
+            assert "$component" in names.get("component", set()), f"{target.name}: {selector}"
+            assert "$plugin" in names.get("plugin", set()), f"{target.name}: {selector}"
+
+
+def test_background_jobs_row_counts_as_the_task_alert() -> None:
+    """The Background jobs row reads only Celery/RQ tasks, per task, and its failure ratio is
+    the alert's: failed runs over finished runs (ok or error; retries and ignored runs are not
+    finished). Its panels are proven on the contract sample's synthetic Celery/RQ series (the
+    demo runs no task): test_every_target_returns_data_for_the_contract_sample."""
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    titles = [p["title"] for p in board["panels"]]
+    row = titles.index("Background jobs")
+    assert titles[row + 1:row + 4] == [
+        "Task failures and retries", "Task duration percentiles", "Task failure ratio",
+    ]
+    by_title = {p["title"]: p for p in board["panels"]}
+    for title in titles[row + 1:row + 4]:
+        for target in by_title[title]["targets"]:
+            assert 'component=~"celery|rq"' in target["expr"], (title, target["expr"])
+            assert "by (component, operation" in target["expr"], (title, target["expr"])
+    legends = [t["legendFormat"] for t in by_title["Task duration percentiles"]["targets"]]
+    assert legends == ["{{operation}} p50", "{{operation}} p95", "{{operation}} p99"]
+    ratio = by_title["Task failure ratio"]["targets"][0]["expr"]
+    numerator, _, denominator = ratio.partition(" / ")
+    assert 'outcome=~"error"' in numerator and 'outcome=~"ok|error"' in denominator
+    assert "app_task_retries_total" in by_title["Task failures and retries"]["targets"][1]["expr"]
 
 
 def test_overview_covers_every_metric_family() -> None:
