@@ -9,12 +9,16 @@ from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     NONE,
+    OUTCOME_COLORS,
     PATTERN_LEVELS,
     PER_SECOND,
     PLUGIN_STATES,
     PLUGIN_STEPS,
     RATIO,
+    ROW_API,
     SECONDS,
+    SERIES_API,
+    SEVERITY_COLORS,
     PanelBuilder,
     add_rows,
     all_selected,
@@ -22,6 +26,7 @@ from dashboards.panels import (
     base_dashboard,
     data_link,
     organize,
+    pin_colors,
     quantile_queries,
     query,
     query_variable,
@@ -38,15 +43,15 @@ UID = "error-exporter-drilldown"
 FILE_NAME = f"{UID}.json"
 
 SERIES_EXPORT_URL = (
-    "http://${__field.labels.instance}/api/v1/export?component=${__field.labels.component}"
+    f"{SERIES_API}/api/v1/export?component=${{__field.labels.component}}"
     "&error_type=${__field.labels.error_type}"
 )
 ROW_EXPORT_URL = (
-    "http://${__data.fields.instance}/api/v1/export"
+    f"{ROW_API}/api/v1/export"
     "?component=${__data.fields.component}&plugin=${__data.fields.plugin}"
     "&error_type=${__data.fields.error_type}"
 )
-PLUGIN_HEALTH_URL = "http://${instance}/api/v1/plugins/${plugin}/health"
+PLUGIN_HEALTH_URL = f"{SERIES_API}/api/v1/plugins/${{__field.labels.plugin}}/health"
 
 
 def errors_row(q: Queries) -> list[PanelBuilder]:
@@ -66,13 +71,16 @@ def errors_row(q: Queries) -> list[PanelBuilder]:
             stacked=True,
             width=16,
         ).data_links([data_link("Export these errors (JSON)", SERIES_EXPORT_URL)]),
-        series(
-            "Error rate by severity",
-            "Errors per second by error severity.",
-            PER_SECOND,
-            [query(q.errors_by("severity"), "{{severity}}")],
-            stacked=True,
-            width=8,
+        pin_colors(
+            series(
+                "Error rate by severity",
+                "Errors per second by error severity.",
+                PER_SECOND,
+                [query(q.errors_by("severity"), "{{severity}}")],
+                stacked=True,
+                width=8,
+            ),
+            SEVERITY_COLORS,
         ),
         table_panel(
             "Current error rate by type",
@@ -113,19 +121,26 @@ def operations_row(q: Queries) -> list[PanelBuilder]:
             [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
             width=8,
         ),
-        series(
-            "Operations by outcome",
-            "Instrumented operations per second, ok and error.",
-            PER_SECOND,
-            [query(q.operations_by_outcome(), "{{outcome}}")],
-            stacked=True,
-            width=8,
+        pin_colors(
+            series(
+                "Operations by outcome",
+                "Instrumented operations per second, ok and error (tasks: retry, ignored).",
+                PER_SECOND,
+                [query(q.operations_by_outcome(), "{{outcome}}")],
+                stacked=True,
+                width=8,
+            ),
+            OUTCOME_COLORS,
         ),
         series(
-            "Operation latency p90",
-            "90th percentile of the instrumented operations' duration, by operation.",
+            "Operation latency",
+            "p50, p95 and p99 of the instrumented operations' duration, by operation.",
             SECONDS,
-            [query(q.operation_latency(0.9), "{{component}} / {{operation}}")],
+            [
+                query(q.operation_latency(quantile), f"{{{{component}}}} / {{{{operation}}}} "
+                      f"p{int(quantile * 100)}", ref)
+                for ref, quantile in (("A", 0.5), ("B", 0.95), ("C", 0.99))
+            ],
             width=8,
         ),
     ]
@@ -151,7 +166,8 @@ def recovery_row(q: Queries) -> list[PanelBuilder]:
         state_timeline(
             "Plugin health",
             "Health reported by the selected plugins.",
-            query(q.plugin_health(plugin_variable=True), "{{plugin}}"),
+            query(q.plugin_health(plugin_variable=True, per_instance=True),
+                  "{{plugin}} {{instance}}"),
             states=PLUGIN_STATES,
             steps=PLUGIN_STEPS,
             width=8,

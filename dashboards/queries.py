@@ -98,6 +98,47 @@ class Queries:
     def pattern_severity(self) -> str:
         return self.select("error_pattern_severity")
 
+    # ------------------------------------------------------------------------ service health
+
+    # The error SLO of alerts/rules.yml: 99 % of instrumented operations succeed.
+    SLO_ERROR_BUDGET = 0.01
+    # Drops that are the monitor's design, not losses (the alerts ignore them too).
+    DROPS_BY_DESIGN = 'reason!~"store_evicted|coalesced"'
+
+    def error_ratio(self) -> str:
+        """Share of the instrumented operations that failed (the SLO's error ratio)."""
+        return f"sum({self.operation_errors}) / sum({self.operations})"
+
+    def budget_burn(self) -> str:
+        """The error ratio in units of the error budget: 1 spends it exactly in 30 days,
+        14.4 is the fast-burn page, 6 the slow-burn ticket."""
+        return f"({self.error_ratio()}) / {self.SLO_ERROR_BUDGET}"
+
+    def traffic(self) -> str:
+        return f"sum({self.operations})"
+
+    def latency(self, quantile: float) -> str:
+        buckets = self.scoped_rate("operation_duration_seconds_bucket")
+        return f"histogram_quantile({quantile}, sum by (le) ({buckets}))"
+
+    def firing_alerts(self, severity: str = "") -> str:
+        """Alerts firing now for the selection (Prometheus's ALERTS series); 0 when none."""
+        extra = f', severity="{severity}"' if severity else ""
+        return f'count(ALERTS{{alertstate="firing", {SEL}{extra}}}) or vector(0)'
+
+    def deploys(self) -> str:
+        """An app version that started in the last minute, per job (annotation): the monitor
+        creates a version's release counters when it starts running it."""
+        counter = self.select("error_groups_new_total")
+        return f"count by (job, app_version) ({counter} unless {counter} offset 1m)"
+
+    def pages(self) -> str:
+        """Critical alerts firing (annotation)."""
+        return f'ALERTS{{alertstate="firing", severity="critical", {SEL}}}'
+
+    def instances(self) -> str:
+        return f"max by (job, instance) ({self.select('monitor_info')})"
+
     # ------------------------------------------------------------------------ variables
 
     def job_values(self) -> str:
@@ -139,7 +180,8 @@ class Queries:
         return f"sum({self.select('unique_errors')})"
 
     def dropped_rate(self) -> str:
-        return f"sum({self.dropped})"
+        """Reports lost, per second: not the drops by design (store_evicted, coalesced)."""
+        return f"sum({self.rate('error_reports_dropped_total', self.DROPS_BY_DESIGN)})"
 
     def dropped_by_reason(self) -> str:
         return f"sum by (reason) ({self.dropped})"
@@ -160,9 +202,10 @@ class Queries:
         errors_seen = self.errors_by("error_type")
         return f"{self.pattern_severity_by_type()} and on (error_type) {errors_seen}"
 
-    def plugin_health(self, *, plugin_variable: bool = False) -> str:
+    def plugin_health(self, *, plugin_variable: bool = False, per_instance: bool = False) -> str:
         extra = 'plugin=~"$plugin"' if plugin_variable else ""
-        return f"max by (plugin) ({self.select('plugin_health', extra)})"
+        by = "instance, plugin" if per_instance else "plugin"
+        return f"max by ({by}) ({self.select('plugin_health', extra)})"
 
     # ------------------------------------------------------------------------ operations
 

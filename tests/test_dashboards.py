@@ -495,3 +495,100 @@ def test_every_target_returns_data_for_the_contract_sample(
     assert len(outcomes) == len(ALL_TARGETS)
     failures = describe_failures(outcomes)
     assert not failures, "targets without data:\n" + failures
+
+
+# ------------------------------------------------------------------- on-call use (issue 25)
+
+
+def test_overview_first_row_answers_health_what_broke_since_when_which_version() -> None:
+    board = DASHBOARDS["error-exporter-overview.json"]
+    titles = [p["title"] for p in board["panels"]]
+    assert titles[:9] == [
+        "Service health", "Error ratio (SLO 99 %)", "Error budget burn", "Traffic",
+        "Latency p95", "Firing alerts", "App versions", "Instances", "Summary",
+    ]
+    by_title = {p["title"]: p for p in board["panels"]}
+    assert "ALERTS{" in by_title["Firing alerts"]["targets"][0]["expr"]
+    # Relative thresholds: the ratio against the budget, no absolute error-rate colours.
+    steps = by_title["Error ratio (SLO 99 %)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 0.01, 0.144]
+    rate_steps = by_title["Error rate"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["color"] for s in rate_steps] == ["blue"]
+    # Not red in normal operation: a pattern is a cause, drops by design are left out.
+    for title in ("Critical patterns", "Dropped reports"):
+        colors = [s["color"] for s in
+                  by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        assert "red" not in colors, title
+    assert 'reason!~"store_evicted|coalesced"' in by_title["Dropped reports"]["targets"][0]["expr"]
+    # Since when: deploys (a version's release counters are born) and pages as annotations.
+    annotations = {a["name"]: a["expr"] for a in board["annotations"]["list"]}
+    assert set(annotations) == {"Deploys", "Pages"}
+    for expr in annotations.values():
+        parsed_expr = pp.parse(substitute_macros(expr, **MACRO_SENTINELS))
+        assert counters_read_raw(parsed_expr) == []
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_fleet_variables_have_an_all_value(name: str) -> None:
+    """All is .*: it matches series without an instance (job-level alerts) too."""
+    found = variables(DASHBOARDS[name])
+    for var in ("job", "instance"):
+        assert found[var]["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_links_work_for_any_instance_and_scheme(name: str) -> None:
+    """No link reads ${instance} for a clicked value (it is All or several); panel links read
+    the clicked row's or series' instance; every API link has the scheme variable."""
+    text = json.dumps(DASHBOARDS[name])
+    assert "http://" not in text
+    board = DASHBOARDS[name]
+    for panel in panels(board):
+        links = panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
+        for link in links:
+            assert "${instance}" not in link["url"], (panel["title"], link["url"])
+            if "/api/v1/" in link["url"]:
+                assert link["url"].startswith("${scheme}://"), link["url"]
+
+
+def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
+    board = DASHBOARDS["error-exporter-overview.json"]
+    by_title = {p["title"]: p for p in board["panels"]}
+    for title, variable in (("Error rate by component", "component"),
+                            ("Error rate by plugin", "plugin"),
+                            ("Error ratio by component / operation", "component")):
+        (link,) = by_title[title]["fieldConfig"]["defaults"]["links"]
+        assert link["url"].startswith("/d/error-exporter-drilldown/")
+        assert f"var-{variable}=${{__field.labels.{variable}}}" in link["url"]
+        assert "${job:queryparam}" in link["url"] and "${__url_time_range}" in link["url"]
+
+
+@pytest.mark.parametrize(
+    ("board", "title", "colors"),
+    [
+        ("error-exporter-overview.json", "Error rate by severity",
+         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
+        ("error-exporter-drilldown.json", "Error rate by severity",
+         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
+        ("error-exporter-drilldown.json", "Operations by outcome",
+         {"ok": "green", "error": "red", "retry": "orange", "ignored": "text"}),
+    ],
+)
+def test_colours_are_pinned_by_severity_and_outcome(
+    board: str, title: str, colors: dict[str, str]
+) -> None:
+    panel = next(p for p in panels(DASHBOARDS[board]) if p["title"] == title)
+    pinned = {
+        o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+    }
+    assert pinned == colors
+
+
+def test_drilldown_latency_has_p50_p95_p99() -> None:
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    panel = next(p for p in panels(board) if p["title"] == "Operation latency")
+    assert [t["expr"].split(",")[0] for t in panel["targets"]] == [
+        "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99",
+    ]
