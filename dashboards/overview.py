@@ -140,7 +140,9 @@ def summary_row(q: Queries) -> list[PanelBuilder]:
         ),
         single_stat(
             "Unique errors",
-            f"Distinct error groups known to the monitors ({q.metric('unique_errors')}).",
+            f"Distinct error groups known to the monitors ({q.metric('unique_errors')}): per "
+            "job its largest instance (the instances of a job share most groups), added up "
+            "over the jobs.",
             COUNT,
             query(q.unique_errors(), "unique errors"),
         ),
@@ -186,7 +188,7 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         ),
         series(
             "Top error types",
-            "The 10 error types with the highest rate.",
+            "The 10 error types with the highest rate at the end of the range (a stable legend).",
             PER_SECOND,
             [query(q.top_error_types(), "{{error_type}}")],
             stacked=True,

@@ -592,3 +592,10 @@ def test_drilldown_latency_has_p50_p95_p99() -> None:
     assert [t["expr"].split(",")[0] for t in panel["targets"]] == [
         "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99",
     ]
+
+
+@pytest.mark.parametrize("target", [t for t in ALL_TARGETS if "topk(" in t.expr], ids=target_id)
+def test_topk_picks_its_series_once_per_range(target: Target) -> None:
+    """topk() in a range query ranks at every step (the legend churns): the panels rank once,
+    at the end of the range, and draw those series over the whole range."""
+    assert "@ end()" in target.expr and " and on (" in target.expr
