@@ -399,6 +399,40 @@ def resources_row(q: Queries) -> list[PanelBuilder]:
     ]
 
 
+def fleet_row(q: Queries) -> list[PanelBuilder]:
+    """Per job, from the fleet recording rules (alerts/fleet-rules.yml): cheap over hundreds of
+    instances, and what a global Prometheus federates. Empty where those rules are not loaded."""
+    return [
+        series(
+            "Error rate by job and component (fleet rules)",
+            "Errors per second per job and component over 5 minutes, read from "
+            "job_component:*errors:rate5m (alerts/fleet-rules.yml).",
+            PER_SECOND,
+            [query(q.fleet_errors_by_component(), "{{job}} {{component}}")],
+            stacked=True,
+            width=9,
+        ),
+        series(
+            "Latency p95 by job and component (fleet rules)",
+            "95th percentile of the operations' duration per job and component, read from "
+            "job_component:*operation_duration_seconds:p95_rate5m (alerts/fleet-rules.yml).",
+            SECONDS,
+            [query(q.fleet_latency_p95(), "{{job}} {{component}}")],
+            width=9,
+        ),
+        series(
+            "Exporter versions by job (fleet rules)",
+            "Instances per job and error-exporter version, read from "
+            "job_version:*monitor_instances:count (alerts/fleet-rules.yml).",
+            COUNT,
+            [query(q.fleet_exporter_versions(), "{{job}} {{version}}")],
+            stacked=True,
+            width=6,
+            legend_calcs=("lastNotNull",),
+        ).decimals(0),
+    ]
+
+
 def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
     q = Queries(namespace)
     builder = base_dashboard(
@@ -437,5 +471,6 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             ("Resources", resources_row(q)),
             # Last, so that the ids of the panels above stay what they were.
             ("New and regressed groups by version", release_row(q)),
+            ("Fleet (recording rules)", fleet_row(q)),
         ],
     )

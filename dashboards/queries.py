@@ -139,6 +139,22 @@ class Queries:
     def instances(self) -> str:
         return f"max by (job, instance) ({self.select('monitor_info')})"
 
+    # ------------------------------------------------------------------------ fleet rules
+
+    def recorded(self, level: str, family: str, operation: str) -> str:
+        """A series of alerts/fleet-rules.yml (``level:<prefix>family:operation``), selected
+        like any other (instance=~"$instance" matches its absent instance when All is .*)."""
+        return f"{level}:{self.metric(family)}:{operation}{{{SEL}}}"
+
+    def fleet_errors_by_component(self) -> str:
+        return f"sum by (job, component) ({self.recorded('job_component', 'errors', 'rate5m')})"
+
+    def fleet_latency_p95(self) -> str:
+        return self.recorded("job_component", "operation_duration_seconds", "p95_rate5m")
+
+    def fleet_exporter_versions(self) -> str:
+        return self.recorded("job_version", "monitor_instances", "count")
+
     # ------------------------------------------------------------------------ variables
 
     def job_values(self) -> str:

@@ -30,11 +30,24 @@ from support.grafana import (
     variables,
 )
 from support.promql import counters_read_raw, matchers, selectors, walk
-from support.promstack import PromStack, query, wait_until
+from support.promstack import PromStack, dump_yaml, query, shorten_rule_for, wait_until
 from support.sample_exporter import static_exporter
 from support.tools import require_tool
 
+ROOT = DASHBOARD_DIR.parent
 DASHBOARDS = load_dashboards()
+
+
+def load_alerts_build() -> Any:
+    """alerts/build.py (renders the rules for a namespace)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alerts_build", ROOT / "alerts" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 ALL_TARGETS = [t for d in DASHBOARDS.values() for t in targets(d)]
 ALL_PANELS = [(d["uid"], p) for d in DASHBOARDS.values() for p in panels(d)]
 EXPECTED_UIDS = {
@@ -463,10 +476,16 @@ def test_every_target_returns_data_for_the_contract_sample(
         built = load_build_module().build_all(namespace)
         boards = {name: json.loads(text) for name, text in built.items()}
     scrape = 1.0
+    # The fleet row reads alerts/fleet-rules.yml (rendered for the namespace), evaluated every
+    # second.
+    fleet = load_alerts_build().build_all(namespace)["fleet-rules.yml"]
+    fleet_rules = dump_yaml(shorten_rule_for(yaml.safe_load(fleet), "2s"),
+                            tmp_path / "fleet-rules.yml")
     with static_exporter() as port, PromStack(tmp_path) as stack:
         prom = stack.prometheus(
             {
-                "global": {"scrape_interval": "1s"},
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(fleet_rules)],
                 "scrape_configs": [
                     {
                         "job_name": "error-exporter",
@@ -482,6 +501,12 @@ def test_every_target_returns_data_for_the_contract_sample(
             lambda: query(prom.url, "count_over_time(up{job='error-exporter'}[1m]) >= 6"),
             30,
             what="six scrapes",
+        )
+        prefix = f"{namespace}_" if namespace else ""
+        wait_until(
+            lambda: query(prom.url, f"job_component:{prefix}errors:rate5m"),
+            30,
+            what="the fleet rules evaluated",
         )
         outcomes = []
         for board in boards.values():
@@ -599,3 +624,16 @@ def test_topk_picks_its_series_once_per_range(target: Target) -> None:
     """topk() in a range query ranks at every step (the legend churns): the panels rank once,
     at the end of the range, and draw those series over the whole range."""
     assert "@ end()" in target.expr and " and on (" in target.expr
+
+
+
+def test_fleet_row_reads_the_fleet_recording_rules() -> None:
+    """The fleet recording rules are used by panels, and every recorded series a panel reads
+    is one of alerts/fleet-rules.yml."""
+    fleet = yaml.safe_load((ROOT / "alerts" / "fleet-rules.yml").read_text())
+    records = {r["record"] for g in fleet["groups"] for r in g["rules"]}
+    board = DASHBOARDS["error-exporter-overview.json"]
+    used = {str(s.name) for t in targets(board) for s in selectors(parsed(t))
+            if ":" in str(s.name)}
+    assert len(used) == 3
+    assert used <= records

@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.tools, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "alerts" / "rules.yml"
+FLEET_RULES_FILE = ROOT / "alerts" / "fleet-rules.yml"
 AM_FILE = ROOT / "alerts" / "alertmanager.yml"
 RUNBOOK_BASE = "https://github.com/error-exporter/error-exporter/blob/main/alerts/runbook.md#"
 JOB = "error-exporter"
@@ -96,10 +97,13 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
                        stack.workdir / "demo.yml")
     demo = start_demo(stack, "--deploy-after", str(DEPLOY_AFTER_SECONDS), "--config", str(config))
     stand_in = dump_yaml({"groups": [store_info_stand_in(JOB)]}, stack.workdir / "stand-in.yml")
+    # The overview's fleet row reads the fleet recording rules (evaluated every second here).
+    fleet = dump_yaml(shorten_rule_for(load_yaml(FLEET_RULES_FILE), "2s"),
+                      stack.workdir / "fleet-rules.yml")
     prom = stack.prometheus(
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(stand_in)],
+            "rule_files": [str(stand_in), str(fleet)],
             "scrape_configs": [scrape_config(demo.port)],
         },
         exemplars=True,
