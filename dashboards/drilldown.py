@@ -3,16 +3,22 @@ recoveries, plugin health), selected by the `component` and `plugin` variables."
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     NONE,
+    OUTCOME_COLORS,
     PATTERN_LEVELS,
     PER_SECOND,
     PLUGIN_STATES,
     PLUGIN_STEPS,
     RATIO,
+    ROW_API,
     SECONDS,
+    SERIES_API,
+    SEVERITY_COLORS,
     PanelBuilder,
     add_rows,
     all_selected,
@@ -20,6 +26,7 @@ from dashboards.panels import (
     base_dashboard,
     data_link,
     organize,
+    pin_colors,
     quantile_queries,
     query,
     query_variable,
@@ -27,6 +34,7 @@ from dashboards.panels import (
     state_timeline,
     table_panel,
     table_query,
+    thresholds,
     value_mappings,
 )
 from dashboards.queries import CSEL, DEFAULT_NAMESPACE, Queries
@@ -35,15 +43,15 @@ UID = "error-exporter-drilldown"
 FILE_NAME = f"{UID}.json"
 
 SERIES_EXPORT_URL = (
-    "http://${__field.labels.instance}/api/v1/export?component=${__field.labels.component}"
+    f"{SERIES_API}/api/v1/export?component=${{__field.labels.component}}"
     "&error_type=${__field.labels.error_type}"
 )
 ROW_EXPORT_URL = (
-    "http://${__data.fields.instance}/api/v1/export"
+    f"{ROW_API}/api/v1/export"
     "?component=${__data.fields.component}&plugin=${__data.fields.plugin}"
     "&error_type=${__data.fields.error_type}"
 )
-PLUGIN_HEALTH_URL = "http://${instance}/api/v1/plugins/${plugin}/health"
+PLUGIN_HEALTH_URL = f"{SERIES_API}/api/v1/plugins/${{__field.labels.plugin}}/health"
 
 
 def errors_row(q: Queries) -> list[PanelBuilder]:
@@ -63,13 +71,16 @@ def errors_row(q: Queries) -> list[PanelBuilder]:
             stacked=True,
             width=16,
         ).data_links([data_link("Export these errors (JSON)", SERIES_EXPORT_URL)]),
-        series(
-            "Error rate by severity",
-            "Errors per second by error severity.",
-            PER_SECOND,
-            [query(q.errors_by("severity"), "{{severity}}")],
-            stacked=True,
-            width=8,
+        pin_colors(
+            series(
+                "Error rate by severity",
+                "Errors per second by error severity.",
+                PER_SECOND,
+                [query(q.errors_by("severity"), "{{severity}}")],
+                stacked=True,
+                width=8,
+            ),
+            SEVERITY_COLORS,
         ),
         table_panel(
             "Current error rate by type",
@@ -110,19 +121,26 @@ def operations_row(q: Queries) -> list[PanelBuilder]:
             [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
             width=8,
         ),
-        series(
-            "Operations by outcome",
-            "Instrumented operations per second, ok and error.",
-            PER_SECOND,
-            [query(q.operations_by_outcome(), "{{outcome}}")],
-            stacked=True,
-            width=8,
+        pin_colors(
+            series(
+                "Operations by outcome",
+                "Instrumented operations per second, ok and error (tasks: retry, ignored).",
+                PER_SECOND,
+                [query(q.operations_by_outcome(), "{{outcome}}")],
+                stacked=True,
+                width=8,
+            ),
+            OUTCOME_COLORS,
         ),
         series(
-            "Operation latency p90",
-            "90th percentile of the instrumented operations' duration, by operation.",
+            "Operation latency",
+            "p50, p95 and p99 of the instrumented operations' duration, by operation.",
             SECONDS,
-            [query(q.operation_latency(0.9), "{{component}} / {{operation}}")],
+            [
+                query(q.operation_latency(quantile), f"{{{{component}}}} / {{{{operation}}}} "
+                      f"p{int(quantile * 100)}", ref)
+                for ref, quantile in (("A", 0.5), ("B", 0.95), ("C", 0.99))
+            ],
             width=8,
         ),
     ]
@@ -148,11 +166,56 @@ def recovery_row(q: Queries) -> list[PanelBuilder]:
         state_timeline(
             "Plugin health",
             "Health reported by the selected plugins.",
-            query(q.plugin_health(plugin_variable=True), "{{plugin}}"),
+            query(q.plugin_health(plugin_variable=True, per_instance=True),
+                  "{{plugin}} {{instance}}"),
             states=PLUGIN_STATES,
             steps=PLUGIN_STEPS,
             width=8,
             links=[data_link("Plugin health (JSON)", PLUGIN_HEALTH_URL)],
+        ),
+    ]
+
+
+def background_jobs_row(q: Queries) -> list[PanelBuilder]:
+    """Celery and RQ tasks: failures and retries, duration percentiles and the failure ratio
+    of each task (the series of exporter.integrations' Celery and RQ hooks)."""
+    return [
+        series(
+            "Task failures and retries",
+            "Failed runs (outcome error) and retries per second, by task (Celery, RQ).",
+            PER_SECOND,
+            [
+                query(q.task_runs("error"), "{{component}} {{operation}} failed", "A"),
+                query(q.task_retries(), "{{component}} {{operation}} retried", "B"),
+            ],
+            width=8,
+        ),
+        series(
+            "Task duration percentiles",
+            "p50, p95 and p99 of each task's run duration (every outcome).",
+            SECONDS,
+            [
+                query(q.task_latency(quantile), f"{{{{operation}}}} p{int(quantile * 100)}", ref)
+                for ref, quantile in (("A", 0.5), ("B", 0.95), ("C", 0.99))
+            ],
+            width=8,
+        ),
+        series(
+            "Task failure ratio",
+            "Share of each task's finished runs (ok or error) that failed. The line is the "
+            "threshold of ErrorExporterTaskFailureRatioHigh (10 % over 30 minutes, at least "
+            "10 runs).",
+            RATIO,
+            [query(q.task_failure_ratio(), "{{component}} {{operation}}")],
+            width=8,
+        )
+        .min(0)
+        .max(1)
+        .thresholds(thresholds((None, "green"), (0.1, "red")))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.LINE
+            )
         ),
     ]
 
@@ -164,7 +227,8 @@ def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
         UID,
         "error-exporter / Drill-down",
         "One component or plugin of an application instrumented with error-exporter: error "
-        "types with exemplars, operations, recoveries and plugin health.",
+        "types with exemplars, operations, recoveries, plugin health and background jobs "
+        "(Celery, RQ).",
     )
     for name, label in (("component", "Component"), ("plugin", "Plugin")):
         builder = builder.with_variable(
@@ -182,5 +246,6 @@ def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             ("Errors", errors_row(q)),
             ("Operations", operations_row(q)),
             ("Recoveries and plugin health", recovery_row(q)),
+            ("Background jobs", background_jobs_row(q)),
         ],
     )

@@ -3,25 +3,32 @@ health (new and regressed error groups by app version)."""
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models import common
 
 from dashboards.panels import (
     COUNT,
+    DS,
     NONE,
     PATTERN_LEVELS,
     PER_SECOND,
     PLUGIN_STATES,
     PLUGIN_STEPS,
     RATIO,
+    ROW_API,
     SECONDS,
+    SEVERITY_COLORS,
     PanelBuilder,
     add_rows,
     api_link,
     base_dashboard,
     config,
+    data_link,
+    drilldown_link,
     merge,
     organize,
+    pin_colors,
     quantile_queries,
     query,
     right_axis,
@@ -30,12 +37,86 @@ from dashboards.panels import (
     state_timeline,
     table_panel,
     table_query,
+    thresholds,
     value_mappings,
 )
 from dashboards.queries import DEFAULT_NAMESPACE, Queries
 
 UID = "error-exporter-overview"
 FILE_NAME = f"{UID}.json"
+
+
+def health_first_row(q: Queries) -> list[PanelBuilder]:
+    """Is it healthy, what broke, since when, which version: the SLO's error ratio and burn
+    rate, traffic and latency (RED), the alerts firing and the app versions running; the
+    sparklines and the deploy / page annotations say since when."""
+    budget = q.SLO_ERROR_BUDGET
+    return [
+        single_stat(
+            "Error ratio (SLO 99 %)",
+            "Share of the instrumented operations that failed. Green within the 1 % error "
+            "budget, orange above it, red at the fast-burn page's 14.4 x budget.",
+            RATIO,
+            query(q.error_ratio(), "error ratio"),
+            steps=((None, "green"), (budget, "orange"), (round(14.4 * budget, 6), "red")),
+            decimals=2,
+        ),
+        single_stat(
+            "Error budget burn",
+            "The error ratio in units of the budget: 1 spends the monthly budget in 30 days; "
+            "6 is the slow-burn ticket, 14.4 the fast-burn page (ErrorExporterErrorBudgetBurn).",
+            NONE,
+            query(q.budget_burn(), "burn rate"),
+            steps=((None, "green"), (1, "yellow"), (6, "orange"), (14.4, "red")),
+            decimals=1,
+        ),
+        single_stat(
+            "Traffic",
+            "Instrumented operations per second (requests, tasks...).",
+            PER_SECOND,
+            query(q.traffic(), "operations/s"),
+            steps=((None, "blue"),),
+        ),
+        single_stat(
+            "Latency p95",
+            "95th percentile of the instrumented operations' duration.",
+            SECONDS,
+            query(q.latency(0.95), "p95"),
+            steps=((None, "blue"),),
+        ),
+        single_stat(
+            "Firing alerts",
+            "Alerts firing now for the selection (Prometheus's ALERTS), pages and tickets; "
+            "the Pages annotation marks on every panel when a page fired.",
+            COUNT,
+            query(q.firing_alerts(), "firing"),
+            steps=((None, "green"), (1, "orange")),
+        ),
+        single_stat(
+            "App versions",
+            "The app versions the instances run (app_version), and how many run each; the "
+            "Deploys annotation marks when a version started.",
+            COUNT,
+            query(q.instances_by_version(), "{{app_version}}"),
+            steps=((None, "blue"),),
+        ).text_mode(common.BigValueTextMode.VALUE_AND_NAME),
+        table_panel(
+            "Instances",
+            "The instances reporting, with links to each one's JSON API (whatever the instance "
+            "selection). Set the API scheme variable to https when the exporter serves TLS.",
+            NONE,
+            [table_query(q.instances(), "")],
+            transformations=[organize({"Value": "up"})],
+            sort_desc="instance",
+            width=24,
+            height=5,
+            links=[
+                data_link("Error groups (JSON)", f"{ROW_API}/api/v1/errors?sort=last_seen"),
+                data_link("Statistics (JSON)", f"{ROW_API}/api/v1/statistics"),
+                data_link("Patterns (JSON)", f"{ROW_API}/api/v1/patterns"),
+            ],
+        ),
+    ]
 
 
 def summary_row(q: Queries) -> list[PanelBuilder]:
@@ -51,23 +132,27 @@ def summary_row(q: Queries) -> list[PanelBuilder]:
         ),
         single_stat(
             "Error rate",
-            "Captured errors per second, all severities.",
+            "Captured errors per second, all severities. No absolute threshold: what is too "
+            "many depends on the traffic; the error ratio above is judged against the SLO.",
             PER_SECOND,
             query(q.error_rate(), "errors/s"),
-            steps=((None, "green"), (1, "orange"), (5, "red")),
+            steps=((None, "blue"),),
         ),
         single_stat(
             "Unique errors",
-            f"Distinct error groups known to the monitors ({q.metric('unique_errors')}).",
+            f"Distinct error groups known to the monitors ({q.metric('unique_errors')}): per "
+            "job its largest instance (the instances of a job share most groups), added up "
+            "over the jobs.",
             COUNT,
             query(q.unique_errors(), "unique errors"),
         ),
         single_stat(
             "Critical patterns",
-            "Error types whose recurrence the pattern detector rates critical.",
+            "Error types whose recurrence the pattern detector rates critical: a cause to look "
+            "at (ErrorExporterErrorPattern is a ticket), not an outage.",
             COUNT,
             query(q.critical_patterns(), "critical patterns"),
-            steps=((None, "green"), (1, "red")),
+            steps=((None, "green"), (1, "yellow")),
         ),
         single_stat(
             "Recovery success rate",
@@ -80,26 +165,30 @@ def summary_row(q: Queries) -> list[PanelBuilder]:
         ),
         single_stat(
             "Dropped reports",
-            "Error reports dropped per second by the monitor (all reasons).",
+            "Error reports lost per second by the monitor; not the drops by design "
+            "(store_evicted at the store's capacity, coalesced repeats), as the alert.",
             PER_SECOND,
             query(q.dropped_rate(), "dropped/s"),
-            steps=((None, "green"), (0.001, "red")),
+            steps=((None, "green"), (0.001, "orange")),
         ),
     ]
 
 
 def error_row(q: Queries) -> list[PanelBuilder]:
     return [
-        series(
-            "Error rate by severity",
-            "Captured errors per second by error severity (low/medium/high/critical).",
-            PER_SECOND,
-            [query(q.errors_by("severity"), "{{severity}}")],
-            stacked=True,
+        pin_colors(
+            series(
+                "Error rate by severity",
+                "Captured errors per second by error severity (low/medium/high/critical).",
+                PER_SECOND,
+                [query(q.errors_by("severity"), "{{severity}}")],
+                stacked=True,
+            ),
+            SEVERITY_COLORS,
         ),
         series(
             "Top error types",
-            "The 10 error types with the highest rate.",
+            "The 10 error types with the highest rate at the end of the range (a stable legend).",
             PER_SECOND,
             [query(q.top_error_types(), "{{error_type}}")],
             stacked=True,
@@ -110,21 +199,31 @@ def error_row(q: Queries) -> list[PanelBuilder]:
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("component"), "{{component}}")],
             stacked=True,
-        ),
+        ).data_links([drilldown_link("Drill down into ${__field.labels.component}", "component",
+                                     "${__field.labels.component}")]),
         series(
             "Error rate by plugin",
             'Captured errors per second by plugin ("(none)": not raised in a plugin).',
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("plugin"), "{{plugin}}")],
             stacked=True,
-        ),
+        ).data_links([drilldown_link("Drill down into ${__field.labels.plugin}", "plugin",
+                                     "${__field.labels.plugin}")]),
         series(
             "Error ratio by component / operation",
             "Share of the instrumented operations (capture(), @handle_errors) that failed.",
             RATIO,
             [query(q.operation_error_ratio(), "{{component}} / {{operation}}")],
             width=24,
-        ),
+        )
+        .thresholds(thresholds((None, "green"), (q.SLO_ERROR_BUDGET, "red")))
+        .thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.LINE
+            )
+        )
+        .data_links([drilldown_link("Drill down into ${__field.labels.component}", "component",
+                                    "${__field.labels.component}")]),
     ]
 
 
@@ -300,6 +399,40 @@ def resources_row(q: Queries) -> list[PanelBuilder]:
     ]
 
 
+def fleet_row(q: Queries) -> list[PanelBuilder]:
+    """Per job, from the fleet recording rules (alerts/fleet-rules.yml): cheap over hundreds of
+    instances, and what a global Prometheus federates. Empty where those rules are not loaded."""
+    return [
+        series(
+            "Error rate by job and component (fleet rules)",
+            "Errors per second per job and component over 5 minutes, read from "
+            "job_component:*errors:rate5m (alerts/fleet-rules.yml).",
+            PER_SECOND,
+            [query(q.fleet_errors_by_component(), "{{job}} {{component}}")],
+            stacked=True,
+            width=9,
+        ),
+        series(
+            "Latency p95 by job and component (fleet rules)",
+            "95th percentile of the operations' duration per job and component, read from "
+            "job_component:*operation_duration_seconds:p95_rate5m (alerts/fleet-rules.yml).",
+            SECONDS,
+            [query(q.fleet_latency_p95(), "{{job}} {{component}}")],
+            width=9,
+        ),
+        series(
+            "Exporter versions by job (fleet rules)",
+            "Instances per job and error-exporter version, read from "
+            "job_version:*monitor_instances:count (alerts/fleet-rules.yml).",
+            COUNT,
+            [query(q.fleet_exporter_versions(), "{{job}} {{version}}")],
+            stacked=True,
+            width=6,
+            legend_calcs=("lastNotNull",),
+        ).decimals(0),
+    ]
+
+
 def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
     q = Queries(namespace)
     builder = base_dashboard(
@@ -309,12 +442,28 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
         "Errors, sessions, patterns, plugins and recoveries of the applications instrumented "
         "with error-exporter. Alerts: alerts/rules.yml, runbook: alerts/runbook.md.",
     )
+    builder = builder.annotation(
+        dash.AnnotationQuery()
+        .name("Deploys")
+        .datasource(DS)
+        .expr(q.deploys())
+        .icon_color("blue")
+        .enable(True)
+    ).annotation(
+        dash.AnnotationQuery()
+        .name("Pages")
+        .datasource(DS)
+        .expr(q.pages())
+        .icon_color("red")
+        .enable(True)
+    )
     builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=last_seen"))
     builder = builder.link(api_link("Statistics (JSON)", "/api/v1/statistics"))
     builder = builder.link(api_link("Patterns (JSON)", "/api/v1/patterns"))
     return add_rows(
         builder,
         [
+            ("Service health", health_first_row(q)),
             ("Summary", summary_row(q)),
             ("Errors", error_row(q)),
             ("Patterns, plugins and recoveries", health_row(q)),
@@ -322,5 +471,6 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             ("Resources", resources_row(q)),
             # Last, so that the ids of the panels above stay what they were.
             ("New and regressed groups by version", release_row(q)),
+            ("Fleet (recording rules)", fleet_row(q)),
         ],
     )

@@ -267,12 +267,31 @@ def state_timeline(
 # ---------------------------------------------------------------------------- links
 
 
+# The exporter's JSON API on the instance of a clicked row / series: works whatever the
+# instance variable holds (All, several), unlike ${instance}.
+ROW_API = "${scheme}://${__data.fields.instance}"
+SERIES_API = "${scheme}://${__field.labels.instance}"
+DRILLDOWN = "/d/error-exporter-drilldown/error-exporter-drill-down"
+
+
+def drilldown_link(title: str, variable: str, value: str) -> dash.DashboardLink:
+    """A data link to the drill-down board with the clicked value selected, keeping the job,
+    instance and time range."""
+    return data_link(
+        title,
+        f"{DRILLDOWN}?${{job:queryparam}}&${{instance:queryparam}}&var-{variable}={value}"
+        "&${__url_time_range}",
+        new_tab=False,
+    )
+
+
 def api_link(title: str, path: str) -> dash.DashboardLink:
-    """A dashboard link to the exporter's JSON API on the selected instance."""
+    """A dashboard link to the exporter's JSON API on the selected instance (one instance
+    selected; the Instances table links to each instance whatever the selection)."""
     return (
         dash.DashboardLink(title)
         .type(model.DashboardLinkType.LINK)
-        .url(f"http://${{instance}}{path}")
+        .url(f"${{scheme}}://${{instance}}{path}")
         .icon("external link")
         .tooltip(f"JSON API: {path}")
         .target_blank(True)
@@ -281,8 +300,24 @@ def api_link(title: str, path: str) -> dash.DashboardLink:
     )
 
 
-def data_link(title: str, url: str) -> dash.DashboardLink:
-    return dash.DashboardLink(title).url(url).target_blank(True)
+def data_link(title: str, url: str, *, new_tab: bool = True) -> dash.DashboardLink:
+    return dash.DashboardLink(title).url(url).target_blank(new_tab)
+
+
+# Pinned colours: the same severity or outcome is the same colour on every panel.
+SEVERITY_COLORS = {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}
+OUTCOME_COLORS = {"ok": "green", "error": "red", "retry": "orange", "ignored": "text"}
+
+
+def fixed_color(color: str) -> list[model.DynamicConfigValue]:
+    return [config("color", {"mode": "fixed", "fixedColor": color})]
+
+
+def pin_colors(panel: timeseries.Panel, colors: Mapping[str, str]) -> timeseries.Panel:
+    """Override the colour of the series named (by legend) after each key of ``colors``."""
+    for name, color in colors.items():
+        panel = panel.override_by_name(name, fixed_color(color))
+    return panel
 
 
 # ---------------------------------------------------------------------------- dashboards
@@ -313,8 +348,17 @@ def common_variables(q: Queries) -> list[cogbuilder.Builder[model.VariableModel]
         .label("Data source")
         .type("prometheus")
         .current(model.VariableOption(selected=True, text="Prometheus", value="prometheus")),
-        query_variable("job", "Job", q.job_values()).current(all_selected()),
-        query_variable("instance", "Instance", q.instance_values()).current(all_selected()),
+        # "All" is `.*`, not the alternation of the values listed: it matches series without
+        # an instance (job-level alerts, fleet recording rules) and instances not listed yet.
+        query_variable("job", "Job", q.job_values()).all_value(".*").current(all_selected()),
+        query_variable("instance", "Instance", q.instance_values())
+        .all_value(".*")
+        .current(all_selected()),
+        # How Grafana's browser reaches the exporter's JSON API (links): https behind TLS.
+        dash.CustomVariable("scheme")
+        .label("API scheme")
+        .values("http,https")
+        .current(model.VariableOption(selected=True, text="http", value="http")),
     ]
 
 

@@ -98,6 +98,63 @@ class Queries:
     def pattern_severity(self) -> str:
         return self.select("error_pattern_severity")
 
+    # ------------------------------------------------------------------------ service health
+
+    # The error SLO of alerts/rules.yml: 99 % of instrumented operations succeed.
+    SLO_ERROR_BUDGET = 0.01
+    # Drops that are the monitor's design, not losses (the alerts ignore them too).
+    DROPS_BY_DESIGN = 'reason!~"store_evicted|coalesced"'
+
+    def error_ratio(self) -> str:
+        """Share of the instrumented operations that failed (the SLO's error ratio)."""
+        return f"sum({self.operation_errors}) / sum({self.operations})"
+
+    def budget_burn(self) -> str:
+        """The error ratio in units of the error budget: 1 spends it exactly in 30 days,
+        14.4 is the fast-burn page, 6 the slow-burn ticket."""
+        return f"({self.error_ratio()}) / {self.SLO_ERROR_BUDGET}"
+
+    def traffic(self) -> str:
+        return f"sum({self.operations})"
+
+    def latency(self, quantile: float) -> str:
+        buckets = self.scoped_rate("operation_duration_seconds_bucket")
+        return f"histogram_quantile({quantile}, sum by (le) ({buckets}))"
+
+    def firing_alerts(self, severity: str = "") -> str:
+        """Alerts firing now for the selection (Prometheus's ALERTS series); 0 when none."""
+        extra = f', severity="{severity}"' if severity else ""
+        return f'count(ALERTS{{alertstate="firing", {SEL}{extra}}}) or vector(0)'
+
+    def deploys(self) -> str:
+        """An app version that started in the last minute, per job (annotation): the monitor
+        creates a version's release counters when it starts running it."""
+        counter = self.select("error_groups_new_total")
+        return f"count by (job, app_version) ({counter} unless {counter} offset 1m)"
+
+    def pages(self) -> str:
+        """Critical alerts firing (annotation)."""
+        return f'ALERTS{{alertstate="firing", severity="critical", {SEL}}}'
+
+    def instances(self) -> str:
+        return f"max by (job, instance) ({self.select('monitor_info')})"
+
+    # ------------------------------------------------------------------------ fleet rules
+
+    def recorded(self, level: str, family: str, operation: str) -> str:
+        """A series of alerts/fleet-rules.yml (``level:<prefix>family:operation``), selected
+        like any other (instance=~"$instance" matches its absent instance when All is .*)."""
+        return f"{level}:{self.metric(family)}:{operation}{{{SEL}}}"
+
+    def fleet_errors_by_component(self) -> str:
+        return f"sum by (job, component) ({self.recorded('job_component', 'errors', 'rate5m')})"
+
+    def fleet_latency_p95(self) -> str:
+        return self.recorded("job_component", "operation_duration_seconds", "p95_rate5m")
+
+    def fleet_exporter_versions(self) -> str:
+        return self.recorded("job_version", "monitor_instances", "count")
+
     # ------------------------------------------------------------------------ variables
 
     def job_values(self) -> str:
@@ -125,21 +182,31 @@ class Queries:
         """Errors per second by instance, component, plugin, error type and severity."""
         return self.errors_by("instance", "component", "plugin", "error_type", "severity")
 
+    def _top(self, expr: str, label: str) -> str:
+        """The 10 series of ``expr`` (by ``label``) highest at the end of the range, over the
+        whole range: a plain topk() in a range query picks 10 per step, and the legend churns."""
+        at_end = expr.replace(f"[{RI}])", f"[{RI}] @ end())")
+        return f"{expr} and on ({label}) topk(10, {at_end})"
+
     def top_error_types(self) -> str:
-        return f"topk(10, {self.errors_by('error_type')})"
+        return self._top(self.errors_by("error_type"), "error_type")
 
     def errors_by_label_or_none(self, label: str) -> str:
         """Errors by component or plugin, the missing value shown as "(none)"."""
         return _none_label(label, self.errors_by(label))
 
     def top_errors_by_label_or_none(self, label: str) -> str:
-        return f"topk(10, {self.errors_by_label_or_none(label)})"
+        return self._top(self.errors_by_label_or_none(label), label)
 
     def unique_errors(self) -> str:
-        return f"sum({self.select('unique_errors')})"
+        """Distinct error groups per job, added up over the jobs: the instances of a job share
+        most groups (a shared store, the same code), so the job counts its largest instance
+        (a lower bound) rather than each group once per instance."""
+        return f"sum(max by (job) ({self.select('unique_errors')}))"
 
     def dropped_rate(self) -> str:
-        return f"sum({self.dropped})"
+        """Reports lost, per second: not the drops by design (store_evicted, coalesced)."""
+        return f"sum({self.rate('error_reports_dropped_total', self.DROPS_BY_DESIGN)})"
 
     def dropped_by_reason(self) -> str:
         return f"sum by (reason) ({self.dropped})"
@@ -160,9 +227,10 @@ class Queries:
         errors_seen = self.errors_by("error_type")
         return f"{self.pattern_severity_by_type()} and on (error_type) {errors_seen}"
 
-    def plugin_health(self, *, plugin_variable: bool = False) -> str:
+    def plugin_health(self, *, plugin_variable: bool = False, per_instance: bool = False) -> str:
         extra = 'plugin=~"$plugin"' if plugin_variable else ""
-        return f"max by (plugin) ({self.select('plugin_health', extra)})"
+        by = "instance, plugin" if per_instance else "plugin"
+        return f"max by ({by}) ({self.select('plugin_health', extra)})"
 
     # ------------------------------------------------------------------------ operations
 
@@ -175,6 +243,36 @@ class Queries:
 
     def operation_latency(self, quantile: float) -> str:
         buckets = self.scoped_rate("operation_duration_seconds_bucket")
+        return f"histogram_quantile({quantile}, sum by (component, operation, le) ({buckets}))"
+
+    # ------------------------------------------------------------------------ background jobs
+
+    # Celery and RQ tasks (exporter.integrations): each run is an operation of component
+    # "celery" or "rq" named after the task, outcome ok / error / retry / ignored; retries are
+    # also counted by error type in task_retries_total{component, operation, error_type}.
+    TASK_COMPONENTS = 'component=~"celery|rq"'
+
+    def task_runs(self, outcome: str) -> str:
+        """Runs per second of each task with the outcome(s) ``outcome`` (a regex)."""
+        runs = self.scoped_rate(
+            "operation_duration_seconds_count", f'{self.TASK_COMPONENTS}, outcome=~"{outcome}"'
+        )
+        return f"sum by (component, operation) ({runs})"
+
+    def task_retries(self) -> str:
+        """Retries per second of each task (task_retries_total has no plugin label)."""
+        retries = self.rate(
+            "task_retries_total", f'{self.TASK_COMPONENTS}, component=~"$component"'
+        )
+        return f"sum by (component, operation) ({retries})"
+
+    def task_failure_ratio(self) -> str:
+        """Failed share of each task's finished runs (ok or error; a retry or an ignored run is
+        not finished), as ErrorExporterTaskFailureRatioHigh computes it."""
+        return f"{self.task_runs('error')} / {self.task_runs('ok|error')}"
+
+    def task_latency(self, quantile: float) -> str:
+        buckets = self.scoped_rate("operation_duration_seconds_bucket", self.TASK_COMPONENTS)
         return f"histogram_quantile({quantile}, sum by (component, operation, le) ({buckets}))"
 
     # ------------------------------------------------------------------------ recoveries

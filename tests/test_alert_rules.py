@@ -298,22 +298,27 @@ def test_recorded_series_have_the_proven_labels(sample_prometheus: str) -> None:
 
 @pytest.mark.tools
 def test_alert_labels_on_real_prometheus(sample_prometheus: str) -> None:
-    """The sample has a pattern at level 2 and a degraded plugin: both fire with clean labels."""
+    """The sample has a degraded plugin and a critical error series that exists from the first
+    scrape (at 2: a counter child is born at its first increment, which increase() cannot
+    see): both fire with clean labels."""
 
     def firing() -> list[dict[str, Any]]:
         found = [a for a in alerts(sample_prometheus) if a["state"] == "firing"]
         names = {a["labels"]["alertname"] for a in found}
-        wanted = {"ErrorExporterErrorPattern", "ErrorExporterPluginDegraded"}
+        wanted = {"ErrorExporterCriticalErrors", "ErrorExporterPluginDegraded"}
         return found if wanted <= names else []
 
     by_name = {a["labels"]["alertname"]: a for a in wait_until(firing, 30, what="alerts firing")}
-    assert by_name["ErrorExporterErrorPattern"]["labels"] == {
-        "alertname": "ErrorExporterErrorPattern",
-        "severity": "warning",
+    critical = by_name["ErrorExporterCriticalErrors"]
+    assert critical["labels"] == {
+        "alertname": "ErrorExporterCriticalErrors",
+        "severity": "critical",
         "job": "error-exporter",
-        "instance": by_name["ErrorExporterErrorPattern"]["labels"]["instance"],
-        "error_type": "TimeoutError",
+        "instance": critical["labels"]["instance"],
+        "component": "db",
+        "error_type": "DatabaseError",
     }
+    assert "captured 2 critical DatabaseError errors" in critical["annotations"]["description"]
     degraded = by_name["ErrorExporterPluginDegraded"]
     assert degraded["labels"]["severity"] == "info"
     assert degraded["labels"]["plugin"] == "stripe"

@@ -109,6 +109,36 @@ ROUTE_CASES = [
         ],
         id="release-regressed",
     ),
+    pytest.param(
+        "critical",
+        ["alertname=ErrorExporterCrashLooping", "severity=critical", "job=error-exporter",
+         "instance=app:9718"],
+        id="crash-loop-pages",
+    ),
+    pytest.param(
+        "critical",
+        ["alertname=ErrorExporterTargetMissing", "severity=critical", "job=error-exporter"],
+        id="lost-targets-page",
+    ),
+    pytest.param(
+        "critical",
+        ["alertname=ErrorExporterNoLiveProcess", "severity=critical", "job=error-exporter",
+         "instance=app:9718"],
+        id="dead-workers-page",
+    ),
+    # A pattern is a cause: a ticket at most, never the pager.
+    pytest.param(
+        "warning",
+        ["alertname=ErrorExporterErrorPattern", "severity=warning", "job=error-exporter",
+         "instance=app:9718", "error_type=TimeoutError"],
+        id="pattern-is-a-ticket",
+    ),
+    pytest.param(
+        "warning",
+        ["alertname=ErrorExporterTaskFailureRatioHigh", "severity=warning", "job=worker",
+         "component=celery", "operation=send_email"],
+        id="task-failures-ticket",
+    ),
     pytest.param("default", ["alertname=Watchdog", "job=error-exporter"], id="no-severity"),
     pytest.param("default", ["alertname=Other", "severity=page"], id="unknown-severity"),
     # The *metric* severity vocabulary must not be routed as an alert severity by accident.
@@ -158,8 +188,96 @@ def test_every_alert_severity_has_a_route() -> None:
     assert severities <= routed
 
 
+def _route(receiver: str) -> dict[str, Any]:
+    route: dict[str, Any] = next(r for r in CONFIG["route"]["routes"] if r["receiver"] == receiver)
+    return route
+
+
+def test_grouping_is_by_incident_never_by_alert_name() -> None:
+    """One incident of a service is one notification: pages group per job, tickets per job and
+    component; alertname is never a grouping label (three alerts of one incident were three
+    pages). Release health keeps its per-version grouping."""
+    assert CONFIG["route"]["group_by"] == ["job", "component"]
+    assert _route("critical")["group_by"] == ["job"]
+    for route in CONFIG["route"]["routes"]:
+        if route["receiver"] != "release":
+            assert "alertname" not in route.get("group_by", [])
+
+
+def _inhibits(source: dict[str, str], target: dict[str, str]) -> bool:
+    """Whether an inhibit rule of the config silences ``target`` while ``source`` fires
+    (matchers of the forms label="v", label=~"re", label!="v", label!~"re")."""
+    import re
+
+    def matches(matcher: str, labels: dict[str, str]) -> bool:
+        found = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher)
+        assert found, matcher
+        name, op, value = found.groups()
+        have = labels.get(name, "")
+        return {
+            "=": have == value,
+            "!=": have != value,
+            "=~": re.fullmatch(value, have) is not None,
+            "!~": re.fullmatch(value, have) is None,
+        }[op]
+
+    for rule in CONFIG["inhibit_rules"]:
+        if (
+            all(matches(m, source) for m in rule["source_matchers"])
+            and all(matches(m, target) for m in rule["target_matchers"])
+            and all(source.get(k, "") == target.get(k, "") for k in rule["equal"])
+            # Alertmanager: an alert matching both sides never inhibits its likes.
+            and not (all(matches(m, target) for m in rule["source_matchers"])
+                     and all(matches(m, source) for m in rule["target_matchers"]))
+        ):
+            return True
+    return False
+
+
+JOB = {"job": "error-exporter"}
+DOWN = {**JOB, "alertname": "ErrorExporterDown", "severity": "critical", "instance": "a:1"}
+LOOP = {**JOB, "alertname": "ErrorExporterCrashLooping", "severity": "critical",
+        "instance": "a:1"}
+MISSING = {**JOB, "alertname": "ErrorExporterTargetMissing", "severity": "critical"}
+BURN = {**JOB, "alertname": "ErrorExporterErrorBudgetBurn", "severity": "critical",
+        "component": "checkout"}
+CRIT = {**JOB, "alertname": "ErrorExporterCriticalErrors", "severity": "critical",
+        "instance": "a:1", "component": "checkout", "error_type": "DBError"}
+RATE = {**JOB, "alertname": "ErrorExporterErrorRateHigh", "severity": "warning",
+        "component": "checkout"}
+PATTERN = {**JOB, "alertname": "ErrorExporterErrorPattern", "severity": "warning",
+           "instance": "a:1", "error_type": "DBError"}
+NEW_GROUP = {**JOB, "alertname": "ErrorExporterNewErrorGroup", "severity": "warning",
+             "app_version": "1.1.0", "release_scope": "fleet"}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "inhibited"),
+    [
+        (DOWN, CRIT, True),
+        (DOWN, PATTERN, True),
+        (DOWN, LOOP, True),
+        (DOWN, {**CRIT, "instance": "b:1"}, False),
+        (LOOP, CRIT, True),
+        (LOOP, DOWN, False),
+        (MISSING, BURN, True),
+        (MISSING, {**BURN, "job": "other"}, False),
+        (BURN, CRIT, True),
+        (BURN, RATE, True),
+        (BURN, {**CRIT, "component": "search"}, False),
+        (CRIT, RATE, True),
+        (CRIT, BURN, False),
+        ({**BURN, "severity": "critical"}, {**BURN, "severity": "warning"}, True),
+        # Release health is about a version, never silenced by a component's page.
+        (BURN, NEW_GROUP, False),
+        (DOWN, NEW_GROUP, False),
+    ],
+)
+def test_inhibition(source: dict[str, str], target: dict[str, str], inhibited: bool) -> None:
+    assert _inhibits(source, target) is inhibited
+
+
 def test_grouping_and_inhibition() -> None:
-    assert CONFIG["route"]["group_by"] == ["alertname", "job", "component"]
     critical_silences_warning = [
         rule
         for rule in CONFIG["inhibit_rules"]
@@ -247,11 +365,7 @@ def test_real_alertmanager_routes_inhibits_and_resolves(stack: PromStack) -> Non
     assert critical_alert["labels"] == critical
     body = next(b for b in hook.bodies if b.get("receiver") == "critical")
     assert body["version"] == "4"
-    assert body["groupLabels"] == {
-        "alertname": "ErrorExporterErrorBudgetBurn",
-        "job": "error-exporter",
-        "component": "checkout",
-    }
+    assert body["groupLabels"] == {"job": "error-exporter"}
 
     # While the critical alert fires, the warning it silences is never delivered (several
     # group intervals of 1 s pass before looking).
@@ -269,3 +383,36 @@ def test_real_alertmanager_routes_inhibits_and_resolves(stack: PromStack) -> Non
         30,
         what="the formerly inhibited warning",
     )
+
+
+@pytest.mark.tools
+def test_real_alertmanager_one_page_per_incident(stack: PromStack) -> None:
+    """One incident of a service: a component burns its budget fast, raises critical errors and
+    a pattern ticket; a target of the same job is down and its own alerts fire. The pager gets
+    one group (the job): the burn and the down target; the critical errors under the burn and
+    everything of the down target are silenced, and no ticket of the burning component is
+    sent."""
+    hook = stack.webhook()
+    am = stack.alertmanager(point_webhooks_at(load_yaml(AM_FILE), hook.url, group_wait="2s"))
+    api = f"{am.url}/api/v2/alerts"
+    down = {**DOWN, "instance": "b:1"}
+    under_down = {**CRIT, "instance": "b:1", "component": "search"}
+    # The symptoms go in first: Alertmanager inhibits only against alerts it already holds.
+    http_json(api, [_alert(BURN), _alert(down)])
+    wait_until(lambda: len(http_json(api)) == 2, 30, what="the symptom alerts")
+    http_json(api, [_alert(CRIT), _alert(RATE), _alert(under_down)])
+    wait_until(lambda: _delivered(hook, "critical", "firing"), 30, what="the page")
+    time.sleep(4)  # several group intervals (1 s): anything else would have been sent
+
+    pages = [b for b in hook.bodies if b.get("receiver") == "critical"]
+    assert {b["groupKey"] for b in pages} == {pages[0]["groupKey"]}, "one incident, one group"
+    assert all(b["groupLabels"] == {"job": "error-exporter"} for b in pages)
+    paged = {a["labels"]["alertname"] + "/" + a["labels"].get("instance", "")
+             for b in pages for a in b["alerts"]}
+    assert paged == {"ErrorExporterErrorBudgetBurn/", "ErrorExporterDown/b:1"}
+    assert _delivered(hook, "warning", "firing") == []
+    states = {a["labels"]["alertname"] + "/" + a["labels"].get("instance", ""):
+              a["status"]["state"] for a in http_json(api)}
+    assert states["ErrorExporterCriticalErrors/a:1"] == "suppressed"
+    assert states["ErrorExporterCriticalErrors/b:1"] == "suppressed"
+    assert states["ErrorExporterErrorRateHigh/"] == "suppressed"

@@ -34,11 +34,24 @@ from support.grafana import (
     variables,
 )
 from support.promql import counters_read_raw, matchers, selectors, walk
-from support.promstack import PromStack, query, wait_until
+from support.promstack import PromStack, dump_yaml, query, shorten_rule_for, wait_until
 from support.sample_exporter import static_exporter
 from support.tools import require_tool
 
+ROOT = DASHBOARD_DIR.parent
 DASHBOARDS = load_dashboards()
+
+
+def load_alerts_build() -> Any:
+    """alerts/build.py (renders the rules for a namespace)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alerts_build", ROOT / "alerts" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 ALL_TARGETS = [t for d in DASHBOARDS.values() for t in targets(d)]
 ALL_PANELS = [(d["uid"], p) for d in DASHBOARDS.values() for p in panels(d)]
 EXPECTED_UIDS = {
@@ -387,9 +400,36 @@ def test_drilldown_capture_path_queries_filter_component_and_plugin() -> None:
         for selector in selectors(parsed(target)):
             if str(selector.name) not in scoped:
                 continue
-            names = {m.name: m.value for m in matchers(selector)}
-            assert names.get("component") == "$component", f"{target.name}: {selector}"
-            assert names.get("plugin") == "$plugin", f"{target.name}: {selector}"
+            # A panel may narrow the selection further (Background jobs: component=~"celery|rq").
+            names: dict[str, set[str]] = {}
+            for m in matchers(selector):
+                names.setdefault(m.name, set()).add(m.value)
+            assert "$component" in names.get("component", set()), f"{target.name}: {selector}"
+            assert "$plugin" in names.get("plugin", set()), f"{target.name}: {selector}"
+
+
+def test_background_jobs_row_counts_as_the_task_alert() -> None:
+    """The Background jobs row reads only Celery/RQ tasks, per task, and its failure ratio is
+    the alert's: failed runs over finished runs (ok or error; retries and ignored runs are not
+    finished). Its panels are proven on the contract sample's synthetic Celery/RQ series (the
+    demo runs no task): test_every_target_returns_data_for_the_contract_sample."""
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    titles = [p["title"] for p in board["panels"]]
+    row = titles.index("Background jobs")
+    assert titles[row + 1:row + 4] == [
+        "Task failures and retries", "Task duration percentiles", "Task failure ratio",
+    ]
+    by_title = {p["title"]: p for p in board["panels"]}
+    for title in titles[row + 1:row + 4]:
+        for target in by_title[title]["targets"]:
+            assert 'component=~"celery|rq"' in target["expr"], (title, target["expr"])
+            assert "by (component, operation" in target["expr"], (title, target["expr"])
+    legends = [t["legendFormat"] for t in by_title["Task duration percentiles"]["targets"]]
+    assert legends == ["{{operation}} p50", "{{operation}} p95", "{{operation}} p99"]
+    ratio = by_title["Task failure ratio"]["targets"][0]["expr"]
+    numerator, _, denominator = ratio.partition(" / ")
+    assert 'outcome=~"error"' in numerator and 'outcome=~"ok|error"' in denominator
+    assert "app_task_retries_total" in by_title["Task failures and retries"]["targets"][1]["expr"]
 
 
 def test_overview_covers_every_metric_family() -> None:
@@ -443,10 +483,16 @@ def test_every_target_returns_data_for_the_contract_sample(
             name: json.loads(text) for name, text in built.items() if name in DASHBOARD_FILES
         }
     scrape = 1.0
+    # The fleet row reads alerts/fleet-rules.yml (rendered for the namespace), evaluated every
+    # second.
+    fleet = load_alerts_build().build_all(namespace)["fleet-rules.yml"]
+    fleet_rules = dump_yaml(shorten_rule_for(yaml.safe_load(fleet), "2s"),
+                            tmp_path / "fleet-rules.yml")
     with static_exporter() as port, PromStack(tmp_path) as stack:
         prom = stack.prometheus(
             {
-                "global": {"scrape_interval": "1s"},
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(fleet_rules)],
                 "scrape_configs": [
                     {
                         "job_name": "error-exporter",
@@ -463,6 +509,12 @@ def test_every_target_returns_data_for_the_contract_sample(
             30,
             what="six scrapes",
         )
+        prefix = f"{namespace}_" if namespace else ""
+        wait_until(
+            lambda: query(prom.url, f"job_component:{prefix}errors:rate5m"),
+            30,
+            what="the fleet rules evaluated",
+        )
         outcomes = []
         for board in boards.values():
             outcomes += run_targets(
@@ -475,3 +527,120 @@ def test_every_target_returns_data_for_the_contract_sample(
     assert len(outcomes) == len(ALL_TARGETS)
     failures = describe_failures(outcomes)
     assert not failures, "targets without data:\n" + failures
+
+
+# ------------------------------------------------------------------- on-call use (issue 25)
+
+
+def test_overview_first_row_answers_health_what_broke_since_when_which_version() -> None:
+    board = DASHBOARDS["error-exporter-overview.json"]
+    titles = [p["title"] for p in board["panels"]]
+    assert titles[:9] == [
+        "Service health", "Error ratio (SLO 99 %)", "Error budget burn", "Traffic",
+        "Latency p95", "Firing alerts", "App versions", "Instances", "Summary",
+    ]
+    by_title = {p["title"]: p for p in board["panels"]}
+    assert "ALERTS{" in by_title["Firing alerts"]["targets"][0]["expr"]
+    # Relative thresholds: the ratio against the budget, no absolute error-rate colours.
+    steps = by_title["Error ratio (SLO 99 %)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 0.01, 0.144]
+    rate_steps = by_title["Error rate"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["color"] for s in rate_steps] == ["blue"]
+    # Not red in normal operation: a pattern is a cause, drops by design are left out.
+    for title in ("Critical patterns", "Dropped reports"):
+        colors = [s["color"] for s in
+                  by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        assert "red" not in colors, title
+    assert 'reason!~"store_evicted|coalesced"' in by_title["Dropped reports"]["targets"][0]["expr"]
+    # Since when: deploys (a version's release counters are born) and pages as annotations.
+    annotations = {a["name"]: a["expr"] for a in board["annotations"]["list"]}
+    assert set(annotations) == {"Deploys", "Pages"}
+    for expr in annotations.values():
+        parsed_expr = pp.parse(substitute_macros(expr, **MACRO_SENTINELS))
+        assert counters_read_raw(parsed_expr) == []
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_fleet_variables_have_an_all_value(name: str) -> None:
+    """All is .*: it matches series without an instance (job-level alerts) too."""
+    found = variables(DASHBOARDS[name])
+    for var in ("job", "instance"):
+        assert found[var]["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("name", DASHBOARD_FILES)
+def test_links_work_for_any_instance_and_scheme(name: str) -> None:
+    """No link reads ${instance} for a clicked value (it is All or several); panel links read
+    the clicked row's or series' instance; every API link has the scheme variable."""
+    text = json.dumps(DASHBOARDS[name])
+    assert "http://" not in text
+    board = DASHBOARDS[name]
+    for panel in panels(board):
+        links = panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
+        for link in links:
+            assert "${instance}" not in link["url"], (panel["title"], link["url"])
+            if "/api/v1/" in link["url"]:
+                assert link["url"].startswith("${scheme}://"), link["url"]
+
+
+def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
+    board = DASHBOARDS["error-exporter-overview.json"]
+    by_title = {p["title"]: p for p in board["panels"]}
+    for title, variable in (("Error rate by component", "component"),
+                            ("Error rate by plugin", "plugin"),
+                            ("Error ratio by component / operation", "component")):
+        (link,) = by_title[title]["fieldConfig"]["defaults"]["links"]
+        assert link["url"].startswith("/d/error-exporter-drilldown/")
+        assert f"var-{variable}=${{__field.labels.{variable}}}" in link["url"]
+        assert "${job:queryparam}" in link["url"] and "${__url_time_range}" in link["url"]
+
+
+@pytest.mark.parametrize(
+    ("board", "title", "colors"),
+    [
+        ("error-exporter-overview.json", "Error rate by severity",
+         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
+        ("error-exporter-drilldown.json", "Error rate by severity",
+         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
+        ("error-exporter-drilldown.json", "Operations by outcome",
+         {"ok": "green", "error": "red", "retry": "orange", "ignored": "text"}),
+    ],
+)
+def test_colours_are_pinned_by_severity_and_outcome(
+    board: str, title: str, colors: dict[str, str]
+) -> None:
+    panel = next(p for p in panels(DASHBOARDS[board]) if p["title"] == title)
+    pinned = {
+        o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+        for o in panel["fieldConfig"]["overrides"]
+        if o["matcher"]["id"] == "byName"
+    }
+    assert pinned == colors
+
+
+def test_drilldown_latency_has_p50_p95_p99() -> None:
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    panel = next(p for p in panels(board) if p["title"] == "Operation latency")
+    assert [t["expr"].split(",")[0] for t in panel["targets"]] == [
+        "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99",
+    ]
+
+
+@pytest.mark.parametrize("target", [t for t in ALL_TARGETS if "topk(" in t.expr], ids=target_id)
+def test_topk_picks_its_series_once_per_range(target: Target) -> None:
+    """topk() in a range query ranks at every step (the legend churns): the panels rank once,
+    at the end of the range, and draw those series over the whole range."""
+    assert "@ end()" in target.expr and " and on (" in target.expr
+
+
+
+def test_fleet_row_reads_the_fleet_recording_rules() -> None:
+    """The fleet recording rules are used by panels, and every recorded series a panel reads
+    is one of alerts/fleet-rules.yml."""
+    fleet = yaml.safe_load((ROOT / "alerts" / "fleet-rules.yml").read_text())
+    records = {r["record"] for g in fleet["groups"] for r in g["rules"]}
+    board = DASHBOARDS["error-exporter-overview.json"]
+    used = {str(s.name) for t in targets(board) for s in selectors(parsed(t))
+            if ":" in str(s.name)}
+    assert len(used) == 3
+    assert used <= records

@@ -39,6 +39,8 @@ def _sample() -> str:
         'app_errors_total{error_type="DatabaseError",component="db",plugin="",'
         'severity="critical"} 2',
         'app_errors_total{error_type="KeyError",component="",plugin="cache",severity="medium"} 7',
+        'app_errors_total{error_type="SMTPServerDisconnected",component="celery",plugin="celery",'
+        'severity="high"} 4',
     )
     family(
         "app_error_recoveries_total",
@@ -72,6 +74,35 @@ def _sample() -> str:
             {"0.1": 1, "1.0": 4, "+Inf": 5},
             3.0,
         ),
+        # Background jobs (the Celery / RQ integrations; not in docs/contracts.md yet): each
+        # task run is an operation of component celery or rq named after the task. The demo
+        # runs no task: the drill-down's "Background jobs" row is proven on these series.
+        *[
+            line
+            for outcome, buckets, total in (
+                ("ok", {"0.1": 10, "1.0": 38, "10.0": 40, "+Inf": 40}, 22.0),
+                ("error", {"0.1": 0, "1.0": 3, "10.0": 4, "+Inf": 4}, 5.5),
+                ("retry", {"0.1": 1, "1.0": 6, "10.0": 6, "+Inf": 6}, 3.1),
+            )
+            for line in _histogram(
+                "app_operation_duration_seconds",
+                f'component="celery",plugin="celery",operation="send_email",outcome="{outcome}"',
+                buckets,
+                total,
+            )
+        ],
+        *_histogram(
+            "app_operation_duration_seconds",
+            'component="rq",plugin="rq",operation="nightly_report",outcome="ok"',
+            {"0.1": 0, "1.0": 0, "10.0": 2, "+Inf": 2},
+            9.0,
+        ),
+    )
+    family(
+        "app_task_retries_total",
+        "counter",
+        'app_task_retries_total{component="celery",operation="send_email",'
+        'error_type="SMTPServerDisconnected"} 6',
     )
     family(
         "app_error_reports_dropped_total",
