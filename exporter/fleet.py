@@ -182,6 +182,29 @@ def discover(prometheus: str, job: str, timeout: float = DEFAULT_TARGET_TIMEOUT)
     return sorted(targets, key=lambda t: t.instance)
 
 
+def refuse_shared_store(prometheus: str, job: str,
+                        timeout: float = DEFAULT_TARGET_TIMEOUT) -> None:
+    """Raise FleetError when ``job`` writes a shared store (``store_url``): each of its
+    instances already answers for the whole fleet, so summing them would count every
+    error once per instance. Any one instance (``--url``) or the store (``--store``) is
+    the fleet's picture then."""
+    client = ApiClient(prometheus, token="", timeout=timeout)
+    quoted = job.replace("\\", "\\\\").replace('"', '\\"')
+    query = f'{{__name__=~".+_monitor_store_info", release_scope="fleet", job="{quoted}"}}'
+    try:
+        payload = client.get_object("/api/v1/query", {"query": query})
+    except ApiError:
+        return  # an older Prometheus or a failed query: the targets say the rest
+    data = payload.get("data")
+    found = data.get("result") if isinstance(data, dict) else None
+    if isinstance(found, list) and found:
+        raise FleetError(
+            f"job {job!r} writes a shared store (store_url): any one of its instances "
+            "already shows the whole fleet; read one with --url, or the store with --store "
+            "URL (summing the instances would count each error once per instance)",
+            "a shared store: read one instance")
+
+
 # -- fetching -------------------------------------------------------------------------
 
 

@@ -461,3 +461,42 @@ def test_merge_copes_with_epoch_floats_and_iso_strings() -> None:
     assert e1["affected_users"] == 3
     assert to_epoch(merged["e2"]["first_occurrence"]) == 0.0
     assert list(merged) == ["e1", "e2"]  # most frequent first
+
+
+def test_a_job_that_writes_a_shared_store_is_not_summed(tmp_path: Path) -> None:
+    """Each instance of an app with a shared store answers for the whole fleet: the fleet
+    view refuses to add them up (it would count each error once per instance) and says
+    how to read it instead."""
+    require_tool("prometheus")
+    body = (b"# TYPE app_monitor_store_info gauge\n"
+            b'app_monitor_store_info{backend="postgresql",release_scope="fleet"} 1\n')
+
+    class SharedStoreApp(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SharedStoreApp)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with PromStack(tmp_path) as promstack:
+            prometheus = promstack.prometheus({
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [{"job_name": "shop", "static_configs": [
+                    {"targets": [f"127.0.0.1:{server.server_address[1]}"]}]}],
+            })
+            wait_until(lambda: query(prometheus.url, 'app_monitor_store_info{job="shop"}'),
+                       timeout=90, what="the store info scraped")
+            done = run_cli("analyze", "--prometheus", prometheus.url, "--job", "shop")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == fleet.EXIT_FAILED, done.stderr
+    assert "writes a shared store" in done.stderr and "--url" in done.stderr

@@ -93,6 +93,7 @@ def collect(args: argparse.Namespace, filters: dict[str, Any] | None = None,
     job = args.job or fleet.DEFAULT_JOB
     timeout = args.target_timeout or fleet.DEFAULT_TARGET_TIMEOUT
     targets = fleet.discover(args.prometheus, job, timeout=max(timeout, 10.0))
+    fleet.refuse_shared_store(args.prometheus, job, timeout=max(timeout, 10.0))
     with TargetProgress(targets, args.prometheus, job) as progress:
         results = fleet.fetch_all(targets, args.token, timeout, filters, limit, page_size,
                                   on_start=progress.start, on_done=progress.done,
