@@ -554,6 +554,7 @@ def test_prometheus_query_exemplars_returns_the_trace_id(
         error_id = record(monitor, Traced("after the first scrape"), component="api",
                           severity="critical")
     trace_id, _ = span_ids(finished.get_finished_spans()[0])
+    outside_id = record(monitor, Outside("after the first scrape"))  # no span, no trace
 
     def newest_has_the_trace() -> bool:
         series = query_exemplars(prom.url, 'app_errors_total{error_type="Traced"}', started,
@@ -562,7 +563,14 @@ def test_prometheus_query_exemplars_returns_the_trace_id(
         return newest is not None and newest["labels"] == {"error_id": error_id,
                                                            "trace_id": trace_id}
 
+    def newest_outside() -> bool:
+        series = query_exemplars(prom.url, 'app_errors_total{error_type="Outside"}', started,
+                                 time.time() + 5)
+        newest = newest_exemplar(series)
+        return newest is not None and newest["labels"]["error_id"] == outside_id
+
     wait_until(newest_has_the_trace, timeout=30, what=f"exemplar trace_id={trace_id}")
+    wait_until(newest_outside, timeout=30, what="the untraced error's exemplar")
     series = query_exemplars(prom.url, "app_errors_total", started, time.time() + 5)
     by_type = {s["seriesLabels"]["error_type"]: s["exemplars"] for s in series}
     assert [e["labels"] for e in by_type["Traced"]] == [
