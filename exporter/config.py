@@ -35,6 +35,8 @@ OTHER_ENV_NAMES = frozenset({
     # the stack's database (docker-compose.yml, deploy/): the app role's password and name
     ENV_PREFIX + "DB_PASSWORD",
     ENV_PREFIX + "DB",
+    # the stack's scrape password (docker-compose.yml, deploy/tls-init.py)
+    ENV_PREFIX + "SCRAPE_PASSWORD",
     # the command line's TLS and basic auth client settings (exporter/cli/client.py)
     ENV_PREFIX + "CA_FILE",
     ENV_PREFIX + "CLIENT_CERT_FILE",
