@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ import pytest
 from support.promstack import free_port, http_get, http_json, wait_until
 
 from exporter import ErrorMonitor
-from exporter.demo.workload import COMPONENTS, PLUGINS, Workload, next_version
+from exporter.demo.workload import (
+    COMPONENTS,
+    JOB_COMPONENT,
+    JOB_MAX_RETRIES,
+    JOB_TASKS,
+    PLUGINS,
+    BackgroundJobs,
+    Workload,
+    next_version,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -304,3 +314,92 @@ def test_the_banner_announces_no_deploy_that_will_not_happen(
     assert "API:" in banner
     assert "deploys" not in banner and "new_in" not in banner
     assert "LaunchControlError" not in done.stdout
+
+
+# -- the background jobs (the drill-down's Background jobs row) ---------------------------------
+
+
+def test_background_jobs_are_units_of_work_with_every_outcome(monitor: ErrorMonitor) -> None:
+    """The demo's jobs are timed and reported as the Celery integration reports a task."""
+    jobs = BackgroundJobs(monitor, seed=0, sleep=lambda seconds: None)
+    outcomes = Counter(jobs.run_one() for _ in range(600))
+    assert monitor.flush(timeout=10)
+    assert set(outcomes) == {"ok", "error", "retry", "ignored"}
+    assert outcomes["ok"] > outcomes["error"] + outcomes["retry"] + outcomes["ignored"]
+
+    registry = monitor.registry
+    names = {t.name for t in JOB_TASKS}
+    assert names == {"reports.build", "emails.send", "billing.charge"}
+    runs: Counter[tuple[str, str]] = Counter()
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "app_operation_duration_seconds_count" \
+                    and sample.labels["component"] == JOB_COMPONENT:
+                runs[sample.labels["operation"], sample.labels["outcome"]] += int(sample.value)
+    assert {operation for operation, _ in runs} == names
+    assert {outcome for _, outcome in runs} == {"ok", "error", "retry", "ignored"}
+    for outcome in ("ok", "error", "retry", "ignored"):
+        assert sum(n for (_, o), n in runs.items() if o == outcome) == outcomes[outcome]
+    assert all(runs[name, "ok"] > 0 and runs[name, "error"] > 0 for name in names)
+    assert JOB_COMPONENT in ("celery", "rq"), "the Background jobs row selects celery|rq"
+
+    # Retries: counted with their cause, as the Celery integration counts them.
+    retries = {
+        (sample.labels["operation"], sample.labels["error_type"]): sample.value
+        for family in registry.collect() for sample in family.samples
+        if sample.name == "app_task_retries_total"
+    }
+    assert set(retries) == {("emails.send", "SMTPServerDisconnected"),
+                            ("billing.charge", "TimeoutError")}
+    assert sum(retries.values()) == outcomes["retry"]
+
+    # Failures: app_errors_total of the component, and the task's context on the report.
+    assert sample_sum(registry, "app_errors_total", component=JOB_COMPONENT) == outcomes["error"]
+    groups = [g for g in monitor.list_groups() if g["component"] == JOB_COMPONENT]
+    assert {g["error_type"] for g in groups} == {
+        "KeyError", "ValueError", "SMTPServerDisconnected", "TimeoutError"}
+    for group in groups:
+        detail = monitor.get_group(group["error_id"])
+        assert detail is not None
+        report = detail["report"]
+        task = report["context"]["task"]
+        assert task["name"] == report["operation"] in names
+        assert task["id"].startswith(task["queue"] + "-")
+        assert report["breadcrumbs"][0]["action"] == f"task {task['name']}"
+    given_up = [g for g in groups if g["error_type"] == "SMTPServerDisconnected"]
+    assert monitor.get_group(given_up[0]["error_id"])["report"]["context"]["task"][
+        "retries"] == JOB_MAX_RETRIES
+
+
+def test_the_jobs_run_beside_the_app_and_stop_with_it(monitor: ErrorMonitor) -> None:
+    workload = Workload(monitor, rate=50, seed=0, jobs_rate=50)
+    workload.run(threading.Event(), duration=2.0)
+    assert monitor.flush(timeout=10)
+    jobs = workload.jobs
+    assert jobs is not None and jobs.counts["ok"] > 0 and jobs.counts["job_failures"] == 0
+    assert not [t for t in threading.enumerate() if t.name == "demo-jobs"]
+    # Real durations: each task sleeps its run time.
+    seconds = {
+        s.labels["operation"]: s.value for f in monitor.registry.collect() for s in f.samples
+        if s.name == "app_operation_duration_seconds_sum" and s.labels["outcome"] == "ok"
+        and s.labels["component"] == JOB_COMPONENT
+    }
+    assert seconds and all(v > 0 for v in seconds.values())
+    assert monitor.get_statistics()["sessions"]["active"] == 1
+    assert Workload(monitor, storm=True).jobs is None
+
+
+def test_a_deploy_primes_the_job_failures_so_none_is_new_in_it() -> None:
+    mon = make_monitor(app_version="1.0.0")
+    mon.start()
+    try:
+        workload = Workload(mon, rate=1000, seed=5)
+        workload.deploy()
+        workload.close()
+        assert mon.flush(timeout=10)
+        jobs = [g for g in mon.list_groups() if g["component"] == JOB_COMPONENT]
+        assert len(jobs) == 4 and all(g["first_seen_version"] == "1.0.0" for g in jobs)
+        assert [g["error_type"] for g in mon.list_groups(new_in="1.1.0")] == [
+            "LaunchControlError"]
+    finally:
+        mon.stop()

@@ -11,6 +11,11 @@ way release health is shown: a group seen so far is resolved ("fixed in the next
 the monitor switches to the next app version, and the new version raises an error type no
 earlier version raised (new in that version) and the resolved error again (a regression).
 
+Beside the app a worker thread runs background jobs (``reports.build``, ``emails.send``,
+``billing.charge``; :class:`BackgroundJobs`) the way the Celery integration reports tasks:
+each run a unit of work with outcome ok, error, retry or ignored, retries counted with their
+cause, so the drill-down's Background jobs row and the task alert have data.
+
 The errors are really raised from a handful of distinct functions, so the monitor's
 grouping by traceback yields distinct groups with real file:line locations.
 """
@@ -157,6 +162,219 @@ LAUNCH_CONTROL = Operation("launch_control", "ECUControl", "", arm_launch_contro
 CRASH_SHARE = 0.2  # of the gaps between sessions, filled by a short session that crashes
 
 
+# -- the background jobs: a Celery worker's tasks, without Celery ------------------------
+
+# The demo's jobs stand in for a Celery worker's tasks: they are timed and reported as the
+# Celery integration reports a task (a WorkScope of component "celery" named after the task,
+# outcome ok / error / retry / ignored, retries in app_task_retries_total), so that the
+# drill-down's Background jobs row and ErrorExporterTaskFailureRatioHigh, which select
+# component=~"celery|rq", show them. No Celery (nor a broker) is involved.
+JOB_COMPONENT = "celery"
+JOB_MECHANISM = "demo_jobs"
+JOB_MAX_RETRIES = 2
+
+
+class SMTPServerDisconnected(ConnectionError):
+    """The mail relay hung up: the email task asks to run again later."""
+
+
+class CardDeclined(Exception):
+    """An expected outcome of a charge (Celery's ``task.throws``): ignored, not an error."""
+
+
+class JobRetry(Exception):
+    """A task asking to run again later (Celery's ``Task.retry``), with its cause."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"retry: {cause!r}")
+        self.cause = cause
+
+
+def build_report(rng: random.Random, fate: str, sleep: Callable[[float], Any]) -> int:
+    """reports.build: slow; now and then the export it reads lacks a column (a real bug)."""
+    sleep(rng.uniform(0.15, 0.8))
+    rows = {"date": 1, "amount": 2, "region": 3}
+    if fate == "error":
+        del rows["region"]
+    return rows["region"] * rng.randrange(100, 5000)
+
+
+def send_email(rng: random.Random, fate: str, sleep: Callable[[float], Any]) -> str:
+    """emails.send: fast; the relay drops the connection now and then (retried, and after
+    the last retry the task fails of it)."""
+    sleep(rng.uniform(0.01, 0.12))
+    if fate == "retry":
+        try:
+            raise SMTPServerDisconnected("mail relay smtp.example closed the connection")
+        except SMTPServerDisconnected as exc:
+            raise JobRetry(exc) from exc
+    return f"<{rng.randrange(10**8)}@mail.example>"
+
+
+def charge_card(rng: random.Random, fate: str, sleep: Callable[[float], Any]) -> float:
+    """billing.charge: the gateway times out now and then (retried), cards are declined
+    (ignored) and, rarely, an invoice has an amount the gateway refuses (an error)."""
+    sleep(rng.uniform(0.05, 0.4))
+    if fate == "retry":
+        try:
+            raise TimeoutError("payment gateway did not answer within 10 s")
+        except TimeoutError as exc:
+            raise JobRetry(exc) from exc
+    if fate == "ignored":
+        raise CardDeclined("card declined: insufficient funds")
+    amount = rng.uniform(5, 500)
+    if fate == "error":
+        raise ValueError(f"invoice amount {-amount:.2f} must be positive")
+    return amount
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """A task of the demo's worker: its function, queue and the odds of each outcome."""
+
+    name: str
+    queue: str
+    func: Callable[..., Any]
+    odds: tuple[tuple[str, float], ...]  # (outcome, probability); the rest is "ok"
+    weight: float  # its share of the jobs
+
+
+JOB_TASKS = (
+    # Fails about 15 % of its runs: over ErrorExporterTaskFailureRatioHigh's 10 %, so the
+    # alert fires on a demo left running (for: 10m).
+    JobTask("reports.build", "reports", build_report, (("error", 0.15),), 0.25),
+    JobTask("emails.send", "emails", send_email, (("retry", 0.12),), 0.45),
+    JobTask("billing.charge", "billing", charge_card,
+            (("retry", 0.06), ("ignored", 0.1), ("error", 0.03)), 0.3),
+)
+
+
+@dataclass
+class _Job:
+    task: JobTask
+    task_id: str
+    args: dict[str, Any]
+    retries: int = 0
+
+
+class BackgroundJobs:
+    """A worker thread's loop of background jobs, each a unit of work (``WorkScope``).
+
+    A job that asks to be retried counts a retry with its cause (``count_task_retry``) and
+    runs again a little later; after ``JOB_MAX_RETRIES`` it fails of its cause instead. A
+    declined card is an expected outcome (``ignored``). The unit's error carries the task's
+    context (id, name, queue, retries, args). ``sleep`` is how a task spends its (real)
+    duration: ``run`` waits on its stop event, a test may pass a no-op.
+    """
+
+    def __init__(self, monitor: Any, seed: int = 0,
+                 sleep: Callable[[float], Any] | None = None) -> None:
+        self.monitor = monitor
+        self.rng = random.Random(seed)
+        self.sleep: Callable[[float], Any] = sleep or time.sleep
+        self.counts: Counter[str] = Counter()
+        self._retries: list[_Job] = []
+        self._next_id = 0
+        # Held while a job runs: the deploy primes the failures with it (see prime_failures).
+        self.lock = threading.Lock()
+        self.failed: set[tuple[str, str]] = set()  # (task, fate): the failures seen
+
+    def run(self, stop_event: threading.Event, rate: float = 4.0) -> None:
+        """Runs jobs until ``stop_event`` is set, about ``rate`` a second; never raises."""
+        self.sleep = stop_event.wait
+        while not stop_event.is_set():
+            try:
+                self.run_one()
+            except Exception:  # a demo must outlive a bug in what it demonstrates
+                self.counts["job_failures"] += 1
+            stop_event.wait(self.rng.uniform(0.0, 0.5) / rate)
+
+    def run_one(self) -> str:
+        """Runs the next job (a due retry first); returns its outcome."""
+        if self._retries and (len(self._retries) > 3 or self.rng.random() < 0.5):
+            job = self._retries.pop(0)
+        else:
+            task = self.rng.choices(JOB_TASKS, weights=[t.weight for t in JOB_TASKS])[0]
+            job = self._new_job(task)
+        fate = self._fate(job)
+        with self.lock:
+            return self._execute(job, fate)
+
+    def prime_failures(self) -> None:
+        """Fails once each way a task can fail (its error, its last retry) that has not
+        failed yet, so that the jobs' error groups exist before a deploy: the deploy's new
+        error group stays the only one new in the next version."""
+        with self.lock:
+            for task in JOB_TASKS:
+                for fate, _ in task.odds:
+                    if fate in ("error", "retry") and (task.name, fate) not in self.failed:
+                        job = self._new_job(task)
+                        job.retries = JOB_MAX_RETRIES  # a retry now gives up: an error
+                        self._execute(job, fate, sleep=lambda seconds: None)
+
+    def _new_job(self, task: JobTask) -> _Job:
+        self._next_id += 1
+        rng = self.rng
+        args: dict[str, Any] = {
+            "reports.build": lambda: {"report": rng.choice(["sales", "churn", "usage"]),
+                                      "month": f"2026-{rng.randrange(1, 13):02d}"},
+            "emails.send": lambda: {"template": rng.choice(["welcome", "invoice", "reset"]),
+                                    "to": f"{rng.choice(USERS)}@example.com"},
+            "billing.charge": lambda: {"invoice": f"INV-{rng.randrange(10000, 99999)}"},
+        }[task.name]()
+        return _Job(task, f"{task.queue}-{self._next_id:06d}", args)
+
+    def _fate(self, job: _Job) -> str:
+        if job.retries:  # the cause of the retry is often still there
+            return "retry" if self.rng.random() < 0.5 else "ok"
+        roll = self.rng.random()
+        for outcome, odds in job.task.odds:
+            if roll < odds:
+                return outcome
+            roll -= odds
+        return "ok"
+
+    def _execute(self, job: _Job, fate: str, sleep: Callable[[float], Any] | None = None) -> str:
+        from exporter.integrations.scope import WorkScope
+
+        task = job.task
+        scope = WorkScope(
+            self.monitor, component=JOB_COMPONENT, operation=task.name,
+            breadcrumb=f"task {task.name}",
+            breadcrumb_data={"task_id": job.task_id, "queue": task.queue},
+            category="task", mechanism=JOB_MECHANISM,
+            describe=lambda: {"task": {"id": job.task_id, "name": task.name,
+                                       "queue": task.queue, "retries": job.retries,
+                                       "args": dict(job.args)}},
+        )
+        outcome = "ok"
+        scope.begin()
+        try:
+            task.func(self.rng, fate, sleep or self.sleep)
+        except JobRetry as retry:
+            cause = retry.cause
+            if job.retries < JOB_MAX_RETRIES:
+                self.monitor.count_task_retry(JOB_COMPONENT, task.name, type(cause).__name__)
+                outcome = "retry"
+                job.retries += 1
+                self._retries.append(job)
+            else:  # no retry left: the task fails of its cause
+                scope.fail(cause)
+                outcome = "error"
+        except CardDeclined:
+            outcome = "ignored"
+        except Exception as exc:
+            scope.fail(exc)
+            outcome = "error"
+        finally:
+            scope.end(outcome == "ok" if outcome in ("ok", "error") else outcome)
+        if outcome == "error":
+            self.failed.add((task.name, fate))
+        self.counts[outcome] += 1
+        self.counts[f"{task.name} {outcome}"] += 1
+        return outcome
+
+
 @dataclass(frozen=True)
 class Deploy:
     """What the simulated deploy did (``Workload.deploy``)."""
@@ -189,8 +407,11 @@ class Workload:
 
     ``step()`` is one tick (a few operations and exactly one failure, roughly);
     ``run()`` repeats it until stopped, with a storm every ``storm_every`` seconds and, after
-    ``deploy_after`` seconds (None: never), the deploy of ``next_version``.
-    With ``storm=True`` every tick is a critical MemoryError in the news plugin (no deploy).
+    ``deploy_after`` seconds (None: never), the deploy of ``next_version``. Beside it a
+    worker thread runs background jobs (:class:`BackgroundJobs`, about ``jobs_rate`` a
+    second; 0: none).
+    With ``storm=True`` every tick is a critical MemoryError in the news plugin (no deploy,
+    no jobs).
     """
 
     def __init__(
@@ -205,6 +426,7 @@ class Workload:
         clock: Callable[[], float] = time.monotonic,
         deploy_after: float | None = None,
         next_version: str | None = None,
+        jobs_rate: float = 4.0,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be > 0 errors per second, got {rate}")
@@ -219,6 +441,8 @@ class Workload:
         self.next_version = next_version
         self.deployed: Deploy | None = None
         self.counts: Counter[str] = Counter()
+        self.jobs_rate = jobs_rate
+        self.jobs = None if storm or jobs_rate <= 0 else BackgroundJobs(monitor, seed=seed + 1)
         self._session: _Session | None = None
         self._storm_turn = 0
         self._operations: tuple[Operation, ...] = OPERATIONS  # the deploy adds LAUNCH_CONTROL
@@ -255,6 +479,12 @@ class Workload:
         next_storm = start + self.storm_every
         deploy_at = None if self.deploy_after is None or self.storm_mode else \
             start + self.deploy_after
+        jobs_stop = threading.Event()
+        worker = None
+        if self.jobs is not None:
+            worker = threading.Thread(target=self.jobs.run, args=(jobs_stop, self.jobs_rate),
+                                      name="demo-jobs", daemon=True)
+            worker.start()
         try:
             while not stop_event.is_set():
                 now = self.clock()
@@ -272,6 +502,9 @@ class Workload:
                     self.counts["workload_failures"] += 1
                 stop_event.wait(self.rng.uniform(0.5, 1.5) / self.rate)
         finally:
+            jobs_stop.set()
+            if worker is not None:
+                worker.join(timeout=5.0)  # a task's sleep ends at the stop
             self.close()
 
     def step(self) -> str:
@@ -339,6 +572,8 @@ class Workload:
         resolved = self._flash_error_id
         if resolved is not None:
             monitor.resolve_group(resolved)  # settles the queue first: the group exists
+        if self.jobs is not None:  # every job error group exists before: none is new in it
+            self.jobs.prime_failures()
         monitor.set_app_version(to_version)
         log.warning("deploying version %s (was %s): launch control is new, the ECU map fix "
                     "is in", to_version, from_version)

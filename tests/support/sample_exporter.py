@@ -75,8 +75,9 @@ def _sample() -> str:
             3.0,
         ),
         # Background jobs (the Celery / RQ integrations; not in docs/contracts.md yet): each
-        # task run is an operation of component celery or rq named after the task. The demo
-        # runs no task: the drill-down's "Background jobs" row is proven on these series.
+        # task run is an operation of component celery or rq named after the task. The
+        # drill-down's "Background jobs" row is proven on these series and, end to end, on
+        # the demo's background jobs (tests/test_e2e_stack.py).
         *[
             line
             for outcome, buckets, total in (
