@@ -22,6 +22,11 @@ class WorkUnit(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    def brief(self) -> dict[str, Any]:
+        """What every error inside the unit carries (a request: method, route, path and
+        id, not its headers or body: those are for the unit's own failure)."""
+        ...
+
     def ensure_session(self) -> str | None:
         """The unit's session id, started now if it had none (None: the unit keeps no
         session). A unit that never meets an error or a breadcrumb never starts one."""
@@ -33,7 +38,7 @@ current_work: contextvars.ContextVar[WorkUnit | None] = contextvars.ContextVar(
 
 def with_work(unit: WorkUnit, context: Any, operation: str) -> tuple[Any, str]:
     """The call's context and operation completed by the unit's (the call's own win)."""
-    described = unit.describe()
+    described = unit.brief()
     if operation == "":
         operation = unit.operation
     if not described:

@@ -84,6 +84,10 @@ class WorkScope:
         """What the error report says about this unit (its ``context``)."""
         return self._describe() if self._describe is not None else {}
 
+    def brief(self) -> dict[str, Any]:
+        """What every error inside the unit carries: a job's context is its description."""
+        return self.describe()
+
     def begin(self) -> WorkScope:
         self._started = time.perf_counter()
         self._work_token = current_work.set(self)  # errors inside the unit carry it
@@ -122,14 +126,12 @@ class WorkScope:
         self._failed = True
         if self.error_id is not None:
             return self.error_id
-        context: dict[str, Any] | None = None  # the capture front adds it while current
-        operation = ""
-        if current_work.get() is not self:  # failed from another context (a thread switch)
-            operation = self.operation
-            try:
-                context = self.describe()
-            except Exception:
-                self.monitor.note_internal_error()
+        operation = "" if current_work.get() is self else self.operation  # else: the front's
+        context: dict[str, Any] | None = None
+        try:  # the unit's own failure says everything about it (a request: its headers too)
+            context = self.describe()
+        except Exception:
+            self.monitor.note_internal_error()
         self.error_id = self.monitor.capture_exception(
             exc, mechanism=mechanism or self.mechanism, component=self.component,
             plugin=self.plugin, operation=operation, context=context,

@@ -173,6 +173,14 @@ class RequestScope(WorkScope):
         """The request for an error report, scrubbed (``context["request"]``)."""
         return {"request": self._request()}
 
+    def brief(self) -> dict[str, Any]:
+        """What an error recorded or logged during the request carries: which request."""
+        return {"request": {
+            "method": self.method, "route": self.route,
+            "path": self.monitor.scrubber.text(self.path, MAX_PATH_CHARS),
+            "request_id": self.request_id,
+        }}
+
     def _request(self) -> dict[str, Any]:
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
