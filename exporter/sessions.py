@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from .ids import new_id
 from .model import Breadcrumb
 from .work_context import current_work
 
@@ -72,7 +72,7 @@ class SessionTracker:
     def start(self, user_id: str | None = None, session_id: str | None = None,
               started: float | None = None) -> str:
         """A new active session (``started``: when its unit of work began, if earlier)."""
-        session_id = session_id or uuid.uuid4().hex
+        session_id = session_id or new_id()
         now = time.time()
         with self._lock:
             self.active[session_id] = Session(

@@ -23,15 +23,14 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..ids import new_id
 from ..scrub import FILTERED
 from ..work_context import current_work
 from . import Hub
@@ -55,27 +54,6 @@ def current_request_id() -> str | None:
     return unit.request_id if isinstance(unit, RequestScope) else None
 
 
-class _RequestIds:
-    """New request ids: a random prefix per process and a counter (``uuid4`` reads the
-    system's random source on every request; a counter does not). 32 hex characters like a
-    uuid4; a forked child draws its own prefix, so workers never share ids."""
-
-    def __init__(self) -> None:
-        self._reseed()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._reseed)
-
-    def _reseed(self) -> None:
-        self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-    def new(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-_request_ids = _RequestIds()
-
-
 def method_name(raw: str) -> str:
     method = raw.upper()
     return method if method in KNOWN_METHODS else "OTHER"
@@ -91,7 +69,7 @@ def clean_request_id(raw: str | None) -> str:
         raw = raw.strip()
         if _REQUEST_ID.fullmatch(raw):
             return raw
-    return _request_ids.new()
+    return new_id()  # exporter.ids: unique without a system call
 
 
 @dataclass(frozen=True)
