@@ -24,16 +24,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_capture import QUIET as HOOKS_OFF  # run as a script: bench/ is on the path
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter import ErrorMonitor
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
+QUIET = {  # every occurrence queued in detail: each one's context is copied
+    **HOOKS_OFF,
     "backlog_coalescing": False,
     "occurrence_budget_per_second": 10**9,
     "queue_size": 1_000_000,
