@@ -153,20 +153,19 @@ class RequestScope(WorkScope):
 
     def brief(self) -> dict[str, Any]:
         """What an error recorded or logged during the request carries: which request."""
-        return {"request": {
+        return {"request": self._which()}
+
+    def _which(self) -> dict[str, Any]:
+        return {
             "method": self.method, "route": self.route,
             "path": self.monitor.scrubber.text(self.path, MAX_PATH_CHARS),
             "request_id": self.request_id,
-        }}
+        }
 
     def _request(self) -> dict[str, Any]:
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
-            "method": self.method,
-            "route": self.route,
-            "path": scrubber.text(self.path, MAX_PATH_CHARS),
-            "request_id": self.request_id,
-            "headers": scrub_headers(self.headers(), self.monitor),
+            **self._which(), "headers": scrub_headers(self.headers(), self.monitor),
         }
         if self.query:
             pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]
