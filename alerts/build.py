@@ -71,8 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rendered = build_all(args.namespace)
     except ValueError as exc:
         parser.error(str(exc))
-    return write_or_check(rendered, args.out, args.check,
-                          "edit alerts/templates/*.tmpl, then run python alerts/build.py")
+    return write_or_check(
+        rendered,
+        args.out,
+        args.check,
+        "edit alerts/templates/*.tmpl, then run python alerts/build.py",
+    )
 
 
 def write_or_check(rendered: dict[str, str], out: Path, check: bool, how_to_fix: str) -> int:
@@ -87,9 +91,15 @@ def write_or_check(rendered: dict[str, str], out: Path, check: bool, how_to_fix:
             current = path.read_text() if path.exists() else ""
             if current != text:
                 stale.append(name)
-                sys.stdout.writelines(difflib.unified_diff(
-                    current.splitlines(keepends=True), text.splitlines(keepends=True),
-                    f"{name} (committed)", f"{name} (rendered)", n=2))
+                sys.stdout.writelines(
+                    difflib.unified_diff(
+                        current.splitlines(keepends=True),
+                        text.splitlines(keepends=True),
+                        f"{name} (committed)",
+                        f"{name} (rendered)",
+                        n=2,
+                    )
+                )
         else:
             out.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
@@ -98,6 +108,7 @@ def write_or_check(rendered: dict[str, str], out: Path, check: bool, how_to_fix:
         print(f"stale: {', '.join(stale)}; {how_to_fix}", file=sys.stderr)
         return 1
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

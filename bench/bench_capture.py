@@ -76,8 +76,9 @@ def _warm(monitor: ErrorMonitor, sites: list[Callable[[int], None]]) -> None:
             monitor.signer.site(ValueError, exc.__traceback__)  # type: ignore[arg-type]
 
 
-def caller_cost(sites: list[Callable[[int], None]], n: int, rounds: int,
-                **options: object) -> dict[str, float]:
+def caller_cost(
+    sites: list[Callable[[int], None]], n: int, rounds: int, **options: object
+) -> dict[str, float]:
     """Median over interleaved rounds; each round times the empty loop, the baseline and
     record_error back to back (so noise hits all three alike), then the worker's drain."""
     registry = CollectorRegistry()
@@ -112,9 +113,13 @@ def caller_cost(sites: list[Callable[[int], None]], n: int, rounds: int,
         caller_ratio.append(rec / base)
         total_ratio.append((rec + drain) / base)
     median = statistics.median
-    return {"baseline_us": median(base_us), "caller_us": median(caller_us),
-            "worker_us": median(worker_us), "caller_ratio": median(caller_ratio),
-            "total_ratio": median(total_ratio)}
+    return {
+        "baseline_us": median(base_us),
+        "caller_us": median(caller_us),
+        "worker_us": median(worker_us),
+        "caller_ratio": median(caller_ratio),
+        "total_ratio": median(total_ratio),
+    }
 
 
 def rss_growth(total: int, distinct: int, **options: object) -> tuple[float, float]:
@@ -149,7 +154,10 @@ def _rss_in_child(total: int, options: dict[str, object]) -> tuple[float, float]
     """rss_growth in a fresh interpreter: this one's allocator already grew for the rounds."""
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", json.dumps([total, options])],
-        check=True, capture_output=True, text=True).stdout
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     retained, peak = json.loads(out)
     return float(retained), float(peak)
 
@@ -164,20 +172,26 @@ def main() -> None:
         print(json.dumps(rss_growth(total, 10_000, **options)))
         return
     n, rounds = (5_000, 3) if args.quick else (20_000, 7)
-    print(f"record_error cost, traceback {DEPTH} frames, n={n}, median of {rounds} "
-          "interleaved rounds")
+    print(
+        f"record_error cost, traceback {DEPTH} frames, n={n}, median of {rounds} interleaved rounds"
+    )
     every: dict[str, object] = {"backlog_coalescing": False}
     for label, sites, options in (
         ("1 site", [_make_site(0)], {}),
         ("200 sites", [_make_site(i) for i in range(200)], {}),
-        ("200 sites, every occurrence queued (backlog_coalescing off)",
-         [_make_site(i) for i in range(200)], every),
+        (
+            "200 sites, every occurrence queued (backlog_coalescing off)",
+            [_make_site(i) for i in range(200)],
+            every,
+        ),
     ):
         r = caller_cost(sites, n, rounds, **options)
-        print(f"  {label}:\n    baseline labels().inc() {r['baseline_us']:.2f} us | "
-              f"record_error {r['caller_us']:.2f} us -> caller ratio {r['caller_ratio']:.2f}x "
-              f"(target <= 1.0x) | worker {r['worker_us']:.1f} us -> total ratio "
-              f"{r['total_ratio']:.2f}x (target <= 5x)")
+        print(
+            f"  {label}:\n    baseline labels().inc() {r['baseline_us']:.2f} us | "
+            f"record_error {r['caller_us']:.2f} us -> caller ratio {r['caller_ratio']:.2f}x "
+            f"(target <= 1.0x) | worker {r['worker_us']:.1f} us -> total ratio "
+            f"{r['total_ratio']:.2f}x (target <= 5x)"
+        )
     total = 20_000 if args.quick else 100_000
     rss_cases: tuple[tuple[str, dict[str, object]], ...] = (
         ("default settings", {}),
@@ -185,8 +199,10 @@ def main() -> None:
     )
     for label, rss_options in rss_cases:
         retained, peak = _rss_in_child(total, rss_options)
-        print(f"RSS over {total:,} errors, 10,000 distinct messages, {label} (fresh process): "
-              f"retained {retained:+.1f} MB, peak {peak:+.1f} MB (target: retained <= 16 MB)")
+        print(
+            f"RSS over {total:,} errors, 10,000 distinct messages, {label} (fresh process): "
+            f"retained {retained:+.1f} MB, peak {peak:+.1f} MB (target: retained <= 16 MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,11 @@ def small_context() -> dict[str, Any]:
 
 def large_context() -> dict[str, Any]:
     return {
-        "order": {"id": 1234, "lines": [Line(f"sku-{i}", i, 9.99) for i in range(50)],
-                  "address": {"street": "Main St 1", "city": "Springfield", "zip": "12345"}},
+        "order": {
+            "id": 1234,
+            "lines": [Line(f"sku-{i}", i, 9.99) for i in range(50)],
+            "address": {"street": "Main St 1", "city": "Springfield", "zip": "12345"},
+        },
         "headers": [(f"x-header-{i}", "v" * 40) for i in range(40)],
         "tags": {f"tag{i}" for i in range(30)},
         "history": [{"step": i, "ok": i % 3 != 0, "note": "n" * 20} for i in range(100)],
@@ -60,7 +63,9 @@ def large_context() -> dict[str, Any]:
 
 
 CONTEXTS: dict[str, Callable[[], Any]] = {
-    "none": lambda: None, "small": small_context, "large": large_context,
+    "none": lambda: None,
+    "small": small_context,
+    "large": large_context,
 }
 
 
@@ -97,18 +102,25 @@ def main() -> None:
     results: dict[str, list[float]] = {"baseline": []}
     for _ in range(rounds):
         results["baseline"].append(
-            timed(n, lambda: counter.labels("ValueError", "api", "", "medium").inc()))
+            timed(n, lambda: counter.labels("ValueError", "api", "", "medium").inc())
+        )
         for name, make in CONTEXTS.items():
             context = make()
             monitor = ErrorMonitor(**QUIET)  # type: ignore[arg-type]
             snapshot = monitor.scrubber.snapshot
             results.setdefault(f"copy {name}", []).append(
-                timed(n, lambda c=context, s=snapshot: s(c)))  # type: ignore[misc]
+                timed(n, lambda c=context, s=snapshot: s(c))
+            )  # type: ignore[misc]
             errors = iter(raised_errors(n))
             # the worker is not started: it does not compete for the GIL while timed
-            results.setdefault(f"record_error {name}", []).append(timed(
-                n, lambda c=context, m=monitor, e=errors: m.record_error(  # type: ignore[misc]
-                    next(e), component="api", context=c)))
+            results.setdefault(f"record_error {name}", []).append(
+                timed(
+                    n,
+                    lambda c=context, m=monitor, e=errors: m.record_error(  # type: ignore[misc]
+                        next(e), component="api", context=c
+                    ),
+                )
+            )
             start = time.perf_counter()
             monitor.start()
             monitor.flush(600)

@@ -45,8 +45,9 @@ SEVERITIES = ("low", "medium", "high", "critical")
 USE_MEDIAN = False
 
 
-def timed(fns: dict[str, Callable[[], object]], repeat: int,
-          clock: Callable[[], float] = time.thread_time) -> dict[str, float]:
+def timed(
+    fns: dict[str, Callable[[], object]], repeat: int, clock: Callable[[], float] = time.thread_time
+) -> dict[str, float]:
     """CPU seconds of each function (best of ``repeat``), run interleaved round by round.
 
     CPU time of this thread, not wall time: other processes on a shared 2-core machine then
@@ -71,9 +72,15 @@ def timed(fns: dict[str, Callable[[], object]], repeat: int,
 
 def wsgi_get(app: Any, path: str, query: str = "", **headers: str) -> tuple[str, bytes]:
     """One in-process GET through the WSGI app; returns (status, body)."""
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query,
-               "SCRIPT_NAME": "", "SERVER_NAME": "bench", "SERVER_PORT": "80",
-               **{"HTTP_" + k.upper(): v for k, v in headers.items()}}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        **{"HTTP_" + k.upper(): v for k, v in headers.items()},
+    }
     status: list[str] = []
 
     def start_response(line: str, _headers: list[tuple[str, str]]) -> None:
@@ -84,9 +91,11 @@ def wsgi_get(app: Any, path: str, query: str = "", **headers: str) -> tuple[str,
 
 
 def label_sets(n: int) -> list[tuple[str, str, str, str]]:
-    types = max(1, int(n ** 0.5))
-    return [(f"Error{i % types}", f"component{i // types}", f"plugin{i % 7}",
-             SEVERITIES[i % 4]) for i in range(n)]
+    types = max(1, int(n**0.5))
+    return [
+        (f"Error{i % types}", f"component{i // types}", f"plugin{i % 7}", SEVERITIES[i % 4])
+        for i in range(n)
+    ]
 
 
 def make_monitor(n: int) -> ErrorMonitor:
@@ -106,10 +115,18 @@ def floor_registry(monitor: ErrorMonitor) -> CollectorRegistry:
     registry = CollectorRegistry()
     ns = monitor.config.namespace
     families = {metric.name: metric for metric in monitor.registry.collect()}
-    counters = ("errors", "error_recoveries", "error_reports_dropped",
-                "monitor_internal_errors", "label_values_overflow", "sessions",
-                "system_disk_read_bytes", "system_disk_written_bytes",
-                "system_network_sent_bytes", "system_network_received_bytes")
+    counters = (
+        "errors",
+        "error_recoveries",
+        "error_reports_dropped",
+        "monitor_internal_errors",
+        "label_values_overflow",
+        "sessions",
+        "system_disk_read_bytes",
+        "system_disk_written_bytes",
+        "system_network_sent_bytes",
+        "system_network_received_bytes",
+    )
     for short in counters:
         source = families.get(f"{ns}_{short}")
         if source is None:
@@ -120,12 +137,15 @@ def floor_registry(monitor: ErrorMonitor) -> CollectorRegistry:
             if sample.name.endswith("_total"):
                 child = counter.labels(**sample.labels) if names else counter
                 child.inc(sample.value)
-    for short, buckets in (("error_recovery_duration_seconds", RECOVERY_BUCKETS),
-                           ("operation_duration_seconds", OPERATION_BUCKETS)):
+    for short, buckets in (
+        ("error_recovery_duration_seconds", RECOVERY_BUCKETS),
+        ("operation_duration_seconds", OPERATION_BUCKETS),
+    ):
         source = families[f"{ns}_{short}"]
         names = sorted({k for s in source.samples for k in s.labels} - {"le"})
-        hist = Histogram(short, source.documentation, names, namespace=ns, registry=registry,
-                         buckets=buckets)
+        hist = Histogram(
+            short, source.documentation, names, namespace=ns, registry=registry, buckets=buckets
+        )
         for sample in source.samples:
             if sample.name.endswith("_count"):
                 for _ in range(int(sample.value)):
@@ -156,37 +176,51 @@ def bench_metrics(n: int, repeat: int) -> dict[str, float]:
                     return fn()
                 finally:
                     pc_metrics._use_created = created_default
+
             return run
 
         extra = CollectorRegistry(auto_describe=False)
         extra.register(MonitorStateCollector(monitor))
         extra.register(ResourceCollector(monitor))
         collectors = (MonitorStateCollector(monitor), ResourceCollector(monitor))
-        t = timed({
-            "floor": created_off(lambda: generate_latest(floor)),
-            "app": lambda: wsgi_get(app, "/metrics"),
-            "app_created_off": created_off(lambda: wsgi_get(app, "/metrics")),
-        }, repeat)
-        t.update(timed({
-            "collectors": lambda: generate_latest(extra),
-            "collect_only": lambda: [list(c.collect()) for c in collectors],
-        }, repeat * 5))
+        t = timed(
+            {
+                "floor": created_off(lambda: generate_latest(floor)),
+                "app": lambda: wsgi_get(app, "/metrics"),
+                "app_created_off": created_off(lambda: wsgi_get(app, "/metrics")),
+            },
+            repeat,
+        )
+        t.update(
+            timed(
+                {
+                    "collectors": lambda: generate_latest(extra),
+                    "collect_only": lambda: [list(c.collect()) for c in collectors],
+                },
+                repeat * 5,
+            )
+        )
         return {"series": float(n), "bytes": float(len(body)), **t}
     finally:
         monitor.stop(timeout=2.0)
 
 
 def bench_export(records: int, repeat: int) -> dict[str, float]:
-    monitor = ErrorMonitor(**QUIET, max_records=records, enable_resource_monitoring=False,
-                           queue_size=records + 10)
+    monitor = ErrorMonitor(
+        **QUIET, max_records=records, enable_resource_monitoring=False, queue_size=records + 10
+    )
     monitor.start()
     try:
         for i in range(records):
             try:
                 raise ValueError(f"bad value {i}")
             except ValueError as exc:
-                monitor.record_error(exc, component=f"c{i % 10}", plugin=f"p{i % 5}",
-                                     context={"i": i, "user": f"u{i % 100}"})
+                monitor.record_error(
+                    exc,
+                    component=f"c{i % 10}",
+                    plugin=f"p{i % 5}",
+                    context={"i": i, "user": f"u{i % 100}"},
+                )
         assert monitor.flush(60.0)
         app = make_wsgi_app(monitor)
         query = f"limit={records}"
@@ -202,24 +236,39 @@ def bench_export(records: int, repeat: int) -> dict[str, float]:
         server = serve_app(app)
         url = f"{server.url}/api/v1/export?{query}"
         try:
-            t = timed({
-                "stream": lambda: wsgi_get(app, "/api/v1/export", query),
-                "stream_gzip": lambda: wsgi_get(app, "/api/v1/export", query,
-                                                ACCEPT_ENCODING="gzip"),
-                "giant": giant,
-            }, repeat)
+            t = timed(
+                {
+                    "stream": lambda: wsgi_get(app, "/api/v1/export", query),
+                    "stream_gzip": lambda: wsgi_get(
+                        app, "/api/v1/export", query, ACCEPT_ENCODING="gzip"
+                    ),
+                    "giant": giant,
+                },
+                repeat,
+            )
             # the server thread does the work: count the CPU of the whole process
-            t.update(timed({
-                "http": lambda: http_get(url, {}),
-                "http_gzip": lambda: http_get(url, {"Accept-Encoding": "gzip"}),
-            }, repeat, time.process_time))
+            t.update(
+                timed(
+                    {
+                        "http": lambda: http_get(url, {}),
+                        "http_gzip": lambda: http_get(url, {"Accept-Encoding": "gzip"}),
+                    },
+                    repeat,
+                    time.process_time,
+                )
+            )
         finally:
             server.stop()
         peak_stream = peak_memory(lambda: _drain(app, query))
         peak_giant = peak_memory(giant)
-        return {"records": float(records), "bytes": float(len(body)),
-                "gzip_bytes": float(len(zipped)), **t, "peak_stream": peak_stream,
-                "peak_giant": peak_giant}
+        return {
+            "records": float(records),
+            "bytes": float(len(body)),
+            "gzip_bytes": float(len(zipped)),
+            **t,
+            "peak_stream": peak_stream,
+            "peak_giant": peak_giant,
+        }
     finally:
         monitor.stop(timeout=2.0)
 
@@ -260,8 +309,10 @@ def main() -> None:
     logging.getLogger("exporter").setLevel(logging.ERROR)  # pattern warnings are expected here
     repeat = 5 if args.quick else 21
     print("/metrics (text format, in-process WSGI call) vs generate_latest floor; CPU ms")
-    print(f"{'series':>7} {'bytes':>9} {'floor ms':>9} {'app ms':>8} {'ratio':>6} "
-          f"{'app ms*':>8} {'ratio*':>6}")
+    print(
+        f"{'series':>7} {'bytes':>9} {'floor ms':>9} {'app ms':>8} {'ratio':>6} "
+        f"{'app ms*':>8} {'ratio*':>6}"
+    )
     worst = 0.0
     collector_ms: list[float] = []
     for n in (1000, 10000):
@@ -269,27 +320,43 @@ def main() -> None:
         ratio, ratio_off = r["app"] / r["floor"], r["app_created_off"] / r["floor"]
         worst = max(worst, ratio)
         collector_ms.append(r["collectors"] * 1000)
-        print(f"{n:>7} {int(r['bytes']):>9} {r['floor'] * 1e3:>9.2f} {r['app'] * 1e3:>8.2f} "
-              f"{ratio:>5.2f}x {r['app_created_off'] * 1e3:>8.2f} {ratio_off:>5.2f}x")
-        print(f"        scrape-time collectors: collect {r['collect_only'] * 1e3:.3f} ms, "
-              f"collect+render {r['collectors'] * 1e3:.3f} ms")
-    print("  * with prometheus_client's _created series switched off process-wide, as in the "
-          "floor;\n    without *, the process default (the monitor drops _created itself)")
-    print(f"  worst ratio {worst:.2f}x (target <= 1.10x); collectors worst "
-          f"{max(collector_ms):.3f} ms (target <= 2 ms)")
+        print(
+            f"{n:>7} {int(r['bytes']):>9} {r['floor'] * 1e3:>9.2f} {r['app'] * 1e3:>8.2f} "
+            f"{ratio:>5.2f}x {r['app_created_off'] * 1e3:>8.2f} {ratio_off:>5.2f}x"
+        )
+        print(
+            f"        scrape-time collectors: collect {r['collect_only'] * 1e3:.3f} ms, "
+            f"collect+render {r['collectors'] * 1e3:.3f} ms"
+        )
+    print(
+        "  * with prometheus_client's _created series switched off process-wide, as in the "
+        "floor;\n    without *, the process default (the monitor drops _created itself)"
+    )
+    print(
+        f"  worst ratio {worst:.2f}x (target <= 1.10x); collectors worst "
+        f"{max(collector_ms):.3f} ms (target <= 2 ms)"
+    )
     records = 10000
     e = bench_export(records, 3 if args.quick else 7)
     print(f"\n/api/v1/export of {records} records (in-process WSGI call); CPU ms")
-    print(f"  streamed:       {e['stream'] * 1e3:8.1f} ms  {e['bytes'] / 1e6:6.2f} MB  "
-          f"peak Python memory {e['peak_stream'] / 1e6:6.1f} MB")
+    print(
+        f"  streamed:       {e['stream'] * 1e3:8.1f} ms  {e['bytes'] / 1e6:6.2f} MB  "
+        f"peak Python memory {e['peak_stream'] / 1e6:6.1f} MB"
+    )
     print(f"  streamed gzip:  {e['stream_gzip'] * 1e3:8.1f} ms  {e['gzip_bytes'] / 1e6:6.2f} MB")
-    print(f"  over HTTP:      {e['http'] * 1e3:8.1f} ms  (GET on the stdlib server, loopback; "
-          "process CPU, client included)")
+    print(
+        f"  over HTTP:      {e['http'] * 1e3:8.1f} ms  (GET on the stdlib server, loopback; "
+        "process CPU, client included)"
+    )
     print(f"  over HTTP gzip: {e['http_gzip'] * 1e3:8.1f} ms")
-    print(f"  one string:     {e['giant'] * 1e3:8.1f} ms  (json.dumps(export_data()))  "
-          f"peak Python memory {e['peak_giant'] / 1e6:6.1f} MB")
-    print(f"  streamed / one string: time {e['stream'] / e['giant']:.2f}x, "
-          f"peak memory {e['peak_stream'] / e['peak_giant']:.2f}x")
+    print(
+        f"  one string:     {e['giant'] * 1e3:8.1f} ms  (json.dumps(export_data()))  "
+        f"peak Python memory {e['peak_giant'] / 1e6:6.1f} MB"
+    )
+    print(
+        f"  streamed / one string: time {e['stream'] / e['giant']:.2f}x, "
+        f"peak memory {e['peak_stream'] / e['peak_giant']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -166,8 +166,9 @@ def child(mode: str, scenario: str, requests: int, size: int, busy: float) -> di
         except RuntimeError as exc:
             monitor.record_error(exc, context={"slow": slow})
     barrier = threading.Barrier(THREADS)
-    threads = [threading.Thread(target=worker, args=(t * requests, barrier))
-               for t in range(THREADS)]
+    threads = [
+        threading.Thread(target=worker, args=(t * requests, barrier)) for t in range(THREADS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -187,13 +188,17 @@ def child(mode: str, scenario: str, requests: int, size: int, busy: float) -> di
     if hwm is not None:
         candidates.append(hwm)
     out: dict[str, Any] = {
-        "mode": mode, "scenario": scenario, "baseline_mb": baseline / 1e6,
+        "mode": mode,
+        "scenario": scenario,
+        "baseline_mb": baseline / 1e6,
         "sampled_growth_mb": (peak - baseline) / 1e6,
         "maxrss_growth_mb": (maxrss - baseline) / 1e6 if maxrss > maxrss_start else None,
         "hwm_growth_mb": (hwm - baseline) / 1e6 if hwm is not None else None,
         "growth_mb": (max(candidates) - baseline) / 1e6,
-        "samples": sampler.samples, "requests_s": requests_seconds,
-        "queue_depth_after_requests": depth_after_requests, "flushed": flushed,
+        "samples": sampler.samples,
+        "requests_s": requests_seconds,
+        "queue_depth_after_requests": depth_after_requests,
+        "flushed": flushed,
     }
     if monitor is not None:
         stats = monitor.get_statistics()
@@ -201,9 +206,12 @@ def child(mode: str, scenario: str, requests: int, size: int, busy: float) -> di
         counted = stats["errors_by_type"].get("ValueError", 0) - 20  # minus the warm-up
         group = next(g for g in groups if g["error_type"] == "ValueError")
         out.update(
-            counted=counted, total_errors=stats["total_errors"], groups=stats["unique_errors"],
+            counted=counted,
+            total_errors=stats["total_errors"],
+            groups=stats["unique_errors"],
             detailed=group["occurrence_count"] - group.get("coalesced_occurrences", 0) - 20,
-            coalesced=group.get("coalesced_occurrences", 0), dropped=stats["dropped_reports"],
+            coalesced=group.get("coalesced_occurrences", 0),
+            dropped=stats["dropped_reports"],
         )
         monitor.stop(timeout=5)
     return out
@@ -211,8 +219,19 @@ def child(mode: str, scenario: str, requests: int, size: int, busy: float) -> di
 
 def measure(mode: str, scenario: str, requests: int, size: int, busy: float) -> dict[str, Any]:
     """``child`` in a fresh interpreter."""
-    command = [sys.executable, os.path.abspath(__file__), "--child", mode, scenario,
-               "--requests", str(requests), "--size", str(size), "--busy", str(busy)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        mode,
+        scenario,
+        "--requests",
+        str(requests),
+        "--size",
+        str(size),
+        "--busy",
+        str(busy),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
@@ -220,16 +239,24 @@ def measure(mode: str, scenario: str, requests: int, size: int, busy: float) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer requests per thread")
-    parser.add_argument("--median", action="store_true",
-                        help="accepted for bench/run.py; medians are always reported")
+    parser.add_argument(
+        "--median",
+        action="store_true",
+        help="accepted for bench/run.py; medians are always reported",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="subprocesses per mode")
     parser.add_argument("--requests", type=int, default=None, help="requests per thread")
     parser.add_argument("--size", type=int, default=200_000, help="bytes of each request's local")
-    parser.add_argument("--busy", type=float, default=1.5,
-                        help="seconds the worker is busy in B (0: until the requests are done)")
+    parser.add_argument(
+        "--busy",
+        type=float,
+        default=1.5,
+        help="seconds the worker is busy in B (0: until the requests are done)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("MODE", "SCENARIO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     requests = args.requests or (500 if args.quick else 1_500)
@@ -238,8 +265,10 @@ def main() -> None:
         return
 
     total = THREADS * requests
-    print(f"peak RSS growth, {THREADS} threads x {requests:,} failing requests holding a "
-          f"{args.size // 1000} KB local; fresh subprocess each, median of {args.rounds}")
+    print(
+        f"peak RSS growth, {THREADS} threads x {requests:,} failing requests holding a "
+        f"{args.size // 1000} KB local; fresh subprocess each, median of {args.rounds}"
+    )
     worst = 0.0
     for scenario, label in (("A", "A worker free"), ("B", f"B worker busy {args.busy:g} s")):
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
@@ -257,14 +286,16 @@ def main() -> None:
             worst = max(worst, difference)
             last = runs[mode][-1]
             ratio = median[mode] / median["none"] if median["none"] > 0 else float("inf")
-            print(f"    {mode:18}: minus none {difference:+.1f} MB ({ratio:.1f}x none) "
-                  f"target: within {TARGET_MB:.0f} MB -> "
-                  f"{'ok' if difference <= TARGET_MB else 'OVER'} | counted {last['counted']:,}"
-                  f"/{total:,}, groups {last['groups']}, queued in detail {last['detailed']:,}, "
-                  f"coalesced {last['coalesced']:,}, dropped_reports {last['dropped']:,} (counts "
-                  f"coalesced), queue after "
-                  f"requests {last['queue_depth_after_requests']:,}, requests took "
-                  f"{last['requests_s']:.2f} s")
+            print(
+                f"    {mode:18}: minus none {difference:+.1f} MB ({ratio:.1f}x none) "
+                f"target: within {TARGET_MB:.0f} MB -> "
+                f"{'ok' if difference <= TARGET_MB else 'OVER'} | counted {last['counted']:,}"
+                f"/{total:,}, groups {last['groups']}, queued in detail {last['detailed']:,}, "
+                f"coalesced {last['coalesced']:,}, dropped_reports {last['dropped']:,} (counts "
+                f"coalesced), queue after "
+                f"requests {last['queue_depth_after_requests']:,}, requests took "
+                f"{last['requests_s']:.2f} s"
+            )
     print(f"  largest monitor-minus-none: {worst:+.1f} MB (target: within {TARGET_MB:.0f} MB)")
 
 

@@ -33,10 +33,12 @@ ROUTES = ("/ok", "/handled", "/boom")
 WSGI_VARIANTS = ("bare", "error-exporter", "prometheus-flask-exporter", "sentry-sdk")
 ASGI_VARIANTS = ("bare", "error-exporter", "starlette-exporter", "sentry-sdk")
 
-QUIET = ("dict(capture_sys_excepthook=False, capture_threading=False, capture_asyncio=False, "
-         "capture_logging=False, enable_resource_monitoring=False)")
+QUIET = (
+    "dict(capture_sys_excepthook=False, capture_threading=False, capture_asyncio=False, "
+    "capture_logging=False, enable_resource_monitoring=False)"
+)
 
-WSGI_CHILD = r'''
+WSGI_CHILD = r"""
 import json, logging, sys, time
 variant, n = sys.argv[1], int(sys.argv[2])
 logging.disable(logging.CRITICAL)  # the frameworks' error logs are not what is measured
@@ -103,9 +105,9 @@ for path in json.loads(sys.argv[3]):
         b"".join(body); getattr(body, "close", lambda: None)()
     out[path] = (time.perf_counter() - start) / n * 1e6
 print(json.dumps(out))
-'''.replace("QUIET", QUIET)
+""".replace("QUIET", QUIET)
 
-ASGI_CHILD = r'''
+ASGI_CHILD = r"""
 import asyncio, json, logging, sys, time
 variant, n = sys.argv[1], int(sys.argv[2])
 logging.disable(logging.CRITICAL)
@@ -178,15 +180,15 @@ async def main():
     return out
 
 print(json.dumps(asyncio.run(main())))
-'''.replace("QUIET", QUIET)
+""".replace("QUIET", QUIET)
 
 STARTS = {
     "python -c pass": "pass",
     "import exporter": "import exporter",
-    "import + start() (no server)":
-        "import exporter; exporter.ErrorMonitor().start(serve=False)",
-    "import + start() with the server, through exit":
-        "import exporter; exporter.ErrorMonitor(port=0).start()",
+    "import + start() (no server)": "import exporter; exporter.ErrorMonitor().start(serve=False)",
+    "import + start() with the server, through exit": (
+        "import exporter; exporter.ErrorMonitor(port=0).start()"
+    ),
 }
 
 
@@ -196,15 +198,19 @@ def installed(module: str) -> bool:
 
 
 def run_child(source: str, variant: str, n: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", source, variant, str(n), json.dumps(ROUTES)],
-                          capture_output=True, text=True, cwd=HERE.parent, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", source, variant, str(n), json.dumps(ROUTES)],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        timeout=600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{variant}: {done.stderr[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def requests_table(kind: str, source: str, variants: tuple[str, ...], n: int,
-                   rounds: int) -> None:
+def requests_table(kind: str, source: str, variants: tuple[str, ...], n: int, rounds: int) -> None:
     per: dict[str, dict[str, list[float]]] = {v: {r: [] for r in ROUTES} for v in variants}
     for _ in range(rounds):
         results = {v: run_child(source, v, n) for v in variants}
@@ -214,8 +220,10 @@ def requests_table(kind: str, source: str, variants: tuple[str, ...], n: int,
         for route in ROUTES:
             per["bare"][route].append(results["bare"][route])
     median = statistics.median
-    print(f"\n{kind}: us per request (bare) and overhead over bare, median of {rounds} "
-          f"interleaved rounds, n={n}")
+    print(
+        f"\n{kind}: us per request (bare) and overhead over bare, median of {rounds} "
+        f"interleaved rounds, n={n}"
+    )
     print(f"{'route':<10}" + "".join(f"{v:>28}" for v in variants))
     for route in ROUTES:
         cells = [f"{median(per['bare'][route]):>28.1f}"]
@@ -228,8 +236,9 @@ def start_table(rounds: int) -> None:
     for _ in range(rounds):
         for name, code in STARTS.items():
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, cwd=HERE.parent, capture_output=True
+            )
             times[name].append((time.perf_counter() - start) * 1000)
     base = statistics.median(times["python -c pass"])
     print(f"\nstart-up: ms for the whole process, median of {rounds} interleaved runs")
@@ -244,8 +253,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     args = parser.parse_args()
     n, rounds = (500, 3) if args.quick else (3000, 7)
-    peers = {"prometheus-flask-exporter": "prometheus_flask_exporter",
-             "starlette-exporter": "starlette_exporter", "sentry-sdk": "sentry_sdk"}
+    peers = {
+        "prometheus-flask-exporter": "prometheus_flask_exporter",
+        "starlette-exporter": "starlette_exporter",
+        "sentry-sdk": "sentry_sdk",
+    }
     if installed("flask"):
         wsgi = tuple(v for v in WSGI_VARIANTS if v not in peers or installed(peers[v]))
         requests_table("WSGI (Flask)", WSGI_CHILD, wsgi, n, rounds)

@@ -55,8 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metric_prefix(args.namespace)
     except ValueError as exc:
         parser.error(str(exc))
-    return write_or_check(build_all(args.namespace), args.out, args.check,
-                          "run python dashboards/build.py")
+    return write_or_check(
+        build_all(args.namespace), args.out, args.check, "run python dashboards/build.py"
+    )
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -137,8 +137,11 @@ def operations_row(q: Queries) -> list[PanelBuilder]:
             "p50, p95 and p99 of the instrumented operations' duration, by operation.",
             SECONDS,
             [
-                query(q.operation_latency(quantile), f"{{{{component}}}} / {{{{operation}}}} "
-                      f"p{int(quantile * 100)}", ref)
+                query(
+                    q.operation_latency(quantile),
+                    f"{{{{component}}}} / {{{{operation}}}} p{int(quantile * 100)}",
+                    ref,
+                )
                 for ref, quantile in (("A", 0.5), ("B", 0.95), ("C", 0.99))
             ],
             width=8,
@@ -166,8 +169,9 @@ def recovery_row(q: Queries) -> list[PanelBuilder]:
         state_timeline(
             "Plugin health",
             "Health reported by the selected plugins.",
-            query(q.plugin_health(plugin_variable=True, per_instance=True),
-                  "{{plugin}} {{instance}}"),
+            query(
+                q.plugin_health(plugin_variable=True, per_instance=True), "{{plugin}} {{instance}}"
+            ),
             states=PLUGIN_STATES,
             steps=PLUGIN_STEPS,
             width=8,
@@ -213,9 +217,7 @@ def background_jobs_row(q: Queries) -> list[PanelBuilder]:
         .max(1)
         .thresholds(thresholds((None, "green"), (0.1, "red")))
         .thresholds_style(
-            common_builders.GraphThresholdsStyleConfig().mode(
-                common.GraphThresholdsStyleMode.LINE
-            )
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)
         ),
     ]
 

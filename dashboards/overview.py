@@ -199,16 +199,28 @@ def error_row(q: Queries) -> list[PanelBuilder]:
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("component"), "{{component}}")],
             stacked=True,
-        ).data_links([drilldown_link("Drill down into ${__field.labels.component}", "component",
-                                     "${__field.labels.component}")]),
+        ).data_links(
+            [
+                drilldown_link(
+                    "Drill down into ${__field.labels.component}",
+                    "component",
+                    "${__field.labels.component}",
+                )
+            ]
+        ),
         series(
             "Error rate by plugin",
             'Captured errors per second by plugin ("(none)": not raised in a plugin).',
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("plugin"), "{{plugin}}")],
             stacked=True,
-        ).data_links([drilldown_link("Drill down into ${__field.labels.plugin}", "plugin",
-                                     "${__field.labels.plugin}")]),
+        ).data_links(
+            [
+                drilldown_link(
+                    "Drill down into ${__field.labels.plugin}", "plugin", "${__field.labels.plugin}"
+                )
+            ]
+        ),
         series(
             "Error ratio by component / operation",
             "Share of the instrumented operations (capture(), @handle_errors) that failed.",
@@ -218,12 +230,17 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         )
         .thresholds(thresholds((None, "green"), (q.SLO_ERROR_BUDGET, "red")))
         .thresholds_style(
-            common_builders.GraphThresholdsStyleConfig().mode(
-                common.GraphThresholdsStyleMode.LINE
-            )
+            common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)
         )
-        .data_links([drilldown_link("Drill down into ${__field.labels.component}", "component",
-                                    "${__field.labels.component}")]),
+        .data_links(
+            [
+                drilldown_link(
+                    "Drill down into ${__field.labels.component}",
+                    "component",
+                    "${__field.labels.component}",
+                )
+            ]
+        ),
     ]
 
 
@@ -242,7 +259,9 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             stacked=True,
             width=9,
             legend_calcs=("max",),
-        ).draw_style(common.GraphDrawStyle.BARS).decimals(0),
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .decimals(0),
         series(
             "Regressed error groups by version",
             "Resolved error groups (POST /api/v1/errors/{id}/resolve, error-exporter resolve) "
@@ -253,12 +272,14 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             stacked=True,
             width=9,
             legend_calcs=("max",),
-        ).draw_style(common.GraphDrawStyle.BARS).decimals(0),
+        )
+        .draw_style(common.GraphDrawStyle.BARS)
+        .decimals(0),
         series(
             "Instances by version",
             "Instances whose monitor reports each app version: a rolling deploy shows the new "
             "version taking over. A deploy without a restart (set_app_version) keeps the old "
-            "version listed until the next restart; \"unknown\": no app_version configured.",
+            'version listed until the next restart; "unknown": no app_version configured.',
             COUNT,
             [query(q.instances_by_version(), "{{app_version}}")],
             stacked=True,

@@ -87,8 +87,7 @@ SQL: dict[str, str] = {
     "var_app": "SELECT DISTINCT app FROM groups ORDER BY app",
     "var_version": f"SELECT version FROM ({_VERSIONS}) v ORDER BY at DESC",
     "var_error_id": (
-        "SELECT error_id FROM groups WHERE app = '${app}' "
-        "ORDER BY last_occurrence DESC LIMIT 500"
+        "SELECT error_id FROM groups WHERE app = '${app}' ORDER BY last_occurrence DESC LIMIT 500"
     ),
     # the fleet's top groups (seen in the time range), busiest first
     "top_groups": f"""
@@ -307,8 +306,7 @@ def deploy_row() -> list[PanelBuilder]:
         ),
         sql_table(
             "Fixed in ${version}",
-            "Groups resolved while this version ran and not seen since: what the deploy "
-            "fixed.",
+            "Groups resolved while this version ran and not seen since: what the deploy fixed.",
             "fixed_in_version",
             width=24,
             height=7,

@@ -37,8 +37,7 @@ RENEW_SECONDS = 30 * 86400
 
 
 def openssl(*args: str, cwd: Path) -> None:
-    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"tls-init: openssl {args[0]} failed: {done.stderr.strip()}")
 
@@ -72,8 +71,11 @@ def san(hosts: list[str]) -> str:
 def certificate_is_fresh(cert: Path) -> bool:
     if not cert.is_file():
         return False
-    done = subprocess.run(["openssl", "x509", "-checkend", str(RENEW_SECONDS), "-noout",
-                           "-in", str(cert)], capture_output=True, check=False)
+    done = subprocess.run(
+        ["openssl", "x509", "-checkend", str(RENEW_SECONDS), "-noout", "-in", str(cert)],
+        capture_output=True,
+        check=False,
+    )
     return done.returncode == 0
 
 
@@ -81,18 +83,60 @@ def make_certificates(hosts: list[str], days: int) -> tuple[bytes, bytes, bytes]
     """(CA certificate, server certificate, server key) made by openssl in a scratch dir."""
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-                "-out", "ca.crt", "-days", str(days), "-subj", "/CN=error-exporter compose CA",
-                "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=work)
-        (work / "server.ext").write_text(f"subjectAltName={san(hosts)}\n"
-                                         "extendedKeyUsage=serverAuth\n"
-                                         "basicConstraints=CA:FALSE\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out",
-                "tls.csr", "-subj", f"/CN={hosts[0]}", cwd=work)
-        openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", "tls.crt", "-days", str(days),
-                "-extfile", "server.ext", cwd=work)
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=error-exporter compose CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            cwd=work,
+        )
+        (work / "server.ext").write_text(
+            f"subjectAltName={san(hosts)}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+        )
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+            "-subj",
+            f"/CN={hosts[0]}",
+            cwd=work,
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tls.crt",
+            "-days",
+            str(days),
+            "-extfile",
+            "server.ext",
+            cwd=work,
+        )
         ca, cert, key = ((work / name).read_bytes() for name in ("ca.crt", "tls.crt", "tls.key"))
         return ca, cert, key
 
@@ -109,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app-dir", type=Path, required=True)
     parser.add_argument("--prometheus-dir", type=Path, required=True)
-    parser.add_argument("--hosts", default=DEFAULT_HOSTS,
-                        help=f"the certificate's names, comma-separated (default {DEFAULT_HOSTS})")
+    parser.add_argument(
+        "--hosts",
+        default=DEFAULT_HOSTS,
+        help=f"the certificate's names, comma-separated (default {DEFAULT_HOSTS})",
+    )
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--app-uid", type=int, help="owner of the app's files (as root)")
-    parser.add_argument("--prometheus-uid", type=int,
-                        help="owner of Prometheus' password file (as root)")
+    parser.add_argument(
+        "--prometheus-uid", type=int, help="owner of Prometheus' password file (as root)"
+    )
     parser.add_argument("--bcrypt-cost", type=int, default=10)
     args = parser.parse_args(argv)
     password = os.environ.get(PASSWORD_ENV, "")
@@ -126,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     for directory in (app, prom):
         directory.mkdir(parents=True, exist_ok=True)
 
-    if not (certificate_is_fresh(app / "tls.crt") and (app / "tls.key").is_file()
-            and (prom / "ca.crt").is_file()):
+    if not (
+        certificate_is_fresh(app / "tls.crt")
+        and (app / "tls.key").is_file()
+        and (prom / "ca.crt").is_file()
+    ):
         ca, cert, key = make_certificates(hosts, args.days)
         # the key first: a reader that sees the new certificate finds its key
         write(app / "tls.key", key, 0o600, args.app_uid)
@@ -139,16 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     old = current_hash(app / "web.yml")
     if old is None or not bcrypt.checkpw(password.encode(), old):
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(args.bcrypt_cost)).decode()
-        web = ("# made by deploy/tls-init.py (docker-compose.yml, service tls-init)\n"
-               "tls_server_config:\n"
-               "  cert_file: tls.crt\n"
-               "  key_file: tls.key\n"
-               "  min_version: TLS12\n"
-               "http_server_config:\n"
-               "  headers:\n"
-               "    X-Content-Type-Options: nosniff\n"
-               "basic_auth_users:\n"
-               f"  {USER}: '{hashed}'\n")
+        web = (
+            "# made by deploy/tls-init.py (docker-compose.yml, service tls-init)\n"
+            "tls_server_config:\n"
+            "  cert_file: tls.crt\n"
+            "  key_file: tls.key\n"
+            "  min_version: TLS12\n"
+            "http_server_config:\n"
+            "  headers:\n"
+            "    X-Content-Type-Options: nosniff\n"
+            "basic_auth_users:\n"
+            f"  {USER}: '{hashed}'\n"
+        )
         write(app / "web.yml", web.encode(), 0o600, args.app_uid)
         print(f"tls-init: basic auth user {USER} with the password of {PASSWORD_ENV}")
     write(prom / "scrape-password", password.encode(), 0o600, args.prometheus_uid)

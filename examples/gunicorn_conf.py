@@ -23,7 +23,8 @@ import os
 import tempfile
 
 multiproc_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "error-exporter-mp"))
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "error-exporter-mp")
+)
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))

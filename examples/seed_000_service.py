@@ -63,8 +63,9 @@ def load_ecu_config(text: str) -> dict[str, float]:
 
 
 def main() -> None:
-    monitor.add_breadcrumb(action="start_tuning_session", component="MainWindow",
-                           data={"session_type": "dyno"})
+    monitor.add_breadcrumb(
+        action="start_tuning_session", component="MainWindow", data={"session_type": "dyno"}
+    )
 
     # 1. a decorated call that fails, then logged by the caller: one error, not two
     bus = CANBus()
@@ -75,8 +76,11 @@ def main() -> None:
 
     # 2. the same bad config three times: one group, three occurrences
     for line in ("boost = 12,5", "boost = 13,0", "boost = eleven"):
-        monitor.add_breadcrumb(action="load_ecu_config", component="ECUControl",
-                               data={"config_file": "tune.json", "ecu_type": "Holley"})
+        monitor.add_breadcrumb(
+            action="load_ecu_config",
+            component="ECUControl",
+            data={"config_file": "tune.json", "ecu_type": "Holley"},
+        )
         try:
             load_ecu_config(line)
         except ValueError as exc:
@@ -113,14 +117,18 @@ def main() -> None:
     for entry in analysis["top_errors"]:
         report = entry["report"]
         where = f"{report['function_name']} line {report['line_number']}"
-        print(f"  {entry['occurrence_count']}x {report['error_type']} "
-              f"[{report['severity']}/{report['priority']}] in {where}")
+        print(
+            f"  {entry['occurrence_count']}x {report['error_type']} "
+            f"[{report['severity']}/{report['priority']}] in {where}"
+        )
     top = analysis["top_errors"][0]["report"]
     print(f"Breadcrumbs before the top error: {len(top['breadcrumbs'])}")
     snapshot = top["resource_snapshot"]
     if snapshot is not None:
-        print(f"Resource snapshot: {snapshot['thread_count']} threads, "
-              f"{snapshot['memory_percent']:.0f}% memory")
+        print(
+            f"Resource snapshot: {snapshot['thread_count']} threads, "
+            f"{snapshot['memory_percent']:.0f}% memory"
+        )
 
 
 if __name__ == "__main__":

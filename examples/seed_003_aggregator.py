@@ -36,8 +36,9 @@ class WeatherPlugin:
     plugin_id = "weather"
 
     def update(self, tick: int) -> None:
-        raise PluginError("weather API unreachable", {"endpoint": "/v1/forecast",
-                                                      "api_key": "sk-do-not-log"})
+        raise PluginError(
+            "weather API unreachable", {"endpoint": "/v1/forecast", "api_key": "sk-do-not-log"}
+        )
 
 
 class StocksPlugin:
@@ -57,8 +58,11 @@ class ClockPlugin:
 
 
 def on_pattern(pattern: ErrorPattern) -> None:
-    print(f"Pattern detected: {pattern.error_type} x{pattern.count} "
-          f"({pattern.severity}) in {sorted(set(pattern.affected_plugins))}", flush=True)
+    print(
+        f"Pattern detected: {pattern.error_type} x{pattern.count} "
+        f"({pattern.severity}) in {sorted(set(pattern.affected_plugins))}",
+        flush=True,
+    )
 
 
 def main(export_dir: Path) -> None:
@@ -73,10 +77,13 @@ def main(export_dir: Path) -> None:
             try:
                 plugin.update(tick)
             except Exception as exc:
-                record = record_error(exc, context={"tick": tick},
-                                      plugin_id=plugin.plugin_id, operation="update")
-                print(f"tick {tick}: {record.plugin_id}.{record.operation} failed: "
-                      f"{record.error_type}: {record.message}")
+                record = record_error(
+                    exc, context={"tick": tick}, plugin_id=plugin.plugin_id, operation="update"
+                )
+                print(
+                    f"tick {tick}: {record.plugin_id}.{record.operation} failed: "
+                    f"{record.error_type}: {record.message}"
+                )
 
     summary = aggregator.get_error_summary()
     print("=== Error summary ===")
@@ -91,8 +98,10 @@ def main(export_dir: Path) -> None:
     print("=== Plugin health ===")
     for plugin in plugins:
         health = aggregator.get_plugin_health(plugin.plugin_id)
-        print(f"{health['plugin_id']}: {health['status']} "
-              f"({health['total_errors']} errors, {health['recent_error_count']} recent)")
+        print(
+            f"{health['plugin_id']}: {health['status']} "
+            f"({health['total_errors']} errors, {health['recent_error_count']} recent)"
+        )
 
     print(f"Cleared old records: {aggregator.clear_old_records(max_age_hours=24)}")
     export_file = export_dir / "manual_export.json"

@@ -47,8 +47,9 @@ class GroupBudget:
         self._states: dict[str, _State] = {}
         self._dirty: dict[_State, str] = {}  # states with counts not yet delivered -> error id
 
-    def admit(self, error_id: str, error_type: str, plugin: str, now: float,
-              pressed: bool = False) -> int:
+    def admit(
+        self, error_id: str, error_type: str, plugin: str, now: float, pressed: bool = False
+    ) -> int:
         """FIRST, QUEUE or COALESCED for one occurrence. ``pressed``: the queue has a
         backlog, so a known group's repeat is only counted even within its budget (its
         detail would wait behind the backlog, or be dropped with it)."""

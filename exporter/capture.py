@@ -71,8 +71,11 @@ class CaptureFront:
         self._submit = submit
         self._backlog = backlog
         # a backlog this long is pressure: known groups' ordinary repeats are only counted
-        self._pressure = (max(PRESSURE_BACKLOG, config.queue_size // 10)
-                          if config.backlog_coalescing else sys.maxsize)
+        self._pressure = (
+            max(PRESSURE_BACKLOG, config.queue_size // 10)
+            if config.backlog_coalescing
+            else sys.maxsize
+        )
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
         self._plain_types: set[type] = set()
@@ -82,9 +85,20 @@ class CaptureFront:
         self._trace = lookup_for(config.capture_trace_context)
 
     def capture(
-        self, error: Any, component: Any, plugin: Any, operation: str, context: Any,
-        severity: str | None, metadata: Any, user_id: str | None, session_id: str | None,
-        mechanism: str, handled: bool, log_level: int | None, detail: bool = False,
+        self,
+        error: Any,
+        component: Any,
+        plugin: Any,
+        operation: str,
+        context: Any,
+        severity: str | None,
+        metadata: Any,
+        user_id: str | None,
+        session_id: str | None,
+        mechanism: str,
+        handled: bool,
+        log_level: int | None,
+        detail: bool = False,
     ) -> Occurrence | str | None:
         """Count, sign and queue one error. Returns the queued Occurrence, or the group id
         alone when this exception object was already recorded or, unless ``detail``, when
@@ -112,8 +126,11 @@ class CaptureFront:
                 _mark(error, marker, "")  # re-entered from its own __str__: "" below
                 message = safe_text(error)
                 key = getattr(error, GROUP_KEY_ATTRIBUTE, None)
-                error_id = (self.signer.sign_key(exc_type, key) if type(key) is str
-                            else self.signer.sign_message(exc_type, message))
+                error_id = (
+                    self.signer.sign_key(exc_type, key)
+                    if type(key) is str
+                    else self.signer.sign_message(exc_type, message)
+                )
                 _mark(error, marker, error_id)
                 place = getattr(error, PLACE_ATTRIBUTE, None)
                 if type(place) is tuple:  # never raised, but it knows where it comes from
@@ -126,14 +143,18 @@ class CaptureFront:
             trace = self._trace() if self._trace is not None else None
             now = time.time()
             # The common case is one lookup: severity and counter child cached per group + labels
-            known = (self._known.get((error_id, component, plugin))
-                     if severity is None and log_level is None else None)
+            known = (
+                self._known.get((error_id, component, plugin))
+                if severity is None and log_level is None
+                else None
+            )
             if known is not None and known[2] == self.metrics.generation:
                 level = known[0]
                 known[1].count(error_id, trace, self.metrics.counts_at_once, now)
             else:
-                level = self._count_slowly(exc_type, error_id, component, plugin, severity,
-                                           log_level, trace, now)
+                level = self._count_slowly(
+                    exc_type, error_id, component, plugin, severity, log_level, trace, now
+                )
         except Exception as failure:
             # Out of stack (RecursionError), this frame may be the last: borrow more before
             # any Python call, with C calls only (exporter.headroom).
@@ -141,9 +162,23 @@ class CaptureFront:
             if borrowed and not headroom.LENT:
                 headroom.LENT.append(sys.getrecursionlimit())
                 sys.setrecursionlimit(headroom.LENT[0] + headroom.STACK_HEADROOM)
-            return self._rescue(failure, borrowed, error, component, plugin, operation,
-                                context, severity, metadata, user_id, session_id, mechanism,
-                                handled, log_level, detail)
+            return self._rescue(
+                failure,
+                borrowed,
+                error,
+                component,
+                plugin,
+                operation,
+                context,
+                severity,
+                metadata,
+                user_id,
+                session_id,
+                mechanism,
+                handled,
+                log_level,
+                detail,
+            )
         try:  # counted: a failure from here on loses the detail only (counted as a drop)
             sessions = self._pipeline.sessions
             explicit = session_id is not None
@@ -168,8 +203,13 @@ class CaptureFront:
                 if user_id is None:
                     user_id = session.user_id
             urgent = not handled or level in URGENT_SEVERITIES
-            admitted = self.budget.admit(error_id, exc_type.__name__, plugin, now,
-                                         not urgent and self._backlog() >= self._pressure)
+            admitted = self.budget.admit(
+                error_id,
+                exc_type.__name__,
+                plugin,
+                now,
+                not urgent and self._backlog() >= self._pressure,
+            )
             if admitted == COALESCED and not detail:
                 return error_id  # over this group's budget: counted, summarised on the group
             if message is None:
@@ -179,9 +219,13 @@ class CaptureFront:
             crumbs: tuple[Breadcrumb, ...] = ()
             if session is not None and cfg.enable_breadcrumbs:
                 crumbs = crumbs_of(session)
-            chain = (summarize_chain(error, message, self.signer, cfg.max_chain_depth,
-                                     cfg.max_message_length)
-                     if has_chain(error) else None)
+            chain = (
+                summarize_chain(
+                    error, message, self.signer, cfg.max_chain_depth, cfg.max_message_length
+                )
+                if has_chain(error)
+                else None
+            )
             try:
                 if unit is not None:  # inside a request or job: the error carries it
                     context, operation = with_work(unit, context, operation)
@@ -195,10 +239,26 @@ class CaptureFront:
             except Exception as exc:  # a property or describe() that raised: keep what we have
                 self.note_internal_error(exc)
             occurrence = Occurrence(
-                error_id, exc_type, message, site, chain, component, plugin, operation, level, now,
-                context, metadata,
-                user_id, session_id, threading.current_thread().name, crumbs, handled, mechanism,
-                self.locals_of(tb) if cfg.capture_locals and tb is not None else None, trace,
+                error_id,
+                exc_type,
+                message,
+                site,
+                chain,
+                component,
+                plugin,
+                operation,
+                level,
+                now,
+                context,
+                metadata,
+                user_id,
+                session_id,
+                threading.current_thread().name,
+                crumbs,
+                handled,
+                mechanism,
+                self.locals_of(tb) if cfg.capture_locals and tb is not None else None,
+                trace,
             )
             if admitted != COALESCED:
                 self._submit(occurrence, urgent or admitted == FIRST)
@@ -209,9 +269,21 @@ class CaptureFront:
             return error_id
 
     def _rescue(
-        self, failure: Exception, borrowed: bool, error: Any, component: Any, plugin: Any,
-        operation: str, context: Any, severity: str | None, metadata: Any, user_id: str | None,
-        session_id: str | None, mechanism: str, handled: bool, log_level: int | None,
+        self,
+        failure: Exception,
+        borrowed: bool,
+        error: Any,
+        component: Any,
+        plugin: Any,
+        operation: str,
+        context: Any,
+        severity: str | None,
+        metadata: Any,
+        user_id: str | None,
+        session_id: str | None,
+        mechanism: str,
+        handled: bool,
+        log_level: int | None,
         detail: bool,
     ) -> Occurrence | str | None:
         """The error could not be counted: never let it go uncounted.
@@ -225,18 +297,34 @@ class CaptureFront:
         if borrowed:
             try:
                 _unmark(error, self._marker)  # the retry must not take it for a repeat
-                return self.capture(error, component, plugin, operation, context, severity,
-                                    metadata, user_id, session_id, mechanism, handled,
-                                    log_level, detail)
+                return self.capture(
+                    error,
+                    component,
+                    plugin,
+                    operation,
+                    context,
+                    severity,
+                    metadata,
+                    user_id,
+                    session_id,
+                    mechanism,
+                    handled,
+                    log_level,
+                    detail,
+                )
             finally:
                 headroom.give_back_borrowed()
         self.note_internal_error(failure)
         try:
             exc_type = type(error) if isinstance(error, BaseException) else RuntimeError
             error_id = self.signer.sign_message(exc_type, "")  # its type's group
-            self.metrics.count_error(exc_type.__name__, _label_text(component),
-                                     _label_text(plugin), _severity(severity) or "medium",
-                                     error_id)
+            self.metrics.count_error(
+                exc_type.__name__,
+                _label_text(component),
+                _label_text(plugin),
+                _severity(severity) or "medium",
+                error_id,
+            )
             self.metrics.count_drop(DETAIL_LOST)
             return error_id
         except Exception as second:
@@ -244,8 +332,14 @@ class CaptureFront:
             return None
 
     def _count_slowly(
-        self, exc_type: type, error_id: str, component: str, plugin: str,
-        severity: str | None, log_level: int | None, trace: tuple[int, int] | None,
+        self,
+        exc_type: type,
+        error_id: str,
+        component: str,
+        plugin: str,
+        severity: str | None,
+        log_level: int | None,
+        trace: tuple[int, int] | None,
         now: float,
     ) -> str:
         """Decide the severity and count the error; remember both for the group's next
@@ -255,13 +349,13 @@ class CaptureFront:
             level = self.rules.cached(exc_type, component)
         if level is None:
             level = self.rules.severity(exc_type, component, _severity(severity), log_level)
-        count = self.metrics.count_error(exc_type.__name__, component, plugin, level, error_id,
-                                         trace, now)
+        count = self.metrics.count_error(
+            exc_type.__name__, component, plugin, level, error_id, trace, now
+        )
         if severity is None and log_level is None:
             if len(self._known) >= MAX_KNOWN:
                 self._known = {}
-            self._known[(error_id, component, plugin)] = (level, count,
-                                                         self.metrics.generation)
+            self._known[(error_id, component, plugin)] = (level, count, self.metrics.generation)
         return level
 
     def admit(self, error: Any) -> BaseException | None:

@@ -34,13 +34,20 @@ def record_from_json(text: str) -> ErrorRecord:
     """An :class:`ErrorRecord` from the JSON of its ``to_dict``."""
     data = json.loads(text)
     return ErrorRecord(
-        error_type=data["error_type"], message=data["message"],
-        timestamp=local_datetime(data["timestamp"]), context=data.get("context") or {},
-        plugin_id=data.get("plugin_id"), operation=data.get("operation"),
-        stack_trace=data.get("stack_trace"), error_id=data.get("error_id", ""),
-        severity=data.get("severity", "medium"), component=data.get("component", ""),
-        user_id=data.get("user_id"), session_id=data.get("session_id"),
-        trace_id=data.get("trace_id"), span_id=data.get("span_id"),
+        error_type=data["error_type"],
+        message=data["message"],
+        timestamp=local_datetime(data["timestamp"]),
+        context=data.get("context") or {},
+        plugin_id=data.get("plugin_id"),
+        operation=data.get("operation"),
+        stack_trace=data.get("stack_trace"),
+        error_id=data.get("error_id", ""),
+        severity=data.get("severity", "medium"),
+        component=data.get("component", ""),
+        user_id=data.get("user_id"),
+        session_id=data.get("session_id"),
+        trace_id=data.get("trace_id"),
+        span_id=data.get("span_id"),
         trace_url=data.get("trace_url"),
     )
 
@@ -52,9 +59,12 @@ def _epoch(data: dict[str, Any], key: str) -> float:
 
 def _breadcrumb(data: dict[str, Any]) -> Breadcrumb:
     return Breadcrumb(
-        timestamp=_epoch(data, "timestamp"), action=str(data.get("action", "")),
-        component=str(data.get("component") or ""), data=data.get("data") or {},
-        level=str(data.get("level", "info")), category=str(data.get("category", "default")),
+        timestamp=_epoch(data, "timestamp"),
+        action=str(data.get("action", "")),
+        component=str(data.get("component") or ""),
+        data=data.get("data") or {},
+        level=str(data.get("level", "info")),
+        category=str(data.get("category", "default")),
     )
 
 
@@ -74,8 +84,9 @@ def report_from_dict(data: dict[str, Any]) -> ErrorReport:
         values[key] = _epoch(data, key)
     values["severity"] = ErrorSeverity(data.get("severity") or "medium")
     values["priority"] = ErrorPriority(data.get("priority") or "medium")
-    values["breadcrumbs"] = [_breadcrumb(b) for b in data.get("breadcrumbs") or []
-                             if isinstance(b, dict)]
+    values["breadcrumbs"] = [
+        _breadcrumb(b) for b in data.get("breadcrumbs") or [] if isinstance(b, dict)
+    ]
     values["resource_snapshot"] = _snapshot(data.get("resource_snapshot"))
     values["plugin"] = data.get("plugin") or ""
     values["environment"] = data.get("environment") or {}

@@ -18,8 +18,14 @@ from prometheus_client.metrics_core import Metric
 
 from .families import FAMILIES, HEALTH_VALUE, Observed, metric_name
 
-__all__ = ["HEALTH_VALUE", "Collected", "Observed", "Published", "StateCollector",
-           "register_collectors"]
+__all__ = [
+    "HEALTH_VALUE",
+    "Collected",
+    "Observed",
+    "Published",
+    "StateCollector",
+    "register_collectors",
+]
 
 
 def _version() -> str:
@@ -29,7 +35,6 @@ def _version() -> str:
         return version("error-exporter")
     except Exception:
         return "unknown"
-
 
 
 class Collected(Observed, Protocol):
@@ -49,6 +54,7 @@ class Published(Observed, Protocol):
 
     def flush(self, timeout: float = 5.0) -> bool: ...
 
+
 class StateCollector:
     """Every family of ``families.FAMILIES``, read from the monitor at scrape time."""
 
@@ -59,8 +65,9 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         monitor = self.monitor
-        resources = (monitor.config.enable_resource_monitoring
-                     and monitor.resources.latest is not None)
+        resources = (
+            monitor.config.enable_resource_monitoring and monitor.resources.latest is not None
+        )
         for family in FAMILIES:
             if family.resource and not resources:
                 continue
@@ -73,13 +80,12 @@ class StateCollector:
             for labels, value in family.read(monitor):
                 metric.add_metric(list(labels), value)
             yield metric
-        info = InfoMetricFamily(metric_name(self.ns, "monitor"),
-                                "error-exporter build information.")
-        info.add_metric([], {"version": self.version,
-                             "python_version": platform.python_version()})
+        info = InfoMetricFamily(
+            metric_name(self.ns, "monitor"), "error-exporter build information."
+        )
+        info.add_metric([], {"version": self.version, "python_version": platform.python_version()})
         yield info
 
 
 def register_collectors(monitor: Collected) -> None:
     monitor.registry.register(StateCollector(monitor))
-

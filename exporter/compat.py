@@ -212,8 +212,12 @@ class ErrorAggregator:
         )
         error_id = recorded.error_id if recorded is not None else None
         record = recorded or ErrorRecord(  # not an error (KeyboardInterrupt...): not counted
-            error_type=type(error).__name__, message=safe_text(error), timestamp=datetime.now(),
-            context={}, plugin_id=plugin_id, operation=operation,
+            error_type=type(error).__name__,
+            message=safe_text(error),
+            timestamp=datetime.now(),
+            context={},
+            plugin_id=plugin_id,
+            operation=operation,
         )
         if error_id is not None:  # None: not an error (KeyboardInterrupt...), not counted
             self._detect_pattern(record)
@@ -223,8 +227,12 @@ class ErrorAggregator:
         monitor = self.monitor
         try:
             pattern = self._watch.observe(
-                record.error_type, record.message, record.plugin_id, self._clock(),
-                self.pattern_threshold, self.pattern_window.total_seconds(),
+                record.error_type,
+                record.message,
+                record.plugin_id,
+                self._clock(),
+                self.pattern_threshold,
+                self.pattern_window.total_seconds(),
             )
         except Exception as exc:
             monitor.note_internal_error(exc)
@@ -326,8 +334,9 @@ def get_error_aggregator(
             ignored = _aggregator_ignored(agg, requested)
             reason = "an aggregator already exists"
     if ignored:
-        warnings.warn(_ignored_message("get_error_aggregator", reason, ignored), RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            _ignored_message("get_error_aggregator", reason, ignored), RuntimeWarning, stacklevel=2
+        )
     return agg
 
 

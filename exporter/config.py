@@ -26,26 +26,29 @@ from .dsn import check_url, is_postgres, sqlite_path
 ENV_PREFIX = "ERROR_EXPORTER_"
 # ERROR_EXPORTER_* variables that are read somewhere else than as an option: a variable with
 # the prefix that is neither is a typo (say, MAX_BREADCRUMB for MAX_BREADCRUMBS): a warning.
-OTHER_ENV_NAMES = frozenset({
-    ENV_PREFIX + "CONFIG",  # the YAML file load_config() reads
-    ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
-    ENV_PREFIX + "STORE_URL",  # the shared store's URL
-    ENV_PREFIX + "INSTANCE",  # this process's name in the shared store (durable/rows.py)
-    ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
-    # the stack's database (docker-compose.yml, deploy/): the app role's password and name
-    ENV_PREFIX + "DB_PASSWORD",
-    ENV_PREFIX + "DB",
-    # the stack's scrape password (docker-compose.yml, deploy/tls-init.py)
-    ENV_PREFIX + "SCRAPE_PASSWORD",
-    # the command line's TLS and basic auth client settings (exporter/cli/client.py)
-    ENV_PREFIX + "CA_FILE",
-    ENV_PREFIX + "CLIENT_CERT_FILE",
-    ENV_PREFIX + "CLIENT_KEY_FILE",
-    ENV_PREFIX + "BASIC_AUTH_USER",
-    ENV_PREFIX + "BASIC_AUTH_PASSWORD_FILE",
-    ENV_PREFIX + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
-    ENV_PREFIX + "SOAK_SECONDS",
-})
+OTHER_ENV_NAMES = frozenset(
+    {
+        ENV_PREFIX + "CONFIG",  # the YAML file load_config() reads
+        ENV_PREFIX + "URL",  # the CLI's default --url (exporter/cli/client.py)
+        ENV_PREFIX + "STORE_URL",  # the shared store's URL
+        ENV_PREFIX + "INSTANCE",  # this process's name in the shared store (durable/rows.py)
+        ENV_PREFIX + "WEB_CONFIG_FILE",  # the web server's configuration file
+        # the stack's database (docker-compose.yml, deploy/): the app role's password and name
+        ENV_PREFIX + "DB_PASSWORD",
+        ENV_PREFIX + "DB",
+        # the stack's scrape password (docker-compose.yml, deploy/tls-init.py)
+        ENV_PREFIX + "SCRAPE_PASSWORD",
+        # the command line's TLS and basic auth client settings (exporter/cli/client.py)
+        ENV_PREFIX + "CA_FILE",
+        ENV_PREFIX + "CLIENT_CERT_FILE",
+        ENV_PREFIX + "CLIENT_KEY_FILE",
+        ENV_PREFIX + "BASIC_AUTH_USER",
+        ENV_PREFIX + "BASIC_AUTH_PASSWORD_FILE",
+        ENV_PREFIX
+        + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
+        ENV_PREFIX + "SOAK_SECONDS",
+    }
+)
 DEFAULT_PORT = 9718
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -197,8 +200,11 @@ class MonitorConfig:
         """The SQLite file of ``store_path`` or of a ``sqlite:///`` ``store_url``."""
         if self.store_path is not None:
             return self.store_path
-        if self.store_url is not None and check_url(self.store_url) is None \
-                and not is_postgres(self.store_url):
+        if (
+            self.store_url is not None
+            and check_url(self.store_url) is None
+            and not is_postgres(self.store_url)
+        ):
             return sqlite_path(self.store_url)
         return None
 
@@ -233,9 +239,7 @@ def _str_list(v: Any) -> bool:
 
 
 def _severity_map(v: Any) -> bool:
-    return isinstance(v, dict) and all(
-        isinstance(k, str) and s in SEVERITIES for k, s in v.items()
-    )
+    return isinstance(v, dict) and all(isinstance(k, str) and s in SEVERITIES for k, s in v.items())
 
 
 def _limits_map(v: Any) -> bool:
@@ -276,8 +280,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "in_app_include": (_str_list, "a list of module prefixes"),
     "in_app_exclude": (_str_list, "a list of module prefixes"),
     "app_version": (_optional_str, "a string or null"),
-    "trace_url_template": (_trace_url_template,
-                           "null or a URL containing {trace_id} (and optionally {span_id})"),
+    "trace_url_template": (
+        _trace_url_template,
+        "null or a URL containing {trace_id} (and optionally {span_id})",
+    ),
     "queue_size": (_int_at_least(1), "an integer >= 1"),
     "callback_queue_size": (_int_at_least(1), "an integer >= 1"),
     "max_frames": (_int_at_least(2), "an integer >= 2"),
@@ -298,32 +304,48 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "plugin_health_window": (_number_above(0), "a number of seconds > 0"),
     "plugin_degraded_threshold": (_int_at_least(1), "an integer >= 1"),
     "plugin_unhealthy_threshold": (_int_at_least(1), "an integer >= 1"),
-    "store_path": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-                   "a file path (its directory must exist) or null"),
-    "store_url": (lambda v: v is None or (isinstance(v, str) and check_url(v) is None),
-                  "a postgresql:// or sqlite:/// URL, or null"),
-    "app_name": (lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 200),
-                 "a non-empty name (at most 200 characters) or null"),
+    "store_path": (
+        lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+        "a file path (its directory must exist) or null",
+    ),
+    "store_url": (
+        lambda v: v is None or (isinstance(v, str) and check_url(v) is None),
+        "a postgresql:// or sqlite:/// URL, or null",
+    ),
+    "app_name": (
+        lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 200),
+        "a non-empty name (at most 200 characters) or null",
+    ),
     "store_retention_seconds": (_number_above(0), "a number of seconds > 0"),
     "store_max_records": (_int_at_least(1), "an integer >= 1"),
     "default_severity": (lambda v: v in SEVERITIES, "one of " + ", ".join(SEVERITIES)),
-    "severity_by_type": (_severity_map, "a mapping of exception type name to a severity ("
-                         + ", ".join(SEVERITIES) + ")"),
-    "severity_by_component": (_severity_map, "a mapping of component to a severity ("
-                              + ", ".join(SEVERITIES) + ")"),
+    "severity_by_type": (
+        _severity_map,
+        "a mapping of exception type name to a severity (" + ", ".join(SEVERITIES) + ")",
+    ),
+    "severity_by_component": (
+        _severity_map,
+        "a mapping of component to a severity (" + ", ".join(SEVERITIES) + ")",
+    ),
     "scrub_keys": (_str_list, "a list of key fragments"),
     "namespace": (_namespace, "a metric name prefix: letters, digits and _"),
     "host": (lambda v: isinstance(v, str) and v != "", "a host name or IP address"),
     "port": (_port, "an integer from 0 to 65535"),
     # an empty token is not "no token": a variable meant to hold it came out empty, and the
     # API would be open to anyone while its owner believes it is protected
-    "api_token": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
-                  "a non-empty string or null (unset it for no token)"),
-    "web_config_file": (_optional_str, "the path of a web config file (exporter-toolkit "
-                        "format: tls_server_config, basic_auth_users) or null"),
-    "allowed_hosts": (lambda v: _str_list(v) and all(x.strip() for x in v),
-                      "a list of host names (the Host header values a loopback-bound server "
-                      "also answers)"),
+    "api_token": (
+        lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+        "a non-empty string or null (unset it for no token)",
+    ),
+    "web_config_file": (
+        _optional_str,
+        "the path of a web config file (exporter-toolkit "
+        "format: tls_server_config, basic_auth_users) or null",
+    ),
+    "allowed_hosts": (
+        lambda v: _str_list(v) and all(x.strip() for x in v),
+        "a list of host names (the Host header values a loopback-bound server also answers)",
+    ),
 }
 _FIELD_TYPES = {f.name: f.type for f in fields(MonitorConfig)}
 for _name, _type in _FIELD_TYPES.items():
@@ -423,11 +445,14 @@ def warn_unknown_environment(environ: Mapping[str, str]) -> list[str]:
         fresh = [name for name in unknown if name not in _warned_env]
         _warned_env.update(fresh)
     # compared without the prefix every name shares, which would make any two names "close"
-    suffixes = sorted(known[len(ENV_PREFIX):] for known in KNOWN_ENV_NAMES)
+    suffixes = sorted(known[len(ENV_PREFIX) :] for known in KNOWN_ENV_NAMES)
     for name in fresh:
-        hint = did_you_mean(name[len(ENV_PREFIX):].upper(), suffixes, ENV_PREFIX)
-        log.warning("error-exporter: the environment variable %s is not a setting and is "
-                    "ignored%s", name, hint)
+        hint = did_you_mean(name[len(ENV_PREFIX) :].upper(), suffixes, ENV_PREFIX)
+        log.warning(
+            "error-exporter: the environment variable %s is not a setting and is ignored%s",
+            name,
+            hint,
+        )
     return fresh
 
 

@@ -24,8 +24,9 @@ from .occurrence import Occurrence
 class ReportBuilder(Protocol):
     """What formats the deferred fields (``reports.ReportBuilder``)."""
 
-    def deferred_report_fields(self, occurrence: Occurrence, message: str,
-                               snapshot: ResourceSnapshot | None) -> dict[str, Any]: ...
+    def deferred_report_fields(
+        self, occurrence: Occurrence, message: str, snapshot: ResourceSnapshot | None
+    ) -> dict[str, Any]: ...
 
     def stack_trace(self, occurrence: Occurrence, message: str | None = None) -> str: ...
 
@@ -34,10 +35,28 @@ class ReportBuilder(Protocol):
 
 RECORD_FIELDS = tuple(f.name for f in fields(ErrorRecord))
 _REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
-    "error_id", "error_type", "error_message", "severity", "priority", "timestamp",
-    "first_occurrence", "occurrence_count", "component", "session_id", "user_id",
-    "affected_users", "frequency_per_hour", "recovery_attempted", "recovery_successful",
-    "metadata", "plugin", "operation", "context", "handled", "mechanism", "thread_name",
+    "error_id",
+    "error_type",
+    "error_message",
+    "severity",
+    "priority",
+    "timestamp",
+    "first_occurrence",
+    "occurrence_count",
+    "component",
+    "session_id",
+    "user_id",
+    "affected_users",
+    "frequency_per_hour",
+    "recovery_attempted",
+    "recovery_successful",
+    "metadata",
+    "plugin",
+    "operation",
+    "context",
+    "handled",
+    "mechanism",
+    "thread_name",
     "last_occurrence",
 }
 _RECORD_DEFERRED = frozenset(("stack_trace", "trace_id", "span_id", "trace_url"))
@@ -74,8 +93,9 @@ class _Formats:
             return cls._plain(**fields)
         return super().__new__(cls)
 
-    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
-                d: dict[str, Any]) -> dict[str, Any]:
+    def _format(
+        self, builder: ReportBuilder, occurrence: Occurrence, d: dict[str, Any]
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     def materialize(self) -> Any:
@@ -94,7 +114,7 @@ class _Formats:
     def __repr__(self) -> str:  # what the app knows it as
         self.materialize()
         text: str = self._plain.__repr__(self)  # type: ignore[call-arg]
-        return self._plain.__name__ + text[len(type(self).__name__):]
+        return self._plain.__name__ + text[len(type(self).__name__) :]
 
     def __eq__(self, other: object) -> bool:  # equal to the plain object it reads as
         if not isinstance(other, self._plain):
@@ -122,9 +142,15 @@ class DeferredReport(_Formats, ErrorReport):
     _plain, _fields = ErrorReport, REPORT_FIELDS
 
     def __init__(
-        self, builder: ReportBuilder, occurrence: Occurrence, message: str,
-        severity: ErrorSeverity, priority: Any, context: dict[str, Any],
-        metadata: dict[str, Any], snapshot: ResourceSnapshot | None,
+        self,
+        builder: ReportBuilder,
+        occurrence: Occurrence,
+        message: str,
+        severity: ErrorSeverity,
+        priority: Any,
+        context: dict[str, Any],
+        metadata: dict[str, Any],
+        snapshot: ResourceSnapshot | None,
     ) -> None:
         d = self.__dict__
         d["_builder"] = builder
@@ -151,10 +177,10 @@ class DeferredReport(_Formats, ErrorReport):
         d["mechanism"] = occurrence.mechanism
         d["thread_name"] = occurrence.thread_name
 
-    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
-                d: dict[str, Any]) -> dict[str, Any]:
-        return builder.deferred_report_fields(occurrence, d["error_message"],
-                                              d.get("_snapshot"))
+    def _format(
+        self, builder: ReportBuilder, occurrence: Occurrence, d: dict[str, Any]
+    ) -> dict[str, Any]:
+        return builder.deferred_report_fields(occurrence, d["error_message"], d.get("_snapshot"))
 
 
 class DeferredRecord(_Formats, ErrorRecord):
@@ -162,8 +188,9 @@ class DeferredRecord(_Formats, ErrorRecord):
 
     _plain, _fields = ErrorRecord, RECORD_FIELDS
 
-    def __init__(self, builder: ReportBuilder, occurrence: Occurrence, message: str,
-                 context: dict[str, Any]) -> None:
+    def __init__(
+        self, builder: ReportBuilder, occurrence: Occurrence, message: str, context: dict[str, Any]
+    ) -> None:
         d = self.__dict__
         d["_builder"] = builder
         d["_occurrence"] = occurrence
@@ -179,11 +206,16 @@ class DeferredRecord(_Formats, ErrorRecord):
         d["user_id"] = occurrence.user_id
         d["session_id"] = occurrence.session_id
 
-    def _format(self, builder: ReportBuilder, occurrence: Occurrence,
-                d: dict[str, Any]) -> dict[str, Any]:
+    def _format(
+        self, builder: ReportBuilder, occurrence: Occurrence, d: dict[str, Any]
+    ) -> dict[str, Any]:
         trace_id, span_id, trace_url = builder.trace(occurrence)
-        return {"stack_trace": builder.stack_trace(occurrence, d["message"]),
-                "trace_id": trace_id, "span_id": span_id, "trace_url": trace_url}
+        return {
+            "stack_trace": builder.stack_trace(occurrence, d["message"]),
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "trace_url": trace_url,
+        }
 
 
 for _name in _REPORT_DEFERRED:

@@ -56,8 +56,10 @@ def export_write_error(target: Path, reason: str, code: int | None) -> ExportWri
         return ExportWriteError(target, reason, code)
     cls = _KINDS.get(kind)
     if cls is None:
-        cls = _KINDS.setdefault(kind, type(f"ExportWrite{kind.__name__}", (ExportWriteError, kind),
-                                           {"__module__": __name__}))
+        cls = _KINDS.setdefault(
+            kind,
+            type(f"ExportWrite{kind.__name__}", (ExportWriteError, kind), {"__module__": __name__}),
+        )
     return cls(target, reason, code)
 
 
@@ -121,15 +123,17 @@ def write_atomic(
     """
     target = Path(path)
     if target.is_dir():
-        raise export_write_error(target, f"{target} is a directory; name a file in it "
-                                         f"(e.g. {target / 'errors.json'})", errno.EISDIR)
+        raise export_write_error(
+            target,
+            f"{target} is a directory; name a file in it (e.g. {target / 'errors.json'})",
+            errno.EISDIR,
+        )
     try:
         if make_parents:
             target.parent.mkdir(parents=True, exist_ok=True)
         import tempfile  # when a file is written, not at import
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         reason = why_no_file(target.parent, exc, make_parents)
         raise export_write_error(target, reason, exc.errno) from exc
@@ -171,14 +175,14 @@ def check_export_path(path: str | None) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe_in))
         import tempfile
 
-        fd, probe = tempfile.mkstemp(prefix=".error-exporter-probe-", suffix=".tmp",
-                                     dir=probe_in)
+        fd, probe = tempfile.mkstemp(prefix=".error-exporter-probe-", suffix=".tmp", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         reason = why_no_file(directory, exc, True)
-        raise ConfigError(f"export_path: auto-exports cannot be written to {path}: "
-                          f"{reason}") from None
+        raise ConfigError(
+            f"export_path: auto-exports cannot be written to {path}: {reason}"
+        ) from None
 
 
 def auto_export_path(directory: str | Path) -> Path:
@@ -221,7 +225,9 @@ def export_head(reader: ExportReader) -> dict[str, Any]:
 
 
 def export_document(
-    reader: ExportReader, records: Iterable[tuple[int, ErrorRecord]], limit: int | None,
+    reader: ExportReader,
+    records: Iterable[tuple[int, ErrorRecord]],
+    limit: int | None,
     cursor: int,
 ) -> dict[str, Any]:
     """``ErrorAggregator``'s export shape plus statistics, analysis and a paging cursor (one page).

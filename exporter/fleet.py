@@ -143,13 +143,14 @@ def discover(prometheus: str, job: str, timeout: float = DEFAULT_TARGET_TIMEOUT)
     try:
         payload = client.get_object("/api/v1/targets", {"state": "active"})
     except ApiError as exc:
-        raise FleetError(f"Prometheus at {client.base_url}: {exc.reason}",
-                         exc.reason) from None
+        raise FleetError(f"Prometheus at {client.base_url}: {exc.reason}", exc.reason) from None
     data = payload.get("data")
     active = data.get("activeTargets") if isinstance(data, dict) else None
     if payload.get("status") != "success" or not isinstance(active, list):
-        raise FleetError(f"{where} is not Prometheus's targets API (no data.activeTargets)",
-                         "not a Prometheus targets answer")
+        raise FleetError(
+            f"{where} is not Prometheus's targets API (no data.activeTargets)",
+            "not a Prometheus targets answer",
+        )
     targets: list[Target] = []
     seen_urls: set[str] = set()
     names: dict[str, int] = {}
@@ -172,18 +173,26 @@ def discover(prometheus: str, job: str, timeout: float = DEFAULT_TARGET_TIMEOUT)
         names[name] = names.get(name, 0) + 1
         if names[name] > 1:  # relabelling gave two targets one instance label
             name = f"{name}#{names[name]}"
-        targets.append(Target(name, url, scrape_url, str(item.get("health") or ""),
-                              str(item.get("lastError") or "")))
+        targets.append(
+            Target(
+                name,
+                url,
+                scrape_url,
+                str(item.get("health") or ""),
+                str(item.get("lastError") or ""),
+            )
+        )
     if not targets:
         known = ", ".join(sorted(j for j in jobs if j)) or "none"
-        raise FleetError(f"Prometheus at {client.base_url} has no active target in job "
-                         f"{job!r} (jobs it scrapes: {known}); pass --job",
-                         f"no active target in job {job!r}")
+        raise FleetError(
+            f"Prometheus at {client.base_url} has no active target in job "
+            f"{job!r} (jobs it scrapes: {known}); pass --job",
+            f"no active target in job {job!r}",
+        )
     return sorted(targets, key=lambda t: t.instance)
 
 
-def refuse_shared_store(prometheus: str, job: str,
-                        timeout: float = DEFAULT_TARGET_TIMEOUT) -> None:
+def refuse_shared_store(prometheus: str, job: str, timeout: float = DEFAULT_TARGET_TIMEOUT) -> None:
     """Raise FleetError when ``job`` writes a shared store (``store_url``): each of its
     instances already answers for the whole fleet, so summing them would count every
     error once per instance. Any one instance (``--url``) or the store (``--store``) is
@@ -202,7 +211,8 @@ def refuse_shared_store(prometheus: str, job: str,
             f"job {job!r} writes a shared store (store_url): any one of its instances "
             "already shows the whole fleet; read one with --url, or the store with --store "
             "URL (summing the instances would count each error once per instance)",
-            "a shared store: read one instance")
+            "a shared store: read one instance",
+        )
 
 
 # -- fetching -------------------------------------------------------------------------
@@ -211,14 +221,19 @@ def refuse_shared_store(prometheus: str, job: str,
 def _check_export(client: ApiClient, doc: dict[str, Any]) -> None:
     for key in ("summary", "statistics", "analysis"):
         if key in doc and doc[key] is not None and not isinstance(doc[key], dict):
-            raise _Invalid(f"{client.base_url}: {key} is not an object",
-                           f"the export's {key} is not a JSON object")
+            raise _Invalid(
+                f"{client.base_url}: {key} is not an object",
+                f"the export's {key} is not a JSON object",
+            )
     if not all(isinstance(r, dict) for r in doc.get("all_records") or []):
-        raise _Invalid(f"{client.base_url}: records are not objects",
-                       "the export's records are not JSON objects")
+        raise _Invalid(
+            f"{client.base_url}: records are not objects",
+            "the export's records are not JSON objects",
+        )
     if "exported_at" not in doc:
-        raise _Invalid(f"{client.base_url}: no exported_at",
-                       "the answer is not an export (no exported_at)")
+        raise _Invalid(
+            f"{client.base_url}: no exported_at", "the answer is not an export (no exported_at)"
+        )
 
 
 def _groups_from_analysis(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -229,9 +244,15 @@ def _groups_from_analysis(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(item, dict) and item.get("error_id"):
             found = item.get("report")
             report: dict[str, Any] = found if isinstance(found, dict) else {}
-            groups.append({**report, "error_id": item["error_id"],
-                           "occurrence_count": item.get("occurrence_count",
-                                                        report.get("occurrence_count"))})
+            groups.append(
+                {
+                    **report,
+                    "error_id": item["error_id"],
+                    "occurrence_count": item.get(
+                        "occurrence_count", report.get("occurrence_count")
+                    ),
+                }
+            )
     return groups
 
 
@@ -243,16 +264,23 @@ def _group_list(client: ApiClient, doc: dict[str, Any]) -> list[dict[str, Any]]:
             return _groups_from_analysis(doc)
         raise
     found = data.get("errors")
-    if not isinstance(found, list) or not all(isinstance(g, dict) and g.get("error_id")
-                                              for g in found):
-        raise _Invalid(f"{client.url_for('/api/v1/errors')}: no list of groups",
-                       "/api/v1/errors did not return a list of groups")
+    if not isinstance(found, list) or not all(
+        isinstance(g, dict) and g.get("error_id") for g in found
+    ):
+        raise _Invalid(
+            f"{client.url_for('/api/v1/errors')}: no list of groups",
+            "/api/v1/errors did not return a list of groups",
+        )
     return found
 
 
 def fetch_instance(
-    target: Target, token: str | None, timeout: float, filters: dict[str, Any] | None = None,
-    limit: int | None = None, page_size: int = 1000,
+    target: Target,
+    token: str | None,
+    timeout: float,
+    filters: dict[str, Any] | None = None,
+    limit: int | None = None,
+    page_size: int = 1000,
     on_page: Callable[[int, int | None], None] | None = None,
     access: ClientAccess | None = None,
 ) -> InstanceResult:
@@ -275,8 +303,9 @@ def fetch_instance(
         result.reason = exc.reason
     except HttpStatusError as exc:
         result.http_status = exc.status
-        result.status = ("unauthorized" if exc.status == 403 else
-                         "down" if exc.status >= 500 else "invalid")
+        result.status = (
+            "unauthorized" if exc.status == 403 else "down" if exc.status >= 500 else "invalid"
+        )
         result.reason = exc.reason
     except (NotJson, _Invalid) as exc:
         result.status, result.reason = "invalid", exc.reason
@@ -295,8 +324,12 @@ def fetch_instance(
 
 
 def fetch_all(
-    targets: list[Target], token: str | None, timeout: float = DEFAULT_TARGET_TIMEOUT,
-    filters: dict[str, Any] | None = None, limit: int | None = None, page_size: int = 1000,
+    targets: list[Target],
+    token: str | None,
+    timeout: float = DEFAULT_TARGET_TIMEOUT,
+    filters: dict[str, Any] | None = None,
+    limit: int | None = None,
+    page_size: int = 1000,
     on_start: Callable[[Target], None] | None = None,
     on_done: Callable[[InstanceResult], None] | None = None,
     workers: int = MAX_WORKERS,
@@ -317,8 +350,13 @@ def fetch_all(
         def check(done: int, total: int | None) -> None:
             if abandoned.is_set():
                 raise _Abandoned
-        done_q.put((index, fetch_instance(target, token, timeout, filters, limit,
-                                          page_size, check, access)))
+
+        done_q.put(
+            (
+                index,
+                fetch_instance(target, token, timeout, filters, limit, page_size, check, access),
+            )
+        )
 
     def finish(index: int, result: InstanceResult) -> None:
         running.pop(index, None)
@@ -333,8 +371,12 @@ def fetch_all(
             running[index] = (time.monotonic() + timeout, abandoned)
             if on_start is not None:
                 on_start(target)
-            threading.Thread(target=work, args=(index, target, abandoned), daemon=True,
-                             name=f"fleet-{target.instance}").start()
+            threading.Thread(
+                target=work,
+                args=(index, target, abandoned),
+                daemon=True,
+                name=f"fleet-{target.instance}",
+            ).start()
         soonest = min(deadline for deadline, _ in running.values())
         try:
             index, result = done_q.get(timeout=max(0.0, soonest - time.monotonic()) + 0.01)
@@ -343,9 +385,15 @@ def fetch_all(
             for index, (deadline, abandoned) in list(running.items()):
                 if deadline <= now:
                     abandoned.set()
-                    finish(index, InstanceResult(
-                        targets[index], "timeout", f"no complete answer within {timeout:g} s",
-                        seconds=timeout))
+                    finish(
+                        index,
+                        InstanceResult(
+                            targets[index],
+                            "timeout",
+                            f"no complete answer within {timeout:g} s",
+                            seconds=timeout,
+                        ),
+                    )
             continue
         if index in running:  # else: already reported as a timeout
             finish(index, result)
@@ -466,8 +514,9 @@ def _merge_group(error_id: str, parts: list[tuple[str, dict[str, Any]]]) -> dict
     return out
 
 
-def merge_patterns(per_instance: Iterable[tuple[str, list[dict[str, Any]]]]
-                   ) -> list[dict[str, Any]]:
+def merge_patterns(
+    per_instance: Iterable[tuple[str, list[dict[str, Any]]]],
+) -> list[dict[str, Any]]:
     """Active patterns by (kind, key): counts summed, first/last seen across hosts, the
     worst severity, plugins and samples united."""
     by_key: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
@@ -483,12 +532,15 @@ def merge_patterns(per_instance: Iterable[tuple[str, list[dict[str, Any]]]]
         out["count"] = sum(int(p.get("count") or 0) for p in entries)
         out.update(_pick_time(entries, "first_seen", latest=False))
         out.update(_pick_time(entries, "last_seen", latest=True))
-        out["severity"] = max((p.get("severity") for p in entries),
-                              key=lambda v: _rank(v, _PATTERN_RANK))
-        out["affected_plugins"] = sorted({str(x) for p in entries
-                                          for x in p.get("affected_plugins") or []})
-        out["sample_messages"] = list(dict.fromkeys(
-            m for p in entries for m in p.get("sample_messages") or []))[:3]
+        out["severity"] = max(
+            (p.get("severity") for p in entries), key=lambda v: _rank(v, _PATTERN_RANK)
+        )
+        out["affected_plugins"] = sorted(
+            {str(x) for p in entries for x in p.get("affected_plugins") or []}
+        )
+        out["sample_messages"] = list(
+            dict.fromkeys(m for p in entries for m in p.get("sample_messages") or [])
+        )[:3]
         out["instances"] = {i: int(p.get("count") or 0) for i, p in parts}
         merged.append(out)
     merged.sort(key=lambda p: (-_rank(p.get("severity"), _PATTERN_RANK), -p["count"]))
@@ -505,7 +557,8 @@ def merge_statistics(items: list[dict[str, Any]], unique_errors: int) -> dict[st
     if "recovery_success_rate" in stats:
         total = sum(a for a, _ in weighted)
         stats["recovery_success_rate"] = (
-            round(sum(a * r for a, r in weighted) / total, 6) if total else None)
+            round(sum(a * r for a, r in weighted) / total, 6) if total else None
+        )
     sessions = stats.get("sessions")
     if isinstance(sessions, dict):
         _fix_sessions(sessions)
@@ -531,21 +584,30 @@ def _by_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _merge_summary(parts: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     summaries = [s for _, s in parts]
-    plain = [{k: v for k, v in s.items() if k not in ("recent_errors", "active_patterns",
-                                                      "session_start")} for s in summaries]
+    plain = [
+        {
+            k: v
+            for k, v in s.items()
+            if k not in ("recent_errors", "active_patterns", "session_start")
+        }
+        for s in summaries
+    ]
     out = _sum_tree(plain)
     out.update(_pick_time(summaries, "session_start", latest=False))
     patterns = merge_patterns(
-        (i, list(s["active_patterns"].values())) for i, s in parts
-        if isinstance(s.get("active_patterns"), dict))
+        (i, list(s["active_patterns"].values()))
+        for i, s in parts
+        if isinstance(s.get("active_patterns"), dict)
+    )
     out["active_patterns"] = {str(p.get("error_type") or p.get("key")): p for p in patterns}
     recent = _by_time([r for i, s in parts for r in _tagged(s.get("recent_errors") or [], i)])
     out["recent_errors"] = recent[-RECENT_N:]
     return {"session_start": out.pop("session_start", None), **out}
 
 
-def _top_errors(groups: list[dict[str, Any]],
-                parts: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def _top_errors(
+    groups: list[dict[str, Any]], parts: list[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
     """The analysis's top errors: each group's newest full report, with fleet-wide counts."""
     reports: dict[str, dict[str, Any]] = {}
     for _, analysis in parts:
@@ -554,16 +616,23 @@ def _top_errors(groups: list[dict[str, Any]],
             if not isinstance(report, dict) or not item.get("error_id"):
                 continue
             known = reports.get(str(item["error_id"]))
-            if known is None or (max(_sort_instant(report, k) for k in _LAST_KEYS)
-                                 > max(_sort_instant(known, k) for k in _LAST_KEYS)):
+            if known is None or (
+                max(_sort_instant(report, k) for k in _LAST_KEYS)
+                > max(_sort_instant(known, k) for k in _LAST_KEYS)
+            ):
                 reports[str(item["error_id"])] = report
     top = []
     for group in groups[:TOP_N]:
         report = dict(reports.get(group["error_id"]) or {})
         report.update(group)
-        top.append({"error_id": group["error_id"],
-                    "occurrence_count": group["occurrence_count"],
-                    "report": report, "instances": group["instances"]})
+        top.append(
+            {
+                "error_id": group["error_id"],
+                "occurrence_count": group["occurrence_count"],
+                "report": report,
+                "instances": group["instances"],
+            }
+        )
     return top
 
 
@@ -573,10 +642,18 @@ def merge(results: list[InstanceResult], prometheus: str = "", job: str = "") ->
     docs = [(r.target.instance, r.document or {}) for r in good]
     groups = merge_group_summaries((r.target.instance, r.groups) for r in good)
     statistics = merge_statistics(
-        [d["statistics"] for _, d in docs if isinstance(d.get("statistics"), dict)], len(groups))
+        [d["statistics"] for _, d in docs if isinstance(d.get("statistics"), dict)], len(groups)
+    )
     analyses = [(i, d["analysis"]) for i, d in docs if isinstance(d.get("analysis"), dict)]
-    known = ("statistics", "top_errors", "total_unique_errors", "session_count", "patterns",
-             "sessions", "recovery")
+    known = (
+        "statistics",
+        "top_errors",
+        "total_unique_errors",
+        "session_count",
+        "patterns",
+        "sessions",
+        "recovery",
+    )
     analysis: dict[str, Any] = {
         "statistics": statistics,
         "top_errors": _top_errors(groups, analyses),
@@ -600,11 +677,19 @@ def merge(results: list[InstanceResult], prometheus: str = "", job: str = "") ->
     extra = _sum_tree([{k: v for k, v in a.items() if k not in known} for _, a in analyses])
     analysis.update(extra)  # fields newer instances add, merged generically
     summary = _merge_summary(
-        [(i, d["summary"]) for i, d in docs if isinstance(d.get("summary"), dict)])
+        [(i, d["summary"]) for i, d in docs if isinstance(d.get("summary"), dict)]
+    )
     records = _by_time([r for i, d in docs for r in _tagged(d.get("all_records") or [], i)])
     failed = [r for r in results if not r.ok]
-    own = ("exported_at", "summary", "statistics", "analysis", "all_records", "next_cursor",
-           "fleet")
+    own = (
+        "exported_at",
+        "summary",
+        "statistics",
+        "analysis",
+        "all_records",
+        "next_cursor",
+        "fleet",
+    )
     other: dict[str, Any] = {}  # top-level keys newer instances add (``global``, ...)
     for _, doc in docs:
         for key, value in doc.items():

@@ -89,7 +89,9 @@ class LocalView:
         store, metrics = self.store, self._metrics
         latest = self._resources.latest
         return statistics(
-            metrics.error_totals(), metrics.recovery_totals(), store.started,
+            metrics.error_totals(),
+            metrics.recovery_totals(),
+            store.started,
             unique_errors=len(store.groups),
             dropped_reports=int(metrics.dropped_total()),
             queue_depth=self.queue_depth,
@@ -106,8 +108,11 @@ class LocalView:
         return {
             "statistics": stats,
             "top_errors": [
-                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
-                 "report": {**g.report.to_dict(), **g.release_state()}}
+                {
+                    "error_id": g.report.error_id,
+                    "occurrence_count": g.report.occurrence_count,
+                    "report": {**g.report.to_dict(), **g.release_state()},
+                }
                 for g in groups
             ],
             "total_unique_errors": len(self.store.groups),
@@ -149,8 +154,9 @@ class LocalView:
         self._settle()
         return [p.to_dict() for p in self._pipeline.patterns.active()]
 
-    def list_groups(self, sort: str = "count", limit: int | None = None,
-                    new_in: str | None = None) -> list[dict[str, Any]]:
+    def list_groups(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[dict[str, Any]]:
         self._settle()
         return [g.summary() for g in self.store.group_list(sort, limit, new_in)]
 

@@ -28,7 +28,11 @@ MAX_LABEL_LENGTH = 100
 # The labels of app_errors_total, in order: the one place they are named.
 ERROR_LABELS = ("error_type", "component", "plugin", "severity")
 DROP_REASONS = (
-    "queue_full", "callback_queue_full", "store_evicted", "export_failed", "coalesced",
+    "queue_full",
+    "callback_queue_full",
+    "store_evicted",
+    "export_failed",
+    "coalesced",
     "capture_failed",
 )
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -62,8 +66,9 @@ class _ErrorCount:
         self.applied: Latest | None = None
         self.retired_applies = 0
 
-    def count(self, error_id: str, trace: tuple[int, int] | None, at_once: bool,
-              when: float) -> None:
+    def count(
+        self, error_id: str, trace: tuple[int, int] | None, at_once: bool, when: float
+    ) -> None:
         """One error at ``when``; ``at_once``: straight into the child (multiprocess value
         files)."""
         if at_once:
@@ -96,8 +101,12 @@ class MonitorRegistry(CollectorRegistry):
         for metric in super().collect():
             samples = metric.samples
             # a family with _created has it last (each child emits it last): O(1) check
-            if (not self.include_created and metric.type in _CREATED_TYPES and samples
-                    and samples[-1].name.endswith("_created")):
+            if (
+                not self.include_created
+                and metric.type in _CREATED_TYPES
+                and samples
+                and samples[-1].name.endswith("_created")
+            ):
                 metric.samples = [s for s in samples if not s.name.endswith("_created")]
             yield metric
 
@@ -179,10 +188,12 @@ class LabelLimiter:
 def exemplar_labels(error_id: str, trace_id: str | None) -> dict[str, str]:
     """``{error_id, trace_id}`` within OpenMetrics' 128 characters for an exemplar's labels:
     the error id always (cut if it alone were too long), the trace id when it fits."""
-    error_id = error_id[:MAX_EXEMPLAR_LABEL_CHARS - len("error_id")]
+    error_id = error_id[: MAX_EXEMPLAR_LABEL_CHARS - len("error_id")]
     labels = {"error_id": error_id}
-    if trace_id and (len("error_id") + len(error_id) + len("trace_id") + len(trace_id)
-                     <= MAX_EXEMPLAR_LABEL_CHARS):
+    if trace_id and (
+        len("error_id") + len(error_id) + len("trace_id") + len(trace_id)
+        <= MAX_EXEMPLAR_LABEL_CHARS
+    ):
         labels["trace_id"] = trace_id
     return labels
 
@@ -211,55 +222,84 @@ class ErrorMetrics:
         counter: type[Counter] = _QuietCounter if quiet else Counter
         histogram: type[Histogram] = _QuietHistogram if quiet else Histogram
         self.errors = counter(
-            "errors", "Errors captured, by type, component, plugin and severity.",
-            ERROR_LABELS, namespace=ns, registry=registry,
+            "errors",
+            "Errors captured, by type, component, plugin and severity.",
+            ERROR_LABELS,
+            namespace=ns,
+            registry=registry,
         )
         self.recoveries = counter(
-            "error_recoveries", "Recovery attempts after an error, by result.",
-            ["component", "plugin", "result"], namespace=ns, registry=registry,
+            "error_recoveries",
+            "Recovery attempts after an error, by result.",
+            ["component", "plugin", "result"],
+            namespace=ns,
+            registry=registry,
         )
         self.recovery_duration = histogram(
-            "error_recovery_duration_seconds", "Time from an error to its recovery.",
-            ["component", "plugin"], namespace=ns, registry=registry, buckets=RECOVERY_BUCKETS,
+            "error_recovery_duration_seconds",
+            "Time from an error to its recovery.",
+            ["component", "plugin"],
+            namespace=ns,
+            registry=registry,
+            buckets=RECOVERY_BUCKETS,
         )
         self.operation_duration = histogram(
             "operation_duration_seconds",
             "Duration of operations wrapped by handle_errors or capture(), by outcome.",
-            ["component", "plugin", "operation", "outcome"], namespace=ns, registry=registry,
+            ["component", "plugin", "operation", "outcome"],
+            namespace=ns,
+            registry=registry,
             buckets=OPERATION_BUCKETS,
         )
         # background jobs (integrations/celery.py, rq.py): a retry is not an error
         self.task_retries = counter(
-            "task_retries", "Task and job retries, by task and the error that caused them.",
-            ["component", "operation", "error_type"], namespace=ns, registry=registry,
+            "task_retries",
+            "Task and job retries, by task and the error that caused them.",
+            ["component", "operation", "error_type"],
+            namespace=ns,
+            registry=registry,
         )
         self.dropped = counter(
-            "error_reports_dropped", "Detailed reports dropped (counts stay exact), by reason.",
-            ["reason"], namespace=ns, registry=registry,
+            "error_reports_dropped",
+            "Detailed reports dropped (counts stay exact), by reason.",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
         )
         self.internal_errors = counter(
-            "monitor_internal_errors", "Failures inside the monitor itself (never re-captured).",
-            namespace=ns, registry=registry,
+            "monitor_internal_errors",
+            "Failures inside the monitor itself (never re-captured).",
+            namespace=ns,
+            registry=registry,
         )
         self.label_overflow = counter(
             "label_values_overflow",
             "Label values replaced by 'other' because the label reached its value limit.",
-            ["label"], namespace=ns, registry=registry,
+            ["label"],
+            namespace=ns,
+            registry=registry,
         )
         # release health (release.py): groups first seen, and resolved groups seen again
         self.groups_new = counter(
-            "error_groups_new", "Error groups first seen, by the app version that saw them "
-            "first (unknown: no app_version set).", ["app_version"], namespace=ns,
+            "error_groups_new",
+            "Error groups first seen, by the app version that saw them "
+            "first (unknown: no app_version set).",
+            ["app_version"],
+            namespace=ns,
             registry=registry,
         )
         self.groups_regressed = counter(
-            "error_groups_regressed", "Resolved error groups seen again, by the app version "
-            "that saw them again.", ["app_version"], namespace=ns, registry=registry,
+            "error_groups_regressed",
+            "Resolved error groups seen again, by the app version that saw them again.",
+            ["app_version"],
+            namespace=ns,
+            registry=registry,
         )
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
-        self.limiter = LabelLimiter(label_value_limit, dict(label_value_limits or {}),
-                                    self.label_overflow)
+        self.limiter = LabelLimiter(
+            label_value_limit, dict(label_value_limits or {}), self.label_overflow
+        )
         self._error_children: dict[tuple[Any, ...], _ErrorCount] = {}
         self._retired: list[_ErrorCount] = []  # dropped from the cache, counts to apply
         # bumped when the cache is emptied: entries held elsewhere must be looked up again
@@ -270,8 +310,14 @@ class ErrorMetrics:
         self._op_children: dict[tuple[Any, ...], Any] = {}
 
     def count_error(
-        self, error_type: str, component: Any, plugin: Any, severity: str, error_id: str,
-        trace: tuple[int, int] | None = None, when: float | None = None,
+        self,
+        error_type: str,
+        component: Any,
+        plugin: Any,
+        severity: str,
+        error_id: str,
+        trace: tuple[int, int] | None = None,
+        when: float | None = None,
     ) -> _ErrorCount:
         """One captured error, counted without a lock (see :class:`_ErrorCount`); the
         exemplar is kept to the latest id (and the latest error's trace: ``(trace_id,
@@ -285,8 +331,7 @@ class ErrorMetrics:
             entry = self._error_children.get(key)
         if entry is None:
             entry = self._error_child(key)
-        entry.count(error_id, trace, self.counts_at_once,
-                    time.time() if when is None else when)
+        entry.count(error_id, trace, self.counts_at_once, time.time() if when is None else when)
         return entry
 
     def apply_counts(self) -> None:
@@ -325,10 +370,14 @@ class ErrorMetrics:
 
     def _error_child(self, key: tuple[Any, ...]) -> _ErrorCount:
         limit = self.limiter.value
-        entry = _ErrorCount(self.errors.labels(
-            limit("error_type", key[0]), limit("component", key[1]),
-            limit("plugin", key[2]), key[3],
-        ))
+        entry = _ErrorCount(
+            self.errors.labels(
+                limit("error_type", key[0]),
+                limit("component", key[1]),
+                limit("plugin", key[2]),
+                key[3],
+            )
+        )
         if len(self._error_children) > _CHILD_CACHE_LIMIT:
             with self._apply_lock:  # their counts are still applied (twice more, see above)
                 self._retired.extend(self._error_children.values())
@@ -349,8 +398,10 @@ class ErrorMetrics:
         if child is None:
             limit = self.limiter.value
             child = self.operation_duration.labels(
-                limit("component", key[0]), limit("plugin", key[1]),
-                limit("operation", key[2]), outcome,
+                limit("component", key[0]),
+                limit("plugin", key[1]),
+                limit("operation", key[2]),
+                outcome,
             )
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
@@ -359,8 +410,11 @@ class ErrorMetrics:
 
     def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
         limit = self.limiter.value
-        self.task_retries.labels(limit("component", component), limit("operation", operation),
-                                 limit("error_type", error_type)).inc()
+        self.task_retries.labels(
+            limit("component", component),
+            limit("operation", operation),
+            limit("error_type", error_type),
+        ).inc()
 
     def count_recovery(
         self, component: Any, plugin: Any, success: bool, seconds: float | None
@@ -379,10 +433,17 @@ class ErrorMetrics:
 
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only)."""
-        for family in (self.errors, self.recoveries, self.recovery_duration,
-                       self.operation_duration, self.task_retries, self.dropped,
-                       self.label_overflow,
-                       self.groups_new, self.groups_regressed):
+        for family in (
+            self.errors,
+            self.recoveries,
+            self.recovery_duration,
+            self.operation_duration,
+            self.task_retries,
+            self.dropped,
+            self.label_overflow,
+            self.groups_new,
+            self.groups_regressed,
+        ):
             family.clear()
         self.internal_errors._value.set(0)  # no public reset for an unlabelled counter
         for reason in DROP_REASONS:

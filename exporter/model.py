@@ -46,8 +46,9 @@ class ErrorPriority(str, Enum):
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PATTERN_SEVERITY_VALUE = {"none": 0, "warning": 1, "error": 2, "critical": 3}
 MAX_SUMMARY_FRAMES = 10
-_FRAME_LINE = re.compile(r'^[ |+\-]*File "(?P<file>.*)", line (?P<line>\d+), in (?P<func>.+)$',
-                         re.MULTILINE)
+_FRAME_LINE = re.compile(
+    r'^[ |+\-]*File "(?P<file>.*)", line (?P<line>\d+), in (?P<func>.+)$', re.MULTILINE
+)
 
 
 _LOCAL_OFFSETS: dict[tuple[int, int, int, int, int], timedelta] = {}
@@ -74,7 +75,8 @@ def iso_time(moment: float | datetime | None) -> str | None:
                 _LOCAL_OFFSETS[key] = offset
             return (moment - offset).isoformat(timespec="microseconds") + "+00:00"
         return datetime.fromtimestamp(float(moment), timezone.utc).isoformat(
-            timespec="microseconds")
+            timespec="microseconds"
+        )
     except (OverflowError, OSError, ValueError):  # outside the platform's range
         return moment.isoformat() if isinstance(moment, datetime) else None
 
@@ -215,8 +217,10 @@ class ErrorReport:
             data[key] = iso_time(getattr(self, key))
             data[key + "_epoch"] = getattr(self, key)
         if isinstance(self.environment.get("started_at"), str):
-            data["environment"] = {**self.environment,
-                                   "started_at": iso_text(self.environment["started_at"])}
+            data["environment"] = {
+                **self.environment,
+                "started_at": iso_text(self.environment["started_at"]),
+            }
         return data
 
 

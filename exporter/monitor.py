@@ -101,30 +101,51 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg.severity_by_type, cfg.severity_by_component, cfg.default_severity
         )
         self.scrubber = Scrubber(
-            cfg.scrub_keys, enabled=cfg.scrub_enabled, max_string_length=cfg.max_string_length,
-            max_depth=cfg.max_context_depth, max_items=cfg.max_context_items,
+            cfg.scrub_keys,
+            enabled=cfg.scrub_enabled,
+            max_string_length=cfg.max_string_length,
+            max_depth=cfg.max_context_depth,
+            max_items=cfg.max_context_items,
         )
         self.builder = ReportBuilder(
-            self.scrubber, self.signer, cfg.max_frames, cfg.max_chain_depth,
-            cfg.max_message_length, cfg.app_version, cfg.capture_locals,
+            self.scrubber,
+            self.signer,
+            cfg.max_frames,
+            cfg.max_chain_depth,
+            cfg.max_message_length,
+            cfg.app_version,
+            cfg.capture_locals,
             cfg.trace_url_template,
         )
         self.resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
         )
         self._budget = GroupBudget(cfg.occurrence_budget_per_second)
-        self.pipeline = Pipeline(cfg, self.builder, self.metrics, self._budget, self.resources,
-                                 self.note_internal_error)
+        self.pipeline = Pipeline(
+            cfg, self.builder, self.metrics, self._budget, self.resources, self.note_internal_error
+        )
         self.pipeline.exporter = self
         self._reports = BackgroundQueue(
-            "error-exporter-worker", cfg.queue_size, self.pipeline.process,
+            "error-exporter-worker",
+            cfg.queue_size,
+            self.pipeline.process,
             on_drop=lambda: self.metrics.count_drop("queue_full"),
-            on_error=self.note_internal_error, on_tick=self.pipeline.tick,
+            on_error=self.note_internal_error,
+            on_tick=self.pipeline.tick,
         )
         self._callbacks = self.pipeline.callbacks
-        self._front = CaptureFront(cfg, self.signer, self.rules, self.metrics, self.scrubber,
-                                   self._budget, self.pipeline, self._reports.submit,
-                                   self._reports.backlog, self.note_internal_error)
+        self._front = CaptureFront(
+            cfg,
+            self.signer,
+            self.rules,
+            self.metrics,
+            self.scrubber,
+            self._budget,
+            self.pipeline,
+            self._reports.submit,
+            self._reports.backlog,
+            self.note_internal_error,
+        )
         self._extra_integrations = list(integrations)  # the app's own hooks, besides ours
         self._integrations: list[Integration] = []
         self._asyncio: AsyncioIntegration | None = None  # made when first wanted
@@ -134,8 +155,14 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self._exit_registered = False
         self.running = False
         self.view: ErrorReader = LocalView(
-            cfg, self.registry, self.pipeline, self.metrics, self.resources, self._reports,
-            lambda: self.running, self.note_internal_error,
+            cfg,
+            self.registry,
+            self.pipeline,
+            self.metrics,
+            self.resources,
+            self._reports,
+            lambda: self.running,
+            self.note_internal_error,
         )
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         self._durable: DurableBackend | None = None
@@ -165,21 +192,34 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
 
         # the sessions each process ended, added to the store's (a crash outlives the process)
         ledger = SessionLedger(lambda: self.pipeline.sessions.ended)
-        attached = durable.attach(cfg, self.pipeline.store, self.metrics.count_drop,
-                                  self.note_internal_error, ledger)
+        attached = durable.attach(
+            cfg, self.pipeline.store, self.metrics.count_drop, self.note_internal_error, ledger
+        )
         if attached is not None:  # store_path: the store loaded from, and kept in, the file
             self._durable, self.pipeline.store = attached
             self.pipeline.tick_hooks.append(self._durable.tick)
         # a store many processes write: release health decided there, once for all of them
-        hooks = FleetHooks(self.metrics.count_new_group,
-                           lambda group: self.pipeline.regressed(group, group.report))
+        hooks = FleetHooks(
+            self.metrics.count_new_group, lambda group: self.pipeline.regressed(group, group.report)
+        )
         shared = None
         if backend is not None:  # the multiprocess directory's file
-            shared = backend.attach(self.pipeline.store, self.metrics.count_drop,
-                                    self.note_internal_error, hooks, ledger)
+            shared = backend.attach(
+                self.pipeline.store,
+                self.metrics.count_drop,
+                self.note_internal_error,
+                hooks,
+                ledger,
+            )
         elif is_postgres(cfg.store_url):  # the fleet's PostgreSQL
-            shared = attach_shared(cfg, self.pipeline.store, self.metrics.count_drop,
-                                   self.note_internal_error, hooks, ledger)
+            shared = attach_shared(
+                cfg,
+                self.pipeline.store,
+                self.metrics.count_drop,
+                self.note_internal_error,
+                hooks,
+                ledger,
+            )
         if shared is not None:
             self._shared_store, self.pipeline.store = shared
             self.pipeline.fleet_release = True
@@ -312,8 +352,12 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             timeout = self.config.exit_flush_timeout if timeout is None else timeout
             deadline = time.monotonic() + timeout
             if not self._reports.stop(timeout):
-                log.warning("error-exporter stopped with %d error reports not yet processed "
-                            "(flush timeout %.1f s)", self._reports.depth, timeout)
+                log.warning(
+                    "error-exporter stopped with %d error reports not yet processed "
+                    "(flush timeout %.1f s)",
+                    self._reports.depth,
+                    timeout,
+                )
             # Callbacks (and the auto-export they trigger) share the same budget: whatever
             # the report queue left of it, so a pattern's export still lands at exit.
             self._callbacks.stop(max(0.0, deadline - time.monotonic()))
@@ -387,8 +431,19 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         report it."""
         try:  # straight to the capture front: this is the hot path
             captured = self._front.capture(
-                error, component, plugin, operation, context, severity, metadata, user_id,
-                session_id, "record_error", True, None)
+                error,
+                component,
+                plugin,
+                operation,
+                context,
+                severity,
+                metadata,
+                user_id,
+                session_id,
+                "record_error",
+                True,
+                None,
+            )
             return captured if captured is None or isinstance(captured, str) else captured.error_id
         except Exception:
             self.note_internal_error()
@@ -414,23 +469,53 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         ``logging``, ``wsgi``...), ``handled=False`` an error nobody caught (it marks the
         session crashed), ``level`` a ``logging`` level that sets the severity."""
         try:
-            return _error_id(self._front.capture(
-                error, component, plugin, operation, context, severity, metadata, user_id,
-                session_id, mechanism, handled, level))
+            return _error_id(
+                self._front.capture(
+                    error,
+                    component,
+                    plugin,
+                    operation,
+                    context,
+                    severity,
+                    metadata,
+                    user_id,
+                    session_id,
+                    mechanism,
+                    handled,
+                    level,
+                )
+            )
         except Exception:
             self.note_internal_error()
             return None
 
     def record_error_now(
-        self, error: BaseException, plugin: str = "", operation: str = "", context: Any = None,
+        self,
+        error: BaseException,
+        plugin: str = "",
+        operation: str = "",
+        context: Any = None,
     ) -> ErrorRecord | None:
         """``record_error``, returning the occurrence's record formatted on this thread.
 
         For ``ErrorAggregator.record_error``, whose callers get the record back at once.
         """
         try:
-            captured = self._front.capture(error, "", plugin, operation, context, None, None,
-                                           None, None, "record_error", True, None, detail=True)
+            captured = self._front.capture(
+                error,
+                "",
+                plugin,
+                operation,
+                context,
+                None,
+                None,
+                None,
+                None,
+                "record_error",
+                True,
+                None,
+                detail=True,
+            )
             if not isinstance(captured, Occurrence):
                 return None
             builder = self.builder
@@ -444,8 +529,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self, error: BaseException, mechanism: str, context: dict[str, Any] | None = None
     ) -> str | None:
         """An error nobody handled (``capture_exception(..., handled=False)``)."""
-        return self.capture_exception(error, mechanism=mechanism, handled=False,
-                                      context=context)
+        return self.capture_exception(error, mechanism=mechanism, handled=False, context=context)
 
     def add_breadcrumb(
         self,
@@ -464,8 +548,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         try:
             crumb = Breadcrumb(
                 time.time() if timestamp is None else timestamp,
-                self.scrubber.text(safe_text(action), 1024), _label_text(component),
-                self.scrubber.clean(data) if data else {}, safe_text(level), safe_text(category),
+                self.scrubber.text(safe_text(action), 1024),
+                _label_text(component),
+                self.scrubber.clean(data) if data else {},
+                safe_text(level),
+                safe_text(category),
             )
             self.sessions.add_breadcrumb(crumb, session_id)
         except Exception:
@@ -545,8 +632,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         try:
             if not self._warned_internal:
                 self._warned_internal = True
-                log.warning("error-exporter internal failure (counted, not re-captured): %r",
-                            exc, exc_info=exc is None)
+                log.warning(
+                    "error-exporter internal failure (counted, not re-captured): %r",
+                    exc,
+                    exc_info=exc is None,
+                )
         except Exception:
             pass
 
@@ -594,8 +684,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
 def _multiprocess_dir() -> str | None:
     """``PROMETHEUS_MULTIPROC_DIR`` (read here so a single process never imports the
     multiprocess package; :func:`exporter.multiprocess.multiproc_dir` reads the same)."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
-        "prometheus_multiproc_dir") or None  # noqa: SIM112 - the deprecated spelling
+    return (
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        or os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112 - the deprecated spelling
+        or None
+    )
 
 
 def _error_id(captured: Occurrence | str | None) -> str | None:

@@ -40,9 +40,26 @@ class Occurrence:
     """One error as it happened; built on the caller's thread, read on the worker."""
 
     __slots__ = (
-        "breadcrumbs", "chain", "component", "context", "error_id", "error_type", "exc_type",
-        "handled", "locals", "mechanism", "message", "metadata", "operation", "plugin",
-        "session_id", "severity", "site", "thread_name", "timestamp", "trace_context",
+        "breadcrumbs",
+        "chain",
+        "component",
+        "context",
+        "error_id",
+        "error_type",
+        "exc_type",
+        "handled",
+        "locals",
+        "mechanism",
+        "message",
+        "metadata",
+        "operation",
+        "plugin",
+        "session_id",
+        "severity",
+        "site",
+        "thread_name",
+        "timestamp",
+        "trace_context",
         "user_id",
     )
 
@@ -122,8 +139,16 @@ def summarize_chain(
             break
         seen.add(id(current))
         text = message if current is error else truncate(safe_text(current), max_message)
-        links.append(Link(relation, type(current), text, _frames(current, signer),
-                          _notes(current), _members(current, signer, max_message)))
+        links.append(
+            Link(
+                relation,
+                type(current),
+                text,
+                _frames(current, signer),
+                _notes(current),
+                _members(current, signer, max_message),
+            )
+        )
         if current.__cause__ is not None:
             current, relation = current.__cause__, "cause"
         elif current.__context__ is not None and not current.__suppress_context__:
@@ -150,8 +175,7 @@ def _members(error: BaseException, signer: Signer, max_message: int) -> tuple[Li
     if not isinstance(members, (list, tuple)):
         return ()
     return tuple(
-        Link("member", type(m), truncate(safe_text(m), max_message), _frames(m, signer),
-             _notes(m))
+        Link("member", type(m), truncate(safe_text(m), max_message), _frames(m, signer), _notes(m))
         for m in members[:MAX_GROUP_MEMBERS]
         if isinstance(m, BaseException)
     )

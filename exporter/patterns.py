@@ -97,8 +97,13 @@ class PatternDetector:
         self._lock = threading.Lock()
 
     def observe(
-        self, error_type: str, signature: str, message: str, plugin: str,
-        now: float | None = None, amount: int = 1,
+        self,
+        error_type: str,
+        signature: str,
+        message: str,
+        plugin: str,
+        now: float | None = None,
+        amount: int = 1,
     ) -> list[ErrorPattern]:
         """Count errors under their type and signature; return patterns that just began."""
         now = self.clock() if now is None else now
@@ -114,7 +119,12 @@ class PatternDetector:
         return started
 
     def _observe_key(
-        self, key: tuple[str, str], error_type: str, message: str, plugin: str, now: float,
+        self,
+        key: tuple[str, str],
+        error_type: str,
+        message: str,
+        plugin: str,
+        now: float,
         amount: int = 1,
     ) -> ErrorPattern | None:
         tracked = self._tracked.get(key)

@@ -86,7 +86,9 @@ class Pipeline:
         # once: the backend calls count_new_group / regressed after its write
         self.fleet_release = False
         self.callbacks = BackgroundQueue(
-            "error-exporter-callbacks", config.callback_queue_size, self._run_callback,
+            "error-exporter-callbacks",
+            config.callback_queue_size,
+            self._run_callback,
             on_drop=lambda: metrics.count_drop("callback_queue_full"),
             on_error=note_internal_error,
         )
@@ -96,13 +98,19 @@ class Pipeline:
         """An empty account: store, patterns, sessions (at construction, in a forked child)."""
         cfg = self.config
         self.store = ErrorStore(
-            cfg.error_buffer_size, cfg.max_records, cfg.occurrences_per_group,
-            cfg.max_users_per_group, cfg.plugin_health_window, cfg.plugin_degraded_threshold,
+            cfg.error_buffer_size,
+            cfg.max_records,
+            cfg.occurrences_per_group,
+            cfg.max_users_per_group,
+            cfg.plugin_health_window,
+            cfg.plugin_degraded_threshold,
             cfg.plugin_unhealthy_threshold,
             on_evict=lambda n: self.metrics.count_drop("store_evicted", n),
         )
         self.patterns = PatternDetector(
-            cfg.pattern_threshold, cfg.pattern_window_seconds, cfg.max_patterns,
+            cfg.pattern_threshold,
+            cfg.pattern_window_seconds,
+            cfg.max_patterns,
             on_new_pattern=self._on_new_pattern,
         )
         self.sessions = SessionTracker(cfg.session_timeout, cfg.max_breadcrumbs)
@@ -160,8 +168,9 @@ class Pipeline:
         if is_new and self._early_counts:
             for entry in self._early_counts.pop(occurrence.error_id, ()):
                 self.store.add_to_group(*entry)
-        self.patterns.observe(report.error_type, report.error_id, message, occurrence.plugin,
-                              occurrence.timestamp)
+        self.patterns.observe(
+            report.error_type, report.error_id, message, occurrence.plugin, occurrence.timestamp
+        )
         if is_new and self.terminal is not None:
             self.terminal.new_group(report)
         # A new group's and an alert's callbacks do not wait behind a storm's backlog.
@@ -201,8 +210,7 @@ class Pipeline:
         if not self._early_counts:
             self._early_expiry = time.monotonic() + EARLY_COUNTS_SECONDS
         if error_id in self._early_counts or len(self._early_counts) < MAX_EARLY_GROUPS:
-            self._early_counts.setdefault(error_id, []).append(
-                (error_id, plugin, count, last_seen))
+            self._early_counts.setdefault(error_id, []).append((error_id, plugin, count, last_seen))
 
     def _on_regress(self, group: ErrorGroup, report: ErrorReport) -> None:
         """A resolved group seen again (worker thread, store lock held: nothing slow)."""
@@ -215,8 +223,12 @@ class Pipeline:
         try:
             version = group.last_seen_version
             self.metrics.count_regressed_group(version)
-            log.info("error group %s (%s) regressed: seen again in app version %s",
-                     report.error_id, report.error_type, version)
+            log.info(
+                "error group %s (%s) regressed: seen again in app version %s",
+                report.error_id,
+                report.error_type,
+                version,
+            )
             for callback in self.regression_callbacks:
                 self.callbacks.submit((callback, report), urgent=True)
         except Exception as exc:  # the occurrence itself is stored whatever happens here
@@ -226,7 +238,10 @@ class Pipeline:
         log.log(
             logging.WARNING if pattern.kind == "type" else logging.INFO,
             "error pattern detected: %s %s occurred %d times in %.0f s (severity %s)",
-            pattern.kind, pattern.error_type, pattern.count, self.patterns.window_seconds,
+            pattern.kind,
+            pattern.error_type,
+            pattern.count,
+            self.patterns.window_seconds,
             pattern.severity,
         )
         for callback in self.pattern_callbacks:
@@ -260,8 +275,13 @@ class Pipeline:
 def _fix_text_fields(occurrence: Occurrence) -> None:
     """Lone surrogates in the caller's strings would make every export and API read fail."""
     try:  # the common case, checked at once
-        if (occurrence.component + occurrence.plugin + occurrence.operation
-                + (occurrence.user_id or "") + (occurrence.session_id or "")).isascii():
+        if (
+            occurrence.component
+            + occurrence.plugin
+            + occurrence.operation
+            + (occurrence.user_id or "")
+            + (occurrence.session_id or "")
+        ).isascii():
             return
     except TypeError:
         pass  # not all strings: one by one

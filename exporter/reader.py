@@ -66,8 +66,9 @@ class ErrorReader(Protocol):
 
     def get_patterns(self) -> list[dict[str, Any]]: ...
 
-    def list_groups(self, sort: str = "count", limit: int | None = None,
-                    new_in: str | None = None) -> list[dict[str, Any]]: ...
+    def list_groups(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def get_group(self, error_id: str) -> dict[str, Any] | None: ...
 
@@ -106,8 +107,9 @@ class ReadThroughView:
     def get_patterns(self) -> list[dict[str, Any]]:
         return self.view.get_patterns()
 
-    def list_groups(self, sort: str = "count", limit: int | None = None,
-                    new_in: str | None = None) -> list[dict[str, Any]]:
+    def list_groups(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[dict[str, Any]]:
         """Group summaries; ``new_in``: only the groups first seen in that app version."""
         return self.view.list_groups(sort, limit, new_in)
 

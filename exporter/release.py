@@ -22,8 +22,9 @@ def check_version(version: Any) -> str:
     if not isinstance(version, str) or not version.strip():
         raise ValueError(f"app_version must be a non-empty string, got {version!r}")
     if len(version) > MAX_VERSION_LENGTH:
-        raise ValueError(f"app_version must be at most {MAX_VERSION_LENGTH} characters, "
-                         f"got {len(version)}")
+        raise ValueError(
+            f"app_version must be at most {MAX_VERSION_LENGTH} characters, got {len(version)}"
+        )
     return version
 
 

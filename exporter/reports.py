@@ -110,16 +110,17 @@ class ReportBuilder:
                 name = type_path(occurrence.exc_type)
                 if message is None:
                     message = self.message(occurrence.message)
-                text = self._frames_part(frames) + (f"{name}: {message}\n" if message
-                                                    else f"{name}\n")
+                text = self._frames_part(frames) + (
+                    f"{name}: {message}\n" if message else f"{name}\n"
+                )
             else:
                 text = self._chain_text(occurrence.chain)
         except Exception as failure:  # a pathological exception: keep what we can
-            text = (f"{occurrence.error_type}: {occurrence.message[:200]} "
-                    f"(no trace: {failure!r})")
+            text = f"{occurrence.error_type}: {occurrence.message[:200]} (no trace: {failure!r})"
         if len(text) > MAX_STACK_TRACE_CHARS:
             text = text[:MAX_STACK_TRACE_CHARS] + (
-                f"\n...[stack trace truncated at {MAX_STACK_TRACE_CHARS} chars]\n")
+                f"\n...[stack trace truncated at {MAX_STACK_TRACE_CHARS} chars]\n"
+            )
         return text
 
     def _frames_part(self, frames: tuple[Frame, ...]) -> str:
@@ -134,10 +135,12 @@ class ReportBuilder:
             return known[1]
         cached = self._frames_text.get(frames)
         if cached is None:
-            summary = traceback.StackSummary.from_list([
-                traceback.FrameSummary(code.co_filename, line, code.co_name)
-                for code, line in frames[-self.max_frames:]
-            ])
+            summary = traceback.StackSummary.from_list(
+                [
+                    traceback.FrameSummary(code.co_filename, line, code.co_name)
+                    for code, line in frames[-self.max_frames :]
+                ]
+            )
             cached = "Traceback (most recent call last):\n" + "".join(summary.format())
             cached = self.scrubber.text(cached, MAX_STACK_TRACE_CHARS + 64)
             if len(self._frames_text) > TRACE_CACHE_SIZE:
@@ -148,8 +151,7 @@ class ReportBuilder:
         self._frames_by_id[id(frames)] = (frames, cached)  # holds the tuple: its id stays its
         return cached
 
-    def _exception_line(self, exc_type: type, message: str,
-                        notes: tuple[str, ...] = ()) -> str:
+    def _exception_line(self, exc_type: type, message: str, notes: tuple[str, ...] = ()) -> str:
         name = type_path(exc_type)
         text = f"{name}: {self.message(message)}" if message else name
         lines = [text, *(self.message(note) for note in notes)]
@@ -166,7 +168,8 @@ class ReportBuilder:
             parts.append(self._exception_line(link.exc_type, link.message, link.notes))
             for position, member in enumerate(link.members, 1):
                 body = self._frames_part(member.frames) + self._exception_line(
-                    member.exc_type, member.message, member.notes)
+                    member.exc_type, member.message, member.notes
+                )
                 parts.append(f"  +---------------- {position} ----------------\n")
                 parts.extend(f"    | {line}\n" for line in body.splitlines())
             if index > 0:
@@ -179,9 +182,13 @@ class ReportBuilder:
         ``message``: the occurrence's message already scrubbed (saves doing it again)."""
         links = occurrence.chain
         if links is None:
-            return [{"relation": "raised", "type": type_path(occurrence.exc_type, full=True),
-                     "message": self.message(occurrence.message) if message is None
-                     else message}]
+            return [
+                {
+                    "relation": "raised",
+                    "type": type_path(occurrence.exc_type, full=True),
+                    "message": self.message(occurrence.message) if message is None else message,
+                }
+            ]
         out: list[dict[str, Any]] = []
         for link in links:
             if link.exc_type is CycleMark:
@@ -207,8 +214,11 @@ class ReportBuilder:
         template = self.trace_url_template
         if trace_id is None or span_id is None or template is None:
             return trace_id, span_id, None
-        return trace_id, span_id, template.replace("{trace_id}", trace_id).replace(
-            "{span_id}", span_id)
+        return (
+            trace_id,
+            span_id,
+            template.replace("{trace_id}", trace_id).replace("{span_id}", span_id),
+        )
 
     def location(self, occurrence: Occurrence) -> Location:
         """File, line and function of the innermost in-app frame (else the innermost)."""
@@ -229,16 +239,24 @@ class ReportBuilder:
 
     # -- whole report / record -------------------------------------------------------------
     def report(
-        self, occurrence: Occurrence, message: str, context: dict[str, Any],
+        self,
+        occurrence: Occurrence,
+        message: str,
+        context: dict[str, Any],
         snapshot: ResourceSnapshot | None,
     ) -> DeferredReport:
         """The report of this occurrence (group counts are filled in by the store); its
         trace, chain, location and environment are formatted when first read."""
         severity = _SEVERITY[occurrence.severity]
         return DeferredReport(
-            self, occurrence, message, severity,
+            self,
+            occurrence,
+            message,
+            severity,
             priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
-            context, self.metadata(occurrence), snapshot,
+            context,
+            self.metadata(occurrence),
+            snapshot,
         )
 
     def record(
@@ -256,16 +274,24 @@ class ReportBuilder:
         file_path, line_number, function_name = self.location(occurrence)
         trace_id, span_id, trace_url = self.trace(occurrence)
         return {
-            "file_path": file_path, "line_number": line_number, "function_name": function_name,
-            "stack_trace": stack_trace, "traceback_lines": stack_trace.splitlines(),
-            "environment": {**self._environment, "pid": os.getpid(),
-                            "thread": occurrence.thread_name,
-                            "app_version": self.releases.version_at(occurrence.timestamp)},
+            "file_path": file_path,
+            "line_number": line_number,
+            "function_name": function_name,
+            "stack_trace": stack_trace,
+            "traceback_lines": stack_trace.splitlines(),
+            "environment": {
+                **self._environment,
+                "pid": os.getpid(),
+                "thread": occurrence.thread_name,
+                "app_version": self.releases.version_at(occurrence.timestamp),
+            },
             "breadcrumbs": list(occurrence.breadcrumbs),
             "resource_snapshot": snapshot,
             "error_class": type_path(occurrence.exc_type, full=True),
             "exception_chain": self.chain(occurrence, message),
-            "trace_id": trace_id, "span_id": span_id, "trace_url": trace_url,
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "trace_url": trace_url,
         }
 
 

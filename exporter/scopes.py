@@ -18,19 +18,41 @@ class Recorder(Protocol):
         self, component: str, plugin: str, operation: str, ok: bool, seconds: float
     ) -> None: ...
 
-    def record_error(self, error: BaseException, component: str = "", plugin: str = "",
-                     operation: str = "", context: Any = None, severity: str | None = None,
-                     ) -> str | None: ...
+    def record_error(
+        self,
+        error: BaseException,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        context: Any = None,
+        severity: str | None = None,
+    ) -> str | None: ...
 
 
 class Capture:
     """``monitor.capture(...)``: a sync and async context manager around a block."""
 
-    __slots__ = ("component", "context", "monitor", "operation", "plugin", "reraise",
-                 "severity", "started")
+    __slots__ = (
+        "component",
+        "context",
+        "monitor",
+        "operation",
+        "plugin",
+        "reraise",
+        "severity",
+        "started",
+    )
 
-    def __init__(self, monitor: Recorder, component: str, plugin: str, operation: str,
-                 reraise: bool, severity: str | None, context: Any) -> None:
+    def __init__(
+        self,
+        monitor: Recorder,
+        component: str,
+        plugin: str,
+        operation: str,
+        reraise: bool,
+        severity: str | None,
+        context: Any,
+    ) -> None:
         self.monitor = monitor
         self.component = component
         self.plugin = plugin
@@ -47,14 +69,14 @@ class Capture:
         monitor = self.monitor
         seconds = time.perf_counter() - self.started
         if exc is None:
-            monitor.observe_operation(self.component, self.plugin, self.operation, True,
-                                      seconds)
+            monitor.observe_operation(self.component, self.plugin, self.operation, True, seconds)
             return False
         if not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, SystemExit, CancelledError: not the block's error
         monitor.observe_operation(self.component, self.plugin, self.operation, False, seconds)
-        monitor.record_error(exc, self.component, self.plugin, self.operation, self.context,
-                             self.severity)
+        monitor.record_error(
+            exc, self.component, self.plugin, self.operation, self.context, self.severity
+        )
         return not self.reraise
 
     async def __aenter__(self) -> None:

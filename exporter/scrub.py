@@ -73,11 +73,13 @@ _WORD_SHAPE = re.compile(r"A+s(?![as])|A+(?=A[as])|A?[as]+|A+|0+")
 _INLINE_KEY = re.compile(r"(?<![\w.-])(?P<key>\w[\w.-]*)[\"']?\s*[=:]\s*(?=[^\s&,;])")
 _INLINE_VALUE = re.compile(r"\"[^\"]*\"|'[^']*'|[^\s&,;]+")
 _COMPOUND_MIN = 5  # configured keys this long also match at the end of a one-word compound
-_LONG_FORMS = {"auth": ("authorization", "authorisation", "authentication", "authn", "authz",
-                        "oauth")}
+_LONG_FORMS = {
+    "auth": ("authorization", "authorisation", "authentication", "authn", "authz", "oauth")
+}
 # English words that end in a default key but are no compound of it.
-_LOOKALIKES = frozenset({"possession", "obsession", "repossession", "dispossession",
-                         "betoken", "foretoken"})
+_LOOKALIKES = frozenset(
+    {"possession", "obsession", "repossession", "dispossession", "betoken", "foretoken"}
+)
 _CACHE_SIZE = 4096
 _CACHE_KEY_CHARS = 256
 
@@ -98,7 +100,7 @@ def key_words(key: str) -> tuple[str, ...]:
     """A key name's words, case-folded: ``"X-ApiKey_v2"`` -> ``("x", "api", "key", "v", "2")``."""
     text = unicodedata.normalize("NFKC", key)
     shape = "".join(map(_shape, text))
-    return tuple(text[m.start():m.end()].casefold() for m in _WORD_SHAPE.finditer(shape))
+    return tuple(text[m.start() : m.end()].casefold() for m in _WORD_SHAPE.finditer(shape))
 
 
 class _KeyMatcher:
@@ -111,8 +113,9 @@ class _KeyMatcher:
         forms = (joined, *_LONG_FORMS.get(joined, ()))
         self.forms = tuple(dict.fromkeys(f for form in forms for f in (form, form + "s")))
 
-    def matches(self, words: tuple[str, ...], joined: str, starts: list[int],
-                boundaries: set[int]) -> bool:
+    def matches(
+        self, words: tuple[str, ...], joined: str, starts: list[int], boundaries: set[int]
+    ) -> bool:
         """``joined`` is ``words`` joined, ``starts`` where each word starts in it (sorted),
         ``boundaries`` the starts and the end."""
         for form in self.forms:
@@ -204,8 +207,7 @@ class Scrubber:
             starts.append(starts[-1] + len(word))
         joined = "".join(words)
         boundaries = {*starts, len(joined)}
-        return any(matcher.matches(words, joined, starts, boundaries)
-                   for matcher in self._matchers)
+        return any(matcher.matches(words, joined, starts, boundaries) for matcher in self._matchers)
 
     def text(self, value: str, limit: int | None = None) -> str:
         """Free text (messages, stack traces): credentials in URLs and key=value pairs."""
@@ -237,7 +239,7 @@ class Scrubber:
             found = _INLINE_VALUE.match(text, done_key)  # the key pattern looked ahead for one
             value = found[0] if found else ""
             quote = value[:1]
-            quoted = len(value) > 1 and quote in ("\"", "'") and value.endswith(quote)
+            quoted = len(value) > 1 and quote in ('"', "'") and value.endswith(quote)
             parts.append(text[done:done_key])
             parts.append(f"{quote}{FILTERED}{quote}" if quoted else FILTERED)
             done = done_key + len(value)
@@ -281,8 +283,7 @@ class Scrubber:
             try:
                 items = list(value)[: self.max_items + 1]
                 cleaned = [self._clean_item(v, depth + 1, seen) for v in items[: self.max_items]]
-                more = len(value) - len(cleaned) + (value.more if type(value) is CappedList
-                                                    else 0)
+                more = len(value) - len(cleaned) + (value.more if type(value) is CappedList else 0)
                 if more > 0:
                     cleaned.append(f"[{more} more items]")
                 return cleaned
@@ -295,7 +296,9 @@ class Scrubber:
             try:
                 return self._clean_mapping(
                     {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)},
-                    depth, seen)
+                    depth,
+                    seen,
+                )
             except Exception:
                 return self.text(_safe_repr(value))
             finally:
@@ -304,10 +307,17 @@ class Scrubber:
 
     def _clean_item(self, item: Any, depth: int, seen: set[int]) -> Any:
         """An item of a list or tuple: a ``(name, value)`` tuple (a header) is a mapping item."""
-        if (self.enabled and type(item) is tuple and len(item) == 2
-                and isinstance(item[0], (str, bytes))):
-            name = item[0] if isinstance(item[0], str) else (
-                item[0][: self.max_string_length].decode("utf-8", "backslashreplace"))
+        if (
+            self.enabled
+            and type(item) is tuple
+            and len(item) == 2
+            and isinstance(item[0], (str, bytes))
+        ):
+            name = (
+                item[0]
+                if isinstance(item[0], str)
+                else (item[0][: self.max_string_length].decode("utf-8", "backslashreplace"))
+            )
             if self.is_sensitive(truncate(fix_surrogates(name), 200)):
                 return [self._clean(item[0], depth + 1, seen), FILTERED]
         return self._clean(item, depth, seen)

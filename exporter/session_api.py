@@ -29,14 +29,25 @@ class Front(Protocol):
     @property
     def sessions(self) -> SessionTracker: ...
 
-    def capture_exception(self, error: BaseException, *, mechanism: str, handled: bool = True,
-                          session_id: str | None = None) -> str | None: ...
+    def capture_exception(
+        self,
+        error: BaseException,
+        *,
+        mechanism: str,
+        handled: bool = True,
+        session_id: str | None = None,
+    ) -> str | None: ...
 
     def note_internal_error(self, exc: BaseException | None = None) -> None: ...
 
-    def record_recovery(self, success: bool, duration_seconds: float | None = None,
-                        component: str = "", plugin: str = "",
-                        error_id: str | None = None) -> None: ...
+    def record_recovery(
+        self,
+        success: bool,
+        duration_seconds: float | None = None,
+        component: str = "",
+        plugin: str = "",
+        error_id: str | None = None,
+    ) -> None: ...
 
     def _recovery_seconds(self, started: float, error_id: str | None) -> float | None: ...
 
@@ -72,8 +83,7 @@ class SessionsAndRecovery:
             yield sid
         except BaseException as exc:
             if not is_not_an_error(exc):
-                self.capture_exception(exc, mechanism="session", handled=False,
-                                       session_id=sid)
+                self.capture_exception(exc, mechanism="session", handled=False, session_id=sid)
                 self.sessions.end(sid, "crashed")
             else:
                 self.sessions.end(sid)
@@ -120,11 +130,13 @@ class SessionsAndRecovery:
         try:
             yield
         except BaseException:
-            self.record_recovery(False, self._recovery_seconds(started, error_id), component,
-                                 plugin, error_id)
+            self.record_recovery(
+                False, self._recovery_seconds(started, error_id), component, plugin, error_id
+            )
             raise
-        self.record_recovery(True, self._recovery_seconds(started, error_id), component,
-                             plugin, error_id)
+        self.record_recovery(
+            True, self._recovery_seconds(started, error_id), component, plugin, error_id
+        )
 
     def _recovery_seconds(self: Front, started: float, error_id: str | None) -> float | None:
         if error_id and self._budget.last_seen(error_id) is not None:

@@ -69,14 +69,21 @@ class SessionTracker:
         """Another thread of the parent may have held the lock at the fork."""
         self._lock = threading.Lock()
 
-    def start(self, user_id: str | None = None, session_id: str | None = None,
-              started: float | None = None) -> str:
+    def start(
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        started: float | None = None,
+    ) -> str:
         """A new active session (``started``: when its unit of work began, if earlier)."""
         session_id = session_id or new_id()
         now = time.time()
         with self._lock:
             self.active[session_id] = Session(
-                session_id, user_id, now if started is None else started, now,
+                session_id,
+                user_id,
+                now if started is None else started,
+                now,
                 breadcrumbs=deque(maxlen=self.max_breadcrumbs),
             )
             if user_id is not None and len(self.users) < 100000:

@@ -230,6 +230,7 @@ def _statement_of(code: CodeType, line: int) -> str:
     linecache.checkcache(code.co_filename)  # a file edited since it was last read
     text = _normalise_line(linecache.getline(code.co_filename, line)) if line else ""
     if text:
+
         def shape(ln: int) -> str:
             return _normalise_line(linecache.getline(code.co_filename, ln))
     else:
@@ -238,6 +239,7 @@ def _statement_of(code: CodeType, line: int) -> str:
 
         def shape(ln: int) -> str:
             return shapes.get(ln, "")
+
     same = sum(1 for ln in lines if ln < line and shape(ln) == text)
     return f"{text}#{same}" if same else text
 

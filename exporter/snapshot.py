@@ -105,7 +105,8 @@ def _copy_other(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
         if isinstance(value, Mapping):
             return _copy_mapping(value, len(value), value.items(), depth, caps, path)
         if isinstance(value, (list, tuple, set, frozenset, Sequence, AbstractSet)) and not (
-                isinstance(value, range)):
+            isinstance(value, range)
+        ):
             return _copy_sequence(value, depth, caps, path)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             fields = dataclasses.fields(value)
@@ -118,8 +119,9 @@ def _copy_other(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
     return value  # an object: the worker prints it (see the module docstring)
 
 
-def _copy_mapping(value: Any, size: int, items: Any, depth: int, caps: _Caps,
-                  path: set[int]) -> dict[Any, Any]:
+def _copy_mapping(
+    value: Any, size: int, items: Any, depth: int, caps: _Caps, path: set[int]
+) -> dict[Any, Any]:
     kept = itertools.islice(items, caps.max_items)
     copied = {key: _copy(item, depth + 1, caps, path) for key, item in kept}  # the
     # scrubber names a key that is not a string by its repr, on the worker
@@ -128,8 +130,7 @@ def _copy_mapping(value: Any, size: int, items: Any, depth: int, caps: _Caps,
 
 
 def _copy_sequence(value: Any, depth: int, caps: _Caps, path: set[int]) -> Any:
-    items = [_copy(item, depth + 1, caps, path)
-             for item in itertools.islice(value, caps.max_items)]
+    items = [_copy(item, depth + 1, caps, path) for item in itertools.islice(value, caps.max_items)]
     more = len(value) - len(items)
     if more > 0:
         return CappedList(items, more)

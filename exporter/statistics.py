@@ -13,8 +13,12 @@ from typing import Any
 from .classify import per_hour
 from .config import SEVERITIES
 
-BREAKDOWN = (("severity", "severity"), ("component", "component"), ("type", "error_type"),
-             ("plugin", "plugin"))
+BREAKDOWN = (
+    ("severity", "severity"),
+    ("component", "component"),
+    ("type", "error_type"),
+    ("plugin", "plugin"),
+)
 ErrorTotals = Iterable[tuple[Mapping[str, str], float]]
 
 

@@ -207,8 +207,7 @@ class ErrorStore:
                 self.groups.move_to_end(report.error_id)
                 previous = group.report
                 # min / max: an urgent occurrence may be stored before an earlier one
-                report.first_occurrence = min(previous.first_occurrence,
-                                              report.first_occurrence)
+                report.first_occurrence = min(previous.first_occurrence, report.first_occurrence)
                 report.last_occurrence = max(previous.last_occurrence, report.last_occurrence)
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
@@ -263,8 +262,9 @@ class ErrorStore:
         if self.on_regress is not None:
             self.on_regress(group, report)
 
-    def resolve(self, error_id: str, version: str | None,
-                when: float | None = None) -> ErrorGroup | None:
+    def resolve(
+        self, error_id: str, version: str | None, when: float | None = None
+    ) -> ErrorGroup | None:
         """Mark a group resolved (None: no such group); seen again, it is a regression."""
         with self.lock:
             group = self.groups.get(error_id)
@@ -279,11 +279,13 @@ class ErrorStore:
     def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
         report = group.report
         report.affected_users = len(group.users)
-        report.frequency_per_hour = round(per_hour(
-            report.occurrence_count, report.last_occurrence - report.first_occurrence), 3)
+        report.frequency_per_hour = round(
+            per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence), 3
+        )
         report.priority = priority(
             report.severity.value if severity is None else severity,
-            report.frequency_per_hour, report.affected_users,
+            report.frequency_per_hour,
+            report.affected_users,
         )
 
     def _keep(self, group: ErrorGroup, record: ErrorRecord) -> None:
@@ -311,8 +313,7 @@ class ErrorStore:
 
     def _count_plugin(self, record: ErrorRecord) -> None:
         plugin = record.plugin_id or ""
-        if self._count_plugin_errors(plugin, record.error_type, 1,
-                                     record.timestamp.timestamp()):
+        if self._count_plugin_errors(plugin, record.error_type, 1, record.timestamp.timestamp()):
             self._plugin_last[plugin] = record
 
     def _count_plugin_errors(self, plugin: str, error_type: str, count: int, when: float) -> bool:
@@ -377,8 +378,9 @@ class ErrorStore:
             "last_error": last.to_dict() if last else None,
         }
 
-    def group_list(self, sort: str = "count", limit: int | None = None,
-                   new_in: str | None = None) -> list[ErrorGroup]:
+    def group_list(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[ErrorGroup]:
         """Groups by count or last seen; ``new_in``: only those first seen in that version."""
         with self.lock:
             groups = list(self.groups.values())
@@ -396,7 +398,7 @@ class ErrorStore:
             group = self.groups.get(error_id)
             if group is None:
                 return None
-            recent = list(group.records)[-self.occurrences_per_group:]
+            recent = list(group.records)[-self.occurrences_per_group :]
             return {
                 "group": group.summary(),
                 "report": {**group.report.to_dict(), **group.release_state()},

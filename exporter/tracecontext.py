@@ -28,11 +28,13 @@ TraceIds = tuple[int, int]  # (trace_id, span_id): 128 and 64 bits, never 0
 Lookup = Callable[[], "TraceIds | None"]
 
 MAX_TRACEPARENT_CHARS = 512
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?",
-                          re.DOTALL)
+_TRACEPARENT = re.compile(
+    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL
+)
 
 incoming_trace: contextvars.ContextVar[TraceIds | None] = contextvars.ContextVar(
-    "error_exporter_trace", default=None)
+    "error_exporter_trace", default=None
+)
 
 _UNTRIED: Any = object()
 _otel_lookup: Lookup | None = _UNTRIED

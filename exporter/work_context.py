@@ -33,7 +33,8 @@ class WorkUnit(Protocol):
 
 
 current_work: contextvars.ContextVar[WorkUnit | None] = contextvars.ContextVar(
-    "error_exporter_current_work", default=None)
+    "error_exporter_current_work", default=None
+)
 
 
 def with_work(unit: WorkUnit, context: Any, operation: str) -> tuple[Any, str]:

@@ -88,7 +88,8 @@ class BackgroundQueue:
     @property
     def depth(self) -> int:
         return len(self._urgent) + sum(
-            1 for i in list(self._items) if not isinstance(i, _FlushMark))
+            1 for i in list(self._items) if not isinstance(i, _FlushMark)
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -97,8 +98,9 @@ class BackgroundQueue:
         # Each thread gets its own stop flag: a thread told to stop that has not seen it
         # yet (it waits for the GIL) must not be revived by the next start's fresh flag.
         self._stop_flag = [False]
-        self._thread = threading.Thread(target=self._run, args=(self._stop_flag,),
-                                        name=self.name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop_flag,), name=self.name, daemon=True
+        )
         self._thread.start()
 
     @property

@@ -221,8 +221,12 @@ def test_label_proof_rejects_leaky_expressions() -> None:
     assert counters_outside_rate(pp.parse("app_errors_total > 0")) == ["app_errors_total"]
     # Only the exact new-series check may read a counter raw.
     assert counters_read_raw(pp.parse("x_total unless x_total offset 1h")) == []
-    assert counters_read_raw(pp.parse(
-        "last_over_time(x_total[1h]) unless last_over_time(x_total[1h] offset 1h)")) == []
+    assert (
+        counters_read_raw(
+            pp.parse("last_over_time(x_total[1h]) unless last_over_time(x_total[1h] offset 1h)")
+        )
+        == []
+    )
     for raw in (
         "x_total unless x_total",
         "x_total offset 1h unless x_total",

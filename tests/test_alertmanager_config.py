@@ -111,8 +111,12 @@ ROUTE_CASES = [
     ),
     pytest.param(
         "critical",
-        ["alertname=ErrorExporterCrashLooping", "severity=critical", "job=error-exporter",
-         "instance=app:9718"],
+        [
+            "alertname=ErrorExporterCrashLooping",
+            "severity=critical",
+            "job=error-exporter",
+            "instance=app:9718",
+        ],
         id="crash-loop-pages",
     ),
     pytest.param(
@@ -122,21 +126,35 @@ ROUTE_CASES = [
     ),
     pytest.param(
         "critical",
-        ["alertname=ErrorExporterNoLiveProcess", "severity=critical", "job=error-exporter",
-         "instance=app:9718"],
+        [
+            "alertname=ErrorExporterNoLiveProcess",
+            "severity=critical",
+            "job=error-exporter",
+            "instance=app:9718",
+        ],
         id="dead-workers-page",
     ),
     # A pattern is a cause: a ticket at most, never the pager.
     pytest.param(
         "warning",
-        ["alertname=ErrorExporterErrorPattern", "severity=warning", "job=error-exporter",
-         "instance=app:9718", "error_type=TimeoutError"],
+        [
+            "alertname=ErrorExporterErrorPattern",
+            "severity=warning",
+            "job=error-exporter",
+            "instance=app:9718",
+            "error_type=TimeoutError",
+        ],
         id="pattern-is-a-ticket",
     ),
     pytest.param(
         "warning",
-        ["alertname=ErrorExporterTaskFailureRatioHigh", "severity=warning", "job=worker",
-         "component=celery", "operation=send_email"],
+        [
+            "alertname=ErrorExporterTaskFailureRatioHigh",
+            "severity=warning",
+            "job=worker",
+            "component=celery",
+            "operation=send_email",
+        ],
         id="task-failures-ticket",
     ),
     pytest.param("default", ["alertname=Watchdog", "job=error-exporter"], id="no-severity"),
@@ -227,8 +245,10 @@ def _inhibits(source: dict[str, str], target: dict[str, str]) -> bool:
             and all(matches(m, target) for m in rule["target_matchers"])
             and all(source.get(k, "") == target.get(k, "") for k in rule["equal"])
             # Alertmanager: an alert matching both sides never inhibits its likes.
-            and not (all(matches(m, target) for m in rule["source_matchers"])
-                     and all(matches(m, source) for m in rule["target_matchers"]))
+            and not (
+                all(matches(m, target) for m in rule["source_matchers"])
+                and all(matches(m, source) for m in rule["target_matchers"])
+            )
         ):
             return True
     return False
@@ -236,19 +256,42 @@ def _inhibits(source: dict[str, str], target: dict[str, str]) -> bool:
 
 JOB = {"job": "error-exporter"}
 DOWN = {**JOB, "alertname": "ErrorExporterDown", "severity": "critical", "instance": "a:1"}
-LOOP = {**JOB, "alertname": "ErrorExporterCrashLooping", "severity": "critical",
-        "instance": "a:1"}
+LOOP = {**JOB, "alertname": "ErrorExporterCrashLooping", "severity": "critical", "instance": "a:1"}
 MISSING = {**JOB, "alertname": "ErrorExporterTargetMissing", "severity": "critical"}
-BURN = {**JOB, "alertname": "ErrorExporterErrorBudgetBurn", "severity": "critical",
-        "component": "checkout"}
-CRIT = {**JOB, "alertname": "ErrorExporterCriticalErrors", "severity": "critical",
-        "instance": "a:1", "component": "checkout", "error_type": "DBError"}
-RATE = {**JOB, "alertname": "ErrorExporterErrorRateHigh", "severity": "warning",
-        "component": "checkout"}
-PATTERN = {**JOB, "alertname": "ErrorExporterErrorPattern", "severity": "warning",
-           "instance": "a:1", "error_type": "DBError"}
-NEW_GROUP = {**JOB, "alertname": "ErrorExporterNewErrorGroup", "severity": "warning",
-             "app_version": "1.1.0", "release_scope": "fleet"}
+BURN = {
+    **JOB,
+    "alertname": "ErrorExporterErrorBudgetBurn",
+    "severity": "critical",
+    "component": "checkout",
+}
+CRIT = {
+    **JOB,
+    "alertname": "ErrorExporterCriticalErrors",
+    "severity": "critical",
+    "instance": "a:1",
+    "component": "checkout",
+    "error_type": "DBError",
+}
+RATE = {
+    **JOB,
+    "alertname": "ErrorExporterErrorRateHigh",
+    "severity": "warning",
+    "component": "checkout",
+}
+PATTERN = {
+    **JOB,
+    "alertname": "ErrorExporterErrorPattern",
+    "severity": "warning",
+    "instance": "a:1",
+    "error_type": "DBError",
+}
+NEW_GROUP = {
+    **JOB,
+    "alertname": "ErrorExporterNewErrorGroup",
+    "severity": "warning",
+    "app_version": "1.1.0",
+    "release_scope": "fleet",
+}
 
 
 @pytest.mark.parametrize(
@@ -342,8 +385,11 @@ def test_real_alertmanager_routes_inhibits_and_resolves(stack: PromStack) -> Non
     # The inhibitor goes in first: Alertmanager inhibits only against source alerts it
     # already holds, so posting both in one request races the warning's first flush.
     http_json(api, [_alert(critical)])
-    wait_until(lambda: any(a["labels"] == critical for a in http_json(api)), 30,
-               what="the critical alert in Alertmanager")
+    wait_until(
+        lambda: any(a["labels"] == critical for a in http_json(api)),
+        30,
+        what="the critical alert in Alertmanager",
+    )
     http_json(api, [_alert(inhibited), _alert(other_component), _alert(info)])
 
     wait_until(lambda: _delivered(hook, "critical", "firing"), 30, what="critical notification")
@@ -407,12 +453,17 @@ def test_real_alertmanager_one_page_per_incident(stack: PromStack) -> None:
     pages = [b for b in hook.bodies if b.get("receiver") == "critical"]
     assert {b["groupKey"] for b in pages} == {pages[0]["groupKey"]}, "one incident, one group"
     assert all(b["groupLabels"] == {"job": "error-exporter"} for b in pages)
-    paged = {a["labels"]["alertname"] + "/" + a["labels"].get("instance", "")
-             for b in pages for a in b["alerts"]}
+    paged = {
+        a["labels"]["alertname"] + "/" + a["labels"].get("instance", "")
+        for b in pages
+        for a in b["alerts"]
+    }
     assert paged == {"ErrorExporterErrorBudgetBurn/", "ErrorExporterDown/b:1"}
     assert _delivered(hook, "warning", "firing") == []
-    states = {a["labels"]["alertname"] + "/" + a["labels"].get("instance", ""):
-              a["status"]["state"] for a in http_json(api)}
+    states = {
+        a["labels"]["alertname"] + "/" + a["labels"].get("instance", ""): a["status"]["state"]
+        for a in http_json(api)
+    }
     assert states["ErrorExporterCriticalErrors/a:1"] == "suppressed"
     assert states["ErrorExporterCriticalErrors/b:1"] == "suppressed"
     assert states["ErrorExporterErrorRateHigh/"] == "suppressed"

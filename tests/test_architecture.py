@@ -25,10 +25,15 @@ from exporter.multiprocess.view import SharedView
 from exporter.reader import ErrorReader
 
 PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
-QUIET: dict[str, Any] = {"capture_sys_excepthook": False, "capture_threading": False,
-                         "capture_logging": False, "capture_asyncio": False,
-                         "capture_celery": False, "capture_rq": False,
-                         "enable_resource_monitoring": False}
+QUIET: dict[str, Any] = {
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "capture_celery": False,
+    "capture_rq": False,
+    "enable_resource_monitoring": False,
+}
 
 
 def test_no_import_circles_in_the_package():
@@ -39,16 +44,26 @@ def test_no_import_circles_in_the_package():
 
 def test_hooks_collectors_and_backends_do_not_import_the_monitor():
     graph = import_graph(PACKAGE)
-    downstream = [m for m in graph if m.startswith(("exporter.integrations",
-                                                    "exporter.multiprocess", "exporter.http"))]
-    downstream += ["exporter.collectors", "exporter.pipeline", "exporter.local_view",
-                   "exporter.capture", "exporter.families", "exporter.store"]
+    downstream = [
+        m
+        for m in graph
+        if m.startswith(("exporter.integrations", "exporter.multiprocess", "exporter.http"))
+    ]
+    downstream += [
+        "exporter.collectors",
+        "exporter.pipeline",
+        "exporter.local_view",
+        "exporter.capture",
+        "exporter.families",
+        "exporter.store",
+    ]
     assert [m for m in downstream if "exporter.monitor" in graph[m]] == []
 
 
 def _members(protocol: type) -> set[str]:
     return {name for name in vars(protocol) if not name.startswith("_")} | set(
-        getattr(protocol, "__annotations__", {}))
+        getattr(protocol, "__annotations__", {})
+    )
 
 
 @pytest.mark.parametrize("backend", [LocalView, SharedView])
@@ -74,14 +89,24 @@ def test_the_monitor_reads_through_the_backend_it_chose():
         assert getattr(type(monitor), name).__qualname__.startswith("ReadThroughView.")
 
 
-@pytest.mark.skipif(shutil.which("mypy") is None and not (
-    Path(sys.executable).parent / "mypy").exists(), reason="mypy is a dev dependency")
+@pytest.mark.skipif(
+    shutil.which("mypy") is None and not (Path(sys.executable).parent / "mypy").exists(),
+    reason="mypy is a dev dependency",
+)
 def test_the_http_layer_and_the_reader_pass_mypy_strict():
     mypy = Path(sys.executable).parent / "mypy"
     done = subprocess.run(
-        [str(mypy) if mypy.exists() else "mypy", "--strict", "--follow-imports=silent",
-         str(PACKAGE / "http"), str(PACKAGE / "reader.py"), str(PACKAGE / "local_view.py")],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(mypy) if mypy.exists() else "mypy",
+            "--strict",
+            "--follow-imports=silent",
+            str(PACKAGE / "http"),
+            str(PACKAGE / "reader.py"),
+            str(PACKAGE / "local_view.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -105,7 +130,8 @@ def test_the_publisher_writes_the_published_part_of_the_table():
 
 def test_watch_shows_the_resource_families_of_the_table():
     assert [name for name, _, _ in watch._RESOURCE_METRICS] == [
-        f.name for f in RESOURCES if f.label]
+        f.name for f in RESOURCES if f.label
+    ]
     assert {f.name for f in STATE}.isdisjoint(name for name, _, _ in watch._RESOURCE_METRICS)
 
 
@@ -122,8 +148,13 @@ def test_built_in_hooks_come_from_one_registry_and_apps_add_their_own():
     config = ErrorMonitor(**QUIET).config
     assert [type(i).__name__ for i in enabled_integrations(config)] == []
     flags = [flag for flag, _ in BUILT_IN]
-    assert flags == ["capture_sys_excepthook", "capture_threading", "capture_logging",
-                     "capture_celery", "capture_rq"]
+    assert flags == [
+        "capture_sys_excepthook",
+        "capture_threading",
+        "capture_logging",
+        "capture_celery",
+        "capture_rq",
+    ]
     monitor = ErrorMonitor(integrations=[TaskHook()], **QUIET)
     monitor.start()
     try:
@@ -137,9 +168,16 @@ def test_a_task_queue_hook_reuses_the_unit_of_work_scope(make_monitor):
     from exporter.integrations.scope import WorkScope
 
     monitor = make_monitor()
-    with pytest.raises(ValueError), WorkScope(
-        monitor, component="worker", operation="task resize", breadcrumb="task resize",
-        describe=lambda: {"task_id": "t-1"}, mechanism="tasks",
+    with (
+        pytest.raises(ValueError),
+        WorkScope(
+            monitor,
+            component="worker",
+            operation="task resize",
+            breadcrumb="task resize",
+            describe=lambda: {"task_id": "t-1"},
+            mechanism="tasks",
+        ),
     ):
         raise ValueError("image too large")
     assert monitor.flush(10)

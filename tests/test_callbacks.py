@@ -49,7 +49,8 @@ def test_alert_callback_only_for_high_priority(monitor):
     fail(monitor, MemoryError)  # critical
     settle(monitor)
     assert [(r.error_type, r.priority) for r in alerts] == [
-        ("ConnectionError", ErrorPriority.HIGH), ("MemoryError", ErrorPriority.CRITICAL),
+        ("ConnectionError", ErrorPriority.HIGH),
+        ("MemoryError", ErrorPriority.CRITICAL),
     ]
 
 
@@ -61,7 +62,8 @@ def test_pattern_callback(make_monitor):
         fail(monitor)
     settle(monitor)
     assert sorted((p.kind, p.error_type, p.count) for p in patterns) == [
-        ("signature", "ValueError", 3), ("type", "ValueError", 3),
+        ("signature", "ValueError", 3),
+        ("type", "ValueError", 3),
     ]
 
 
@@ -110,9 +112,11 @@ def test_a_blocking_callback_never_breaks_capture(make_monitor):
         assert monitor.list_groups()[0]["occurrence_count"] == 101
         # one callback running, five queued, the other 95 dropped and counted: by the full
         # callback queue, or before it by the group's storm budget (coalesced)
-        assert sample(
-            monitor, "app_error_reports_dropped_total", {"reason": "callback_queue_full"}
-        ) + sample(monitor, "app_error_reports_dropped_total", {"reason": "coalesced"}) == 95
+        assert (
+            sample(monitor, "app_error_reports_dropped_total", {"reason": "callback_queue_full"})
+            + sample(monitor, "app_error_reports_dropped_total", {"reason": "coalesced"})
+            == 95
+        )
         assert sample(monitor, "app_error_reports_dropped_total", {"reason": "queue_full"}) == 0
         monitor.stop(timeout=1.0)  # returns although a callback never finishes
         assert monitor.running is False

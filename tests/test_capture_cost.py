@@ -43,7 +43,8 @@ def test_deferred_fields_read_directly_are_formatted(monitor):
     assert report.function_name == "_raise"
     assert report.error_class == "ValueError"
     assert report.exception_chain == [
-        {"relation": "raised", "type": "ValueError", "message": "bad value 1"}]
+        {"relation": "raised", "type": "ValueError", "message": "bad value 1"}
+    ]
     assert report.context == {"order": 7} and record.context == {"order": 7}
     assert report.environment["thread"] == threading.current_thread().name
 
@@ -56,14 +57,16 @@ def test_a_deferred_report_reads_as_a_plain_report(monitor):
     group = monitor.store.groups[error_id]
     report, record = group.report, group.records[-1][1]
     data = report.to_dict()
-    plain = ErrorReport(**{f.name: getattr(report, f.name)
-                           for f in dataclasses.fields(ErrorReport)})
+    plain = ErrorReport(
+        **{f.name: getattr(report, f.name) for f in dataclasses.fields(ErrorReport)}
+    )
     assert list(data) == list(plain.to_dict())
     assert data == plain.to_dict()
     assert plain == report and report == plain
     assert repr(report).startswith("ErrorReport(error_id=")
-    plain_record = ErrorRecord(**{f.name: getattr(record, f.name)
-                                  for f in dataclasses.fields(ErrorRecord)})
+    plain_record = ErrorRecord(
+        **{f.name: getattr(record, f.name) for f in dataclasses.fields(ErrorRecord)}
+    )
     assert list(record.to_dict()) == list(plain_record.to_dict())
     assert repr(record).startswith("ErrorRecord(error_type=")
     assert not [k for k in vars(report) if k.startswith("_")]  # nothing of the occurrence left
@@ -118,14 +121,29 @@ def test_readers_and_the_worker_format_concurrently(make_monitor):
 
 def test_counts_are_exact_at_a_scrape_before_the_worker_runs(make_monitor):
     """Counted on the caller, moved into the children by the scrape itself."""
-    monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False,
-                           enable_resource_monitoring=False)  # never started
+    monitor = ErrorMonitor(
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )  # never started
     for _ in range(7):
         _record(monitor, component="billing")
     name = f"{monitor.config.namespace}_errors_total"
-    assert sample(monitor, name, {"error_type": "ValueError", "component": "billing",
-                                  "plugin": "", "severity": "medium"}) == 7
+    assert (
+        sample(
+            monitor,
+            name,
+            {
+                "error_type": "ValueError",
+                "component": "billing",
+                "plugin": "",
+                "severity": "medium",
+            },
+        )
+        == 7
+    )
     assert errors_total(monitor) == 7
 
 
@@ -171,18 +189,25 @@ def _raise_at(site: int) -> None:
 
 def _sites() -> list:
     """20 distinct raise sites (one line each, so 20 groups)."""
-    return [eval(compile(f"lambda: _raise_at({i})", f"<site-{i}>", "eval"),
-                 {"_raise_at": _raise_at}) for i in range(20)]
+    return [
+        eval(compile(f"lambda: _raise_at({i})", f"<site-{i}>", "eval"), {"_raise_at": _raise_at})
+        for i in range(20)
+    ]
 
 
 def test_under_pressure_known_repeats_are_counted_and_new_or_urgent_errors_still_queued():
     """A backlog (the worker paused here) makes a known group's repeats count-only, even
     within its per-second budget; a new group and a critical error still get their reports,
     and every count stays exact."""
-    monitor = ErrorMonitor(queue_size=1000, occurrence_budget_per_second=10**6,
-                           capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False,
-                           enable_resource_monitoring=False)
+    monitor = ErrorMonitor(
+        queue_size=1000,
+        occurrence_budget_per_second=10**6,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
     sites = _sites()
     calls = 0
     for round_ in range(30):

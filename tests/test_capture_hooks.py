@@ -327,7 +327,8 @@ def test_logging_error_with_exc_info_becomes_a_report(make_monitor, app_logger):
     assert report["mechanism"] == "logging"
     assert report["component"] == "ECUControl"
     assert report["context"] == {
-        "logger": "racing_tuner.ecu", "log_message": "could not read tune.json"
+        "logger": "racing_tuner.ecu",
+        "log_message": "could not read tune.json",
     }
     monitor.stop()
     assert logging.Logger.filter is dispatch
@@ -478,7 +479,9 @@ def test_stop_uninstalls_everything(make_monitor, saved_excepthooks):
     sys_before, threading_before = sys.excepthook, threading.excepthook
     handlers_before = list(logging.getLogger().handlers)
     monitor = make_monitor(
-        capture_sys_excepthook=True, capture_threading=True, capture_logging=True,
+        capture_sys_excepthook=True,
+        capture_threading=True,
+        capture_logging=True,
         capture_asyncio=True,
     )
     assert sys.excepthook is not sys_before

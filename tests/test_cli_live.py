@@ -22,8 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "live-secret-token"
-PANELS = ("Error rate", "Top errors", "New groups", "Active patterns", "Plugin health",
-          "Resources")
+PANELS = ("Error rate", "Top errors", "New groups", "Active patterns", "Plugin health", "Resources")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -35,8 +34,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=clean_env(**env))
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=clean_env(**env),
+    )
 
 
 def free_port() -> int:
@@ -71,8 +76,9 @@ def start_demo(tmp: Path, *args: str, token: str | None = None, wait_errors: int
     if token:
         command += ["--token", token]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                env=clean_env())
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=clean_env()
+        )
     demo = Demo(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -103,16 +109,24 @@ def stop_demo(demo: Demo, sig: int = signal.SIGTERM) -> int:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    started = start_demo(tmp_path_factory.mktemp("demo"), "--no-live", "--rate", "50",
-                         "--storm-every", "2", wait_errors=100)
+    started = start_demo(
+        tmp_path_factory.mktemp("demo"),
+        "--no-live",
+        "--rate",
+        "50",
+        "--storm-every",
+        "2",
+        wait_errors=100,
+    )
     yield started
     stop_demo(started)
 
 
 @pytest.fixture(scope="module")
 def locked_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    started = start_demo(tmp_path_factory.mktemp("locked"), "--no-live", "--rate", "50",
-                         token=TOKEN)
+    started = start_demo(
+        tmp_path_factory.mktemp("locked"), "--no-live", "--rate", "50", token=TOKEN
+    )
     yield started
     stop_demo(started)
 
@@ -137,8 +151,9 @@ def test_demo_serves_metrics_and_api(demo: Demo) -> None:
 
 def test_demo_duration_exits_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    result = run_cli("demo", "--port", str(port), "--duration", "2", "--rate", "20",
-                     "--no-live", timeout=60)
+    result = run_cli(
+        "demo", "--port", str(port), "--duration", "2", "--rate", "20", "--no-live", timeout=60
+    )
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()[:2]
     assert first == f"error-exporter demo  metrics: http://127.0.0.1:{port}/metrics"
@@ -148,8 +163,9 @@ def test_demo_duration_exits_cleanly(tmp_path: Path) -> None:
 
 
 def test_demo_live_view_in_a_pipe_prints_plain_lines() -> None:
-    result = run_cli("demo", "--port", str(free_port()), "--duration", "3", "--rate", "20",
-                     timeout=60)
+    result = run_cli(
+        "demo", "--port", str(free_port()), "--duration", "3", "--rate", "20", timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "total=" in result.stdout and "rate=" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -173,8 +189,7 @@ def test_demo_storm_mode_is_critical(tmp_path: Path) -> None:
         assert stop_demo(started) == 0
     assert set(stats["errors_by_type"]) == {"MemoryError"}
     assert stats["errors_by_severity"]["critical"] == stats["total_errors"]
-    assert any(p["error_type"] == "MemoryError" and p["severity"] == "critical"
-               for p in patterns)
+    assert any(p["error_type"] == "MemoryError" and p["severity"] == "critical" for p in patterns)
     assert health["status"] == "unhealthy"
 
 
@@ -191,24 +206,27 @@ def test_demo_port_in_use(tmp_path: Path) -> None:
 def test_demo_bad_config_file(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("pattern_threshold: -1\n")
-    result = run_cli("demo", "--config", str(config), "--port", str(free_port()),
-                     "--no-live", "--duration", "1")
+    result = run_cli(
+        "demo", "--config", str(config), "--port", str(free_port()), "--no-live", "--duration", "1"
+    )
     assert result.returncode == 2
     assert "pattern_threshold" in result.stderr and str(config) in result.stderr
 
 
 def test_demo_refuses_an_empty_token() -> None:
     """``--token ""`` (a variable that came out empty) used to start an open API."""
-    result = run_cli("demo", "--token", "", "--port", str(free_port()), "--no-live",
-                     "--duration", "1")
+    result = run_cli(
+        "demo", "--token", "", "--port", str(free_port()), "--no-live", "--duration", "1"
+    )
     assert result.returncode == 2, result.stderr
     assert "api_token: must be a non-empty string" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_an_empty_token(tmp_path: Path) -> None:
-    result = run_cli("serve", "--multiproc-dir", str(tmp_path), "--token", " ",
-                     "--port", str(free_port()))
+    result = run_cli(
+        "serve", "--multiproc-dir", str(tmp_path), "--token", " ", "--port", str(free_port())
+    )
     assert result.returncode == 2, result.stderr
     assert "api_token: must be a non-empty string" in result.stderr
 
@@ -217,14 +235,12 @@ def test_serve_refuses_an_empty_token(tmp_path: Path) -> None:
 
 
 def test_watch_plain_output(demo: Demo) -> None:
-    result = run_cli("watch", "--url", demo.url, "--no-rich", "--iterations", "2",
-                     "--refresh", "1")
+    result = run_cli("watch", "--url", demo.url, "--no-rich", "--iterations", "2", "--refresh", "1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     for line in lines:
-        for key in ("total=", "rate=", "groups=", "new=", "top=", "patterns=", "plugins=",
-                    "cpu="):
+        for key in ("total=", "rate=", "groups=", "new=", "top=", "patterns=", "plugins=", "cpu="):
             assert key in line, line
     second = dict(f.split("=", 1) for f in lines[1].split()[1:] if "=" in f)
     assert float(second["rate"].removesuffix("/s")) > 0
@@ -233,10 +249,15 @@ def test_watch_plain_output(demo: Demo) -> None:
 
 
 def test_watch_rich_view_in_a_terminal(demo: Demo) -> None:
-    child = pexpect.spawn(sys.executable, ["-m", "exporter", "watch", "--url", demo.url,
-                                           "--refresh", "0.5"],
-                          cwd=str(REPO), env=clean_env(TERM="xterm-256color"),
-                          dimensions=(60, 200), encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "exporter", "watch", "--url", demo.url, "--refresh", "0.5"],
+        cwd=str(REPO),
+        env=clean_env(TERM="xterm-256color"),
+        dimensions=(60, 200),
+        encoding="utf-8",
+        timeout=60,
+    )
     try:
         for title in PANELS:
             child.expect_exact(title)
@@ -252,9 +273,25 @@ def test_watch_rich_view_in_a_terminal(demo: Demo) -> None:
 def test_watch_survives_the_app_going_away(tmp_path: Path) -> None:
     started = start_demo(tmp_path, "--no-live", "--rate", "20", wait_errors=5)
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "watch", "--url", started.url, "--no-rich",
-         "--refresh", "0.5", "--iterations", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=clean_env())
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "watch",
+            "--url",
+            started.url,
+            "--no-rich",
+            "--refresh",
+            "0.5",
+            "--iterations",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=clean_env(),
+    )
     time.sleep(1.2)
     stop_demo(started)
     out, err = watcher.communicate(timeout=30)
@@ -315,8 +352,21 @@ def test_export_filters(demo: Demo, tmp_path: Path) -> None:
     # at this rate), so an export may find none at a given moment: try until one does.
     found = []
     for _ in range(20):
-        result = run_cli("export", "--url", demo.url, "-o", str(out), "--severity", "critical",
-                         "--plugin", "news", "--limit", "5", "--since", "10m")
+        result = run_cli(
+            "export",
+            "--url",
+            demo.url,
+            "-o",
+            str(out),
+            "--severity",
+            "critical",
+            "--plugin",
+            "news",
+            "--limit",
+            "5",
+            "--since",
+            "10m",
+        )
         assert result.returncode == 0, result.stderr
         records = json.loads(out.read_text())["all_records"]
         assert len(records) <= 5
@@ -326,16 +376,26 @@ def test_export_filters(demo: Demo, tmp_path: Path) -> None:
             break
         time.sleep(0.5)
     assert found, "no export ever held a critical news error"
-    recent = run_cli("export", "--url", demo.url, "-o", str(out), "--since", "1s",
-                     "--until", "2030-01-01T00:00:00")
+    recent = run_cli(
+        "export",
+        "--url",
+        demo.url,
+        "-o",
+        str(out),
+        "--since",
+        "1s",
+        "--until",
+        "2030-01-01T00:00:00",
+    )
     assert recent.returncode == 0, recent.stderr
     stamps = [r["timestamp"] for r in json.loads(out.read_text())["all_records"]]
     assert stamps and all(s.endswith("+00:00") for s in stamps)  # ISO-8601 in UTC
     assert min(stamps) >= time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 120))
 
 
-def test_export_to_a_path_it_cannot_write_names_it_and_the_cause(demo: Demo,
-                                                                 tmp_path: Path) -> None:
+def test_export_to_a_path_it_cannot_write_names_it_and_the_cause(
+    demo: Demo, tmp_path: Path
+) -> None:
     """Not the temporary file beside it, nor "No such file" for a directory that exists."""
     missing = tmp_path / "nope" / "x.json"
     cases = {missing: f"the directory {missing.parent} does not exist"}
@@ -349,13 +409,15 @@ def test_export_to_a_path_it_cannot_write_names_it_and_the_cause(demo: Demo,
 
 
 def test_export_bad_filter_value_is_a_usage_error(demo: Demo, tmp_path: Path) -> None:
-    result = run_cli("export", "--url", demo.url, "-o", str(tmp_path / "x.json"),
-                     "--since", "yesterday")
+    result = run_cli(
+        "export", "--url", demo.url, "-o", str(tmp_path / "x.json"), "--since", "yesterday"
+    )
     assert result.returncode == 2
     assert "--since" in result.stderr and "15m" in result.stderr  # refused before asking
     assert not (tmp_path / "x.json").exists()
-    refused = run_cli("export", "--url", demo.url, "-o", str(tmp_path / "x.json"),
-                      "--severity", "urgent")
+    refused = run_cli(
+        "export", "--url", demo.url, "-o", str(tmp_path / "x.json"), "--severity", "urgent"
+    )
     assert refused.returncode == 2 and "critical" in refused.stderr
 
 
@@ -363,8 +425,11 @@ def test_export_bad_filter_value_is_a_usage_error(demo: Demo, tmp_path: Path) ->
 
 
 def test_401_without_token(locked_demo: Demo, tmp_path: Path) -> None:
-    for args in (["analyze"], ["export", "-o", str(tmp_path / "x.json")],
-                 ["watch", "--no-rich", "--iterations", "1"]):
+    for args in (
+        ["analyze"],
+        ["export", "-o", str(tmp_path / "x.json")],
+        ["watch", "--no-rich", "--iterations", "1"],
+    ):
         result = run_cli(*args, "--url", locked_demo.url)
         assert result.returncode == 1, args
         assert "401" in result.stderr and locked_demo.url in result.stderr
@@ -375,8 +440,15 @@ def test_401_without_token(locked_demo: Demo, tmp_path: Path) -> None:
 def test_token_by_flag_or_environment(locked_demo: Demo) -> None:
     by_flag = run_cli("analyze", "--json", "--url", locked_demo.url, "--token", TOKEN)
     assert by_flag.returncode == 0, by_flag.stderr
-    by_env = run_cli("watch", "--no-rich", "--iterations", "1", "--url", locked_demo.url,
-                     ERROR_EXPORTER_API_TOKEN=TOKEN)
+    by_env = run_cli(
+        "watch",
+        "--no-rich",
+        "--iterations",
+        "1",
+        "--url",
+        locked_demo.url,
+        ERROR_EXPORTER_API_TOKEN=TOKEN,
+    )
     assert by_env.returncode == 0, by_env.stderr
     assert "total=" in by_env.stdout
     wrong = run_cli("analyze", "--url", locked_demo.url, "--token", "nope")

@@ -40,15 +40,23 @@ REPO = Path(__file__).resolve().parents[1]
 TOKEN = "offline-secret"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``python -m exporter ARGS`` in a clean environment (no ERROR_EXPORTER_* leaking in)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ERROR_EXPORTER_")}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO),
-                                                              environment.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), environment.get("PYTHONPATH")])
+    )
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=environment)
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=environment,
+    )
 
 
 def free_port() -> int:
@@ -88,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 self._json({"error": "missing or invalid token", "status": 401}, 401)
                 return
-            path = path[len("/locked"):]
+            path = path[len("/locked") :]
         self.server.hits.append(path + ("?" + url.query if url.query else ""))
         if path == "/metrics":
             self._send(200, generate_latest(monitor.registry), "text/plain; version=0.0.4")
@@ -104,8 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/api/v1/plugins/") and path.endswith("/health"):
             self._json(monitor.get_plugin_health(urllib.parse.unquote(path.split("/")[4])))
         elif path == "/api/v1/export":
-            filters: dict[str, Any] = {k: query[k] for k in ("severity", "component", "plugin",
-                                                              "error_type") if k in query}
+            filters: dict[str, Any] = {
+                k: query[k] for k in ("severity", "component", "plugin", "error_type") if k in query
+            }
             if "limit" in query:
                 filters["limit"] = int(query["limit"])
             if "cursor" in query:
@@ -129,8 +138,12 @@ def stub() -> Iterator[tuple[str, _StubServer]]:
     from exporter import ErrorMonitor
     from exporter.demo.workload import Workload
 
-    monitor = ErrorMonitor(pattern_threshold=5, pattern_window_minutes=1,
-                           capture_sys_excepthook=False, capture_threading=False)
+    monitor = ErrorMonitor(
+        pattern_threshold=5,
+        pattern_window_minutes=1,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+    )
     monitor.start()
     workload = Workload(monitor, rate=100, seed=3)
     try:
@@ -186,14 +199,24 @@ def test_check_config_unreadable_file_names_it(tmp_path: Path, content: str | No
 # -- usage and connection errors ------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [[], ["export"], ["watch", "--refresh", "0"], ["nope"],
-                                  ["analyze", "--url", "x", "--file", "y"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["export"],
+        ["watch", "--refresh", "0"],
+        ["nope"],
+        ["analyze", "--url", "x", "--file", "y"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str]) -> None:
     assert main(args) == 2
 
 
-@pytest.mark.parametrize("command", [["analyze"], ["export", "-o", "{tmp}/out.json"],
-                                     ["watch", "--no-rich", "--iterations", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [["analyze"], ["export", "-o", "{tmp}/out.json"], ["watch", "--no-rich", "--iterations", "1"]],
+)
 def test_connection_refused_names_url(command: list[str], tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     args = [a.format(tmp=tmp_path) for a in command]
@@ -220,19 +243,31 @@ def test_analyze_missing_file(tmp_path: Path) -> None:
     assert "missing.json" in result.stderr
 
 
-def test_analyze_reads_legacy_aggregator_export(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_reads_legacy_aggregator_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     kinds = [("TimeoutError", "slow", "weather")] * 3 + [("KeyError", "'price'", "stocks")] * 2
     records: list[dict[str, Any]] = [
-        {"error_type": t, "message": m, "timestamp": f"2024-12-01T10:0{i}:00", "context": {},
-         "plugin_id": p, "operation": "update", "stack_trace": None}
+        {
+            "error_type": t,
+            "message": m,
+            "timestamp": f"2024-12-01T10:0{i}:00",
+            "context": {},
+            "plugin_id": p,
+            "operation": "update",
+            "stack_trace": None,
+        }
         for i, (t, m, p) in enumerate(kinds)
     ]
-    legacy = {"exported_at": "2024-12-01T10:10:00",
-              "summary": {"total_errors": 5, "error_counts_by_type": {"TimeoutError": 3,
-                                                                      "KeyError": 2},
-                          "active_patterns": {}},
-              "all_records": records}
+    legacy = {
+        "exported_at": "2024-12-01T10:10:00",
+        "summary": {
+            "total_errors": 5,
+            "error_counts_by_type": {"TimeoutError": 3, "KeyError": 2},
+            "active_patterns": {},
+        },
+        "all_records": records,
+    }
     path = tmp_path / "legacy.json"
     path.write_text(json.dumps(legacy))
     assert main(["analyze", "--file", str(path), "--json"]) == 0
@@ -264,8 +299,9 @@ def test_token_from_environment(stub: tuple[str, _StubServer]) -> None:
     denied = run_cli("analyze", "--url", url + "/locked")
     assert denied.returncode == 1
     assert "401" in denied.stderr and "--token or ERROR_EXPORTER_API_TOKEN" in denied.stderr
-    allowed = run_cli("analyze", "--json", "--url", url + "/locked",
-                      env={"ERROR_EXPORTER_API_TOKEN": TOKEN})
+    allowed = run_cli(
+        "analyze", "--json", "--url", url + "/locked", env={"ERROR_EXPORTER_API_TOKEN": TOKEN}
+    )
     assert allowed.returncode == 0, allowed.stderr
     assert json.loads(allowed.stdout)["top_errors"]
 
@@ -273,8 +309,9 @@ def test_token_from_environment(stub: tuple[str, _StubServer]) -> None:
 # -- the commands against the stand-in ------------------------------------------------
 
 
-def test_watch_plain_lines(stub: tuple[str, _StubServer],
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_plain_lines(
+    stub: tuple[str, _StubServer], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, _ = stub
     code = main(["watch", "--url", url, "--no-rich", "--iterations", "2", "--refresh", "0.1"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -308,13 +345,13 @@ def test_watch_shows_lost_connection(tmp_path: Path) -> None:
     assert "connection lost" in console.export_text()
 
 
-def test_analyze_url_tables_and_json(stub: tuple[str, _StubServer],
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_url_tables_and_json(
+    stub: tuple[str, _StubServer], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, _ = stub
     assert main(["analyze", "--url", url]) == 0
     out = capsys.readouterr().out
-    for heading in ("Statistics", "By severity", "Top errors", "Patterns", "Sessions",
-                    "Recovery"):
+    for heading in ("Statistics", "By severity", "Top errors", "Patterns", "Sessions", "Recovery"):
         assert heading in out
     assert "workload.py:" in out and "█" in out
     assert main(["analyze", "--url", url, "--json"]) == 0
@@ -323,13 +360,13 @@ def test_analyze_url_tables_and_json(stub: tuple[str, _StubServer],
     assert all(t["location"].startswith("demo/workload.py:") for t in report["top_errors"])
 
 
-def test_export_pages_then_analyze_file(stub: tuple[str, _StubServer], tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_pages_then_analyze_file(
+    stub: tuple[str, _StubServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url, server = stub
     out = tmp_path / "errors.json"
     server.hits.clear()
-    assert main(["export", "--url", url, "-o", str(out), "--page-size", "7",
-                 "--limit", "40"]) == 0
+    assert main(["export", "--url", url, "-o", str(out), "--page-size", "7", "--limit", "40"]) == 0
     assert "wrote 40 records" in capsys.readouterr().out
     pages = [h for h in server.hits if h.startswith("/api/v1/export")]
     assert len(pages) == 6 and "cursor=" in pages[1]
@@ -347,8 +384,10 @@ def test_export_pages_then_analyze_file(stub: tuple[str, _StubServer], tmp_path:
 def test_export_filters_are_sent(stub: tuple[str, _StubServer], tmp_path: Path) -> None:
     url, _ = stub
     out = tmp_path / "critical.json"
-    assert main(["export", "--url", url, "-o", str(out), "--severity", "critical",
-                 "--plugin", "news"]) == 0
+    assert (
+        main(["export", "--url", url, "-o", str(out), "--severity", "critical", "--plugin", "news"])
+        == 0
+    )
     records = json.loads(out.read_text())["all_records"]
     assert records and all(r["severity"] == "critical" for r in records)
     assert {r["plugin_id"] for r in records} == {"news"}
@@ -386,10 +425,12 @@ def test_sparkline_and_bar() -> None:
 
 
 def test_resources_from_metrics_any_namespace() -> None:
-    text = ("# TYPE shop_system_cpu_utilization_ratio gauge\n"
-            "shop_system_cpu_utilization_ratio 0.25\n"
-            "# TYPE shop_process_threads gauge\nshop_process_threads 7.0\n"
-            "# TYPE process_open_fds gauge\nprocess_open_fds 9.0\n")
+    text = (
+        "# TYPE shop_system_cpu_utilization_ratio gauge\n"
+        "shop_system_cpu_utilization_ratio 0.25\n"
+        "# TYPE shop_process_threads gauge\nshop_process_threads 7.0\n"
+        "# TYPE process_open_fds gauge\nprocess_open_fds 9.0\n"
+    )
     assert resources_from_metrics(text) == {"CPU": "25.0%", "Threads": "7"}
     assert resources_from_metrics("garbage {{{") == {}
 

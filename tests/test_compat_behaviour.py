@@ -38,8 +38,12 @@ from exporter import (
 )
 
 QUIET: dict[str, Any] = {
-    "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
-    "capture_asyncio": False, "enable_resource_monitoring": False, "serve": False,
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
+    "serve": False,
 }
 
 
@@ -119,7 +123,10 @@ def test_pattern_callback_runs_inside_the_record_error_that_crossed_the_threshol
     assert thread == caller
     assert returned_then == [0, 1]  # the third call had not returned yet
     assert (pattern.error_type, pattern.count, pattern.kind, pattern.key) == (
-        "TimeoutError", 3, "type", "TimeoutError"
+        "TimeoutError",
+        3,
+        "type",
+        "TimeoutError",
     )
     assert pattern.severity == "warning"
     assert pattern.affected_plugins == ["weather", "clock"]
@@ -258,8 +265,13 @@ def test_seed_003_script_gets_its_pattern_callback_in_order(tmp_path):
             print("recorded", i, rec.error_type, flush=True)
         """
     )
-    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", script],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "recorded 0 ConnectionError",
@@ -278,16 +290,16 @@ def test_get_error_aggregator_names_the_ignored_options(tmp_path, caught_warning
     agg = get_error_aggregator(pattern_threshold=3, max_records=50)
     assert runtime_warnings(caught_warnings) == []
     assert get_error_aggregator() is agg
-    assert get_error_aggregator(pattern_threshold=3, max_records=50,
-                                pattern_window_minutes=60) is agg  # equal: nothing to say
+    assert (
+        get_error_aggregator(pattern_threshold=3, max_records=50, pattern_window_minutes=60) is agg
+    )  # equal: nothing to say
     try:
         raise ValueError("module level")
     except ValueError as exc:
         record_error(exc)
     assert runtime_warnings(caught_warnings) == []
 
-    assert get_error_aggregator(export_path=tmp_path, pattern_threshold=5,
-                                max_records=50) is agg
+    assert get_error_aggregator(export_path=tmp_path, pattern_threshold=5, max_records=50) is agg
     [message] = runtime_warnings(caught_warnings)
     assert message.startswith("get_error_aggregator(): an aggregator already exists")
     assert f"export_path={str(tmp_path)!r} (in use: None)" in message
@@ -305,8 +317,9 @@ def test_get_error_aggregator_over_an_existing_monitor_names_its_settings(caught
     agg = get_error_aggregator(pattern_threshold=3, max_records=1000)
     assert agg.monitor is monitor
     [message] = runtime_warnings(caught_warnings)
-    assert message.startswith("get_error_aggregator(): the new aggregator uses the existing "
-                              "process-wide monitor")
+    assert message.startswith(
+        "get_error_aggregator(): the new aggregator uses the existing process-wide monitor"
+    )
     assert "pattern_threshold=3 (in use: 7)" in message
     assert "max_records" not in message  # 1000 is what the monitor has
     assert agg.pattern_threshold == 7
@@ -330,8 +343,12 @@ def test_get_error_monitor_names_the_ignored_options(caught_warnings):
     assert get_error_monitor() is first
     assert get_error_monitor(max_breadcrumbs=3, capture_logging=False) is first
     assert runtime_warnings(caught_warnings) == []
-    assert get_error_monitor(max_breadcrumbs=50, session_timeout=10.0,
-                             api_token="s3cret", no_such_option=1) is first
+    assert (
+        get_error_monitor(
+            max_breadcrumbs=50, session_timeout=10.0, api_token="s3cret", no_such_option=1
+        )
+        is first
+    )
     [message] = runtime_warnings(caught_warnings)
     assert message.startswith("get_error_monitor(): returning the existing process-wide monitor")
     assert "max_breadcrumbs=50 (in use: 3)" in message
@@ -365,13 +382,18 @@ def test_the_warning_is_visible_without_any_configuration(tmp_path):
         get_error_monitor(max_breadcrumbs=5)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
-    assert "RuntimeWarning: get_error_aggregator(): an aggregator already exists; ignored " \
-           f"options: export_path={str(tmp_path)!r} (in use: None)" in done.stderr
-    assert "RuntimeWarning: get_error_monitor(): returning the existing process-wide " \
-           "monitor" in done.stderr
+    assert (
+        "RuntimeWarning: get_error_aggregator(): an aggregator already exists; ignored "
+        f"options: export_path={str(tmp_path)!r} (in use: None)" in done.stderr
+    )
+    assert (
+        "RuntimeWarning: get_error_monitor(): returning the existing process-wide "
+        "monitor" in done.stderr
+    )
     assert "max_breadcrumbs=5 (in use: 100)" in done.stderr
 
 

@@ -31,23 +31,52 @@ from exporter import (
 )
 
 QUIET = {
-    "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
     "capture_asyncio": False,
 }
 
 # -- seed 000: the error monitoring service ---------------------------------------------------
 
 SEED_000_REPORT_FIELDS = [
-    "error_id", "error_type", "error_message", "severity", "priority", "timestamp",
-    "first_occurrence", "occurrence_count", "component", "file_path", "line_number",
-    "function_name", "stack_trace", "traceback_lines", "environment", "breadcrumbs",
-    "resource_snapshot", "session_id", "user_id", "affected_users", "frequency_per_hour",
-    "recovery_attempted", "recovery_successful", "metadata",
+    "error_id",
+    "error_type",
+    "error_message",
+    "severity",
+    "priority",
+    "timestamp",
+    "first_occurrence",
+    "occurrence_count",
+    "component",
+    "file_path",
+    "line_number",
+    "function_name",
+    "stack_trace",
+    "traceback_lines",
+    "environment",
+    "breadcrumbs",
+    "resource_snapshot",
+    "session_id",
+    "user_id",
+    "affected_users",
+    "frequency_per_hour",
+    "recovery_attempted",
+    "recovery_successful",
+    "metadata",
 ]
 SEED_000_SNAPSHOT_FIELDS = [
-    "timestamp", "cpu_percent", "memory_percent", "memory_used_mb", "memory_available_mb",
-    "disk_io_read_mb", "disk_io_write_mb", "network_sent_mb", "network_recv_mb",
-    "process_count", "thread_count",
+    "timestamp",
+    "cpu_percent",
+    "memory_percent",
+    "memory_used_mb",
+    "memory_available_mb",
+    "disk_io_read_mb",
+    "disk_io_write_mb",
+    "network_sent_mb",
+    "network_recv_mb",
+    "process_count",
+    "thread_count",
 ]
 SEED_000_OPTIONS = {
     "enable_terminal_output": False,
@@ -123,8 +152,9 @@ def test_seed_000_running_start_and_attribute_configuration(service, capsys):
         monitor.start()
     assert monitor.running is True
     assert monitor.start() is monitor  # starting twice is harmless
-    monitor.add_breadcrumb(action="start_tuning_session", component="MainWindow",
-                           data={"session_type": "dyno"})
+    monitor.add_breadcrumb(
+        action="start_tuning_session", component="MainWindow", data={"session_type": "dyno"}
+    )
     try:
         raise ConnectionError("dyno offline")
     except ConnectionError as exc:
@@ -161,7 +191,8 @@ def test_seed_000_callbacks_receive_error_reports(service):
             monitor.record_error(caught, component="ECUControl")
     assert done.wait(30)
     assert [f"{r.error_type} in {r.component}" for r in errors] == [
-        "ValueError in ECUControl", "MemoryError in ECUControl",
+        "ValueError in ECUControl",
+        "MemoryError in ECUControl",
     ]
     monitor.flush()
     assert monitor._callbacks.flush(10)
@@ -173,15 +204,24 @@ def test_seed_000_callbacks_receive_error_reports(service):
 def test_seed_000_statistics_and_analysis_shapes(service):
     monitor = service()
     monitor.start()
-    for kind, component in ((ValueError, "ECUControl"), (ValueError, "ECUControl"),
-                            (ConnectionError, "CANInterface")):
+    for kind, component in (
+        (ValueError, "ECUControl"),
+        (ValueError, "ECUControl"),
+        (ConnectionError, "CANInterface"),
+    ):
         try:
             raise kind("x")
         except kind as exc:
             monitor.record_error(exc, component=component)
     stats = monitor.get_statistics()
-    for key in ("total_errors", "errors_by_severity", "errors_by_component", "errors_by_type",
-                "recovery_success_rate", "average_errors_per_hour"):
+    for key in (
+        "total_errors",
+        "errors_by_severity",
+        "errors_by_component",
+        "errors_by_type",
+        "recovery_success_rate",
+        "average_errors_per_hour",
+    ):
         assert key in stats
     assert stats["total_errors"] == 3
     assert set(stats["errors_by_severity"]) == {"critical", "high", "medium", "low"}
@@ -205,15 +245,41 @@ def test_seed_000_get_error_monitor_is_process_wide():
 
 # -- seed 003: the error aggregator -----------------------------------------------------------
 
-SEED_003_RECORD_KEYS = {"error_type", "message", "timestamp", "context", "plugin_id",
-                        "operation", "stack_trace"}
-SEED_003_PATTERN_KEYS = {"error_type", "count", "first_seen", "last_seen", "affected_plugins",
-                         "sample_messages", "severity"}
-SEED_003_SUMMARY_KEYS = {"session_start", "total_errors", "error_rate_per_hour",
-                         "error_counts_by_type", "plugin_error_counts", "active_patterns",
-                         "recent_errors"}
-SEED_003_HEALTH_KEYS = {"plugin_id", "status", "total_errors", "error_types",
-                        "recent_error_count", "last_error"}
+SEED_003_RECORD_KEYS = {
+    "error_type",
+    "message",
+    "timestamp",
+    "context",
+    "plugin_id",
+    "operation",
+    "stack_trace",
+}
+SEED_003_PATTERN_KEYS = {
+    "error_type",
+    "count",
+    "first_seen",
+    "last_seen",
+    "affected_plugins",
+    "sample_messages",
+    "severity",
+}
+SEED_003_SUMMARY_KEYS = {
+    "session_start",
+    "total_errors",
+    "error_rate_per_hour",
+    "error_counts_by_type",
+    "plugin_error_counts",
+    "active_patterns",
+    "recent_errors",
+}
+SEED_003_HEALTH_KEYS = {
+    "plugin_id",
+    "status",
+    "total_errors",
+    "error_types",
+    "recent_error_count",
+    "last_error",
+}
 
 
 class LEDMatrixError(Exception):
@@ -250,8 +316,9 @@ def raise_and_record(agg: Any, exc: BaseException, *args: Any, **kwargs: Any) ->
 
 
 def test_seed_003_constructor_options(aggregator, tmp_path):
-    agg = aggregator(max_records=10, pattern_threshold=3, pattern_window_minutes=5,
-                     export_path=tmp_path)
+    agg = aggregator(
+        max_records=10, pattern_threshold=3, pattern_window_minutes=5, export_path=tmp_path
+    )
     assert agg.max_records == 10
     assert agg.pattern_threshold == 3
     assert agg.pattern_window == timedelta(minutes=5)
@@ -263,8 +330,9 @@ def test_seed_003_constructor_options(aggregator, tmp_path):
 def test_seed_003_record_error_returns_an_error_record(aggregator):
     agg = aggregator()
     before = datetime.now()
-    record = raise_and_record(agg, ValueError("bad brightness 300"), {"value": 300}, "clock",
-                              "display")
+    record = raise_and_record(
+        agg, ValueError("bad brightness 300"), {"value": 300}, "clock", "display"
+    )
     assert isinstance(record, ErrorRecord)
     assert record.error_type == "ValueError"
     assert record.message == "bad brightness 300"
@@ -281,15 +349,17 @@ def test_seed_003_record_error_returns_an_error_record(aggregator):
     assert data["timestamp"].endswith("+00:00")
     bare = raise_and_record(agg, KeyError("k"))
     assert (bare.context, bare.plugin_id, bare.operation) == ({}, None, None)
-    keywords = raise_and_record(agg, KeyError("k"), context={"a": 1}, plugin_id="weather",
-                                operation="update")
+    keywords = raise_and_record(
+        agg, KeyError("k"), context={"a": 1}, plugin_id="weather", operation="update"
+    )
     assert (keywords.plugin_id, keywords.operation) == ("weather", "update")
 
 
 def test_seed_003_exception_context_is_merged(aggregator):
     agg = aggregator()
-    record = raise_and_record(agg, PluginError("fetch failed", {"url": "https://api.example"}),
-                              {"attempt": 2}, "weather")
+    record = raise_and_record(
+        agg, PluginError("fetch failed", {"url": "https://api.example"}), {"attempt": 2}, "weather"
+    )
     assert record.context == {"url": "https://api.example", "attempt": 2}
     stored = agg.get_error_summary()["recent_errors"][-1]
     assert stored["context"] == {"url": "https://api.example", "attempt": 2}
@@ -344,8 +414,12 @@ def test_seed_003_get_error_summary_shape(aggregator):
 def test_seed_003_get_plugin_health_shape(aggregator):
     agg = aggregator()
     assert agg.get_plugin_health("clock") == {
-        "plugin_id": "clock", "status": "healthy", "total_errors": 0, "error_types": {},
-        "recent_error_count": 0, "last_error": None,
+        "plugin_id": "clock",
+        "status": "healthy",
+        "total_errors": 0,
+        "error_types": {},
+        "recent_error_count": 0,
+        "last_error": None,
     }
     for _ in range(5):
         raise_and_record(agg, KeyError("missing"), None, "clock")
@@ -385,7 +459,9 @@ def test_seed_003_export_to_file_shape(aggregator, tmp_path):
     [record] = data["all_records"]
     assert set(record) >= SEED_003_RECORD_KEYS
     assert (record["message"], record["plugin_id"], record["operation"]) == (
-        "exported", "clock", "render"
+        "exported",
+        "clock",
+        "render",
     )
     agg.export_to_file(str(tmp_path / "as-string.json"))
     assert (tmp_path / "as-string.json").exists()
@@ -430,8 +506,9 @@ def test_seed_003_auto_export_happens_even_when_the_script_ends(tmp_path):
                 record_error(exc, plugin_id="news", operation="update")
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     [exported] = list(Path(tmp_path).glob("errors_*.json"))
     data = json.loads(exported.read_text())

@@ -107,8 +107,7 @@ def test_docker_compose_config_is_valid() -> None:
 
 
 def test_services_and_named_volumes() -> None:
-    assert set(SERVICES) == {"tls-init", "app", "prometheus", "alertmanager", "grafana",
-                             "postgres"}
+    assert set(SERVICES) == {"tls-init", "app", "prometheus", "alertmanager", "grafana", "postgres"}
     for service in ("prometheus", "alertmanager", "grafana", "postgres"):
         named = [str(v).split(":")[0] for v in SERVICES[service].get("volumes", [])]
         assert any(name in COMPOSE["volumes"] for name in named), f"{service}: no data volume"
@@ -275,8 +274,10 @@ def test_tls_init_runs_the_script_with_the_app_image_into_named_volumes() -> Non
     assert os.access(TLS_INIT, os.X_OK)
     app_dir, prom_dir = tls_init_dirs()
     mounts = named_mounts(init)
-    assert mounts[app_dir] == ("app-tls", False) and mounts[prom_dir] == ("prometheus-secrets",
-                                                                          False)
+    assert mounts[app_dir] == ("app-tls", False) and mounts[prom_dir] == (
+        "prometheus-secrets",
+        False,
+    )
     hosts = (flag_value(argv, "--hosts") or "").split(",")
     assert "app" in hosts and "localhost" in hosts  # Prometheus' name for it, the health check's
     # the password: from the environment (.env), with a laptop default, like the others
@@ -304,34 +305,50 @@ def test_prometheus_scrapes_the_app_over_https_with_basic_auth() -> None:
     _, prom_dir = tls_init_dirs()
     assert named_mounts(prometheus)[prom_dir] == ("prometheus-secrets", True)
     assert "app-tls" not in [v for v, _ in named_mounts(prometheus).values()]  # not the key
-    assert prometheus["depends_on"]["tls-init"] == {
-        "condition": "service_completed_successfully"}
+    assert prometheus["depends_on"]["tls-init"] == {"condition": "service_completed_successfully"}
     job = error_exporter_job()
     assert job["scheme"] == "https"
     assert job["tls_config"] == {"ca_file": f"{prom_dir}/ca.crt"}
-    assert job["basic_auth"] == {"username": "prometheus",
-                                 "password_file": f"{prom_dir}/scrape-password"}
+    assert job["basic_auth"] == {
+        "username": "prometheus",
+        "password_file": f"{prom_dir}/scrape-password",
+    }
     # Grafana talks to Prometheus, not to the app
-    source = yaml.safe_load((ROOT / "dashboards" / "provisioning" / "datasources" /
-                             "prometheus.yml").read_text())["datasources"][0]
+    source = yaml.safe_load(
+        (ROOT / "dashboards" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
     assert source["url"].startswith("http://prometheus:")
 
 
 def test_nothing_secret_is_committed() -> None:
     text = COMPOSE_FILE.read_text() + (ROOT / "deploy" / "prometheus.yml").read_text()
     assert "$2b$" not in text and "$2y$" not in text and "BEGIN" not in text
-    tracked = subprocess.run(["git", "ls-files", "deploy"], capture_output=True, text=True,
-                             cwd=ROOT, check=False).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "deploy"], capture_output=True, text=True, cwd=ROOT, check=False
+    ).stdout.split()
     assert not [f for f in tracked if f.endswith((".key", ".crt", ".pem", "password"))]
 
 
 def run_tls_init(app_dir: Path, prom_dir: Path, password: str) -> str:
     done = subprocess.run(
-        [sys.executable, str(TLS_INIT), "--app-dir", str(app_dir), "--prometheus-dir",
-         str(prom_dir), "--hosts", flag_value(command_of(SERVICES["tls-init"]), "--hosts") or "",
-         "--bcrypt-cost", "4"],
+        [
+            sys.executable,
+            str(TLS_INIT),
+            "--app-dir",
+            str(app_dir),
+            "--prometheus-dir",
+            str(prom_dir),
+            "--hosts",
+            flag_value(command_of(SERVICES["tls-init"]), "--hosts") or "",
+            "--bcrypt-cost",
+            "4",
+        ],
         env={**os.environ, "ERROR_EXPORTER_SCRAPE_PASSWORD": password},
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -375,21 +392,28 @@ def test_tls_init_makes_what_the_app_and_a_real_prometheus_use(tmp_path: Path) -
         # the container's health check: TLS with the stack's CA, the 401 is an answer
         check = SERVICES["app"]["healthcheck"]["test"][3]
         check = check.replace("/etc/error-exporter/tls", str(app_dir)).replace(
-            "localhost:9718", f"localhost:{port}")
-        done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
-                              timeout=30, check=False)
+            "localhost:9718", f"localhost:{port}"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", check], capture_output=True, text=True, timeout=30, check=False
+        )
         assert done.returncode == 0, done.stderr
         # the compose job, as Prometheus in the stack runs it: the name it verifies is "app"
         job = error_exporter_job()
         container_dir = posixpath.dirname(job["tls_config"]["ca_file"])
         job.update(scrape_interval="1s", static_configs=[{"targets": [f"127.0.0.1:{port}"]}])
         job["tls_config"] = {"ca_file": str(ca), "server_name": "app"}
-        job["basic_auth"] = {**job["basic_auth"], "password_file": str(
-            prom_dir / posixpath.basename(job["basic_auth"]["password_file"]))}
+        job["basic_auth"] = {
+            **job["basic_auth"],
+            "password_file": str(prom_dir / posixpath.basename(job["basic_auth"]["password_file"])),
+        }
         assert container_dir == tls_init_dirs()[1]
         prom = promstack.prometheus({"scrape_configs": [job]})
-        found = wait_until(lambda: query(prom.url, 'up{job="error-exporter"}'), 60,
-                           what="a scrape of the app over TLS")
+        found = wait_until(
+            lambda: query(prom.url, 'up{job="error-exporter"}'),
+            60,
+            what="a scrape of the app over TLS",
+        )
         assert found[0]["value"][1] == "1", found
 
 

@@ -21,8 +21,11 @@ from exporter.config import (
 )
 
 QUIET = {
-    "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
-    "capture_asyncio": False, "enable_resource_monitoring": False,
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
 }
 
 
@@ -41,12 +44,20 @@ def write(path: Path, text: str) -> Path:
 def test_defaults_include_every_seed_option():
     cfg = load_config(environ={})
     seed_000 = {
-        "enable_terminal_output": False, "enable_resource_monitoring": True,
-        "enable_breadcrumbs": True, "max_breadcrumbs": 100, "resource_check_interval": 1.0,
-        "error_buffer_size": 1000, "session_timeout": 3600.0,
+        "enable_terminal_output": False,
+        "enable_resource_monitoring": True,
+        "enable_breadcrumbs": True,
+        "max_breadcrumbs": 100,
+        "resource_check_interval": 1.0,
+        "error_buffer_size": 1000,
+        "session_timeout": 3600.0,
     }
-    seed_003 = {"max_records": 1000, "pattern_threshold": 5, "pattern_window_minutes": 60.0,
-                "export_path": None}
+    seed_003 = {
+        "max_records": 1000,
+        "pattern_threshold": 5,
+        "pattern_window_minutes": 60.0,
+        "export_path": None,
+    }
     for name, value in {**seed_000, **seed_003}.items():
         assert getattr(cfg, name) == value, name
     assert cfg.namespace == "app"
@@ -66,7 +77,9 @@ def test_constructor_arguments():
 
 
 def test_yaml_file(tmp_path):
-    path = write(tmp_path / "monitor.yaml", """
+    path = write(
+        tmp_path / "monitor.yaml",
+        """
 max_records: 250
 pattern_threshold: 3
 scrub_keys: [password, vin]
@@ -75,7 +88,8 @@ severity_by_type:
 label_value_limits:
   component: 20
 app_version: "2.0"
-""")
+""",
+    )
     cfg = load_config(path, environ={})
     assert cfg.max_records == 250
     assert cfg.pattern_threshold == 3
@@ -111,9 +125,14 @@ def test_environment_variables():
         "UNRELATED": "ignored",
     }
     assert from_environment(env) == {
-        "max_records": 50, "enable_terminal_output": True, "resource_check_interval": 2.5,
-        "scrub_keys": ["token", "vin"], "severity_by_component": {"ECUControl": "high"},
-        "app_version": "1.10", "namespace": "tuner", "export_path": None,
+        "max_records": 50,
+        "enable_terminal_output": True,
+        "resource_check_interval": 2.5,
+        "scrub_keys": ["token", "vin"],
+        "severity_by_component": {"ECUControl": "high"},
+        "app_version": "1.10",
+        "namespace": "tuner",
+        "export_path": None,
     }
     cfg = load_config(environ=env)
     assert cfg.max_records == 50
@@ -226,9 +245,13 @@ def test_every_option_has_an_environment_variable():
 
 
 def env_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "exporter" and r.levelno == logging.WARNING
-            and "environment variable" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "exporter"
+        and r.levelno == logging.WARNING
+        and "environment variable" in r.getMessage()
+    ]
 
 
 def test_a_mistyped_environment_variable_is_warned_with_the_real_name(caplog):
@@ -263,8 +286,12 @@ def test_a_variable_far_from_every_name_is_warned_without_a_guess(caplog):
 
 def test_variables_read_elsewhere_are_not_warned_about(caplog):
     environ = {name: "x" for name in OTHER_ENV_NAMES}
-    for name in ("ERROR_EXPORTER_STORE_URL", "ERROR_EXPORTER_WEB_CONFIG_FILE",
-                 "ERROR_EXPORTER_URL", "ERROR_EXPORTER_CONFIG"):
+    for name in (
+        "ERROR_EXPORTER_STORE_URL",
+        "ERROR_EXPORTER_WEB_CONFIG_FILE",
+        "ERROR_EXPORTER_URL",
+        "ERROR_EXPORTER_CONFIG",
+    ):
         assert name in environ
     environ.update({ENV_PREFIX + n.upper(): "" for n in ("app_version", "export_path")})
     environ["NOT_OURS_MAX_BREADCRUMB"] = "1"
@@ -279,8 +306,11 @@ def test_every_variable_the_project_reads_is_known():
     root = Path(__file__).resolve().parent.parent
     texts = [root / "README.md", root / "Makefile"]
     for folder in ("exporter", "tests", "docs", "examples", "deploy"):
-        texts += [p for p in (root / folder).rglob("*") if p.suffix in (".py", ".md", ".yml",
-                                                                         ".yaml", ".sh")]
+        texts += [
+            p
+            for p in (root / folder).rglob("*")
+            if p.suffix in (".py", ".md", ".yml", ".yaml", ".sh")
+        ]
     named = set()
     for path in texts:
         text = path.read_text("utf-8")
@@ -297,15 +327,20 @@ def test_a_mistyped_yaml_key_names_the_file_and_the_real_option(tmp_path):
         load_config(path, environ={})
     assert str(caught.value) == (
         f"{path}: max_breadcrumb: unknown option (did you mean max_breadcrumbs?); "
-        f"{path}: patern_threshold: unknown option (did you mean pattern_threshold?)")
+        f"{path}: patern_threshold: unknown option (did you mean pattern_threshold?)"
+    )
     assert validate_mapping({"patern_threshold": 2}) == [  # check-config's rules: the same
-        "patern_threshold: unknown option (did you mean pattern_threshold?)"]
+        "patern_threshold: unknown option (did you mean pattern_threshold?)"
+    ]
 
 
 def test_a_mistyped_argument_beside_a_config_is_a_config_error():
     """``ErrorMonitor(config, typo=...)`` used to be dataclasses.replace's TypeError."""
-    with pytest.raises(ConfigError, match=r"^max_breadcrumb: unknown option \(did you mean "
-                                          r"max_breadcrumbs\?\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^max_breadcrumb: unknown option \(did you mean "
+        r"max_breadcrumbs\?\)$",
+    ):
         ErrorMonitor(MonitorConfig(), max_breadcrumb=5, **QUIET)
     with pytest.raises(ConfigError, match=r"^max_breadcrumb: .*\(did you mean max_breadcrumbs"):
         ErrorMonitor(max_breadcrumb=5, **QUIET)

@@ -16,8 +16,11 @@ import promql_parser as pp
 import pytest
 
 if sys.version_info < (3, 11):  # the one version restriction of the dev tools, not a missing tool
-    pytest.skip("the dashboards are built with grafana-foundation-sdk, which needs Python 3.11+ "
-                "(the main test run checks them)", allow_module_level=True)
+    pytest.skip(
+        "the dashboards are built with grafana-foundation-sdk, which needs Python 3.11+ "
+        "(the main test run checks them)",
+        allow_module_level=True,
+    )
 import yaml
 from support import sample_exporter
 from support.grafana import (
@@ -51,6 +54,7 @@ def load_alerts_build() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
 
 ALL_TARGETS = [t for d in DASHBOARDS.values() for t in targets(d)]
 ALL_PANELS = [(d["uid"], p) for d in DASHBOARDS.values() for p in panels(d)]
@@ -319,8 +323,10 @@ def test_counters_only_inside_rate(target: Target) -> None:
     assert counters_read_raw(parsed(target)) == []
 
 
-RELEASE_PANELS = {"new": "New error groups by version",
-                  "regressed": "Regressed error groups by version"}
+RELEASE_PANELS = {
+    "new": "New error groups by version",
+    "regressed": "Regressed error groups by version",
+}
 
 
 @pytest.mark.tools
@@ -332,14 +338,23 @@ def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> Non
     the host that counted most (one group new to both hosts is one), and memory-only processes
     (cron, whose counters jump on start) and processes that do not say (legacy) are left out."""
     promtool = require_tool("promtool")
-    [target] = [t for t in targets(DASHBOARDS["error-exporter-overview.json"])
-                if t.panel == RELEASE_PANELS[kind]]
+    [target] = [
+        t
+        for t in targets(DASHBOARDS["error-exporter-overview.json"])
+        if t.panel == RELEASE_PANELS[kind]
+    ]
     expr = substitute_macros(target.expr, scrape_interval=60.0, interval=60.0)
     expr = expr.replace("$job", ".*").replace("$instance", ".*")
     assert "$" not in expr, expr
     counter = f"app_error_groups_{kind}_total"
-    scopes = {"web-1": "fleet", "web-2": "fleet", "web-3": "fleet", "h-1": "host",
-              "h-2": "host", "cron-1": "process"}
+    scopes = {
+        "web-1": "fleet",
+        "web-2": "fleet",
+        "web-3": "fleet",
+        "h-1": "host",
+        "h-2": "host",
+        "cron-1": "process",
+    }
     jobs = {"web": "shop", "h": "api", "cron": "cron", "legacy": "legacy"}
     counters = {
         ("web-1", "1.0.0"): "0x30",
@@ -355,8 +370,10 @@ def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> Non
         return f'job="{jobs[instance.split("-")[0]]}", instance="{instance}:9718"'
 
     series = [
-        {"series": f'app_monitor_store_info{{{labels(i)}, release_scope="{scope}"}}',
-         "values": "1x30"}
+        {
+            "series": f'app_monitor_store_info{{{labels(i)}, release_scope="{scope}"}}',
+            "values": "1x30",
+        }
         for i, scope in scopes.items()
     ] + [
         {"series": f'{counter}{{{labels(i)}, app_version="{version}"}}', "values": values}
@@ -381,8 +398,9 @@ def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> Non
     }  # fmt: skip
     path = tmp_path / "release-panel-tests.yml"
     path.write_text(yaml.safe_dump(tests, sort_keys=False))
-    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -416,11 +434,13 @@ def test_background_jobs_row_counts_as_the_task_alert() -> None:
     board = DASHBOARDS["error-exporter-drilldown.json"]
     titles = [p["title"] for p in board["panels"]]
     row = titles.index("Background jobs")
-    assert titles[row + 1:row + 4] == [
-        "Task failures and retries", "Task duration percentiles", "Task failure ratio",
+    assert titles[row + 1 : row + 4] == [
+        "Task failures and retries",
+        "Task duration percentiles",
+        "Task failure ratio",
     ]
     by_title = {p["title"]: p for p in board["panels"]}
-    for title in titles[row + 1:row + 4]:
+    for title in titles[row + 1 : row + 4]:
         for target in by_title[title]["targets"]:
             assert 'component=~"celery|rq"' in target["expr"], (title, target["expr"])
             assert "by (component, operation" in target["expr"], (title, target["expr"])
@@ -486,8 +506,9 @@ def test_every_target_returns_data_for_the_contract_sample(
     # The fleet row reads alerts/fleet-rules.yml (rendered for the namespace), evaluated every
     # second.
     fleet = load_alerts_build().build_all(namespace)["fleet-rules.yml"]
-    fleet_rules = dump_yaml(shorten_rule_for(yaml.safe_load(fleet), "2s"),
-                            tmp_path / "fleet-rules.yml")
+    fleet_rules = dump_yaml(
+        shorten_rule_for(yaml.safe_load(fleet), "2s"), tmp_path / "fleet-rules.yml"
+    )
     with static_exporter() as port, PromStack(tmp_path) as stack:
         prom = stack.prometheus(
             {
@@ -536,8 +557,15 @@ def test_overview_first_row_answers_health_what_broke_since_when_which_version()
     board = DASHBOARDS["error-exporter-overview.json"]
     titles = [p["title"] for p in board["panels"]]
     assert titles[:9] == [
-        "Service health", "Error ratio (SLO 99 %)", "Error budget burn", "Traffic",
-        "Latency p95", "Firing alerts", "App versions", "Instances", "Summary",
+        "Service health",
+        "Error ratio (SLO 99 %)",
+        "Error budget burn",
+        "Traffic",
+        "Latency p95",
+        "Firing alerts",
+        "App versions",
+        "Instances",
+        "Summary",
     ]
     by_title = {p["title"]: p for p in board["panels"]}
     assert "ALERTS{" in by_title["Firing alerts"]["targets"][0]["expr"]
@@ -548,8 +576,9 @@ def test_overview_first_row_answers_health_what_broke_since_when_which_version()
     assert [s["color"] for s in rate_steps] == ["blue"]
     # Not red in normal operation: a pattern is a cause, drops by design are left out.
     for title in ("Critical patterns", "Dropped reports"):
-        colors = [s["color"] for s in
-                  by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+        colors = [
+            s["color"] for s in by_title[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        ]
         assert "red" not in colors, title
     assert 'reason!~"store_evicted|coalesced"' in by_title["Dropped reports"]["targets"][0]["expr"]
     # Since when: deploys (a version's release counters are born) and pages as annotations.
@@ -586,9 +615,11 @@ def test_links_work_for_any_instance_and_scheme(name: str) -> None:
 def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
     board = DASHBOARDS["error-exporter-overview.json"]
     by_title = {p["title"]: p for p in board["panels"]}
-    for title, variable in (("Error rate by component", "component"),
-                            ("Error rate by plugin", "plugin"),
-                            ("Error ratio by component / operation", "component")):
+    for title, variable in (
+        ("Error rate by component", "component"),
+        ("Error rate by plugin", "plugin"),
+        ("Error ratio by component / operation", "component"),
+    ):
         (link,) = by_title[title]["fieldConfig"]["defaults"]["links"]
         assert link["url"].startswith("/d/error-exporter-drilldown/")
         assert f"var-{variable}=${{__field.labels.{variable}}}" in link["url"]
@@ -598,12 +629,21 @@ def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
 @pytest.mark.parametrize(
     ("board", "title", "colors"),
     [
-        ("error-exporter-overview.json", "Error rate by severity",
-         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
-        ("error-exporter-drilldown.json", "Error rate by severity",
-         {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"}),
-        ("error-exporter-drilldown.json", "Operations by outcome",
-         {"ok": "green", "error": "red", "retry": "orange", "ignored": "text"}),
+        (
+            "error-exporter-overview.json",
+            "Error rate by severity",
+            {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"},
+        ),
+        (
+            "error-exporter-drilldown.json",
+            "Error rate by severity",
+            {"low": "blue", "medium": "yellow", "high": "orange", "critical": "red"},
+        ),
+        (
+            "error-exporter-drilldown.json",
+            "Operations by outcome",
+            {"ok": "green", "error": "red", "retry": "orange", "ignored": "text"},
+        ),
     ],
 )
 def test_colours_are_pinned_by_severity_and_outcome(
@@ -622,7 +662,9 @@ def test_drilldown_latency_has_p50_p95_p99() -> None:
     board = DASHBOARDS["error-exporter-drilldown.json"]
     panel = next(p for p in panels(board) if p["title"] == "Operation latency")
     assert [t["expr"].split(",")[0] for t in panel["targets"]] == [
-        "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99",
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+        "histogram_quantile(0.99",
     ]
 
 
@@ -633,14 +675,12 @@ def test_topk_picks_its_series_once_per_range(target: Target) -> None:
     assert "@ end()" in target.expr and " and on (" in target.expr
 
 
-
 def test_fleet_row_reads_the_fleet_recording_rules() -> None:
     """The fleet recording rules are used by panels, and every recorded series a panel reads
     is one of alerts/fleet-rules.yml."""
     fleet = yaml.safe_load((ROOT / "alerts" / "fleet-rules.yml").read_text())
     records = {r["record"] for g in fleet["groups"] for r in g["rules"]}
     board = DASHBOARDS["error-exporter-overview.json"]
-    used = {str(s.name) for t in targets(board) for s in selectors(parsed(t))
-            if ":" in str(s.name)}
+    used = {str(s.name) for t in targets(board) for s in selectors(parsed(t)) if ":" in str(s.name)}
     assert len(used) == 3
     assert used <= records

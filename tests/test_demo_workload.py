@@ -44,8 +44,11 @@ def sample_sum(registry: Any, name: str, **labels: str) -> float:
 
 def make_monitor(**options: Any) -> ErrorMonitor:
     settings: dict[str, Any] = {
-        "pattern_threshold": 5, "pattern_window_minutes": 1, "capture_sys_excepthook": False,
-        "capture_threading": False, "enable_resource_monitoring": False,
+        "pattern_threshold": 5,
+        "pattern_window_minutes": 1,
+        "capture_sys_excepthook": False,
+        "capture_threading": False,
+        "enable_resource_monitoring": False,
     }
     settings.update(options)
     return ErrorMonitor(**settings)
@@ -77,8 +80,16 @@ def test_short_run_exercises_every_feature(monitor: ErrorMonitor) -> None:
     assert all(stats["errors_by_severity"][s] > 0 for s in ("low", "medium", "high", "critical"))
     assert set(COMPONENTS) <= set(stats["errors_by_component"])
     assert set(PLUGINS) <= set(stats["errors_by_plugin"])
-    assert {"ConnectionError", "TimeoutError", "ValueError", "KeyError", "OSError",
-            "CANBusError", "MemoryError", "RuntimeError"} <= set(stats["errors_by_type"])
+    assert {
+        "ConnectionError",
+        "TimeoutError",
+        "ValueError",
+        "KeyError",
+        "OSError",
+        "CANBusError",
+        "MemoryError",
+        "RuntimeError",
+    } <= set(stats["errors_by_type"])
     assert 0 < stats["recovery_success_rate"] < 1
 
     groups = monitor.list_groups()
@@ -255,8 +266,15 @@ def test_no_deploy_unless_asked_and_none_in_storm_mode(monitor: ErrorMonitor) ->
 
 @pytest.mark.parametrize(
     ("version", "expected"),
-    [("1.0.0", "1.1.0"), ("2.4", "2.5"), ("1.9.3", "1.10.0"), (None, "1.1.0"),
-     ("7", "7-next"), ("blue", "blue-next"), ("1.0.0-rc1", "1.0.0-rc1-next")],
+    [
+        ("1.0.0", "1.1.0"),
+        ("2.4", "2.5"),
+        ("1.9.3", "1.10.0"),
+        (None, "1.1.0"),
+        ("7", "7-next"),
+        ("blue", "blue-next"),
+        ("1.0.0-rc1", "1.0.0-rc1-next"),
+    ],
 )
 def test_next_version(version: str | None, expected: str) -> None:
     assert next_version(version) == expected
@@ -266,12 +284,30 @@ def test_the_demo_command_deploys_and_serves_what_it_broke(tmp_path: Path) -> No
     """``error-exporter demo --deploy-after``: a real process, its API and /metrics."""
     port = free_port()
     log = tmp_path / "demo.out"
-    argv = [sys.executable, "-m", "exporter", "demo", "--host", "127.0.0.1", "--port", str(port),
-            "--no-live", "--rate", "50", "--seed", "1", "--deploy-after", "2", "--duration", "120"]
+    argv = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-live",
+        "--rate",
+        "50",
+        "--seed",
+        "1",
+        "--deploy-after",
+        "2",
+        "--duration",
+        "120",
+    ]
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         demo = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
+
         def new_in_1_1_0() -> list[dict[str, Any]]:
             assert demo.poll() is None, log.read_text()
             found: list[dict[str, Any]] = http_json(f"{url}/api/v1/errors?new_in=1.1.0")["errors"]
@@ -280,10 +316,15 @@ def test_the_demo_command_deploys_and_serves_what_it_broke(tmp_path: Path) -> No
         new = wait_until(new_in_1_1_0, 60, what="a group new in 1.1.0")
         assert [g["error_type"] for g in new] == ["LaunchControlError"]
         regressed = wait_until(
-            lambda: [g for g in http_json(f"{url}/api/v1/errors?limit=100")["errors"]
-                     if g["regressed"]], 30, what="a regressed group")
-        assert [(g["error_type"], g["first_seen_version"], g["last_seen_version"])
-                for g in regressed] == [("ValueError", "1.0.0", "1.1.0")]
+            lambda: [
+                g for g in http_json(f"{url}/api/v1/errors?limit=100")["errors"] if g["regressed"]
+            ],
+            30,
+            what="a regressed group",
+        )
+        assert [
+            (g["error_type"], g["first_seen_version"], g["last_seen_version"]) for g in regressed
+        ] == [("ValueError", "1.0.0", "1.1.0")]
         status, body = http_get(f"{url}/metrics")
         assert status == 200
         metrics = body.decode()
@@ -306,8 +347,20 @@ def test_the_demo_command_deploys_and_serves_what_it_broke(tmp_path: Path) -> No
 def test_the_banner_announces_no_deploy_that_will_not_happen(
     tmp_path: Path, extra: list[str]
 ) -> None:
-    argv = [sys.executable, "-m", "exporter", "demo", "--port", str(free_port()), "--no-live",
-            "--rate", "50", "--duration", "2", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "demo",
+        "--port",
+        str(free_port()),
+        "--no-live",
+        "--rate",
+        "50",
+        "--duration",
+        "2",
+        *extra,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     banner = done.stdout.split("Press Ctrl-C")[0]
@@ -333,8 +386,10 @@ def test_background_jobs_are_units_of_work_with_every_outcome(monitor: ErrorMoni
     runs: Counter[tuple[str, str]] = Counter()
     for family in registry.collect():
         for sample in family.samples:
-            if sample.name == "app_operation_duration_seconds_count" \
-                    and sample.labels["component"] == JOB_COMPONENT:
+            if (
+                sample.name == "app_operation_duration_seconds_count"
+                and sample.labels["component"] == JOB_COMPONENT
+            ):
                 runs[sample.labels["operation"], sample.labels["outcome"]] += int(sample.value)
     assert {operation for operation, _ in runs} == names
     assert {outcome for _, outcome in runs} == {"ok", "error", "retry", "ignored"}
@@ -346,18 +401,25 @@ def test_background_jobs_are_units_of_work_with_every_outcome(monitor: ErrorMoni
     # Retries: counted with their cause, as the Celery integration counts them.
     retries = {
         (sample.labels["operation"], sample.labels["error_type"]): sample.value
-        for family in registry.collect() for sample in family.samples
+        for family in registry.collect()
+        for sample in family.samples
         if sample.name == "app_task_retries_total"
     }
-    assert set(retries) == {("emails.send", "SMTPServerDisconnected"),
-                            ("billing.charge", "TimeoutError")}
+    assert set(retries) == {
+        ("emails.send", "SMTPServerDisconnected"),
+        ("billing.charge", "TimeoutError"),
+    }
     assert sum(retries.values()) == outcomes["retry"]
 
     # Failures: app_errors_total of the component, and the task's context on the report.
     assert sample_sum(registry, "app_errors_total", component=JOB_COMPONENT) == outcomes["error"]
     groups = [g for g in monitor.list_groups() if g["component"] == JOB_COMPONENT]
     assert {g["error_type"] for g in groups} == {
-        "KeyError", "ValueError", "SMTPServerDisconnected", "TimeoutError"}
+        "KeyError",
+        "ValueError",
+        "SMTPServerDisconnected",
+        "TimeoutError",
+    }
     for group in groups:
         detail = monitor.get_group(group["error_id"])
         assert detail is not None
@@ -367,8 +429,10 @@ def test_background_jobs_are_units_of_work_with_every_outcome(monitor: ErrorMoni
         assert task["id"].startswith(task["queue"] + "-")
         assert report["breadcrumbs"][0]["action"] == f"task {task['name']}"
     given_up = [g for g in groups if g["error_type"] == "SMTPServerDisconnected"]
-    assert monitor.get_group(given_up[0]["error_id"])["report"]["context"]["task"][
-        "retries"] == JOB_MAX_RETRIES
+    assert (
+        monitor.get_group(given_up[0]["error_id"])["report"]["context"]["task"]["retries"]
+        == JOB_MAX_RETRIES
+    )
 
 
 def test_the_jobs_run_beside_the_app_and_stop_with_it(monitor: ErrorMonitor) -> None:
@@ -380,8 +444,11 @@ def test_the_jobs_run_beside_the_app_and_stop_with_it(monitor: ErrorMonitor) -> 
     assert not [t for t in threading.enumerate() if t.name == "demo-jobs"]
     # Real durations: each task sleeps its run time.
     seconds = {
-        s.labels["operation"]: s.value for f in monitor.registry.collect() for s in f.samples
-        if s.name == "app_operation_duration_seconds_sum" and s.labels["outcome"] == "ok"
+        s.labels["operation"]: s.value
+        for f in monitor.registry.collect()
+        for s in f.samples
+        if s.name == "app_operation_duration_seconds_sum"
+        and s.labels["outcome"] == "ok"
         and s.labels["component"] == JOB_COMPONENT
     }
     assert seconds and all(v > 0 for v in seconds.values())
@@ -399,7 +466,6 @@ def test_a_deploy_primes_the_job_failures_so_none_is_new_in_it() -> None:
         assert mon.flush(timeout=10)
         jobs = [g for g in mon.list_groups() if g["component"] == JOB_COMPONENT]
         assert len(jobs) == 4 and all(g["first_seen_version"] == "1.0.0" for g in jobs)
-        assert [g["error_type"] for g in mon.list_groups(new_in="1.1.0")] == [
-            "LaunchControlError"]
+        assert [g["error_type"] for g in mon.list_groups(new_in="1.1.0")] == ["LaunchControlError"]
     finally:
         mon.stop()

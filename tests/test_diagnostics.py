@@ -277,9 +277,10 @@ def test_lone_surrogates_are_made_encodable(monitor):
 def test_frames_are_capped_to_the_innermost(make_monitor):
     monitor = make_monitor(max_frames=5)
     namespace: dict[str, Any] = {}
-    source = "\n".join(
-        f"def f{i}():\n    return f{i + 1}()" for i in range(20)
-    ) + "\ndef f20():\n    raise KeyError('deep')\n"
+    source = (
+        "\n".join(f"def f{i}():\n    return f{i + 1}()" for i in range(20))
+        + "\ndef f20():\n    raise KeyError('deep')\n"
+    )
     exec(compile(source, "<deep chain>", "exec"), namespace)
     try:
         namespace["f0"]()

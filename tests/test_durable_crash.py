@@ -221,8 +221,14 @@ def test_sessions_of_every_run_add_up_in_the_store(app, tmp_path):
     """Two clean runs and a crash: the store counts three sessions, one crashed."""
     path = tmp_path / "errors.sqlite"
     for mode in ("record", "record", "crash"):
-        subprocess.run([sys.executable, str(app), mode, str(path)], capture_output=True,
-                       text=True, timeout=DEADLINE, env=env(), cwd=tmp_path)
+        subprocess.run(
+            [sys.executable, str(app), mode, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            env=env(),
+            cwd=tmp_path,
+        )
     done = cli("analyze", "--store", str(path), "--json")
     assert done.returncode == 0, done.stderr
     ended = json.loads(done.stdout)["sessions"]["ended"]

@@ -93,13 +93,13 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
     # The release panels count only processes whose store outlives a restart: a file store,
     # which says so in app_monitor_store_info (until the exporter publishes it, a stand-in
     # rule does).
-    config = dump_yaml({"store_path": str(stack.workdir / "errors.db")},
-                       stack.workdir / "demo.yml")
+    config = dump_yaml({"store_path": str(stack.workdir / "errors.db")}, stack.workdir / "demo.yml")
     demo = start_demo(stack, "--deploy-after", str(DEPLOY_AFTER_SECONDS), "--config", str(config))
     stand_in = dump_yaml({"groups": [store_info_stand_in(JOB)]}, stack.workdir / "stand-in.yml")
     # The overview's fleet row reads the fleet recording rules (evaluated every second here).
-    fleet = dump_yaml(shorten_rule_for(load_yaml(FLEET_RULES_FILE), "2s"),
-                      stack.workdir / "fleet-rules.yml")
+    fleet = dump_yaml(
+        shorten_rule_for(load_yaml(FLEET_RULES_FILE), "2s"), stack.workdir / "fleet-rules.yml"
+    )
     prom = stack.prometheus(
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -120,8 +120,10 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
     assert demo.running(), demo.log_tail()
     # The deploy's regression has been scraped (and a few scrapes after it).
     wait_until(
-        lambda: query(prom.url, 'count_over_time(app_error_groups_regressed_total'
-                                '{app_version="1.1.0"}[5m]) >= 5'),
+        lambda: query(
+            prom.url,
+            'count_over_time(app_error_groups_regressed_total{app_version="1.1.0"}[5m]) >= 5',
+        ),
         60,
         what="five scrapes after the demo's deploy",
     )
@@ -143,13 +145,20 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
 
     # The task alert's expression selects the demo's tasks: its failure ratio by task (the
     # alert's own "for" and thresholds are promtool's, alerts/tests.yml).
-    ratio = [r["expr"].split("> 0.1")[0] for g in load_yaml(RULES_FILE)["groups"]
-             for r in g["rules"] if r.get("alert") == "ErrorExporterTaskFailureRatioHigh"]
+    ratio = [
+        r["expr"].split("> 0.1")[0]
+        for g in load_yaml(RULES_FILE)["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "ErrorExporterTaskFailureRatioHigh"
+    ]
     assert len(ratio) == 1
     by_task = query(prom.url, ratio[0].replace("[30m]", "[5m]"))
     # (the deploy fails each task once if it had not failed yet: every task is there)
     assert {s["metric"]["operation"] for s in by_task} == {
-        "reports.build", "emails.send", "billing.charge"}, by_task
+        "reports.build",
+        "emails.send",
+        "billing.charge",
+    }, by_task
     assert {s["metric"]["component"] for s in by_task} == {"celery"}
 
     # The release-health panels, run as Grafana runs a time series panel (a range query, one
@@ -157,12 +166,14 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
     by_panel = {o.target.panel: o.promql for o in outcomes}
     for title in RELEASE_PANELS:
         found = query_range(prom.url, by_panel[title], started - 30, time.time(), SCRAPE_SECONDS)
-        peaks = {s["metric"].get("app_version"): max(float(v) for _, v in s["values"])
-                 for s in found}
+        peaks = {
+            s["metric"].get("app_version"): max(float(v) for _, v in s["values"]) for s in found
+        }
         assert peaks.get("1.1.0") == 1, (title, peaks)
     versions = query(prom.url, by_panel["Instances by version"])
     assert {s["metric"]["app_version"]: s["value"][1] for s in versions} == {
-        "1.0.0": "1", "1.1.0": "1"
+        "1.0.0": "1",
+        "1.1.0": "1",
     }
 
     # Exemplars: the drill-down's error-rate query carries error_id exemplars.
@@ -275,12 +286,19 @@ def test_error_storm_alerts_reach_the_webhook_and_resolve(stack: PromStack) -> N
     assert {b["groupKey"] for b in pages} == {bodies[0]["groupKey"]}, "one incident, one group"
 
     def storm_alerts_in_prometheus() -> list[str]:
-        return [a["labels"]["alertname"] for a in alerts(prom.url)
-                if a["labels"]["alertname"] in ("ErrorExporterCriticalErrors",
-                                                "ErrorExporterErrorPattern")]
+        return [
+            a["labels"]["alertname"]
+            for a in alerts(prom.url)
+            if a["labels"]["alertname"]
+            in ("ErrorExporterCriticalErrors", "ErrorExporterErrorPattern")
+        ]
 
-    wait_until(lambda: not storm_alerts_in_prometheus(), 60, interval=1.0,
-               what="the storm's alerts resolved in Prometheus")
+    wait_until(
+        lambda: not storm_alerts_in_prometheus(),
+        60,
+        interval=1.0,
+        what="the storm's alerts resolved in Prometheus",
+    )
 
     # The app comes back (no storm): the Down page resolves at the webhook.
     calm = [

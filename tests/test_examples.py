@@ -15,15 +15,20 @@ EXAMPLES = ROOT / "examples"
 def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
     return done
 
 
 def test_examples_change_only_imports():
-    for name, old_import in (("seed_000_service.py", "services.error_monitoring_service"),
-                             ("seed_003_aggregator.py", "src.error_aggregator")):
+    for name, old_import in (
+        ("seed_000_service.py", "services.error_monitoring_service"),
+        ("seed_003_aggregator.py", "src.error_aggregator"),
+    ):
         text = (EXAMPLES / name).read_text()
         assert old_import in text  # documented in the docstring
         imports = [line for line in text.splitlines() if line.startswith(("from ", "import "))]
@@ -37,10 +42,10 @@ def test_seed_000_example(tmp_path):
     assert "Monitor started: True" in out
     assert "Total errors: 6" in out
     assert 'By severity: {"critical": 1, "high": 1, "medium": 4, "low": 0}' in out
-    assert ('By component: {"": 1, "CANInterface": 1, "DynoSession": 1, "ECUControl": 3}'
-            in out)
-    assert ('By type: {"ConnectionError": 1, "KeyError": 1, "MemoryError": 1, "ValueError": 3}'
-            in out)
+    assert 'By component: {"": 1, "CANInterface": 1, "DynoSession": 1, "ECUControl": 3}' in out
+    assert (
+        'By type: {"ConnectionError": 1, "KeyError": 1, "MemoryError": 1, "ValueError": 3}' in out
+    )
     assert "Unique errors: 4" in out
     # callbacks print from the monitor's thread, so their lines may interleave with these:
     # check substrings, not whole lines
@@ -74,14 +79,16 @@ def test_seed_003_example(tmp_path):
     done = run("seed_003_aggregator.py", str(export_dir), cwd=tmp_path)
     out = done.stdout
     assert out.count("weather.update failed: PluginError: weather API unreachable") == 4
-    assert "tick 2: stocks.update failed: ValueError: could not convert string to float: 'n/a'" \
-        in out
+    assert (
+        "tick 2: stocks.update failed: ValueError: could not convert string to float: 'n/a'" in out
+    )
     assert "Total errors: 5" in out
     assert 'By type: {"PluginError": 4, "ValueError": 1}' in out
     assert 'By plugin: {"stocks": {"ValueError": 1}, "weather": {"PluginError": 4}}' in out
     assert "Active pattern: PluginError count=4 severity=warning" in out
-    assert ('Last error context: {"api_key": "[Filtered]", "endpoint": "/v1/forecast", '
-            '"tick": 3}') in out
+    assert (
+        'Last error context: {"api_key": "[Filtered]", "endpoint": "/v1/forecast", "tick": 3}'
+    ) in out
     assert "weather: degraded (4 errors, 4 recent)" in out
     assert "stocks: degraded (1 errors, 1 recent)" in out
     assert "clock: healthy (0 errors, 0 recent)" in out

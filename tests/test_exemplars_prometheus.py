@@ -32,8 +32,12 @@ IGNORED = {"__name__", "job", "instance"}
 
 
 def promtool_query(promtool: str, url: str, expr: str) -> list[dict[str, Any]]:
-    done = subprocess.run([promtool, "query", "instant", "-o", "json", url, expr],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [promtool, "query", "instant", "-o", "json", url, expr],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     result: list[dict[str, Any]] = json.loads(done.stdout)
     return result
@@ -68,21 +72,28 @@ def test_prometheus_sees_every_family_and_the_latest_exemplar(
     make_monitor: Any, stack: PromStack
 ) -> None:
     promtool = require_tool("promtool")
-    monitor = rich_monitor(make_monitor, serve=True, port=0, api_token=TOKEN,
-                           protect_metrics=True)
+    monitor = rich_monitor(make_monitor, serve=True, port=0, api_token=TOKEN, protect_metrics=True)
     populate_every_family(monitor)
     target = f"127.0.0.1:{monitor.server.port}"
     started = time.time()
-    prom = stack.prometheus({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{
-            "job_name": "app",
-            "authorization": {"type": "Bearer", "credentials": TOKEN},
-            "static_configs": [{"targets": [target]}],
-        }],
-    }, exemplars=True)
-    wait_until(lambda: query(prom.url, 'up{job="app"} == 1'), timeout=60,
-               what="a successful scrape of the exporter (with the bearer token)")
+    prom = stack.prometheus(
+        {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "app",
+                    "authorization": {"type": "Bearer", "credentials": TOKEN},
+                    "static_configs": [{"targets": [target]}],
+                }
+            ],
+        },
+        exemplars=True,
+    )
+    wait_until(
+        lambda: query(prom.url, 'up{job="app"} == 1'),
+        timeout=60,
+        what="a successful scrape of the exporter (with the bearer token)",
+    )
 
     missing: dict[str, Any] = {}
     for name, (kind, labels) in contract_families().items():
@@ -93,8 +104,13 @@ def test_prometheus_sees_every_family_and_the_latest_exemplar(
             missing[series_name] = sorted(map(sorted, label_sets))
     assert missing == {}, missing
 
-    newest_id = raise_and_record(monitor, Newest("after the first scrape"), component="api",
-                                 plugin="plug1", severity="critical")
+    newest_id = raise_and_record(
+        monitor,
+        Newest("after the first scrape"),
+        component="api",
+        plugin="plug1",
+        severity="critical",
+    )
     assert newest_id is not None
 
     def exemplar_is_newest() -> bool:
@@ -103,7 +119,8 @@ def test_prometheus_sees_every_family_and_the_latest_exemplar(
         return newest is not None and newest["labels"].get("error_id") == newest_id
 
     wait_until(exemplar_is_newest, timeout=30, what=f"exemplar error_id={newest_id}")
-    series = query_exemplars(prom.url, 'app_errors_total{error_type="Newest"}', started,
-                             time.time() + 5)
+    series = query_exemplars(
+        prom.url, 'app_errors_total{error_type="Newest"}', started, time.time() + 5
+    )
     assert [e["labels"]["error_id"] for s in series for e in s["exemplars"]] == [newest_id]
     assert series[0]["seriesLabels"]["severity"] == "critical"

@@ -160,8 +160,16 @@ def test_any_context_value_exports_as_json(monitor, tmp_path):
 json_keys = st.one_of(st.text(max_size=20), st.integers(), st.none(), st.booleans())
 anything = st.recursive(
     st.one_of(
-        st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary(),
-        st.datetimes(), st.decimals(), st.uuids(), st.complex_numbers(),
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(),
+        st.binary(),
+        st.datetimes(),
+        st.decimals(),
+        st.uuids(),
+        st.complex_numbers(),
     ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=5),
@@ -250,9 +258,12 @@ def test_failed_auto_export_is_counted_not_raised(make_monitor, tmp_path, caplog
         fail(monitor)
         assert monitor.flush()
         assert monitor._callbacks.flush(10)
-    assert monitor.registry.get_sample_value(
-        "app_error_reports_dropped_total", {"reason": "export_failed"}
-    ) == 1
+    assert (
+        monitor.registry.get_sample_value(
+            "app_error_reports_dropped_total", {"reason": "export_failed"}
+        )
+        == 1
+    )
     assert monitor.get_statistics()["total_errors"] == 2
     [warning] = [r.getMessage() for r in caplog.records if "auto-export" in r.getMessage()]
     assert f"cannot write export to {blocker}/errors_" in warning, warning
@@ -261,8 +272,13 @@ def test_failed_auto_export_is_counted_not_raised(make_monitor, tmp_path, caplog
 
 # -- issue 19: an export path that cannot work says so, naming what the user named ----------
 
-QUIET = {"capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
-         "capture_asyncio": False, "enable_resource_monitoring": False}
+QUIET = {
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
+}
 PROC = Path("/proc")
 needs_proc = pytest.mark.skipif(not (PROC / "self").is_dir(), reason="needs Linux's /proc")
 
@@ -277,8 +293,11 @@ def blocked_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
     if (PROC / "self").is_dir():
         cases["/proc"] = (PROC, "the directory /proc does not accept new files")
-        cases["under /proc"] = (PROC / "exports", "cannot create the directory /proc/exports: "
-                                                 "the directory /proc does not accept new files")
+        cases["under /proc"] = (
+            PROC / "exports",
+            "cannot create the directory /proc/exports: "
+            "the directory /proc does not accept new files",
+        )
     if os.geteuid() != 0:  # root writes anywhere: no read-only directory for it
         locked = tmp_path / "read-only"
         locked.mkdir(mode=0o500)
@@ -294,8 +313,10 @@ def test_an_unusable_export_path_is_a_config_error_at_construction(tmp_path, mon
         with pytest.raises(ConfigError) as caught:
             ErrorMonitor(export_path=str(path), **QUIET)
         message = str(caught.value)
-        assert message.startswith(f"export_path: auto-exports cannot be written to {path}: "), \
-            (name, message)
+        assert message.startswith(f"export_path: auto-exports cannot be written to {path}: "), (
+            name,
+            message,
+        )
         assert reason in message, (name, message)
         monkeypatch.setenv("ERROR_EXPORTER_EXPORT_PATH", str(path))
         with pytest.raises(ConfigError, match=r"^export_path: "):
@@ -303,8 +324,7 @@ def test_an_unusable_export_path_is_a_config_error_at_construction(tmp_path, mon
         monkeypatch.delenv("ERROR_EXPORTER_EXPORT_PATH")
 
 
-def test_a_missing_export_directory_that_can_be_made_is_accepted_untouched(make_monitor,
-                                                                           tmp_path):
+def test_a_missing_export_directory_that_can_be_made_is_accepted_untouched(make_monitor, tmp_path):
     """The first auto-export creates it (as the aggregator did); the check leaves no trace."""
     before = sorted(tmp_path.iterdir())
     make_monitor(export_path=str(tmp_path / "new" / "exports"))
@@ -323,8 +343,9 @@ def test_export_to_file_names_the_file_asked_for_and_the_cause(monitor, tmp_path
         a_file / "x.json": f"{a_file} is not a directory",
     }
     if (PROC / "self").is_dir():
-        cases[PROC / "x.json"] = ("the directory /proc does not accept new files "
-                                  "(No such file or directory)")
+        cases[PROC / "x.json"] = (
+            "the directory /proc does not accept new files (No such file or directory)"
+        )
     for target, reason in cases.items():
         with pytest.raises(OSError) as caught:
             monitor.export_to_file(target)
@@ -333,8 +354,10 @@ def test_export_to_file_names_the_file_asked_for_and_the_cause(monitor, tmp_path
         assert str(caught.value).startswith(f"cannot write export to {target}: {reason}")
         assert caught.value.filename == str(target)
     missing = tmp_path / "missing" / "x.json"
-    with pytest.raises(FileNotFoundError, match=f"^cannot write export to {missing}: the "
-                                                f"directory {missing.parent} does not exist$"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"^cannot write export to {missing}: the directory {missing.parent} does not exist$",
+    ):
         write_atomic(missing, "{}", make_parents=False)  # the CLI's -o: no new directories
     assert leftovers(tmp_path) == []
 
@@ -349,12 +372,22 @@ def test_the_cli_export_of_a_store_names_the_file_and_the_cause(make_monitor, tm
     fail(monitor)
     assert monitor.flush()
     monitor.stop()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    done = subprocess.run([sys.executable, "-m", "exporter", "export", "--store", str(store),
-                           "-o", "/proc/x.json"], capture_output=True, text=True, timeout=60,
-                          env=env, cwd=Path(__file__).resolve().parents[1])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "export", "--store", str(store), "-o", "/proc/x.json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert done.returncode == 1, done.stderr
-    assert ("error: cannot write /proc/x.json: the directory /proc does not accept new files "
-            "(No such file or directory)") in done.stderr
+    assert (
+        "error: cannot write /proc/x.json: the directory /proc does not accept new files "
+        "(No such file or directory)"
+    ) in done.stderr
     assert ".tmp" not in done.stderr and "Traceback" not in done.stderr

@@ -46,8 +46,9 @@ def occurrences(monitor: ErrorMonitor, error_type: str | None = None) -> list[di
     for group in monitor.list_groups():
         detail = monitor.get_group(group["error_id"])
         assert detail is not None
-        out.extend(o for o in detail["occurrences"]
-                   if error_type is None or o["error_type"] == error_type)
+        out.extend(
+            o for o in detail["occurrences"] if error_type is None or o["error_type"] == error_type
+        )
     return sorted(out, key=lambda o: o["timestamp"])
 
 
@@ -85,19 +86,28 @@ class Order:
     secret_token: str = "tok-123"
 
 
-@pytest.mark.parametrize("make_value, change, expected", [
-    (lambda: [1, 2, 3], lambda v: v.append(4), [1, 2, 3]),
-    (lambda: (1, [2]), lambda v: v[1].append(3), [1, [2]]),
-    (lambda: {"nested": {"deep": [1]}}, lambda v: v["nested"]["deep"].append(2),
-     {"nested": {"deep": [1]}}),
-    (lambda: {3}, lambda v: v.add(4), [3]),
-    (lambda: collections.deque([1]), lambda v: v.append(2), [1]),
-    (lambda: collections.OrderedDict(a=1), lambda v: v.update(b=2), {"a": 1}),
-    (lambda: bytearray(b"ab"), lambda v: v.extend(b"cd"), "ab"),
-    (lambda: Order(1, [1, 2]), lambda v: v.items.append(3),
-     {"id": 1, "items": [1, 2], "secret_token": "[Filtered]"}),
-], ids=["list", "tuple", "nested-dict", "set", "deque", "ordered-dict", "bytearray",
-        "dataclass"])
+@pytest.mark.parametrize(
+    "make_value, change, expected",
+    [
+        (lambda: [1, 2, 3], lambda v: v.append(4), [1, 2, 3]),
+        (lambda: (1, [2]), lambda v: v[1].append(3), [1, [2]]),
+        (
+            lambda: {"nested": {"deep": [1]}},
+            lambda v: v["nested"]["deep"].append(2),
+            {"nested": {"deep": [1]}},
+        ),
+        (lambda: {3}, lambda v: v.add(4), [3]),
+        (lambda: collections.deque([1]), lambda v: v.append(2), [1]),
+        (lambda: collections.OrderedDict(a=1), lambda v: v.update(b=2), {"a": 1}),
+        (lambda: bytearray(b"ab"), lambda v: v.extend(b"cd"), "ab"),
+        (
+            lambda: Order(1, [1, 2]),
+            lambda v: v.items.append(3),
+            {"id": 1, "items": [1, 2], "secret_token": "[Filtered]"},
+        ),
+    ],
+    ids=["list", "tuple", "nested-dict", "set", "deque", "ordered-dict", "bytearray", "dataclass"],
+)
 def test_every_container_type_is_shown_as_it_was(make_monitor, make_value, change, expected):
     monitor = make_monitor()
     value = make_value()
@@ -196,14 +206,16 @@ def test_errors_recorded_logged_and_captured_inside_a_job_carry_it(make_monitor)
     log.propagate = False
     describe = {"job": {"name": "charge", "id": "j-1"}}
     try:
-        with WorkScope(monitor, component="worker", operation="task charge",
-                       describe=lambda: describe):
+        with WorkScope(
+            monitor, component="worker", operation="task charge", describe=lambda: describe
+        ):
             monitor.record_error(raised(ValueError("recorded")), context={"card": "visa"})
             log.error("logged %s", 1)
             with monitor.capture(reraise=False):
                 raise KeyError("captured")
-            monitor.record_error(raised(TypeError("own operation")), operation="refund",
-                                 context={"job": "mine"})
+            monitor.record_error(
+                raised(TypeError("own operation")), operation="refund", context={"job": "mine"}
+            )
     finally:
         log.propagate = True
     by_type = {o["error_type"]: o for o in occurrences(monitor)}
@@ -234,7 +246,10 @@ def test_an_error_recorded_inside_a_request_carries_the_request(make_monitor):
     (occurrence,) = occurrences(monitor)
     request = occurrence["context"]["request"]
     assert (request["method"], request["path"], request["request_id"]) == (
-        "GET", "/orders/7", "req-42")
+        "GET",
+        "/orders/7",
+        "req-42",
+    )
     assert occurrence["operation"] == "GET"
 
 
@@ -271,8 +286,9 @@ def test_an_error_near_the_recursion_limit_is_counted_with_its_detail(make_monit
     dive(_frames_left() - frames_left - 2)  # dive() and raised() take one call each
     assert results[0] is not None
     assert monitor.flush(10)
-    wait_until(lambda: sys.getrecursionlimit() == limit, timeout=10,
-               what="the lent stack given back")
+    wait_until(
+        lambda: sys.getrecursionlimit() == limit, timeout=10, what="the lent stack given back"
+    )
     assert errors_total(monitor) == 1
     assert monitor.get_statistics()["total_errors"] == 1
     (occurrence,) = occurrences(monitor)
@@ -298,8 +314,11 @@ def exemplar_of(monitor: ErrorMonitor, error_type: str) -> tuple[dict[str, str],
     response = Client(wsgi_app(monitor)).get("/metrics", headers={"Accept": OPENMETRICS})
     for family in text_string_to_metric_families(response.get_data(as_text=True)):
         for sample in family.samples:
-            if (sample.name == "app_errors_total" and sample.exemplar is not None
-                    and sample.labels["error_type"] == error_type):
+            if (
+                sample.name == "app_errors_total"
+                and sample.exemplar is not None
+                and sample.labels["error_type"] == error_type
+            ):
                 return dict(sample.exemplar.labels), float(sample.exemplar.timestamp or 0)
     raise AssertionError("no exemplar")
 

@@ -95,7 +95,11 @@ def test_any_instance_and_serve_store_show_the_same_fleet(postgres_server, apps)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "exporter", "serve", "--store", url, "--port", str(free_port())],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     try:
         assert server.stdout is not None
@@ -149,7 +153,9 @@ def test_schema_4_files_earlier_counts_under_an_unknown_instance(dialect, pg_url
             "SELECT app, error_id, instance, occurrence_count, last_seen FROM group_instances"
         ).fetchall()
         assert [tuple(r) for r in rows] == [("shop", "e1", UNKNOWN_INSTANCE, 7, 2.0)]
-        execute("INSERT INTO records (app, ts, error_id, data, instance) "
-                "VALUES ('shop', 3.0, 'e1', '{}', 'web-1')")
+        execute(
+            "INSERT INTO records (app, ts, error_id, data, instance) "
+            "VALUES ('shop', 3.0, 'e1', '{}', 'web-1')"
+        )
     finally:
         conn.close()

@@ -35,8 +35,9 @@ def record_id(rule: dict[str, Any]) -> str:
 @pytest.mark.tools
 def test_promtool_check_rules() -> None:
     promtool = require_tool("promtool")
-    proc = subprocess.run([promtool, "check", "rules", str(FLEET_RULES)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(FLEET_RULES)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(RECORDS)} rules found" in proc.stdout
     assert "duplicate" not in (proc.stdout + proc.stderr).lower()
@@ -45,8 +46,13 @@ def test_promtool_check_rules() -> None:
 @pytest.mark.tools
 def test_promtool_test_rules() -> None:
     promtool = require_tool("promtool")
-    proc = subprocess.run([promtool, "test", "rules", str(FLEET_TESTS)], capture_output=True,
-                          text=True, check=False, cwd=ALERTS)
+    proc = subprocess.run(
+        [promtool, "test", "rules", str(FLEET_TESTS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ALERTS,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -103,8 +109,12 @@ def test_no_name_clashes_with_the_instance_rules() -> None:
 def test_every_rule_is_unit_tested() -> None:
     tests = yaml.safe_load(FLEET_TESTS.read_text())
     assert tests["rule_files"] == [FLEET_RULES.name]
-    checked = {case["expr"] for test in tests["tests"]
-               for case in test.get("promql_expr_test", []) if case.get("exp_samples")}
+    checked = {
+        case["expr"]
+        for test in tests["tests"]
+        for case in test.get("promql_expr_test", [])
+        if case.get("exp_samples")
+    }
     assert {r["record"] for r in RECORDS} <= checked
 
 

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 SECRET = "fleet-secret-token"
 OTHER = "another-token"
 
-APP = '''
+APP = """
 import sys, time
 from exporter import ErrorMonitor
 
@@ -81,7 +81,7 @@ monitor.flush()
 print("ready", flush=True)
 while True:
     time.sleep(1)
-'''
+"""
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -95,8 +95,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env=clean_env(**env))
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=clean_env(**env),
+    )
 
 
 def api(url: str, path: str, token: str | None = None) -> Any:
@@ -126,8 +132,15 @@ class App:
         return list(api(self.service.url, "/api/v1/errors?limit=10000", self.token)["errors"])
 
 
-def start_app(stack: PromStack, script: Path, name: str, kind: str, shared_n: int, own_n: int,
-              token: str | None = None) -> App:
+def start_app(
+    stack: PromStack,
+    script: Path,
+    name: str,
+    kind: str,
+    shared_n: int,
+    own_n: int,
+    token: str | None = None,
+) -> App:
     port = free_port()
     argv = [sys.executable, str(script), str(port), kind, str(shared_n), str(own_n)]
     if token:
@@ -238,23 +251,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             nowhere = f"127.0.0.1:{free_port()}"
             jobs = {"app": ["a", "b", "c"], "secure": ["d", "e", "f"]}
             scrape_configs = [
-                {"job_name": job, "static_configs": [
-                    {"targets": [apps[name].instance for name in names]}]}
+                {
+                    "job_name": job,
+                    "static_configs": [{"targets": [apps[name].instance for name in names]}],
+                }
                 for job, names in jobs.items()
             ]
-            scrape_configs.append({"job_name": "odd", "static_configs": [
-                {"targets": [apps["a"].instance, odd.garbage, odd.slow]}]})
-            scrape_configs.append({"job_name": "gone", "static_configs": [
-                {"targets": [nowhere]}]})
-            prometheus = promstack.prometheus({
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": scrape_configs,
-            })
-            wait_until(lambda: len(query(prometheus.url, 'up{job=~"app|secure"} == 1')) == 6,
-                       timeout=90, what="every app target up in Prometheus")
-            wait_until(lambda: {k: len(v) for k, v in active_targets(prometheus.url).items()}
-                       == {"app": 3, "secure": 3, "odd": 3, "gone": 1},
-                       timeout=30, what="every target active")
+            scrape_configs.append(
+                {
+                    "job_name": "odd",
+                    "static_configs": [{"targets": [apps["a"].instance, odd.garbage, odd.slow]}],
+                }
+            )
+            scrape_configs.append({"job_name": "gone", "static_configs": [{"targets": [nowhere]}]})
+            prometheus = promstack.prometheus(
+                {
+                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    "scrape_configs": scrape_configs,
+                }
+            )
+            wait_until(
+                lambda: len(query(prometheus.url, 'up{job=~"app|secure"} == 1')) == 6,
+                timeout=90,
+                what="every app target up in Prometheus",
+            )
+            wait_until(
+                lambda: (
+                    {k: len(v) for k, v in active_targets(prometheus.url).items()}
+                    == {"app": 3, "secure": 3, "odd": 3, "gone": 1}
+                ),
+                timeout=30,
+                what="every target active",
+            )
             yield Fleet(prometheus, apps, odd, nowhere, workdir)
         finally:
             odd.close()
@@ -313,8 +341,15 @@ def test_app_job_merges_every_instance_then_lists_the_stopped_one_as_down(
     for app in everyone:  # progress: one line per target
         assert any(line.split()[1:3] == ["ok", app.instance] for line in progress), progress
     doc = json.loads(out.read_text())
-    assert {"exported_at", "summary", "statistics", "analysis", "all_records",
-            "next_cursor", "fleet"} <= set(doc)
+    assert {
+        "exported_at",
+        "summary",
+        "statistics",
+        "analysis",
+        "all_records",
+        "next_cursor",
+        "fleet",
+    } <= set(doc)
     assert doc["fleet"]["partial"] is False
     assert_merged(doc, everyone)
     shared = [g for g in doc["fleet"]["groups"] if g["error_type"] == "ValueError"]
@@ -339,8 +374,15 @@ def test_app_job_merges_every_instance_then_lists_the_stopped_one_as_down(
 
     done = run_cli("analyze", "--prometheus", stack.url, "--job", "app")
     assert done.returncode == fleet.EXIT_PARTIAL, done.stderr
-    for text in ("Top errors", "Fleet groups", "Targets", apps["c"].instance, "down",
-                 "connection refused", "2 of 3 instances"):
+    for text in (
+        "Top errors",
+        "Fleet groups",
+        "Targets",
+        apps["c"].instance,
+        "down",
+        "connection refused",
+        "2 of 3 instances",
+    ):
         assert text in done.stdout, text
 
     done = run_cli("analyze", "--prometheus", stack.url, "--job", "app", "--json")
@@ -357,12 +399,21 @@ def test_app_job_merges_every_instance_then_lists_the_stopped_one_as_down(
     assert "Top errors" in done.stdout
 
 
-def test_token_from_the_environment_and_one_instance_that_refuses_it(stack: Fleet,
-                                                                      tmp_path: Path) -> None:
+def test_token_from_the_environment_and_one_instance_that_refuses_it(
+    stack: Fleet, tmp_path: Path
+) -> None:
     apps = stack.apps
     out = tmp_path / "secure.json"
-    done = run_cli("export", "--prometheus", stack.url, "--job", "secure", "-o", str(out),
-                   ERROR_EXPORTER_API_TOKEN=SECRET)
+    done = run_cli(
+        "export",
+        "--prometheus",
+        stack.url,
+        "--job",
+        "secure",
+        "-o",
+        str(out),
+        ERROR_EXPORTER_API_TOKEN=SECRET,
+    )
     assert done.returncode == fleet.EXIT_PARTIAL, done.stderr
     doc = json.loads(out.read_text())
     entries = by_instance(doc)
@@ -371,13 +422,26 @@ def test_token_from_the_environment_and_one_instance_that_refuses_it(stack: Flee
     assert_merged(doc, [apps["d"], apps["e"]])
 
     # the option wins over the environment
-    done = run_cli("export", "--prometheus", stack.url, "--job", "secure", "-o", str(out),
-                   "--token", OTHER, ERROR_EXPORTER_API_TOKEN=SECRET)
+    done = run_cli(
+        "export",
+        "--prometheus",
+        stack.url,
+        "--job",
+        "secure",
+        "-o",
+        str(out),
+        "--token",
+        OTHER,
+        ERROR_EXPORTER_API_TOKEN=SECRET,
+    )
     assert done.returncode == fleet.EXIT_PARTIAL, done.stderr
     doc = json.loads(out.read_text())
     statuses = {k: v["status"] for k, v in by_instance(doc).items()}
-    assert statuses == {apps["d"].instance: "unauthorized", apps["e"].instance: "unauthorized",
-                        apps["f"].instance: "ok"}
+    assert statuses == {
+        apps["d"].instance: "unauthorized",
+        apps["e"].instance: "unauthorized",
+        apps["f"].instance: "ok",
+    }
     assert_merged(doc, [apps["f"]])
 
     # without any token nobody answers: nothing merged, nothing written
@@ -390,8 +454,9 @@ def test_token_from_the_environment_and_one_instance_that_refuses_it(stack: Flee
 
 def test_garbage_and_slow_targets_are_listed_and_the_rest_merges(stack: Fleet) -> None:
     app = stack.apps["a"]
-    done = run_cli("analyze", "--prometheus", stack.url, "--job", "odd", "--json",
-                   "--target-timeout", "2")
+    done = run_cli(
+        "analyze", "--prometheus", stack.url, "--job", "odd", "--json", "--target-timeout", "2"
+    )
     assert done.returncode == fleet.EXIT_PARTIAL, done.stderr
     report = json.loads(done.stdout)
     entries = by_instance(report)
@@ -421,8 +486,15 @@ def test_nothing_to_merge_exits_1(stack: Fleet) -> None:
     assert done.returncode == fleet.EXIT_FAILED
     assert "connection refused" in done.stderr
 
-    done = run_cli("export", "--prometheus", stack.url, "--url", stack.apps["a"].service.url,
-                   "-o", str(stack.workdir / "x.json"))
+    done = run_cli(
+        "export",
+        "--prometheus",
+        stack.url,
+        "--url",
+        stack.apps["a"].service.url,
+        "-o",
+        str(stack.workdir / "x.json"),
+    )
     assert done.returncode == 2
     assert "exclude each other" in done.stderr
 
@@ -437,17 +509,39 @@ def test_api_base_keeps_host_port_and_prefix() -> None:
 
 
 def test_merge_copes_with_epoch_floats_and_iso_strings() -> None:
-    old = [{"error_id": "e1", "error_type": "ValueError", "error_message": "old",
-            "severity": "medium", "occurrence_count": 2, "first_occurrence": 1000.0,
-            "last_occurrence": 2000.0, "affected_users": 1}]
-    new = [{"error_id": "e1", "error_type": "ValueError", "error_message": "new",
-            "severity": "critical", "occurrence_count": 5,
-            "first_occurrence": "1970-01-01T00:15:00+00:00", "first_occurrence_epoch": 900.0,
-            "last_occurrence": "1970-01-01T00:25:00+00:00", "last_occurrence_epoch": 1500.0,
-            "affected_users": 2},
-           {"error_id": "e2", "error_type": "KeyError", "occurrence_count": 1,
+    old = [
+        {
+            "error_id": "e1",
+            "error_type": "ValueError",
+            "error_message": "old",
+            "severity": "medium",
+            "occurrence_count": 2,
+            "first_occurrence": 1000.0,
+            "last_occurrence": 2000.0,
+            "affected_users": 1,
+        }
+    ]
+    new = [
+        {
+            "error_id": "e1",
+            "error_type": "ValueError",
+            "error_message": "new",
+            "severity": "critical",
+            "occurrence_count": 5,
+            "first_occurrence": "1970-01-01T00:15:00+00:00",
+            "first_occurrence_epoch": 900.0,
+            "last_occurrence": "1970-01-01T00:25:00+00:00",
+            "last_occurrence_epoch": 1500.0,
+            "affected_users": 2,
+        },
+        {
+            "error_id": "e2",
+            "error_type": "KeyError",
+            "occurrence_count": 1,
             "first_occurrence": "1970-01-01T01:00:00+01:00",
-            "last_occurrence": "1970-01-01T01:00:00+01:00"}]
+            "last_occurrence": "1970-01-01T01:00:00+01:00",
+        },
+    ]
     merged = {g["error_id"]: g for g in fleet.merge_group_summaries([("h1", old), ("h2", new)])}
     e1 = merged["e1"]
     assert e1["occurrence_count"] == 7
@@ -468,8 +562,10 @@ def test_a_job_that_writes_a_shared_store_is_not_summed(tmp_path: Path) -> None:
     view refuses to add them up (it would count each error once per instance) and says
     how to read it instead."""
     require_tool("prometheus")
-    body = (b"# TYPE app_monitor_store_info gauge\n"
-            b'app_monitor_store_info{backend="postgresql",release_scope="fleet"} 1\n')
+    body = (
+        b"# TYPE app_monitor_store_info gauge\n"
+        b'app_monitor_store_info{backend="postgresql",release_scope="fleet"} 1\n'
+    )
 
     class SharedStoreApp(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -487,13 +583,24 @@ def test_a_job_that_writes_a_shared_store_is_not_summed(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with PromStack(tmp_path) as promstack:
-            prometheus = promstack.prometheus({
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [{"job_name": "shop", "static_configs": [
-                    {"targets": [f"127.0.0.1:{server.server_address[1]}"]}]}],
-            })
-            wait_until(lambda: query(prometheus.url, 'app_monitor_store_info{job="shop"}'),
-                       timeout=90, what="the store info scraped")
+            prometheus = promstack.prometheus(
+                {
+                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": "shop",
+                            "static_configs": [
+                                {"targets": [f"127.0.0.1:{server.server_address[1]}"]}
+                            ],
+                        }
+                    ],
+                }
+            )
+            wait_until(
+                lambda: query(prometheus.url, 'app_monitor_store_info{job="shop"}'),
+                timeout=90,
+                what="the store info scraped",
+            )
             done = run_cli("analyze", "--prometheus", prometheus.url, "--job", "shop")
     finally:
         server.shutdown()

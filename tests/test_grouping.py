@@ -146,6 +146,7 @@ def test_monitor_frames_do_not_change_the_group(monitor):
         wrapped()  # handle_errors' own frame is in this traceback, and left out of the id
     except ValueError as exc:
         frames = list(monitor.signer.site(ValueError, exc.__traceback__).frames)
+
     def ours(code: Any) -> bool:
         return code.co_filename.endswith(os.path.join("exporter", "decorators.py"))
 
@@ -258,8 +259,9 @@ def test_occurrence_count_first_last_and_frequency(monitor):
     [summary] = monitor.list_groups()
     assert summary["error_id"] == error_id
     assert summary["occurrence_count"] == 5
-    assert started <= summary["first_occurrence_epoch"] <= summary["last_occurrence_epoch"] \
-        <= finished
+    assert (
+        started <= summary["first_occurrence_epoch"] <= summary["last_occurrence_epoch"] <= finished
+    )
     # occurrences / max(hours since first, 1): five within the first hour
     assert summary["frequency_per_hour"] == 5.0
     report = monitor.get_group(error_id)["report"]
@@ -295,9 +297,7 @@ def test_groups_listed_by_count_and_by_last_seen(monitor):
     call(monitor, rare)
     monitor.flush()
     assert [g["error_type"] for g in monitor.list_groups("count")] == ["ValueError", "KeyError"]
-    assert [g["error_type"] for g in monitor.list_groups("last_seen")] == [
-        "KeyError", "ValueError"
-    ]
+    assert [g["error_type"] for g in monitor.list_groups("last_seen")] == ["KeyError", "ValueError"]
     assert [g["error_type"] for g in monitor.list_groups("count", limit=1)] == ["ValueError"]
 
 

@@ -55,8 +55,11 @@ SMALL_BUFFERS = {
 PROPERTY = settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],  # one monitor on purpose
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],  # one monitor on purpose
 )
 
 
@@ -268,8 +271,9 @@ def hostile_exception(draw: st.DrawFn) -> BaseException:
     kind = draw(st.sampled_from(["plain", "misbehaving", "chain", "cycle", "group"]))
     args = tuple(draw(st.lists(MESSAGE, max_size=3)))
     if kind == "misbehaving":
-        klass = make_exception_class(draw(st.sampled_from(STR_MODES)),
-                                     draw(st.sampled_from(STR_MODES)))
+        klass = make_exception_class(
+            draw(st.sampled_from(STR_MODES)), draw(st.sampled_from(STR_MODES))
+        )
         exc: BaseException = klass(*args)
     elif kind == "chain":
         depth = draw(st.integers(min_value=1, max_value=400))
@@ -296,8 +300,11 @@ def hostile_exception(draw: st.DrawFn) -> BaseException:
         exc = group
     else:
         exc = RuntimeError(*args)
-    how = draw(st.sampled_from(["never_raised", "raised", "exec_empty", "exec_string",
-                                "exec_missing_file"]))
+    how = draw(
+        st.sampled_from(
+            ["never_raised", "raised", "exec_empty", "exec_string", "exec_missing_file"]
+        )
+    )
     if how == "raised":
         return raised(exc)
     if how == "exec_empty":
@@ -326,8 +333,12 @@ def test_any_exception_is_recorded_and_exports_as_json(quiet_monitor, exc):
 
 
 @PROPERTY
-@given(context=hostile_value(), metadata=hostile_value(), crumb=hostile_value(),
-       labels=st.tuples(ODD_TEXT, ODD_TEXT, ODD_TEXT, st.none() | ODD_TEXT))
+@given(
+    context=hostile_value(),
+    metadata=hostile_value(),
+    crumb=hostile_value(),
+    labels=st.tuples(ODD_TEXT, ODD_TEXT, ODD_TEXT, st.none() | ODD_TEXT),
+)
 def test_any_context_and_metadata_are_recorded_and_export_as_json(
     quiet_monitor, context, metadata, crumb, labels
 ):
@@ -335,8 +346,13 @@ def test_any_context_and_metadata_are_recorded_and_export_as_json(
     quiet_monitor.add_breadcrumb(component, component=component, data={"value": crumb})
     before = errors_total(quiet_monitor)
     error_id = quiet_monitor.record_error(
-        raised(ValueError("with hostile context")), context=context, metadata=metadata,
-        component=component, plugin=plugin, operation=operation, user_id=user_id,
+        raised(ValueError("with hostile context")),
+        context=context,
+        metadata=metadata,
+        component=component,
+        plugin=plugin,
+        operation=operation,
+        user_id=user_id,
     )
     group = assert_recorded(quiet_monitor, error_id, before)
     report = group["report"]
@@ -379,7 +395,8 @@ def test_huge_nesting_and_wide_values_stay_bounded(monitor):
     wide = {f"key{i}": i for i in range(100_000)}
     before = errors_total(monitor)
     error_id = monitor.record_error(
-        raised(ValueError("big")), context={"deep": nest(10_000), "wide": wide},
+        raised(ValueError("big")),
+        context={"deep": nest(10_000), "wide": wide},
         metadata={"blob": b"\xff" * 1_000_000, "text": "x" * 1_000_000},
     )
     group = assert_recorded(monitor, error_id, before)
@@ -390,9 +407,12 @@ def test_huge_nesting_and_wide_values_stay_bounded(monitor):
 # -- property tests: metrics ---------------------------------------------------------------------
 
 LABEL_TEXT = st.text(
-    alphabet=st.one_of(st.sampled_from(['"', "\\", "\n", "\r", "\t", "{", "}", "=", ",", "\x00",
-                                        "\ud800", "é", "#", " "]),
-                       st.characters()),
+    alphabet=st.one_of(
+        st.sampled_from(
+            ['"', "\\", "\n", "\r", "\t", "{", "}", "=", ",", "\x00", "\ud800", "é", "#", " "]
+        ),
+        st.characters(),
+    ),
     max_size=30,
 )
 
@@ -409,10 +429,17 @@ def expected_label(raw: str) -> str:
     return fix_surrogates(raw)[:MAX_LABEL_LENGTH]
 
 
-@settings(max_examples=50, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(component=LABEL_TEXT, plugin=LABEL_TEXT, operation=LABEL_TEXT,
-       type_name=st.text(alphabet=st.sampled_from('ab"\\\n{}= é'), min_size=1, max_size=10))
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    component=LABEL_TEXT,
+    plugin=LABEL_TEXT,
+    operation=LABEL_TEXT,
+    type_name=st.text(alphabet=st.sampled_from('ab"\\\n{}= é'), min_size=1, max_size=10),
+)
 def test_label_values_are_escaped_in_both_exposition_formats(
     label_monitor, component, plugin, operation, type_name
 ):
@@ -424,14 +451,17 @@ def test_label_values_are_escaped_in_both_exposition_formats(
     text = generate_latest(label_monitor.registry).decode("utf-8")
     errors = {
         (s.labels["error_type"], s.labels["component"], s.labels["plugin"])
-        for family in text_string_to_metric_families(text) if family.name == "app_errors"
-        for s in family.samples if s.name == "app_errors_total"
+        for family in text_string_to_metric_families(text)
+        if family.name == "app_errors"
+        for s in family.samples
+        if s.name == "app_errors_total"
     }
     assert (expected_label(type_name), expected_label(component), expected_label(plugin)) in errors
     operations = {
         s.labels["operation"]
         for family in text_string_to_metric_families(text)
-        if family.name == "app_operation_duration_seconds" for s in family.samples
+        if family.name == "app_operation_duration_seconds"
+        for s in family.samples
     }
     assert expected_label(operation) in operations
 
@@ -444,36 +474,57 @@ def test_promtool_accepts_metrics_with_hostile_label_values(make_monitor):
     """The real ``promtool check metrics`` over one registry holding every nasty label value."""
     promtool = require_tool("promtool")
     monitor = make_monitor(label_value_limit=10_000, pattern_threshold=2)
-    nasty = ['quote"inside', "back\\slash", "new\nline", "carriage\rreturn", "tab\there",
-             "nul\x00byte", "lone\ud800surrogate", "unicode ünï 🙂", "{braces}=,", "#hash",
-             "trailing\\", '\\"', "\\n literal", "x" * 500, ""]
+    nasty = [
+        'quote"inside',
+        "back\\slash",
+        "new\nline",
+        "carriage\rreturn",
+        "tab\there",
+        "nul\x00byte",
+        "lone\ud800surrogate",
+        "unicode ünï 🙂",
+        "{braces}=,",
+        "#hash",
+        "trailing\\",
+        '\\"',
+        "\\n literal",
+        "x" * 500,
+        "",
+    ]
     for value in nasty:
         name = f"Odd{nasty.index(value)}_{value[:5]}".replace("\x00", "0").replace("\ud800", "D")
         klass = type(name, (Exception,), {})  # class names cannot hold NUL or surrogates
         for _ in range(3):  # past the pattern threshold: pattern gauges carry the type label
-            monitor.record_error(raised(klass(value)), component=value, plugin=value,
-                                 operation=value)
+            monitor.record_error(
+                raised(klass(value)), component=value, plugin=value, operation=value
+            )
         monitor.observe_operation(value, value, value, True, 0.2)
         monitor.record_recovery(False, 1.0, component=value, plugin=value)
     assert monitor.flush(timeout=10.0)
     body = generate_latest(monitor.registry)
-    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
-                            timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60
+    )
     assert result.returncode == 0, (result.stdout + result.stderr).decode("utf-8", "replace")
     families = {f.name: f for f in text_string_to_metric_families(body.decode("utf-8"))}
     components = {s.labels.get("component") for s in families["app_errors"].samples}
     assert {expected_label(v) for v in nasty} <= components
     assert families["app_plugin_health"].samples
     assert families["app_error_pattern_severity"].samples
-    print(f"\n[hostile] promtool check metrics clean over {len(body)} bytes, "
-          f"{len(nasty)} hostile label values")
+    print(
+        f"\n[hostile] promtool check metrics clean over {len(body)} bytes, "
+        f"{len(nasty)} hostile label values"
+    )
 
 
 def test_metrics_survive_a_failing_state_collector(make_monitor, monkeypatch):
     """A label value that is not a str, and a non-finite recovery duration, still expose."""
     monitor = make_monitor()
-    monitor.record_error(raised(ValueError("x")), component=BadRepr("raise"),  # type: ignore[arg-type]
-                         plugin=b"\xff\xfe")  # type: ignore[arg-type]
+    monitor.record_error(
+        raised(ValueError("x")),
+        component=BadRepr("raise"),  # type: ignore[arg-type]
+        plugin=b"\xff\xfe",
+    )  # type: ignore[arg-type]
     monitor.record_recovery(True, float("nan"), component=["list"])  # type: ignore[arg-type]
     monitor.observe_operation({"a": 1}, None, 3, True, float("inf"))  # type: ignore[arg-type]
     text = generate_latest(monitor.registry).decode("utf-8")
@@ -551,8 +602,10 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("raw high bytes", b"GET /api/v1/errors/\xff\xfe HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
     ("nul in path", b"GET /api/v1/errors/a%00b HTTP/1.1\r\nHost: [::1]\r\n\r\n"),
     ("bad query", b"GET /api/v1/export?limit=%zz&since=%ff HTTP/1.1\r\n\r\n"),
-    ("query nonsense",
-     b"GET /api/v1/export?limit=-1&since=yesterday&severity=nope HTTP/1.1\r\n\r\n"),
+    (
+        "query nonsense",
+        b"GET /api/v1/export?limit=-1&since=yesterday&severity=nope HTTP/1.1\r\n\r\n",
+    ),
     ("repeated param", b"GET /api/v1/export?limit=1&limit=2 HTTP/1.1\r\n\r\n"),
     ("huge limit", b"GET /api/v1/errors?limit=99999999999999999999999 HTTP/1.1\r\n\r\n"),
     ("huge header", b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"),
@@ -572,14 +625,31 @@ MALFORMED: list[tuple[str, bytes]] = [
 ]
 
 
-APP_LEVEL = ("traversal", "encoded traversal", "encoded slash", "plugin traversal", "bad method",
-             "POST to api", "DELETE", "bad percent", "invalid utf-8", "raw high bytes",
-             "nul in path", "bad query", "query nonsense", "repeated param", "huge limit",
-             "unknown route", "double slash", "absolute uri")
+APP_LEVEL = (
+    "traversal",
+    "encoded traversal",
+    "encoded slash",
+    "plugin traversal",
+    "bad method",
+    "POST to api",
+    "DELETE",
+    "bad percent",
+    "invalid utf-8",
+    "raw high bytes",
+    "nul in path",
+    "bad query",
+    "query nonsense",
+    "repeated param",
+    "huge limit",
+    "unknown route",
+    "double slash",
+    "absolute uri",
+)
 
 
-def check_answer(what: object, status: int | None, headers: dict[str, str], body: bytes,
-                 head: bool = False) -> str:
+def check_answer(
+    what: object, status: int | None, headers: dict[str, str], body: bytes, head: bool = False
+) -> str:
     """Never a 500; a 4xx that reached the app is the API's JSON error. Returns its kind."""
     if status is None:
         return "closed"
@@ -630,18 +700,30 @@ def test_raw_malformed_requests_never_get_a_500(served):
 )
 def test_fuzzed_raw_requests_get_4xx_json_or_close(served, method, path, header):
     _, host, port = served
-    payload = (method.encode("latin-1", "replace") + b" " + path.replace(b"\r\n", b"") +
-               b" HTTP/1.1\r\nHost: [::1]\r\nX-Fuzz: " + header + b"\r\nConnection: close\r\n\r\n")
+    payload = (
+        method.encode("latin-1", "replace")
+        + b" "
+        + path.replace(b"\r\n", b"")
+        + b" HTTP/1.1\r\nHost: [::1]\r\nX-Fuzz: "
+        + header
+        + b"\r\nConnection: close\r\n\r\n"
+    )
     status, headers, body = parse_answer(raw_request(host, port, payload))
     check_answer(payload[:300], status, headers, body, head=method == "HEAD")
 
 
 def test_server_still_serves_after_the_fuzzing(served):
     monitor, host, port = served
-    status, _, body = parse_answer(raw_request(
-        host, port, b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"))
+    status, _, body = parse_answer(
+        raw_request(
+            host, port, b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"
+        )
+    )
     assert status == 200 and json.loads(body)["status"] == "ok"
-    status, _, body = parse_answer(raw_request(
-        host, port, b"GET /api/v1/errors HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"))
+    status, _, body = parse_answer(
+        raw_request(
+            host, port, b"GET /api/v1/errors HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n"
+        )
+    )
     assert status == 200 and json.loads(body)["total"] >= 1
     assert internal_errors(monitor) == 0

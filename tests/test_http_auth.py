@@ -21,9 +21,16 @@ def api_paths(monitor: ErrorMonitor) -> list[str]:
         raise ValueError("x")
     except ValueError as exc:
         error_id = monitor.record_error(exc, plugin="p1")
-    return ["/api/v1/statistics", "/api/v1/analysis", "/api/v1/errors",
-            f"/api/v1/errors/{error_id}", "/api/v1/patterns", "/api/v1/plugins/p1/health",
-            "/api/v1/export", "/api/v1/openapi.json"]
+    return [
+        "/api/v1/statistics",
+        "/api/v1/analysis",
+        "/api/v1/errors",
+        f"/api/v1/errors/{error_id}",
+        "/api/v1/patterns",
+        "/api/v1/plugins/p1/health",
+        "/api/v1/export",
+        "/api/v1/openapi.json",
+    ]
 
 
 @pytest.fixture
@@ -41,16 +48,19 @@ def assert_401(response: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer wrong"},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Bearer"},
-    {"Authorization": "Basic " + TOKEN},
-    {"Authorization": TOKEN},
-    {"Authorization": "Bearer " + TOKEN[:-1]},
-    {"Authorization": "Bearer \u00ff\u00fe"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic " + TOKEN},
+        {"Authorization": TOKEN},
+        {"Authorization": "Bearer " + TOKEN[:-1]},
+        {"Authorization": "Bearer \u00ff\u00fe"},
+    ],
+)
 def test_every_api_route_rejects_missing_or_wrong_tokens(
     secured: tuple[ErrorMonitor, Client], headers: dict[str, str]
 ) -> None:

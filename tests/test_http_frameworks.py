@@ -58,20 +58,26 @@ def test_flask_with_dispatcher_middleware(monitor: ErrorMonitor) -> None:
     def index() -> str:
         return "host app"
 
-    app.wsgi_app = DispatcherMiddleware(app.wsgi_app,  # type: ignore[method-assign]
-                                        {"/monitor": wsgi_app(monitor)})
+    app.wsgi_app = DispatcherMiddleware(
+        app.wsgi_app,  # type: ignore[method-assign]
+        {"/monitor": wsgi_app(monitor)},
+    )
     client = app.test_client()
 
     def get(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         response = client.get(path, headers=headers)
-        return (response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                response.get_data())
+        return (
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.get_data(),
+        )
 
     check_mounted_answers(get)
     assert client.get("/").get_data() == b"host app"
 
 
 # -- Django: a catch-all view hands the request to the WSGI app -----------------------------
+
 
 def monitor_view(request: Any, rest: str = "") -> Any:
     """What a Django project writes to serve the monitor under /monitor/."""
@@ -112,9 +118,15 @@ def django_client(monitor: ErrorMonitor) -> Iterator[Any]:
     from django.test.utils import override_settings
 
     if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="test-only", ALLOWED_HOSTS=["testserver"],
-                           ROOT_URLCONF=__name__, MIDDLEWARE=[], INSTALLED_APPS=[],
-                           USE_TZ=True)
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="test-only",
+            ALLOWED_HOSTS=["testserver"],
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            USE_TZ=True,
+        )
         django.setup()
     urlpatterns[:] = _urlpatterns()
     DJANGO_APP["app"] = wsgi_app(monitor)
@@ -126,13 +138,17 @@ def django_client(monitor: ErrorMonitor) -> Iterator[Any]:
 def test_django_catch_all_view(django_client: Any) -> None:
     def get(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         response = django_client.get(path, headers=headers)
-        return (response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                response.content)
+        return (
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
 
     check_mounted_answers(get)
 
 
 # -- ASGI: Starlette and FastAPI ------------------------------------------------------------
+
 
 @pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient")
 def test_starlette_mount_with_testclient(monitor: ErrorMonitor) -> None:
@@ -171,16 +187,26 @@ def test_fastapi_mount_with_httpx_asgi_transport(monitor: ErrorMonitor) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             answers: dict[tuple[str, bool], tuple[int, dict[str, str], bytes]] = {}
-            for path in ("/monitor/api/v1/statistics", "/monitor/api/v1/export?limit=2",
-                         "/monitor/api/v1/nope", "/monitor/metrics", "/monitor/",
-                         "/monitor/api/v1/openapi.json"):
+            for path in (
+                "/monitor/api/v1/statistics",
+                "/monitor/api/v1/export?limit=2",
+                "/monitor/api/v1/nope",
+                "/monitor/metrics",
+                "/monitor/",
+                "/monitor/api/v1/openapi.json",
+            ):
                 for with_auth in (True, False):
                     response = await client.get(path, headers=AUTH if with_auth else {})
-                    answers[(path, with_auth)] = (response.status_code, dict(response.headers),
-                                                  response.content)
+                    answers[(path, with_auth)] = (
+                        response.status_code,
+                        dict(response.headers),
+                        response.content,
+                    )
             # the event loop keeps serving while the monitor is read in worker threads
-            results = await asyncio.gather(*(client.get("/ping") for _ in range(5)),
-                                           client.get("/monitor/api/v1/export", headers=AUTH))
+            results = await asyncio.gather(
+                *(client.get("/ping") for _ in range(5)),
+                client.get("/monitor/api/v1/export", headers=AUTH),
+            )
             assert all(r.status_code == 200 for r in results)
             assert len(results[-1].json()["all_records"]) == 3
 
@@ -206,13 +232,22 @@ def test_asgi_app_alone_handles_lifespan_and_methods(monitor: ErrorMonitor) -> N
             sent.append(message)
 
         await app({"type": "lifespan"}, receive, send)
-        scope = {"type": "http", "method": "DELETE", "path": "/metrics", "root_path": "",
-                 "query_string": b"", "headers": [], "http_version": "1.1"}
+        scope = {
+            "type": "http",
+            "method": "DELETE",
+            "path": "/metrics",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [],
+            "http_version": "1.1",
+        }
         await app(scope, receive, send)
 
     asyncio.run(run())
-    assert [m["type"] for m in sent[:2]] == ["lifespan.startup.complete",
-                                              "lifespan.shutdown.complete"]
+    assert [m["type"] for m in sent[:2]] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
     assert sent[2]["status"] == 405
     assert (b"allow", b"GET, HEAD") in sent[2]["headers"]
     assert json.loads(b"".join(m.get("body", b"") for m in sent[3:]))["status"] == 405

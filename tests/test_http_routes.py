@@ -21,12 +21,37 @@ from exporter.http.openapi import build_openapi
 from exporter.http.routes import FIXED
 
 GROUP_KEYS = {
-    "error_id", "error_type", "error_message", "severity", "priority", "component", "plugin",
-    "operation", "file_path", "line_number", "function_name", "occurrence_count",
-    "first_occurrence", "last_occurrence", "frequency_per_hour", "affected_users",
+    "error_id",
+    "error_type",
+    "error_message",
+    "severity",
+    "priority",
+    "component",
+    "plugin",
+    "operation",
+    "file_path",
+    "line_number",
+    "function_name",
+    "occurrence_count",
+    "first_occurrence",
+    "last_occurrence",
+    "frequency_per_hour",
+    "affected_users",
 }
-RECORD_KEYS = {"error_type", "message", "timestamp", "context", "plugin_id", "operation",
-               "stack_trace", "error_id", "severity", "component", "user_id", "session_id"}
+RECORD_KEYS = {
+    "error_type",
+    "message",
+    "timestamp",
+    "context",
+    "plugin_id",
+    "operation",
+    "stack_trace",
+    "error_id",
+    "severity",
+    "component",
+    "user_id",
+    "session_id",
+}
 
 
 def raise_and_record(monitor: ErrorMonitor, exc: BaseException, **kwargs: Any) -> str:
@@ -40,6 +65,7 @@ def raise_and_record(monitor: ErrorMonitor, exc: BaseException, **kwargs: Any) -
 
 def strict_json(response: TestResponse) -> Any:
     """Parse a body as strict JSON (no NaN / Infinity)."""
+
     def reject(token: str) -> None:
         raise AssertionError(f"non-standard JSON constant {token}")
 
@@ -53,12 +79,19 @@ def populated(make_monitor: Any) -> tuple[ErrorMonitor, dict[str, str]]:
     monitor.add_breadcrumb("clicked save", component="ui", data={"button": "save"})
     ids = {}
     for i in range(3):
-        ids["value"] = raise_and_record(monitor, ValueError(f"bad value {i}"), component="db",
-                                        plugin="p1", severity="high", user_id=f"u{i}")
+        ids["value"] = raise_and_record(
+            monitor,
+            ValueError(f"bad value {i}"),
+            component="db",
+            plugin="p1",
+            severity="high",
+            user_id=f"u{i}",
+        )
         time.sleep(0.002)
     for i in range(2):
-        ids["key"] = raise_and_record(monitor, KeyError(f"k{i}"), component="api", plugin="p2",
-                                      severity="medium")
+        ids["key"] = raise_and_record(
+            monitor, KeyError(f"k{i}"), component="api", plugin="p2", severity="medium"
+        )
         time.sleep(0.002)
     ids["os"] = raise_and_record(monitor, OSError("disk"), severity="low")
     assert monitor.flush(5.0)
@@ -188,8 +221,13 @@ def test_a_plugin_never_seen_is_a_json_404_not_healthy(
     # the Python API keeps the aggregator's answer (seed 003): healthy, no errors
     monitor, _ = populated
     assert monitor.get_plugin_health("never-seen") == {
-        "plugin_id": "never-seen", "status": "healthy", "total_errors": 0, "error_types": {},
-        "recent_error_count": 0, "last_error": None}
+        "plugin_id": "never-seen",
+        "status": "healthy",
+        "total_errors": 0,
+        "error_types": {},
+        "recent_error_count": 0,
+        "last_error": None,
+    }
     doc = strict_json(client.get("/api/v1/openapi.json"))
     answers = doc["paths"]["/api/v1/plugins/{plugin}/health"]["get"]["responses"]
     assert "404" in answers and "never seen is a 404" in answers["200"]["description"]
@@ -208,8 +246,15 @@ def test_export_shape_and_counts(client: Client) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     export = strict_json(response)
-    assert set(export) == {"exported_at", "global", "summary", "all_records", "statistics",
-                           "analysis", "next_cursor"}
+    assert set(export) == {
+        "exported_at",
+        "global",
+        "summary",
+        "all_records",
+        "statistics",
+        "analysis",
+        "next_cursor",
+    }
     assert len(export["all_records"]) == 6
     assert export["next_cursor"] is None
     assert export["summary"]["total_errors"] == 6
@@ -221,8 +266,11 @@ def test_export_shape_and_counts(client: Client) -> None:
 def test_export_matches_export_data(populated: tuple[ErrorMonitor, dict[str, str]]) -> None:
     monitor, _ = populated
     client = Client(wsgi_app(monitor))
-    for query, filters in (("", {}), ("limit=2&cursor=1", {"limit": 2, "cursor": 1}),
-                           ("severity=medium", {"severity": "medium"})):
+    for query, filters in (
+        ("", {}),
+        ("limit=2&cursor=1", {"limit": 2, "cursor": 1}),
+        ("severity=medium", {"severity": "medium"}),
+    ):
         streamed = strict_json(client.get(f"/api/v1/export?{query}"))
         direct = json.loads(json.dumps(monitor.export_data(**filters), default=str))
         assert streamed["all_records"] == direct["all_records"]
@@ -305,8 +353,17 @@ def test_openapi_document_describes_every_route(client: Client) -> None:
     assert {"/api/v1/errors/{error_id}", "/api/v1/plugins/{plugin}/health"} <= paths
     export = doc["paths"]["/api/v1/export"]["get"]
     names = {p["name"] for p in export["parameters"]}
-    assert names == {"since", "until", "severity", "component", "plugin", "error_type", "limit",
-                     "cursor", "sort"}
+    assert names == {
+        "since",
+        "until",
+        "severity",
+        "component",
+        "plugin",
+        "error_type",
+        "limit",
+        "cursor",
+        "sort",
+    }
     assert {"200", "400"} <= set(export["responses"])
     assert "404" in doc["paths"]["/api/v1/errors/{error_id}"]["get"]["responses"]
 
@@ -328,11 +385,22 @@ def test_openapi_marks_auth_only_when_a_token_is_set(make_monitor: Any) -> None:
 # -- errors: 404, 405, 400 ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/nope", "/api/v2/statistics", "/metrics/", "/api//v1/statistics",
-                                  "/api/v1/errors/", "/api/v1/plugins//health",
-                                  "/api/v1/errors/../../etc/passwd", "/api/v1/errors/..",
-                                  "/api/v1/plugins/../health", "/api/v1/errors/%zz",
-                                  "/api/v1/errors/a%00b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nope",
+        "/api/v2/statistics",
+        "/metrics/",
+        "/api//v1/statistics",
+        "/api/v1/errors/",
+        "/api/v1/plugins//health",
+        "/api/v1/errors/../../etc/passwd",
+        "/api/v1/errors/..",
+        "/api/v1/plugins/../health",
+        "/api/v1/errors/%zz",
+        "/api/v1/errors/a%00b",
+    ],
+)
 def test_unknown_or_traversing_paths_are_json_404(client: Client, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 404, path
@@ -342,8 +410,9 @@ def test_unknown_or_traversing_paths_are_json_404(client: Client, path: str) -> 
 
 
 def test_path_that_is_not_utf8_is_a_json_400(client: Client) -> None:
-    response = client.get("/api/v1/errors/x",
-                          environ_overrides={"PATH_INFO": "/api/v1/errors/\xff\xfe"})
+    response = client.get(
+        "/api/v1/errors/x", environ_overrides={"PATH_INFO": "/api/v1/errors/\xff\xfe"}
+    )
     assert response.status_code == 400
     assert "UTF-8" in strict_json(response)["error"]
 
@@ -358,8 +427,18 @@ def test_other_methods_are_json_405_with_allow(client: Client, method: str, path
     assert body["status"] == 405 and method in body["error"]
 
 
-@pytest.mark.parametrize("path", ["/", "/metrics", "/healthz", "/api/v1/statistics",
-                                  "/api/v1/errors", "/api/v1/export", "/api/v1/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/metrics",
+        "/healthz",
+        "/api/v1/statistics",
+        "/api/v1/errors",
+        "/api/v1/export",
+        "/api/v1/openapi.json",
+    ],
+)
 def test_head_has_the_headers_of_get_and_no_body(client: Client, path: str) -> None:
     get, head = client.get(path), client.head(path)
     assert head.status_code == get.status_code == 200
@@ -469,13 +548,28 @@ def test_odd_values_in_context_never_break_a_response(make_monitor: Any) -> None
     monitor = make_monitor()
     cyclic: dict[str, Any] = {"name": "loop"}
     cyclic["self"] = cyclic
-    context = {"nan": math.nan, "inf": math.inf, "obj": object(), "bytes": b"\xff\x00",
-               "set": {1, 2}, "cyclic": cyclic, "bad": Unprintable(), "text": "\ud800 lone"}
-    error_id = raise_and_record(monitor, ValueError("odd"), context=context,
-                                metadata={"when": datetime.now()})
+    context = {
+        "nan": math.nan,
+        "inf": math.inf,
+        "obj": object(),
+        "bytes": b"\xff\x00",
+        "set": {1, 2},
+        "cyclic": cyclic,
+        "bad": Unprintable(),
+        "text": "\ud800 lone",
+    }
+    error_id = raise_and_record(
+        monitor, ValueError("odd"), context=context, metadata={"when": datetime.now()}
+    )
     client = Client(wsgi_app(monitor))
-    for path in ("/api/v1/statistics", "/api/v1/analysis", "/api/v1/errors",
-                 f"/api/v1/errors/{error_id}", "/api/v1/export", "/api/v1/patterns"):
+    for path in (
+        "/api/v1/statistics",
+        "/api/v1/analysis",
+        "/api/v1/errors",
+        f"/api/v1/errors/{error_id}",
+        "/api/v1/export",
+        "/api/v1/patterns",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         strict_json(response)
@@ -503,15 +597,24 @@ def test_a_failing_handler_is_a_counted_json_500(
 def test_the_app_works_mounted_under_a_prefix(client: Client) -> None:
     root = client.get("/", environ_overrides={"SCRIPT_NAME": "/monitor", "PATH_INFO": ""})
     assert root.status_code == 200
-    doc = strict_json(client.get("/api/v1/openapi.json",
-                                 environ_overrides={"SCRIPT_NAME": "/monitor"}))
+    doc = strict_json(
+        client.get("/api/v1/openapi.json", environ_overrides={"SCRIPT_NAME": "/monitor"})
+    )
     assert doc["servers"] == [{"url": "/monitor"}]
 
 
 # -- one JSON convention: times, missing plugins, filtered exports (issue 15) ---------------
 
-TIME_KEYS = {"timestamp", "first_occurrence", "last_occurrence", "first_seen", "last_seen",
-             "exported_at", "session_start", "started_at"}
+TIME_KEYS = {
+    "timestamp",
+    "first_occurrence",
+    "last_occurrence",
+    "first_seen",
+    "last_seen",
+    "exported_at",
+    "session_start",
+    "started_at",
+}
 ISO_UTC = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
 
 
@@ -532,17 +635,27 @@ def _times(value: Any, path: str = "") -> list[tuple[str, Any, Any]]:
 def test_every_time_is_iso_8601_utc_with_the_epoch_beside(make_monitor: Any) -> None:
     import re
 
-    monitor = make_monitor(pattern_threshold=2, enable_resource_monitoring=True,
-                           resource_check_interval=0.05)
+    monitor = make_monitor(
+        pattern_threshold=2, enable_resource_monitoring=True, resource_check_interval=0.05
+    )
     time.sleep(0.2)  # one resource sample
     monitor.add_breadcrumb("clicked save", component="ui")
     for _ in range(2):
         error_id = raise_and_record(monitor, ValueError("v"), plugin="p1", component="db")
     client = Client(wsgi_app(monitor))
-    documents = {path: strict_json(client.get(path)) for path in (
-        "/api/v1/statistics", "/api/v1/analysis", "/api/v1/errors", f"/api/v1/errors/{error_id}",
-        "/api/v1/patterns", "/api/v1/plugins/p1/health", "/api/v1/export",
-        "/api/v1/export?severity=medium")}
+    documents = {
+        path: strict_json(client.get(path))
+        for path in (
+            "/api/v1/statistics",
+            "/api/v1/analysis",
+            "/api/v1/errors",
+            f"/api/v1/errors/{error_id}",
+            "/api/v1/patterns",
+            "/api/v1/plugins/p1/health",
+            "/api/v1/export",
+            "/api/v1/export?severity=medium",
+        )
+    }
     seen: set[str] = set()
     for route, document in documents.items():
         for path, value, epoch in _times(document):
@@ -550,8 +663,7 @@ def test_every_time_is_iso_8601_utc_with_the_epoch_beside(make_monitor: Any) -> 
             seen.add(key)
             assert isinstance(value, str) and re.fullmatch(ISO_UTC, value), (route, path, value)
             if epoch is not None:
-                assert datetime.fromisoformat(value).timestamp() == pytest.approx(epoch,
-                                                                                  abs=1e-6)
+                assert datetime.fromisoformat(value).timestamp() == pytest.approx(epoch, abs=1e-6)
     assert seen == TIME_KEYS
     group = documents["/api/v1/errors"]["errors"][0]
     assert isinstance(group["first_occurrence_epoch"], float)
@@ -572,8 +684,9 @@ def test_a_missing_plugin_is_null_in_every_json_shape(
     client: Client, populated: tuple[ErrorMonitor, dict[str, str]]
 ) -> None:
     _, ids = populated  # the OSError has no plugin
-    [group] = [g for g in strict_json(client.get("/api/v1/errors"))["errors"]
-               if g["error_id"] == ids["os"]]
+    [group] = [
+        g for g in strict_json(client.get("/api/v1/errors"))["errors"] if g["error_id"] == ids["os"]
+    ]
     detail = strict_json(client.get(f"/api/v1/errors/{ids['os']}"))
     export = strict_json(client.get("/api/v1/export?error_type=OSError"))
     assert group["plugin"] is None and group["plugins"] == []

@@ -19,8 +19,9 @@ from exporter import ErrorMonitor
 from exporter.http import MonitorServer
 
 
-def get(url: str, headers: dict[str, str] | None = None,
-        method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -108,9 +109,15 @@ def test_monitor_start_raises_the_bind_error(make_monitor: Any) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
-                               capture_logging=False, capture_asyncio=False,
-                               enable_resource_monitoring=False, serve=True, port=port)
+        monitor = ErrorMonitor(
+            capture_sys_excepthook=False,
+            capture_threading=False,
+            capture_logging=False,
+            capture_asyncio=False,
+            enable_resource_monitoring=False,
+            serve=True,
+            port=port,
+        )
         try:
             with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
                 monitor.start()
@@ -154,21 +161,26 @@ def test_requests_are_quiet(served: ErrorMonitor, capfd: pytest.CaptureFixture[s
     assert err == "" and out == ""
 
 
-@pytest.mark.parametrize(("raw_path", "status"), [
-    (b"/api/v1/errors/../../etc/passwd", 404),
-    (b"/../../../../etc/passwd", 404),
-    (b"/api/v1/plugins/..%2F..%2Fetc/health", 404),
-    (b"/api/v1/errors/%ff%fe", 400),
-    (b"/api/v1/errors/%zz", 404),
-    (b"/api/v1/errors/%", 404),
-    (b"/api/v1/export?since=%ff", 400),
-    (b"/api/v1/export?limit=%", 400),
-])
+@pytest.mark.parametrize(
+    ("raw_path", "status"),
+    [
+        (b"/api/v1/errors/../../etc/passwd", 404),
+        (b"/../../../../etc/passwd", 404),
+        (b"/api/v1/plugins/..%2F..%2Fetc/health", 404),
+        (b"/api/v1/errors/%ff%fe", 400),
+        (b"/api/v1/errors/%zz", 404),
+        (b"/api/v1/errors/%", 404),
+        (b"/api/v1/export?since=%ff", 400),
+        (b"/api/v1/export?limit=%", 400),
+    ],
+)
 def test_hostile_paths_get_json_errors_never_500(
     served: ErrorMonitor, raw_path: bytes, status: int
 ) -> None:
-    answer = raw_request(served.server.port, b"GET " + raw_path + b" HTTP/1.1\r\nHost: [::1]\r\n"
-                         b"Connection: close\r\n\r\n")
+    answer = raw_request(
+        served.server.port,
+        b"GET " + raw_path + b" HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+    )
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == str(status).encode(), answer[:200]
     assert b"Content-Type: application/json" in head
@@ -231,8 +243,7 @@ def test_concurrent_scrapes_while_errors_are_recorded(make_monitor: Any) -> None
 
     def scraper(accept: str) -> None:
         for _ in range(15):
-            status, _, body = get(url + "/metrics", {"Accept": accept,
-                                                    "Accept-Encoding": "gzip"})
+            status, _, body = get(url + "/metrics", {"Accept": accept, "Accept-Encoding": "gzip"})
             if status != 200:
                 failures.append(f"status {status}")
                 continue
@@ -255,8 +266,10 @@ def test_concurrent_scrapes_while_errors_are_recorded(make_monitor: Any) -> None
                 failures.append(f"statistics {status}")
 
     write = threading.Thread(target=writer)
-    scrapers = [threading.Thread(target=scraper, args=(accept,)) for accept in
-                ["text/plain"] * 3 + ["application/openmetrics-text; version=1.0.0"] * 3]
+    scrapers = [
+        threading.Thread(target=scraper, args=(accept,))
+        for accept in ["text/plain"] * 3 + ["application/openmetrics-text; version=1.0.0"] * 3
+    ]
     write.start()
     for thread in scrapers:
         thread.start()

@@ -46,9 +46,13 @@ PASSWORD = "hunter2-correct-horse"  # planted: must never appear in a log, error
 WRONG = "hunter2-wrong-battery"
 TOKEN = "tok-9f8e7d-bearer"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-QUIET = {"capture_sys_excepthook": False, "capture_threading": False,
-         "capture_logging": False, "capture_asyncio": False,
-         "enable_resource_monitoring": False}
+QUIET = {
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
+}
 
 
 @pytest.fixture(scope="session")
@@ -57,16 +61,24 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def web_config(path: Path, certs: Certs | None = None, *, users: bool = True,
-               mtls: bool = False, cert: Path | None = None, key: Path | None = None,
-               **extra: Any) -> Path:
+def web_config(
+    path: Path,
+    certs: Certs | None = None,
+    *,
+    users: bool = True,
+    mtls: bool = False,
+    cert: Path | None = None,
+    key: Path | None = None,
+    **extra: Any,
+) -> Path:
     data: dict[str, Any] = {}
     if certs is not None:
-        tls: dict[str, Any] = {"cert_file": str(cert or certs.server_cert),
-                               "key_file": str(key or certs.server_key)}
+        tls: dict[str, Any] = {
+            "cert_file": str(cert or certs.server_cert),
+            "key_file": str(key or certs.server_key),
+        }
         if mtls:
-            tls.update(client_auth_type="RequireAndVerifyClientCert",
-                       client_ca_file=str(certs.ca))
+            tls.update(client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(certs.ca))
         data["tls_server_config"] = tls
     if users:
         data["basic_auth_users"] = {USER: HASH}
@@ -76,15 +88,26 @@ def web_config(path: Path, certs: Certs | None = None, *, users: bool = True,
 
 
 def promtool_accepts(path: Path) -> tuple[bool, str]:
-    done = subprocess.run([require_tool("promtool"), "check", "web-config", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [require_tool("promtool"), "check", "web-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done.returncode == 0, done.stdout + done.stderr
 
 
 @contextlib.contextmanager
 def serving(config: Path | None, **options: Any) -> Iterator[ErrorMonitor]:
-    monitor = ErrorMonitor(**{**QUIET, "serve": True, "port": 0,
-                              "web_config_file": str(config) if config else None, **options})
+    monitor = ErrorMonitor(
+        **{
+            **QUIET,
+            "serve": True,
+            "port": 0,
+            "web_config_file": str(config) if config else None,
+            **options,
+        }
+    )
     monitor.start()
     try:
         yield monitor
@@ -92,9 +115,15 @@ def serving(config: Path | None, **options: Any) -> Iterator[ErrorMonitor]:
         monitor.stop(timeout=2.0)
 
 
-def fetch(url: str, *, ca: Path | None = None, auth: tuple[str, str] | None = None,
-          bearer: str | None = None, cert: tuple[Path, Path] | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def fetch(
+    url: str,
+    *,
+    ca: Path | None = None,
+    auth: tuple[str, str] | None = None,
+    bearer: str | None = None,
+    cert: tuple[Path, Path] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     """A plain urllib GET; (status, headers, body) for HTTP errors too."""
     context = None
     if url.startswith("https:"):
@@ -129,22 +158,36 @@ def raw(port: int, data: bytes) -> bytes:
 
 
 def test_the_files_documented_and_tested_are_valid_for_promtool_and_the_monitor(
-        certs: Certs, tmp_path: Path) -> None:
+    certs: Certs, tmp_path: Path
+) -> None:
     files = [
         web_config(tmp_path / "basic.yml", certs),
         web_config(tmp_path / "mtls.yml", certs, users=False, mtls=True),
         web_config(tmp_path / "users-only.yml"),
-        web_config(tmp_path / "full.yml", certs, http_server_config={
-            "http2": True, "headers": {"X-Content-Type-Options": "nosniff",
-                                       "X-Frame-Options": "deny",
-                                       "Strict-Transport-Security": "max-age=31536000"}}),
+        web_config(
+            tmp_path / "full.yml",
+            certs,
+            http_server_config={
+                "http2": True,
+                "headers": {
+                    "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "deny",
+                    "Strict-Transport-Security": "max-age=31536000",
+                },
+            },
+        ),
     ]
     full = yaml.safe_load(files[-1].read_text())
     full["tls_server_config"].update(
-        min_version="TLS12", max_version="TLS13", prefer_server_cipher_suites=True,
-        cipher_suites=["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-                       "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"],
-        curve_preferences=["X25519", "CurveP256"])
+        min_version="TLS12",
+        max_version="TLS13",
+        prefer_server_cipher_suites=True,
+        cipher_suites=[
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        ],
+        curve_preferences=["X25519", "CurveP256"],
+    )
     files[-1].write_text(yaml.safe_dump(full))
     for path in files:
         ok, output = promtool_accepts(path)
@@ -152,36 +195,69 @@ def test_the_files_documented_and_tested_are_valid_for_promtool_and_the_monitor(
         load_web_config(path)
     loaded = load_web_config(files[-1])
     assert loaded.tls is not None and loaded.tls.cipher_suites == (
-        "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384")
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    )
     assert ("X-Frame-Options", "deny") in loaded.headers
 
 
-@pytest.mark.parametrize(("text", "named", "promtool_too"), [
-    ("basic_auth_user:\n  a: b\n", "basic_auth_user: unknown key (did you mean basic_auth_users?)",
-     True),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_ca_file: {ca}\n",
-     "client_ca_file is set but client_auth_type is NoClientCert", True),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  clent_auth_type: x\n",
-     "tls_server_config.clent_auth_type: unknown key (did you mean "
-     "tls_server_config.client_auth_type?)", True),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-     "  client_auth_type: RequireAndVerifyClientCert\n", "tls_server_config.client_ca_file: "
-     "RequireAndVerifyClientCert needs the CA", False),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: TLS14\n",
-     "tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13", True),
-    ("tls_server_config:\n  cert_file: {cert}\n", "tls_server_config.key_file: missing", False),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: /nonexistent/key.pem\n",
-     "tls_server_config.key_file: /nonexistent/key.pem is not a readable file", False),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-     "  client_auth_type: RequireAnyClientCert\n  client_ca_file: {ca}\n",
-     "RequireAnyClientCert: Python's ssl module cannot", False),
-    ("http_server_config:\n  headers:\n    Access-Control-Allow-Origin: '*'\n",
-     "http_server_config.headers: 'Access-Control-Allow-Origin' cannot be set", True),
-    ("tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  cipher_suites: [RC4]\n",
-     "tls_server_config.cipher_suites: unknown cipher suite 'RC4'", True),
-])
+@pytest.mark.parametrize(
+    ("text", "named", "promtool_too"),
+    [
+        (
+            "basic_auth_user:\n  a: b\n",
+            "basic_auth_user: unknown key (did you mean basic_auth_users?)",
+            True,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  client_ca_file: {ca}\n",
+            "client_ca_file is set but client_auth_type is NoClientCert",
+            True,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  clent_auth_type: x\n",
+            "tls_server_config.clent_auth_type: unknown key (did you mean "
+            "tls_server_config.client_auth_type?)",
+            True,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+            "  client_auth_type: RequireAndVerifyClientCert\n",
+            "tls_server_config.client_ca_file: RequireAndVerifyClientCert needs the CA",
+            False,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  min_version: TLS14\n",
+            "tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13",
+            True,
+        ),
+        ("tls_server_config:\n  cert_file: {cert}\n", "tls_server_config.key_file: missing", False),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: /nonexistent/key.pem\n",
+            "tls_server_config.key_file: /nonexistent/key.pem is not a readable file",
+            False,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+            "  client_auth_type: RequireAnyClientCert\n  client_ca_file: {ca}\n",
+            "RequireAnyClientCert: Python's ssl module cannot",
+            False,
+        ),
+        (
+            "http_server_config:\n  headers:\n    Access-Control-Allow-Origin: '*'\n",
+            "http_server_config.headers: 'Access-Control-Allow-Origin' cannot be set",
+            True,
+        ),
+        (
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n  cipher_suites: [RC4]\n",
+            "tls_server_config.cipher_suites: unknown cipher suite 'RC4'",
+            True,
+        ),
+    ],
+)
 def test_a_bad_web_config_is_a_config_error_naming_the_key(
-        certs: Certs, tmp_path: Path, text: str, named: str, promtool_too: bool) -> None:
+    certs: Certs, tmp_path: Path, text: str, named: str, promtool_too: bool
+) -> None:
     path = tmp_path / "web.yml"
     path.write_text(text.format(cert=certs.server_cert, key=certs.server_key, ca=certs.ca))
     with pytest.raises(ConfigError) as caught:
@@ -192,7 +268,8 @@ def test_a_bad_web_config_is_a_config_error_naming_the_key(
 
 
 def test_a_clear_text_password_in_basic_auth_users_is_refused_without_being_shown(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "web.yml"
     path.write_text(yaml.safe_dump({"basic_auth_users": {USER: PASSWORD}}))
     with pytest.raises(ConfigError) as caught:
@@ -210,8 +287,9 @@ def test_a_bad_web_config_stops_the_monitor_at_start(tmp_path: Path) -> None:
             monitor.start()
     finally:
         monitor.stop(timeout=2.0)
-    assert main(["check-config", str(_yaml(tmp_path / "m.yml",
-                                              {"web_config_file": str(path)}))]) == 2
+    assert (
+        main(["check-config", str(_yaml(tmp_path / "m.yml", {"web_config_file": str(path)}))]) == 2
+    )
 
 
 def _yaml(path: Path, data: Any) -> Path:
@@ -220,11 +298,14 @@ def _yaml(path: Path, data: Any) -> Path:
 
 
 def test_web_config_file_and_allowed_hosts_are_options_like_the_others(tmp_path: Path) -> None:
-    path = _yaml(tmp_path / "m.yml", {"web_config_file": "/etc/w.yml",
-                                      "allowed_hosts": ["a.example"]})
+    path = _yaml(
+        tmp_path / "m.yml", {"web_config_file": "/etc/w.yml", "allowed_hosts": ["a.example"]}
+    )
     assert load_config(path, environ={}).allowed_hosts == ["a.example"]
-    env = {"ERROR_EXPORTER_WEB_CONFIG_FILE": "/x/web.yml",
-           "ERROR_EXPORTER_ALLOWED_HOSTS": "[monitor.internal, 10.0.0.7]"}
+    env = {
+        "ERROR_EXPORTER_WEB_CONFIG_FILE": "/x/web.yml",
+        "ERROR_EXPORTER_ALLOWED_HOSTS": "[monitor.internal, 10.0.0.7]",
+    }
     config = load_config(environ=env)
     assert config.web_config_file == "/x/web.yml"
     assert config.allowed_hosts == ["monitor.internal", "10.0.0.7"]
@@ -249,15 +330,22 @@ def test_basic_auth_checks_unknown_users_against_a_hash_of_the_same_cost() -> No
     assert parse_basic("Basic %%%") is None and parse_basic("Bearer x") is None
 
 
-def test_tls_and_basic_auth_guard_every_route(certs: Certs, tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_and_basic_auth_guard_every_route(
+    certs: Certs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = web_config(tmp_path / "web.yml", certs)
     caplog.set_level(logging.DEBUG)
     with serving(config, api_token=TOKEN) as monitor:
         url = monitor.server.url
         assert url.startswith("https://127.0.0.1:")
-        paths = ["/", "/healthz", "/metrics", "/api/v1/statistics", "/api/v1/export",
-                 "/api/v1/openapi.json"]
+        paths = [
+            "/",
+            "/healthz",
+            "/metrics",
+            "/api/v1/statistics",
+            "/api/v1/export",
+            "/api/v1/openapi.json",
+        ]
         for path in paths:
             status, headers, body = fetch(url + path, ca=certs.ca, auth=(USER, PASSWORD))
             assert status == 200, (path, body)
@@ -271,14 +359,20 @@ def test_tls_and_basic_auth_guard_every_route(certs: Certs, tmp_path: Path,
             assert fetch(url + path, ca=certs.ca, bearer="wrong")[0] == 401
         _, _, metrics = fetch(url + "/metrics", ca=certs.ca, auth=(USER, PASSWORD))
     logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in caplog.records)
-    for secret in (PASSWORD, WRONG, HASH, TOKEN, base64.b64encode(
-            f"{USER}:{PASSWORD}".encode()).decode()):
+    for secret in (
+        PASSWORD,
+        WRONG,
+        HASH,
+        TOKEN,
+        base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
+    ):
         assert secret not in logged
         assert secret.encode() not in metrics
 
 
-def test_a_client_without_the_ca_or_with_plain_http_is_refused(certs: Certs,
-                                                                tmp_path: Path) -> None:
+def test_a_client_without_the_ca_or_with_plain_http_is_refused(
+    certs: Certs, tmp_path: Path
+) -> None:
     with serving(web_config(tmp_path / "web.yml", certs)) as monitor:
         url = monitor.server.url
         with pytest.raises(urllib.error.URLError) as caught:
@@ -293,22 +387,21 @@ def test_a_client_without_the_ca_or_with_plain_http_is_refused(certs: Certs,
             assert fetch(url + "/healthz", ca=certs.ca, auth=(USER, PASSWORD))[0] == 200
 
 
-def test_an_expired_server_certificate_is_refused_by_clients(certs: Certs,
-                                                              tmp_path: Path) -> None:
-    config = web_config(tmp_path / "web.yml", certs, cert=certs.expired_cert,
-                        key=certs.expired_key)
+def test_an_expired_server_certificate_is_refused_by_clients(certs: Certs, tmp_path: Path) -> None:
+    config = web_config(tmp_path / "web.yml", certs, cert=certs.expired_cert, key=certs.expired_key)
     with serving(config) as monitor:
         with pytest.raises(urllib.error.URLError) as caught:
             fetch(monitor.server.url + "/metrics", ca=certs.ca, auth=(USER, PASSWORD))
         assert "expired" in str(caught.value.reason)
-        client = ApiClient(monitor.server.url, access=ClientAccess(
-            ca_file=str(certs.ca), user=USER, password=PASSWORD))
+        client = ApiClient(
+            monitor.server.url,
+            access=ClientAccess(ca_file=str(certs.ca), user=USER, password=PASSWORD),
+        )
         with pytest.raises(ConnectionFailed, match="certificate has expired"):
             client.health()
 
 
-def test_mutual_tls_admits_only_certificates_of_the_client_ca(certs: Certs,
-                                                               tmp_path: Path) -> None:
+def test_mutual_tls_admits_only_certificates_of_the_client_ca(certs: Certs, tmp_path: Path) -> None:
     with serving(web_config(tmp_path / "web.yml", certs, users=False, mtls=True)) as monitor:
         url = monitor.server.url + "/metrics"
         status, _, body = fetch(url, ca=certs.ca, cert=(certs.client_cert, certs.client_key))
@@ -316,9 +409,14 @@ def test_mutual_tls_admits_only_certificates_of_the_client_ca(certs: Certs,
         for cert in (None, (certs.stranger_cert, certs.stranger_key)):
             with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
                 fetch(url, ca=certs.ca, cert=cert)
-        client = ApiClient(monitor.server.url, access=ClientAccess(
-            ca_file=str(certs.ca), cert_file=str(certs.client_cert),
-            key_file=str(certs.client_key)))
+        client = ApiClient(
+            monitor.server.url,
+            access=ClientAccess(
+                ca_file=str(certs.ca),
+                cert_file=str(certs.client_cert),
+                key_file=str(certs.client_key),
+            ),
+        )
         assert client.health()["status"] == "ok"
         with pytest.raises(ConnectionFailed):
             ApiClient(monitor.server.url, access=ClientAccess(ca_file=str(certs.ca))).health()
@@ -326,8 +424,10 @@ def test_mutual_tls_admits_only_certificates_of_the_client_ca(certs: Certs,
 
 def _served_certificate(port: int, ca: Path) -> bytes:
     context = ssl.create_default_context(cafile=str(ca))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, \
-            context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
         return der
@@ -337,8 +437,7 @@ def _der(path: Path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
 
-def test_a_rotated_certificate_is_served_without_a_restart(certs: Certs,
-                                                           tmp_path: Path) -> None:
+def test_a_rotated_certificate_is_served_without_a_restart(certs: Certs, tmp_path: Path) -> None:
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     shutil.copy(certs.server_cert, cert)
     shutil.copy(certs.server_key, key)
@@ -353,8 +452,7 @@ def test_a_rotated_certificate_is_served_without_a_restart(certs: Certs,
         shutil.copy(new_key, key)
         assert _served_certificate(port, certs.ca) == _der(new_cert)
         assert monitor.server.tls.reloads == 1
-        status, _, _ = fetch(monitor.server.url + "/healthz", ca=certs.ca,
-                             auth=(USER, PASSWORD))
+        status, _, _ = fetch(monitor.server.url + "/healthz", ca=certs.ca, auth=(USER, PASSWORD))
         assert status == 200
 
 
@@ -364,13 +462,33 @@ def test_curl_with_right_wrong_and_missing_credentials(certs: Certs, tmp_path: P
         url = monitor.server.url + "/metrics"
 
         def curl(*args: str) -> tuple[int, str]:
-            done = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                   "--max-time", "20", *args, url],
-                                  capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "20",
+                    *args,
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             return done.returncode, done.stdout
 
-        mine = ("--cacert", str(certs.ca), "--cert", str(certs.client_cert),
-                "--key", str(certs.client_key))
+        mine = (
+            "--cacert",
+            str(certs.ca),
+            "--cert",
+            str(certs.client_cert),
+            "--key",
+            str(certs.client_key),
+        )
         assert curl(*mine, "-u", f"{USER}:{PASSWORD}") == (0, "200")
         assert curl(*mine, "-u", f"{USER}:{WRONG}") == (0, "401")
         assert curl(*mine) == (0, "401")
@@ -388,11 +506,21 @@ def test_host_names_are_parsed_strictly() -> None:
     for bad in ("a:b:c", "host:99999", "[::1", "evil.example/x", "u@evil.example", ""):
         assert host_name(bad) is None
     check = HostCheck("127.0.0.1", ["monitor.internal"])
-    for good in ("localhost", "localhost:1", "127.0.0.1:9718", "127.9.9.9", "[::1]:5",
-                 "monitor.internal:9718"):
+    for good in (
+        "localhost",
+        "localhost:1",
+        "127.0.0.1:9718",
+        "127.9.9.9",
+        "[::1]:5",
+        "monitor.internal:9718",
+    ):
         assert check.allows(good)
-    for bad in ("rebind.attacker.example:9718", "localhost.attacker.example", "10.0.0.1",
-                "127.0.0.1.nip.io"):
+    for bad in (
+        "rebind.attacker.example:9718",
+        "localhost.attacker.example",
+        "10.0.0.1",
+        "127.0.0.1.nip.io",
+    ):
         assert not check.allows(bad)
     assert HostCheck("0.0.0.0").allows("anything.example")
 
@@ -401,9 +529,13 @@ def test_a_rebinding_request_to_a_loopback_server_is_refused(make_monitor: Any) 
     monitor = make_monitor(serve=True, port=0, allowed_hosts=["monitor.internal"])
     port = monitor.server.port
     url = monitor.server.url
-    status, headers, body = fetch(url + "/api/v1/errors",
-                                  headers={"Host": f"rebind.attacker.example:{port}",
-                                           "Origin": f"http://rebind.attacker.example:{port}"})
+    status, headers, body = fetch(
+        url + "/api/v1/errors",
+        headers={
+            "Host": f"rebind.attacker.example:{port}",
+            "Origin": f"http://rebind.attacker.example:{port}",
+        },
+    )
     assert status == 421
     assert "allowed_hosts" in json.loads(body)["error"]
     assert not any(h.lower().startswith("access-control-") for h in headers)
@@ -421,24 +553,31 @@ def test_read_routes_never_carry_cors_headers(make_monitor: Any) -> None:
     client = Client(wsgi_app(monitor))
     for path in FIXED:
         for method in ("GET", "OPTIONS"):
-            response = client.open(path, method=method,
-                                   headers={"Origin": "https://evil.example",
-                                            "Access-Control-Request-Method": "GET"})
-            assert not [h for h, _ in response.headers.items()
-                        if h.lower().startswith("access-control-")], path
+            response = client.open(
+                path,
+                method=method,
+                headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+            )
+            assert not [
+                h for h, _ in response.headers.items() if h.lower().startswith("access-control-")
+            ], path
 
 
 def test_an_exposed_server_without_tls_or_auth_warns_once(
-        make_monitor: Any, certs: Certs, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_monitor: Any, certs: Certs, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="exporter.http"):
         make_monitor(serve=True, host="0.0.0.0", port=0)
     [warning] = [r.getMessage() for r in caplog.records if "without TLS" in r.getMessage()]
     assert "0.0.0.0" in warning and "basic_auth_users" in warning and "127.0.0.1" in warning
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="exporter.http"):
-        make_monitor(serve=True, host="0.0.0.0", port=0,
-                     web_config_file=str(web_config(tmp_path / "w.yml", certs)))
+        make_monitor(
+            serve=True,
+            host="0.0.0.0",
+            port=0,
+            web_config_file=str(web_config(tmp_path / "w.yml", certs)),
+        )
         make_monitor(serve=True, host="0.0.0.0", port=0, api_token=TOKEN)
         make_monitor(serve=True, host="127.0.0.1", port=0)
     assert not [r for r in caplog.records if "without TLS" in r.getMessage()]
@@ -447,9 +586,12 @@ def test_an_exposed_server_without_tls_or_auth_warns_once(
 # -- the command line as a client ----------------------------------------------------------
 
 
-def test_the_cli_reads_a_tls_and_basic_auth_server(certs: Certs, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_reads_a_tls_and_basic_auth_server(
+    certs: Certs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
     wrong_file = tmp_path / "wrong"
@@ -461,8 +603,14 @@ def test_the_cli_reads_a_tls_and_basic_auth_server(certs: Certs, tmp_path: Path,
             error_id = monitor.record_error(exc, component="tls")
         monitor.flush()
         url = monitor.server.url
-        creds = ["--ca-file", str(certs.ca), "--basic-auth-user", USER,
-                 "--basic-auth-password-file", str(password_file)]
+        creds = [
+            "--ca-file",
+            str(certs.ca),
+            "--basic-auth-user",
+            USER,
+            "--basic-auth-password-file",
+            str(password_file),
+        ]
         assert main(["analyze", "--url", url, "--json", *creds]) == 0
         assert json.loads(capsys.readouterr().out)["statistics"]["total_errors"] == 1
         out = tmp_path / "export.json"
@@ -483,8 +631,20 @@ def test_the_cli_reads_a_tls_and_basic_auth_server(certs: Certs, tmp_path: Path,
         monkeypatch.delenv("ERROR_EXPORTER_BASIC_AUTH_USER")
         monkeypatch.delenv("ERROR_EXPORTER_BASIC_AUTH_PASSWORD_FILE")
         assert main(["analyze", "--url", url]) == 1
-        assert main(["analyze", "--url", url, "--basic-auth-user", USER,
-                     "--basic-auth-password-file", str(tmp_path / "missing")]) == 2
+        assert (
+            main(
+                [
+                    "analyze",
+                    "--url",
+                    url,
+                    "--basic-auth-user",
+                    USER,
+                    "--basic-auth-password-file",
+                    str(tmp_path / "missing"),
+                ]
+            )
+            == 2
+        )
         monkeypatch.delenv("ERROR_EXPORTER_CA_FILE")
         assert main(["analyze", "--url", url, *creds[2:]]) == 1  # server not trusted
         err = capsys.readouterr().err
@@ -494,6 +654,7 @@ def test_the_cli_reads_a_tls_and_basic_auth_server(certs: Certs, tmp_path: Path,
     assert PASSWORD not in repr(ClientAccess(user=USER, password=PASSWORD))
     with pytest.raises(SystemExit):  # no option takes a password on the command line
         from exporter.cli.main import build_parser
+
         build_parser().parse_args(["analyze", "--basic-auth-password", PASSWORD])
 
 
@@ -502,28 +663,57 @@ def test_the_serve_sidecar_takes_a_web_config_file(certs: Certs, tmp_path: Path)
     directory.mkdir()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--multiproc-dir", str(directory),
-         "--port", str(port), "--web.config.file", str(web_config(tmp_path / "w.yml", certs))],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--multiproc-dir",
+            str(directory),
+            "--port",
+            str(port),
+            "--web.config.file",
+            str(web_config(tmp_path / "w.yml", certs)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert f"https://127.0.0.1:{port}" in line, line
-        client = ApiClient(f"https://127.0.0.1:{port}", access=ClientAccess(
-            ca_file=str(certs.ca), user=USER, password=PASSWORD))
+        client = ApiClient(
+            f"https://127.0.0.1:{port}",
+            access=ClientAccess(ca_file=str(certs.ca), user=USER, password=PASSWORD),
+        )
         assert client.health()["status"] == "ok"
         with pytest.raises(AuthRequired):
-            ApiClient(f"https://127.0.0.1:{port}",
-                      access=ClientAccess(ca_file=str(certs.ca))).health()
+            ApiClient(
+                f"https://127.0.0.1:{port}", access=ClientAccess(ca_file=str(certs.ca))
+            ).health()
     finally:
         process.terminate()
         process.wait(timeout=20)
     bad = tmp_path / "bad.yml"
     bad.write_text("basic_auth_users: {x: y}\n")
-    done = subprocess.run([sys.executable, "-m", "exporter", "serve", "--multiproc-dir",
-                           str(directory), "--port", str(free_port()), "--web.config.file",
-                           str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--multiproc-dir",
+            str(directory),
+            "--port",
+            str(free_port()),
+            "--web.config.file",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "basic_auth_users.x" in done.stderr
 
 
@@ -531,7 +721,8 @@ def test_the_serve_sidecar_takes_a_web_config_file(certs: Certs, tmp_path: Path)
 
 
 def test_prometheus_scrapes_over_tls_with_basic_auth_and_with_a_client_certificate(
-        certs: Certs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    certs: Certs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD)
     wrong_file = tmp_path / "wrong"
@@ -539,21 +730,42 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_with_a_client_certifica
     basic = web_config(tmp_path / "basic.yml", certs)
     mtls = web_config(tmp_path / "mtls.yml", certs, users=False, mtls=True)
     with serving(basic) as one, serving(mtls) as two, PromStack(tmp_path / "prom") as promstack:
-        def job(name: str, port: int, **extra: Any) -> dict[str, Any]:
-            return {"job_name": name, "scheme": "https", "scrape_interval": "1s",
-                    "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-                    "tls_config": {"ca_file": str(certs.ca), **extra.pop("tls", {})},
-                    **extra}
 
-        prom = promstack.prometheus({"scrape_configs": [
-            job("tls-basic", one.server.port,
-                basic_auth={"username": USER, "password_file": str(password_file)}),
-            job("tls-wrong", one.server.port,
-                basic_auth={"username": USER, "password_file": str(wrong_file)}),
-            job("mtls", two.server.port, tls={"cert_file": str(certs.client_cert),
-                                              "key_file": str(certs.client_key)}),
-            job("mtls-none", two.server.port),
-        ]})
+        def job(name: str, port: int, **extra: Any) -> dict[str, Any]:
+            return {
+                "job_name": name,
+                "scheme": "https",
+                "scrape_interval": "1s",
+                "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                "tls_config": {"ca_file": str(certs.ca), **extra.pop("tls", {})},
+                **extra,
+            }
+
+        prom = promstack.prometheus(
+            {
+                "scrape_configs": [
+                    job(
+                        "tls-basic",
+                        one.server.port,
+                        basic_auth={"username": USER, "password_file": str(password_file)},
+                    ),
+                    job(
+                        "tls-wrong",
+                        one.server.port,
+                        basic_auth={"username": USER, "password_file": str(wrong_file)},
+                    ),
+                    job(
+                        "mtls",
+                        two.server.port,
+                        tls={
+                            "cert_file": str(certs.client_cert),
+                            "key_file": str(certs.client_key),
+                        },
+                    ),
+                    job("mtls-none", two.server.port),
+                ]
+            }
+        )
 
         def ups() -> dict[str, str] | None:
             found = {r["metric"]["job"]: r["value"][1] for r in query(prom.url, "up")}
@@ -564,9 +776,22 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_with_a_client_certifica
         [samples] = query(prom.url, 'scrape_samples_scraped{job="mtls"}')
         assert float(samples["value"][1]) > 0
         # the fleet view fetches each target's export over TLS with the same credentials
-        code = main(["analyze", "--prometheus", prom.url, "--job", "tls-basic", "--json",
-                     "--ca-file", str(certs.ca), "--basic-auth-user", USER,
-                     "--basic-auth-password-file", str(password_file)])
+        code = main(
+            [
+                "analyze",
+                "--prometheus",
+                prom.url,
+                "--job",
+                "tls-basic",
+                "--json",
+                "--ca-file",
+                str(certs.ca),
+                "--basic-auth-user",
+                USER,
+                "--basic-auth-password-file",
+                str(password_file),
+            ]
+        )
         out = capsys.readouterr().out
         assert code == 0, out
         assert f"https://127.0.0.1:{one.server.port}" in out
@@ -583,8 +808,10 @@ def test_the_readme_web_config_passes_promtool(certs: Certs, tmp_path: Path) -> 
     data = yaml.safe_load(block)
     tls = data["tls_server_config"]
     # the README's paths are where a deployment keeps them; here: the test's certificates
-    assert (tls["cert_file"], tls["key_file"]) == ("/etc/error-exporter/tls.crt",
-                                                   "/etc/error-exporter/tls.key")
+    assert (tls["cert_file"], tls["key_file"]) == (
+        "/etc/error-exporter/tls.crt",
+        "/etc/error-exporter/tls.key",
+    )
     tls.update(cert_file=str(certs.server_cert), key_file=str(certs.server_key))
     if "client_ca_file" in tls:
         tls["client_ca_file"] = str(certs.ca)
@@ -595,14 +822,19 @@ def test_the_readme_web_config_passes_promtool(certs: Certs, tmp_path: Path) -> 
     scrape = text.split("<!-- web-config scrape -->", 1)[1].split("```yaml\n", 1)[1]
     scrape_config = yaml.safe_load(scrape.split("```", 1)[0])
     prom = _yaml(tmp_path / "prometheus.yml", scrape_config)
-    done = subprocess.run([require_tool("promtool"), "check", "config", str(prom)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [require_tool("promtool"), "check", "config", str(prom)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # the password file is the deployment's; promtool only warns about the missing file
     assert done.returncode == 0 or "password" in done.stdout + done.stderr, done.stdout
 
 
 def test_the_client_never_follows_a_redirect_to_another_origin_with_its_credentials(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from threading import Thread
 
@@ -631,8 +863,10 @@ def test_the_client_never_follows_a_redirect_to_another_origin_with_its_credenti
     for server in (catcher, redirector):
         Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = ApiClient(f"http://127.0.0.1:{redirector.server_port}",
-                           access=ClientAccess(user=USER, password=PASSWORD))
+        client = ApiClient(
+            f"http://127.0.0.1:{redirector.server_port}",
+            access=ClientAccess(user=USER, password=PASSWORD),
+        )
         with pytest.raises(Exception, match="302"):
             client.health()
         assert seen == []

@@ -155,10 +155,29 @@ def start_worker(tmp: Path, redis: str, *extra: str, db: int = 0) -> Worker:
     broker, backend = f"{redis}/{db}", f"{redis}/{db + 1}"
     env = worker_env(directory, PYTHONPATH=str(tmp), BROKER_URL=broker, BACKEND_URL=backend)
     process = Process(
-        [python(), "-m", "celery", "-A", "jobsapp", "worker", "--pool=prefork",
-         "--concurrency=2", "--loglevel=INFO", "-Q", "jobs", "--without-gossip",
-         "--without-mingle", "--without-heartbeat", "-n", f"w{tmp.name}@%h", *extra],
-        tmp / "worker.log", cwd=tmp, env=env)
+        [
+            python(),
+            "-m",
+            "celery",
+            "-A",
+            "jobsapp",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=INFO",
+            "-Q",
+            "jobs",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"w{tmp.name}@%h",
+            *extra,
+        ],
+        tmp / "worker.log",
+        cwd=tmp,
+        env=env,
+    )
     client = Celery("client", broker=broker, backend=backend)
     client.conf.update(task_default_queue="jobs")
     return Worker(process, directory, client)
@@ -186,9 +205,20 @@ def worker(redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wor
 def finished(worker: Worker, task: str, outcome: str, count: int = 1) -> None:
     """Wait until ``count`` runs of ``task`` ended with ``outcome`` (their duration is
     observed after what they queued is stored)."""
-    wait_for(lambda: metric(worker.directory, "app_operation_duration_seconds_count",
-                            component="celery", operation=task, outcome=outcome) >= count,
-             what=f"{count} x {task} {outcome}", process=worker.process)
+    wait_for(
+        lambda: (
+            metric(
+                worker.directory,
+                "app_operation_duration_seconds_count",
+                component="celery",
+                operation=task,
+                outcome=outcome,
+            )
+            >= count
+        ),
+        what=f"{count} x {task} {outcome}",
+        process=worker.process,
+    )
 
 
 def of_task(worker: Worker, task: str) -> list[dict[str, Any]]:
@@ -212,9 +242,13 @@ def test_a_failing_task_is_one_unhandled_report_with_the_task_context(worker: Wo
     report = report_of(worker, record)
     assert report["mechanism"] == "celery" and report["handled"] is False
     assert [c["action"] for c in report["breadcrumbs"]][:2] == [
-        "task jobs.ship", "shipping order A-17"]
-    assert metric(worker.directory, "app_errors_total", error_type="ValueError",
-                  component="celery") == 1
+        "task jobs.ship",
+        "shipping order A-17",
+    ]
+    assert (
+        metric(worker.directory, "app_errors_total", error_type="ValueError", component="celery")
+        == 1
+    )
 
 
 @pytest.mark.tools  # a real redis-server
@@ -232,8 +266,16 @@ def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> No
     assert worker.client.send_task("jobs.flaky").get(timeout=120) == "delivered"
     finished(worker, "jobs.flaky", "ok")
     finished(worker, "jobs.flaky", "retry", 2)
-    assert metric(worker.directory, "app_task_retries_total", component="celery",
-                  operation="jobs.flaky", error_type="ConnectionError") == 2
+    assert (
+        metric(
+            worker.directory,
+            "app_task_retries_total",
+            component="celery",
+            operation="jobs.flaky",
+            error_type="ConnectionError",
+        )
+        == 2
+    )
     assert of_task(worker, "jobs.flaky") == []
     assert metric(worker.directory, "app_errors_total", error_type="ConnectionError") == 0
 
@@ -242,10 +284,24 @@ def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> No
 def test_retries_exhausted_the_cause_is_the_error(worker: Worker) -> None:
     worker.client.send_task("jobs.hopeless")
     finished(worker, "jobs.hopeless", "error")
-    assert metric(worker.directory, "app_operation_duration_seconds_count",
-                  operation="jobs.hopeless", outcome="retry") == 2
-    assert metric(worker.directory, "app_task_retries_total", operation="jobs.hopeless",
-                  error_type="TimeoutError") == 2
+    assert (
+        metric(
+            worker.directory,
+            "app_operation_duration_seconds_count",
+            operation="jobs.hopeless",
+            outcome="retry",
+        )
+        == 2
+    )
+    assert (
+        metric(
+            worker.directory,
+            "app_task_retries_total",
+            operation="jobs.hopeless",
+            error_type="TimeoutError",
+        )
+        == 2
+    )
     [record] = of_task(worker, "jobs.hopeless")
     assert record["error_type"] == "TimeoutError"
     assert record["context"]["task"]["retries"] == 2
@@ -274,27 +330,30 @@ def test_soft_time_limit_is_one_group_per_task_wherever_it_strikes(worker: Worke
 
 
 @pytest.mark.tools  # a real redis-server
-def test_a_task_killed_at_its_hard_time_limit_is_one_report_of_the_parent(
-        worker: Worker) -> None:
+def test_a_task_killed_at_its_hard_time_limit_is_one_report_of_the_parent(worker: Worker) -> None:
     result = worker.client.send_task("jobs.stuck")
     result.get(timeout=120, propagate=False)  # stored after the parent logged the kill
     assert result.state == "FAILURE"
     found = [r for r in records(worker.directory) if r["operation"] == "jobs.stuck"]
     if not found:
-        found = wait_for(lambda: [r for r in records(worker.directory)
-                                  if r["operation"] == "jobs.stuck"],
-                         what="the hard time limit's report", process=worker.process)
+        found = wait_for(
+            lambda: [r for r in records(worker.directory) if r["operation"] == "jobs.stuck"],
+            what="the hard time limit's report",
+            process=worker.process,
+        )
     [record] = found
     assert record["error_type"] == "TimeLimitExceeded" and record["component"] == "celery"
-    assert record["context"]["task"] == {"id": result.id, "name": "jobs.stuck",
-                                         "time_limit": 1}
+    assert record["context"]["task"] == {"id": result.id, "name": "jobs.stuck", "time_limit": 1}
     assert record["pid"] == worker.process.pid  # the pool's parent: the child was killed
     assert report_of(worker, record)["mechanism"] == "celery"
     # the parent's log line of the kill is no second report (billiard may also log, from the
     # multiprocessing logger, that the killed child exited: a line about the process, kept)
-    celery_lines = [r for r in group_reports(worker.directory).values()
-                    if r["error_type"] == "LoggedError"
-                    and str((r.get("context") or {}).get("logger", "")).startswith("celery")]
+    celery_lines = [
+        r
+        for r in group_reports(worker.directory).values()
+        if r["error_type"] == "LoggedError"
+        and str((r.get("context") or {}).get("logger", "")).startswith("celery")
+    ]
     assert celery_lines == []
     assert metric(worker.directory, "app_errors_total", error_type="TimeLimitExceeded") == 1
 
@@ -327,8 +386,11 @@ def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
         children = {r["pid"] for r in found}
         assert len(children) >= 3  # really several children
         # each exited child dropped its published state (a server's child_exit would)
-        wait_for(lambda: not children & published_pids(recycled.directory),
-                 what="the exited children's state dropped", process=recycled.process)
+        wait_for(
+            lambda: not children & published_pids(recycled.directory),
+            what="the exited children's state dropped",
+            process=recycled.process,
+        )
     except BaseException:
         print(recycled.process.output()[-6000:])
         raise
@@ -337,8 +399,9 @@ def test_a_recycled_child_loses_nothing(redis: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.tools  # a real redis-server
-def test_the_enqueuing_requests_trace_reaches_the_tasks_error(worker: Worker,
-                                                               make_monitor: Any) -> None:
+def test_the_enqueuing_requests_trace_reaches_the_tasks_error(
+    worker: Worker, make_monitor: Any
+) -> None:
     from werkzeug.test import Client
 
     from exporter.integrations.wsgi import WsgiMiddleware
@@ -353,7 +416,8 @@ def test_the_enqueuing_requests_trace_reaches_the_tasks_error(worker: Worker,
 
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     response = Client(WsgiMiddleware(app, monitor)).post(
-        "/orders", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        "/orders", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    )
     assert response.status_code == 202
     finished(worker, "jobs.traced", "error")
     [record] = of_task(worker, "jobs.traced")
@@ -362,6 +426,7 @@ def test_the_enqueuing_requests_trace_reaches_the_tasks_error(worker: Worker,
 
 
 # -- in this process: eager tasks (Celery runs them through the same tracer and signals) -------
+
 
 def eager_app() -> Celery:
     app = Celery("eager", broker="memory://", backend="cache+memory://")
@@ -372,16 +437,14 @@ def eager_app() -> Celery:
 def test_capture_body_adds_the_scrubbed_args_and_kwargs(make_monitor: Any) -> None:
     from exporter.integrations.celery import CeleryIntegration
 
-    monitor = make_monitor(integrations=[CeleryIntegration(component="jobs",
-                                                           capture_body=True)])
+    monitor = make_monitor(integrations=[CeleryIntegration(component="jobs", capture_body=True)])
     app = eager_app()
 
     @app.task(name="eager.charge")
     def charge(order_id: str, card: dict[str, str], api_key: str = "") -> None:
         raise ValueError(f"card declined for {order_id}")
 
-    charge.apply(args=["A-1", {"number": "4111", "password": "pw"}],
-                 kwargs={"api_key": "k-123"})
+    charge.apply(args=["A-1", {"number": "4111", "password": "pw"}], kwargs={"api_key": "k-123"})
     assert monitor.flush(10)
     [group] = monitor.list_groups()
     report = monitor.get_group(group["error_id"])["report"]
@@ -390,10 +453,13 @@ def test_capture_body_adds_the_scrubbed_args_and_kwargs(make_monitor: Any) -> No
     task = report["context"]["task"]
     assert task["args"] == ["A-1", {"number": "4111", "password": "[Filtered]"}]
     assert task["kwargs"] == {"api_key": "[Filtered]"}
-    assert monitor.registry.get_sample_value(
-        "app_operation_duration_seconds_count",
-        {"component": "jobs", "plugin": "", "operation": "eager.charge",
-         "outcome": "error"}) == 1
+    assert (
+        monitor.registry.get_sample_value(
+            "app_operation_duration_seconds_count",
+            {"component": "jobs", "plugin": "", "operation": "eager.charge", "outcome": "error"},
+        )
+        == 1
+    )
 
 
 def test_stop_disconnects_the_hook(make_monitor: Any) -> None:
@@ -415,7 +481,7 @@ def test_stop_disconnects_the_hook(make_monitor: Any) -> None:
     assert monitor.list_groups() == []
 
 
-LATE_IMPORT = '''
+LATE_IMPORT = """
 import json, sys
 import exporter
 monitor = exporter.ErrorMonitor(enable_resource_monitoring=False).start()
@@ -435,7 +501,7 @@ print(json.dumps({"before": before, "mechanism": report["mechanism"],
                   "rq": Worker.perform_job.__qualname__}))
 monitor.stop()
 print(json.dumps({"rq": Worker.perform_job.__qualname__}))
-'''
+"""
 
 
 def test_the_hooks_wait_for_the_app_to_import_the_library(tmp_path: Path) -> None:
@@ -445,8 +511,14 @@ def test_the_hooks_wait_for_the_app_to_import_the_library(tmp_path: Path) -> Non
 
     from support.jobs import clean_env
 
-    done = subprocess.run([python(), "-c", LATE_IMPORT], capture_output=True, text=True,
-                          cwd=tmp_path, env=clean_env(), timeout=120)
+    done = subprocess.run(
+        [python(), "-c", LATE_IMPORT],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     seen, after_stop = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
     assert seen["before"] == []

@@ -107,8 +107,12 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     (tmp / "rqjobs.py").write_text(JOBS)
     directory = prepare_dir(tmp / "multiproc")
     rq = str(Path(sys.executable).parent / "rq")
-    process = Process([rq, "worker", "-c", "rq_settings", "--name", "w1"], tmp / "worker.log",
-                      cwd=tmp, env=worker_env(directory, PYTHONPATH=str(tmp), REDIS_URL=url))
+    process = Process(
+        [rq, "worker", "-c", "rq_settings", "--name", "w1"],
+        tmp / "worker.log",
+        cwd=tmp,
+        env=worker_env(directory, PYTHONPATH=str(tmp), REDIS_URL=url),
+    )
     connection = Redis.from_url(url)
     try:
         yield Worker(process, directory, Queue("jobs", connection=connection))
@@ -126,9 +130,20 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
 def finished(worker: Worker, job: str, outcome: str, count: int = 1) -> None:
     """Wait until ``count`` runs of ``job`` ended with ``outcome`` (their duration is
     observed after what they queued is stored)."""
-    wait_for(lambda: metric(worker.directory, "app_operation_duration_seconds_count",
-                            component="rq", operation=job, outcome=outcome) >= count,
-             what=f"{count} x {job} {outcome}", process=worker.process)
+    wait_for(
+        lambda: (
+            metric(
+                worker.directory,
+                "app_operation_duration_seconds_count",
+                component="rq",
+                operation=job,
+                outcome=outcome,
+            )
+            >= count
+        ),
+        what=f"{count} x {job} {outcome}",
+        process=worker.process,
+    )
 
 
 def of_job(worker: Worker, name: str) -> list[dict[str, Any]]:
@@ -148,7 +163,9 @@ def test_a_failing_job_is_one_unhandled_report_with_the_job_context(worker: Work
     report = group_reports(worker.directory)[record["error_id"]]
     assert report["mechanism"] == "rq" and report["handled"] is False
     assert [c["action"] for c in report["breadcrumbs"]][:2] == [
-        "job rqjobs.ship", "shipping order A-17"]
+        "job rqjobs.ship",
+        "shipping order A-17",
+    ]
     assert metric(worker.directory, "app_errors_total", component="rq") == 1
     assert metric(worker.directory, "app_errors_total", error_type="LoggedError") == 0
 
@@ -157,10 +174,25 @@ def test_a_failing_job_is_one_unhandled_report_with_the_job_context(worker: Work
 def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> None:
     worker.queue.enqueue("rqjobs.flaky", retry=Retry(max=3))
     finished(worker, "rqjobs.flaky", "ok")
-    assert metric(worker.directory, "app_operation_duration_seconds_count",
-                  operation="rqjobs.flaky", outcome="retry") == 2
-    assert metric(worker.directory, "app_task_retries_total", component="rq",
-                  operation="rqjobs.flaky", error_type="ConnectionError") == 2
+    assert (
+        metric(
+            worker.directory,
+            "app_operation_duration_seconds_count",
+            operation="rqjobs.flaky",
+            outcome="retry",
+        )
+        == 2
+    )
+    assert (
+        metric(
+            worker.directory,
+            "app_task_retries_total",
+            component="rq",
+            operation="rqjobs.flaky",
+            error_type="ConnectionError",
+        )
+        == 2
+    )
     assert of_job(worker, "rqjobs.flaky") == []
 
 
@@ -168,8 +200,15 @@ def test_retries_then_success_are_counted_and_are_no_error(worker: Worker) -> No
 def test_retries_exhausted_the_last_failure_is_the_error(worker: Worker) -> None:
     worker.queue.enqueue("rqjobs.hopeless", retry=Retry(max=2))
     finished(worker, "rqjobs.hopeless", "error")
-    assert metric(worker.directory, "app_task_retries_total", operation="rqjobs.hopeless",
-                  error_type="TimeoutError") == 2
+    assert (
+        metric(
+            worker.directory,
+            "app_task_retries_total",
+            operation="rqjobs.hopeless",
+            error_type="TimeoutError",
+        )
+        == 2
+    )
     [record] = of_job(worker, "rqjobs.hopeless")
     assert record["error_type"] == "TimeoutError"
     assert record["context"]["job"]["retries_left"] == 0
@@ -198,8 +237,9 @@ def test_a_job_timeout_is_one_group_per_job_wherever_it_strikes(worker: Worker) 
 
 
 @pytest.mark.tools  # a real redis-server
-def test_the_enqueuing_requests_trace_reaches_the_jobs_error(worker: Worker,
-                                                             make_monitor: Any) -> None:
+def test_the_enqueuing_requests_trace_reaches_the_jobs_error(
+    worker: Worker, make_monitor: Any
+) -> None:
     from werkzeug.test import Client
 
     from exporter.integrations.wsgi import WsgiMiddleware
@@ -214,7 +254,8 @@ def test_the_enqueuing_requests_trace_reaches_the_jobs_error(worker: Worker,
 
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     response = Client(WsgiMiddleware(app, monitor)).post(
-        "/orders", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        "/orders", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    )
     assert response.status_code == 202
     finished(worker, "rqjobs.traced", "error")
     [record] = of_job(worker, "rqjobs.traced")

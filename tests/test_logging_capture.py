@@ -70,7 +70,11 @@ def run_app(tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProces
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, str(script), *args],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     return done
@@ -149,8 +153,11 @@ def restore_logger_filter() -> Iterator[None]:
 def logging_state() -> tuple[Any, ...]:
     root = logging.getLogger()
     return (
-        list(root.handlers), root.level, logging.lastResort,
-        logger_filter(), list(logging.getLogger("exporter").handlers),
+        list(root.handlers),
+        root.level,
+        logging.lastResort,
+        logger_filter(),
+        list(logging.getLogger("exporter").handlers),
     )
 
 
@@ -180,7 +187,8 @@ def test_basicconfig_after_start_prints_exactly_as_without_the_monitor(tmp_path)
     assert "INFO|root|<module>|root line" in plain
     assert "not shown" not in plain
     assert sorted((g["error_type"], g["mechanism"]) for g in captured) == [
-        ("KeyError", "logging"), ("LoggedError", "logging")
+        ("KeyError", "logging"),
+        ("LoggedError", "logging"),
     ]
 
 
@@ -301,9 +309,13 @@ def test_wrapper_installed_over_ours_is_kept_and_ours_passes_through(
 
 
 def test_uninstall_twice_and_integration_alone(app_logger, restore_logger_filter):
-    monitor = ErrorMonitor(capture_logging=False, enable_resource_monitoring=False,
-                           capture_sys_excepthook=False, capture_threading=False,
-                           capture_asyncio=False).start()
+    monitor = ErrorMonitor(
+        capture_logging=False,
+        enable_resource_monitoring=False,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_asyncio=False,
+    ).start()
     try:
         integration = LoggingIntegration()
         integration.install(monitor)
@@ -365,16 +377,19 @@ def test_error_with_exc_info_is_recorded_with_its_exception_type(make_monitor, a
     try:
         raise KeyError("ecu_type")
     except KeyError:
-        app_logger.error("could not read %s", "tune.json", exc_info=True,
-                         extra={"component": "ECU", "plugin": "reader", "operation": "load"})
+        app_logger.error(
+            "could not read %s",
+            "tune.json",
+            exc_info=True,
+            extra={"component": "ECU", "plugin": "reader", "operation": "load"},
+        )
     report = only_report(monitor)
     assert report["error_type"] == "KeyError"
     assert report["mechanism"] == "logging"
-    assert (report["component"], report["plugin"], report["operation"]) == (
-        "ECU", "reader", "load"
-    )
+    assert (report["component"], report["plugin"], report["operation"]) == ("ECU", "reader", "load")
     assert report["context"] == {
-        "logger": "shop.payments", "log_message": "could not read tune.json"
+        "logger": "shop.payments",
+        "log_message": "could not read tune.json",
     }
 
 
@@ -474,7 +489,9 @@ def test_library_logger_has_a_null_handler_and_does_not_loop(make_monitor, caplo
     assert crumbs(monitor) == []
     # ... and still propagate to whatever the app configured (here: pytest's capture)
     assert [r.getMessage() for r in caplog.records] == [
-        "internal error line", "internal info line", "top"
+        "internal error line",
+        "internal info line",
+        "top",
     ]
 
 
@@ -511,8 +528,9 @@ def test_message_whose_formatting_raises(make_monitor, app_logger):
         app_logger.error("needs two %s %s", "only-one")  # TypeError inside getMessage()
         app_logger.error("broken %s", Broken())
         app_logger.warning("crumb %d", "not a number")
-    reports = {r["context"]["log_template"]: r
-               for r in (report_of(monitor, g) for g in groups_of(monitor))}
+    reports = {
+        r["context"]["log_template"]: r for r in (report_of(monitor, g) for g in groups_of(monitor))
+    }
     assert set(reports) == {"needs two %s %s", "broken %s"}
     assert reports["needs two %s %s"]["error_message"].startswith("needs two %s %s (arguments:")
     assert "only-one" in reports["needs two %s %s"]["context"]["log_args"]

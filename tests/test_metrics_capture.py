@@ -13,13 +13,17 @@ from exporter import ErrorMonitor, handle_errors
 from exporter.metrics import DROP_REASONS, MAX_LABEL_LENGTH, OVERFLOW_VALUE
 
 QUIET = {
-    "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
-    "capture_asyncio": False, "enable_resource_monitoring": False,
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
 }
 
 
-def fail(monitor: Any, kind: type[Exception] = ValueError, message: str = "bad",
-         **kwargs: Any) -> str | None:
+def fail(
+    monitor: Any, kind: type[Exception] = ValueError, message: str = "bad", **kwargs: Any
+) -> str | None:
     try:
         raise kind(message)
     except kind as exc:
@@ -33,7 +37,10 @@ def value(monitor: Any, name: str, **labels: str) -> float:
 
 def series(monitor: Any, family: str) -> list[dict[str, str]]:
     return [
-        s.labels for m in monitor.registry.collect() if m.name == family for s in m.samples
+        s.labels
+        for m in monitor.registry.collect()
+        if m.name == family
+        for s in m.samples
         if s.name == family + "_total"
     ]
 
@@ -43,14 +50,36 @@ def test_errors_total_labels_are_exact(monitor):
     fail(monitor, ConnectionError, component="CANInterface", plugin="obd")
     fail(monitor, KeyError)
     fail(monitor, KeyError, component=None, plugin=None)
-    assert value(monitor, "app_errors_total", error_type="ConnectionError",
-                 component="CANInterface", plugin="obd", severity="high") == 2
-    assert value(monitor, "app_errors_total", error_type="KeyError", component="", plugin="",
-                 severity="medium") == 2
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="ConnectionError",
+            component="CANInterface",
+            plugin="obd",
+            severity="high",
+        )
+        == 2
+    )
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="KeyError",
+            component="",
+            plugin="",
+            severity="medium",
+        )
+        == 2
+    )
     assert sorted(sorted(labels.items()) for labels in series(monitor, "app_errors")) == [
         [("component", ""), ("error_type", "KeyError"), ("plugin", ""), ("severity", "medium")],
-        [("component", "CANInterface"), ("error_type", "ConnectionError"), ("plugin", "obd"),
-         ("severity", "high")],
+        [
+            ("component", "CANInterface"),
+            ("error_type", "ConnectionError"),
+            ("plugin", "obd"),
+            ("severity", "high"),
+        ],
     ]
 
 
@@ -58,16 +87,30 @@ def test_counts_are_made_on_the_callers_thread_without_a_worker():
     monitor = ErrorMonitor(**QUIET)  # not started: no worker at all
     for _ in range(3):
         fail(monitor, component="ECU")
-    assert value(monitor, "app_errors_total", error_type="ValueError", component="ECU",
-                 plugin="", severity="medium") == 3
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="ValueError",
+            component="ECU",
+            plugin="",
+            severity="medium",
+        )
+        == 3
+    )
 
 
 def test_every_family_exists_from_the_start(monitor):
     text = generate_latest(monitor.registry).decode()
-    for family in ("app_errors_total", "app_error_recoveries_total",
-                   "app_error_recovery_duration_seconds", "app_operation_duration_seconds",
-                   "app_error_reports_dropped_total", "app_monitor_internal_errors_total",
-                   "app_label_values_overflow_total"):
+    for family in (
+        "app_errors_total",
+        "app_error_recoveries_total",
+        "app_error_recovery_duration_seconds",
+        "app_operation_duration_seconds",
+        "app_error_reports_dropped_total",
+        "app_monitor_internal_errors_total",
+        "app_label_values_overflow_total",
+    ):
         assert f"# TYPE {family} " in text or f"# TYPE {family[:-6]} " in text, family
     for reason in DROP_REASONS:
         assert value(monitor, "app_error_reports_dropped_total", reason=reason) == 0
@@ -108,13 +151,21 @@ def test_operation_duration_via_handle_errors_sync(monitor):
     assert op_count(monitor, "ok", **labels) == 2
     assert op_count(monitor, "error", **labels) == 1
     assert value(monitor, "app_operation_duration_seconds_sum", outcome="ok", **labels) >= 0
-    assert value(monitor, "app_errors_total", error_type="OSError", component="CANInterface",
-                 plugin="obd", severity="high") == 1
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="OSError",
+            component="CANInterface",
+            plugin="obd",
+            severity="high",
+        )
+        == 1
+    )
 
 
 def test_operation_duration_via_handle_errors_async(monitor):
-    @handle_errors(plugin="weather", operation="update", reraise=False, default={},
-                   monitor=monitor)
+    @handle_errors(plugin="weather", operation="update", reraise=False, default={}, monitor=monitor)
     async def update(fail_now: bool) -> dict[str, int]:
         await asyncio.sleep(0)
         if fail_now:
@@ -155,12 +206,22 @@ def test_keyboard_interrupt_through_capture_is_not_an_error(monitor):
 def test_recovery_families(monitor):
     monitor.record_recovery(True, 0.3, component="CAN", plugin="obd")
     monitor.record_recovery(False, None, component="CAN", plugin="obd")
-    assert value(monitor, "app_error_recoveries_total", component="CAN", plugin="obd",
-                 result="success") == 1
-    assert value(monitor, "app_error_recoveries_total", component="CAN", plugin="obd",
-                 result="failure") == 1
-    assert value(monitor, "app_error_recovery_duration_seconds_count", component="CAN",
-                 plugin="obd") == 1
+    assert (
+        value(
+            monitor, "app_error_recoveries_total", component="CAN", plugin="obd", result="success"
+        )
+        == 1
+    )
+    assert (
+        value(
+            monitor, "app_error_recoveries_total", component="CAN", plugin="obd", result="failure"
+        )
+        == 1
+    )
+    assert (
+        value(monitor, "app_error_recovery_duration_seconds_count", component="CAN", plugin="obd")
+        == 1
+    )
 
 
 # -- bounded label values -----------------------------------------------------------------
@@ -172,8 +233,17 @@ def test_label_values_overflow_to_other(make_monitor):
         fail(monitor, component=f"component-{i}")
     kept = {labels["component"] for labels in series(monitor, "app_errors")}
     assert kept == {"component-0", "component-1", "component-2", OVERFLOW_VALUE}
-    assert value(monitor, "app_errors_total", error_type="ValueError", component=OVERFLOW_VALUE,
-                 plugin="", severity="medium") == 2
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="ValueError",
+            component=OVERFLOW_VALUE,
+            plugin="",
+            severity="medium",
+        )
+        == 2
+    )
     assert value(monitor, "app_label_values_overflow_total", label="component") == 2
     assert monitor.get_statistics()["total_errors"] == 5  # nothing lost
 
@@ -182,8 +252,17 @@ def test_empty_value_does_not_use_up_the_limit(make_monitor):
     monitor = make_monitor(label_value_limit=1)
     fail(monitor)
     fail(monitor, component="only")
-    assert value(monitor, "app_errors_total", error_type="ValueError", component="only",
-                 plugin="", severity="medium") == 1
+    assert (
+        value(
+            monitor,
+            "app_errors_total",
+            error_type="ValueError",
+            component="only",
+            plugin="",
+            severity="medium",
+        )
+        == 1
+    )
     assert value(monitor, "app_label_values_overflow_total", label="component") == 0
 
 
@@ -218,8 +297,10 @@ def test_operation_labels_are_bounded_too(make_monitor):
         with monitor.capture(operation=f"op{i}"):
             pass
     ops = {
-        s.labels["operation"] for m in monitor.registry.collect()
-        if m.name == "app_operation_duration_seconds" for s in m.samples
+        s.labels["operation"]
+        for m in monitor.registry.collect()
+        if m.name == "app_operation_duration_seconds"
+        for s in m.samples
         if s.name.endswith("_count")
     }
     assert ops == {"op0", "op1", OVERFLOW_VALUE}
@@ -252,28 +333,60 @@ def test_user_supplied_registry(make_monitor):
     monitor = make_monitor(registry=registry)
     fail(monitor, component="ECU")
     text = generate_latest(registry).decode()
-    assert ('app_errors_total{component="ECU",error_type="ValueError",plugin="",'
-            'severity="medium"} 1.0') in text
-    assert registry.get_sample_value("app_errors_total", {
-        "component": "ECU", "error_type": "ValueError", "plugin": "", "severity": "medium"
-    }) == 1
+    assert (
+        'app_errors_total{component="ECU",error_type="ValueError",plugin="",severity="medium"} 1.0'
+    ) in text
+    assert (
+        registry.get_sample_value(
+            "app_errors_total",
+            {"component": "ECU", "error_type": "ValueError", "plugin": "", "severity": "medium"},
+        )
+        == 1
+    )
 
 
 def test_two_monitors_with_their_own_registries_do_not_clash(make_monitor):
     first, second = make_monitor(), make_monitor()
     fail(first)
-    assert value(first, "app_errors_total", error_type="ValueError", component="", plugin="",
-                 severity="medium") == 1
-    assert value(second, "app_errors_total", error_type="ValueError", component="", plugin="",
-                 severity="medium") == 0
+    assert (
+        value(
+            first,
+            "app_errors_total",
+            error_type="ValueError",
+            component="",
+            plugin="",
+            severity="medium",
+        )
+        == 1
+    )
+    assert (
+        value(
+            second,
+            "app_errors_total",
+            error_type="ValueError",
+            component="",
+            plugin="",
+            severity="medium",
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize(("namespace", "prefix"), [("tuner", "tuner_"), ("", "")])
 def test_namespace(make_monitor, namespace, prefix):
     monitor = make_monitor(namespace=namespace)
     fail(monitor)
-    assert value(monitor, f"{prefix}errors_total", error_type="ValueError", component="",
-                 plugin="", severity="medium") == 1
+    assert (
+        value(
+            monitor,
+            f"{prefix}errors_total",
+            error_type="ValueError",
+            component="",
+            plugin="",
+            severity="medium",
+        )
+        == 1
+    )
     text = generate_latest(monitor.registry).decode()
     assert f"{prefix}operation_duration_seconds" in text
     assert f"{prefix}error_reports_dropped_total" in text

@@ -20,8 +20,14 @@ from exporter import ErrorMonitor, wsgi_app
 
 CONTRACTS = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-HOSTILE = ['say "hi"', "back\\slash", "two\nlines", "tab\tand unicode \u00e9\u2603",
-           "trailing\\", '\\"both\\"']
+HOSTILE = [
+    'say "hi"',
+    "back\\slash",
+    "two\nlines",
+    "tab\tand unicode \u00e9\u2603",
+    "trailing\\",
+    '\\"both\\"',
+]
 
 
 def contract_families() -> dict[str, tuple[str, frozenset[str]]]:
@@ -33,7 +39,8 @@ def contract_families() -> dict[str, tuple[str, frozenset[str]]]:
             continue
         labels_text = re.sub(r"\([^)]*\)", "", cells[2]).split(";")[0]
         labels = frozenset(
-            m.group(0) for part in labels_text.split(",")
+            m.group(0)
+            for part in labels_text.split(",")
             if (m := re.match(r"[a-z_]+", part.strip())) and m.group(0) != "none"
         )
         families[cells[0]] = (cells[1].split("=")[0], labels)
@@ -55,8 +62,13 @@ def populate_every_family(monitor: ErrorMonitor) -> str:
     """Give every family in the contract at least one series; returns the last error_id."""
     last = None
     for i, text in enumerate(HOSTILE):
-        last = raise_and_record(monitor, ValueError(text), component=text, plugin=f"plug{i}",
-                                severity=("low", "medium", "high", "critical")[i % 4])
+        last = raise_and_record(
+            monitor,
+            ValueError(text),
+            component=text,
+            plugin=f"plug{i}",
+            severity=("low", "medium", "high", "critical")[i % 4],
+        )
     for exc in (KeyError("k"), Unusual("u"), OSError("o"), TypeError("t")):
         for _ in range(3):
             last = raise_and_record(monitor, exc, component="db", plugin="plug0")
@@ -77,8 +89,12 @@ def populate_every_family(monitor: ErrorMonitor) -> str:
 
 
 def rich_monitor(make_monitor: Any, **options: Any) -> ErrorMonitor:
-    return make_monitor(enable_resource_monitoring=True, pattern_threshold=2,
-                        label_value_limits={"plugin": 5}, **options)
+    return make_monitor(
+        enable_resource_monitoring=True,
+        pattern_threshold=2,
+        label_value_limits={"plugin": 5},
+        **options,
+    )
 
 
 @pytest.fixture
@@ -97,7 +113,9 @@ def scrape(monitor: ErrorMonitor, accept: str = "") -> str:
 def test_the_contract_table_parses() -> None:
     families = contract_families()
     assert families["app_errors_total"] == (
-        "counter", frozenset({"error_type", "component", "plugin", "severity"}))
+        "counter",
+        frozenset({"error_type", "component", "plugin", "severity"}),
+    )
     assert families["app_monitor_internal_errors_total"] == ("counter", frozenset())
     assert families["app_error_pattern_severity"] == ("gauge", frozenset({"error_type"}))
     assert families["app_monitor_info"] == ("gauge", frozenset({"version", "python_version"}))
@@ -119,10 +137,16 @@ def test_every_contract_family_is_exposed_with_its_labels(rich: tuple[ErrorMonit
 
 def test_hostile_label_values_round_trip(rich: tuple[ErrorMonitor, str]) -> None:
     monitor, _ = rich
-    for text, parse in ((scrape(monitor), text_string_to_metric_families),
-                        (scrape(monitor, OPENMETRICS), parse_openmetrics)):
-        components = {s.labels.get("component") for f in parse(text) for s in f.samples
-                      if s.name == "app_errors_total"}
+    for text, parse in (
+        (scrape(monitor), text_string_to_metric_families),
+        (scrape(monitor, OPENMETRICS), parse_openmetrics),
+    ):
+        components = {
+            s.labels.get("component")
+            for f in parse(text)
+            for s in f.samples
+            if s.name == "app_errors_total"
+        }
         assert set(HOSTILE) <= components
 
 
@@ -138,7 +162,8 @@ def test_openmetrics_has_the_latest_error_id_as_exemplar(rich: tuple[ErrorMonito
     assert text.endswith("# EOF\n")
     exemplars = {
         s.labels["component"]: s.exemplar.labels["error_id"]
-        for f in parse_openmetrics(text) for s in f.samples
+        for f in parse_openmetrics(text)
+        for s in f.samples
         if s.name == "app_errors_total" and s.exemplar is not None
     }
     assert exemplars["api"] == last
@@ -157,7 +182,8 @@ def test_promtool_check_metrics_is_clean(rich: tuple[ErrorMonitor, str]) -> None
     promtool = require_tool("promtool")
     monitor, _ = rich
     text = scrape(monitor, "text/plain; version=0.0.4")
-    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr

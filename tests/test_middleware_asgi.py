@@ -23,9 +23,12 @@ SECRET = "s3cr3t-value-789"
 
 
 def op_counts(monitor: ErrorMonitor) -> dict[tuple[str, str], float]:
-    return {(s.labels["operation"], s.labels["outcome"]): s.value
-            for m in monitor.registry.collect() for s in m.samples
-            if s.name == "app_operation_duration_seconds_count"}
+    return {
+        (s.labels["operation"], s.labels["outcome"]): s.value
+        for m in monitor.registry.collect()
+        for s in m.samples
+        if s.name == "app_operation_duration_seconds_count"
+    }
 
 
 def groups(monitor: ErrorMonitor) -> list[dict[str, Any]]:
@@ -64,13 +67,15 @@ def starlette_app(monitor: ErrorMonitor, **options: Any) -> Any:
     async def user(request: Any) -> Any:
         return PlainTextResponse(request.path_params["name"])
 
-    app = Starlette(routes=[
-        Route("/items/{item_id}", item),
-        Route("/sync/{item_id}", sync_item),
-        Route("/orders", order, methods=["POST"]),
-        Route("/busy", busy),
-        Mount("/admin", routes=[Route("/users/{name}", user)]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/items/{item_id}", item),
+            Route("/sync/{item_id}", sync_item),
+            Route("/orders", order, methods=["POST"]),
+            Route("/busy", busy),
+            Mount("/admin", routes=[Route("/users/{name}", user)]),
+        ]
+    )
     app.add_middleware(AsgiMiddleware, monitor=monitor, **options)
     return app
 
@@ -90,8 +95,10 @@ def test_starlette_route_template_timing_and_request_id(monitor: ErrorMonitor) -
     assert found["report"]["mechanism"] == "asgi"
     assert detail(monitor, "GET /sync/{item_id}")["group"]["error_type"] == "LookupError"
     assert op_counts(monitor) == {
-        ("GET /items/{item_id}", "ok"): 1, ("GET /items/{item_id}", "error"): 3,
-        ("GET /sync/{item_id}", "ok"): 1, ("GET /sync/{item_id}", "error"): 1,
+        ("GET /items/{item_id}", "ok"): 1,
+        ("GET /items/{item_id}", "error"): 3,
+        ("GET /sync/{item_id}", "ok"): 1,
+        ("GET /sync/{item_id}", "error"): 1,
     }
     ended = monitor.sessions.ended
     assert (ended["exited"], ended["crashed"]) == (2, 4)
@@ -103,17 +110,21 @@ def test_starlette_404_mount_and_5xx(monitor: ErrorMonitor) -> None:
     assert client.get("/admin/users/1").status_code == 200
     assert client.get("/busy").status_code == 503
     assert re.fullmatch(r"[0-9a-f]{32}", client.get("/busy").headers["X-Request-ID"])
-    assert op_counts(monitor) == {("GET", "ok"): 1, ("GET /users/{name}", "ok"): 1,
-                                  ("GET /busy", "error"): 2}
+    assert op_counts(monitor) == {
+        ("GET", "ok"): 1,
+        ("GET /users/{name}", "ok"): 1,
+        ("GET /busy", "error"): 2,
+    }
     assert groups(monitor) == []
 
 
 def test_starlette_body_and_headers_scrubbed(monitor: ErrorMonitor) -> None:
-    client = TestClient(starlette_app(monitor, capture_body=True),
-                        raise_server_exceptions=False)
-    response = client.post(f"/orders?api_key={SECRET}", json={"sku": "B2", "password": SECRET},
-                           headers={"Authorization": f"Bearer {SECRET}",
-                                    "Cookie": f"session={SECRET}"})
+    client = TestClient(starlette_app(monitor, capture_body=True), raise_server_exceptions=False)
+    response = client.post(
+        f"/orders?api_key={SECRET}",
+        json={"sku": "B2", "password": SECRET},
+        headers={"Authorization": f"Bearer {SECRET}", "Cookie": f"session={SECRET}"},
+    )
     assert response.status_code == 500
     request = detail(monitor, "POST /orders")["report"]["context"]["request"]
     assert request["body"] == {"sku": "B2", "password": "[Filtered]"}
@@ -132,15 +143,15 @@ def test_wrapping_the_whole_app_puts_the_request_id_on_500(monitor: ErrorMonitor
 
     app = AsgiMiddleware(Starlette(routes=[Route("/boom/{n}", boom)]), monitor)
     response = TestClient(app, raise_server_exceptions=False).get(
-        "/boom/1", headers={"X-Request-ID": "outer-1"})
+        "/boom/1", headers={"X-Request-ID": "outer-1"}
+    )
     assert response.status_code == 500
     assert response.headers["X-Request-ID"] == "outer-1"
     assert [g["operation"] for g in groups(monitor)] == ["GET /boom/{n}"]
     assert op_counts(monitor) == {("GET /boom/{n}", "error"): 1}
 
 
-@pytest.mark.parametrize("kind", ["default", "sync handler", "async handler", "debug",
-                                  "fastapi"])
+@pytest.mark.parametrize("kind", ["default", "sync handler", "async handler", "debug", "fastapi"])
 def test_add_middleware_puts_the_request_id_on_500_too(monitor: ErrorMonitor, kind: str) -> None:
     """As the WSGI middleware (and Flask, Django) do: every answer carries X-Request-ID,
     including the 500 Starlette renders outside the middlewares added with add_middleware."""
@@ -170,8 +181,11 @@ def test_add_middleware_puts_the_request_id_on_500_too(monitor: ErrorMonitor, ki
         async def boom_api(n: int) -> None:
             raise RuntimeError(f"boom {n}")
     else:
-        app = Starlette(routes=[Route("/boom/{n}", boom)], debug=kind == "debug",
-                        exception_handlers=handlers.get(kind, {}))
+        app = Starlette(
+            routes=[Route("/boom/{n}", boom)],
+            debug=kind == "debug",
+            exception_handlers=handlers.get(kind, {}),
+        )
     app.add_middleware(AsgiMiddleware, monitor=monitor)
     client = TestClient(app, raise_server_exceptions=False)
     for n in (1, 2):
@@ -231,9 +245,12 @@ def test_fastapi_route_templates(monitor: ErrorMonitor) -> None:
     assert client.get("/v2/orders/12").status_code == 500
     assert client.get("/items/not-a-number").status_code == 422
     assert sorted((g["operation"], g["component"]) for g in groups(monitor)) == [
-        ("GET /items/{item_id}", "api"), ("GET /v2/orders/{order_id}", "api")]
+        ("GET /items/{item_id}", "api"),
+        ("GET /v2/orders/{order_id}", "api"),
+    ]
     assert op_counts(monitor) == {
-        ("GET /items/{item_id}", "ok"): 2, ("GET /items/{item_id}", "error"): 1,
+        ("GET /items/{item_id}", "ok"): 2,
+        ("GET /items/{item_id}", "error"): 1,
         ("GET /v2/orders/{order_id}", "error"): 1,
     }
 
@@ -255,14 +272,21 @@ def test_fastapi_example_app() -> None:
         "  'ops': [l for l in metrics.splitlines()\n"
         "          if l.startswith('app_operation_duration_seconds_count')]}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO / "examples",
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO / "examples",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["codes"] == [200, 500, 500]
     assert sorted(g["operation"] for g in result["groups"]) == [
-        "GET /items/{item_id}", "POST /orders"]
+        "GET /items/{item_id}",
+        "POST /orders",
+    ]
     assert result["body"] == {"quantity": 0, "password": "[Filtered]"}
     assert not any("/monitor" in line for line in result["ops"])  # scrapes are not timed
 

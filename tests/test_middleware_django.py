@@ -54,17 +54,26 @@ def client_for(monitor: ErrorMonitor) -> Iterator[Any]:
     from django.test.utils import override_settings
 
     if not settings.configured:
-        settings.configure(DEBUG=False, SECRET_KEY="test-only", ALLOWED_HOSTS=["testserver"],
-                           ROOT_URLCONF=__name__, MIDDLEWARE=[], INSTALLED_APPS=[],
-                           USE_TZ=True)
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="test-only",
+            ALLOWED_HOSTS=["testserver"],
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+            USE_TZ=True,
+        )
         django.setup()
     urlpatterns[:] = _urlpatterns()
     overrides: list[Any] = []
 
     def make(**options: Any) -> Any:
         override = override_settings(
-            ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], MIDDLEWARE=[MIDDLEWARE],
-            ERROR_EXPORTER={"monitor": monitor, **options})
+            ROOT_URLCONF=__name__,
+            ALLOWED_HOSTS=["testserver"],
+            MIDDLEWARE=[MIDDLEWARE],
+            ERROR_EXPORTER={"monitor": monitor, **options},
+        )
         override.enable()
         overrides.append(override)
         return Client(raise_request_exception=False)
@@ -75,9 +84,12 @@ def client_for(monitor: ErrorMonitor) -> Iterator[Any]:
 
 
 def op_counts(monitor: ErrorMonitor) -> dict[tuple[str, str], float]:
-    return {(s.labels["operation"], s.labels["outcome"]): s.value
-            for m in monitor.registry.collect() for s in m.samples
-            if s.name == "app_operation_duration_seconds_count"}
+    return {
+        (s.labels["operation"], s.labels["outcome"]): s.value
+        for m in monitor.registry.collect()
+        for s in m.samples
+        if s.name == "app_operation_duration_seconds_count"
+    }
 
 
 def only_group(monitor: ErrorMonitor) -> dict[str, Any]:
@@ -88,8 +100,9 @@ def only_group(monitor: ErrorMonitor) -> dict[str, Any]:
     return found
 
 
-def test_view_error_recorded_with_the_route_template(client_for: Any,
-                                                     monitor: ErrorMonitor) -> None:
+def test_view_error_recorded_with_the_route_template(
+    client_for: Any, monitor: ErrorMonitor
+) -> None:
     client = client_for()
     assert client.get("/api/v1/items/1/").json() == {"item": "apple"}
     for item in (2, 3):
@@ -101,10 +114,11 @@ def test_view_error_recorded_with_the_route_template(client_for: Any,
     assert group["group"]["error_type"] == "KeyError"
     assert group["group"]["occurrence_count"] == 2
     assert group["report"]["mechanism"] == "django"
-    assert [o["context"]["request"]["request_id"] for o in group["occurrences"]] == [
-        "dj-2", "dj-3"]
-    assert op_counts(monitor) == {("GET /api/v1/items/<int:item_id>/", "ok"): 1,
-                                  ("GET /api/v1/items/<int:item_id>/", "error"): 2}
+    assert [o["context"]["request"]["request_id"] for o in group["occurrences"]] == ["dj-2", "dj-3"]
+    assert op_counts(monitor) == {
+        ("GET /api/v1/items/<int:item_id>/", "ok"): 1,
+        ("GET /api/v1/items/<int:item_id>/", "error"): 2,
+    }
     ended = monitor.sessions.ended
     assert (ended["exited"], ended["crashed"]) == (1, 2)
 
@@ -123,9 +137,12 @@ def test_headers_and_body_scrubbed(client_for: Any, monitor: ErrorMonitor) -> No
     client = client_for(capture_body=True)
     client.cookies["sessionid"] = SECRET
     body = json.dumps({"sku": "A1", "password": SECRET})
-    response = client.post(f"/api/v1/orders/?token={SECRET}&page=1", data=body,
-                           content_type="application/json",
-                           headers={"Authorization": f"Bearer {SECRET}", "X-Api-Key": SECRET})
+    response = client.post(
+        f"/api/v1/orders/?token={SECRET}&page=1",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {SECRET}", "X-Api-Key": SECRET},
+    )
     assert response.status_code == 500
     report = only_group(monitor)["report"]
     request = report["context"]["request"]
@@ -151,11 +168,18 @@ def test_django_example_app() -> None:
         "monitor.flush()\n"
         "print(json.dumps({'codes': codes, 'groups': monitor.list_groups()}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO / "examples",
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO / "examples",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["codes"] == [200, 500, 500]
     assert sorted(g["operation"] for g in result["groups"]) == [
-        "GET /items/<int:item_id>/", "POST /orders/"]
+        "GET /items/<int:item_id>/",
+        "POST /orders/",
+    ]

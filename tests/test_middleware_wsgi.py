@@ -22,8 +22,9 @@ SECRET = "s3cr3t-value-123"
 
 
 def samples(monitor: ErrorMonitor, name: str) -> list[tuple[dict[str, str], float]]:
-    return [(s.labels, s.value) for m in monitor.registry.collect() for s in m.samples
-            if s.name == name]
+    return [
+        (s.labels, s.value) for m in monitor.registry.collect() for s in m.samples if s.name == name
+    ]
 
 
 def op_counts(monitor: ErrorMonitor) -> dict[tuple[str, str], float]:
@@ -86,8 +87,9 @@ def plain(monitor: ErrorMonitor) -> Client:
     return Client(WsgiMiddleware(plain_app, monitor, route=route_of))
 
 
-def test_unhandled_error_is_recorded_with_the_route_template(plain: Client,
-                                                              monitor: ErrorMonitor) -> None:
+def test_unhandled_error_is_recorded_with_the_route_template(
+    plain: Client, monitor: ErrorMonitor
+) -> None:
     for user in ("1", "2", "3"):
         with pytest.raises(LookupError):
             plain.get(f"/users/{user}")
@@ -99,8 +101,10 @@ def test_unhandled_error_is_recorded_with_the_route_template(plain: Client,
     assert error_total(monitor) == 3
     assert op_counts(monitor) == {("GET /users/<id>", "error"): 3}
     # raw paths never become label values
-    operations = [labels["operation"] for labels, _ in samples(
-        monitor, "app_operation_duration_seconds_count")]
+    operations = [
+        labels["operation"]
+        for labels, _ in samples(monitor, "app_operation_duration_seconds_count")
+    ]
     assert operations == ["GET /users/<id>"]
 
 
@@ -110,8 +114,9 @@ def test_unmatched_routes_fall_back_to_the_method(plain: Client, monitor: ErrorM
     assert op_counts(monitor) == {("GET", "ok"): 1, ("OTHER", "ok"): 1}
 
 
-def test_every_request_is_timed_and_5xx_is_an_error_outcome(plain: Client,
-                                                            monitor: ErrorMonitor) -> None:
+def test_every_request_is_timed_and_5xx_is_an_error_outcome(
+    plain: Client, monitor: ErrorMonitor
+) -> None:
     plain.get("/")
     plain.get("/")
     assert plain.get("/fail-softly").status_code == 503
@@ -128,8 +133,7 @@ def test_errors_while_streaming_are_recorded(plain: Client, monitor: ErrorMonito
     assert op_counts(monitor) == {("GET /stream", "error"): 1}
 
 
-def test_request_id_is_kept_echoed_and_in_the_report(plain: Client,
-                                                     monitor: ErrorMonitor) -> None:
+def test_request_id_is_kept_echoed_and_in_the_report(plain: Client, monitor: ErrorMonitor) -> None:
     response = plain.get("/whoami", headers={"X-Request-ID": "req-42.abc"})
     assert response.headers["X-Request-ID"] == "req-42.abc"
     assert response.get_data(as_text=True) == "req-42.abc"
@@ -154,9 +158,15 @@ def test_headers_query_and_body_are_scrubbed(monitor: ErrorMonitor) -> None:
     client.set_cookie("sid", SECRET)
     with pytest.raises(ValueError):
         client.post(
-            f"/echo?page=2&api_key={SECRET}", data=body, content_type="application/json",
-            headers={"Authorization": f"Bearer {SECRET}", "X-Api-Key": SECRET,
-                     "User-Agent": "pytest"})
+            f"/echo?page=2&api_key={SECRET}",
+            data=body,
+            content_type="application/json",
+            headers={
+                "Authorization": f"Bearer {SECRET}",
+                "X-Api-Key": SECRET,
+                "User-Agent": "pytest",
+            },
+        )
     report = only_group(monitor)["report"]
     request = report["context"]["request"]
     assert request["headers"]["authorization"] == "[Filtered]"
@@ -164,8 +174,11 @@ def test_headers_query_and_body_are_scrubbed(monitor: ErrorMonitor) -> None:
     assert request["headers"]["x-api-key"] == "[Filtered]"
     assert request["headers"]["user-agent"] == "pytest"
     assert request["query"] == {"page": "2", "api_key": "[Filtered]"}
-    assert request["body"] == {"user": "ann", "password": "[Filtered]",
-                               "card": {"token": "[Filtered]"}}
+    assert request["body"] == {
+        "user": "ann",
+        "password": "[Filtered]",
+        "card": {"token": "[Filtered]"},
+    }
     assert report["error_message"] == f"rejected {len(body)} bytes"  # the app read it all
     assert SECRET not in json.dumps(monitor.export_data())
 
@@ -227,8 +240,10 @@ def test_flask_view_error_recorded_with_url_rule(monitor: ErrorMonitor) -> None:
     assert group["group"]["occurrence_count"] == 2
     assert group["report"]["mechanism"] == "flask"
     assert error_total(monitor) == 2
-    assert op_counts(monitor) == {("GET /items/<int:item_id>", "ok"): 1,
-                                  ("GET /items/<int:item_id>", "error"): 2}
+    assert op_counts(monitor) == {
+        ("GET /items/<int:item_id>", "ok"): 1,
+        ("GET /items/<int:item_id>", "error"): 2,
+    }
 
 
 def test_flask_propagating_exceptions_are_counted_once(monitor: ErrorMonitor) -> None:
@@ -250,8 +265,11 @@ def test_flask_404_is_the_method_only(monitor: ErrorMonitor) -> None:
 
 def test_flask_body_scrubbed(monitor: ErrorMonitor) -> None:
     client = make_flask(monitor, capture_body=True).test_client()
-    response = client.post("/orders", json={"sku": "A1", "password": SECRET},
-                           headers={"Authorization": f"Basic {SECRET}"})
+    response = client.post(
+        "/orders",
+        json={"sku": "A1", "password": SECRET},
+        headers={"Authorization": f"Basic {SECRET}"},
+    )
     response.get_data()
     assert response.status_code == 500
     request = only_group(monitor)["report"]["context"]["request"]
@@ -262,9 +280,14 @@ def test_flask_body_scrubbed(monitor: ErrorMonitor) -> None:
 
 def run_example(code: str) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter next to the examples; it prints one JSON line."""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=REPO / "examples",
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO / "examples",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -287,8 +310,8 @@ def test_flask_example_app() -> None:
     [group] = result["groups"]
     assert group["operation"] == "GET /items/<int:item_id>"
     assert result["metrics"] == [
-        'app_errors_total{component="http",error_type="KeyError",plugin="",severity="medium"}'
-        ' 1.0']
+        'app_errors_total{component="http",error_type="KeyError",plugin="",severity="medium"} 1.0'
+    ]
 
 
 def test_plain_wsgi_example_app() -> None:

@@ -46,8 +46,11 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"
+    }
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
@@ -90,8 +93,12 @@ def error_totals(text: str) -> Counter[str]:
 
 
 def sample_values(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    return [(s.labels, s.value) for f in text_string_to_metric_families(text)
-            for s in f.samples if s.name == name]
+    return [
+        (s.labels, s.value)
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name
+    ]
 
 
 def stop_by_pid(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -111,15 +118,31 @@ class Gunicorn:
         self.dir = multiproc
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn_conf.py"),
-                "--chdir", str(EXAMPLES), "--bind", f"127.0.0.1:{self.port}",
-                "--workers", "4", "--graceful-timeout", "5"]
+        args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(EXAMPLES / "gunicorn_conf.py"),
+            "--chdir",
+            str(EXAMPLES),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            "4",
+            "--graceful-timeout",
+            "5",
+        ]
         if preload:
             args.append("--preload")
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
-            [*args, "wsgi_app:app"], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc), **env))
+            [*args, "wsgi_app:app"],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(multiproc), **env),
+        )
 
     def workers(self) -> set[int]:
         """Pids of the workers that are up (their publisher has written their state)."""
@@ -137,8 +160,10 @@ def gunicorn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gunicor
     (multiproc / "counter_999999.db").write_bytes(b"stale")  # on_starting must wipe this
     server = Gunicorn(multiproc, tmp_path / "gunicorn.log", preload=request.param)
     try:
-        wait_for(lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
-                 what="4 gunicorn workers")
+        wait_for(
+            lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
+            what="4 gunicorn workers",
+        )
         yield server
     except BaseException:
         print((tmp_path / "gunicorn.log").read_text(errors="replace")[-5000:])
@@ -161,8 +186,12 @@ def errors_by_pid(directory: Path) -> dict[int, int]:
 
     counts: dict[int, int] = {}
     for path in directory.glob("counter_*.db"):
-        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
-                    for s in m.samples if s.name == "app_errors_total")
+        total = sum(
+            s.value
+            for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+            for s in m.samples
+            if s.name == "app_errors_total"
+        )
         if total:
             counts[int(path.stem.split("_")[1])] = int(total)
     return counts
@@ -183,15 +212,20 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     assert status == 200
     text = body.decode()
     assert error_totals(text) == {t: PER_KIND for t in KINDS.values()}
-    timed = {(lbl["operation"], lbl["outcome"]): v
-             for lbl, v in sample_values(text, "app_operation_duration_seconds_count")}
+    timed = {
+        (lbl["operation"], lbl["outcome"]): v
+        for lbl, v in sample_values(text, "app_operation_duration_seconds_count")
+    }
     assert timed[("GET /boom/<kind>", "error")] == N
     assert sample_values(text, "app_unique_errors") == [({}, 3.0)]
 
     def crashed_sessions() -> float:  # each request is a session; published every second
         scrape = get(gunicorn.url + "/monitor/metrics")[1].decode()
-        return sum(v for lbl, v in sample_values(scrape, "app_sessions_total")
-                   if lbl["status"] == "crashed")
+        return sum(
+            v
+            for lbl, v in sample_values(scrape, "app_sessions_total")
+            if lbl["status"] == "crashed"
+        )
 
     wait_for(lambda: crashed_sessions() == N, timeout=10, what="the sessions of the requests")
 
@@ -212,16 +246,20 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     assert export["analysis"]["total_unique_errors"] == 3
     assert len(export["all_records"]) == N
     assert Counter(r["error_type"] for r in export["all_records"]) == {
-        t: PER_KIND for t in KINDS.values()}
+        t: PER_KIND for t in KINDS.values()
+    }
     status, body = get(gunicorn.url + "/monitor/api/v1/errors")
     assert sorted(g["occurrence_count"] for g in json.loads(body)["errors"]) == [PER_KIND] * 3
 
     # OpenMetrics: each series' exemplar is the latest error id of its labels, from any worker
-    status, body = get(gunicorn.url + "/monitor/metrics",
-                       accept="application/openmetrics-text; version=1.0.0")
-    exemplars = {line.split('error_id="')[1].split('"')[0]
-                 for line in body.decode().splitlines()
-                 if line.startswith("app_errors_total{") and "# {" in line}
+    status, body = get(
+        gunicorn.url + "/monitor/metrics", accept="application/openmetrics-text; version=1.0.0"
+    )
+    exemplars = {
+        line.split('error_id="')[1].split('"')[0]
+        for line in body.decode().splitlines()
+        if line.startswith("app_errors_total{") and "# {" in line
+    }
     assert exemplars == {e["error_id"] for e in top.values()}
 
     # the sidecar serves the same picture from the directory alone
@@ -231,8 +269,10 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     victim = sorted(workers)[0]
     assert (gunicorn.dir / f"gauge_livesum_{victim}.db").exists()
     os.kill(victim, signal.SIGTERM)
-    wait_for(lambda: not (gunicorn.dir / f"gauge_livesum_{victim}.db").exists(),
-             what="mark_process_dead of the exited worker")
+    wait_for(
+        lambda: not (gunicorn.dir / f"gauge_livesum_{victim}.db").exists(),
+        what="mark_process_dead of the exited worker",
+    )
     assert victim not in gunicorn.workers()
     wait_for(lambda: len(gunicorn.workers()) == 4, what="the replacement worker")
     status, body = get(gunicorn.url + "/monitor/metrics")
@@ -248,11 +288,14 @@ def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
     """The gunicorn of :func:`gunicorn` with an API token: the resolve route is open."""
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
-    server = Gunicorn(multiproc, tmp_path / "gunicorn.log", preload=request.param,
-                      ERROR_EXPORTER_API_TOKEN=TOKEN)
+    server = Gunicorn(
+        multiproc, tmp_path / "gunicorn.log", preload=request.param, ERROR_EXPORTER_API_TOKEN=TOKEN
+    )
     try:
-        wait_for(lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
-                 what="4 gunicorn workers")
+        wait_for(
+            lambda: len(server.workers()) == 4 and get(server.url + "/")[0] == 200,
+            what="4 gunicorn workers",
+        )
         yield server
     except BaseException:
         print((tmp_path / "gunicorn.log").read_text(errors="replace")[-5000:])
@@ -263,13 +306,19 @@ def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
 
 def api(url: str, method: str = "GET") -> tuple[int, Any, int]:
     """Status, JSON body and the answering worker's pid of one authorized API call."""
-    request = urllib.request.Request(url, data=b"" if method == "POST" else None,
-                                     method=method,
-                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(
+        url,
+        data=b"" if method == "POST" else None,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read()), int(
-                response.headers.get("X-Worker-Pid") or 0)
+            return (
+                response.status,
+                json.loads(response.read()),
+                int(response.headers.get("X-Worker-Pid") or 0),
+            )
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), int(exc.headers.get("X-Worker-Pid") or 0)
 
@@ -280,8 +329,12 @@ def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
 
     counts: dict[int, int] = {}
     for path in directory.glob("counter_*.db"):
-        total = sum(s.value for m in MultiProcessCollector.merge([str(path)], accumulate=True)
-                    for s in m.samples if s.name == name)
+        total = sum(
+            s.value
+            for m in MultiProcessCollector.merge([str(path)], accumulate=True)
+            for s in m.samples
+            if s.name == name
+        )
         if total:
             counts[int(path.stem.split("_")[1])] = int(total)
     return counts
@@ -289,8 +342,7 @@ def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
 
 def raise_value_errors(url: str, count: int) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(lambda _: get(url + "/boom/value?delay=0.05")[0],
-                                 range(count)))
+        statuses = list(pool.map(lambda _: get(url + "/boom/value?delay=0.05")[0], range(count)))
     assert statuses == [500] * count
 
 
@@ -309,12 +361,13 @@ def test_gunicorn_workers_share_release_health(gunicorn_with_token: Gunicorn) ->
     status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
     assert [g["error_id"] for g in body["errors"]] == [group["error_id"]]
     # counted just after the batch that created it commits (the read above waited for it)
-    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_new_total"),
-             what="the new group's count")
+    wait_for(
+        lambda: counted_by_pid(server.dir, "app_error_groups_new_total"),
+        what="the new group's count",
+    )
     assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
 
-    status, body, resolver = api(monitor + f"/api/v1/errors/{group['error_id']}/resolve",
-                                 "POST")
+    status, body, resolver = api(monitor + f"/api/v1/errors/{group['error_id']}/resolve", "POST")
     assert status == 200, body
     assert body["resolved"] is True and body["resolved_version"] == VERSION
     # every worker answers the same (the resolve is in the file, not in one worker)
@@ -329,13 +382,18 @@ def test_gunicorn_workers_share_release_health(gunicorn_with_token: Gunicorn) ->
     assert len(saw_it_again) >= 2 and saw_it_again - {resolver}, (saw_it_again, resolver)
     status, body, _ = api(monitor + f"/api/v1/errors/{group['error_id']}")  # settled
     summary = body["group"]
-    wait_for(lambda: counted_by_pid(server.dir, "app_error_groups_regressed_total"),
-             what="the regression's count")
+    wait_for(
+        lambda: counted_by_pid(server.dir, "app_error_groups_regressed_total"),
+        what="the regression's count",
+    )
     api(monitor + "/api/v1/errors")  # every worker's batch written (a read settles first)
     regressed = counted_by_pid(server.dir, "app_error_groups_regressed_total")
     assert sum(regressed.values()) == 1, regressed  # once, by the worker that wrote first
     assert (summary["regressed"], summary["resolved"], summary["occurrence_count"]) == (
-        True, False, 80)
+        True,
+        False,
+        80,
+    )
     assert sum(counted_by_pid(server.dir, "app_error_groups_new_total").values()) == 1
     status, body, _ = api(monitor + f"/api/v1/errors?new_in={VERSION}")
     assert len(body["errors"]) == 1
@@ -345,19 +403,33 @@ def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
     port = free_port()
     log = (tmp_path / "sidecar.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "serve", "--multiproc-dir", str(directory),
-         "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env=clean_env())
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "serve",
+            "--multiproc-dir",
+            str(directory),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=clean_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: get(url + "/healthz")[0] == 200, what="the sidecar")
         health = json.loads(get(url + "/healthz")[1])
         assert health["running"] is True and health["queue_depth"] == 0
         assert error_totals(get(url + "/metrics")[1].decode()) == {
-            t: PER_KIND for t in KINDS.values()}
+            t: PER_KIND for t in KINDS.values()
+        }
         export = json.loads(get(url + "/api/v1/export")[1])
-        assert {e["error_id"]: e["occurrence_count"] for e in export["analysis"]["top_errors"]
-                } == dict.fromkeys(error_ids, PER_KIND)
+        assert {
+            e["error_id"]: e["occurrence_count"] for e in export["analysis"]["top_errors"]
+        } == dict.fromkeys(error_ids, PER_KIND)
         assert len(export["all_records"]) == N
         assert export["statistics"]["workers"] >= 4
         group = json.loads(get(url + f"/api/v1/errors/{sorted(error_ids)[0]}")[1])
@@ -365,8 +437,13 @@ def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
         assert len(group["occurrences"]) == 10  # occurrences_per_group
         errors = json.loads(get(url + "/api/v1/errors")[1])
         assert (errors["total"], len(errors["errors"])) == (3, 3)
-        for route in ("/", "/api/v1/statistics", "/api/v1/analysis", "/api/v1/patterns",
-                      "/api/v1/openapi.json"):
+        for route in (
+            "/",
+            "/api/v1/statistics",
+            "/api/v1/analysis",
+            "/api/v1/patterns",
+            "/api/v1/openapi.json",
+        ):
             assert get(url + route)[0] == 200, route
         assert get(url + "/api/v1/plugins/billing/health")[0] == 404  # no error ever had it
     finally:
@@ -433,9 +510,14 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("forked")
-    done = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
-                          timeout=120, cwd=REPO,
-                          env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(directory)))
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(directory)),
+    )
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -458,7 +540,10 @@ def test_forked_counts_groups_and_users_add_up(forked: dict[str, Any]) -> None:
 def test_forked_patterns_and_plugin_health_are_the_worst_worker(forked: dict[str, Any]) -> None:
     [pattern] = [p for p in forked["patterns"] if p["kind"] == "type"]
     assert (pattern["error_type"], pattern["count"], pattern["severity"]) == (
-        "ValueError", 4, "warning")  # only the first worker crossed the threshold of 3
+        "ValueError",
+        4,
+        "warning",
+    )  # only the first worker crossed the threshold of 3
     health = forked["health"]
     assert health["status"] == "unhealthy"  # 4 errors in one worker; the others: degraded
     assert health["recent_error_count"] == 8
@@ -466,12 +551,17 @@ def test_forked_patterns_and_plugin_health_are_the_worst_worker(forked: dict[str
     text = forked["metrics"]
     assert sample_values(text, "app_plugin_health") == [({"plugin": "p"}, 2.0)]
     assert sample_values(text, "app_error_pattern_severity") == [
-        ({"error_type": "ValueError"}, 1.0)]
+        ({"error_type": "ValueError"}, 1.0)
+    ]
     assert sample_values(text, "app_error_pattern_occurrences") == [
-        ({"error_type": "ValueError"}, 8.0)]
+        ({"error_type": "ValueError"}, 8.0)
+    ]
     assert sample_values(text, "app_sessions_total") == [
-        ({"status": "exited"}, 3.0), ({"status": "errored"}, 0.0),
-        ({"status": "crashed"}, 0.0), ({"status": "abnormal"}, 0.0)]
+        ({"status": "exited"}, 3.0),
+        ({"status": "errored"}, 0.0),
+        ({"status": "crashed"}, 0.0),
+        ({"status": "abnormal"}, 0.0),
+    ]
 
 
 def test_forked_gauge_modes_and_dead_workers(forked: dict[str, Any]) -> None:
@@ -533,9 +623,14 @@ print("hung", hung, "errors", m.get_statistics()["total_errors"])
 
 
 def test_forking_while_the_monitor_threads_work_never_hangs_a_child(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", FORK_STORM], capture_output=True, text=True,
-                          timeout=300, cwd=REPO,
-                          env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_STORM],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["hung", "0", "errors", "340"]
 
@@ -544,8 +639,15 @@ def test_forking_while_the_monitor_threads_work_never_hangs_a_child(tmp_path: Pa
 def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     directory = tmp_path / "mp"
     directory.mkdir()
-    for name in ("counter_1.db", "gauge_livesum_7.db", "gauge_liveall_7.db", "gauge_max_7.db",
-                 DB_NAME, DB_NAME + "-wal", "keep.txt"):
+    for name in (
+        "counter_1.db",
+        "gauge_livesum_7.db",
+        "gauge_liveall_7.db",
+        "gauge_max_7.db",
+        DB_NAME,
+        DB_NAME + "-wal",
+        "keep.txt",
+    ):
         (directory / name).write_bytes(b"x")
     prepare_dir(directory)
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]  # not a store: gone
@@ -559,8 +661,9 @@ def test_prepare_dir_and_mark_process_dead(tmp_path: Path) -> None:
     assert [w["pid"] for w in store.workers(60)] == [8]
 
 
-def test_prepare_dir_keeps_the_hosts_history_for_the_next_run(make_monitor: Any,
-                                                                 tmp_path: Path) -> None:
+def test_prepare_dir_keeps_the_hosts_history_for_the_next_run(
+    make_monitor: Any, tmp_path: Path
+) -> None:
     """The store file is the host's history (release_scope="host"): a new run of the
     server keeps its groups and resolves, and starts its own run's state afresh."""
     directory = tmp_path / "mp"
@@ -584,14 +687,18 @@ def test_prepare_dir_keeps_the_hosts_history_for_the_next_run(make_monitor: Any,
 
 
 def test_without_multiprocess_values_the_monitor_stays_single_process(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import exporter.multiprocess as mp
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setattr(mp, "_warned", False)
-    monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False)
+    monitor = ErrorMonitor(
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+    )
     assert monitor.shared is None
     assert "prometheus_client was imported before" in caplog.text
     assert list(tmp_path.iterdir()) == []
@@ -599,18 +706,25 @@ def test_without_multiprocess_values_the_monitor_stays_single_process(
 
 def test_serve_needs_a_directory(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "exporter", "serve"]
-    missing = subprocess.run([*run], capture_output=True, text=True, cwd=REPO, env=clean_env(),
-                             timeout=60)
+    missing = subprocess.run(
+        [*run], capture_output=True, text=True, cwd=REPO, env=clean_env(), timeout=60
+    )
     assert missing.returncode == 2 and "--multiproc-dir" in missing.stderr
-    wrong = subprocess.run([*run, "--multiproc-dir", str(tmp_path / "nope")],
-                           capture_output=True, text=True, cwd=REPO, env=clean_env(),
-                           timeout=60)
+    wrong = subprocess.run(
+        [*run, "--multiproc-dir", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=clean_env(),
+        timeout=60,
+    )
     assert wrong.returncode == 2 and "not a directory" in wrong.stderr
 
 
 def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]) -> None:
     assert sample_values(forked["metrics"], "app_monitor_store_info") == [
-        ({"backend": "multiprocess", "release_scope": "host"}, 1.0)]
+        ({"backend": "multiprocess", "release_scope": "host"}, 1.0)
+    ]
 
 
 # -- the directory's file, written by two processes' backends ---------------------------------
@@ -618,14 +732,32 @@ def occurrence(error_id: str, ts: float, user: str | None = None) -> tuple[Any, 
     from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
 
     rep = ErrorReport(
-        error_id=error_id, error_type="ValueError", error_message=f"m {error_id}",
-        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM, timestamp=ts,
-        first_occurrence=ts, occurrence_count=1, component="c", file_path=None,
-        line_number=None, function_name=None, stack_trace="", traceback_lines=[],
-        environment={}, user_id=user, last_occurrence=ts)
-    rec = ErrorRecord(error_type="ValueError", message=f"m {error_id}",
-                      timestamp=datetime.fromtimestamp(ts), error_id=error_id, component="c",
-                      user_id=user)
+        error_id=error_id,
+        error_type="ValueError",
+        error_message=f"m {error_id}",
+        severity=ErrorSeverity.MEDIUM,
+        priority=ErrorPriority.MEDIUM,
+        timestamp=ts,
+        first_occurrence=ts,
+        occurrence_count=1,
+        component="c",
+        file_path=None,
+        line_number=None,
+        function_name=None,
+        stack_trace="",
+        traceback_lines=[],
+        environment={},
+        user_id=user,
+        last_occurrence=ts,
+    )
+    rec = ErrorRecord(
+        error_type="ValueError",
+        message=f"m {error_id}",
+        timestamp=datetime.fromtimestamp(ts),
+        error_id=error_id,
+        component="c",
+        user_id=user,
+    )
     return rep, rec
 
 
@@ -641,9 +773,12 @@ class Writer:
         self.new: list[str | None] = []
         self.regressed: list[str] = []
         self.backend = SharedBackend(
-            MonitorConfig(), lambda reason, n: None, lambda exc: None,
+            MonitorConfig(),
+            lambda reason, n: None,
+            lambda exc: None,
             FleetHooks(self.new.append, lambda g: self.regressed.append(g.report.error_id)),
-            database=SqliteSharedDatabase(str(path)))
+            database=SqliteSharedDatabase(str(path)),
+        )
         store = self.backend.start(ErrorStore(100, 100))
         assert store is not None
         store.version_at = lambda moment: "1.0"
@@ -664,8 +799,11 @@ def test_two_writers_of_one_file_count_new_and_regressed_once(tmp_path: Path) ->
     assert (a.new, b.new) == (["1.0"], [])  # seen by both, new once
     [group] = SharedStore(tmp_path).groups()
     summary = group.summary()
-    assert (summary["occurrence_count"], summary["affected_users"],
-            summary["coalesced_occurrences"]) == (7, 2, 5)
+    assert (
+        summary["occurrence_count"],
+        summary["affected_users"],
+        summary["coalesced_occurrences"],
+    ) == (7, 2, 5)
     assert b.store.groups["g"].report.occurrence_count == 7  # b reads back the directory's
 
     assert a.store.resolve("g", "1.0", when=now + 5) is not None
@@ -676,8 +814,7 @@ def test_two_writers_of_one_file_count_new_and_regressed_once(tmp_path: Path) ->
     a.backend.tick()
     assert (b.regressed, a.regressed) == (["g"], [])  # once, by the first writer
     [group] = SharedStore(tmp_path).groups()
-    assert (group.regressed, group.resolved_at, group.report.occurrence_count) == (
-        True, None, 9)
+    assert (group.regressed, group.resolved_at, group.report.occurrence_count) == (True, None, 9)
     assert a.store.groups["g"].regressed and b.store.groups["g"].regressed
 
     c = Writer(path)  # a recycled worker: starts from the file's groups

@@ -29,8 +29,14 @@ def detector(threshold: int = 5, window: float = 60.0, **kwargs: Any) -> tuple[A
     return found, clock, started
 
 
-def observe(found: PatternDetector, n: int, error_type: str = "ValueError",
-            signature: str = "sig-a", plugin: str = "", message: str = "bad value") -> None:
+def observe(
+    found: PatternDetector,
+    n: int,
+    error_type: str = "ValueError",
+    signature: str = "sig-a",
+    plugin: str = "",
+    message: str = "bad value",
+) -> None:
     for _ in range(n):
         found.observe(error_type, signature, message, plugin)
 
@@ -41,8 +47,16 @@ def severities(found: PatternDetector, kind: str = "type") -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("count", "expected"),
-    [(0, "none"), (4, "none"), (5, "warning"), (10, "warning"), (11, "error"), (15, "error"),
-     (16, "critical"), (1000, "critical")],
+    [
+        (0, "none"),
+        (4, "none"),
+        (5, "warning"),
+        (10, "warning"),
+        (11, "error"),
+        (15, "error"),
+        (16, "critical"),
+        (1000, "critical"),
+    ],
 )
 def test_severity_thresholds_are_seed_003s(count, expected):
     # seed 003: > 3x threshold critical, > 2x error, otherwise (>= threshold) warning
@@ -56,7 +70,8 @@ def test_a_pattern_starts_at_the_threshold_and_is_reported_once():
     assert found.active() == []
     observe(found, 1)
     assert [(p.kind, p.key, p.count, p.severity) for p in started] == [
-        ("type", "ValueError", 5, "warning"), ("signature", "sig-a", 5, "warning"),
+        ("type", "ValueError", 5, "warning"),
+        ("signature", "sig-a", 5, "warning"),
     ]
     observe(found, 20)
     assert len(started) == 2  # not again while active
@@ -101,8 +116,15 @@ def test_pattern_fields():
     assert pattern.affected_plugins == ["weather", "clock"]
     assert pattern.sample_messages == ["ECU 1 timeout", "ECU 2 timeout"]
     data = pattern.to_dict()
-    assert set(data) >= {"error_type", "count", "first_seen", "last_seen", "affected_plugins",
-                         "sample_messages", "severity"}
+    assert set(data) >= {
+        "error_type",
+        "count",
+        "first_seen",
+        "last_seen",
+        "affected_plugins",
+        "sample_messages",
+        "severity",
+    }
     assert data["affected_plugins"] == ["clock", "weather"]
 
 
@@ -188,7 +210,8 @@ def test_monitor_patterns_and_callback(make_monitor):
     fail_n(monitor, 2, plugin="weather")
     patterns = monitor.get_patterns()
     assert {(p["kind"], p["error_type"], p["count"], p["severity"]) for p in patterns} == {
-        ("type", "ValueError", 4, "warning"), ("signature", "ValueError", 4, "warning"),
+        ("type", "ValueError", 4, "warning"),
+        ("signature", "ValueError", 4, "warning"),
     }
     summary = monitor.get_error_summary()["active_patterns"]
     assert list(summary) == ["ValueError"]
@@ -196,12 +219,18 @@ def test_monitor_patterns_and_callback(make_monitor):
     monitor.flush()
     assert monitor._callbacks.flush(10)
     assert sorted(p.kind for p in seen) == ["signature", "type"]
-    assert monitor.registry.get_sample_value(
-        "app_error_pattern_severity", {"error_type": "ValueError"}
-    ) == 1
-    assert monitor.registry.get_sample_value(
-        "app_error_pattern_occurrences", {"error_type": "ValueError"}
-    ) == 4
+    assert (
+        monitor.registry.get_sample_value(
+            "app_error_pattern_severity", {"error_type": "ValueError"}
+        )
+        == 1
+    )
+    assert (
+        monitor.registry.get_sample_value(
+            "app_error_pattern_occurrences", {"error_type": "ValueError"}
+        )
+        == 4
+    )
 
 
 def test_monitor_patterns_decay(make_monitor):
@@ -211,9 +240,12 @@ def test_monitor_patterns_decay(make_monitor):
     monitor.patterns.clock = lambda: time.time() + 120  # two windows later
     assert monitor.get_patterns() == []
     assert monitor.get_error_summary()["active_patterns"] == {}
-    assert monitor.registry.get_sample_value(
-        "app_error_pattern_severity", {"error_type": "ValueError"}
-    ) == 0
+    assert (
+        monitor.registry.get_sample_value(
+            "app_error_pattern_severity", {"error_type": "ValueError"}
+        )
+        == 0
+    )
 
 
 # -- plugin health -------------------------------------------------------------------------
@@ -221,8 +253,12 @@ def test_monitor_patterns_decay(make_monitor):
 
 def test_plugin_health_levels(monitor):
     assert monitor.get_plugin_health("weather") == {
-        "plugin_id": "weather", "status": "healthy", "total_errors": 0, "error_types": {},
-        "recent_error_count": 0, "last_error": None,
+        "plugin_id": "weather",
+        "status": "healthy",
+        "total_errors": 0,
+        "error_types": {},
+        "recent_error_count": 0,
+        "last_error": None,
     }
     fail_n(monitor, 1, plugin="weather")
     health = monitor.get_plugin_health("weather")

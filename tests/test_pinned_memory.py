@@ -149,10 +149,22 @@ def test_capture_locals_reports_a_copy_and_frees_the_original(make_monitor) -> N
 
 
 def run_child(mode: str, scenario: str) -> dict[str, Any]:
-    command = [sys.executable, str(BENCH), "--child", mode, scenario, "--requests",
-               str(REQUESTS), "--size", str(SIZE), "--busy", "0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT,
-                          check=False)
+    command = [
+        sys.executable,
+        str(BENCH),
+        "--child",
+        mode,
+        scenario,
+        "--requests",
+        str(REQUESTS),
+        "--size",
+        str(SIZE),
+        "--busy",
+        "0",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, cwd=ROOT, check=False
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -168,13 +180,16 @@ def test_monitor_adds_no_pinned_request_memory(scenario: str) -> None:
     for mode in ("monitor", "monitor-unbudgeted"):
         measured = run_child(mode, scenario)
         extra = measured["growth_mb"] - none["growth_mb"]
-        print(f"{scenario} {mode}: growth {measured['growth_mb']:.1f} MB, none "
-              f"{none['growth_mb']:.1f} MB, extra {extra:+.1f} MB; {measured}")
+        print(
+            f"{scenario} {mode}: growth {measured['growth_mb']:.1f} MB, none "
+            f"{none['growth_mb']:.1f} MB, extra {extra:+.1f} MB; {measured}"
+        )
         assert measured["counted"] == total
         assert measured["flushed"]
         assert extra < TARGET_MB, (
             f"scenario {scenario}, {mode}: peak RSS growth {measured['growth_mb']:.1f} MB vs "
-            f"{none['growth_mb']:.1f} MB without the monitor: queued reports pin memory")
+            f"{none['growth_mb']:.1f} MB without the monitor: queued reports pin memory"
+        )
     # The unbudgeted run really queued every report (and, in B, all at once, behind the
     # blocked worker), so the bound above covers 2,000 queued reports, not a handful.
     assert measured["detailed"] == total

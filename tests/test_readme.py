@@ -9,8 +9,9 @@ from exporter.config import ENV_PREFIX, OPTION_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-CONTRACT_FAMILIES = re.findall(r"^\| (app_[a-z_]+) \|", (ROOT / "docs/contracts.md").read_text(),
-                               re.MULTILINE)
+CONTRACT_FAMILIES = re.findall(
+    r"^\| (app_[a-z_]+) \|", (ROOT / "docs/contracts.md").read_text(), re.MULTILINE
+)
 
 
 def test_every_configuration_option_is_documented_with_its_environment_variable() -> None:
@@ -28,10 +29,19 @@ def test_every_metric_family_is_in_the_metric_reference() -> None:
 
 def test_every_route_is_in_the_api_reference() -> None:
     section = README.split("## API reference", 1)[1].split("\n## ", 1)[0]
-    for route in ("/metrics", "/healthz", "`GET /api/v1/`", "/api/v1/statistics",
-                  "/api/v1/analysis", "/api/v1/errors", "/api/v1/errors/{error_id}",
-                  "/api/v1/patterns", "/api/v1/plugins/{plugin}/health", "/api/v1/export",
-                  "/api/v1/openapi.json"):
+    for route in (
+        "/metrics",
+        "/healthz",
+        "`GET /api/v1/`",
+        "/api/v1/statistics",
+        "/api/v1/analysis",
+        "/api/v1/errors",
+        "/api/v1/errors/{error_id}",
+        "/api/v1/patterns",
+        "/api/v1/plugins/{plugin}/health",
+        "/api/v1/export",
+        "/api/v1/openapi.json",
+    ):
         assert route in section, route
 
 
@@ -48,15 +58,27 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_sections_come_in_the_documented_order() -> None:
-    order = ["## The two commands", "## The first minute", "## Integrating it", "## What you get",
-             "## Configuration reference", "## Metric reference", "## API reference",
-             "## CLI reference", "## Deploying", "## Migrating", "## Architecture",
-             "## Performance", "## Guarantees"]
+    order = [
+        "## The two commands",
+        "## The first minute",
+        "## Integrating it",
+        "## What you get",
+        "## Configuration reference",
+        "## Metric reference",
+        "## API reference",
+        "## CLI reference",
+        "## Deploying",
+        "## Migrating",
+        "## Architecture",
+        "## Performance",
+        "## Guarantees",
+    ]
     positions = [README.index(heading) for heading in order]
     assert positions == sorted(positions)
 
 
 # -- the newcomer's path through the README (issue 15) ---------------------------------------
+
 
 def section(heading: str) -> str:
     return README.split(heading, 1)[1].split("\n## ", 1)[0]
@@ -65,11 +87,19 @@ def section(heading: str) -> str:
 def test_the_first_minute_comes_right_after_the_two_commands() -> None:
     headings = re.findall(r"^## .+$", README, re.MULTILINE)
     start = headings.index("## The two commands")
-    assert headings[start + 1:start + 3] == ["## The first minute", "## Integrating it"]
+    assert headings[start + 1 : start + 3] == ["## The first minute", "## Integrating it"]
     minute = section("## The first minute")
-    for seen in ("/metrics", "/api/v1/", "live view", "pattern", "unhealthy",
-                 ".venv/bin/error-exporter watch", ".venv/bin/error-exporter analyze",
-                 ".venv/bin/error-exporter export -o errors.json", "Ctrl-C"):
+    for seen in (
+        "/metrics",
+        "/api/v1/",
+        "live view",
+        "pattern",
+        "unhealthy",
+        ".venv/bin/error-exporter watch",
+        ".venv/bin/error-exporter analyze",
+        ".venv/bin/error-exporter export -o errors.json",
+        "Ctrl-C",
+    ):
         assert seen in minute, seen
     assert "A first session" not in README  # moved here from the CLI reference
 
@@ -96,9 +126,15 @@ def test_the_integration_snippet_runs_as_pasted(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERROR_EXPORTER_")}
     env.update(ERROR_EXPORTER_PORT=str(port), PYTHONPATH=str(ROOT))
-    app = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           cwd=tmp_path, env=env)
+    app = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         groups: list[dict] = []
@@ -113,10 +149,13 @@ def test_the_integration_snippet_runs_as_pasted(tmp_path: Path) -> None:
         by_type = {g["error_type"]: g for g in groups}
         assert set(by_type) == {"TimeoutError", "ValueError"}, groups
         assert (by_type["TimeoutError"]["component"], by_type["TimeoutError"]["plugin"]) == (
-            "CANInterface", "weather")
+            "CANInterface",
+            "weather",
+        )
         assert by_type["ValueError"]["plugin"] is None
-        with urllib.request.urlopen(f"{base}/errors/{by_type['TimeoutError']['error_id']}",
-                                    timeout=5) as answer:
+        with urllib.request.urlopen(
+            f"{base}/errors/{by_type['TimeoutError']['error_id']}", timeout=5
+        ) as answer:
             report = json.loads(answer.read())["report"]
         # what the README says @handle_errors leaves after re-raising
         assert (report["handled"], report["mechanism"]) == (True, "record_error")
@@ -134,8 +173,12 @@ def test_the_readme_says_what_to_look_at_and_how_long_the_server_lives() -> None
     text = " ".join(section("## Integrating it").split())
     assert "http://127.0.0.1:9718/api/v1/errors" in text and "error-exporter watch" in text
     assert "as long as the process runs" in text
-    for claim in ("**re-raise**", '"handled": true', '"mechanism": "record_error"',
-                  '"handled": false'):
+    for claim in (
+        "**re-raise**",
+        '"handled": true',
+        '"mechanism": "record_error"',
+        '"handled": false',
+    ):
         assert claim in text, claim
 
 
@@ -148,12 +191,14 @@ def test_the_readme_points_to_both_seed_examples() -> None:
 
 def test_the_introduction_says_what_the_metric_labels_are() -> None:
     contracts = (ROOT / "docs/contracts.md").read_text(encoding="utf-8")
-    labels = dict(re.findall(r"^\| (app_\w+) \| histogram \| ([^|]+) \|", contracts,
-                             re.MULTILINE))
+    labels = dict(re.findall(r"^\| (app_\w+) \| histogram \| ([^|]+) \|", contracts, re.MULTILINE))
     assert labels["app_operation_duration_seconds"].split(", ") == [
-        "component", "plugin", "operation",
+        "component",
+        "plugin",
+        "operation",
         "outcome (ok/error; Celery tasks and RQ jobs also retry/ignored with the task name as "
-        "operation)"]
+        "operation)",
+    ]
     bullet = " ".join(section("## What you get").split("- **A JSON API**")[0].split())
     assert "counters labelled by type, component, plugin and severity" in bullet
     assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet
@@ -177,11 +222,20 @@ def run_snippet(code: str, tmp_path: Path) -> str:
 
     script = tmp_path / "snippet.py"
     script.write_text(code, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path, env=env)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     return done.stdout
@@ -204,8 +258,9 @@ def test_the_durable_store_example_has_its_import(tmp_path: Path) -> None:
     code = python_block("store_path=")
     assert code.startswith("from exporter import ErrorMonitor\n")
     store = tmp_path / "errors.sqlite"
-    run_snippet(code.replace("/var/lib/myapp/errors.sqlite", str(store)) + "monitor.stop()\n",
-                tmp_path)
+    run_snippet(
+        code.replace("/var/lib/myapp/errors.sqlite", str(store)) + "monitor.stop()\n", tmp_path
+    )
     assert store.is_file()
 
 
@@ -214,8 +269,9 @@ def test_what_you_get_names_every_cli_command() -> None:
 
     from exporter.cli.main import build_parser
 
-    [commands] = [a.choices for a in build_parser()._actions
-                  if isinstance(a, argparse._SubParsersAction)]
+    [commands] = [
+        a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ]
     line = " ".join(section("## What you get").split("- **A CLI**")[1].split())
     assert set(commands) >= {"resolve", "serve"}
     missing = [c for c in commands if f" {c} " not in line.replace("`", " ").replace(":", " ")]

@@ -12,8 +12,11 @@ from exporter import handle_errors
 
 
 def recoveries(monitor: Any, result: str, component: str = "", plugin: str = "") -> float:
-    return sample(monitor, "app_error_recoveries_total",
-                  {"component": component, "plugin": plugin, "result": result})
+    return sample(
+        monitor,
+        "app_error_recoveries_total",
+        {"component": component, "plugin": plugin, "result": result},
+    )
 
 
 def fail(monitor: Any, **kwargs: Any) -> str:
@@ -82,8 +85,12 @@ def test_recovery_without_duration_or_group(monitor):
     assert monitor.flush()
     assert recoveries(monitor, "success") == 1
     assert recoveries(monitor, "failure") == 1
-    assert sample(monitor, "app_error_recovery_duration_seconds_count",
-                  {"component": "", "plugin": ""}) == 0
+    assert (
+        sample(
+            monitor, "app_error_recovery_duration_seconds_count", {"component": "", "plugin": ""}
+        )
+        == 0
+    )
 
 
 def test_recovery_context_manager(monitor):
@@ -96,8 +103,14 @@ def test_recovery_context_manager(monitor):
     assert recoveries(monitor, "failure", plugin="weather") == 1
     r = report(monitor, error_id)
     assert (r["recovery_attempted"], r["recovery_successful"]) == (True, False)
-    assert sample(monitor, "app_error_recovery_duration_seconds_count",
-                  {"component": "", "plugin": "weather"}) == 2
+    assert (
+        sample(
+            monitor,
+            "app_error_recovery_duration_seconds_count",
+            {"component": "", "plugin": "weather"},
+        )
+        == 2
+    )
 
 
 def test_handle_errors_recovery_success_returns_its_result(monitor):
@@ -124,8 +137,7 @@ def test_handle_errors_recovery_failure_returns_default_or_reraises(monitor):
     def give_up(exc: BaseException) -> str:
         raise RuntimeError("recovery failed too")
 
-    @handle_errors(component="ECU", recovery=give_up, reraise=False, default="n/a",
-                   monitor=monitor)
+    @handle_errors(component="ECU", recovery=give_up, reraise=False, default="n/a", monitor=monitor)
     def quiet() -> str:
         raise TimeoutError("ECU silent")
 
@@ -143,8 +155,9 @@ def test_handle_errors_recovery_failure_returns_default_or_reraises(monitor):
 
 
 def test_async_handle_errors_recovery(monitor):
-    @handle_errors(plugin="weather", recovery=lambda exc: "stale forecast", reraise=False,
-                   monitor=monitor)
+    @handle_errors(
+        plugin="weather", recovery=lambda exc: "stale forecast", reraise=False, monitor=monitor
+    )
     async def fetch() -> str:
         await asyncio.sleep(0)
         raise ConnectionError("api down")

@@ -55,8 +55,9 @@ def stack(tmp_path: Path) -> Iterator[PromStack]:
         yield s
 
 
-def notified(hook: WebhookReceiver, alertname: str, status: str,
-             **labels: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def notified(
+    hook: WebhookReceiver, alertname: str, status: str, **labels: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(body, alert) for each delivered alert with that name, status and labels."""
     return [
         (body, alert)
@@ -76,8 +77,11 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
     stack: PromStack,
 ) -> None:
     hook = stack.webhook()
-    am = stack.alertmanager(point_webhooks_at(
-        load_yaml(AM_FILE), hook.url, group_wait="1s", group_interval="1s", repeat_interval="1h"))
+    am = stack.alertmanager(
+        point_webhooks_at(
+            load_yaml(AM_FILE), hook.url, group_wait="1s", group_interval="1s", repeat_interval="1h"
+        )
+    )
     # The shipped rules with test timing: 1 s evaluation, for: 2s, windows divided by 60
     # ([1h] and offset 1h become 60 s).
     rules = compress_windows(shorten_rule_for(load_yaml(RULES_FILE), "2s"), factor=60)
@@ -85,16 +89,17 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
     # a stand-in rule does.
     rules["groups"].append(store_info_stand_in(JOB))
     port = free_port()
-    config = dump_yaml({"store_path": str(stack.workdir / "errors.db")},
-                       stack.workdir / "demo.yml")
+    config = dump_yaml({"store_path": str(stack.workdir / "errors.db")}, stack.workdir / "demo.yml")
     prom = stack.prometheus(
         {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(dump_yaml(rules, stack.workdir / "rules.yml"))],
-            "scrape_configs": [{
-                "job_name": JOB,
-                "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": JOB,
+                    "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
+                }
+            ],
         },
         alertmanager=am,
     )
@@ -109,11 +114,13 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
 
     new = wait_until(
         lambda: notified(hook, "ErrorExporterNewErrorGroup", "firing", app_version="1.1.0"),
-        90, what="ErrorExporterNewErrorGroup for 1.1.0 at the webhook",
+        90,
+        what="ErrorExporterNewErrorGroup for 1.1.0 at the webhook",
     )
     regressed = wait_until(
         lambda: notified(hook, "ErrorExporterErrorRegressed", "firing", app_version="1.1.0"),
-        90, what="ErrorExporterErrorRegressed for 1.1.0 at the webhook",
+        90,
+        what="ErrorExporterErrorRegressed for 1.1.0 at the webhook",
     )
     for body, alert in (new[0], regressed[0]):
         name = alert["labels"]["alertname"]
@@ -131,16 +138,19 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
         assert "{{" not in annotations["summary"] + annotations["description"]
 
     # How many: the description's count matches what the demo's API says.
-    described = re.search(r"Version 1\.1\.0 of \S+ raised (\d+) error groups for the first time",
-                          new[0][1]["annotations"]["description"])
+    described = re.search(
+        r"Version 1\.1\.0 of \S+ raised (\d+) error groups for the first time",
+        new[0][1]["annotations"]["description"],
+    )
     assert described, new[0][1]["annotations"]["description"]
     new_groups = http_json(f"{demo.url}/api/v1/errors?new_in=1.1.0")
     assert "LaunchControlError" in {g["error_type"] for g in new_groups["errors"]}
     assert 1 <= int(described[1]) <= new_groups["total"]
-    assert f"Version 1.1.0 of {JOB} raised 1 resolved error groups again" in (
-        regressed[0][1]["annotations"]["description"])
-    back = [g for g in http_json(f"{demo.url}/api/v1/errors?limit=100")["errors"]
-            if g["regressed"]]
+    assert (
+        f"Version 1.1.0 of {JOB} raised 1 resolved error groups again"
+        in (regressed[0][1]["annotations"]["description"])
+    )
+    back = [g for g in http_json(f"{demo.url}/api/v1/errors?limit=100")["errors"] if g["regressed"]]
     assert [(g["error_type"], g["last_seen_version"]) for g in back] == [("ValueError", "1.1.0")]
 
     # The version before the deploy never regressed anything.
@@ -151,8 +161,11 @@ def test_the_demo_deploy_fires_both_release_alerts_to_the_release_receiver(
     # receiver hears the alerts resolve.
     demo.stop()
     for name in RELEASE_ALERTS:
-        wait_until(functools.partial(notified, hook, name, "resolved", app_version="1.1.0"), 150,
-                   what=f"{name} for 1.1.0 resolved at the webhook")
+        wait_until(
+            functools.partial(notified, hook, name, "resolved", app_version="1.1.0"),
+            150,
+            what=f"{name} for 1.1.0 resolved at the webhook",
+        )
 
 
 # ---------------------------------------------------------------------------- routing only
@@ -180,27 +193,40 @@ def test_a_version_is_one_notification_and_no_critical_silences_it(
     hook = stack.webhook()
     am = stack.alertmanager(point_webhooks_at(load_yaml(AM_FILE), hook.url))
     api = f"{am.url}/api/v2/alerts"
-    critical = {"alertname": "ErrorExporterErrorBudgetBurn", "severity": "critical",
-                "job": JOB, "component": "checkout"}
+    critical = {
+        "alertname": "ErrorExporterErrorBudgetBurn",
+        "severity": "critical",
+        "job": JOB,
+        "component": "checkout",
+    }
     http_json(api, [_alert(critical)])
-    wait_until(lambda: any(a["labels"] == critical for a in http_json(api)), 30,
-               what="the critical alert in Alertmanager")
+    wait_until(
+        lambda: any(a["labels"] == critical for a in http_json(api)),
+        30,
+        what="the critical alert in Alertmanager",
+    )
     release = {"alertname": "ErrorExporterNewErrorGroup", "severity": "warning", "job": JOB}
-    moving = [{**release, "app_version": "1.1.0", "release_scope": scope}
-              for scope in ("host", "fleet")]
+    moving = [
+        {**release, "app_version": "1.1.0", "release_scope": scope} for scope in ("host", "fleet")
+    ]
     other = {**release, "app_version": "1.0.9", "release_scope": "fleet"}
     http_json(api, [_alert(labels) for labels in (*moving, other)])
 
     def delivered(version: str) -> list[dict[str, Any]]:
-        return [b for b in hook.bodies
-                if b.get("groupLabels", {}).get("app_version") == version]
+        return [b for b in hook.bodies if b.get("groupLabels", {}).get("app_version") == version]
 
-    bodies = wait_until(lambda: [b for b in delivered("1.1.0") if len(b["alerts"]) == 2], 30,
-                        what="one notification with both alerts of 1.1.0")
+    bodies = wait_until(
+        lambda: [b for b in delivered("1.1.0") if len(b["alerts"]) == 2],
+        30,
+        what="one notification with both alerts of 1.1.0",
+    )
     body = bodies[0]
     assert body["receiver"] == "release"
-    assert body["groupLabels"] == {"alertname": "ErrorExporterNewErrorGroup", "job": JOB,
-                                   "app_version": "1.1.0"}
+    assert body["groupLabels"] == {
+        "alertname": "ErrorExporterNewErrorGroup",
+        "job": JOB,
+        "app_version": "1.1.0",
+    }
     assert sorted(a["labels"]["release_scope"] for a in body["alerts"]) == ["fleet", "host"]
     assert {a["labels"]["app_version"] for b in delivered("1.1.0") for a in b["alerts"]} == {
         "1.1.0"
@@ -208,8 +234,13 @@ def test_a_version_is_one_notification_and_no_critical_silences_it(
     other_bodies = wait_until(lambda: delivered("1.0.9"), 30, what="the 1.0.9 notification")
     assert [a["labels"] for a in other_bodies[0]["alerts"]] == [other]
 
-    states = {(a["labels"]["app_version"], a["labels"]["release_scope"]): a["status"]["state"]
-              for a in http_json(api)
-              if a["labels"]["alertname"] == "ErrorExporterNewErrorGroup"}
-    assert states == {("1.1.0", "host"): "active", ("1.1.0", "fleet"): "active",
-                      ("1.0.9", "fleet"): "active"}
+    states = {
+        (a["labels"]["app_version"], a["labels"]["release_scope"]): a["status"]["state"]
+        for a in http_json(api)
+        if a["labels"]["alertname"] == "ErrorExporterNewErrorGroup"
+    }
+    assert states == {
+        ("1.1.0", "host"): "active",
+        ("1.1.0", "fleet"): "active",
+        ("1.0.9", "fleet"): "active",
+    }

@@ -40,6 +40,7 @@ REGRESSED = "app_error_groups_regressed_total"
 
 # -- helpers ------------------------------------------------------------------------------
 
+
 def checkout_failed(monitor: ErrorMonitor, message: str) -> str:
     """Always the same raise site: one group, however many times it is called."""
     try:
@@ -59,8 +60,9 @@ def cart_broken(monitor: ErrorMonitor, message: str) -> str:
     return error_id
 
 
-def call(url: str, method: str = "GET", token: str | None = TOKEN
-         ) -> tuple[int, dict[str, Any], dict[str, str]]:
+def call(
+    url: str, method: str = "GET", token: str | None = TOKEN
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, JSON body and headers of one request to the live server."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = b"" if method == "POST" else None
@@ -86,18 +88,28 @@ def scrape(url: str) -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k not in ("COLUMNS", "LINES")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(extra)
     return env
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env=clean_env(**env))
+    return subprocess.run(
+        [str(CLI), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=clean_env(**env),
+    )
 
 
 # -- resolve -> regress through the HTTP API ----------------------------------------------
+
 
 def test_resolve_then_regress_through_the_http_api(make_monitor: Any) -> None:
     monitor = make_monitor(serve=True, port=0, api_token=TOKEN, app_version="1.0")
@@ -129,7 +141,8 @@ def test_resolve_then_regress_through_the_http_api(make_monitor: Any) -> None:
     assert body["error_id"] == error_id
     assert (body["resolved"], body["resolved_version"], body["regressed"]) == (True, "1.0", False)
     assert datetime.fromisoformat(body["resolved_at"]).timestamp() == pytest.approx(
-        body["resolved_at_epoch"])
+        body["resolved_at_epoch"]
+    )
     again = call(resolve, "POST")
     assert again[0] == 200 and again[1]["resolved_at"] == body["resolved_at"]  # idempotent
 
@@ -161,7 +174,11 @@ def test_resolve_then_regress_through_the_http_api(make_monitor: Any) -> None:
 
     status, body, _ = call(resolve, "POST")  # resolved again: the regression is over
     assert (status, body["regressed"], body["resolved"], body["resolved_version"]) == (
-        200, False, True, "2.0")
+        200,
+        False,
+        True,
+        "2.0",
+    )
     checkout_failed(monitor, "third time")
     settle(monitor)
     assert sample(monitor, REGRESSED, {"app_version": "2.0"}) == 2.0
@@ -171,8 +188,9 @@ def test_resolve_then_regress_through_the_http_api(make_monitor: Any) -> None:
 def test_resolve_is_closed_without_an_api_token(make_monitor: Any) -> None:
     monitor = make_monitor(serve=True, port=0)
     error_id = checkout_failed(monitor, "boom")
-    status, body, _ = call(f"{monitor.server.url}/api/v1/errors/{error_id}/resolve", "POST",
-                           token=None)
+    status, body, _ = call(
+        f"{monitor.server.url}/api/v1/errors/{error_id}/resolve", "POST", token=None
+    )
     assert status == 403
     assert "api_token" in body["error"] and "closed" in body["error"], body
     group = monitor.get_group(error_id)
@@ -197,6 +215,7 @@ def test_a_regression_callback_that_fails_never_reaches_the_app(make_monitor: An
 
 
 # -- new in a release ---------------------------------------------------------------------
+
 
 def test_new_in_a_release_lists_and_counts_groups_first_seen_there(make_monitor: Any) -> None:
     monitor = make_monitor(serve=True, port=0, api_token=TOKEN, app_version="1.0")
@@ -242,9 +261,14 @@ def test_without_an_app_version_the_label_is_unknown(make_monitor: Any) -> None:
 
 
 def test_an_error_captured_before_the_deploy_stays_with_the_old_version() -> None:
-    monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False,
-                           enable_resource_monitoring=False, app_version="1.0")
+    monitor = ErrorMonitor(
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+        app_version="1.0",
+    )
     try:
         checkout_failed(monitor, "queued before the deploy")  # no worker yet: it waits
         assert monitor.queue_depth == 1
@@ -262,22 +286,35 @@ def test_an_error_captured_before_the_deploy_stays_with_the_old_version() -> Non
 
 
 @pytest.mark.parametrize("bad", ["", "   ", None, 3, "x" * 201])
-def test_set_app_version_refuses_a_bad_version_naming_it(monitor: ErrorMonitor, bad: Any
-                                                         ) -> None:
+def test_set_app_version_refuses_a_bad_version_naming_it(monitor: ErrorMonitor, bad: Any) -> None:
     with pytest.raises(ValueError, match="app_version"):
         monitor.set_app_version(bad)
 
 
 # -- the store's rules --------------------------------------------------------------------
 
-def _report_and_record(error_id: str, when: float, version: str | None
-                       ) -> tuple[ErrorReport, ErrorRecord]:
+
+def _report_and_record(
+    error_id: str, when: float, version: str | None
+) -> tuple[ErrorReport, ErrorRecord]:
     report = ErrorReport(
-        error_id=error_id, error_type="ValueError", error_message="m",
-        severity=ErrorSeverity.MEDIUM, priority=ErrorPriority.MEDIUM,
-        timestamp=when, first_occurrence=when, occurrence_count=1, component="",
-        file_path=None, line_number=None, function_name=None, stack_trace="",
-        traceback_lines=[], environment={"app_version": version}, last_occurrence=when)
+        error_id=error_id,
+        error_type="ValueError",
+        error_message="m",
+        severity=ErrorSeverity.MEDIUM,
+        priority=ErrorPriority.MEDIUM,
+        timestamp=when,
+        first_occurrence=when,
+        occurrence_count=1,
+        component="",
+        file_path=None,
+        line_number=None,
+        function_name=None,
+        stack_trace="",
+        traceback_lines=[],
+        environment={"app_version": version},
+        last_occurrence=when,
+    )
     record = ErrorRecord("ValueError", "m", datetime.fromtimestamp(when), error_id=error_id)
     return report, record
 
@@ -287,7 +324,8 @@ def test_only_an_occurrence_after_the_resolve_regresses_and_coalesced_counts_do(
     regressed: list[tuple[str, str]] = []
     changed: list[str] = []
     store.on_regress = lambda group, report: regressed.append(
-        (report.error_id, report.error_message))
+        (report.error_id, report.error_message)
+    )
     store.on_change = changed.append
     store.version_at = lambda moment: "3.0" if moment >= 400 else "1.0"  # as the builder
     store.add(*_report_and_record("g", 100.0, "1.0"))
@@ -305,15 +343,20 @@ def test_only_an_occurrence_after_the_resolve_regresses_and_coalesced_counts_do(
     assert regressed == [("g", "m")]  # the group's latest report: the repeats have none
     summary = group.summary()
     assert (summary["regressed"], summary["regressed_at_epoch"], summary["resolved"]) == (
-        True, 450.0, False)
+        True,
+        450.0,
+        False,
+    )
     assert [g.report.error_id for g in store.group_list(new_in="1.0")] == ["g"]
     assert store.group_list(new_in="3.0") == []
 
 
 # -- multiprocess mode: the directory's file keeps release state -------------------------
 
-def test_the_multiprocess_view_resolves_and_filters_by_release(make_monitor: Any,
-                                                               tmp_path: Path) -> None:
+
+def test_the_multiprocess_view_resolves_and_filters_by_release(
+    make_monitor: Any, tmp_path: Path
+) -> None:
     """The directory's file has the durable schema: what a single-process monitor wrote
     there (the same tables) is what the sidecar's view resolves and filters."""
     from exporter.multiprocess.sqlite_store import DB_NAME
@@ -340,9 +383,11 @@ def test_the_multiprocess_view_resolves_and_filters_by_release(make_monitor: Any
 
 # -- OpenAPI ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["open", "token"])
-def test_openapi_documents_the_resolve_route_and_new_in(make_monitor: Any, token: str | None
-                                                        ) -> None:
+def test_openapi_documents_the_resolve_route_and_new_in(
+    make_monitor: Any, token: str | None
+) -> None:
     monitor = make_monitor(serve=True, port=0, api_token=token, app_version="1.0")
     url = monitor.server.url
     doc = call(url + "/api/v1/openapi.json", token=token)[1]
@@ -359,12 +404,14 @@ def test_openapi_documents_the_resolve_route_and_new_in(make_monitor: Any, token
         assert str(status) in path["post"]["responses"], status
     schema = "GroupSummary" if status == 200 else "Error"
     validator = jsonschema_rs.validator_for(
-        {"$ref": f"#/components/schemas/{schema}", "components": doc["components"]})
+        {"$ref": f"#/components/schemas/{schema}", "components": doc["components"]}
+    )
     assert [str(e) for e in validator.iter_errors(body)] == []
     assert status == (200 if token else 403)
 
 
 # -- the command line ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def regressed_app(make_monitor: Any) -> Iterator[tuple[ErrorMonitor, str, str]]:
@@ -396,11 +443,11 @@ def test_cli_resolve_against_a_live_server(make_monitor: Any) -> None:
 
     unknown = cli("resolve", "nope", "--url", url, "--token", TOKEN)
     assert unknown.returncode == 1
-    assert "no error group with id 'nope'" in unknown.stderr and "Traceback" not in \
-        unknown.stderr
+    assert "no error group with id 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
     wrong = cli("resolve", error_id, "--url", url, "--token", "wrong")
-    assert wrong.returncode == 1 and "401" in wrong.stderr and "rejected the token" in \
-        wrong.stderr, wrong.stderr
+    assert (
+        wrong.returncode == 1 and "401" in wrong.stderr and "rejected the token" in wrong.stderr
+    ), wrong.stderr
     missing = cli("resolve", error_id, "--url", url)
     assert missing.returncode == 1 and "needs a token" in missing.stderr, missing.stderr
 
@@ -415,14 +462,23 @@ def test_cli_resolve_says_why_a_server_without_a_token_refuses(make_monitor: Any
 
 def test_watch_shows_new_and_regressed(regressed_app: tuple[ErrorMonitor, str, str]) -> None:
     monitor = regressed_app[0]
-    plain = cli("watch", "--url", monitor.server.url, "--no-rich", "--iterations", "1",
-                "--token", TOKEN)
+    plain = cli(
+        "watch", "--url", monitor.server.url, "--no-rich", "--iterations", "1", "--token", TOKEN
+    )
     assert plain.returncode == 0, plain.stderr
     assert "regressed=1[ConnectionError@2.0]" in plain.stdout, plain.stdout
 
     out = io.StringIO()
-    assert run_watch(ApiClient(monitor.server.url, token=TOKEN), refresh=0.1, use_rich=True,
-                     iterations=1, out=out) == 0
+    assert (
+        run_watch(
+            ApiClient(monitor.server.url, token=TOKEN),
+            refresh=0.1,
+            use_rich=True,
+            iterations=1,
+            out=out,
+        )
+        == 0
+    )
     screen = out.getvalue()
     lines = [line for line in screen.splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= 80, screen
@@ -431,7 +487,8 @@ def test_watch_shows_new_and_regressed(regressed_app: tuple[ErrorMonitor, str, s
 
 
 def test_analyze_shows_the_marker_and_the_regressed_list(
-        regressed_app: tuple[ErrorMonitor, str, str], tmp_path: Path) -> None:
+    regressed_app: tuple[ErrorMonitor, str, str], tmp_path: Path
+) -> None:
     monitor, back, new = regressed_app
     url = monitor.server.url
     tables = cli("analyze", "--url", url, "--token", TOKEN)
@@ -440,8 +497,9 @@ def test_analyze_shows_the_marker_and_the_regressed_list(
     assert max(len(line) for line in lines) <= 80, tables.stdout
     assert "REGRESSED" in tables.stdout and "NEW" in tables.stdout, tables.stdout
     assert "Regressed (resolved, then seen again)" in tables.stdout
-    assert re.search(r"ConnectionError +│ +2 │ 2\.0 +│ \d+s ago │ 1\.0 ", tables.stdout), \
+    assert re.search(r"ConnectionError +│ +2 │ 2\.0 +│ \d+s ago │ 1\.0 ", tables.stdout), (
         tables.stdout
+    )
 
     as_json = json.loads(cli("analyze", "--url", url, "--token", TOKEN, "--json").stdout)
     assert [r["error_id"] for r in as_json["regressed"]] == [back]
@@ -458,8 +516,10 @@ def test_analyze_shows_the_marker_and_the_regressed_list(
 
 # -- across a restart, with the durable store -------------------------------------------
 
-def test_a_restart_on_the_durable_store_keeps_release_health(make_monitor: Any,
-                                                             tmp_path: Path) -> None:
+
+def test_a_restart_on_the_durable_store_keeps_release_health(
+    make_monitor: Any, tmp_path: Path
+) -> None:
     """Groups of the earlier run are not new in the next release; one resolved there and
     seen again after the restart is a regression."""
     path = str(tmp_path / "errors.sqlite")
@@ -470,16 +530,13 @@ def test_a_restart_on_the_durable_store_keeps_release_health(make_monitor: Any,
     assert first.resolve_group(fixed) is not None
     first.stop(timeout=5.0)
 
-    second = make_monitor(store_path=path, app_version="2.0", serve=True, port=0,
-                          api_token=TOKEN)
+    second = make_monitor(store_path=path, app_version="2.0", serve=True, port=0, api_token=TOKEN)
     checkout_failed(second, "the fix did not hold")
     cart_broken(second, "still there")
     settle(second)
     groups = {g["error_id"]: g for g in second.list_groups()}
     assert (groups[fixed]["regressed"], groups[fixed]["resolved_version"]) == (True, "1.0")
-    assert (groups[kept]["first_seen_version"], groups[kept]["last_seen_version"]) == (
-        "1.0", "2.0")
-    assert call(f"{second.server.url}/api/v1/errors?new_in=2.0")[1] == {"errors": [],
-                                                                        "total": 0}
+    assert (groups[kept]["first_seen_version"], groups[kept]["last_seen_version"]) == ("1.0", "2.0")
+    assert call(f"{second.server.url}/api/v1/errors?new_in=2.0")[1] == {"errors": [], "total": 0}
     assert sample(second, NEW, {"app_version": "2.0"}) == 0.0
     assert sample(second, REGRESSED, {"app_version": "2.0"}) == 1.0

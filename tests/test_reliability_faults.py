@@ -87,13 +87,17 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def warnings_from(caplog: pytest.LogCaptureFixture, fragment: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and fragment in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and fragment in r.getMessage()
+    ]
 
 
 def figure(name: str, **values: Any) -> None:
-    text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in values.items())
+    text = ", ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
     print(f"\n[faults] {name}: {text}")
 
 
@@ -161,8 +165,12 @@ def test_callback_that_blocks_forever_does_not_block_the_app(make_monitor, gate)
     stop_started = time.perf_counter()
     monitor.stop(timeout=1.0)
     stop_seconds = time.perf_counter() - stop_started
-    figure("blocked_callback", record_50_ms=record_seconds * 1000,
-           callback_queue_full=callback_drops, stop_seconds=stop_seconds)
+    figure(
+        "blocked_callback",
+        record_50_ms=record_seconds * 1000,
+        callback_queue_full=callback_drops,
+        stop_seconds=stop_seconds,
+    )
     assert callback_drops >= 50 - 5, callback_drops  # 5 queued, the rest counted as dropped
     assert errors_total(monitor) == 51
 
@@ -177,9 +185,13 @@ class _LeavingQueue(BackgroundQueue):
 
 def test_stop_ends_the_threads_start_worker_began():
     """start_worker() (threads only, no hooks) then stop(): no thread of it left running."""
-    monitor = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False,
-                           enable_resource_monitoring=False)
+    monitor = ErrorMonitor(
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
     monitor.start_worker()
     threads = [monitor._reports._thread, monitor._callbacks._thread]
     assert all(t is not None and t.is_alive() for t in threads)
@@ -241,8 +253,7 @@ def test_flush_queued_after_the_worker_left_does_not_wait_for_it():
 
 def test_auto_export_triggered_during_stop_still_lands(make_monitor, tmp_path):
     """Shutdown drains the report queue, then gives the callbacks what is left of the budget."""
-    monitor = make_monitor(pattern_threshold=3, export_path=str(tmp_path),
-                           exit_flush_timeout=30.0)
+    monitor = make_monitor(pattern_threshold=3, export_path=str(tmp_path), exit_flush_timeout=30.0)
     for _ in range(3):
         record(monitor, "feed unreachable")
     monitor.stop()
@@ -266,10 +277,12 @@ class FlakyPsutil:
 
 
 def monitor_with_sampler(psutil_module: Any, **options: Any) -> ErrorMonitor:
-    monitor = ErrorMonitor(**{**QUIET, "enable_resource_monitoring": True,
-                              "resource_check_interval": 0.05, **options})
-    monitor.resources = ResourceSampler(0.05, psutil_module=psutil_module,
-                                        on_failure=monitor.metrics.count_internal_error)
+    monitor = ErrorMonitor(
+        **{**QUIET, "enable_resource_monitoring": True, "resource_check_interval": 0.05, **options}
+    )
+    monitor.resources = ResourceSampler(
+        0.05, psutil_module=psutil_module, on_failure=monitor.metrics.count_internal_error
+    )
     return monitor
 
 
@@ -326,8 +339,9 @@ def test_resource_sampler_alone_never_raises():
         def __getattr__(self, name: str) -> Any:
             raise MemoryError(f"psutil.{name}")
 
-    sampler = ResourceSampler(0.01, psutil_module=Exploding(),
-                              on_failure=lambda: failures.append(1))
+    sampler = ResourceSampler(
+        0.01, psutil_module=Exploding(), on_failure=lambda: failures.append(1)
+    )
     assert sampler.sample() is None
     sampler.start()
     assert wait_until(lambda: len(failures) >= 3)
@@ -422,8 +436,9 @@ def test_export_on_a_full_disk_keeps_the_previous_file(make_monitor, tmp_path, m
 
 
 @pytest.mark.parametrize("fault", ["uncreatable", "enospc"])
-def test_auto_export_failure_is_counted_and_logged(make_monitor, tmp_path, monkeypatch, caplog,
-                                                  fault):
+def test_auto_export_failure_is_counted_and_logged(
+    make_monitor, tmp_path, monkeypatch, caplog, fault
+):
     if fault == "uncreatable":  # fine at construction (checked then), a file by the pattern
         directory = tmp_path / "exports"
         directory.mkdir()
@@ -471,8 +486,10 @@ def test_port_already_taken_fails_clearly_naming_host_and_port():
             # the app catches it and goes on without the server: nothing recorded is lost
             monitor.start(serve=False)
             record(monitor, "recorded without a server")
-            assert sorted(messages(monitor)) == ["recorded before start",
-                                                 "recorded without a server"]
+            assert sorted(messages(monitor)) == [
+                "recorded before start",
+                "recorded without a server",
+            ]
         finally:
             monitor.stop(timeout=2.0)
 
@@ -516,9 +533,12 @@ def test_clients_that_vanish_or_send_garbage_do_not_hurt_the_server(make_monitor
         if _read_some(sock, 1024):
             vanished += 1
         _rst_close(sock)
-    for payload in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),  # TLS hello
-                    os.urandom(4096), b"GET /metrics HTTP/1.1\r\nContent-Length: 100\r\n\r\nab",
-                    b"GET /api/v1/export HTTP/1.1\r\n"):  # headers never finished
+    for payload in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64),  # TLS hello
+        os.urandom(4096),
+        b"GET /metrics HTTP/1.1\r\nContent-Length: 100\r\n\r\nab",
+        b"GET /api/v1/export HTTP/1.1\r\n",
+    ):  # headers never finished
         sock = socket.create_connection((host, port), timeout=10)
         sock.sendall(payload)
         if not payload.startswith(b"GET"):
@@ -542,8 +562,11 @@ def test_clients_that_vanish_or_send_garbage_do_not_hurt_the_server(make_monitor
     _, err = capfd.readouterr()
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
     with capfd.disabled():
-        figure("vanishing_clients", disconnected_mid_response=vanished,
-               healthz_with_10_idle_ms=healthz_seconds * 1000)
+        figure(
+            "vanishing_clients",
+            disconnected_mid_response=vanished,
+            healthz_with_10_idle_ms=healthz_seconds * 1000,
+        )
     assert errors_total(monitor) == 2000
 
 
@@ -582,8 +605,9 @@ def test_stop_and_start_again_loses_nothing(make_monitor, saved_hooks):
     assert sorted(alive) == sorted(worker_names), alive  # no thread left over per cycle
 
 
-def test_stop_with_a_busy_worker_then_start_loses_and_duplicates_nothing(make_monitor, gate,
-                                                                        caplog):
+def test_stop_with_a_busy_worker_then_start_loses_and_duplicates_nothing(
+    make_monitor, gate, caplog
+):
     monitor = make_monitor(queue_size=100)
     block_worker(monitor, gate)
     for i in range(30):
@@ -653,9 +677,13 @@ def test_fork_with_a_full_queue(make_monitor, gate):
     assert monitor.flush(timeout=10.0)
     parent_messages = messages(monitor)
 
-    figure("fork", child_depth_after_fork=child.get("depth_after_fork"),
-           child_records=len(child.get("messages", [])),
-           parent_records=len(parent_messages), parent_dropped=dropped(monitor, "queue_full"))
+    figure(
+        "fork",
+        child_depth_after_fork=child.get("depth_after_fork"),
+        child_records=len(child.get("messages", [])),
+        parent_records=len(parent_messages),
+        parent_dropped=dropped(monitor, "queue_full"),
+    )
     assert "error" not in child, child["error"]
     assert child["depth_after_fork"] == 0  # the parent's pending items stay the parent's
     assert child["worker_alive"] and child["flushed"]
@@ -664,8 +692,11 @@ def test_fork_with_a_full_queue(make_monitor, gate):
     # the child starts its own account: what the parent recorded is the parent's alone
     assert "processed before fork" not in child["messages"]
     # the parent lost nothing but the 5 counted drops, and never saw the child's error
-    expected = ["processed before fork", "in the worker's hands",
-                *(f"pending {i}" for i in range(queue_size))]
+    expected = [
+        "processed before fork",
+        "in the worker's hands",
+        *(f"pending {i}" for i in range(queue_size)),
+    ]
     assert sorted(parent_messages) == sorted(expected)
     assert dropped(monitor, "queue_full") == 5
     assert errors_total(monitor) == 2 + queue_size + 5
@@ -739,8 +770,13 @@ def test_interpreter_exit_with_a_full_queue_and_a_blocked_callback(tmp_path, flu
     if flush_timeout is not None:
         env["ERROR_EXPORTER_EXIT_FLUSH_TIMEOUT"] = str(flush_timeout)
     script.write_text(text)
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         stats = json.loads(process.stdout.readline())
         assert process.stdout.readline().strip() == "EXITING"
@@ -753,9 +789,14 @@ def test_interpreter_exit_with_a_full_queue_and_a_blocked_callback(tmp_path, flu
             process.wait()
     stderr = process.stderr.read()
     documented = 2.0 if flush_timeout is None else flush_timeout
-    figure("interpreter_exit", exit_flush_timeout=documented, exit_seconds=exit_seconds,
-           queue_depth_at_exit=stats["depth"], counted=stats["total"],
-           returncode=process.returncode)
+    figure(
+        "interpreter_exit",
+        exit_flush_timeout=documented,
+        exit_seconds=exit_seconds,
+        queue_depth_at_exit=stats["depth"],
+        counted=stats["total"],
+        returncode=process.returncode,
+    )
     assert process.returncode == 0, stderr
     assert stats["total"] == queue_size + 100  # every error counted though the queue was full
     assert stats["depth"] >= queue_size - 100
@@ -782,8 +823,11 @@ def test_recursion_error_is_recorded_compactly(make_monitor):
     assert report["error_type"] == "RecursionError"
     assert len(report["stack_trace"]) < 70_000
     assert "recurse" in report["stack_trace"]
-    figure("recursion_error", stack_trace_chars=len(report["stack_trace"]),
-           traceback_lines=len(report["traceback_lines"]))
+    figure(
+        "recursion_error",
+        stack_trace_chars=len(report["stack_trace"]),
+        traceback_lines=len(report["traceback_lines"]),
+    )
     assert errors_total(monitor) == 1
 
 
@@ -808,9 +852,13 @@ def test_record_error_at_the_recursion_limit_never_raises(make_monitor):
     finally:
         sys.setrecursionlimit(limit)
     assert monitor.flush()
-    figure("record_at_recursion_limit", outcomes=len(outcomes),
-           recorded=sum(o is not None for o in outcomes), counted=errors_total(monitor),
-           internal_errors=internal_errors(monitor))
+    figure(
+        "record_at_recursion_limit",
+        outcomes=len(outcomes),
+        recorded=sum(o is not None for o in outcomes),
+        counted=errors_total(monitor),
+        internal_errors=internal_errors(monitor),
+    )
     assert outcomes, "record_error was never reached"
     assert errors_total(monitor) + internal_errors(monitor) >= 1
     record(monitor, "after the dive")  # the monitor still works

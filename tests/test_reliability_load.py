@@ -74,20 +74,24 @@ STORM_CONFIG: dict[str, Any] = {
     "capture_logging": True,
 }
 
+
 def report(name: str, **values: Any) -> None:
     """Print one measured figure line (collected for the README's Guarantees section)."""
-    text = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in values.items())
+    text = ", ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
     print(f"\n[load] {name}: {text}")
 
 
 def memory_budget(config: MonitorConfig) -> int:
     """The most the monitor's configured buffers may add to RSS, generously."""
-    return (config.queue_size * PER_QUEUED_ITEM
-            + config.callback_queue_size * PER_CALLBACK_ITEM
-            + config.max_records * PER_RECORD
-            + config.error_buffer_size * PER_GROUP
-            + SLACK)
+    return (
+        config.queue_size * PER_QUEUED_ITEM
+        + config.callback_queue_size * PER_CALLBACK_ITEM
+        + config.max_records * PER_RECORD
+        + config.error_buffer_size * PER_GROUP
+        + SLACK
+    )
 
 
 def rss() -> int:
@@ -96,8 +100,16 @@ def rss() -> int:
 
 # -- the app's side of a storm -------------------------------------------------------------------
 
-ERROR_TYPES: list[type[Exception]] = [ValueError, KeyError, TypeError, RuntimeError, OSError,
-                                      LookupError, ZeroDivisionError, AttributeError]
+ERROR_TYPES: list[type[Exception]] = [
+    ValueError,
+    KeyError,
+    TypeError,
+    RuntimeError,
+    OSError,
+    LookupError,
+    ZeroDivisionError,
+    AttributeError,
+]
 
 
 def fail_in_db(n: int) -> None:
@@ -180,8 +192,11 @@ class Storm:
                     site(calls)
                 except Exception as exc:
                     error_id = monitor.record_error(
-                        exc, component=f"component-{index % 4}", plugin=f"plugin-{calls % 3}",
-                        operation="storm", context={"n": calls, "thread": index},
+                        exc,
+                        component=f"component-{index % 4}",
+                        plugin=f"plugin-{calls % 3}",
+                        operation="storm",
+                        context={"n": calls, "thread": index},
                     )
                     calls += 1
                     if error_id is None:
@@ -213,11 +228,17 @@ class Storm:
 
     def start(self) -> None:
         for i in range(self.raising_threads):
-            self.threads.append(threading.Thread(target=self.raise_and_record, args=(i,),
-                                                 name=f"storm-raise-{i}", daemon=True))
+            self.threads.append(
+                threading.Thread(
+                    target=self.raise_and_record, args=(i,), name=f"storm-raise-{i}", daemon=True
+                )
+            )
         for i in range(self.logging_threads):
-            self.threads.append(threading.Thread(target=self.log_errors, args=(i,),
-                                                 name=f"storm-log-{i}", daemon=True))
+            self.threads.append(
+                threading.Thread(
+                    target=self.log_errors, args=(i,), name=f"storm-log-{i}", daemon=True
+                )
+            )
         for thread in self.threads:
             thread.start()
 
@@ -278,8 +299,10 @@ def plain_storm_ticker_gap(seconds: float) -> tuple[float, int]:
             except Exception:
                 n += 1
 
-    threads = [threading.Thread(target=spin, args=(i,), daemon=True)
-               for i in range(RAISING_THREADS + LOGGING_THREADS)]
+    threads = [
+        threading.Thread(target=spin, args=(i,), daemon=True)
+        for i in range(RAISING_THREADS + LOGGING_THREADS)
+    ]
     threads.append(threading.Thread(target=ticker.run, daemon=True))
     for thread in threads:
         thread.start()
@@ -299,8 +322,10 @@ def test_error_storm_counts_exactly_within_memory_budget(make_monitor, storm_log
     rss_before = rss()
 
     ticker, sampler = Ticker(), RssSampler(peak=rss_before)
-    helpers = [threading.Thread(target=ticker.run, name="app-ticker", daemon=True),
-               threading.Thread(target=sampler.run, name="rss-sampler", daemon=True)]
+    helpers = [
+        threading.Thread(target=ticker.run, name="app-ticker", daemon=True),
+        threading.Thread(target=sampler.run, name="rss-sampler", daemon=True),
+    ]
     for thread in helpers:
         thread.start()
     storm = Storm(monitor, logger)
@@ -324,19 +349,40 @@ def test_error_storm_counts_exactly_within_memory_budget(make_monitor, storm_log
     queue_drops = dropped(monitor, "queue_full")
     coalesced = dropped(monitor, "coalesced")
     processed = monitor._reports.processed  # items the worker handled (no recoveries here)
-    report("storm", seconds=storm_seconds, calls=calls, recorded=sum(storm.recorded),
-           logged=sum(storm.logged), per_second=calls / storm_seconds, counted=counted,
-           processed=processed, dropped_queue_full=queue_drops, coalesced=coalesced,
-           dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
-           store_evicted=dropped(monitor, "store_evicted"),
-           internal_errors=internal_errors(monitor),
-           join_seconds=join_seconds, flush_seconds=flush_seconds)
-    report("storm_rss_mb", before=rss_before / MB, peak_during=sampler.peak / MB,
-           after=rss_after / MB, growth_peak=(sampler.peak - rss_before) / MB,
-           budget=budget / MB, samples=sampler.samples)
-    report("storm_ticker", max_gap_ms=ticker.max_gap * 1000, ticks=ticker.ticks,
-           tick_ms=TICK_SECONDS * 1000, baseline_max_gap_ms=baseline_gap * 1000,
-           baseline_ticks=baseline_ticks)
+    report(
+        "storm",
+        seconds=storm_seconds,
+        calls=calls,
+        recorded=sum(storm.recorded),
+        logged=sum(storm.logged),
+        per_second=calls / storm_seconds,
+        counted=counted,
+        processed=processed,
+        dropped_queue_full=queue_drops,
+        coalesced=coalesced,
+        dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
+        store_evicted=dropped(monitor, "store_evicted"),
+        internal_errors=internal_errors(monitor),
+        join_seconds=join_seconds,
+        flush_seconds=flush_seconds,
+    )
+    report(
+        "storm_rss_mb",
+        before=rss_before / MB,
+        peak_during=sampler.peak / MB,
+        after=rss_after / MB,
+        growth_peak=(sampler.peak - rss_before) / MB,
+        budget=budget / MB,
+        samples=sampler.samples,
+    )
+    report(
+        "storm_ticker",
+        max_gap_ms=ticker.max_gap * 1000,
+        ticks=ticker.ticks,
+        tick_ms=TICK_SECONDS * 1000,
+        baseline_max_gap_ms=baseline_gap * 1000,
+        baseline_ticks=baseline_ticks,
+    )
 
     assert flushed, "the queue did not drain after the storm"
     assert calls > 1000, "the storm hardly ran"
@@ -370,10 +416,15 @@ def test_storm_with_a_tiny_queue_drops_reports_but_never_counts(make_monitor):
     queue_drops = dropped(monitor, "queue_full")
     coalesced = dropped(monitor, "coalesced")
     processed = monitor._reports.processed
-    report("tiny_queue_storm", calls=calls, processed=processed, dropped_queue_full=queue_drops,
-           coalesced=coalesced,
-           dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
-           callbacks_run=len(received))
+    report(
+        "tiny_queue_storm",
+        calls=calls,
+        processed=processed,
+        dropped_queue_full=queue_drops,
+        coalesced=coalesced,
+        dropped_callback_queue_full=dropped(monitor, "callback_queue_full"),
+        callbacks_run=len(received),
+    )
     assert errors_total(monitor) == calls
     assert processed + queue_drops + coalesced == calls
     assert queue_drops > 0, "a 10-item queue under 8 threads must overflow"
@@ -398,8 +449,9 @@ def fetch(host: str, port: int, path: str, headers: dict[str, str]) -> tuple[int
         connection.close()
 
 
-def check_response(kind: str, status: int, headers: dict[str, str], body: bytes,
-                   max_records: int) -> None:
+def check_response(
+    kind: str, status: int, headers: dict[str, str], body: bytes, max_records: int
+) -> None:
     """A complete, well-formed answer for this kind of request."""
     assert status == 200, (kind, status, body[:300])
     if "content-length" in headers:
@@ -415,8 +467,14 @@ def check_response(kind: str, status: int, headers: dict[str, str], body: bytes,
         assert "app_errors" in {f.name for f in parse_om(text)}
     elif kind in ("export", "export_page"):
         document = json.loads(body)
-        assert {"exported_at", "summary", "all_records", "statistics", "analysis",
-                "next_cursor"} <= set(document)
+        assert {
+            "exported_at",
+            "summary",
+            "all_records",
+            "statistics",
+            "analysis",
+            "next_cursor",
+        } <= set(document)
         assert len(document["all_records"]) <= max_records
         if kind == "export_page":
             assert len(document["all_records"]) <= 50
@@ -435,8 +493,10 @@ def test_scrapes_and_exports_during_a_storm_are_complete(make_monitor, storm_log
     storm = Storm(monitor, storm_logger(monitor), raising_threads=2, logging_threads=1)
     requests = {
         "metrics": ("/metrics", {}),
-        "openmetrics_gzip": ("/metrics", {"Accept": "application/openmetrics-text; "
-                                          "version=1.0.0", "Accept-Encoding": "gzip"}),
+        "openmetrics_gzip": (
+            "/metrics",
+            {"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"},
+        ),
         "export": ("/api/v1/export", {"Accept-Encoding": "gzip"}),
         "export_page": ("/api/v1/export?limit=50&severity=medium", {}),
         "errors": ("/api/v1/errors?sort=last_seen&limit=20", {}),
@@ -456,8 +516,7 @@ def test_scrapes_and_exports_during_a_storm_are_complete(make_monitor, storm_log
             started = time.perf_counter()
             try:
                 status, response_headers, body = fetch(host, port, path, headers)
-                check_response(kind, status, response_headers, body,
-                               monitor.config.max_records)
+                check_response(kind, status, response_headers, body, monitor.config.max_records)
             except Exception as exc:
                 with lock:
                     failures.append(f"{kind}: {exc!r}")
@@ -469,8 +528,10 @@ def test_scrapes_and_exports_during_a_storm_are_complete(make_monitor, storm_log
 
     storm.start()
     time.sleep(0.3)  # the storm is under way before the first request
-    clients = [threading.Thread(target=client, args=(i,), name=f"http-client-{i}", daemon=True)
-               for i in range(CLIENT_THREADS)]
+    clients = [
+        threading.Thread(target=client, args=(i,), name=f"http-client-{i}", daemon=True)
+        for i in range(CLIENT_THREADS)
+    ]
     started = time.perf_counter()
     for thread in clients:
         thread.start()
@@ -483,12 +544,21 @@ def test_scrapes_and_exports_during_a_storm_are_complete(make_monitor, storm_log
 
     total = sum(done.values())
     latencies.sort()
-    report("http_during_storm", requests=total, failed=len(failures), clients=CLIENT_THREADS,
-           seconds=http_seconds, storm_calls=storm.total_calls,
-           p50_ms=latencies[len(latencies) // 2] * 1000 if latencies else -1.0,
-           max_ms=latencies[-1] * 1000 if latencies else -1.0, **done)
-    report("http_during_storm_max_ms_by_kind",
-           **{kind: max(values) * 1000 for kind, values in by_kind.items() if values})
+    report(
+        "http_during_storm",
+        requests=total,
+        failed=len(failures),
+        clients=CLIENT_THREADS,
+        seconds=http_seconds,
+        storm_calls=storm.total_calls,
+        p50_ms=latencies[len(latencies) // 2] * 1000 if latencies else -1.0,
+        max_ms=latencies[-1] * 1000 if latencies else -1.0,
+        **done,
+    )
+    report(
+        "http_during_storm_max_ms_by_kind",
+        **{kind: max(values) * 1000 for kind, values in by_kind.items() if values},
+    )
     assert not stuck, f"HTTP clients never finished: {stuck}"
     assert not failures, failures[:10]
     assert total == CLIENT_THREADS * REQUESTS_PER_CLIENT
@@ -520,9 +590,15 @@ def test_soak_rss_and_threads_stay_flat(make_monitor):
     """Minutes of steady mixed work (errors, sessions, breadcrumbs, recoveries, operations,
     scrapes, exports) with the resource sampler on: RSS and thread count do not grow."""
     monitor = make_monitor(
-        serve=True, port=0, enable_resource_monitoring=True, resource_check_interval=0.5,
-        max_records=500, error_buffer_size=100, pattern_threshold=20,
-        pattern_window_minutes=0.5, session_timeout=5.0,
+        serve=True,
+        port=0,
+        enable_resource_monitoring=True,
+        resource_check_interval=0.5,
+        max_records=500,
+        error_buffer_size=100,
+        pattern_threshold=20,
+        pattern_window_minutes=0.5,
+        session_timeout=5.0,
     )
     host, port = monitor.server.host, monitor.server.port
     process = psutil.Process()
@@ -546,16 +622,20 @@ def test_soak_rss_and_threads_stay_flat(make_monitor):
                         SITES[n % len(SITES)](n + index)
                     except Exception as exc:
                         error_id = monitor.record_error(
-                            exc, component=f"c{n % 5}", plugin=f"p{n % 7}",
+                            exc,
+                            component=f"c{n % 5}",
+                            plugin=f"p{n % 7}",
                             context={"n": n, "payload": "x" * rng.randrange(500)},
                             user_id=f"user-{rng.randrange(50)}",
                         )
                         errors[index] += 1
-                        monitor.observe_operation("soak", "", "step", False,
-                                                  time.perf_counter() - started)
+                        monitor.observe_operation(
+                            "soak", "", "step", False, time.perf_counter() - started
+                        )
                         if n % 3 == 0:
-                            monitor.record_recovery(n % 2 == 0, 0.01, component="soak",
-                                                    error_id=error_id)
+                            monitor.record_recovery(
+                                n % 2 == 0, 0.01, component="soak", error_id=error_id
+                            )
                 time.sleep(0.001)  # steady, not flat out: ~1000 errors/s per worker at most
         except BaseException as exc:  # pragma: no cover
             failures.append(exc)
@@ -577,8 +657,10 @@ def test_soak_rss_and_threads_stay_flat(make_monitor):
         except BaseException as exc:  # pragma: no cover
             failures.append(exc)
 
-    threads = [threading.Thread(target=app_worker, args=(i,), name=f"soak-app-{i}", daemon=True)
-               for i in range(2)]
+    threads = [
+        threading.Thread(target=app_worker, args=(i,), name=f"soak-app-{i}", daemon=True)
+        for i in range(2)
+    ]
     threads.append(threading.Thread(target=reader, name="soak-reader", daemon=True))
     started = time.perf_counter()
     for thread in threads:
@@ -599,14 +681,25 @@ def test_soak_rss_and_threads_stay_flat(make_monitor):
     rss_slope = slope_per_minute([(t, mb) for t, mb, _ in steady])
     thread_counts = [n for _, _, n in steady]
     rss_values = [mb for _, mb, _ in steady]
-    report("soak", seconds=time.perf_counter() - started, warmup_seconds=warmup,
-           errors=sum(errors), sessions=sum(sessions), scrapes=counts["scrapes"],
-           http_requests=counts["http"], exports=counts["exports"],
-           rss_start_mb=rss_values[0], rss_end_mb=rss_values[-1], rss_min_mb=min(rss_values),
-           rss_max_mb=max(rss_values), rss_slope_mb_per_min=rss_slope,
-           threads_min=min(thread_counts), threads_max=max(thread_counts),
-           thread_slope_per_min=slope_per_minute([(t, n) for t, _, n in steady]),
-           sampler_failures=monitor.resources.failures)
+    report(
+        "soak",
+        seconds=time.perf_counter() - started,
+        warmup_seconds=warmup,
+        errors=sum(errors),
+        sessions=sum(sessions),
+        scrapes=counts["scrapes"],
+        http_requests=counts["http"],
+        exports=counts["exports"],
+        rss_start_mb=rss_values[0],
+        rss_end_mb=rss_values[-1],
+        rss_min_mb=min(rss_values),
+        rss_max_mb=max(rss_values),
+        rss_slope_mb_per_min=rss_slope,
+        threads_min=min(thread_counts),
+        threads_max=max(thread_counts),
+        thread_slope_per_min=slope_per_minute([(t, n) for t, _, n in steady]),
+        sampler_failures=monitor.resources.failures,
+    )
     assert sum(errors) > 1000 and counts["scrapes"] > 10
     assert errors_total(monitor) == sum(errors)
     assert abs(rss_slope) < 8.0, f"RSS grows {rss_slope:.2f} MB/min in steady state"

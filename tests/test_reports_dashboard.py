@@ -54,8 +54,9 @@ def grafana_sql(sql: str, variables: Mapping[str, str], start: float, end: float
         return datetime.fromtimestamp(t, timezone.utc).strftime("'%Y-%m-%dT%H:%M:%SZ'")
 
     macros = {
-        r"\$__unixEpochFilter\(([^)]*)\)": lambda m: f"{m[1]} >= {int(start)} AND "
-                                                     f"{m[1]} <= {int(end) + 1}",
+        r"\$__unixEpochFilter\(([^)]*)\)": lambda m: (
+            f"{m[1]} >= {int(start)} AND {m[1]} <= {int(end) + 1}"
+        ),
         r"\$__timeFilter\(([^)]*)\)": lambda m: f"{m[1]} BETWEEN {iso(start)} AND {iso(end)}",
         r"\$__timeFrom\(\)": lambda m: iso(start),
         r"\$__timeTo\(\)": lambda m: iso(end),
@@ -64,8 +65,7 @@ def grafana_sql(sql: str, variables: Mapping[str, str], start: float, end: float
     }
     for pattern, replace in macros.items():
         sql = re.sub(pattern, replace, sql)
-    sql = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)",
-                 lambda m: variables.get(m[1] or m[2], m[0]), sql)
+    sql = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: variables.get(m[1] or m[2], m[0]), sql)
     assert "$" not in sql, f"unsubstituted macro or variable in: {sql}"
     return sql
 
@@ -88,9 +88,23 @@ def psql(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("psql") or "/usr/bin/psql"
     env = {**os.environ, "PGPASSWORD": PASSWORD}
     return subprocess.run(
-        [binary, "-h", "127.0.0.1", "-p", str(server.port), "-U", SUPERUSER, "-d", "postgres",
-         *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        [
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
@@ -101,18 +115,34 @@ def demo_store(postgres_server) -> Iterator[dict[str, Any]]:
     if shutil.which("psql") is None and not Path("/usr/bin/psql").exists():
         pytest.skip("psql (postgresql-client) is not installed")
     # roles of this module's own (roles are the server's, shared by the session's tests)
-    done = psql(postgres_server, "-v", f"app_password={APP_PASSWORD}",
-                "-v", f"grafana_password={GRAFANA_PASSWORD}", "-v", f"database={DATABASE}",
-                "-v", f"app_role={APP_ROLE}", "-v", f"grafana_role={GRAFANA_ROLE}",
-                "-f", str(ROLES_SQL))
+    done = psql(
+        postgres_server,
+        "-v",
+        f"app_password={APP_PASSWORD}",
+        "-v",
+        f"grafana_password={GRAFANA_PASSWORD}",
+        "-v",
+        f"database={DATABASE}",
+        "-v",
+        f"app_role={APP_ROLE}",
+        "-v",
+        f"grafana_role={GRAFANA_ROLE}",
+        "-f",
+        str(ROLES_SQL),
+    )
     assert done.returncode == 0, done.stderr
     app_url = postgres_server.url(DATABASE, APP_ROLE, APP_PASSWORD)
     started = datetime.now(timezone.utc).timestamp() - 1
     options = dict(
-        store_url=app_url, app_name=APP, app_version="1.0.0",
+        store_url=app_url,
+        app_name=APP,
+        app_version="1.0.0",
         trace_url_template="https://traces.example/trace/{trace_id}",
-        capture_sys_excepthook=False, capture_threading=False, capture_logging=False,
-        capture_asyncio=False, enable_resource_monitoring=False,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
     )
     monitors = []
     for name in ("web-1", "web-2"):
@@ -125,8 +155,9 @@ def demo_store(postgres_server) -> Iterator[dict[str, Any]]:
         monitors.append(monitor)
     token = incoming_trace.set((TRACE_ID, 0x00F067AA0BA902B7))  # as a request's traceparent
     try:
-        first, second = (Workload(m, rate=50.0, seed=n, storm_every=0) for n, m in
-                         enumerate(monitors))
+        first, second = (
+            Workload(m, rate=50.0, seed=n, storm_every=0) for n, m in enumerate(monitors)
+        )
         for _ in range(40):
             first.step()
             second.step()
@@ -136,8 +167,11 @@ def demo_store(postgres_server) -> Iterator[dict[str, Any]]:
             first.step()
         assert all(m.flush(30) for m in monitors)
         # a group that 1.1.0 fixed: resolved now, and seen by nobody after that
-        fixed = next(g for g in first.monitor.list_groups()
-                     if g["error_type"] == "MemoryError" or g["occurrence_count"] == 1)
+        fixed = next(
+            g
+            for g in first.monitor.list_groups()
+            if g["error_type"] == "MemoryError" or g["occurrence_count"] == 1
+        )
         assert first.monitor.resolve_group(fixed["error_id"]) is not None
         assert all(m.flush(30) for m in monitors)
     finally:
@@ -232,25 +266,34 @@ def test_the_deploy_story_names_what_it_brought_back_and_fixed(demo_store) -> No
 def test_grafana_role_cannot_write(demo_store) -> None:
     import psycopg
 
-    with psycopg.connect(demo_store["grafana_url"], autocommit=True) as conn, \
-            pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+    with (
+        psycopg.connect(demo_store["grafana_url"], autocommit=True) as conn,
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
         conn.execute("DELETE FROM groups")
 
 
 def test_rows_link_to_occurrences_and_traces() -> None:
     by_title = {p["title"]: p for p in SQL_PANELS}
-    for title in ("Top error groups", "New in ${version}", "Regressed in ${version}",
-                  "Fixed in ${version}"):
-        overrides = {o["matcher"]["options"]: o["properties"][0]["value"]
-                     for o in by_title[title]["fieldConfig"]["overrides"]}
+    for title in (
+        "Top error groups",
+        "New in ${version}",
+        "Regressed in ${version}",
+        "Fixed in ${version}",
+    ):
+        overrides = {
+            o["matcher"]["options"]: o["properties"][0]["value"]
+            for o in by_title[title]["fieldConfig"]["overrides"]
+        }
         assert "var-error_id=${__data.fields.error_id}" in overrides["error_id"][0]["url"]
         assert overrides["trace_url"][0]["url"] == "${__data.fields.trace_url}"
 
 
 def test_metric_panels_and_exemplars_link_to_the_reports() -> None:
     drilldown = json.loads((ROOT / "dashboards" / "error-exporter-drilldown.json").read_text())
-    with_exemplars = [p for p in panels(drilldown)
-                      if any(t.get("exemplar") for t in p.get("targets", []))]
+    with_exemplars = [
+        p for p in panels(drilldown) if any(t.get("exemplar") for t in p.get("targets", []))
+    ]
     assert with_exemplars
     for panel in with_exemplars:
         urls = [link["url"] for link in panel["fieldConfig"]["defaults"]["links"]]
@@ -258,8 +301,11 @@ def test_metric_panels_and_exemplars_link_to_the_reports() -> None:
     prometheus = yaml.safe_load(
         (ROOT / "dashboards" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"][0]
-    urls = [d.get("url", "") for d in prometheus["jsonData"]["exemplarTraceIdDestinations"]
-            if d["name"] == "error_id"]
+    urls = [
+        d.get("url", "")
+        for d in prometheus["jsonData"]["exemplarTraceIdDestinations"]
+        if d["name"] == "error_id"
+    ]
     assert "/d/error-exporter-reports/reports?var-error_id=$${__value.raw}" in urls
 
 
@@ -276,9 +322,27 @@ def test_the_demo_command_writes_the_shared_store(postgres_server, tmp_path) -> 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     done = subprocess.run(
-        [sys.executable, "-m", "exporter", "demo", "--store-url", url, "--duration", "3",
-         "--rate", "20", "--no-live", "--port", str(port)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "demo",
+            "--store-url",
+            url,
+            "--duration",
+            "3",
+            "--rate",
+            "20",
+            "--no-live",
+            "--port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert PASSWORD not in done.stdout + done.stderr

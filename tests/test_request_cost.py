@@ -61,11 +61,18 @@ def app_that(action: Any) -> Any:
 
 
 def call(middleware: WsgiMiddleware, path: str = "/orders") -> list[bytes]:
-    environ = CountedEnviron({
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "test",
-        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "HTTP_HOST": "test",
-        "HTTP_USER_AGENT": "test", "HTTP_AUTHORIZATION": "Bearer secret-token",
-    })
+    environ = CountedEnviron(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "SERVER_NAME": "test",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "HTTP_HOST": "test",
+            "HTTP_USER_AGENT": "test",
+            "HTTP_AUTHORIZATION": "Bearer secret-token",
+        }
+    )
     return list(middleware(environ, lambda status, headers, exc_info=None: None))
 
 
@@ -106,8 +113,11 @@ def test_an_error_starts_the_requests_session_with_its_breadcrumb_first(make_mon
     # a handled error says which request it happened in; the headers (and their scrubbing)
     # are for the request's own failure
     assert report["context"]["request"] == {
-        "method": "GET", "route": None, "path": "/checkout",
-        "request_id": report["context"]["request"]["request_id"]}
+        "method": "GET",
+        "route": None,
+        "path": "/checkout",
+        "request_id": report["context"]["request"]["request_id"],
+    }
     assert CountedEnviron.listed == 0
     assert monitor.sessions.ended["errored"] == 1
 
@@ -137,10 +147,14 @@ def test_a_plain_start_imports_none_of_the_unused_features():
         "m.startswith(('exporter.durable', 'exporter.multiprocess', 'exporter.http')))))\n"
         "monitor.stop()\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=120)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
@@ -185,4 +199,5 @@ def test_flask_request_ids_are_echoed(make_monitor):
     second = client.get("/ok").headers["X-Request-ID"]
     assert first and second and first != second
     assert client.get("/ok", headers={"X-Request-ID": "mine-1"}).headers["X-Request-ID"] == (
-        "mine-1")
+        "mine-1"
+    )

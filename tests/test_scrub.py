@@ -15,12 +15,32 @@ SECRET = "hunter2-Zq9"
 FULLWIDTH_PASSWORD = "".join(chr(ord(c) + 0xFEE0) for c in "password")  # full-width letters
 
 SENSITIVE_KEYS = [
-    "password", "passwd", "secret", "token", "api_key", "apikey", "auth", "credential",
-    "cookie", "session", "private_key",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "auth",
+    "credential",
+    "cookie",
+    "session",
+    "private_key",
     # keys that contain one of the above
-    "client_secret", "api_token", "db_password", "Password", "X-Auth-Token", "AUTHORIZATION",
-    "Set-Cookie", "sessionid", "user_credentials", "PRIVATE_KEY_PEM", "refreshToken",
-    "OPENAI_APIKEY", "X-Api-Key", "private-key",
+    "client_secret",
+    "api_token",
+    "db_password",
+    "Password",
+    "X-Auth-Token",
+    "AUTHORIZATION",
+    "Set-Cookie",
+    "sessionid",
+    "user_credentials",
+    "PRIVATE_KEY_PEM",
+    "refreshToken",
+    "OPENAI_APIKEY",
+    "X-Api-Key",
+    "private-key",
 ]
 PLAIN_KEYS = ["user", "rpm", "config_file", "ecu_type", "host", "port", "message"]
 
@@ -41,10 +61,29 @@ def scrubber() -> Scrubber:
 
 def test_default_keys_are_the_documented_ones():
     assert set(DEFAULT_SCRUB_KEYS) == {
-        "password", "passwd", "pwd", "passphrase", "secret", "client_secret", "token",
-        "access_token", "refresh_token", "api_key", "apikey", "auth", "credential",
-        "credentials", "cookie", "set-cookie", "session", "sessionid", "private_key", "jwt",
-        "dsn", "csrf", "xsrf",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "api_key",
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "cookie",
+        "set-cookie",
+        "session",
+        "sessionid",
+        "private_key",
+        "jwt",
+        "dsn",
+        "csrf",
+        "xsrf",
     }
 
 
@@ -59,11 +98,13 @@ def test_plain_keys_are_kept(scrubber, key):
 
 
 def test_nested_values_and_containers_under_sensitive_keys(scrubber):
-    cleaned = scrubber.clean({
-        "request": {"headers": {"Cookie": SECRET, "Accept": "json"}},
-        "attempts": [{"api_token": SECRET}, {"ok": 1}],
-        "auth": {"user": "a", "pass": SECRET},  # the whole value under a sensitive key
-    })
+    cleaned = scrubber.clean(
+        {
+            "request": {"headers": {"Cookie": SECRET, "Accept": "json"}},
+            "attempts": [{"api_token": SECRET}, {"ok": 1}],
+            "auth": {"user": "a", "pass": SECRET},  # the whole value under a sensitive key
+        }
+    )
     assert cleaned == {
         "request": {"headers": {"Cookie": FILTERED, "Accept": "json"}},
         "attempts": [{"api_token": FILTERED}, {"ok": 1}],
@@ -90,8 +131,12 @@ def test_secrets_in_free_text(scrubber, text, expected):
 
 def test_no_secret_survives_in_header_style_text(scrubber):
     # however the header is split up, the secret itself must go
-    for text in (f"Authorization: Bearer {SECRET}abc", f"X-Api-Key={SECRET}",
-                 f"token {SECRET}abcd", f"cookie: session={SECRET}"):
+    for text in (
+        f"Authorization: Bearer {SECRET}abc",
+        f"X-Api-Key={SECRET}",
+        f"token {SECRET}abcd",
+        f"cookie: session={SECRET}",
+    ):
         assert SECRET not in scrubber.text(text), text
 
 
@@ -108,7 +153,10 @@ def test_collections_are_capped():
     scrubber = Scrubber(DEFAULT_SCRUB_KEYS, max_items=3)
     assert scrubber.clean(list(range(10))) == [0, 1, 2, "[7 more items]"]
     assert scrubber.clean({str(i): i for i in range(5)}) == {
-        "0": 0, "1": 1, "2": 2, "[truncated]": "2 more keys"
+        "0": 0,
+        "1": 1,
+        "2": 2,
+        "[truncated]": "2 more keys",
     }
 
 
@@ -123,8 +171,11 @@ def test_report_context_metadata_breadcrumbs_and_message_are_scrubbed(monitor, t
         context={"api_key": SECRET, "url": f"https://u:{SECRET}@h/x", "attempt": 2},
         metadata={"private_key": SECRET, "build": "4.2"},
     )
-    assert report["context"] == {"api_key": FILTERED, "url": f"https://{FILTERED}@h/x",
-                                 "attempt": 2}
+    assert report["context"] == {
+        "api_key": FILTERED,
+        "url": f"https://{FILTERED}@h/x",
+        "attempt": 2,
+    }
     assert report["metadata"] == {"private_key": FILTERED, "build": "4.2"}
     assert report["breadcrumbs"][0]["data"] == {"session_token": FILTERED, "screen": "login"}
     assert SECRET not in json.dumps(report)
@@ -152,16 +203,18 @@ def test_exception_own_context_is_scrubbed(monitor):
 
 def test_scrub_keys_are_configurable(make_monitor):
     monitor = make_monitor(scrub_keys=["vin", "ssn"])
-    report = fail(monitor, context={"VIN_number": "1HGCM82633A004352", "ssn": "123",
-                                    "password": "visible now"})
-    assert report["context"] == {"VIN_number": FILTERED, "ssn": FILTERED,
-                                 "password": "visible now"}
+    report = fail(
+        monitor,
+        context={"VIN_number": "1HGCM82633A004352", "ssn": "123", "password": "visible now"},
+    )
+    assert report["context"] == {"VIN_number": FILTERED, "ssn": FILTERED, "password": "visible now"}
 
 
 def test_scrubbing_can_be_disabled_but_sizes_stay_capped(make_monitor):
     monitor = make_monitor(scrub_enabled=False, max_string_length=50)
-    report = fail(monitor, context={"password": "plain", "blob": "z" * 500},
-                  message=f"https://u:{SECRET}@h")
+    report = fail(
+        monitor, context={"password": "plain", "blob": "z" * 500}, message=f"https://u:{SECRET}@h"
+    )
     assert report["context"]["password"] == "plain"
     assert report["context"]["blob"] == "z" * 50 + "...[truncated 450 chars]"
     assert SECRET in report["error_message"]
@@ -172,42 +225,158 @@ def test_scrubbing_can_be_disabled_but_sizes_stay_capped(make_monitor):
 # every spelling of a secret's name that must be filtered with the default keys
 SPELLINGS = [
     # api_key / apikey
-    "api_key", "apikey", "API_KEY", "apiKey", "ApiKey", "xApiKey", "XApiKey", "X-Api-Key",
-    "x-api-key", "X_API_KEY", "api.key", "Api Key", "APIKey", "apiKeys", "API_KEYS",
-    "openaiApiKey", "OPENAI_APIKEY", "openaiapikey",
+    "api_key",
+    "apikey",
+    "API_KEY",
+    "apiKey",
+    "ApiKey",
+    "xApiKey",
+    "XApiKey",
+    "X-Api-Key",
+    "x-api-key",
+    "X_API_KEY",
+    "api.key",
+    "Api Key",
+    "APIKey",
+    "apiKeys",
+    "API_KEYS",
+    "openaiApiKey",
+    "OPENAI_APIKEY",
+    "openaiapikey",
     # secrets
-    "secret", "clientSecret", "client_secret", "ClientSecret", "client-secret", "CLIENT_SECRET",
-    "clientsecret", "secrets", "SECRET_KEY", "webhookSecret",
+    "secret",
+    "clientSecret",
+    "client_secret",
+    "ClientSecret",
+    "client-secret",
+    "CLIENT_SECRET",
+    "clientsecret",
+    "secrets",
+    "SECRET_KEY",
+    "webhookSecret",
     # tokens
-    "token", "AccessToken", "accessToken", "access_token", "refresh-token", "refreshToken",
-    "REFRESH_TOKEN", "csrftoken", "X-CSRFToken", "xsrfToken", "X-XSRF-TOKEN", "id_token",
-    "oauth_token", "authToken", "tokens",
+    "token",
+    "AccessToken",
+    "accessToken",
+    "access_token",
+    "refresh-token",
+    "refreshToken",
+    "REFRESH_TOKEN",
+    "csrftoken",
+    "X-CSRFToken",
+    "xsrfToken",
+    "X-XSRF-TOKEN",
+    "id_token",
+    "oauth_token",
+    "authToken",
+    "tokens",
     # passwords and synonyms
-    "password", "Password", "PASSWORD", "db_password", "dbPassword", "dbpassword", "passWord",
-    "pass_word", "passwd", "PASSWD", "pwd", "PWD", "mysql_pwd", "passphrase", "Passphrase",
-    "keyPassphrase", FULLWIDTH_PASSWORD,
+    "password",
+    "Password",
+    "PASSWORD",
+    "db_password",
+    "dbPassword",
+    "dbpassword",
+    "passWord",
+    "pass_word",
+    "passwd",
+    "PASSWD",
+    "pwd",
+    "PWD",
+    "mysql_pwd",
+    "passphrase",
+    "Passphrase",
+    "keyPassphrase",
+    FULLWIDTH_PASSWORD,
     # private keys
-    "private_key", "privateKey", "PrivateKey", "PRIVATE_KEY", "private-key", "privatekey",
-    "PRIVATE_KEY_PEM", "rsaPrivateKey",
+    "private_key",
+    "privateKey",
+    "PrivateKey",
+    "PRIVATE_KEY",
+    "private-key",
+    "privatekey",
+    "PRIVATE_KEY_PEM",
+    "rsaPrivateKey",
     # sessions and cookies
-    "session", "Session", "sessionid", "sessionId", "SESSION_ID", "session-id", "SESSIONID",
-    "user_session", "cookie", "Cookie", "cookies", "Set-Cookie", "set_cookie", "setCookie",
+    "session",
+    "Session",
+    "sessionid",
+    "sessionId",
+    "SESSION_ID",
+    "session-id",
+    "SESSIONID",
+    "user_session",
+    "cookie",
+    "Cookie",
+    "cookies",
+    "Set-Cookie",
+    "set_cookie",
+    "setCookie",
     # credentials, auth, jwt, dsn, csrf
-    "credential", "credentials", "Credentials", "userCredentials", "aws_credentials",
-    "auth", "Authorization", "AUTHORIZATION", "authorization", "X-Auth-Token", "basicAuth",
-    "OAuth", "oauth", "Proxy-Authorization", "authentication",
-    "jwt", "JWT", "jwtToken", "JWTs", "dsn", "DSN", "SENTRY_DSN", "sentryDsn", "databaseDsn",
-    "csrf", "_csrf", "X-CSRF", "xsrf",
+    "credential",
+    "credentials",
+    "Credentials",
+    "userCredentials",
+    "aws_credentials",
+    "auth",
+    "Authorization",
+    "AUTHORIZATION",
+    "authorization",
+    "X-Auth-Token",
+    "basicAuth",
+    "OAuth",
+    "oauth",
+    "Proxy-Authorization",
+    "authentication",
+    "jwt",
+    "JWT",
+    "jwtToken",
+    "JWTs",
+    "dsn",
+    "DSN",
+    "SENTRY_DSN",
+    "sentryDsn",
+    "databaseDsn",
+    "csrf",
+    "_csrf",
+    "X-CSRF",
+    "xsrf",
 ]
 # the same names are fine in free text unless they hold a space or characters that casefold
 # does not fold to ASCII (the cheap look before the regex compares case-folded text)
 INLINE_SPELLINGS = [k for k in SPELLINGS if " " not in k and k.isascii()]
 # names that only look like one of the default keys
 LOOKALIKES = [
-    "tokenizer", "Tokenizer", "tokenize", "secretary", "Secretary", "keyboard", "monkey",
-    "author", "Author", "authority", "authored_by", "passage", "Passage", "bypass",
-    "compass", "possession", "obsession", "sessionstorage", "design", "credit", "pass",
-    "user", "username", "rpm", "host", "port", "message", "key", "sid", "id",
+    "tokenizer",
+    "Tokenizer",
+    "tokenize",
+    "secretary",
+    "Secretary",
+    "keyboard",
+    "monkey",
+    "author",
+    "Author",
+    "authority",
+    "authored_by",
+    "passage",
+    "Passage",
+    "bypass",
+    "compass",
+    "possession",
+    "obsession",
+    "sessionstorage",
+    "design",
+    "credit",
+    "pass",
+    "user",
+    "username",
+    "rpm",
+    "host",
+    "port",
+    "message",
+    "key",
+    "sid",
+    "id",
 ]
 
 
@@ -251,11 +420,13 @@ def test_lookalikes_are_not_sensitive(scrubber, key):
 
 @pytest.mark.parametrize("key", SPELLINGS)
 def test_every_spelling_is_filtered_in_nested_dicts_and_lists_of_dicts(scrubber, key):
-    cleaned = scrubber.clean({
-        "request": {"headers": {key: SECRET, "Accept": "json"}},
-        "attempts": [{key: SECRET, "n": 1}, {"ok": True}],
-        "deep": {"a": {"b": [{"c": {key: [SECRET, SECRET]}}]}},
-    })
+    cleaned = scrubber.clean(
+        {
+            "request": {"headers": {key: SECRET, "Accept": "json"}},
+            "attempts": [{key: SECRET, "n": 1}, {"ok": True}],
+            "deep": {"a": {"b": [{"c": {key: [SECRET, SECRET]}}]}},
+        }
+    )
     assert cleaned == {
         "request": {"headers": {key: FILTERED, "Accept": "json"}},
         "attempts": [{key: FILTERED, "n": 1}, {"ok": True}],
@@ -266,10 +437,12 @@ def test_every_spelling_is_filtered_in_nested_dicts_and_lists_of_dicts(scrubber,
 @pytest.mark.parametrize("key", SPELLINGS)
 def test_every_spelling_is_filtered_in_header_lists_of_tuples(scrubber, key):
     # WSGI start_response / requests style: a list of (name, value) tuples; ASGI: bytes
-    cleaned = scrubber.clean({
-        "headers": [(key, SECRET), ("Accept", "json")],
-        "raw_headers": [(key.encode(), SECRET.encode()), (b"accept", b"json")],
-    })
+    cleaned = scrubber.clean(
+        {
+            "headers": [(key, SECRET), ("Accept", "json")],
+            "raw_headers": [(key.encode(), SECRET.encode()), (b"accept", b"json")],
+        }
+    )
     assert cleaned == {
         "headers": [[key, FILTERED], ["Accept", "json"]],
         "raw_headers": [[key, FILTERED], ["accept", "json"]],
@@ -284,7 +457,9 @@ def test_lookalikes_are_kept_in_header_lists(scrubber, key):
 def test_only_name_value_tuples_count_as_headers(scrubber):
     # lists of two strings, and tuples of other sizes, are plain data
     assert scrubber.clean([["token", "visible"], ("token", "a", "b")]) == [
-        ["token", "visible"], ["token", "a", "b"]]
+        ["token", "visible"],
+        ["token", "a", "b"],
+    ]
 
 
 @pytest.mark.parametrize("key", INLINE_SPELLINGS)
@@ -315,23 +490,32 @@ def test_every_spelling_is_filtered_in_json_in_messages(scrubber, key):
     start = cleaned.index("{")
     end = cleaned.rindex("}") + 1
     assert json.loads(cleaned[start:end]) == {
-        "user": "bob", key: FILTERED, "nested": {key: FILTERED, "n": 1}}
+        "user": "bob",
+        key: FILTERED,
+        "nested": {key: FILTERED, "n": 1},
+    }
 
 
 @pytest.mark.parametrize("key", [k for k in LOOKALIKES if k.isascii()])
 def test_lookalikes_are_kept_in_messages(scrubber, key):
-    for text in (f"{key}=visible&page=2", f"{key}: visible", json.dumps({key: "visible"}),
-                 f"{{'{key}': 'visible'}}"):
+    for text in (
+        f"{key}=visible&page=2",
+        f"{key}: visible",
+        json.dumps({key: "visible"}),
+        f"{{'{key}': 'visible'}}",
+    ):
         assert scrubber.text(text) == text
 
 
 def test_messages_from_the_issue(scrubber):
     assert scrubber.text("clientSecret=abc123") == f"clientSecret={FILTERED}"
     assert scrubber.text('{"privateKey": "-----BEGIN KEY-----"}') == (
-        f'{{"privateKey": "{FILTERED}"}}')
+        f'{{"privateKey": "{FILTERED}"}}'
+    )
     assert scrubber.text("X-Api-Key: abc") == f"X-Api-Key: {FILTERED}"
     assert scrubber.text("pwd=hunter2 passphrase=correct-horse") == (
-        f"pwd={FILTERED} passphrase={FILTERED}")
+        f"pwd={FILTERED} passphrase={FILTERED}"
+    )
     text = "tokenizer=bpe author: Jane secretary='Bob' passage=3 keyboard: dvorak"
     assert scrubber.text(text) == text
 
@@ -339,26 +523,49 @@ def test_messages_from_the_issue(scrubber):
 def test_a_value_holding_key_value_pairs(scrubber):
     # the value of a sensitive key goes whole; a plain key's value is looked at on its own
     assert scrubber.text(f"cookie: session={SECRET}; theme=dark") == (
-        f"cookie: {FILTERED}; theme=dark")
+        f"cookie: {FILTERED}; theme=dark"
+    )
     assert scrubber.text(f"Header: password={SECRET}") == f"Header: password={FILTERED}"
     assert scrubber.text(f"query: page=2&accessToken={SECRET}") == (
-        f"query: page=2&accessToken={FILTERED}")
+        f"query: page=2&accessToken={FILTERED}"
+    )
 
 
 @pytest.mark.parametrize(
     ("configured", "sensitive", "plain"),
     [
-        (["ssn"], ["ssn", "SSN", "userSsn", "user_ssn", "ssn-number", "SSN_NUMBER", "ssnNumber",
-                   "patient.ssn", "ssns"],
-         ["lessnumber", "classname", "password", "token", "assn"]),
+        (
+            ["ssn"],
+            [
+                "ssn",
+                "SSN",
+                "userSsn",
+                "user_ssn",
+                "ssn-number",
+                "SSN_NUMBER",
+                "ssnNumber",
+                "patient.ssn",
+                "ssns",
+            ],
+            ["lessnumber", "classname", "password", "token", "assn"],
+        ),
         (["vin"], ["VIN_number", "vin", "carVin", "VINs"], ["kevin", "vinyl", "provinces"]),
-        (["key"], ["key", "api_key", "X-Api-Key", "keyId", "KEYS"],
-         ["keyboard", "monkey", "turkey", "apikey"]),
+        (
+            ["key"],
+            ["key", "api_key", "X-Api-Key", "keyId", "KEYS"],
+            ["keyboard", "monkey", "turkey", "apikey"],
+        ),
         (["pass"], ["pass", "db_pass", "PASS", "userPass"], ["passage", "bypass", "compass"]),
-        (["sessionToken"], ["session_token", "X-Session-Token", "SESSIONTOKEN", "sessiontoken"],
-         ["session", "token"]),
-        (["account-number"], ["accountNumber", "ACCOUNT_NUMBER", "bankAccountNumber"],
-         ["account", "number"]),
+        (
+            ["sessionToken"],
+            ["session_token", "X-Session-Token", "SESSIONTOKEN", "sessiontoken"],
+            ["session", "token"],
+        ),
+        (
+            ["account-number"],
+            ["accountNumber", "ACCOUNT_NUMBER", "bankAccountNumber"],
+            ["account", "number"],
+        ),
     ],
 )
 def test_configured_keys_match_the_same_way(configured, sensitive, plain):
@@ -375,11 +582,15 @@ def test_configured_keys_match_the_same_way(configured, sensitive, plain):
 
 def test_configured_ssn_through_the_monitor(make_monitor):
     monitor = make_monitor(scrub_keys=["ssn"])
-    report = fail(monitor, message="lookup failed for userSsn=123-45-6789",
-                  context={"SSN": "123", "patient": {"userSsn": "456", "ssn-number": "789",
-                                                     "lessnumber": 3}})
-    assert report["context"] == {"SSN": FILTERED, "patient": {
-        "userSsn": FILTERED, "ssn-number": FILTERED, "lessnumber": 3}}
+    report = fail(
+        monitor,
+        message="lookup failed for userSsn=123-45-6789",
+        context={"SSN": "123", "patient": {"userSsn": "456", "ssn-number": "789", "lessnumber": 3}},
+    )
+    assert report["context"] == {
+        "SSN": FILTERED,
+        "patient": {"userSsn": FILTERED, "ssn-number": FILTERED, "lessnumber": 3},
+    }
     assert report["error_message"] == f"lookup failed for userSsn={FILTERED}"
 
 
@@ -404,9 +615,16 @@ def test_the_key_cache_is_bounded():
 def test_long_runs_in_text_do_not_hang(scrubber):
     # adversarial text for the key=value search: long runs of key characters, many keys, many
     # values running to the end of the text
-    for text in ("a-" * 50_000 + "=x", "token" * 20_000 + ":", "a." * 50_000,
-                 "password" + "_" * 100_000 + "=x", "password:" * 20_000, "a:" * 50_000 + "token",
-                 'password:"' * 20_000, "x" * 100_000 + "_token=" + SECRET):
+    for text in (
+        "a-" * 50_000 + "=x",
+        "token" * 20_000 + ":",
+        "a." * 50_000,
+        "password" + "_" * 100_000 + "=x",
+        "password:" * 20_000,
+        "a:" * 50_000 + "token",
+        'password:"' * 20_000,
+        "x" * 100_000 + "_token=" + SECRET,
+    ):
         cleaned = scrubber.text(text, limit=10**6)
         assert SECRET not in cleaned
 

@@ -77,8 +77,9 @@ def raised(exc: BaseException) -> BaseException:
         return caught
 
 
-def get(url: str, token: str | None = None, header: str | None = None,
-        method: str = "GET") -> tuple[int, bytes]:
+def get(
+    url: str, token: str | None = None, header: str | None = None, method: str = "GET"
+) -> tuple[int, bytes]:
     """GET (or ``method``) without following anything; (status, body) also for 4xx answers."""
     request = urllib.request.Request(url, method=method)
     if header is not None:
@@ -107,9 +108,11 @@ def connect_with_locals() -> None:
     headers = {"Authorization": f"Bearer {SECRETS['local_header_bearer']}"}
     settings = {"service": "billing", "credentials": {"secret": SECRETS["local_dict_secret"]}}
     attempts = 3
-    raise ConnectionError(f"could not connect after {attempts} attempts "
-                          f"({len(password) + len(token) + len(dsn)}, {len(headers)}, "
-                          f"{len(settings)})")
+    raise ConnectionError(
+        f"could not connect after {attempts} attempts "
+        f"({len(password) + len(token) + len(dsn)}, {len(headers)}, "
+        f"{len(settings)})"
+    )
 
 
 class ExceptionWithContext(Exception):
@@ -121,25 +124,39 @@ class ExceptionWithContext(Exception):
 def plant_everything(monitor: ErrorMonitor, logger: logging.Logger) -> list[str]:
     """Record errors carrying every secret in SECRETS; returns their error ids."""
     ids: list[str | None] = []
-    monitor.add_breadcrumb(f"login as bob with password={SECRETS['crumb_password']}",
-                           data={"user": "bob", "token": SECRETS["crumb_token"]})
+    monitor.add_breadcrumb(
+        f"login as bob with password={SECRETS['crumb_password']}",
+        data={"user": "bob", "token": SECRETS["crumb_token"]},
+    )
     logger.info("calling https://bob:%s@api.example.com/v1/charge", SECRETS["log_url_password"])
     logger.warning("retrying with secret=%s", SECRETS["log_crumb_secret"])
-    ids.append(monitor.record_error(
-        raised(PermissionError("payment refused")),
-        component="payments",
-        context={
-            "password": SECRETS["context_password"],
-            "user": {"name": "bob", "profile": {"api_key": SECRETS["nested_api_key"],
-                                                 "prefs": {"token": SECRETS["deep_token"]}}},
-            "headers": {"Authorization": f"Bearer {SECRETS['authorization_header']}",
-                        "Cookie": f"sessionid={SECRETS['cookie']}; theme=dark",
-                        "X-API-Key": SECRETS["x_api_key"], "Accept": "application/json"},
-            "db_url": f"postgresql://admin:{SECRETS['db_url_password']}@db:5432/app",
-        },
-        metadata={"client_secret": SECRETS["metadata_secret"],
-                  "request": {"headers": [("Authorization", f"Basic {SECRETS['basic_auth']}")]}},
-    ))
+    ids.append(
+        monitor.record_error(
+            raised(PermissionError("payment refused")),
+            component="payments",
+            context={
+                "password": SECRETS["context_password"],
+                "user": {
+                    "name": "bob",
+                    "profile": {
+                        "api_key": SECRETS["nested_api_key"],
+                        "prefs": {"token": SECRETS["deep_token"]},
+                    },
+                },
+                "headers": {
+                    "Authorization": f"Bearer {SECRETS['authorization_header']}",
+                    "Cookie": f"sessionid={SECRETS['cookie']}; theme=dark",
+                    "X-API-Key": SECRETS["x_api_key"],
+                    "Accept": "application/json",
+                },
+                "db_url": f"postgresql://admin:{SECRETS['db_url_password']}@db:5432/app",
+            },
+            metadata={
+                "client_secret": SECRETS["metadata_secret"],
+                "request": {"headers": [("Authorization", f"Basic {SECRETS['basic_auth']}")]},
+            },
+        )
+    )
     ids.append(monitor.record_error(raised(ExceptionWithContext("checkout failed"))))
     messages = [
         f"connect to redis://:{SECRETS['message_url_password']}@cache:6379/0 failed",
@@ -158,8 +175,11 @@ def plant_everything(monitor: ErrorMonitor, logger: logging.Logger) -> list[str]
         ids.append(monitor.record_error(chained))
     member = ValueError(f"job 1: token={SECRETS['group_token']}")
     if EXCEPTION_GROUP is not None:
-        ids.append(monitor.record_error(raised(EXCEPTION_GROUP("batch failed",
-                                                               [member, KeyError("job 2")]))))
+        ids.append(
+            monitor.record_error(
+                raised(EXCEPTION_GROUP("batch failed", [member, KeyError("job 2")]))
+            )
+        )
     else:  # pragma: no cover - Python 3.10
         ids.append(monitor.record_error(raised(member)))
     noted = raised(LookupError("lookup failed"))
@@ -168,8 +188,9 @@ def plant_everything(monitor: ErrorMonitor, logger: logging.Logger) -> list[str]
     try:
         raise TimeoutError("request timed out")
     except TimeoutError:
-        logger.exception("request to https://u:%s@partner.example/api failed",
-                         SECRETS["log_error_password"])
+        logger.exception(
+            "request to https://u:%s@partner.example/api failed", SECRETS["log_error_password"]
+        )
     try:
         connect_with_locals()
     except ConnectionError as exc:
@@ -188,26 +209,42 @@ def app_logger(make_monitor: Any) -> Iterator[logging.Logger]:
 
 
 def test_planted_secrets_never_leave_the_process(make_monitor, app_logger, tmp_path, caplog):
-    monitor = make_monitor(serve=True, port=0, capture_logging=True, capture_locals=True,
-                           pattern_threshold=2, export_path=str(tmp_path / "auto"))
+    monitor = make_monitor(
+        serve=True,
+        port=0,
+        capture_logging=True,
+        capture_locals=True,
+        pattern_threshold=2,
+        export_path=str(tmp_path / "auto"),
+    )
     callback_payloads: list[str] = []
     monitor.register_error_callback(
-        lambda report: callback_payloads.append(json.dumps(report.to_dict(), default=str)))
+        lambda report: callback_payloads.append(json.dumps(report.to_dict(), default=str))
+    )
     monitor.register_pattern_callback(
-        lambda pattern: callback_payloads.append(json.dumps(pattern.to_dict(), default=str)))
+        lambda pattern: callback_payloads.append(json.dumps(pattern.to_dict(), default=str))
+    )
     with caplog.at_level(logging.DEBUG):
         ids = plant_everything(monitor, app_logger)
         base = monitor.server.url
         bodies: dict[str, bytes] = {}
-        paths = ["/api/v1/export", "/api/v1/errors", "/api/v1/analysis", "/api/v1/statistics",
-                 "/api/v1/patterns", "/api/v1/export?limit=3",
-                 *(f"/api/v1/errors/{error_id}" for error_id in ids)]
+        paths = [
+            "/api/v1/export",
+            "/api/v1/errors",
+            "/api/v1/analysis",
+            "/api/v1/statistics",
+            "/api/v1/patterns",
+            "/api/v1/export?limit=3",
+            *(f"/api/v1/errors/{error_id}" for error_id in ids),
+        ]
         for path in paths:
             status, body = get(base + path)
             assert status == 200, path
             bodies[path] = body
-        for path, accept in (("/metrics", None),
-                             ("/metrics", "application/openmetrics-text; version=1.0.0")):
+        for path, accept in (
+            ("/metrics", None),
+            ("/metrics", "application/openmetrics-text; version=1.0.0"),
+        ):
             request = urllib.request.Request(base + path)
             if accept:
                 request.add_header("Accept", accept)
@@ -224,8 +261,11 @@ def test_planted_secrets_never_leave_the_process(make_monitor, app_logger, tmp_p
         "metrics_text": generate_latest(monitor.registry).decode(),
         "metrics_openmetrics": generate_openmetrics(monitor.registry).decode(),
         "callbacks": "\n".join(callback_payloads),
-        "monitor_logs": "\n".join(r.getMessage() + str(r.exc_text or "")
-                                  for r in caplog.records if r.name.startswith("exporter")),
+        "monitor_logs": "\n".join(
+            r.getMessage() + str(r.exc_text or "")
+            for r in caplog.records
+            if r.name.startswith("exporter")
+        ),
         **{f"GET {path}": body.decode("utf-8") for path, body in bodies.items()},
     }
     for auto in (tmp_path / "auto").glob("*.json"):
@@ -241,8 +281,10 @@ def test_planted_secrets_never_leave_the_process(make_monitor, app_logger, tmp_p
     assert len(callback_payloads) >= len(ids)
     report = monitor.get_group(ids[-1])["report"]
     assert report["metadata"]["locals"]["attempts"] == 3  # locals captured, secrets filtered
-    print(f"\n[security] {len(SECRETS)} planted secrets, {len(places)} places checked, "
-          f"{exported.count('[Filtered]')} values filtered in the export")
+    print(
+        f"\n[security] {len(SECRETS)} planted secrets, {len(places)} places checked, "
+        f"{exported.count('[Filtered]')} values filtered in the export"
+    )
 
 
 # -- the API token -------------------------------------------------------------------------------
@@ -253,8 +295,11 @@ def concrete_routes(monitor: ErrorMonitor) -> dict[str, tuple[str, str]]:
     error_id = monitor.record_error(raised(ValueError("x")), plugin="p1")
     assert monitor.flush()
     routes = {route.name: (path, route.access) for path, route in FIXED.items()}
-    examples = {"error": f"/api/v1/errors/{error_id}", "plugin_health": "/api/v1/plugins/p1/health",
-                "resolve": f"/api/v1/errors/{error_id}/resolve"}
+    examples = {
+        "error": f"/api/v1/errors/{error_id}",
+        "plugin_health": "/api/v1/plugins/p1/health",
+        "resolve": f"/api/v1/errors/{error_id}/resolve",
+    }
     for _, route in PATTERNS:
         assert route.name in examples, f"new route {route.name}: add an example path here"
         routes[route.name] = (examples[route.name], route.access)
@@ -269,8 +314,16 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(make_monitor, caplog, 
         api = {name: path for name, (path, access) in routes.items() if access == "api"}
         assert len(api) >= 8, api
         bodies: list[bytes] = []
-        wrong_headers = [None, "Bearer wrong-token", f"Bearer {TOKEN[:-1]}",
-                         f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, "Bearer ", f"bearer{TOKEN}"]
+        wrong_headers = [
+            None,
+            "Bearer wrong-token",
+            f"Bearer {TOKEN[:-1]}",
+            f"Bearer {TOKEN}x",
+            f"Basic {TOKEN}",
+            TOKEN,
+            "Bearer ",
+            f"bearer{TOKEN}",
+        ]
         for name, path in api.items():
             for header in wrong_headers:
                 status, body = get(base + path, header=header)
@@ -298,8 +351,10 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(make_monitor, caplog, 
     assert TOKEN not in json.dumps(monitor.export_data(), default=str)
     assert TOKEN not in repr(monitor.config) and TOKEN not in str(monitor.config)
     assert TOKEN not in repr(monitor)
-    print(f"\n[security] {len(api)} /api routes x {len(wrong_headers)} wrong credentials: "
-          f"all 401; right token: all 200")
+    print(
+        f"\n[security] {len(api)} /api routes x {len(wrong_headers)} wrong credentials: "
+        f"all 401; right token: all 200"
+    )
 
 
 def test_protect_metrics_closes_metrics_too(make_monitor):

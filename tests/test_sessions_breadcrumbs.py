@@ -60,14 +60,16 @@ def wait_until(predicate: Any, timeout: float = 20.0) -> bool:
 def test_breadcrumb_fields_as_seed_000_defines_them(monitor):
     before = time.time()
     monitor.add_breadcrumb(
-        action="load_ecu_config", component="ECUControl",
+        action="load_ecu_config",
+        component="ECUControl",
         data={"config_file": "tune.json", "ecu_type": "Holley"},
     )
     report = fail(monitor)
     [crumb] = report["breadcrumbs"]
     assert before <= crumb["timestamp_epoch"] <= time.time()
     assert datetime.fromisoformat(crumb["timestamp"]).timestamp() == pytest.approx(
-        crumb["timestamp_epoch"], abs=1e-6)  # ISO-8601 in UTC, the epoch beside
+        crumb["timestamp_epoch"], abs=1e-6
+    )  # ISO-8601 in UTC, the epoch beside
     assert crumb == {
         "timestamp": crumb["timestamp"],
         "timestamp_epoch": crumb["timestamp_epoch"],
@@ -103,8 +105,11 @@ def test_breadcrumb_data_is_scrubbed(monitor):
     )
     [crumb] = fail(monitor)["breadcrumbs"]
     assert "hunter2" not in crumb["action"]
-    assert crumb["data"] == {"user": "driver", "password": FILTERED,
-                             "nested": {"api_token": FILTERED}}
+    assert crumb["data"] == {
+        "user": "driver",
+        "password": FILTERED,
+        "nested": {"api_token": FILTERED},
+    }
 
 
 def test_breadcrumbs_can_be_disabled(make_monitor):
@@ -264,9 +269,17 @@ def test_resource_snapshot_attached_with_psutil(make_monitor):
     snapshot = report["resource_snapshot"]
     assert snapshot is not None
     assert set(snapshot) >= {
-        "timestamp", "cpu_percent", "memory_percent", "memory_used_mb", "memory_available_mb",
-        "disk_io_read_mb", "disk_io_write_mb", "network_sent_mb", "network_recv_mb",
-        "process_count", "thread_count",
+        "timestamp",
+        "cpu_percent",
+        "memory_percent",
+        "memory_used_mb",
+        "memory_available_mb",
+        "disk_io_read_mb",
+        "disk_io_write_mb",
+        "network_sent_mb",
+        "network_recv_mb",
+        "process_count",
+        "thread_count",
     }
     assert snapshot["thread_count"] >= 1
     assert snapshot["process_count"] >= 1

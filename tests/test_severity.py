@@ -144,7 +144,10 @@ def test_explicit_severity_does_not_stick_to_later_errors(monitor):
     for explicit in ("critical", None, "low", None):
         monitor.record_error(KeyError("k"), component="ECU", severity=explicit)
     assert monitor.get_statistics()["errors_by_severity"] == {
-        "critical": 1, "high": 0, "medium": 2, "low": 1
+        "critical": 1,
+        "high": 0,
+        "medium": 2,
+        "low": 1,
     }
 
 
@@ -156,8 +159,7 @@ def test_configured_rules_through_the_monitor(make_monitor):
     assert severity_of(monitor, ValueError("v"), component="Dashboard") == "low"
     assert severity_of(monitor, ValueError("v2"), component="ECUControl") == "medium"
     series = {
-        (labels["error_type"], labels["severity"])
-        for labels, _ in monitor.metrics.error_totals()
+        (labels["error_type"], labels["severity"]) for labels, _ in monitor.metrics.error_totals()
     }
     assert series == {("BoostError", "high"), ("ValueError", "low"), ("ValueError", "medium")}
 

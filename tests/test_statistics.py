@@ -23,8 +23,7 @@ def fail(monitor: Any, kind: type[Exception], component: str = "", plugin: str =
     try:
         raise kind(f"{kind.__name__} in {component or 'app'}")
     except kind as exc:
-        error_id = monitor.record_error(exc, component=component, plugin=plugin,
-                                        operation="update")
+        error_id = monitor.record_error(exc, component=component, plugin=plugin, operation="update")
         assert error_id is not None
         return error_id
 
@@ -49,7 +48,10 @@ def test_get_statistics_numbers(loaded):
     assert list(stats["errors_by_severity"]) == ["critical", "high", "medium", "low"]
     assert stats["errors_by_component"] == {"ECUControl": 4, "CANInterface": 1, "": 2}
     assert stats["errors_by_type"] == {
-        "ValueError": 3, "ConnectionError": 1, "MemoryError": 1, "DeprecationWarning": 2,
+        "ValueError": 3,
+        "ConnectionError": 1,
+        "MemoryError": 1,
+        "DeprecationWarning": 2,
     }
     assert stats["errors_by_plugin"] == {"can": 2}  # errors without a plugin are not listed
     assert stats["recovery_success_rate"] == 0.75
@@ -85,15 +87,18 @@ def test_get_error_analysis_numbers(loaded):
     assert analysis["session_count"] == 2  # the process session and the driver's
     top = analysis["top_errors"]
     assert [(t["report"]["error_type"], t["occurrence_count"]) for t in top] == [
-        ("ValueError", 3), ("DeprecationWarning", 2), ("ConnectionError", 1), ("MemoryError", 1),
+        ("ValueError", 3),
+        ("DeprecationWarning", 2),
+        ("ConnectionError", 1),
+        ("MemoryError", 1),
     ]
     assert top[0]["error_id"] == ids[0] == top[0]["report"]["error_id"]
     assert top[0]["report"]["occurrence_count"] == 3
     assert [t["occurrence_count"] for t in monitor.get_error_analysis(top=2)["top_errors"]] == [
-        3, 2
+        3,
+        2,
     ]
-    assert analysis["recovery"] == {"success_rate": 0.75, "attempts": 4, "success": 3,
-                                    "failure": 1}
+    assert analysis["recovery"] == {"success_rate": 0.75, "attempts": 4, "success": 3, "failure": 1}
 
 
 def test_get_error_summary_numbers(loaded):
@@ -102,7 +107,10 @@ def test_get_error_summary_numbers(loaded):
     assert summary["total_errors"] == 7
     assert summary["error_rate_per_hour"] == 3.5
     assert summary["error_counts_by_type"] == {
-        "ValueError": 3, "ConnectionError": 1, "MemoryError": 1, "DeprecationWarning": 2,
+        "ValueError": 3,
+        "ConnectionError": 1,
+        "MemoryError": 1,
+        "DeprecationWarning": 2,
     }
     assert summary["plugin_error_counts"] == {"can": {"ConnectionError": 1, "MemoryError": 1}}
     assert summary["active_patterns"] == {}

@@ -67,16 +67,35 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
         if not multiprocess.enabled():
             return run_in_multiprocess_mode(request.node.nodeid, tmp_path)
         path = Path(str(multiprocess.multiproc_dir())) / DB_NAME
-        return Store(SQLITE, {}, sqlite_query(path), "multiprocess", "host",
-                     url=f"sqlite:///{path}", file=path, metrics_shared=True)
+        return Store(
+            SQLITE,
+            {},
+            sqlite_query(path),
+            "multiprocess",
+            "host",
+            url=f"sqlite:///{path}",
+            file=path,
+            metrics_shared=True,
+        )
     if request.param == "file":
         path = tmp_path / "errors.sqlite"
-        return Store(SQLITE, {"store_url": f"sqlite:///{path}"}, sqlite_query(path), "file", "host",
-                     url=f"sqlite:///{path}", file=path)
+        return Store(
+            SQLITE,
+            {"store_url": f"sqlite:///{path}"},
+            sqlite_query(path),
+            "file",
+            "host",
+            url=f"sqlite:///{path}",
+            file=path,
+        )
     server = request.getfixturevalue("postgres_server")
     url = server.new_database()
     return Store(
-        POSTGRESQL, {"store_url": url}, lambda sql: server.sql(url, sql), "postgresql", "fleet",
+        POSTGRESQL,
+        {"store_url": url},
+        lambda sql: server.sql(url, sql),
+        "postgresql",
+        "fleet",
         url=url,
     )
 
@@ -92,9 +111,15 @@ def run_in_multiprocess_mode(nodeid: str, tmp_path: Path) -> Store:
     directory.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", nodeid],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-        env={**without_multiproc_dir(), "PROMETHEUS_MULTIPROC_DIR": str(directory),
-             "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={
+            **without_multiproc_dir(),
+            "PROMETHEUS_MULTIPROC_DIR": str(directory),
+            "PYTHONPATH": str(REPO),
+        },
     )
     assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-6000:] + done.stderr
     return Store(SQLITE, {}, lambda sql: [], "multiprocess", "host", ran_in_child=True)

@@ -11,8 +11,9 @@ from exporter.model import ErrorReport, ErrorSeverity
 from exporter.terminal import TerminalOutput
 
 
-def fail(monitor: Any, kind: type[Exception] = ValueError, message: str = "bad tune",
-         **kwargs: Any) -> str:
+def fail(
+    monitor: Any, kind: type[Exception] = ValueError, message: str = "bad tune", **kwargs: Any
+) -> str:
     try:
         raise kind(message)
     except kind as exc:
@@ -27,12 +28,22 @@ def lines(text: str) -> list[str]:
 
 def make_report(**changes: Any) -> ErrorReport:
     fields: dict[str, Any] = {
-        "error_id": "0123456789abcdef", "error_type": "ConnectionError",
-        "error_message": "CAN bus lost", "severity": ErrorSeverity.HIGH,
-        "priority": "high", "timestamp": 1_700_000_000.0, "first_occurrence": 1_700_000_000.0,
-        "occurrence_count": 1, "component": "CANInterface", "file_path": "/app/can.py",
-        "line_number": 42, "function_name": "read_frame", "stack_trace": "",
-        "traceback_lines": [], "environment": {}, "plugin": "obd",
+        "error_id": "0123456789abcdef",
+        "error_type": "ConnectionError",
+        "error_message": "CAN bus lost",
+        "severity": ErrorSeverity.HIGH,
+        "priority": "high",
+        "timestamp": 1_700_000_000.0,
+        "first_occurrence": 1_700_000_000.0,
+        "occurrence_count": 1,
+        "component": "CANInterface",
+        "file_path": "/app/can.py",
+        "line_number": 42,
+        "function_name": "read_frame",
+        "stack_trace": "",
+        "traceback_lines": [],
+        "environment": {},
+        "plugin": "obd",
     }
     fields.update(changes)
     return ErrorReport(**fields)
@@ -77,8 +88,11 @@ def test_switched_on_at_runtime(monitor, capsys):
 
 def test_long_or_multiline_messages_stay_on_one_line(make_monitor, capsys):
     monitor = make_monitor(enable_terminal_output=True)
-    fail(monitor, message="first line\nsecond line " + "very long words " * 40,
-         component="ECUControl")
+    fail(
+        monitor,
+        message="first line\nsecond line " + "very long words " * 40,
+        component="ECUControl",
+    )
     monitor.flush()
     printed = lines(capsys.readouterr().err)
     assert len(printed) == 1

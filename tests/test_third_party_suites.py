@@ -55,6 +55,7 @@ with open(os.environ["THIRD_PARTY_MONITOR_LOG"], "a", encoding="utf-8") as _log:
     _log.write(f"{os.getpid()} {_ours}\\n")
 '''
 
+
 def unavailable(message: str) -> None:
     """Fail in CI, where a suite that cannot be fetched is a broken image; skip elsewhere."""
     if in_ci():

@@ -18,8 +18,11 @@ from support.monitoring import dropped
 from exporter import ErrorMonitor
 
 QUIET = {
-    "capture_sys_excepthook": False, "capture_threading": False, "capture_logging": False,
-    "capture_asyncio": False, "enable_resource_monitoring": False,
+    "capture_sys_excepthook": False,
+    "capture_threading": False,
+    "capture_logging": False,
+    "capture_asyncio": False,
+    "enable_resource_monitoring": False,
 }
 THREADS = 16
 PER_THREAD = 500
@@ -88,8 +91,10 @@ def test_sixteen_threads_exact_counts_no_deadlock(make_monitor):
     assert stats["sessions"]["ended"]["errored"] == THREADS
     assert monitor.get_plugin_health("p")["total_errors"] == total
     assert monitor._callbacks.flush(30)
-    assert len(reports) + dropped(monitor, "callback_queue_full") + dropped(
-        monitor, "coalesced") == total
+    assert (
+        len(reports) + dropped(monitor, "callback_queue_full") + dropped(monitor, "coalesced")
+        == total
+    )
 
 
 def test_full_queue_drops_reports_but_counts_stay_exact():
@@ -137,8 +142,13 @@ def test_many_threads_into_a_small_queue(make_monitor):
 
 
 def test_memory_stays_bounded(make_monitor):
-    monitor = make_monitor(error_buffer_size=50, max_records=100, occurrences_per_group=3,
-                           max_patterns=40, pattern_threshold=2)
+    monitor = make_monitor(
+        error_buffer_size=50,
+        max_records=100,
+        occurrences_per_group=3,
+        max_patterns=40,
+        pattern_threshold=2,
+    )
     rng = random.Random(7)
     for _ in range(3000):
         word = "".join(rng.choice(string.ascii_lowercase) for _ in range(12))
@@ -191,16 +201,22 @@ def test_forked_child_has_a_working_monitor(make_monitor):
                     except KeyError as exc:
                         error_id = monitor.record_error(exc, component="child")
                     thread = threading.Thread(
-                        target=lambda: monitor.record_error(OSError("from a child thread")))
+                        target=lambda: monitor.record_error(OSError("from a child thread"))
+                    )
                     thread.start()
                     thread.join()
                     out["flushed"] = monitor.flush(10)
                     group = monitor.get_group(error_id) if out["flushed"] else None
                     out["found"] = group is not None and group["group"]["component"] == "child"
-                    out["child_types"] = sorted(
-                        g["error_type"] for g in monitor.list_groups()
-                        if g["component"] != "parent"
-                    ) if out["flushed"] else []
+                    out["child_types"] = (
+                        sorted(
+                            g["error_type"]
+                            for g in monitor.list_groups()
+                            if g["component"] != "parent"
+                        )
+                        if out["flushed"]
+                        else []
+                    )
                     out["worker"] = monitor._reports.alive
                     os.write(write_end, json.dumps(out).encode())
                 except BaseException as exc:
@@ -274,7 +290,9 @@ EXIT_SCRIPT = textwrap.dedent(
 def run_exit_script(timeout: str, mode: str) -> tuple[subprocess.CompletedProcess, dict]:
     done = subprocess.run(
         [sys.executable, "-c", EXIT_SCRIPT, timeout, mode],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return done, json.loads(done.stdout.strip().splitlines()[-1])

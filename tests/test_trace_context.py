@@ -95,18 +95,21 @@ def everything(monitor: ErrorMonitor, error_id: str) -> dict[str, dict[str, Any]
 
 
 def ids_everywhere(monitor: ErrorMonitor, error_id: str) -> set[tuple[Any, Any]]:
-    return {(shape["trace_id"], shape["span_id"])
-            for shape in everything(monitor, error_id).values()}
+    return {
+        (shape["trace_id"], shape["span_id"]) for shape in everything(monitor, error_id).values()
+    }
 
 
 def exemplars(monitor: ErrorMonitor) -> dict[str, dict[str, str]]:
     """error_type -> labels of its app_errors_total exemplar (OpenMetrics scrape)."""
     response = Client(wsgi_app(monitor)).get("/metrics", headers={"Accept": OPENMETRICS})
     assert response.status_code == 200
-    return {s.labels["error_type"]: dict(s.exemplar.labels)
-            for family in parse_openmetrics(response.get_data(as_text=True))
-            for s in family.samples
-            if s.name == "app_errors_total" and s.exemplar is not None}
+    return {
+        s.labels["error_type"]: dict(s.exemplar.labels)
+        for family in parse_openmetrics(response.get_data(as_text=True))
+        for s in family.samples
+        if s.name == "app_errors_total" and s.exemplar is not None
+    }
 
 
 class InSpan(Exception):
@@ -118,23 +121,39 @@ class Outside(Exception):
 
 
 # -- the W3C traceparent parser -------------------------------------------------------------
-@pytest.mark.parametrize("value, expected", [
-    (TRACEPARENT, (int(TRACE, 16), int(PARENT, 16))),
-    (f"  {TRACEPARENT}\t", (int(TRACE, 16), int(PARENT, 16))),  # optional whitespace
-    (f"00-{TRACE}-{PARENT}-00", (int(TRACE, 16), int(PARENT, 16))),  # not sampled: still ids
-    (f"01-{TRACE}-{PARENT}-01-what-comes-later", (int(TRACE, 16), int(PARENT, 16))),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (TRACEPARENT, (int(TRACE, 16), int(PARENT, 16))),
+        (f"  {TRACEPARENT}\t", (int(TRACE, 16), int(PARENT, 16))),  # optional whitespace
+        (f"00-{TRACE}-{PARENT}-00", (int(TRACE, 16), int(PARENT, 16))),  # not sampled: still ids
+        (f"01-{TRACE}-{PARENT}-01-what-comes-later", (int(TRACE, 16), int(PARENT, 16))),
+    ],
+)
 def test_a_valid_traceparent_gives_its_ids(value: str, expected: tuple[int, int]) -> None:
     assert parse_traceparent(value) == expected
     assert hex_ids(parse_traceparent(value)) == (TRACE, PARENT)
 
 
-@pytest.mark.parametrize("value", [
-    None, "", "garbage", TRACEPARENT.upper(), f"ff-{TRACE}-{PARENT}-01",
-    f"00-{'0' * 32}-{PARENT}-01", f"00-{TRACE}-{'0' * 16}-01", f"00-{TRACE}-{PARENT}-01-extra",
-    f"00-{TRACE[:-1]}-{PARENT}-01", f"00-{TRACE}-{PARENT}-1", f"00_{TRACE}_{PARENT}_01",
-    f"{TRACEPARENT},{TRACEPARENT}", "0" * 10000, 12345,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "garbage",
+        TRACEPARENT.upper(),
+        f"ff-{TRACE}-{PARENT}-01",
+        f"00-{'0' * 32}-{PARENT}-01",
+        f"00-{TRACE}-{'0' * 16}-01",
+        f"00-{TRACE}-{PARENT}-01-extra",
+        f"00-{TRACE[:-1]}-{PARENT}-01",
+        f"00-{TRACE}-{PARENT}-1",
+        f"00_{TRACE}_{PARENT}_01",
+        f"{TRACEPARENT},{TRACEPARENT}",
+        "0" * 10000,
+        12345,
+    ],
+)
 def test_an_invalid_traceparent_is_ignored(value: Any) -> None:
     assert parse_traceparent(value) is None
 
@@ -208,7 +227,8 @@ def test_the_trace_url_template_links_the_report_to_the_trace(
 ) -> None:
     tracer, finished = spans
     monitor = make_monitor(
-        trace_url_template="http://grafana:3000/explore?traceId={trace_id}&spanId={span_id}")
+        trace_url_template="http://grafana:3000/explore?traceId={trace_id}&spanId={span_id}"
+    )
     with tracer.start_as_current_span("checkout"):
         error_id = record(monitor, InSpan("card declined"))
     trace_id, span_id = span_ids(finished.get_finished_spans()[0])
@@ -239,8 +259,10 @@ def test_configuration_of_the_options() -> None:
     off = load_config(environ={"ERROR_EXPORTER_CAPTURE_TRACE_CONTEXT": "false"})
     assert off.capture_trace_context is False
     template = "https://tempo.example/trace/{trace_id}"
-    assert load_config(environ={"ERROR_EXPORTER_TRACE_URL_TEMPLATE": template}
-                       ).trace_url_template == template
+    assert (
+        load_config(environ={"ERROR_EXPORTER_TRACE_URL_TEMPLATE": template}).trace_url_template
+        == template
+    )
     with pytest.raises(ConfigError, match="trace_url_template: must be null or a URL"):
         load_config(trace_url_template="https://tempo.example/trace/")
     with pytest.raises(ConfigError, match="capture_trace_context: must be true or false"):
@@ -273,9 +295,15 @@ def test_wsgi_traceparent_is_the_trace_of_the_request(make_monitor: Any) -> None
     assert current_trace_ids() is None  # the request's trace ended with the request
 
 
-@pytest.mark.parametrize("header", [
-    TRACEPARENT.upper(), f"00-{'0' * 32}-{PARENT}-01", f"ff-{TRACE}-{PARENT}-01", "nonsense",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        TRACEPARENT.upper(),
+        f"00-{'0' * 32}-{PARENT}-01",
+        f"ff-{TRACE}-{PARENT}-01",
+        "nonsense",
+    ],
+)
 def test_wsgi_invalid_traceparent_is_ignored(make_monitor: Any, header: str) -> None:
     monitor = make_monitor()
     with pytest.raises(RuntimeError):
@@ -323,7 +351,8 @@ def test_an_opentelemetry_span_wins_over_the_traceparent(
     assert monitor.flush(10)
     [in_span] = [g for g in monitor.list_groups() if g["error_type"] == "InSpan"]
     assert ids_everywhere(monitor, in_span["error_id"]) == {
-        span_ids(finished.get_finished_spans()[-1])}
+        span_ids(finished.get_finished_spans()[-1])
+    }
 
 
 def test_asgi_traceparent_is_the_trace_of_the_request(make_monitor: Any) -> None:
@@ -354,15 +383,18 @@ def test_asgi_traceparent_is_the_trace_of_the_request(make_monitor: Any) -> None
     detail = monitor.get_group(ids["ValueError"])
     assert detail is not None
     assert [(r["trace_id"], r["span_id"]) for r in detail["occurrences"]] == [
-        (TRACE, PARENT), (None, None)]
+        (TRACE, PARENT),
+        (None, None),
+    ]
     assert ids_everywhere(monitor, ids["LookupError"]) == {(TRACE, PARENT)}
 
 
 def test_a_task_scope_takes_a_traceparent(make_monitor: Any) -> None:
     monitor = make_monitor()
-    with pytest.raises(ValueError), WorkScope(monitor, component="worker",
-                                              operation="task resize",
-                                              traceparent=TRACEPARENT):
+    with (
+        pytest.raises(ValueError),
+        WorkScope(monitor, component="worker", operation="task resize", traceparent=TRACEPARENT),
+    ):
         raise ValueError("image too large")
     assert monitor.flush(10)
     [group] = monitor.list_groups()
@@ -375,7 +407,9 @@ def test_exemplar_labels_stay_within_128_characters() -> None:
         return sum(len(k) + len(v) for k, v in labels.items())
 
     assert exemplar_labels("0123456789abcdef", TRACE) == {
-        "error_id": "0123456789abcdef", "trace_id": TRACE}
+        "error_id": "0123456789abcdef",
+        "trace_id": TRACE,
+    }
     assert size(exemplar_labels("0123456789abcdef", TRACE)) <= MAX_EXEMPLAR_LABEL_CHARS
     long_id = "x" * 90  # a trace id would not fit next to it: the error id stays, alone
     assert exemplar_labels(long_id, TRACE) == {"error_id": long_id}
@@ -391,10 +425,16 @@ def test_the_exposed_exemplar_is_valid_openmetrics(
     monitor = make_monitor()
     with tracer.start_as_current_span("checkout"):
         record(monitor, InSpan("x"))
-    text = Client(wsgi_app(monitor)).get(
-        "/metrics", headers={"Accept": OPENMETRICS}).get_data(as_text=True)
-    [line] = [line for line in text.splitlines()
-              if line.startswith("app_errors_total{") and "InSpan" in line]
+    text = (
+        Client(wsgi_app(monitor))
+        .get("/metrics", headers={"Accept": OPENMETRICS})
+        .get_data(as_text=True)
+    )
+    [line] = [
+        line
+        for line in text.splitlines()
+        if line.startswith("app_errors_total{") and "InSpan" in line
+    ]
     labels = re.search(r" # \{(.*?)\}", line)
     assert labels is not None
     pairs = re.findall(r'(\w+)="([^"]*)"', labels.group(1))
@@ -440,12 +480,22 @@ print(json.dumps(out))
 
 
 def test_without_opentelemetry_the_traceparent_still_works_and_nothing_breaks() -> None:
-    done = subprocess.run([sys.executable, "-c", NO_OTEL, TRACEPARENT], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_OTEL, TRACEPARENT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out == {"otel": False, "loaded": [], "KeyError": [None, None, None],
-                   "RuntimeError": [TRACE, PARENT, TRACE], "internal_errors": 0}
+    assert out == {
+        "otel": False,
+        "loaded": [],
+        "KeyError": [None, None, None],
+        "RuntimeError": [TRACE, PARENT, TRACE],
+        "internal_errors": 0,
+    }
 
 
 # -- multiprocess mode ------------------------------------------------------------------------
@@ -476,16 +526,26 @@ print(json.dumps(out))
 
 
 def test_multiprocess_mode_keeps_the_ids_and_the_exemplar_trace(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ERROR_EXPORTER_",
-                                                                      "PROMETHEUS_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ERROR_EXPORTER_", "PROMETHEUS_"))
+    }
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", MULTIPROCESS], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["report"] == out["trace_id"] and out["records"] == [out["trace_id"]]
-    [line] = [line for line in out["metrics"].splitlines()
-              if line.startswith("app_errors_total{") and "ValueError" in line]
+    [line] = [
+        line
+        for line in out["metrics"].splitlines()
+        if line.startswith("app_errors_total{") and "ValueError" in line
+    ]
     assert f'error_id="{out["error_id"]}",trace_id="{out["trace_id"]}"' in line
 
 
@@ -494,9 +554,13 @@ def grafana_interpolate(value: str, environ: dict[str, str]) -> str:
     """What Grafana does to each string of a provisioning file: split on ``$$`` (a literal
     ``$``), expand ``$NAME`` / ``${NAME}`` from the environment (Go's os.ExpandEnv: unset is
     empty), join with ``$``."""
+
     def expand(part: str) -> str:
-        return re.sub(r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)",
-                      lambda m: environ.get(m.group(1) or m.group(2), ""), part)
+        return re.sub(
+            r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)",
+            lambda m: environ.get(m.group(1) or m.group(2), ""),
+            part,
+        )
 
     return "$".join(expand(part) for part in value.split("$$"))
 
@@ -539,33 +603,46 @@ def test_prometheus_query_exemplars_returns_the_trace_id(
     monitor = make_monitor(serve=True, port=0, api_token=TOKEN, protect_metrics=True)
     started = time.time()  # an exemplar carries its occurrence's time, not the scrape's
     record(monitor, Outside("before the first scrape"))
-    prom = stack.prometheus({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{
-            "job_name": "app",
-            "authorization": {"type": "Bearer", "credentials": TOKEN},
-            "static_configs": [{"targets": [f"127.0.0.1:{monitor.server.port}"]}],
-        }],
-    }, exemplars=True)
-    wait_until(lambda: query(prom.url, 'up{job="app"} == 1'), timeout=60,
-               what="a successful scrape of the exporter (with the bearer token)")
+    prom = stack.prometheus(
+        {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": "app",
+                    "authorization": {"type": "Bearer", "credentials": TOKEN},
+                    "static_configs": [{"targets": [f"127.0.0.1:{monitor.server.port}"]}],
+                }
+            ],
+        },
+        exemplars=True,
+    )
+    wait_until(
+        lambda: query(prom.url, 'up{job="app"} == 1'),
+        timeout=60,
+        what="a successful scrape of the exporter (with the bearer token)",
+    )
 
     with tracer.start_as_current_span("checkout"):
-        error_id = record(monitor, Traced("after the first scrape"), component="api",
-                          severity="critical")
+        error_id = record(
+            monitor, Traced("after the first scrape"), component="api", severity="critical"
+        )
     trace_id, _ = span_ids(finished.get_finished_spans()[0])
     outside_id = record(monitor, Outside("after the first scrape"))  # no span, no trace
 
     def newest_has_the_trace() -> bool:
-        series = query_exemplars(prom.url, 'app_errors_total{error_type="Traced"}', started,
-                                 time.time() + 5)
+        series = query_exemplars(
+            prom.url, 'app_errors_total{error_type="Traced"}', started, time.time() + 5
+        )
         newest = newest_exemplar(series)
-        return newest is not None and newest["labels"] == {"error_id": error_id,
-                                                           "trace_id": trace_id}
+        return newest is not None and newest["labels"] == {
+            "error_id": error_id,
+            "trace_id": trace_id,
+        }
 
     def newest_outside() -> bool:
-        series = query_exemplars(prom.url, 'app_errors_total{error_type="Outside"}', started,
-                                 time.time() + 5)
+        series = query_exemplars(
+            prom.url, 'app_errors_total{error_type="Outside"}', started, time.time() + 5
+        )
         newest = newest_exemplar(series)
         return newest is not None and newest["labels"]["error_id"] == outside_id
 
@@ -574,5 +651,6 @@ def test_prometheus_query_exemplars_returns_the_trace_id(
     series = query_exemplars(prom.url, "app_errors_total", started, time.time() + 5)
     by_type = {s["seriesLabels"]["error_type"]: s["exemplars"] for s in series}
     assert [e["labels"] for e in by_type["Traced"]] == [
-        {"error_id": error_id, "trace_id": trace_id}]
+        {"error_id": error_id, "trace_id": trace_id}
+    ]
     assert all("trace_id" not in e["labels"] for e in by_type["Outside"])

@@ -35,8 +35,13 @@ def test_callbacks_get_each_occurrence_not_the_first(monitor):
         try:
             place_order(i)
         except ValueError as exc:
-            monitor.record_error(exc, component=f"shop-{i}", context={"order": i},
-                                 metadata={"attempt": i}, user_id=f"u{i}")
+            monitor.record_error(
+                exc,
+                component=f"shop-{i}",
+                context={"order": i},
+                metadata={"attempt": i},
+                user_id=f"u{i}",
+            )
     settle(monitor)
     assert [r.error_message for r in reports] == [f"order {i} failed" for i in range(3)]
     assert [r.context for r in reports] == [{"order": i} for i in range(3)]
@@ -91,7 +96,8 @@ def test_records_export_and_plugin_health_pair_message_and_trace(monitor):
     settle(monitor)
     records = monitor.export_data()["all_records"]
     assert [r["message"] for r in records] == [
-        f"weather API down for {c}" for c in ("Oslo", "Lima", "Pune")]
+        f"weather API down for {c}" for c in ("Oslo", "Lima", "Pune")
+    ]
     for record in records:
         assert record["stack_trace"].rstrip().endswith(f"ConnectionError: {record['message']}")
         assert record["context"]["city"] in record["message"]
@@ -100,7 +106,8 @@ def test_records_export_and_plugin_health_pair_message_and_trace(monitor):
     assert last["stack_trace"].rstrip().endswith("ConnectionError: weather API down for Pune")
     detail = monitor.get_group(records[0]["error_id"])
     assert [o["context"] for o in detail["occurrences"]] == [
-        {"city": c} for c in ("Oslo", "Lima", "Pune")]
+        {"city": c} for c in ("Oslo", "Lima", "Pune")
+    ]
     assert detail["report"]["error_message"] == "weather API down for Pune"
 
 
@@ -138,14 +145,14 @@ def test_a_context_dict_changed_after_recording_is_reported_as_it_was(monitor):
 
 # -- grouping by raise site ---------------------------------------------------------------
 
-SHOP_V1 = '''
+SHOP_V1 = """
 def lookup(table, key, strict):
     if strict:
         raise KeyError(key)
     raise KeyError(key)
-'''
+"""
 
-SHOP_V2 = '''
+SHOP_V2 = """
 import os  # lines added above the function
 
 
@@ -158,7 +165,7 @@ def lookup(table, key, strict):
     if strict:
         raise KeyError(key)  # a trailing comment
     raise KeyError(key)
-'''
+"""
 
 
 def load_module(path: Path, source: str) -> Any:
@@ -192,12 +199,19 @@ def test_two_raise_statements_are_two_groups_and_edits_keep_both(monitor, tmp_pa
 
 def test_two_raise_sites_in_one_function_without_source(monitor):
     namespace: dict[str, Any] = {}
-    exec(compile(textwrap.dedent('''
+    exec(
+        compile(
+            textwrap.dedent("""
         def parse(kind):
             if kind == "empty":
                 raise ValueError("empty")
             raise ValueError("bad: " + kind)
-    '''), "<generated>", "exec"), namespace)
+    """),
+            "<generated>",
+            "exec",
+        ),
+        namespace,
+    )
     first = error_id_of(monitor, namespace["parse"], "empty")
     second = error_id_of(monitor, namespace["parse"], "x")
     assert first != second
@@ -217,10 +231,12 @@ def test_a_storm_does_not_bury_the_other_errors(make_monitor, capsys):
     monitor = make_monitor()
     callbacks: list[ErrorReport] = []
     alerts: list[ErrorReport] = []
-    monitor.register_error_callback(lambda r: callbacks.append(r) if r.error_type ==
-                                    "KeyError" else None)
-    monitor.register_alert_callback(lambda r: alerts.append(r) if r.error_type ==
-                                    "KeyError" else None)
+    monitor.register_error_callback(
+        lambda r: callbacks.append(r) if r.error_type == "KeyError" else None
+    )
+    monitor.register_alert_callback(
+        lambda r: alerts.append(r) if r.error_type == "KeyError" else None
+    )
     stop = threading.Event()
     storm_counts = [0] * 4
 
@@ -243,8 +259,7 @@ def test_a_storm_does_not_bury_the_other_errors(make_monitor, capsys):
         try:
             rare(i)
         except KeyError as exc:
-            monitor.record_error(exc, component="catalog", severity="critical",
-                                 context={"sku": i})
+            monitor.record_error(exc, component="catalog", severity="critical", context={"sku": i})
         time.sleep(0.05)
     time.sleep(0.3)
     stop.set()
@@ -267,8 +282,10 @@ def test_a_storm_does_not_bury_the_other_errors(make_monitor, capsys):
     assert sample(monitor, "app_error_reports_dropped_total", {"reason": "queue_full"}) == 0
     assert groups["TimeoutError"]["coalesced_occurrences"] == coalesced > 0
     with capsys.disabled():
-        print(f"\nstorm: {storm_total} TimeoutErrors in 4 threads, {int(coalesced)} coalesced, "
-              f"20/20 KeyErrors kept, called back and alerted")
+        print(
+            f"\nstorm: {storm_total} TimeoutErrors in 4 threads, {int(coalesced)} coalesced, "
+            f"20/20 KeyErrors kept, called back and alerted"
+        )
 
 
 def test_a_storm_never_evicts_another_groups_records(make_monitor):
@@ -290,9 +307,14 @@ def test_a_storm_never_evicts_another_groups_records(make_monitor):
 
 
 def test_counts_coalesced_before_the_groups_first_report_is_stored_are_kept():
-    monitor = ErrorMonitor(occurrence_budget_per_second=2, capture_sys_excepthook=False,
-                           capture_threading=False, capture_logging=False,
-                           capture_asyncio=False, enable_resource_monitoring=False)
+    monitor = ErrorMonitor(
+        occurrence_budget_per_second=2,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )
     # the worker is not started yet
     for _ in range(50):
         try:
@@ -312,10 +334,15 @@ def test_counts_coalesced_before_the_groups_first_report_is_stored_are_kept():
 
 
 def test_coalesced_repeats_of_a_group_whose_first_report_was_dropped_are_still_counted():
-    monitor = ErrorMonitor(queue_size=1, occurrence_budget_per_second=2,
-                           capture_sys_excepthook=False, capture_threading=False,
-                           capture_logging=False, capture_asyncio=False,
-                           enable_resource_monitoring=False)  # the worker is not started yet
+    monitor = ErrorMonitor(
+        queue_size=1,
+        occurrence_budget_per_second=2,
+        capture_sys_excepthook=False,
+        capture_threading=False,
+        capture_logging=False,
+        capture_asyncio=False,
+        enable_resource_monitoring=False,
+    )  # the worker is not started yet
     try:
         raise KeyError("fills the one-item queue")
     except KeyError as exc:
@@ -328,9 +355,10 @@ def test_coalesced_repeats_of_a_group_whose_first_report_was_dropped_are_still_c
     monitor.start()
     try:
         settle(monitor)
-        dropped = {reason: int(sample(monitor, "app_error_reports_dropped_total",
-                                      {"reason": reason})) for reason in ("queue_full",
-                                                                          "coalesced")}
+        dropped = {
+            reason: int(sample(monitor, "app_error_reports_dropped_total", {"reason": reason}))
+            for reason in ("queue_full", "coalesced")
+        }
         assert dropped == {"queue_full": 2, "coalesced": 48}
         assert monitor._reports.processed + sum(dropped.values()) == 51
         assert monitor.get_statistics()["total_errors"] == 51
@@ -369,14 +397,19 @@ def test_recovery_duration_is_from_the_error_to_its_recovery(monitor):
     time.sleep(1.0)
     with monitor.recovery(component="ECU", error_id=error_id):
         pass
-    seconds = sample(monitor, "app_error_recovery_duration_seconds_sum",
-                     {"component": "ECU", "plugin": ""})
+    seconds = sample(
+        monitor, "app_error_recovery_duration_seconds_sum", {"component": "ECU", "plugin": ""}
+    )
     assert seconds >= 1.0
     # without an error id, the block's own duration
     with monitor.recovery(component="other"):
         time.sleep(0.05)
-    assert sample(monitor, "app_error_recovery_duration_seconds_sum",
-                  {"component": "other", "plugin": ""}) >= 0.05
+    assert (
+        sample(
+            monitor, "app_error_recovery_duration_seconds_sum", {"component": "other", "plugin": ""}
+        )
+        >= 0.05
+    )
 
 
 def test_success_rate_is_null_until_something_was_attempted(monitor):
@@ -403,11 +436,16 @@ def test_async_with_capture_works_like_with(monitor):
     asyncio.run(main())
     settle(monitor)
     assert monitor.get_statistics()["total_errors"] == 2
-    ok = sample(monitor, "app_operation_duration_seconds_count",
-                {"component": "fetcher", "plugin": "", "operation": "poll", "outcome": "ok"})
-    failed = sample(monitor, "app_operation_duration_seconds_count",
-                    {"component": "fetcher", "plugin": "", "operation": "poll",
-                     "outcome": "error"})
+    ok = sample(
+        monitor,
+        "app_operation_duration_seconds_count",
+        {"component": "fetcher", "plugin": "", "operation": "poll", "outcome": "ok"},
+    )
+    failed = sample(
+        monitor,
+        "app_operation_duration_seconds_count",
+        {"component": "fetcher", "plugin": "", "operation": "poll", "outcome": "error"},
+    )
     assert (ok, failed) == (1, 2)
 
 
@@ -466,8 +504,9 @@ FORK_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_counts_its_own_errors_only():
-    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["child"]["total"] == 2

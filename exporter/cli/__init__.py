@@ -29,6 +29,8 @@ class PipeConsole(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         raise BrokenPipeError("stdout closed by the reader")
+
+
 SEVERITY_STYLES = {
     "low": "green",
     "medium": "yellow",
@@ -119,8 +121,14 @@ def told_apart(groups: Sequence[dict[str, Any]]) -> list[str]:
     The differing part comes first so that a narrow column, cut at its end, still shows it.
     """
     where = [location(g) for g in groups]
-    frames = [[(f.get("file_path"), f.get("line_number"), f.get("function_name"))
-               for f in g.get("frames") or () if isinstance(f, dict)] for g in groups]
+    frames = [
+        [
+            (f.get("file_path"), f.get("line_number"), f.get("function_name"))
+            for f in g.get("frames") or ()
+            if isinstance(f, dict)
+        ]
+        for g in groups
+    ]
     out = list(where)
     for i, mine in enumerate(frames):
         others = [frames[j] for j in range(len(groups)) if j != i and where[j] == where[i]]
@@ -167,8 +175,7 @@ class FitTable:
     becomes "co…"; this decides the widths first, from the width it is given.
     """
 
-    def __init__(self, columns: Sequence[Col], rows: Sequence[Sequence[Any]],
-                 **table: Any) -> None:
+    def __init__(self, columns: Sequence[Col], rows: Sequence[Sequence[Any]], **table: Any) -> None:
         self.columns = list(columns)
         self.rows = [list(row) for row in rows]
         self.table = table
@@ -181,8 +188,10 @@ class FitTable:
     def widths(self, width: int) -> dict[int, int]:
         """Column index -> width for the kept columns (flexible ones: their minimum)."""
         kept = list(range(len(self.columns)))
-        while len(kept) > 1 and \
-                sum(self.columns[i].floor for i in kept) + self._overhead(len(kept)) > width:
+        while (
+            len(kept) > 1
+            and sum(self.columns[i].floor for i in kept) + self._overhead(len(kept)) > width
+        ):
             droppable = [i for i in kept if self.columns[i].priority > 0]
             if not droppable:
                 break
@@ -198,8 +207,9 @@ class FitTable:
             sizes[i] = min(natural, max(col.cap, col.floor)) if col.cap else natural
         excess = sum(sizes.values()) + self._overhead(len(kept)) - width
         while excess > 0:  # shrink the widest fixed column above its floor, one cell at a time
-            slack = [i for i in kept if not self.columns[i].flex
-                     and sizes[i] > self.columns[i].floor]
+            slack = [
+                i for i in kept if not self.columns[i].flex and sizes[i] > self.columns[i].floor
+            ]
             if not slack:
                 break
             widest = max(slack, key=lambda i: sizes[i] - self.columns[i].floor)
@@ -213,8 +223,10 @@ class FitTable:
     def build(self, width: int) -> Table:
         sizes = self.widths(width)
         flexible = any(self.columns[i].flex for i in sizes)
-        table = Table(expand=flexible or bool(self.table.get("expand")),
-                      **{k: v for k, v in self.table.items() if k != "expand"})
+        table = Table(
+            expand=flexible or bool(self.table.get("expand")),
+            **{k: v for k, v in self.table.items() if k != "expand"},
+        )
         for i, size in sizes.items():
             col = self.columns[i]
             options = {"no_wrap": True, "overflow": "ellipsis", **col.options}
@@ -246,7 +258,7 @@ class FitRow:
         per_row = max(1, min(len(self.panels), options.max_width // self.min_width))
         for start in range(0, len(self.panels), per_row):
             grid = Table.grid(expand=True, padding=(0, 1))
-            chunk = self.panels[start:start + per_row]
+            chunk = self.panels[start : start + per_row]
             for _ in range(per_row):
                 grid.add_column(ratio=1)
             grid.add_row(*chunk, *([""] * (per_row - len(chunk))))

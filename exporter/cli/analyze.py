@@ -42,16 +42,45 @@ GROUPS_READ = 1000  # groups read from a live app for the release health list
 TIMELINE_BUCKETS = 12
 _PATTERN_RANK = {"warning": 1, "error": 2, "critical": 3}
 BAR_WIDTH = 12
-_GROUP_FIELDS = ("error_id", "error_type", "error_message", "severity", "priority", "component",
-                 "plugin", "operation", "file_path", "line_number", "function_name",
-                 "occurrence_count", "first_occurrence", "last_occurrence",
-                 "frequency_per_hour", "affected_users", "recovery_attempted",
-                 "recovery_successful", "last_occurrence_epoch", "first_seen_version",
-                 "last_seen_version", "resolved", "resolved_version", "regressed",
-                 "regressed_at", "regressed_at_epoch")
-_REGRESSED_FIELDS = ("error_id", "error_type", "error_message", "occurrence_count",
-                     "first_seen_version", "last_seen_version", "resolved_version",
-                     "regressed_at", "regressed_at_epoch")
+_GROUP_FIELDS = (
+    "error_id",
+    "error_type",
+    "error_message",
+    "severity",
+    "priority",
+    "component",
+    "plugin",
+    "operation",
+    "file_path",
+    "line_number",
+    "function_name",
+    "occurrence_count",
+    "first_occurrence",
+    "last_occurrence",
+    "frequency_per_hour",
+    "affected_users",
+    "recovery_attempted",
+    "recovery_successful",
+    "last_occurrence_epoch",
+    "first_seen_version",
+    "last_seen_version",
+    "resolved",
+    "resolved_version",
+    "regressed",
+    "regressed_at",
+    "regressed_at_epoch",
+)
+_REGRESSED_FIELDS = (
+    "error_id",
+    "error_type",
+    "error_message",
+    "occurrence_count",
+    "first_seen_version",
+    "last_seen_version",
+    "resolved_version",
+    "regressed_at",
+    "regressed_at_epoch",
+)
 
 
 class NotAnExport(ValueError):
@@ -88,9 +117,14 @@ def _timelines(records: list[dict[str, Any]], ids: list[str]) -> dict[str, list[
     return lines
 
 
-def build_report(analysis: dict[str, Any], statistics: dict[str, Any] | None,
-                 patterns: list[dict[str, Any]] | None, records: list[dict[str, Any]],
-                 source: str, groups: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_report(
+    analysis: dict[str, Any],
+    statistics: dict[str, Any] | None,
+    patterns: list[dict[str, Any]] | None,
+    records: list[dict[str, Any]],
+    source: str,
+    groups: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The report of ``analyze --json``: one shape for both sources.
 
     ``groups``: every group summary, when the source has them (a live app); else the
@@ -138,8 +172,11 @@ def load_export(path: str) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as exc:
         raise NotAnExport(f"{path}: not an export file (not JSON: {exc})") from None
-    if not isinstance(data, dict) or "exported_at" not in data or \
-            not isinstance(data.get("all_records"), list):
+    if (
+        not isinstance(data, dict)
+        or "exported_at" not in data
+        or not isinstance(data.get("all_records"), list)
+    ):
         raise NotAnExport(
             f"{path}: not an export file (expected a JSON object with exported_at and "
             "all_records, as written by `error-exporter export`)"
@@ -160,20 +197,37 @@ def _legacy_analysis(data: dict[str, Any]) -> dict[str, Any]:
     top = []
     for key, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         last = items[-1]
-        top.append({"error_id": key, "occurrence_count": len(items), "report": {
-            "error_type": last.get("error_type"), "error_message": last.get("message"),
-            "severity": last.get("severity"), "plugin": last.get("plugin_id") or "",
-            "component": last.get("component") or "", "operation": last.get("operation"),
-            "first_occurrence": items[0].get("timestamp"),
-            "last_occurrence": last.get("timestamp")}})
+        top.append(
+            {
+                "error_id": key,
+                "occurrence_count": len(items),
+                "report": {
+                    "error_type": last.get("error_type"),
+                    "error_message": last.get("message"),
+                    "severity": last.get("severity"),
+                    "plugin": last.get("plugin_id") or "",
+                    "component": last.get("component") or "",
+                    "operation": last.get("operation"),
+                    "first_occurrence": items[0].get("timestamp"),
+                    "last_occurrence": last.get("timestamp"),
+                },
+            }
+        )
     by_type = summary.get("error_counts_by_type") or Counter(
-        str(r.get("error_type")) for r in records)
-    stats = {"total_errors": summary.get("total_errors", len(records)),
-             "errors_by_type": dict(by_type),
-             "average_errors_per_hour": summary.get("error_rate_per_hour")}
+        str(r.get("error_type")) for r in records
+    )
+    stats = {
+        "total_errors": summary.get("total_errors", len(records)),
+        "errors_by_type": dict(by_type),
+        "average_errors_per_hour": summary.get("error_rate_per_hour"),
+    }
     active = summary.get("active_patterns") or {}
-    return {"statistics": stats, "top_errors": top, "total_unique_errors": len(groups),
-            "patterns": list(active.values()) if isinstance(active, dict) else active}
+    return {
+        "statistics": stats,
+        "top_errors": top,
+        "total_unique_errors": len(groups),
+        "patterns": list(active.values()) if isinstance(active, dict) else active,
+    }
 
 
 def report_from_file(path: str) -> dict[str, Any]:
@@ -214,11 +268,13 @@ def _overview(report: dict[str, Any]) -> Table:
     table = Table(title="Statistics", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
-    rows = [("Total errors", stats.get("total_errors")),
-            ("Unique errors", report.get("total_unique_errors")),
-            ("Sessions", report.get("session_count")),
-            ("Average errors per hour", stats.get("average_errors_per_hour")),
-            ("Recovery success rate", _rate(stats.get("recovery_success_rate")))]
+    rows = [
+        ("Total errors", stats.get("total_errors")),
+        ("Unique errors", report.get("total_unique_errors")),
+        ("Sessions", report.get("session_count")),
+        ("Average errors per hour", stats.get("average_errors_per_hour")),
+        ("Recovery success rate", _rate(stats.get("recovery_success_rate"))),
+    ]
     if report.get("exported_at"):
         rows.append(("Exported at", report["exported_at"]))
     for label, value in rows:
@@ -244,10 +300,14 @@ def _top_table(report: dict[str, Any]) -> FitTable:
     what and where on three lines, so the table stays readable in 80 columns. Groups raised
     at the same line show the caller that tells them apart."""
     right = {"justify": "right"}
-    columns = [Col("#", options=right), Col("count", options=right), Col("bar / trend", 3),
-               Col("error", min_width=24, flex=True,
-                   options={"no_wrap": False, "overflow": "fold"}),
-               Col("severity", 1), Col("users", 2, options=right)]
+    columns = [
+        Col("#", options=right),
+        Col("count", options=right),
+        Col("bar / trend", 3),
+        Col("error", min_width=24, flex=True, options={"no_wrap": False, "overflow": "fold"}),
+        Col("severity", 1),
+        Col("users", 2, options=right),
+    ]
     rows = report["top_errors"]
     places = told_apart(rows)
     cells = []
@@ -267,8 +327,16 @@ def _top_table(report: dict[str, Any]) -> FitTable:
         severity.append_text(_styled(row.get("priority")))
         if row.get("state"):
             severity.append("\n" + str(row["state"]), style=_STATE_STYLES.get(row["state"], ""))
-        cells.append([str(i), _scalar(row.get("occurrence_count")), graph, error, severity,
-                      _scalar(row.get("affected_users"))])
+        cells.append(
+            [
+                str(i),
+                _scalar(row.get("occurrence_count")),
+                graph,
+                error,
+                severity,
+                _scalar(row.get("affected_users")),
+            ]
+        )
     return FitTable(columns, cells, title="Top errors", title_justify="left", show_lines=True)
 
 
@@ -277,34 +345,60 @@ _STATE_STYLES = {"REGRESSED": "bold red", "NEW": "bold yellow", "resolved": "gre
 
 def _regressed_table(rows: list[dict[str, Any]]) -> FitTable:
     """Resolved groups that came back, most recent first."""
-    columns = [Col("regressed", min_width=16, cap=28), Col("count", options={"justify": "right"}),
-               Col("in version", cap=20), Col("since", 1), Col("resolved in", 3, cap=20),
-               Col("message", 2, min_width=12, flex=True)]
-    cells = [[str(r.get("error_type") or "-"), _scalar(r.get("occurrence_count")),
-              str(r.get("last_seen_version") or "-"),
-              age(r.get("regressed_at_epoch") or r.get("regressed_at")) + " ago",
-              str(r.get("resolved_version") or "-"), shorten(r.get("error_message"), 80)]
-             for r in rows]
-    return FitTable(columns, cells, title="Regressed (resolved, then seen again)",
-                    title_justify="left")
+    columns = [
+        Col("regressed", min_width=16, cap=28),
+        Col("count", options={"justify": "right"}),
+        Col("in version", cap=20),
+        Col("since", 1),
+        Col("resolved in", 3, cap=20),
+        Col("message", 2, min_width=12, flex=True),
+    ]
+    cells = [
+        [
+            str(r.get("error_type") or "-"),
+            _scalar(r.get("occurrence_count")),
+            str(r.get("last_seen_version") or "-"),
+            age(r.get("regressed_at_epoch") or r.get("regressed_at")) + " ago",
+            str(r.get("resolved_version") or "-"),
+            shorten(r.get("error_message"), 80),
+        ]
+        for r in rows
+    ]
+    return FitTable(
+        columns, cells, title="Regressed (resolved, then seen again)", title_justify="left"
+    )
 
 
 def _patterns_table(patterns: list[dict[str, Any]]) -> FitTable:
     """Worst first: by pattern severity, then by count."""
-    columns = [Col("pattern", min_width=10, cap=32), Col("kind", 3),
-               Col("count", options={"justify": "right"}), Col("severity", 1),
-               Col("plugins", 4, cap=20), Col("last seen", 2),
-               Col("sample", 5, min_width=12, flex=True)]
-    ranked = sorted(patterns, key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0),
-                                             -float(p.get("count") or 0)))
+    columns = [
+        Col("pattern", min_width=10, cap=32),
+        Col("kind", 3),
+        Col("count", options={"justify": "right"}),
+        Col("severity", 1),
+        Col("plugins", 4, cap=20),
+        Col("last seen", 2),
+        Col("sample", 5, min_width=12, flex=True),
+    ]
+    ranked = sorted(
+        patterns,
+        key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0), -float(p.get("count") or 0)),
+    )
     rows = []
     for p in ranked:
         plugins = ",".join(str(x) for x in p.get("affected_plugins") or []) or "-"
         samples = p.get("sample_messages") or []
-        rows.append([str(p.get("error_type") or p.get("key") or "-"), str(p.get("kind", "-")),
-                     _scalar(p.get("count")), _styled(p.get("severity")), plugins,
-                     age(p.get("last_seen")) + " ago",
-                     shorten(samples[0] if samples else "", 80)])
+        rows.append(
+            [
+                str(p.get("error_type") or p.get("key") or "-"),
+                str(p.get("kind", "-")),
+                _scalar(p.get("count")),
+                _styled(p.get("severity")),
+                plugins,
+                age(p.get("last_seen")) + " ago",
+                shorten(samples[0] if samples else "", 80),
+            ]
+        )
     return FitTable(columns, rows, title="Patterns", title_justify="left")
 
 
@@ -314,8 +408,11 @@ def _generic_table(title: str, value: Any) -> Table | None:
         return None
     table = Table(title=title, title_justify="left")
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        columns = [k for k in dict.fromkeys(k for v in value for k in v)
-                   if all(not isinstance(v.get(k), (dict, list)) for v in value)][:8]
+        columns = [
+            k
+            for k in dict.fromkeys(k for v in value for k in v)
+            if all(not isinstance(v.get(k), (dict, list)) for v in value)
+        ][:8]
         for column in columns:
             table.add_column(column)
         for item in value[:15]:
@@ -327,8 +424,11 @@ def _generic_table(title: str, value: Any) -> Table | None:
     table.add_column("value")
     items = value.items() if isinstance(value, dict) else [(title.lower(), value)]
     for name, item in items:
-        if isinstance(item, float) and ("rate" in str(name) or "ratio" in str(name)) \
-                and 0 <= item <= 1:
+        if (
+            isinstance(item, float)
+            and ("rate" in str(name) or "ratio" in str(name))
+            and 0 <= item <= 1
+        ):
             table.add_row(str(name), _rate(item))
         else:
             table.add_row(str(name), _scalar(item))
@@ -340,8 +440,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.rule(f"Error analysis: {report['source']}")
     console.print(_overview(report))
     stats = report["statistics"]
-    breakdowns = (("By severity", "errors_by_severity"), ("By component", "errors_by_component"),
-                  ("By plugin", "errors_by_plugin"), ("By type", "errors_by_type"))
+    breakdowns = (
+        ("By severity", "errors_by_severity"),
+        ("By component", "errors_by_component"),
+        ("By plugin", "errors_by_plugin"),
+        ("By type", "errors_by_type"),
+    )
     tables = [_breakdown(title, stats.get(key)) for title, key in breakdowns]
     console.print(Columns([t for t in tables if t is not None], padding=(0, 2)))
     if report["top_errors"]:

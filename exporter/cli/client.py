@@ -79,11 +79,15 @@ def _reason(exc: BaseException) -> str:
     """The innermost useful cause of a urllib failure, in words."""
     inner: Any = exc if isinstance(exc, ssl.SSLError) else getattr(exc, "reason", exc)
     if isinstance(inner, ssl.SSLCertVerificationError):
-        return f"the server's TLS certificate is not trusted ({inner.verify_message}; " \
-               f"--ca-file or {CA_FILE_ENV} names the CA that signed it)"
+        return (
+            f"the server's TLS certificate is not trusted ({inner.verify_message}; "
+            f"--ca-file or {CA_FILE_ENV} names the CA that signed it)"
+        )
     if isinstance(inner, ssl.SSLError):
-        return f"TLS failed ({inner.reason or inner}; is it https, does the server want a " \
-               "client certificate?)"
+        return (
+            f"TLS failed ({inner.reason or inner}; is it https, does the server want a "
+            "client certificate?)"
+        )
     if isinstance(inner, ConnectionRefusedError):
         return "connection refused"
     if isinstance(inner, (socket.timeout, TimeoutError)):
@@ -110,10 +114,15 @@ class ClientAccess:
     password: str | None = field(default=None, repr=False)
 
     @classmethod
-    def resolve(cls, ca_file: str | None = None, cert_file: str | None = None,
-                key_file: str | None = None, user: str | None = None,
-                password_file: str | None = None,
-                environ: dict[str, str] | None = None) -> ClientAccess:
+    def resolve(
+        cls,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        user: str | None = None,
+        password_file: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> ClientAccess:
         """Arguments first, then ``ERROR_EXPORTER_*`` variables; reads the password file.
         AccessError naming the file (never its content) when it cannot be read."""
         env = dict(os.environ if environ is None else environ)
@@ -129,17 +138,24 @@ class ClientAccess:
                     password = handle.read().rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or type(exc).__name__
-                raise AccessError(f"cannot read the basic auth password file "
-                                  f"{password_file}: {reason}") from None
+                raise AccessError(
+                    f"cannot read the basic auth password file {password_file}: {reason}"
+                ) from None
             if user is None:
-                raise AccessError(f"a basic auth password file is given but no user "
-                                  f"(--basic-auth-user or {USER_ENV})")
+                raise AccessError(
+                    f"a basic auth password file is given but no user "
+                    f"(--basic-auth-user or {USER_ENV})"
+                )
         elif user is not None:
-            raise AccessError(f"basic auth user {user!r} has no password: give "
-                              f"--basic-auth-password-file FILE or {PASSWORD_FILE_ENV}")
+            raise AccessError(
+                f"basic auth user {user!r} has no password: give "
+                f"--basic-auth-password-file FILE or {PASSWORD_FILE_ENV}"
+            )
         if key_file and not cert_file:  # (a certificate without a key: a PEM with both)
-            raise AccessError("a client key file is given without its certificate "
-                              f"(--cert-file or {CERT_FILE_ENV})")
+            raise AccessError(
+                "a client key file is given without its certificate "
+                f"(--cert-file or {CERT_FILE_ENV})"
+            )
         return cls(ca_file, cert_file, key_file, user, password)
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -163,10 +179,13 @@ def access_from_args(args: Any) -> ClientAccess:
     """ClientAccess from the command line's ``--ca-file``, ``--cert-file``, ``--key-file``,
     ``--basic-auth-user`` and ``--basic-auth-password-file`` (each falls back to its
     variable)."""
-    return ClientAccess.resolve(getattr(args, "ca_file", None), getattr(args, "cert_file", None),
-                                getattr(args, "key_file", None),
-                                getattr(args, "basic_auth_user", None),
-                                getattr(args, "basic_auth_password_file", None))
+    return ClientAccess.resolve(
+        getattr(args, "ca_file", None),
+        getattr(args, "cert_file", None),
+        getattr(args, "key_file", None),
+        getattr(args, "basic_auth_user", None),
+        getattr(args, "basic_auth_password_file", None),
+    )
 
 
 def _tls_reason(exc: BaseException) -> str:
@@ -187,8 +206,9 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     Authorization header (token or password) to wherever a redirect points, and to plain
     HTTP after HTTPS. A redirect elsewhere ends as the HTTP error it is."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
-                         headers: Any, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         if _origin(newurl) != _origin(req.full_url):
             return None
         return super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -198,8 +218,13 @@ class ApiClient:
     """GETs against one base URL, with an optional bearer token or basic auth, over TLS
     when the URL is https (verified against the system CAs or ``access.ca_file``)."""
 
-    def __init__(self, base_url: str | None = None, token: str | None = None,
-                 timeout: float = 10.0, access: ClientAccess | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        access: ClientAccess | None = None,
+    ) -> None:
         url = (base_url or default_url()).strip()
         if "://" not in url:
             url = "http://" + url
@@ -216,14 +241,22 @@ class ApiClient:
             url += "?" + urllib.parse.urlencode(clean)
         return url
 
-    def get_bytes(self, path: str, params: dict[str, Any] | None = None,
-                  accept: str = "application/json", method: str = "GET") -> tuple[bytes, str]:
+    def get_bytes(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        accept: str = "application/json",
+        method: str = "GET",
+    ) -> tuple[bytes, str]:
         """Body and content type of a GET (or an empty-bodied ``method``, e.g. POST);
         raises ApiError subclasses on failure."""
         url = self.url_for(path, params)
-        request = urllib.request.Request(url, data=None if method == "GET" else b"",
-                                         method=method,
-                                         headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        request = urllib.request.Request(
+            url,
+            data=None if method == "GET" else b"",
+            method=method,
+            headers={"Accept": accept, "Accept-Encoding": "gzip"},
+        )
         basic = self.access.authorization()
         if basic:
             request.add_header("Authorization", basic)
@@ -256,17 +289,23 @@ class ApiClient:
 
     def _http_error(self, url: str, exc: urllib.error.HTTPError) -> ApiError:
         if exc.code == 401 and self.access.authorization():
-            return AuthRequired(f"401 from {url}: the server rejected the basic auth "
-                                f"credentials of user {self.access.user!r}",
-                                "401: the server rejected the basic auth credentials")
+            return AuthRequired(
+                f"401 from {url}: the server rejected the basic auth "
+                f"credentials of user {self.access.user!r}",
+                "401: the server rejected the basic auth credentials",
+            )
         if exc.code == 401 and "basic" in str(exc.headers.get("WWW-Authenticate", "")).lower():
-            need = (f"401: this server needs basic auth (--basic-auth-user and "
-                    f"--basic-auth-password-file, or {USER_ENV} and {PASSWORD_FILE_ENV})")
+            need = (
+                f"401: this server needs basic auth (--basic-auth-user and "
+                f"--basic-auth-password-file, or {USER_ENV} and {PASSWORD_FILE_ENV})"
+            )
             return AuthRequired(f"{need} at {url}", need)
         if exc.code == 401:
             if self.token:
-                return AuthRequired(f"401 from {url}: the server rejected the token",
-                                    "401: the server rejected the token")
+                return AuthRequired(
+                    f"401 from {url}: the server rejected the token",
+                    "401: the server rejected the token",
+                )
             need = f"401: this server needs a token (--token or {TOKEN_ENV})"
             return AuthRequired(f"{need} at {url}", need)
         detail = ""
@@ -276,11 +315,11 @@ class ApiClient:
                 detail = f": {payload['error']}"
         except (ValueError, OSError):
             pass
-        return HttpStatusError(f"HTTP {exc.code} from {url}{detail}", exc.code,
-                               f"HTTP {exc.code}{detail}")
+        return HttpStatusError(
+            f"HTTP {exc.code} from {url}{detail}", exc.code, f"HTTP {exc.code}{detail}"
+        )
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None,
-                 method: str = "GET") -> Any:
+    def get_json(self, path: str, params: dict[str, Any] | None = None, method: str = "GET") -> Any:
         body, content_type = self.get_bytes(path, params, method=method)
         try:
             return json.loads(body)
@@ -288,17 +327,21 @@ class ApiClient:
             kind = content_type.split(";")[0] or "unknown content type"
             raise NotJson(
                 f"{self.url_for(path, params)} did not return JSON ({kind}): "
-                "is this an error-exporter API?", f"the answer is not JSON ({kind})"
+                "is this an error-exporter API?",
+                f"the answer is not JSON ({kind})",
             ) from None
 
-    def get_object(self, path: str, params: dict[str, Any] | None = None,
-                   method: str = "GET") -> dict[str, Any]:
+    def get_object(
+        self, path: str, params: dict[str, Any] | None = None, method: str = "GET"
+    ) -> dict[str, Any]:
         """A JSON object, or NotJson naming the URL when the answer is some other JSON."""
         data = self.get_json(path, params, method)
         if not isinstance(data, dict):
-            raise NotJson(f"{self.url_for(path, params)} returned {type(data).__name__}, "
-                          "not a JSON object: is this an error-exporter API?",
-                          f"the answer is a JSON {type(data).__name__}, not an object")
+            raise NotJson(
+                f"{self.url_for(path, params)} returned {type(data).__name__}, "
+                "not a JSON object: is this an error-exporter API?",
+                f"the answer is a JSON {type(data).__name__}, not an object",
+            )
         return data
 
     def get_text(self, path: str) -> str:
@@ -324,8 +367,8 @@ class ApiClient:
         """Mark a group resolved (the one POST): its summary; ApiError (404 unknown id,
         403 no token configured, 401...) otherwise."""
         return self.get_object(
-            "/api/v1/errors/" + urllib.parse.quote(error_id, safe="") + "/resolve",
-            method="POST")
+            "/api/v1/errors/" + urllib.parse.quote(error_id, safe="") + "/resolve", method="POST"
+        )
 
     def error(self, error_id: str) -> dict[str, Any]:
         return self.get_object("/api/v1/errors/" + urllib.parse.quote(error_id, safe=""))
@@ -341,8 +384,14 @@ class ApiClient:
         except HttpStatusError as exc:
             if exc.status != 404:
                 raise
-            return {"plugin_id": plugin, "status": "unknown", "total_errors": 0,
-                    "error_types": {}, "recent_error_count": 0, "last_error": None}
+            return {
+                "plugin_id": plugin,
+                "status": "unknown",
+                "total_errors": 0,
+                "error_types": {},
+                "recent_error_count": 0,
+                "last_error": None,
+            }
 
     def export_page(self, **params: Any) -> dict[str, Any]:
         return self.get_object("/api/v1/export", params)

@@ -58,8 +58,11 @@ def build_config(args: argparse.Namespace) -> Any:
 
     config = load_config(args.config)
     defaults = MonitorConfig()
-    changes = {k: v for k, v in demo_tuning(args.rate, args.storm).items()
-               if getattr(config, k) == getattr(defaults, k)}
+    changes = {
+        k: v
+        for k, v in demo_tuning(args.rate, args.storm).items()
+        if getattr(config, k) == getattr(defaults, k)
+    }
     changes["serve"] = True
     changes["enable_terminal_output"] = bool(args.no_live)
     if config.app_version is None:  # release health needs one: the deploy shows it
@@ -137,11 +140,15 @@ def _shown_path(path: str, cwd: str) -> str:
     return absolute if relative.startswith("..") else relative
 
 
-def _banner(url: str, args: argparse.Namespace, threshold: int,
-            versions: tuple[str, str] | None = None) -> str:
+def _banner(
+    url: str, args: argparse.Namespace, threshold: int, versions: tuple[str, str] | None = None
+) -> str:
     """The URLs on the first two lines (what a user copies), then what is running."""
-    mode = "a sustained storm of critical MemoryErrors" if args.storm else \
-        f"about {args.rate:g} errors/s, a storm every {args.storm_every:g}s"
+    mode = (
+        "a sustained storm of critical MemoryErrors"
+        if args.storm
+        else f"about {args.rate:g} errors/s, a storm every {args.storm_every:g}s"
+    )
     command = cli_command()
     lines = [
         f"error-exporter demo  metrics: {url}/metrics",
@@ -154,9 +161,11 @@ def _banner(url: str, args: argparse.Namespace, threshold: int,
         "Press Ctrl-C to stop.",
     ]
     if versions is not None:
-        lines[3:3] = [f"In {args.deploy_after:g}s the app (version {versions[0]}) deploys "
-                      f"{versions[1]}: a new error, and a resolved one comes back:",
-                      f"                     {url}/api/v1/errors?new_in={versions[1]}"]
+        lines[3:3] = [
+            f"In {args.deploy_after:g}s the app (version {versions[0]}) deploys "
+            f"{versions[1]}: a new error, and a resolved one comes back:",
+            f"                     {url}/api/v1/errors?new_in={versions[1]}",
+        ]
     if args.token:
         lines.insert(3, "The API needs the token: --token TOKEN or ERROR_EXPORTER_API_TOKEN.")
     return "\n".join(lines)
@@ -183,18 +192,29 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     server = monitor.server
     url = server.url if server is not None else base_url(config.host, config.port)
-    deploy_after = None if args.storm or (args.duration and args.duration <= args.deploy_after) \
-        else args.deploy_after  # no deploy to announce in a storm or a run that ends first
-    versions = None if deploy_after is None else \
-        (config.app_version, next_version(config.app_version))
+    deploy_after = (
+        None
+        if args.storm or (args.duration and args.duration <= args.deploy_after)
+        else args.deploy_after
+    )  # no deploy to announce in a storm or a run that ends first
+    versions = (
+        None if deploy_after is None else (config.app_version, next_version(config.app_version))
+    )
     print(_banner(url, args, config.pattern_threshold, versions), flush=True)
 
     stop = threading.Event()
-    workload = Workload(monitor, rate=args.rate, seed=args.seed, storm_every=args.storm_every,
-                        storm=args.storm, storm_size=3 * config.pattern_threshold + 5,
-                        deploy_after=deploy_after)
-    worker = threading.Thread(target=workload.run, args=(stop, args.duration),
-                              name="demo-workload", daemon=True)
+    workload = Workload(
+        monitor,
+        rate=args.rate,
+        seed=args.seed,
+        storm_every=args.storm_every,
+        storm=args.storm,
+        storm_size=3 * config.pattern_threshold + 5,
+        deploy_after=deploy_after,
+    )
+    worker = threading.Thread(
+        target=workload.run, args=(stop, args.duration), name="demo-workload", daemon=True
+    )
     timer = threading.Timer(args.duration, stop.set) if args.duration else None
     started = time.monotonic()
     with stop_on_signals(stop):
@@ -207,8 +227,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 while not stop.wait(0.5):
                     pass
             else:
-                client = ApiClient(url, token=args.token, timeout=5.0,
-                                   access=access_from_args(args))
+                client = ApiClient(
+                    url, token=args.token, timeout=5.0, access=access_from_args(args)
+                )
                 _wait_until_serving(client, stop)
                 run_watch(client, refresh=1.0, use_rich=sys.stdout.isatty(), stop_event=stop)
         except KeyboardInterrupt:
@@ -230,9 +251,11 @@ def serve_failure(exc: BaseException, host: str, port: int) -> str:
     message = f"error: {reason}" if where in reason else f"error: cannot serve on {where}: {reason}"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         other = 9800 if port != 9800 else 9801
-        message += (f"\nAnother program (maybe another demo) is using port {port}. Pick another: "
-                    f"make demo PORT={other}, {cli_command()} demo --port {other}, "
-                    f"or ERROR_EXPORTER_PORT={other}.")
+        message += (
+            f"\nAnother program (maybe another demo) is using port {port}. Pick another: "
+            f"make demo PORT={other}, {cli_command()} demo --port {other}, "
+            f"or ERROR_EXPORTER_PORT={other}."
+        )
     return message
 
 

@@ -23,8 +23,9 @@ PAGE_SIZE = 1000
 MAX_PAGES = 100000  # a server that always returns a cursor must not loop us forever
 
 
-def pages(client: ApiClient, filters: dict[str, Any], limit: int | None,
-          page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+def pages(
+    client: ApiClient, filters: dict[str, Any], limit: int | None, page_size: int = PAGE_SIZE
+) -> Iterator[dict[str, Any]]:
     """Each page of /api/v1/export, following next_cursor; stops at ``limit`` records."""
     cursor = None
     fetched = 0
@@ -44,9 +45,13 @@ def pages(client: ApiClient, filters: dict[str, Any], limit: int | None,
     raise ApiError(f"{client.url_for('/api/v1/export')} kept returning next_cursor")
 
 
-def collect(client: ApiClient, filters: dict[str, Any], limit: int | None,
-            on_page: Callable[[int, int | None], None] | None = None,
-            page_size: int = PAGE_SIZE) -> dict[str, Any]:
+def collect(
+    client: ApiClient,
+    filters: dict[str, Any],
+    limit: int | None,
+    on_page: Callable[[int, int | None], None] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> dict[str, Any]:
     """The merged export: the first page's fields, every page's records."""
     merged: dict[str, Any] | None = None
     records: list[dict[str, Any]] = []
@@ -75,13 +80,23 @@ def write_atomically(path: str, data: dict[str, Any]) -> None:
     write_atomic(path, dumps(data) + "\n", make_parents=False)
 
 
-def export(client: ApiClient, output: str, filters: dict[str, Any],
-           limit: int | None, page_size: int = PAGE_SIZE) -> int:
+def export(
+    client: ApiClient,
+    output: str,
+    filters: dict[str, Any],
+    limit: int | None,
+    page_size: int = PAGE_SIZE,
+) -> int:
     """Fetch and write; returns the number of records written (raises ApiError/OSError)."""
     if sys.stderr.isatty():
         console = Console(file=sys.stderr)
-        columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("records"), TimeElapsedColumn())
+        columns = (
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("records"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("export", total=None)
 

@@ -25,8 +25,13 @@ from exporter import fleet
 from exporter.cli import PipeConsole, age, shorten
 from exporter.cli.client import access_from_args
 
-STATUS_STYLES = {"ok": "green", "down": "bold red", "timeout": "yellow",
-                 "unauthorized": "magenta", "invalid": "red"}
+STATUS_STYLES = {
+    "ok": "green",
+    "down": "bold red",
+    "timeout": "yellow",
+    "unauthorized": "magenta",
+    "invalid": "red",
+}
 GROUP_ROWS = 15
 
 
@@ -34,8 +39,9 @@ class TargetProgress:
     """One line per target on stderr: a spinner while fetching on a terminal, a plain line
     per finished target otherwise (logs, CI, pipes)."""
 
-    def __init__(self, targets: list[fleet.Target], prometheus: str, job: str,
-                 stream: Any = None) -> None:
+    def __init__(
+        self, targets: list[fleet.Target], prometheus: str, job: str, stream: Any = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.total = len(targets)
         self.finished = 0
@@ -43,15 +49,20 @@ class TargetProgress:
         self.console = Console(file=self.stream, highlight=False)
         self.progress: Progress | None = None
         self.tasks: dict[str, Any] = {}
-        self.header = (f"fleet: {self.total} target{'s' if self.total != 1 else ''} of job "
-                       f"{job!r} from {prometheus}")
+        self.header = (
+            f"fleet: {self.total} target{'s' if self.total != 1 else ''} of job "
+            f"{job!r} from {prometheus}"
+        )
 
     def __enter__(self) -> TargetProgress:
         if self.tty:
             self.console.print(self.header)
-            self.progress = Progress(SpinnerColumn(finished_text=" "),
-                                     TextColumn("{task.fields[line]}"), TimeElapsedColumn(),
-                                     console=self.console)
+            self.progress = Progress(
+                SpinnerColumn(finished_text=" "),
+                TextColumn("{task.fields[line]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
             self.progress.start()
         else:
             print(self.header, file=self.stream, flush=True)
@@ -64,20 +75,27 @@ class TargetProgress:
     def start(self, target: fleet.Target) -> None:
         if self.progress is not None:
             line = f"{'fetching':<12} {escape(target.instance)}"
-            self.tasks[target.instance] = self.progress.add_task(target.instance, total=1,
-                                                                 line=line)
+            self.tasks[target.instance] = self.progress.add_task(
+                target.instance, total=1, line=line
+            )
 
     def done(self, result: fleet.InstanceResult) -> None:
         self.finished += 1
         line = f"{result.status:<12} {result.target.instance}  {_outcome(result)}"
         if self.progress is not None and result.target.instance in self.tasks:
-            self.progress.update(self.tasks[result.target.instance], completed=1,
-                                 line=f"[{STATUS_STYLES.get(result.status, '')}]"
-                                      f"{result.status:<12}[/] {escape(result.target.instance)}  "
-                                      f"{escape(_outcome(result))}")
+            self.progress.update(
+                self.tasks[result.target.instance],
+                completed=1,
+                line=f"[{STATUS_STYLES.get(result.status, '')}]"
+                f"{result.status:<12}[/] {escape(result.target.instance)}  "
+                f"{escape(_outcome(result))}",
+            )
         elif self.progress is None:
-            print(f"  [{self.finished}/{self.total}] {line} ({result.seconds:.2f} s)",
-                  file=self.stream, flush=True)
+            print(
+                f"  [{self.finished}/{self.total}] {line} ({result.seconds:.2f} s)",
+                file=self.stream,
+                flush=True,
+            )
 
 
 def _outcome(result: fleet.InstanceResult) -> str:
@@ -86,18 +104,29 @@ def _outcome(result: fleet.InstanceResult) -> str:
     return result.reason or result.status
 
 
-def collect(args: argparse.Namespace, filters: dict[str, Any] | None = None,
-            limit: int | None = None, page_size: int = 1000
-            ) -> tuple[list[fleet.InstanceResult], dict[str, Any]]:
+def collect(
+    args: argparse.Namespace,
+    filters: dict[str, Any] | None = None,
+    limit: int | None = None,
+    page_size: int = 1000,
+) -> tuple[list[fleet.InstanceResult], dict[str, Any]]:
     """Discover, fetch (with progress) and merge; raises fleet.FleetError."""
     job = args.job or fleet.DEFAULT_JOB
     timeout = args.target_timeout or fleet.DEFAULT_TARGET_TIMEOUT
     targets = fleet.discover(args.prometheus, job, timeout=max(timeout, 10.0))
     fleet.refuse_shared_store(args.prometheus, job, timeout=max(timeout, 10.0))
     with TargetProgress(targets, args.prometheus, job) as progress:
-        results = fleet.fetch_all(targets, args.token, timeout, filters, limit, page_size,
-                                  on_start=progress.start, on_done=progress.done,
-                                  access=access_from_args(args))
+        results = fleet.fetch_all(
+            targets,
+            args.token,
+            timeout,
+            filters,
+            limit,
+            page_size,
+            on_start=progress.start,
+            on_done=progress.done,
+            access=access_from_args(args),
+        )
     return results, fleet.merge(results, args.prometheus, job)
 
 
@@ -107,11 +136,9 @@ def _failure_code(results: list[fleet.InstanceResult], console: Console) -> int 
         return None
     console.print(targets_table(results))
     if all(r.http_status == 400 for r in results):
-        print(f"error: every target refused the request: {results[0].reason}",
-              file=sys.stderr)
+        print(f"error: every target refused the request: {results[0].reason}", file=sys.stderr)
         return 2
-    print(f"error: none of the {len(results)} targets answered with an export",
-          file=sys.stderr)
+    print(f"error: none of the {len(results)} targets answered with an export", file=sys.stderr)
     return fleet.EXIT_FAILED
 
 
@@ -119,8 +146,11 @@ def _partial_note(results: list[fleet.InstanceResult]) -> None:
     failed = [r for r in results if not r.ok]
     if failed:
         listed = "; ".join(f"{r.target.instance} {r.status} ({r.reason})" for r in failed)
-        print(f"partial view: {len(failed)} of {len(results)} targets failed: {listed}",
-              file=sys.stderr, flush=True)
+        print(
+            f"partial view: {len(failed)} of {len(results)} targets failed: {listed}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def analyze_fleet(args: argparse.Namespace) -> int:
@@ -136,14 +166,23 @@ def analyze_fleet(args: argparse.Namespace) -> int:
         return code
     analysis = doc["analysis"]
     info = doc["fleet"]
-    source = f"{info['merged']} of {info['targets']} instances of job {info['job']!r} " \
-             f"via {args.prometheus}"
-    report = build_report(analysis, doc["statistics"], analysis.get("patterns") or [],
-                          doc["all_records"], source)
+    source = (
+        f"{info['merged']} of {info['targets']} instances of job {info['job']!r} "
+        f"via {args.prometheus}"
+    )
+    report = build_report(
+        analysis, doc["statistics"], analysis.get("patterns") or [], doc["all_records"], source
+    )
     report["exported_at"] = doc["exported_at"]
     for row in report["top_errors"]:
-        row["instances"] = next((t.get("instances") for t in analysis["top_errors"]
-                                 if t["error_id"] == row["error_id"]), {})
+        row["instances"] = next(
+            (
+                t.get("instances")
+                for t in analysis["top_errors"]
+                if t["error_id"] == row["error_id"]
+            ),
+            {},
+        )
     report["fleet"] = info
     if args.json:
         print_json(report)
@@ -159,8 +198,10 @@ def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
     from exporter.cli.export import write_atomically
 
     if getattr(args, "url", None):
-        print("error: --url and --prometheus exclude each other (one app, or every target "
-              "of a job)", file=sys.stderr)
+        print(
+            "error: --url and --prometheus exclude each other (one app, or every target of a job)",
+            file=sys.stderr,
+        )
         return 2
     try:
         results, doc = collect(args, filters, args.limit, args.page_size)
@@ -176,8 +217,11 @@ def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return fleet.EXIT_FAILED
     info = doc["fleet"]
-    print(f"wrote {len(doc['all_records'])} records from {info['merged']} of "
-          f"{info['targets']} instances to {args.output}", flush=True)
+    print(
+        f"wrote {len(doc['all_records'])} records from {info['merged']} of "
+        f"{info['targets']} instances to {args.output}",
+        flush=True,
+    )
     _partial_note(results)
     return fleet.exit_code(results)
 
@@ -202,8 +246,12 @@ def groups_table(info: dict[str, Any]) -> Table:
         error = Text(str(group.get("error_type") or "-"), style="bold")
         error.append(" " + shorten(group.get("error_message"), 60))
         last = group.get("last_occurrence_epoch", group.get("last_occurrence"))
-        table.add_row(error, str(group.get("occurrence_count") or 0),
-                      _instances_text(group.get("instances") or {}), age(last) + " ago")
+        table.add_row(
+            error,
+            str(group.get("occurrence_count") or 0),
+            _instances_text(group.get("instances") or {}),
+            age(last) + " ago",
+        )
     if len(groups) > GROUP_ROWS:
         table.caption = f"{len(groups) - GROUP_ROWS} more groups in the export"
     return table
@@ -217,15 +265,22 @@ def targets_table(results_or_info: Any) -> Table:
         entries = [r.entry() for r in results_or_info]
     table = Table(title="Targets", title_justify="left", expand=True)
     for name in ("instance", "status", "records", "groups", "seconds"):
-        table.add_column(name, no_wrap=True, justify="right" if name in (
-            "records", "groups", "seconds") else "left")
+        table.add_column(
+            name,
+            no_wrap=True,
+            justify="right" if name in ("records", "groups", "seconds") else "left",
+        )
     table.add_column("reason", ratio=1, overflow="fold")
     for entry in entries:
         status = str(entry.get("status"))
-        table.add_row(str(entry.get("instance")), Text(status, style=STATUS_STYLES.get(status, "")),
-                      "-" if entry.get("records") is None else str(entry["records"]),
-                      "-" if entry.get("groups") is None else str(entry["groups"]),
-                      f"{entry.get('seconds') or 0:.2f}", str(entry.get("reason") or ""))
+        table.add_row(
+            str(entry.get("instance")),
+            Text(status, style=STATUS_STYLES.get(status, "")),
+            "-" if entry.get("records") is None else str(entry["records"]),
+            "-" if entry.get("groups") is None else str(entry["groups"]),
+            f"{entry.get('seconds') or 0:.2f}",
+            str(entry.get("reason") or ""),
+        )
     return table
 
 

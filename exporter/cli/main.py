@@ -70,8 +70,10 @@ def _port(text: str) -> int:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-TIME_FORMS = ("a time ago: 30s, 15m, 2h or 1d; epoch seconds: 1700000000; or an ISO-8601 "
-              "date-time: 2024-05-01T12:00:00+00:00 (no offset: local time)")
+TIME_FORMS = (
+    "a time ago: 30s, 15m, 2h or 1d; epoch seconds: 1700000000; or an ISO-8601 "
+    "date-time: 2024-05-01T12:00:00+00:00 (no offset: local time)"
+)
 
 
 def _time_arg(text: str) -> str:
@@ -103,15 +105,17 @@ def _version() -> str:
 
 def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
     if url:
-        parser.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
-                            "http://127.0.0.1:9718)")
+        parser.add_argument(
+            "--url", help=f"the app's API (default ${URL_ENV} or http://127.0.0.1:9718)"
+        )
     parser.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
 
 
 def _no_password_here(text: str) -> str:
     raise argparse.ArgumentTypeError(
         "a password on the command line is visible to every user of the machine; put it in "
-        f"a file: --basic-auth-password-file FILE (or ${PASSWORD_FILE_ENV})")
+        f"a file: --basic-auth-password-file FILE (or ${PASSWORD_FILE_ENV})"
+    )
 
 
 def _add_access_options(parser: argparse.ArgumentParser) -> None:
@@ -120,70 +124,117 @@ def _add_access_options(parser: argparse.ArgumentParser) -> None:
     No option takes a password: the command line is visible to every user of the machine.
     """
     group = parser.add_argument_group("TLS and basic auth (a server with a web config file)")
-    group.add_argument("--ca-file", metavar="FILE", help="CA certificate(s) that signed the "
-                       f"server's certificate (default ${CA_FILE_ENV}, else the system's CAs)")
-    group.add_argument("--cert-file", metavar="FILE", help="client certificate for mutual TLS "
-                       f"(default ${CERT_FILE_ENV})")
-    group.add_argument("--key-file", metavar="FILE", help="its private key (default "
-                       f"${KEY_FILE_ENV})")
-    group.add_argument("--basic-auth-user", metavar="USER",
-                       help=f"basic auth user (default ${USER_ENV})")
-    group.add_argument("--basic-auth-password-file", metavar="FILE",
-                       help="file holding the basic auth password (default "
-                       f"${PASSWORD_FILE_ENV})")
+    group.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="CA certificate(s) that signed the "
+        f"server's certificate (default ${CA_FILE_ENV}, else the system's CAs)",
+    )
+    group.add_argument(
+        "--cert-file",
+        metavar="FILE",
+        help=f"client certificate for mutual TLS (default ${CERT_FILE_ENV})",
+    )
+    group.add_argument(
+        "--key-file", metavar="FILE", help=f"its private key (default ${KEY_FILE_ENV})"
+    )
+    group.add_argument(
+        "--basic-auth-user", metavar="USER", help=f"basic auth user (default ${USER_ENV})"
+    )
+    group.add_argument(
+        "--basic-auth-password-file",
+        metavar="FILE",
+        help=f"file holding the basic auth password (default ${PASSWORD_FILE_ENV})",
+    )
     # refused by name, so that it is not taken as an abbreviation of the option above (which
     # would treat the password as a file name and show it in the error)
     group.add_argument("--basic-auth-password", type=_no_password_here, help=argparse.SUPPRESS)
 
 
 def _add_web_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
-                        help="web config file of the exporter-toolkit (TLS, client "
-                        "certificates, basic auth); default $ERROR_EXPORTER_WEB_CONFIG_FILE")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="web config file of the exporter-toolkit (TLS, client "
+        "certificates, basic auth); default $ERROR_EXPORTER_WEB_CONFIG_FILE",
+    )
 
 
-def _add_fleet_options(parser: argparse.ArgumentParser, source: argparse._ActionsContainer,
-                       what: str) -> None:
-    source.add_argument("--prometheus", metavar="URL",
-                        help=f"{what} every active target of --job that this Prometheus "
-                        "scrapes, merged (exit 3 when some targets fail)")
-    parser.add_argument("--job", help="with --prometheus: the scrape job (default "
-                        "error-exporter)")
-    parser.add_argument("--target-timeout", type=_positive_float, default=10.0,
-                        metavar="SECONDS", help="with --prometheus: time allowed per target "
-                        "(default 10)")
+def _add_fleet_options(
+    parser: argparse.ArgumentParser, source: argparse._ActionsContainer, what: str
+) -> None:
+    source.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help=f"{what} every active target of --job that this Prometheus "
+        "scrapes, merged (exit 3 when some targets fail)",
+    )
+    parser.add_argument("--job", help="with --prometheus: the scrape job (default error-exporter)")
+    parser.add_argument(
+        "--target-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --prometheus: time allowed per target (default 10)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="error-exporter",
         description="In-process error monitor for Python apps: demo, live view, analysis, "
-                    "export and configuration check.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version",
-                        version=f"error-exporter {_version()} (Python {sys.version.split()[0]})")
+        "export and configuration check.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"error-exporter {_version()} (Python {sys.version.split()[0]})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run a synthetic app with the monitor and a live view")
     demo.add_argument("--host", help="bind address (default 127.0.0.1)")
     demo.add_argument("--port", type=_port, help="port (default 9718)")
     demo.add_argument("--rate", type=_positive_float, default=5.0, help="errors per second")
-    demo.add_argument("--duration", type=_positive_float, metavar="SECONDS",
-                      help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed of the workload")
-    demo.add_argument("--storm", action="store_true",
-                      help="a sustained storm of critical errors for the whole run")
-    demo.add_argument("--storm-every", type=_positive_float, default=30.0, metavar="SECONDS",
-                      help="seconds between error storms (default 30)")
-    demo.add_argument("--deploy-after", type=_positive_float, default=75.0, metavar="SECONDS",
-                      help="seconds until the app deploys its next version: a new error and "
-                      "a regression (default 75)")
+    demo.add_argument(
+        "--storm",
+        action="store_true",
+        help="a sustained storm of critical errors for the whole run",
+    )
+    demo.add_argument(
+        "--storm-every",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between error storms (default 30)",
+    )
+    demo.add_argument(
+        "--deploy-after",
+        type=_positive_float,
+        default=75.0,
+        metavar="SECONDS",
+        help="seconds until the app deploys its next version: a new error and "
+        "a regression (default 75)",
+    )
     demo.add_argument("--no-live", action="store_true", help="no live view; print errors")
     demo.add_argument("--config", metavar="FILE", help="YAML configuration of the monitor")
     _add_web_config_option(demo)
-    demo.add_argument("--store-url", metavar="URL",
-                      help="write the reports to a shared store (postgresql://...; default: "
-                           "ERROR_EXPORTER_STORE_URL, else memory only)")
+    demo.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="write the reports to a shared store (postgresql://...; default: "
+        "ERROR_EXPORTER_STORE_URL, else memory only)",
+    )
     _add_api_options(demo, url=False)
     _add_access_options(demo)
 
@@ -192,19 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_access_options(watch)
     watch.add_argument("--refresh", type=_positive_float, default=2.0, metavar="SECONDS")
     watch.add_argument("--no-rich", action="store_true", help="plain lines, one per refresh")
-    watch.add_argument("--iterations", type=_positive_int, metavar="N",
-                       help="stop after N refreshes")
+    watch.add_argument(
+        "--iterations", type=_positive_int, metavar="N", help="stop after N refreshes"
+    )
 
     analyze = sub.add_parser("analyze", help="comprehensive report of a running app or an export")
     source = analyze.add_mutually_exclusive_group()
-    source.add_argument("--url", help=f"the app's API (default ${URL_ENV} or "
-                        "http://127.0.0.1:9718)")
+    source.add_argument(
+        "--url", help=f"the app's API (default ${URL_ENV} or http://127.0.0.1:9718)"
+    )
     source.add_argument("--file", metavar="EXPORT.json", help="an export file instead")
-    source.add_argument("--store", metavar="FILE|URL", help="a durable store instead: a "
-                        "file (store_path) or a store_url (postgresql://..., sqlite:///...), "
-                        "read offline (also while its apps run)")
-    analyze.add_argument("--app", help="with --store: only this app's groups (default: "
-                         "every app in the store)")
+    source.add_argument(
+        "--store",
+        metavar="FILE|URL",
+        help="a durable store instead: a "
+        "file (store_path) or a store_url (postgresql://..., sqlite:///...), "
+        "read offline (also while its apps run)",
+    )
+    analyze.add_argument(
+        "--app", help="with --store: only this app's groups (default: every app in the store)"
+    )
     analyze.add_argument("--token", help=f"bearer token for the API (default ${TOKEN_ENV})")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
     _add_access_options(analyze)
@@ -214,53 +272,89 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_options(export)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
     _add_access_options(export)
-    export.add_argument("--store", metavar="FILE|URL", help="read a durable store offline "
-                        "instead of the app's API: a file (store_path) or a store_url "
-                        "(postgresql://..., sqlite:///...)")
-    export.add_argument("--app", help="with --store: only this app's groups (default: "
-                        "every app in the store)")
-    export.add_argument("--since", type=_time_arg, metavar="TIME",
-                        help=f"only errors at or after TIME: {TIME_FORMS}")
-    export.add_argument("--until", type=_time_arg, metavar="TIME",
-                        help="only errors at or before TIME (same forms)")
+    export.add_argument(
+        "--store",
+        metavar="FILE|URL",
+        help="read a durable store offline "
+        "instead of the app's API: a file (store_path) or a store_url "
+        "(postgresql://..., sqlite:///...)",
+    )
+    export.add_argument(
+        "--app", help="with --store: only this app's groups (default: every app in the store)"
+    )
+    export.add_argument(
+        "--since",
+        type=_time_arg,
+        metavar="TIME",
+        help=f"only errors at or after TIME: {TIME_FORMS}",
+    )
+    export.add_argument(
+        "--until", type=_time_arg, metavar="TIME", help="only errors at or before TIME (same forms)"
+    )
     export.add_argument("--severity", choices=("low", "medium", "high", "critical"))
     export.add_argument("--component")
     export.add_argument("--plugin")
     export.add_argument("--error-type")
     export.add_argument("--limit", type=_positive_int, help="at most this many records")
-    export.add_argument("--page-size", type=_positive_int, default=1000, metavar="N",
-                        help="records per API request (default 1000)")
+    export.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="records per API request (default 1000)",
+    )
     _add_fleet_options(export, export, "export")
 
-    resolve = sub.add_parser("resolve", help="mark an error group resolved (seen again, it "
-                             "is a regression); needs the server's api_token")
+    resolve = sub.add_parser(
+        "resolve",
+        help="mark an error group resolved (seen again, it "
+        "is a regression); needs the server's api_token",
+    )
     resolve.add_argument("error_id", metavar="ID", help="the group's error_id")
     _add_api_options(resolve)
-    resolve.add_argument("--store", metavar="FILE|URL", help="resolve in a durable store "
-                         "instead of over the API (postgresql://...: for every process of "
-                         "the app at once)")
-    resolve.add_argument("--app", help="with --store: the app whose group it is (needed "
-                         "only when several apps have one with this ID)")
+    resolve.add_argument(
+        "--store",
+        metavar="FILE|URL",
+        help="resolve in a durable store "
+        "instead of over the API (postgresql://...: for every process of "
+        "the app at once)",
+    )
+    resolve.add_argument(
+        "--app",
+        help="with --store: the app whose group it is (needed "
+        "only when several apps have one with this ID)",
+    )
     _add_access_options(resolve)
 
     check = sub.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("file", metavar="FILE")
 
-    serve = sub.add_parser("serve", help="serve /metrics and /api/v1 of every worker of a "
-                           "multiprocess server (gunicorn, uwsgi) from their shared directory")
-    serve.add_argument("--multiproc-dir", metavar="DIR",
-                       default=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
-                       help="the workers' PROMETHEUS_MULTIPROC_DIR (default: that variable)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve /metrics and /api/v1 of every worker of a "
+        "multiprocess server (gunicorn, uwsgi) from their shared directory",
+    )
+    serve.add_argument(
+        "--multiproc-dir",
+        metavar="DIR",
+        default=os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+        help="the workers' PROMETHEUS_MULTIPROC_DIR (default: that variable)",
+    )
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port (default 9718)")
     serve.add_argument("--config", metavar="FILE", help="YAML configuration (namespace, token)")
     _add_web_config_option(serve)
-    serve.add_argument("--store", metavar="URL", default=os.environ.get("ERROR_EXPORTER_STORE_URL"),
-                       help="serve the read API of a shared store (postgresql://...) with no "
-                            "app running: the fleet's groups (default: "
-                            "ERROR_EXPORTER_STORE_URL)")
-    serve.add_argument("--app", help="with --store: whose groups (needed when the store "
-                                     "holds several apps)")
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("ERROR_EXPORTER_STORE_URL"),
+        help="serve the read API of a shared store (postgresql://...) with no "
+        "app running: the fleet's groups (default: "
+        "ERROR_EXPORTER_STORE_URL)",
+    )
+    serve.add_argument(
+        "--app", help="with --store: whose groups (needed when the store holds several apps)"
+    )
     _add_api_options(serve, url=False)
     return parser
 
@@ -286,8 +380,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from exporter.cli.watch import run_watch
 
     use_rich = not args.no_rich and sys.stdout.isatty()
-    return run_watch(_client(args), refresh=args.refresh, use_rich=use_rich,
-                     iterations=args.iterations)
+    return run_watch(
+        _client(args), refresh=args.refresh, use_rich=use_rich, iterations=args.iterations
+    )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -333,9 +428,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from exporter.cli.export import export
 
-    filters = {"since": args.since, "until": args.until, "severity": args.severity,
-               "component": args.component, "plugin": args.plugin,
-               "error_type": args.error_type}
+    filters = {
+        "since": args.since,
+        "until": args.until,
+        "severity": args.severity,
+        "component": args.component,
+        "plugin": args.plugin,
+        "error_type": args.error_type,
+    }
     if args.store:
         from exporter.cli.offline_store import export_command
 
@@ -370,12 +470,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         return serve_store(args.store, args.app, args.host, args.port, args.token, args.config)
     if not args.multiproc_dir:
-        print("error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR), or "
-              "--store postgresql://...",
-              file=sys.stderr)
+        print(
+            "error: serve needs --multiproc-dir DIR (or PROMETHEUS_MULTIPROC_DIR), or "
+            "--store postgresql://...",
+            file=sys.stderr,
+        )
         return 2
-    return run_sidecar(args.multiproc_dir, args.host, args.port, args.token, args.config,
-                       args.web_config_file)
+    return run_sidecar(
+        args.multiproc_dir, args.host, args.port, args.token, args.config, args.web_config_file
+    )
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:

@@ -311,7 +311,11 @@ def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[st
 
 
 def serve_store(
-    url: str, app: str | None, host: str | None, port: int | None, token: str | None,
+    url: str,
+    app: str | None,
+    host: str | None,
+    port: int | None,
+    token: str | None,
     config_path: str | None,
 ) -> int:
     """``serve --store postgresql://...``: the read API of the app's whole fleet from the
@@ -327,9 +331,11 @@ def serve_store(
     from exporter.http import MonitorServer
 
     if not is_postgres(url):
-        print(f"error: --store {redact(url)}: serve reads a postgresql:// shared store "
-              "(a store file has one process: `analyze --store` / `export --store` read it)",
-              file=sys.stderr)
+        print(
+            f"error: --store {redact(url)}: serve reads a postgresql:// shared store "
+            "(a store file has one process: `analyze --store` / `export --store` read it)",
+            file=sys.stderr,
+        )
         return 2
     overrides: dict[str, Any] = {}
     for key, value in (("host", host), ("port", port), ("api_token", token)):
@@ -343,7 +349,9 @@ def serve_store(
         if app is None:
             raise StoreUnusable(
                 f"{redact(url)} holds the groups of several apps ({', '.join(apps)}): "
-                "name one with --app" if apps else f"{redact(url)} holds no groups yet: name "
+                "name one with --app"
+                if apps
+                else f"{redact(url)} holds no groups yet: name "
                 "the app with --app (its app_name, else its namespace)"
             )
     except ConfigError as exc:
@@ -359,11 +367,16 @@ def serve_store(
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"error-exporter serving the reports of app {app!r} from {redact(url)} on "
-          f"{server.url} (/api/v1/errors, /api/v1/export)", flush=True)
+    print(
+        f"error-exporter serving the reports of app {app!r} from {redact(url)} on "
+        f"{server.url} (/api/v1/errors, /api/v1/export)",
+        flush=True,
+    )
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         while not stop.wait(0.5):
             pass

@@ -16,11 +16,13 @@ from exporter.cli.client import ApiClient
 def resolved_line(group: dict[str, Any]) -> str:
     """One line: what was resolved, in which version, and its counts."""
     version = group.get("resolved_version") or "-"
-    return (f"resolved {group.get('error_id')} {group.get('error_type')}: "
-            f"{group.get('error_message') or ''} (in version {version}; "
-            f"{group.get('occurrence_count')} occurrences, first seen in "
-            f"{group.get('first_seen_version') or '-'}, last in "
-            f"{group.get('last_seen_version') or '-'})")
+    return (
+        f"resolved {group.get('error_id')} {group.get('error_type')}: "
+        f"{group.get('error_message') or ''} (in version {version}; "
+        f"{group.get('occurrence_count')} occurrences, first seen in "
+        f"{group.get('first_seen_version') or '-'}, last in "
+        f"{group.get('last_seen_version') or '-'})"
+    )
 
 
 def run_resolve(client: ApiClient, error_id: str) -> int:

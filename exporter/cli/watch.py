@@ -45,8 +45,14 @@ RECENT_LIMIT = 50
 NEW_GROUPS_KEPT = 8
 PATTERNS_SHOWN = 8
 _PATTERN_RANK = {"warning": 1, "error": 2, "critical": 3}
-PANEL_TITLES = ("Error rate", "Top errors", "New groups", "Active patterns",
-                "Plugin health", "Resources")
+PANEL_TITLES = (
+    "Error rate",
+    "Top errors",
+    "New groups",
+    "Active patterns",
+    "Plugin health",
+    "Resources",
+)
 
 _FORMATS: dict[str, Callable[[float], str]] = {
     "ratio": lambda v: f"{v * 100:.1f}%",
@@ -94,8 +100,7 @@ class WatchState:
     last_time: float | None = None
     rates: deque[float] = field(default_factory=lambda: deque(maxlen=40))
     seen: set[str] = field(default_factory=set)
-    new_groups: deque[dict[str, Any]] = field(
-        default_factory=lambda: deque(maxlen=NEW_GROUPS_KEPT))
+    new_groups: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=NEW_GROUPS_KEPT))
     plugins: set[str] = field(default_factory=set)
     baseline: bool = False
     last: Snapshot | None = None
@@ -130,13 +135,17 @@ def resources_from_metrics(text: str) -> dict[str, str]:
     try:
         for family in text_string_to_metric_families(text):
             for suffix, _, _ in _RESOURCE_METRICS:
-                if (family.name == suffix or family.name.endswith("_" + suffix)) and \
-                        family.samples and not family.name.startswith("process_"):
+                if (
+                    (family.name == suffix or family.name.endswith("_" + suffix))
+                    and family.samples
+                    and not family.name.startswith("process_")
+                ):
                     values.setdefault(suffix, family.samples[0].value)
     except ValueError:  # a page that is not the text format: show nothing rather than die
         return {}
-    return {label: fmt(values[suffix]) for suffix, label, fmt in _RESOURCE_METRICS
-            if suffix in values}
+    return {
+        label: fmt(values[suffix]) for suffix, label, fmt in _RESOURCE_METRICS if suffix in values
+    }
 
 
 def poll(client: ApiClient, state: WatchState, now: float | None = None) -> Snapshot:
@@ -150,8 +159,12 @@ def poll(client: ApiClient, state: WatchState, now: float | None = None) -> Snap
     total = _number(stats.get("total_errors"))
     rate = None
     if total is not None:
-        if state.last_total is not None and state.last_time is not None \
-                and total >= state.last_total and now > state.last_time:
+        if (
+            state.last_total is not None
+            and state.last_time is not None
+            and total >= state.last_total
+            and now > state.last_time
+        ):
             rate = (total - state.last_total) / (now - state.last_time)
             state.rates.append(rate)
         state.last_total, state.last_time = total, now
@@ -177,8 +190,19 @@ def poll(client: ApiClient, state: WatchState, now: float | None = None) -> Snap
         resources = resources_from_metrics(client.metrics_text())
 
     shown = list({str(g.get("error_id")): g for g in recent + top}.values())
-    snap = Snapshot(time.time(), stats, top, list(state.new_groups), patterns, plugins,
-                    resources, rate, fresh, current_release(shown), regressed(shown))
+    snap = Snapshot(
+        time.time(),
+        stats,
+        top,
+        list(state.new_groups),
+        patterns,
+        plugins,
+        resources,
+        rate,
+        fresh,
+        current_release(shown),
+        regressed(shown),
+    )
     state.last, state.problem = snap, None
     state.good_polls += 1
     return snap
@@ -189,8 +213,10 @@ def poll(client: ApiClient, state: WatchState, now: float | None = None) -> Snap
 
 def ranked_patterns(patterns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Worst first: by pattern severity, then by count."""
-    return sorted(patterns, key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0),
-                                           -float(p.get("count") or 0)))
+    return sorted(
+        patterns,
+        key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0), -float(p.get("count") or 0)),
+    )
 
 
 def plain_line(snap: Snapshot) -> str:
@@ -206,16 +232,25 @@ def plain_line(snap: Snapshot) -> str:
         worst.setdefault(str(p.get("error_type") or p.get("key")), str(p.get("severity")))
     patterns = ",".join(f"{name}:{sev}" for name, sev in list(worst.items())[:4])
     plugins = ",".join(f"{name}:{h.get('status', '?')}" for name, h in snap.plugins.items())
-    res = " ".join(f"{k.lower().replace(' ', '_')}={v}" for k, v in
-                   snap.resources.items() if k in ("CPU", "Memory", "Threads"))
+    res = " ".join(
+        f"{k.lower().replace(' ', '_')}={v}"
+        for k, v in snap.resources.items()
+        if k in ("CPU", "Memory", "Threads")
+    )
     fields = [
-        stamp, f"total={stats.get('total_errors', 0)}", f"rate={rate}", f"groups={groups}",
+        stamp,
+        f"total={stats.get('total_errors', 0)}",
+        f"rate={rate}",
+        f"groups={groups}",
         f"new={len(snap.fresh)}" + (f"[{new}]" if new else ""),
-        f"top={top or '-'}", f"patterns={patterns or '-'}", f"plugins={plugins or '-'}",
+        f"top={top or '-'}",
+        f"patterns={patterns or '-'}",
+        f"plugins={plugins or '-'}",
     ]
     if snap.regressed:
-        back = ",".join(f"{g.get('error_type')}@{g.get('last_seen_version') or '-'}"
-                        for g in snap.regressed[:3])
+        back = ",".join(
+            f"{g.get('error_type')}@{g.get('last_seen_version') or '-'}" for g in snap.regressed[:3]
+        )
         fields.append(f"regressed={len(snap.regressed)}[{back}]")
     if res:
         fields.append(res)
@@ -262,52 +297,101 @@ _PLAIN = {"box": None, "show_edge": False}
 
 
 def _top_panel(snap: Snapshot) -> Panel:
-    columns = [Col("count", options={"justify": "right"}), Col("type", min_width=15, cap=28),
-               Col("severity", 3), Col("where", 2, min_width=10, cap=24),
-               Col("location", 1, min_width=24, cap=56),
-               Col("message", 4, min_width=16, flex=True)]
-    rows = [[str(g.get("occurrence_count", "")), str(g.get("error_type", "")),
-             _styled(g.get("severity")), where(g), place, shorten(g.get("error_message"), 100)]
-            for g, place in zip(snap.top, told_apart(snap.top), strict=True)]
+    columns = [
+        Col("count", options={"justify": "right"}),
+        Col("type", min_width=15, cap=28),
+        Col("severity", 3),
+        Col("where", 2, min_width=10, cap=24),
+        Col("location", 1, min_width=24, cap=56),
+        Col("message", 4, min_width=16, flex=True),
+    ]
+    rows = [
+        [
+            str(g.get("occurrence_count", "")),
+            str(g.get("error_type", "")),
+            _styled(g.get("severity")),
+            where(g),
+            place,
+            shorten(g.get("error_message"), 100),
+        ]
+        for g, place in zip(snap.top, told_apart(snap.top), strict=True)
+    ]
     if any(marker(g, snap.release) for g in snap.top):  # release health: only when it says
         columns.insert(5, Col("state", options={"no_wrap": True}))  # something
         for row, g in zip(rows, snap.top, strict=True):
             row.insert(5, _marked(marker(g, snap.release)))
-    return Panel(FitTable(columns, rows, **_PLAIN) if snap.top else Text("no errors yet"),
-                 title="Top errors")
+    return Panel(
+        FitTable(columns, rows, **_PLAIN) if snap.top else Text("no errors yet"), title="Top errors"
+    )
 
 
 def _new_panel(snap: Snapshot) -> Panel:
-    columns = [Col("age", min_width=7), Col("type", min_width=12, cap=28),
-               Col("where", 2, min_width=10, cap=24), Col("message", 3, min_width=10, flex=True)]
-    rows = [[age(g.get("first_occurrence")) + " ago", str(g.get("error_type", "")), where(g),
-             shorten(g.get("error_message"), 100)] for g in snap.new_groups]
+    columns = [
+        Col("age", min_width=7),
+        Col("type", min_width=12, cap=28),
+        Col("where", 2, min_width=10, cap=24),
+        Col("message", 3, min_width=10, flex=True),
+    ]
+    rows = [
+        [
+            age(g.get("first_occurrence")) + " ago",
+            str(g.get("error_type", "")),
+            where(g),
+            shorten(g.get("error_message"), 100),
+        ]
+        for g in snap.new_groups
+    ]
     empty = Text("none since the view started")
-    return Panel(FitTable(columns, rows, **_PLAIN) if snap.new_groups else empty,
-                 title="New groups")
+    return Panel(
+        FitTable(columns, rows, **_PLAIN) if snap.new_groups else empty, title="New groups"
+    )
 
 
 def _patterns_panel(snap: Snapshot) -> Panel:
-    columns = [Col("pattern", min_width=10, cap=30), Col("count", options={"justify": "right"}),
-               Col("severity", 1), Col("kind", 2), Col("plugins", 3, min_width=7, flex=True)]
+    columns = [
+        Col("pattern", min_width=10, cap=30),
+        Col("count", options={"justify": "right"}),
+        Col("severity", 1),
+        Col("kind", 2),
+        Col("plugins", 3, min_width=7, flex=True),
+    ]
     ranked = ranked_patterns(snap.patterns)
-    rows = [[shorten(p.get("error_type") or p.get("key"), 30), str(p.get("count", "")),
-             _styled(p.get("severity")), str(p.get("kind", "")),
-             ",".join(str(x) for x in p.get("affected_plugins") or []) or "-"]
-            for p in ranked[:PATTERNS_SHOWN]]
-    more = {"caption": f"and {len(ranked) - PATTERNS_SHOWN} more"} \
-        if len(ranked) > PATTERNS_SHOWN else {}
-    return Panel(FitTable(columns, rows, **_PLAIN, **more) if snap.patterns
-                 else Text("no active patterns"), title="Active patterns")
+    rows = [
+        [
+            shorten(p.get("error_type") or p.get("key"), 30),
+            str(p.get("count", "")),
+            _styled(p.get("severity")),
+            str(p.get("kind", "")),
+            ",".join(str(x) for x in p.get("affected_plugins") or []) or "-",
+        ]
+        for p in ranked[:PATTERNS_SHOWN]
+    ]
+    more = (
+        {"caption": f"and {len(ranked) - PATTERNS_SHOWN} more"}
+        if len(ranked) > PATTERNS_SHOWN
+        else {}
+    )
+    return Panel(
+        FitTable(columns, rows, **_PLAIN, **more) if snap.patterns else Text("no active patterns"),
+        title="Active patterns",
+    )
 
 
 def _plugins_panel(snap: Snapshot) -> Panel:
-    columns = [Col("plugin", min_width=8, cap=24), Col("status"), Col("recent", 2),
-               Col("total", 1)]
-    rows = [[name, _styled(health.get("status")), str(health.get("recent_error_count", "")),
-             str(health.get("total_errors", ""))] for name, health in snap.plugins.items()]
-    return Panel(FitTable(columns, rows, **_PLAIN) if snap.plugins else Text("no plugins seen"),
-                 title="Plugin health")
+    columns = [Col("plugin", min_width=8, cap=24), Col("status"), Col("recent", 2), Col("total", 1)]
+    rows = [
+        [
+            name,
+            _styled(health.get("status")),
+            str(health.get("recent_error_count", "")),
+            str(health.get("total_errors", "")),
+        ]
+        for name, health in snap.plugins.items()
+    ]
+    return Panel(
+        FitTable(columns, rows, **_PLAIN) if snap.plugins else Text("no plugins seen"),
+        title="Plugin health",
+    )
 
 
 def _resources_panel(snap: Snapshot) -> Panel:
@@ -321,18 +405,21 @@ def render(state: WatchState, refresh: float) -> RenderableType:
     """The whole view: a header line and six panels in two columns."""
     header = Text(f"error-exporter watch  {state.url}  ", style="bold")
     if state.problem:
-        header.append(f"connection lost ({state.problem}), retrying every {refresh:g}s",
-                      style="bold red")
+        header.append(
+            f"connection lost ({state.problem}), retrying every {refresh:g}s", style="bold red"
+        )
     else:
         header.append(datetime.now().strftime("%H:%M:%S"), style="dim")
     snap = state.last
     if snap is None:
         waiting = "waiting for the first answer…" if not state.problem else ""
         return Group(header, Text(waiting), *(Panel("-", title=t) for t in PANEL_TITLES))
-    return Group(header,
-                 _row(_rate_panel(snap, state), _plugins_panel(snap), _resources_panel(snap)),
-                 _top_panel(snap),
-                 _row(_new_panel(snap), _patterns_panel(snap)))
+    return Group(
+        header,
+        _row(_rate_panel(snap, state), _plugins_panel(snap), _resources_panel(snap)),
+        _top_panel(snap),
+        _row(_new_panel(snap), _patterns_panel(snap)),
+    )
 
 
 def _row(*panels: Panel) -> FitRow:
@@ -382,8 +469,11 @@ def run_watch(
     else:
         while more():
             _refresh_once(client, state)
-            line = lost_line(state, refresh) if state.problem or not state.last \
+            line = (
+                lost_line(state, refresh)
+                if state.problem or not state.last
                 else plain_line(state.last)
+            )
             print(line, file=stream, flush=True)
             count += 1
             if more():

@@ -244,8 +244,13 @@ JOB_TASKS = (
     # alert fires on a demo left running (for: 10m).
     JobTask("reports.build", "reports", build_report, (("error", 0.15),), 0.25),
     JobTask("emails.send", "emails", send_email, (("retry", 0.12),), 0.45),
-    JobTask("billing.charge", "billing", charge_card,
-            (("retry", 0.06), ("ignored", 0.1), ("error", 0.03)), 0.3),
+    JobTask(
+        "billing.charge",
+        "billing",
+        charge_card,
+        (("retry", 0.06), ("ignored", 0.1), ("error", 0.03)),
+        0.3,
+    ),
 )
 
 
@@ -267,8 +272,9 @@ class BackgroundJobs:
     duration: ``run`` waits on its stop event, a test may pass a no-op.
     """
 
-    def __init__(self, monitor: Any, seed: int = 0,
-                 sleep: Callable[[float], Any] | None = None) -> None:
+    def __init__(
+        self, monitor: Any, seed: int = 0, sleep: Callable[[float], Any] | None = None
+    ) -> None:
         self.monitor = monitor
         self.rng = random.Random(seed)
         self.sleep: Callable[[float], Any] = sleep or time.sleep
@@ -316,10 +322,14 @@ class BackgroundJobs:
         self._next_id += 1
         rng = self.rng
         args: dict[str, Any] = {
-            "reports.build": lambda: {"report": rng.choice(["sales", "churn", "usage"]),
-                                      "month": f"2026-{rng.randrange(1, 13):02d}"},
-            "emails.send": lambda: {"template": rng.choice(["welcome", "invoice", "reset"]),
-                                    "to": f"{rng.choice(USERS)}@example.com"},
+            "reports.build": lambda: {
+                "report": rng.choice(["sales", "churn", "usage"]),
+                "month": f"2026-{rng.randrange(1, 13):02d}",
+            },
+            "emails.send": lambda: {
+                "template": rng.choice(["welcome", "invoice", "reset"]),
+                "to": f"{rng.choice(USERS)}@example.com",
+            },
             "billing.charge": lambda: {"invoice": f"INV-{rng.randrange(10000, 99999)}"},
         }[task.name]()
         return _Job(task, f"{task.queue}-{self._next_id:06d}", args)
@@ -339,13 +349,22 @@ class BackgroundJobs:
 
         task = job.task
         scope = WorkScope(
-            self.monitor, component=JOB_COMPONENT, operation=task.name,
+            self.monitor,
+            component=JOB_COMPONENT,
+            operation=task.name,
             breadcrumb=f"task {task.name}",
             breadcrumb_data={"task_id": job.task_id, "queue": task.queue},
-            category="task", mechanism=JOB_MECHANISM,
-            describe=lambda: {"task": {"id": job.task_id, "name": task.name,
-                                       "queue": task.queue, "retries": job.retries,
-                                       "args": dict(job.args)}},
+            category="task",
+            mechanism=JOB_MECHANISM,
+            describe=lambda: {
+                "task": {
+                    "id": job.task_id,
+                    "name": task.name,
+                    "queue": task.queue,
+                    "retries": job.retries,
+                    "args": dict(job.args),
+                }
+            },
         )
         outcome = "ok"
         scope.begin()
@@ -449,8 +468,12 @@ class Workload:
         self._ops = {self._key(op): self._timed(op) for op in (*OPERATIONS, LAUNCH_CONTROL)}
         self._flash_error_id: str | None = None  # a group the deploy can resolve
         self._buffer_op = handle_errors(
-            component="MainWindow", plugin="news", operation="allocate_buffer",
-            severity="critical", reraise=False, monitor=monitor,
+            component="MainWindow",
+            plugin="news",
+            operation="allocate_buffer",
+            severity="critical",
+            reraise=False,
+            monitor=monitor,
         )(allocate_frame_buffer)
 
     @staticmethod
@@ -460,8 +483,13 @@ class Workload:
     def _timed(self, op: Operation) -> Callable[[random.Random, bool], Any]:
         recovery = self._cached_forecast if op.plugin == "weather" else None
         wrapped: Callable[[random.Random, bool], Any] = handle_errors(
-            component=op.component, plugin=op.plugin, operation=op.name,
-            severity=op.severity, reraise=False, recovery=recovery, monitor=self.monitor,
+            component=op.component,
+            plugin=op.plugin,
+            operation=op.name,
+            severity=op.severity,
+            reraise=False,
+            recovery=recovery,
+            monitor=self.monitor,
         )(op.func)
         return wrapped
 
@@ -477,13 +505,18 @@ class Workload:
         """Steps until ``stop_event`` is set or ``duration`` seconds passed; never raises."""
         start = self.clock()
         next_storm = start + self.storm_every
-        deploy_at = None if self.deploy_after is None or self.storm_mode else \
-            start + self.deploy_after
+        deploy_at = (
+            None if self.deploy_after is None or self.storm_mode else start + self.deploy_after
+        )
         jobs_stop = threading.Event()
         worker = None
         if self.jobs is not None:
-            worker = threading.Thread(target=self.jobs.run, args=(jobs_stop, self.jobs_rate),
-                                      name="demo-jobs", daemon=True)
+            worker = threading.Thread(
+                target=self.jobs.run,
+                args=(jobs_stop, self.jobs_rate),
+                name="demo-jobs",
+                daemon=True,
+            )
             worker.start()
         try:
             while not stop_event.is_set():
@@ -528,8 +561,12 @@ class Workload:
         if scenario == "operation":
             ops = self._operations
             op = self.rng.choices(ops, weights=[o.failure_weight for o in ops])[0]
-            self.monitor.add_breadcrumb(f"start {op.name}", component=op.component,
-                                        data={"plugin": op.plugin}, category="operation")
+            self.monitor.add_breadcrumb(
+                f"start {op.name}",
+                component=op.component,
+                data={"plugin": op.plugin},
+                category="operation",
+            )
             self._ops[self._key(op)](self.rng, True)
         elif scenario == "ecu_flash":
             self._ecu_flash(session)
@@ -575,8 +612,11 @@ class Workload:
         if self.jobs is not None:  # every job error group exists before: none is new in it
             self.jobs.prime_failures()
         monitor.set_app_version(to_version)
-        log.warning("deploying version %s (was %s): launch control is new, the ECU map fix "
-                    "is in", to_version, from_version)
+        log.warning(
+            "deploying version %s (was %s): launch control is new, the ECU map fix is in",
+            to_version,
+            from_version,
+        )
         self._operations = (*OPERATIONS, LAUNCH_CONTROL)
         self._ops[self._key(LAUNCH_CONTROL)](self.rng, True)
         self._ecu_flash(self._session_tick())
@@ -604,8 +644,9 @@ class Workload:
             session_id = self.monitor.start_session(user_id=user)
             fate = "errored" if self.rng.random() < 0.3 else "exited"
             session = _Session(session_id, user, self.rng.randrange(10, 40), fate)
-            self.monitor.add_breadcrumb("login", component="MainWindow",
-                                        data={"user": user}, category="auth")
+            self.monitor.add_breadcrumb(
+                "login", component="MainWindow", data={"user": user}, category="auth"
+            )
         session.steps_left -= 1
         self._session = session
         return session
@@ -615,8 +656,12 @@ class Workload:
         user = self.rng.choice(USERS)
         try:
             with self.monitor.session(user_id=user):
-                self.monitor.add_breadcrumb("open replay", component="DataLogger",
-                                            data={"file": "run-42.csv"}, category="ui")
+                self.monitor.add_breadcrumb(
+                    "open replay",
+                    component="DataLogger",
+                    data={"file": "run-42.csv"},
+                    category="ui",
+                )
                 render_dashboard(self.rng, False)
                 self._replay_log(user)
         except RuntimeError:
@@ -629,40 +674,57 @@ class Workload:
 
     def _ecu_flash(self, session: _Session) -> None:
         ecu = self.rng.choice(["Holley", "Haltech", "MegaSquirt"])
-        self.monitor.add_breadcrumb("load_ecu_config", component="ECUControl",
-                                    data={"config_file": "tune.json", "ecu_type": ecu})
-        self.monitor.add_breadcrumb("flash_map", component="ECUControl",
-                                    data={"ecu_type": ecu}, level="warning")
+        self.monitor.add_breadcrumb(
+            "load_ecu_config",
+            component="ECUControl",
+            data={"config_file": "tune.json", "ecu_type": ecu},
+        )
+        self.monitor.add_breadcrumb(
+            "flash_map", component="ECUControl", data={"ecu_type": ecu}, level="warning"
+        )
         try:
             flash_ecu_map(self.rng, True)
         except ValueError as exc:
             error_id = self.monitor.record_error(
-                exc, component="ECUControl", operation="flash_map",
-                context={"ecu_type": ecu, "map": "fuel"}, metadata={"firmware": "2.4.1"},
-                user_id=session.user_id, session_id=session.session_id,
+                exc,
+                component="ECUControl",
+                operation="flash_map",
+                context={"ecu_type": ecu, "map": "fuel"},
+                metadata={"firmware": "2.4.1"},
+                user_id=session.user_id,
+                session_id=session.session_id,
             )
             self._flash_error_id = error_id or self._flash_error_id
             self._retry_with_recovery("ECUControl", "", error_id, success_rate=0.7)
 
     def _can_read(self, session: _Session) -> None:
-        self.monitor.add_breadcrumb("poll_can", component="CANInterface",
-                                    data={"bus": "can0", "bitrate": 500000})
+        self.monitor.add_breadcrumb(
+            "poll_can", component="CANInterface", data={"bus": "can0", "bitrate": 500000}
+        )
         if self.rng.random() < 0.3:
-            log.warning("CAN bus load at %d%%", self.rng.randrange(80, 99),
-                        extra={"component": "CANInterface"})
+            log.warning(
+                "CAN bus load at %d%%",
+                self.rng.randrange(80, 99),
+                extra={"component": "CANInterface"},
+            )
         try:
             read_can_frame(self.rng, True)
         except CANBusError as exc:
             error_id = self.monitor.record_error(
-                exc, component="CANInterface", operation="read_frame",
-                context={"bus": "can0"}, user_id=session.user_id,
+                exc,
+                component="CANInterface",
+                operation="read_frame",
+                context={"bus": "can0"},
+                user_id=session.user_id,
                 session_id=session.session_id,
             )
             started = time.perf_counter()
             success = self.rng.random() < 0.6  # a bus reset helps more often than not
             self.monitor.record_recovery(
-                success, duration_seconds=time.perf_counter() - started + self.rng.uniform(
-                    0.01, 0.3), component="CANInterface", error_id=error_id,
+                success,
+                duration_seconds=time.perf_counter() - started + self.rng.uniform(0.01, 0.3),
+                component="CANInterface",
+                error_id=error_id,
             )
 
     def _log_write(self) -> None:
@@ -672,8 +734,9 @@ class Workload:
         except OSError:
             log.exception("could not write the session log", extra={"component": "DataLogger"})
 
-    def _retry_with_recovery(self, component: str, plugin: str, error_id: str | None,
-                             success_rate: float) -> None:
+    def _retry_with_recovery(
+        self, component: str, plugin: str, error_id: str | None, success_rate: float
+    ) -> None:
         try:
             with self.monitor.recovery(component=component, plugin=plugin, error_id=error_id):
                 if self.rng.random() >= success_rate:

@@ -84,8 +84,7 @@ class Statements(Protocol):
 
     def add_sessions(self, conn: Any, rows: list[tuple[str, str, int]]) -> None: ...
 
-    def read_states(self, conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        ...
+    def read_states(self, conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
 
 def write(
@@ -123,14 +122,22 @@ def write(
         statements.append_records(
             conn,
             [
-                (app, record.timestamp.timestamp(), record.error_id, dumps(record.to_dict()),
-                 instance)
+                (
+                    app,
+                    record.timestamp.timestamp(),
+                    record.error_id,
+                    dumps(record.to_dict()),
+                    instance,
+                )
                 for _, record in changes.records
             ],
         )
         done.records = len(changes.records)
-    counted = [(app, e, instance, n, changes.latest.get(e, 0.0))
-               for e, n in sorted(changes.counts.items()) if n]
+    counted = [
+        (app, e, instance, n, changes.latest.get(e, 0.0))
+        for e, n in sorted(changes.counts.items())
+        if n
+    ]
     if counted:
         statements.add_instances(conn, counted)
     if changes.sessions:

@@ -124,16 +124,16 @@ class StoreFile:
         if changes.removed:
             doomed = [(app, e) for e in changes.removed]
             conn.executemany("DELETE FROM groups WHERE app = ? AND error_id = ?", doomed)
-            conn.executemany(
-                "DELETE FROM group_instances WHERE app = ? AND error_id = ?", doomed
-            )
+            conn.executemany("DELETE FROM group_instances WHERE app = ? AND error_id = ?", doomed)
             for error_id in changes.removed:
                 added -= conn.execute(
                     "DELETE FROM records WHERE app = ? AND error_id = ?", (app, error_id)
                 ).rowcount
         conn.executemany(rows.GROUP_UPSERT, group_rows)
-        conn.executemany(SESSIONS_ADD.format(p="?"),
-                         [(app, status, count) for status, count in changes.sessions.items()])
+        conn.executemany(
+            SESSIONS_ADD.format(p="?"),
+            [(app, status, count) for status, count in changes.sessions.items()],
+        )
         conn.executemany(
             rows.INSTANCE_UPSERT.replace("GREATEST", "max"),
             [

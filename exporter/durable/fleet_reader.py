@@ -136,8 +136,10 @@ class FleetReader:
         self.app = app
         self.config = config
         self.base = base
-        self._registry = registry if registry is not None else (
-            base.registry if base is not None else CollectorRegistry()
+        self._registry = (
+            registry
+            if registry is not None
+            else (base.registry if base is not None else CollectorRegistry())
         )
         self._conn: Any = None
         self._pid = os.getpid()
@@ -251,8 +253,12 @@ class FleetReader:
         out = []
         for group in list(snap.store.groups.values()):
             r = group.report
-            labels = {"error_type": r.error_type, "component": r.component,
-                      "plugin": r.plugin or "", "severity": r.severity.value}
+            labels = {
+                "error_type": r.error_type,
+                "component": r.component,
+                "plugin": r.plugin or "",
+                "severity": r.severity.value,
+            }
             out.append((labels, float(r.occurrence_count)))
         return out
 
@@ -274,7 +280,9 @@ class FleetReader:
             snap = self.snapshot()
             local = self.base.get_statistics() if self.base is not None else None
         return statistics(
-            self._totals(snap), self._recoveries(snap), self._started(snap),
+            self._totals(snap),
+            self._recoveries(snap),
+            self._started(snap),
             unique_errors=len(snap.store.groups),
             dropped_reports=local["dropped_reports"] if local else 0,
             queue_depth=self.queue_depth,
@@ -292,9 +300,12 @@ class FleetReader:
         return {
             "statistics": stats,
             "top_errors": [
-                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
-                 "report": {**g.report.to_dict(), **g.release_state()},
-                 "instances": instances_of(snap.instances.get(g.report.error_id, []))}
+                {
+                    "error_id": g.report.error_id,
+                    "occurrence_count": g.report.occurrence_count,
+                    "report": {**g.report.to_dict(), **g.release_state()},
+                    "instances": instances_of(snap.instances.get(g.report.error_id, [])),
+                }
                 for g in groups
             ],
             "total_unique_errors": len(snap.store.groups),
@@ -333,8 +344,9 @@ class FleetReader:
     def get_patterns(self) -> list[dict[str, Any]]:
         return self.base.get_patterns() if self.base is not None else []
 
-    def list_groups(self, sort: str = "count", limit: int | None = None,
-                    new_in: str | None = None) -> list[dict[str, Any]]:
+    def list_groups(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[dict[str, Any]]:
         """The fleet's group summaries, each with its ``instances``."""
         with self.reading():
             snap = self.snapshot()
@@ -350,8 +362,10 @@ class FleetReader:
                 return None
             try:
                 rows = self.query(
-                    db.fleet_records, count=self.config.occurrences_per_group,
-                    error_id=error_id, newest=True,
+                    db.fleet_records,
+                    count=self.config.occurrences_per_group,
+                    error_id=error_id,
+                    newest=True,
                 )
             except db.StoreUnavailable:
                 if self.base is None:
@@ -395,5 +409,9 @@ class FleetReader:
 
 
 _NO_SESSIONS: dict[str, Any] = {
-    "active": 0, "ended": {}, "total_ended": 0, "crash_free_ratio": 1.0, "users": 0,
+    "active": 0,
+    "ended": {},
+    "total_ended": 0,
+    "crash_free_ratio": 1.0,
+    "users": 0,
 }

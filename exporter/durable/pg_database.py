@@ -180,9 +180,7 @@ class PostgresStatements:
                 [*[value for row in chunk for value in row], app],
             )
 
-    def resolve(
-        self, conn: Any, app: str, error_id: str, when: float, version: str | None
-    ) -> None:
+    def resolve(self, conn: Any, app: str, error_id: str, when: float, version: str | None) -> None:
         conn.execute(_RESOLVE, (version, when, app, error_id))
 
     def regress(self, conn: Any, app: str, latest: list[tuple[str, float]]) -> list[str]:
@@ -199,7 +197,8 @@ class PostgresStatements:
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO records (app, ts, error_id, data, instance) "
-                "VALUES (%s, %s, %s, %s, %s)", rows
+                "VALUES (%s, %s, %s, %s, %s)",
+                rows,
             )
 
     def add_instances(self, conn: Any, rows: list[tuple[str, str, str, int, float]]) -> None:
@@ -218,7 +217,10 @@ STATEMENTS = PostgresStatements()
 
 
 def write(
-    conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+    conn: Any,
+    app: str,
+    changes: Changes,
+    groups: dict[str, ErrorGroup],
     instance: str = UNKNOWN_INSTANCE,
 ) -> Written:
     """One batch, one transaction (see :mod:`.batch`). ``groups``: the changed groups'
@@ -262,9 +264,7 @@ def prune(conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
         pruned.by_age = conn.execute(
             "DELETE FROM records WHERE app = %s AND ts < %s", (app, cutoff)
         ).rowcount
-        conn.execute(
-            "DELETE FROM group_instances WHERE app = %s AND last_seen < %s", (app, cutoff)
-        )
+        conn.execute("DELETE FROM group_instances WHERE app = %s AND last_seen < %s", (app, cutoff))
         pruned.groups = [
             str(e)
             for (e,) in conn.execute(
@@ -443,8 +443,14 @@ class PostgresDatabase:
     def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int:
         return load_into(conn, store, app, since)
 
-    def write(self, conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
-              instance: str = UNKNOWN_INSTANCE) -> Written:
+    def write(
+        self,
+        conn: Any,
+        app: str,
+        changes: Changes,
+        groups: dict[str, ErrorGroup],
+        instance: str = UNKNOWN_INSTANCE,
+    ) -> Written:
         """The batch, tried again once at once when two writers deadlocked."""
         import psycopg
 

@@ -60,7 +60,11 @@ class SharedDatabase(Protocol):
     def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int: ...
 
     def write(
-        self, conn: Any, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+        self,
+        conn: Any,
+        app: str,
+        changes: Changes,
+        groups: dict[str, ErrorGroup],
         instance: str,
     ) -> Written: ...
 
@@ -202,8 +206,13 @@ class SharedBackend:
         changes = store.take_changes()
         if self.ledger is not None:
             changes.sessions = self.ledger.due()
-        if not (changes.groups or changes.counts or changes.resolved or changes.records
-                or changes.sessions):
+        if not (
+            changes.groups
+            or changes.counts
+            or changes.resolved
+            or changes.records
+            or changes.sessions
+        ):
             return
         with store.lock:
             groups = {
@@ -345,8 +354,6 @@ def _copy(group: ErrorGroup) -> ErrorGroup:
     clone.plugins = dict(group.plugins)
     clone.recoveries = dict(group.recoveries)
     return clone
-
-
 
 
 def attach(

@@ -233,8 +233,8 @@ class SqliteStatements:
         self, conn: sqlite3.Connection, rows: list[tuple[str, float, str, str, str]]
     ) -> None:
         conn.executemany(
-            "INSERT INTO records (app, ts, error_id, data, instance) VALUES (?, ?, ?, ?, ?)",
-            rows)
+            "INSERT INTO records (app, ts, error_id, data, instance) VALUES (?, ?, ?, ?, ?)", rows
+        )
 
     def add_instances(
         self, conn: sqlite3.Connection, rows: list[tuple[str, str, str, int, float]]
@@ -321,7 +321,11 @@ class SqliteSharedDatabase:
         return loaded
 
     def write(
-        self, conn: sqlite3.Connection, app: str, changes: Changes, groups: dict[str, ErrorGroup],
+        self,
+        conn: sqlite3.Connection,
+        app: str,
+        changes: Changes,
+        groups: dict[str, ErrorGroup],
         instance: str = UNKNOWN_INSTANCE,
     ) -> Written:
         statements = SqliteStatements(self.max_users, self.coalesced_written)

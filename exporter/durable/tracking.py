@@ -64,8 +64,11 @@ class SessionLedger:
             ended = dict(self._ended())
         except Exception:  # a tracker being replaced (a fork): next tick
             return {}
-        return {status: count - self._written.get(status, 0)
-                for status, count in ended.items() if count > self._written.get(status, 0)}
+        return {
+            status: count - self._written.get(status, 0)
+            for status, count in ended.items()
+            if count > self._written.get(status, 0)
+        }
 
     def written(self, added: dict[str, int]) -> None:
         for status, count in added.items():

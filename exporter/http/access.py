@@ -29,36 +29,50 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class AccessGate:
     """WSGI middleware: Host check, basic auth (or the bearer token), extra headers."""
 
-    def __init__(self, app: WsgiApp, host_check: HostCheck, basic: BasicAuth | None = None,
-                 token: Callable[[], str | None] = lambda: None,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        host_check: HostCheck,
+        basic: BasicAuth | None = None,
+        token: Callable[[], str | None] = lambda: None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.app = app
         self.host_check = host_check
         self.basic = basic if basic else None
         self.token = token
         self.headers = list(headers)
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         head = str(environ.get("REQUEST_METHOD") or "").upper() == "HEAD"
         host = environ.get("HTTP_HOST")
         if not self.host_check.allows(host):
             shown = str(host)[:100]
-            return self._refuse(start_response, "421 Misdirected Request", 421,
-                                f"this monitor listens on a loopback address and answers only "
-                                f"requests addressed to localhost, 127.0.0.1 or ::1 (the Host "
-                                f"header was {shown!r}): another name may be a web page "
-                                f"reaching it by DNS rebinding. If you reach the monitor by "
-                                f"this name, list it in the allowed_hosts option "
-                                f"(ERROR_EXPORTER_ALLOWED_HOSTS)", head=head)
+            return self._refuse(
+                start_response,
+                "421 Misdirected Request",
+                421,
+                f"this monitor listens on a loopback address and answers only "
+                f"requests addressed to localhost, 127.0.0.1 or ::1 (the Host "
+                f"header was {shown!r}): another name may be a web page "
+                f"reaching it by DNS rebinding. If you reach the monitor by "
+                f"this name, list it in the allowed_hosts option "
+                f"(ERROR_EXPORTER_ALLOWED_HOSTS)",
+                head=head,
+            )
         if self.basic is not None:
             if not self._admitted(str(environ.get("HTTP_AUTHORIZATION") or "")):
                 challenge = 'Basic realm="error-exporter", charset="UTF-8"'
-                return self._refuse(start_response, "401 Unauthorized", 401,
-                                    "this server needs credentials: basic auth (a user of the "
-                                    "web config file's basic_auth_users)"
-                                    + (" or the bearer token" if self.token() else ""),
-                                    [("WWW-Authenticate", challenge)], head=head)
+                return self._refuse(
+                    start_response,
+                    "401 Unauthorized",
+                    401,
+                    "this server needs credentials: basic auth (a user of the "
+                    "web config file's basic_auth_users)"
+                    + (" or the bearer token" if self.token() else ""),
+                    [("WWW-Authenticate", challenge)],
+                    head=head,
+                )
             environ[AUTHENTICATED] = True
         if not self.headers:
             return self.app(environ, start_response)
@@ -82,11 +96,23 @@ class AccessGate:
             return hmac.compare_digest(given, token.encode("utf-8"))
         return False
 
-    def _refuse(self, start_response: StartResponse, status: str, code: int, message: str,
-                headers: list[tuple[str, str]] | None = None, head: bool = False
-                ) -> Iterable[bytes]:
+    def _refuse(
+        self,
+        start_response: StartResponse,
+        status: str,
+        code: int,
+        message: str,
+        headers: list[tuple[str, str]] | None = None,
+        head: bool = False,
+    ) -> Iterable[bytes]:
         body = dumps({"error": message, "status": code}).encode("ascii")
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(body))),
-                                *(headers or []), *self.headers])
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                *(headers or []),
+                *self.headers,
+            ],
+        )
         return [b""] if head else [body]

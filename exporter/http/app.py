@@ -58,30 +58,42 @@ class MonitorApp:
     def dispatch(self, environ: dict[str, Any], method: str) -> Response:
         path = _clean_path(str(environ.get("PATH_INFO") or ""))
         if path is None:
-            return error_response(400, "the request path is not valid UTF-8 "
-                                  "(bad percent-encoding)")
+            return error_response(400, "the request path is not valid UTF-8 (bad percent-encoding)")
         found = match(path) if _is_safe(path) else None
         if found is None:
             return error_response(404, f"no route for {_short(path)}; see / for the routes")
         route, path_params = found
         if method not in route.methods:
             allow = ", ".join(route.methods)
-            return error_response(405, f"method {_short(method)} is not allowed on {path}; "
-                                  f"use {allow}", [("Allow", allow)], allowed=list(route.methods))
+            return error_response(
+                405,
+                f"method {_short(method)} is not allowed on {path}; use {allow}",
+                [("Allow", allow)],
+                allowed=list(route.methods),
+            )
         denied = self._check_token(route, environ)
         if denied is not None:
             return denied
-        request = Request(environ, method, path, Query(str(environ.get("QUERY_STRING") or "")),
-                          str(environ.get("SCRIPT_NAME") or ""), path_params)
+        request = Request(
+            environ,
+            method,
+            path,
+            Query(str(environ.get("QUERY_STRING") or "")),
+            str(environ.get("SCRIPT_NAME") or ""),
+            path_params,
+        )
         return route.handler(self.monitor, request)
 
     def _check_token(self, route: Route, environ: dict[str, Any]) -> Response | None:
         config = self.monitor.config
         token = config.api_token
         if route.access == "write" and not token:
-            return error_response(403, "this route changes the monitor's state, so it is "
-                                  "closed while no api_token is configured; set api_token "
-                                  "(ERROR_EXPORTER_API_TOKEN) and send it as a bearer token")
+            return error_response(
+                403,
+                "this route changes the monitor's state, so it is "
+                "closed while no api_token is configured; set api_token "
+                "(ERROR_EXPORTER_API_TOKEN) and send it as a bearer token",
+            )
         if not token or route.access == "public":
             return None
         if environ.get(AUTHENTICATED) is True:  # admitted by the server's basic auth gate
@@ -110,11 +122,19 @@ class MonitorApp:
         note = getattr(self.monitor, "note_internal_error", None)
         if note is not None:
             note(exc)
-        return error_response(500, f"internal error ({type(exc).__name__}); "
-                              "counted in the monitor's internal error metric")
+        return error_response(
+            500,
+            f"internal error ({type(exc).__name__}); "
+            "counted in the monitor's internal error metric",
+        )
 
-    def _finish(self, response: Response, environ: dict[str, Any], method: str,
-                start_response: StartResponse) -> Iterable[bytes]:
+    def _finish(
+        self,
+        response: Response,
+        environ: dict[str, Any],
+        method: str,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
         headers = [("Content-Type", response.content_type), *response.headers]
         body = response.body
         names = {name.lower() for name, _ in response.headers}
@@ -180,9 +200,16 @@ def _is_safe(path: str) -> bool:
     )
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
-            501: "Not Implemented"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
 
 
 def _status_line(status: int) -> str:

@@ -54,14 +54,20 @@ async def _http(app: WsgiApp, scope: Scope, send: Send) -> None:
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         started["status"] = int(status.split(" ", 1)[0])
-        started["headers"] = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                              for k, v in headers]
+        started["headers"] = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+        ]
         return _no_write
 
     body = await asyncio.to_thread(app, environ_from_scope(scope), start_response)
     try:
-        await send({"type": "http.response.start", "status": started["status"],
-                    "headers": started["headers"]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": started["status"],
+                "headers": started["headers"],
+            }
+        )
         if isinstance(body, list):  # a plain body: no thread hops needed
             for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -88,7 +94,7 @@ def environ_from_scope(scope: Scope) -> dict[str, Any]:
     root = str(scope.get("root_path") or "")
     path = str(scope.get("path") or "/")
     if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root):]
+        path = path[len(root) :]
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
     environ: dict[str, Any] = {

@@ -35,8 +35,11 @@ def host_name(header: str) -> str | None:
         return None
     if value.startswith("["):  # [v6]:port
         end = value.find("]")
-        if end < 0 or (value[end + 1:] and not _is_port(value[end + 2:])) \
-                or (value[end + 1:] and value[end + 1] != ":"):
+        if (
+            end < 0
+            or (value[end + 1 :] and not _is_port(value[end + 2 :]))
+            or (value[end + 1 :] and value[end + 1] != ":")
+        ):
             return None
         return value[1:end]
     name, sep, port = value.rpartition(":")
@@ -56,8 +59,7 @@ class HostCheck:
 
     def __init__(self, bind_host: str, allowed_hosts: Iterable[str] = ()) -> None:
         self.active = is_loopback_address(bind_host)
-        self.allowed = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts
-                                 if h.strip())
+        self.allowed = frozenset(h.strip().lower().strip("[]") for h in allowed_hosts if h.strip())
 
     def allows(self, header: str | None) -> bool:
         """HTTP/1.1 requires Host; an HTTP/1.0 request without one cannot come from a

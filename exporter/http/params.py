@@ -51,11 +51,13 @@ class Query:
     def __init__(self, raw: str) -> None:
         try:
             text = raw.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
-            parsed = parse_qs(text, keep_blank_values=True, errors="surrogateescape",
-                              max_num_fields=MAX_FIELDS)
+            parsed = parse_qs(
+                text, keep_blank_values=True, errors="surrogateescape", max_num_fields=MAX_FIELDS
+            )
         except ValueError:
-            raise ParamError("query", f"the query string has more than {MAX_FIELDS} "
-                             "fields") from None
+            raise ParamError(
+                "query", f"the query string has more than {MAX_FIELDS} fields"
+            ) from None
         self.values: dict[str, list[str]] = parsed
 
     def get(self, name: str) -> str | None:
@@ -63,14 +65,16 @@ class Query:
         if values is None:
             return None
         if len(values) > 1:
-            raise ParamError(name, f"parameter {name!r} was given {len(values)} times; "
-                             "give it at most once")
+            raise ParamError(
+                name, f"parameter {name!r} was given {len(values)} times; give it at most once"
+            )
         value = values[0]
         try:
             value.encode("utf-8")
         except UnicodeError:
-            raise ParamError(name, f"parameter {name!r} is not valid UTF-8 "
-                             "(bad percent-encoding)") from None
+            raise ParamError(
+                name, f"parameter {name!r} is not valid UTF-8 (bad percent-encoding)"
+            ) from None
         return value
 
     def choice(self, name: str, allowed: Sequence[str], default: str | None = None) -> str | None:
@@ -78,8 +82,9 @@ class Query:
         if value is None:
             return default
         if value not in allowed:
-            raise ParamError(name, f"{name}={value!r} is not one of {', '.join(allowed)}",
-                             list(allowed))
+            raise ParamError(
+                name, f"{name}={value!r} is not one of {', '.join(allowed)}", list(allowed)
+            )
         return value
 
     def integer(self, name: str, low: int, high: int | None = None) -> int | None:
@@ -88,12 +93,18 @@ class Query:
             return None
         upper = "" if high is None else f" and at most {high}"
         if not _INT.fullmatch(value):
-            raise ParamError(name, f"{name}={value!r} is not an integer "
-                             f"(expected at least {low}{upper})", _range(low, high))
+            raise ParamError(
+                name,
+                f"{name}={value!r} is not an integer (expected at least {low}{upper})",
+                _range(low, high),
+            )
         number = int(value)
         if number < low or (high is not None and number > high):
-            raise ParamError(name, f"{name}={number} is out of range "
-                             f"(expected at least {low}{upper})", _range(low, high))
+            raise ParamError(
+                name,
+                f"{name}={number} is out of range (expected at least {low}{upper})",
+                _range(low, high),
+            )
         return number
 
     def timestamp(self, name: str) -> float | None:
@@ -165,8 +176,7 @@ def version(query: Query, name: str) -> str | None:
     """An app version to filter by (``new_in``): absent is None, empty is an error."""
     value = query.get(name)
     if value is not None and not value.strip():
-        raise ParamError(name, f"{name} must not be empty: give an app version, e.g. "
-                         f"{name}=1.4.2")
+        raise ParamError(name, f"{name} must not be empty: give an app version, e.g. {name}=1.4.2")
     return value
 
 

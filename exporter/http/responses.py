@@ -40,8 +40,9 @@ def dumps(data: Any) -> str:
     try:
         return json.dumps(data, default=str, allow_nan=False, separators=_SEPARATORS)
     except (ValueError, TypeError, RecursionError):
-        return json.dumps(_clean(data, 0, set()), default=str, allow_nan=False,
-                          separators=_SEPARATORS)
+        return json.dumps(
+            _clean(data, 0, set()), default=str, allow_nan=False, separators=_SEPARATORS
+        )
 
 
 def _clean(value: Any, depth: int, seen: set[int]) -> Any:
@@ -69,8 +70,9 @@ def json_response(status: int, data: Any, headers: Headers | None = None) -> Res
     return Response(status, dumps(data).encode("ascii"), JSON_TYPE, list(headers or []))
 
 
-def error_response(status: int, message: str, headers: Headers | None = None,
-                   **extra: Any) -> Response:
+def error_response(
+    status: int, message: str, headers: Headers | None = None, **extra: Any
+) -> Response:
     """The one error shape of the API: ``{"error": ..., "status": ...}`` plus details."""
     return json_response(status, {"error": message, "status": status, **extra}, headers)
 

@@ -78,7 +78,7 @@ def landing(monitor: ErrorReader, request: Request) -> Response:
         for path, text in links
     )
     page = (
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>error-exporter</title>"
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>error-exporter</title>'
         "</head>\n<body><h1>error-exporter</h1>\n<ul>\n" + items + "\n</ul>\n"
         "<p>/api routes need <code>Authorization: Bearer &lt;token&gt;</code> when a token "
         "is configured.</p></body></html>\n"
@@ -87,13 +87,16 @@ def landing(monitor: ErrorReader, request: Request) -> Response:
 
 
 def metrics(monitor: ErrorReader, request: Request) -> Response:
-    return metrics_response(monitor.registry, request.header("Accept"),
-                            request.header("Accept-Encoding"))
+    return metrics_response(
+        monitor.registry, request.header("Accept"), request.header("Accept-Encoding")
+    )
 
 
 def healthz(monitor: ErrorReader, request: Request) -> Response:
-    return json_response(200, {"status": "ok", "running": bool(monitor.running),
-                               "queue_depth": int(monitor.queue_depth)})
+    return json_response(
+        200,
+        {"status": "ok", "running": bool(monitor.running), "queue_depth": int(monitor.queue_depth)},
+    )
 
 
 def statistics(monitor: ErrorReader, request: Request) -> Response:
@@ -146,11 +149,16 @@ def plugin_health(monitor: ErrorReader, request: Request) -> Response:
     """
     plugin = request.path_params["plugin"]
     health = monitor.get_plugin_health(plugin)
-    if not (health.get("total_errors") or health.get("recent_error_count")
-            or health.get("last_error")):
+    if not (
+        health.get("total_errors") or health.get("recent_error_count") or health.get("last_error")
+    ):
         shown = plugin if len(plugin) <= 200 else plugin[:200] + "..."
-        return error_response(404, f"no error was ever recorded for plugin {shown!r} (a plugin "
-                              "is known once it reports an error)", plugin=shown)
+        return error_response(
+            404,
+            f"no error was ever recorded for plugin {shown!r} (a plugin "
+            "is known once it reports an error)",
+            plugin=shown,
+        )
     return json_response(200, health)
 
 
@@ -171,8 +179,11 @@ def api_index(monitor: ErrorReader, request: Request) -> Response:
     """
     base = request.script_name.rstrip("/")
     doc = build_openapi(monitor, request.script_name)
-    routes = [{"path": base + path, "method": method.upper(), "summary": op["summary"]}
-              for path, item in doc["paths"].items() for method, op in item.items()]
+    routes = [
+        {"path": base + path, "method": method.upper(), "summary": op["summary"]}
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+    ]
     return json_response(200, {"routes": routes, "openapi": f"{base}/api/v1/openapi.json"})
 
 
@@ -193,8 +204,10 @@ FIXED: dict[str, Route] = {
     "/api/v1/openapi.json": Route("openapi", openapi),
 }
 PATTERNS: tuple[tuple[re.Pattern[str], Route], ...] = (
-    (re.compile(r"/api/v1/errors/(?P<error_id>[^/]+)/resolve"),
-     Route("resolve", resolve, "write", ("POST",))),
+    (
+        re.compile(r"/api/v1/errors/(?P<error_id>[^/]+)/resolve"),
+        Route("resolve", resolve, "write", ("POST",)),
+    ),
     (re.compile(r"/api/v1/errors/(?P<error_id>[^/]+)"), Route("error", error_detail)),
     (re.compile(r"/api/v1/plugins/(?P<plugin>.+)/health"), Route("plugin_health", plugin_health)),
 )

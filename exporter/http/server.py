@@ -41,9 +41,11 @@ log = logging.getLogger("exporter.http")
 REQUEST_TIMEOUT = 30.0
 HANDSHAKE_TIMEOUT = 10.0
 _PLAIN_BODY = b'{"error":"this server speaks HTTPS: use https://","status":400}'
-_PLAIN_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(_PLAIN_BODY)).encode() + b"\r\n"
-                 b"Connection: close\r\n\r\n" + _PLAIN_BODY)
+_PLAIN_TO_TLS = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: application/json\r\n"
+    b"Content-Length: " + str(len(_PLAIN_BODY)).encode() + b"\r\n"
+    b"Connection: close\r\n\r\n" + _PLAIN_BODY
+)
 
 
 class _LogStream:
@@ -75,8 +77,7 @@ class _Handler(WSGIRequestHandler):
             environ["HTTPS"] = "on"  # wsgi.url_scheme https (the OpenAPI servers, links)
         return environ
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None
-                   ) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors the HTTP parser answers itself (414, 431, 505...): the API's JSON shape too.
 
         The stdlib sends a small HTML page; clients of a JSON API should never have to parse
@@ -111,8 +112,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         self.setup_environ()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("error-exporter HTTP connection from %s failed", client_address,
-                  exc_info=True)
+        log.debug("error-exporter HTTP connection from %s failed", client_address, exc_info=True)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's thread: the TLS handshake happens here, not in accept."""
@@ -153,10 +153,15 @@ class MonitorServer:
     is a ConfigError here, before anything listens.
     """
 
-    def __init__(self, monitor: ErrorReader | None, host: str = "127.0.0.1",
-                 port: int = DEFAULT_PORT, app: Any = None,
-                 web_config: WebConfig | str | Path | None = None,
-                 allowed_hosts: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        monitor: ErrorReader | None,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        app: Any = None,
+        web_config: WebConfig | str | Path | None = None,
+        allowed_hosts: Iterable[str] | None = None,
+    ) -> None:
         self.monitor = monitor
         self.host = host
         self.requested_port = port
@@ -179,8 +184,9 @@ class MonitorServer:
 
             basic = BasicAuth(web_config.basic_auth_users)
         self._has_basic = basic is not None
-        self.app = AccessGate(app, HostCheck(host, allowed_hosts), basic, self._token,
-                              web_config.headers)
+        self.app = AccessGate(
+            app, HostCheck(host, allowed_hosts), basic, self._token, web_config.headers
+        )
         self._server: _ThreadingWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -201,13 +207,20 @@ class MonitorServer:
         try:
             server = server_class((self.host, self.requested_port), _Handler)
         except OSError as exc:
-            raise OSError(exc.errno, f"error-exporter cannot listen on "
-                          f"{self.host}:{self.requested_port}: {exc.strerror or exc}") from exc
+            raise OSError(
+                exc.errno,
+                f"error-exporter cannot listen on "
+                f"{self.host}:{self.requested_port}: {exc.strerror or exc}",
+            ) from exc
         server.set_app(self.app)
         server.tls = self._tls
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 1.0},
-                                        name=f"error-exporter-http:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 1.0},
+            name=f"error-exporter-http:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         log.info("error-exporter serving on %s", self.url)
         self._warn_if_exposed()
@@ -215,15 +228,22 @@ class MonitorServer:
 
     def _warn_if_exposed(self) -> None:
         """One WARNING when anyone on the network can read everything in clear text."""
-        if is_loopback_address(self.host) or self._tls is not None or self._has_basic \
-                or self._token():
+        if (
+            is_loopback_address(self.host)
+            or self._tls is not None
+            or self._has_basic
+            or self._token()
+        ):
             return
-        log.warning("error-exporter listens on %s:%d without TLS or authentication: anyone "
-                    "who can reach this address can read /metrics and the error reports "
-                    "(messages, stack traces, file paths, user ids, context values). Bind to "
-                    "127.0.0.1, or protect it: a web config file with tls_server_config and "
-                    "basic_auth_users (web_config_file, --web.config.file) and/or api_token",
-                    self.host, self.port)
+        log.warning(
+            "error-exporter listens on %s:%d without TLS or authentication: anyone "
+            "who can reach this address can read /metrics and the error reports "
+            "(messages, stack traces, file paths, user ids, context values). Bind to "
+            "127.0.0.1, or protect it: a web config file with tls_server_config and "
+            "basic_auth_users (web_config_file, --web.config.file) and/or api_token",
+            self.host,
+            self.port,
+        )
 
     @property
     def port(self) -> int:

@@ -50,8 +50,9 @@ class ContextSource:
             self._context = build_context(settings)
         except (ssl.SSLError, OSError) as exc:
             # at start a bad certificate is a configuration error, said once and loudly
-            raise ConfigError(f"tls_server_config: cannot load cert_file/key_file/"
-                              f"client_ca_file: {_reason(exc)}") from None
+            raise ConfigError(
+                f"tls_server_config: cannot load cert_file/key_file/client_ca_file: {_reason(exc)}"
+            ) from None
         self._failed_stamp: _Stamp | None = None
         self.reloads = 0
 
@@ -79,8 +80,11 @@ class ContextSource:
                 context = build_context(self.settings)
             except (ssl.SSLError, OSError) as exc:
                 self._failed_stamp = stamp
-                log.warning("error-exporter: the changed TLS certificate files do not load "
-                            "(%s); still serving the previous certificate", _reason(exc))
+                log.warning(
+                    "error-exporter: the changed TLS certificate files do not load "
+                    "(%s); still serving the previous certificate",
+                    _reason(exc),
+                )
                 return self._context
             self._context, self._stamp, self._failed_stamp = context, stamp, None
             self.reloads += 1

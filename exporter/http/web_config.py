@@ -37,11 +37,16 @@ TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
 # take any certificate unverified differ: RequestClientCert asks for none (an unverified
 # certificate decides nothing anyway, so access is the same), RequireAnyClientCert is refused
 # rather than silently weakened or strengthened.
-CLIENT_AUTH_TYPES = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert",
-                     "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+CLIENT_AUTH_TYPES = (
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+)
 _UNSUPPORTED_CLIENT_AUTH = {
     "RequireAnyClientCert": "Python's ssl module cannot require a client certificate without "
-                            "verifying it; use RequireAndVerifyClientCert with client_ca_file",
+    "verifying it; use RequireAndVerifyClientCert with client_ca_file",
 }
 _VERIFYING = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
 
@@ -79,8 +84,17 @@ ALLOWED_HEADERS: dict[str, tuple[str, ...] | None] = {
 }
 
 TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
-TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version",
-            "max_version", "cipher_suites", "prefer_server_cipher_suites", "curve_preferences")
+TLS_KEYS = (
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_auth_type",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+    "curve_preferences",
+)
 HTTP_KEYS = ("http2", "headers")
 # keys of newer toolkits this reader knows but does not implement: refused by name, not as
 # unknown, so the message says what to do instead
@@ -88,7 +102,7 @@ _NOT_IMPLEMENTED = {
     "tls_server_config.cert": "give the certificate as cert_file",
     "tls_server_config.key": "give the key as key_file",
     "tls_server_config.client_allowed_sans": "not supported here; give the clients' "
-                                             "certificates their own CA (client_ca_file)",
+    "certificates their own CA (client_ca_file)",
     "rate_limit": "not supported here",
 }
 
@@ -140,20 +154,19 @@ def load_web_config(path: str | Path | None) -> WebConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"web_config_file: cannot read {where} "
-                          f"({exc.strerror or exc})") from None
+        raise ConfigError(f"web_config_file: cannot read {where} ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f", line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}{at}: not valid YAML "
-                          f"({getattr(exc, 'problem', None) or 'syntax error'})") from None
+        raise ConfigError(
+            f"{where}{at}: not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'})"
+        ) from None
     return parse_web_config(data, where, Path(path).resolve().parent)
 
 
-def parse_web_config(data: Any, where: str = "web config", base: Path | None = None
-                     ) -> WebConfig:
+def parse_web_config(data: Any, where: str = "web config", base: Path | None = None) -> WebConfig:
     """Validate an already loaded document; every problem at once, each naming its key.
 
     Relative file names are relative to the file's directory, as in the toolkit.
@@ -173,8 +186,9 @@ def parse_web_config(data: Any, where: str = "web config", base: Path | None = N
     return WebConfig(where, tls, users, headers, http2)
 
 
-def _unknown(section: dict[Any, Any], known: tuple[str, ...], prefix: str,
-             problems: list[str]) -> None:
+def _unknown(
+    section: dict[Any, Any], known: tuple[str, ...], prefix: str, problems: list[str]
+) -> None:
     for key in section:
         name = f"{prefix}{key}"
         if key in known:
@@ -209,14 +223,16 @@ def _file(section: dict[Any, Any], key: str, base: Path, problems: list[str]) ->
     return str(path)
 
 
-def _version(section: dict[Any, Any], key: str, default: ssl.TLSVersion,
-             problems: list[str]) -> ssl.TLSVersion:
+def _version(
+    section: dict[Any, Any], key: str, default: ssl.TLSVersion, problems: list[str]
+) -> ssl.TLSVersion:
     value = section.get(key)
     if value is None or value == "":
         return default
     if value not in TLS_VERSIONS:
-        problems.append(f"tls_server_config.{key}: must be one of {', '.join(TLS_VERSIONS)}, "
-                        f"got {value!r}")
+        problems.append(
+            f"tls_server_config.{key}: must be one of {', '.join(TLS_VERSIONS)}, got {value!r}"
+        )
         return default
     return TLS_VERSIONS[value]
 
@@ -231,23 +247,31 @@ def _tls(value: Any, base: Path, problems: list[str]) -> TLSSettings | None:
     ca = _file(section, "client_ca_file", base, problems)
     auth = section.get("client_auth_type") or "NoClientCert"
     if auth not in CLIENT_AUTH_TYPES:
-        problems.append(f"tls_server_config.client_auth_type: must be one of "
-                        f"{', '.join(CLIENT_AUTH_TYPES)}, got {auth!r}"
-                        f"{did_you_mean(str(auth), CLIENT_AUTH_TYPES)}")
+        problems.append(
+            f"tls_server_config.client_auth_type: must be one of "
+            f"{', '.join(CLIENT_AUTH_TYPES)}, got {auth!r}"
+            f"{did_you_mean(str(auth), CLIENT_AUTH_TYPES)}"
+        )
     elif auth in _UNSUPPORTED_CLIENT_AUTH:
-        problems.append(f"tls_server_config.client_auth_type: {auth}: "
-                        f"{_UNSUPPORTED_CLIENT_AUTH[auth]}")
+        problems.append(
+            f"tls_server_config.client_auth_type: {auth}: {_UNSUPPORTED_CLIENT_AUTH[auth]}"
+        )
     elif auth in _VERIFYING and "client_ca_file" not in section:
-        problems.append(f"tls_server_config.client_ca_file: {auth} needs the CA that signs "
-                        "the clients' certificates")
+        problems.append(
+            f"tls_server_config.client_ca_file: {auth} needs the CA that signs "
+            "the clients' certificates"
+        )
     if section.get("client_ca_file") and auth == "NoClientCert":
-        problems.append("tls_server_config.client_auth_type: client_ca_file is set but "
-                        "client_auth_type is NoClientCert (as the toolkit: a CA without a "
-                        "client auth policy is a mistake); use RequireAndVerifyClientCert")
+        problems.append(
+            "tls_server_config.client_auth_type: client_ca_file is set but "
+            "client_auth_type is NoClientCert (as the toolkit: a CA without a "
+            "client auth policy is a mistake); use RequireAndVerifyClientCert"
+        )
     for key_name in ("cert_file", "key_file"):
         if not section.get(key_name):
-            problems.append(f"tls_server_config.{key_name}: missing (TLS needs both cert_file "
-                            "and key_file)")
+            problems.append(
+                f"tls_server_config.{key_name}: missing (TLS needs both cert_file and key_file)"
+            )
     low = _version(section, "min_version", ssl.TLSVersion.TLSv1_2, problems)
     high = _version(section, "max_version", ssl.TLSVersion.TLSv1_3, problems)
     if low > high:
@@ -259,8 +283,10 @@ def _tls(value: Any, base: Path, problems: list[str]) -> TLSSettings | None:
         suites = []
     for suite in suites:
         if suite not in GO_CIPHER_SUITES:
-            problems.append(f"tls_server_config.cipher_suites: unknown cipher suite {suite!r}"
-                            f"{did_you_mean(suite, GO_CIPHER_SUITES)}")
+            problems.append(
+                f"tls_server_config.cipher_suites: unknown cipher suite {suite!r}"
+                f"{did_you_mean(suite, GO_CIPHER_SUITES)}"
+            )
         elif GO_CIPHER_SUITES[suite]:
             ciphers.append(str(GO_CIPHER_SUITES[suite]))
     prefer = section.get("prefer_server_cipher_suites", True)
@@ -269,8 +295,9 @@ def _tls(value: Any, base: Path, problems: list[str]) -> TLSSettings | None:
         prefer = True
     curves = section.get("curve_preferences") or []  # accepted; OpenSSL picks the curve
     if not isinstance(curves, list) or any(c not in CURVES for c in curves):
-        problems.append(f"tls_server_config.curve_preferences: must be a list of "
-                        f"{', '.join(CURVES)}")
+        problems.append(
+            f"tls_server_config.curve_preferences: must be a list of {', '.join(CURVES)}"
+        )
     if cert is None or key is None:
         return None
     return TLSSettings(cert, key, ca, str(auth), low, high, tuple(ciphers), bool(prefer))
@@ -281,23 +308,32 @@ def _users(value: Any, problems: list[str]) -> dict[str, str]:
     users: dict[str, str] = {}
     for user, hashed in (section or {}).items():
         if not isinstance(user, str) or user == "" or ":" in user:
-            problems.append(f"basic_auth_users: {user!r} is not a valid user name "
-                            "(a non-empty string without ':')")
+            problems.append(
+                f"basic_auth_users: {user!r} is not a valid user name "
+                "(a non-empty string without ':')"
+            )
             continue
-        if not isinstance(hashed, str) or not hashed.startswith(BCRYPT_PREFIXES) \
-                or len(hashed) != 60:
+        if (
+            not isinstance(hashed, str)
+            or not hashed.startswith(BCRYPT_PREFIXES)
+            or len(hashed) != 60
+        ):
             # the value is a secret (a hash, or worse a clear-text password): never shown
-            problems.append(f"basic_auth_users.{user}: must be a bcrypt hash ($2y$..., "
-                            "60 characters; e.g. htpasswd -nBC 10 '' | tr -d ':\\n'), "
-                            "not a password")
+            problems.append(
+                f"basic_auth_users.{user}: must be a bcrypt hash ($2y$..., "
+                "60 characters; e.g. htpasswd -nBC 10 '' | tr -d ':\\n'), "
+                "not a password"
+            )
             continue
         users[user] = hashed
     if users:
         try:
             import bcrypt  # noqa: F401
         except ImportError:
-            problems.append("basic_auth_users: checking bcrypt hashes needs the bcrypt "
-                            "package: pip install 'error-exporter[auth]'")
+            problems.append(
+                "basic_auth_users: checking bcrypt hashes needs the bcrypt "
+                "package: pip install 'error-exporter[auth]'"
+            )
     return users
 
 
@@ -316,12 +352,18 @@ def _http(value: Any, problems: list[str]) -> tuple[tuple[tuple[str, str], ...],
         allowed = {h.lower(): h for h in ALLOWED_HEADERS}
         canonical = allowed.get(str(name).lower())
         if canonical is None:
-            problems.append(f"http_server_config.headers: {name!r} cannot be set; allowed: "
-                            f"{', '.join(ALLOWED_HEADERS)}")
+            problems.append(
+                f"http_server_config.headers: {name!r} cannot be set; allowed: "
+                f"{', '.join(ALLOWED_HEADERS)}"
+            )
             continue
         values = ALLOWED_HEADERS[canonical]
-        if not isinstance(text, str) or (values and text.lower() not in values) \
-                or "\n" in text or "\r" in text:
+        if (
+            not isinstance(text, str)
+            or (values and text.lower() not in values)
+            or "\n" in text
+            or "\r" in text
+        ):
             want = " or ".join(values) if values else "a one-line string"
             problems.append(f"http_server_config.headers.{canonical}: must be {want}")
             continue

@@ -32,14 +32,28 @@ class Hub(Protocol):
     def sessions(self) -> SessionTracker: ...
 
     def capture_exception(
-        self, error: BaseException, *, mechanism: str, handled: bool = True,
-        level: int | None = None, component: str = "", plugin: str = "", operation: str = "",
-        context: Any = None, user_id: str | None = None, session_id: str | None = None,
+        self,
+        error: BaseException,
+        *,
+        mechanism: str,
+        handled: bool = True,
+        level: int | None = None,
+        component: str = "",
+        plugin: str = "",
+        operation: str = "",
+        context: Any = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
     ) -> str | None: ...
 
     def add_breadcrumb(
-        self, action: str, component: str = "", data: dict[str, Any] | None = None,
-        level: str = "info", category: str = "default", session_id: str | None = None,
+        self,
+        action: str,
+        component: str = "",
+        data: dict[str, Any] | None = None,
+        level: str = "info",
+        category: str = "default",
+        session_id: str | None = None,
         timestamp: float | None = None,
     ) -> None: ...
 
@@ -51,11 +65,11 @@ class Hub(Protocol):
 
     def flush(self, timeout: float = 5.0) -> bool: ...
 
-    def start_session(self, user_id: str | None = None, session_id: str | None = None
-                      ) -> str: ...
+    def start_session(self, user_id: str | None = None, session_id: str | None = None) -> str: ...
 
-    def end_session(self, session_id: str | None = None, status: str | None = None
-                    ) -> str | None: ...
+    def end_session(
+        self, session_id: str | None = None, status: str | None = None
+    ) -> str | None: ...
 
     def note_internal_error(self, exc: BaseException | None = None) -> None: ...
 

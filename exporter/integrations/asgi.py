@@ -64,8 +64,9 @@ class AsgiMiddleware(MonitoredApp):
     ) -> None:
         self.app = app
         self._monitor = monitor
-        self.options = WebOptions(component, plugin, sessions, capture_body, max_body_bytes,
-                                  request_id_header)
+        self.options = WebOptions(
+            component, plugin, sessions, capture_body, max_body_bytes, request_id_header
+        )
         self._header = request_id_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,12 +88,16 @@ class AsgiMiddleware(MonitoredApp):
             elif name == b"content-length":
                 length = bytes(raw_value).decode("latin-1")
         request = RequestScope(
-            self.monitor, self.options, str(scope.get("method") or "GET"),
+            self.monitor,
+            self.options,
+            str(scope.get("method") or "GET"),
             str(scope.get("path") or "/"),
             bytes(scope.get("query_string") or b"").decode("latin-1"),
-            lambda: [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-                     for k, v in raw_headers],
-            clean_request_id(given), traceparent,
+            lambda: [
+                (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in raw_headers
+            ],
+            clean_request_id(given),
+            traceparent,
         )
         scope[SCOPE_KEY] = request
         if wants_body(self.options, request.method, content_type, int_or_none(length)):
@@ -133,12 +138,16 @@ def _label_server_errors(app: Any, header: str) -> None:
     called once, as before, and the id comes from the request's scope.
     """
     errors = getattr(app, "middleware_stack", None)
-    if errors is None or getattr(errors, "_error_exporter_ids", False) or \
-            not all(hasattr(errors, a) for a in ("handler", "debug_response", "error_response")):
+    if (
+        errors is None
+        or getattr(errors, "_error_exporter_ids", False)
+        or not all(hasattr(errors, a) for a in ("handler", "debug_response", "error_response"))
+    ):
         return
     handler = errors.handler
-    is_async = handler is not None and (asyncio.iscoroutinefunction(handler) or
-                                        asyncio.iscoroutinefunction(type(handler).__call__))
+    is_async = handler is not None and (
+        asyncio.iscoroutinefunction(handler) or asyncio.iscoroutinefunction(type(handler).__call__)
+    )
 
     async def render(request: Any, exc: Exception) -> Any:
         if handler is None:

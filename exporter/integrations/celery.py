@@ -115,8 +115,11 @@ class _ReportedFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             unit = current_work.get()
-            if (isinstance(unit, self.unit_type) and record.levelno >= logging.ERROR
-                    and getattr(unit, "quiet_logs", False)):
+            if (
+                isinstance(unit, self.unit_type)
+                and record.levelno >= logging.ERROR
+                and getattr(unit, "quiet_logs", False)
+            ):
                 setattr(record, REPORTED_ATTRIBUTE, unit.error_id or "")
         except Exception:
             pass
@@ -149,8 +152,16 @@ class _HardTimeLimitFilter(logging.Filter):
 class TaskScope(WorkScope):
     """One run of a task: a WorkScope with the task's request as its context."""
 
-    def __init__(self, hub: Hub, integration: CeleryIntegration, task: Any,
-                 task_id: str, args: Any, kwargs: Any, traceparent: str | None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        integration: CeleryIntegration,
+        task: Any,
+        task_id: str,
+        args: Any,
+        kwargs: Any,
+        traceparent: str | None,
+    ) -> None:
         self.task_name = str(getattr(task, "name", "") or "")[:MAX_NAME_CHARS]
         request = getattr(task, "request", None)
         self.request = request
@@ -163,10 +174,16 @@ class TaskScope(WorkScope):
         self.outcome: bool | str = True
         self.quiet_logs = False
         super().__init__(
-            hub, integration.component, integration.plugin, operation=self.task_name,
-            sessions=integration.sessions, breadcrumb=f"task {self.task_name}",
+            hub,
+            integration.component,
+            integration.plugin,
+            operation=self.task_name,
+            sessions=integration.sessions,
+            breadcrumb=f"task {self.task_name}",
             breadcrumb_data={"task_id": self.task_id, "queue": self.queue},
-            category="celery", mechanism=MECHANISM, traceparent=traceparent,
+            category="celery",
+            mechanism=MECHANISM,
+            traceparent=traceparent,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -199,8 +216,13 @@ def _type_name(error: BaseException | None, default: str) -> str:
 class CeleryIntegration:
     """Connects to Celery's task signals for one monitor (see the module docstring)."""
 
-    def __init__(self, component: str = "celery", plugin: str = "", sessions: bool = True,
-                 capture_body: bool = False) -> None:
+    def __init__(
+        self,
+        component: str = "celery",
+        plugin: str = "",
+        sessions: bool = True,
+        capture_body: bool = False,
+    ) -> None:
         self.component = component
         self.plugin = plugin
         self.sessions = sessions
@@ -250,14 +272,21 @@ class CeleryIntegration:
         from celery.exceptions import TimeLimitExceeded
 
         name = name[:MAX_NAME_CHARS]
-        error = interrupted_standin(TimeLimitExceeded(timeout),
-                                    f"celery\x1fhard time limit\x1f{name}")
+        error = interrupted_standin(
+            TimeLimitExceeded(timeout), f"celery\x1fhard time limit\x1f{name}"
+        )
         session_id = hub.start_session() if self.sessions else None
         try:
             return hub.capture_exception(
-                error, mechanism=MECHANISM, handled=False, component=self.component,
-                plugin=self.plugin, operation=name, session_id=session_id,
-                context={"task": {"id": task_id, "name": name, "time_limit": timeout}})
+                error,
+                mechanism=MECHANISM,
+                handled=False,
+                component=self.component,
+                plugin=self.plugin,
+                operation=name,
+                session_id=session_id,
+                context={"task": {"id": task_id, "name": name, "time_limit": timeout}},
+            )
         finally:
             if session_id is not None:
                 hub.end_session(session_id, "crashed")
@@ -275,8 +304,15 @@ class CeleryIntegration:
             hub.note_internal_error()
 
     # -- the worker side -------------------------------------------------------------------
-    def _prerun(self, sender: Any = None, task_id: Any = None, task: Any = None,
-                args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    def _prerun(
+        self,
+        sender: Any = None,
+        task_id: Any = None,
+        task: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        **_: Any,
+    ) -> None:
         hub = self.hub
         if hub is None or task is None:
             return
@@ -296,15 +332,17 @@ class CeleryIntegration:
         scope = getattr(getattr(task, "request", None), _SCOPE_ATTRIBUTE, None)
         return scope if isinstance(scope, TaskScope) else None
 
-    def _retry(self, sender: Any = None, request: Any = None, reason: Any = None,
-               **_: Any) -> None:
+    def _retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
         hub = self.hub
         if hub is None:
             return
         try:
             scope = getattr(request, _SCOPE_ATTRIBUTE, None)
-            name = scope.task_name if isinstance(scope, TaskScope) else str(
-                getattr(sender, "name", ""))
+            name = (
+                scope.task_name
+                if isinstance(scope, TaskScope)
+                else str(getattr(sender, "name", ""))
+            )
             cause = getattr(reason, "exc", None)
             if not isinstance(cause, BaseException):  # retry() inside an except block
                 cause = getattr(reason, "__context__", None)
@@ -335,14 +373,14 @@ class CeleryIntegration:
 
             if isinstance(error, SoftTimeLimitExceeded):
                 error = interrupted_standin(
-                    error, f"celery\x1fsoft time limit\x1f{scope.task_name}")
+                    error, f"celery\x1fsoft time limit\x1f{scope.task_name}"
+                )
             scope.fail(error, MECHANISM)
             scope.quiet_logs = True  # Celery's log line of this failure: no second report
         except Exception:
             hub.note_internal_error()
 
-    def _postrun(self, sender: Any = None, task: Any = None, state: Any = None,
-                 **_: Any) -> None:
+    def _postrun(self, sender: Any = None, task: Any = None, state: Any = None, **_: Any) -> None:
         hub = self.hub
         scope = self._scope_of(task if task is not None else sender)
         if scope is None:

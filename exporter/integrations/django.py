@@ -42,14 +42,23 @@ class DjangoMiddleware(MonitoredApp):
     def __call__(self, request: Any) -> Any:
         meta = request.META
         scope = RequestScope(
-            self.monitor, self.options, str(request.method or "GET"), str(request.path),
-            str(meta.get("QUERY_STRING") or ""), lambda: list(request.headers.items()),
-            clean_request_id(meta.get(self._meta_key)), meta.get("HTTP_TRACEPARENT"),
+            self.monitor,
+            self.options,
+            str(request.method or "GET"),
+            str(request.path),
+            str(meta.get("QUERY_STRING") or ""),
+            lambda: list(request.headers.items()),
+            clean_request_id(meta.get(self._meta_key)),
+            meta.get("HTTP_TRACEPARENT"),
         )
         request.error_exporter = scope
         content_type = str(meta.get("CONTENT_TYPE") or "")
-        if wants_body(self.options, method_name(request.method or ""), content_type,
-                      int_or_none(meta.get("CONTENT_LENGTH"))):
+        if wants_body(
+            self.options,
+            method_name(request.method or ""),
+            content_type,
+            int_or_none(meta.get("CONTENT_LENGTH")),
+        ):
             try:
                 scope.body, scope.content_type = bytes(request.body), content_type
             except Exception:

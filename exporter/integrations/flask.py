@@ -17,8 +17,7 @@ from .wsgi import SCOPE_KEY, WsgiMiddleware
 __all__ = ["instrument_flask"]
 
 
-def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any
-                     ) -> WsgiMiddleware:
+def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any) -> WsgiMiddleware:
     """Wrap ``app.wsgi_app`` and record view errors with ``request.url_rule.rule``."""
     from flask import got_request_exception, request, request_started
 

@@ -103,17 +103,28 @@ class LoggedError(Exception):
     (the message before ``%`` formatting), carried in ``__error_exporter_group_key__``.
     """
 
-    def __init__(self, message: str, logger_name: str = "", template: str = "",
-                 record: logging.LogRecord | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        logger_name: str = "",
+        template: str = "",
+        record: logging.LogRecord | None = None,
+    ) -> None:
         super().__init__(message)
         self.logger_name = logger_name
         self.template = template
         setattr(self, GROUP_KEY_ATTRIBUTE, f"{logger_name}\x1f{template}")
         if record is not None and isinstance(record.pathname, str) and record.pathname:
             # where it was logged: the report's file, line, function and trace
-            setattr(self, PLACE_ATTRIBUTE, place_frames(
-                record.pathname, record.lineno if isinstance(record.lineno, int) else 0,
-                safe_text(record.funcName)))
+            setattr(
+                self,
+                PLACE_ATTRIBUTE,
+                place_frames(
+                    record.pathname,
+                    record.lineno if isinstance(record.lineno, int) else 0,
+                    safe_text(record.funcName),
+                ),
+            )
 
 
 def is_own_logger(name: object) -> bool:
@@ -166,9 +177,7 @@ def _message_of(record: logging.LogRecord) -> str:
     return f"{template} (arguments: {_repr_args(record.args)})"
 
 
-def offer(
-    monitor: Hub, record: logging.LogRecord, breadcrumb_level: int | None = None
-) -> None:
+def offer(monitor: Hub, record: logging.LogRecord, breadcrumb_level: int | None = None) -> None:
     """What one record becomes for one monitor. Never raises."""
     name = record.name
     if is_own_logger(name):
@@ -185,17 +194,22 @@ def offer(
             return  # already reported by the hook of its unit of work (a task, a job)
         if is_error and isinstance(exc, BaseException):
             monitor.capture_exception(
-                exc, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
+                exc,
+                component=_extra(record, "component"),
+                plugin=_extra(record, "plugin"),
                 operation=_extra(record, "operation"),
                 context={"logger": name, "log_message": _message_of(record)},
-                mechanism="logging", level=levelno,
+                mechanism="logging",
+                level=levelno,
             )
         elif is_error and config.capture_log_messages:
             _record_message(monitor, record, levelno)
         elif levelno >= breadcrumb_level and config.enable_breadcrumbs:
             monitor.add_breadcrumb(
-                action=_message_of(record), component=_extra(record, "component"),
-                level=safe_text(record.levelname).lower(), category="log:" + safe_text(name),
+                action=_message_of(record),
+                component=_extra(record, "component"),
+                level=safe_text(record.levelname).lower(),
+                category="log:" + safe_text(name),
             )
     except Exception:
         monitor.note_internal_error()
@@ -211,14 +225,21 @@ def _record_message(monitor: Hub, record: logging.LogRecord, levelno: int) -> No
     message = _cap(_message_of(record), monitor.config.max_message_length)
     error = LoggedError(message, name, template, record)
     monitor.capture_exception(
-        error, component=_extra(record, "component"), plugin=_extra(record, "plugin"),
+        error,
+        component=_extra(record, "component"),
+        plugin=_extra(record, "plugin"),
         operation=_extra(record, "operation"),
         context={
-            "logger": name, "log_message": message, "log_template": template,
-            "log_args": _repr_args(record.args), "pathname": record.pathname,
-            "lineno": record.lineno, "funcName": record.funcName,
+            "logger": name,
+            "log_message": message,
+            "log_template": template,
+            "log_args": _repr_args(record.args),
+            "pathname": record.pathname,
+            "lineno": record.lineno,
+            "funcName": record.funcName,
         },
-        mechanism="logging", level=levelno,
+        mechanism="logging",
+        level=levelno,
     )
 
 
@@ -272,8 +293,7 @@ def _make_hook(integration: LoggingIntegration, previous: LoggerFilter | None) -
         monitor = integration.monitor
         if result and monitor is not None and not getattr(_guard, "active", False):
             dispatched = (
-                result if _FILTER_MAY_REPLACE and isinstance(result, logging.LogRecord)
-                else record
+                result if _FILTER_MAY_REPLACE and isinstance(result, logging.LogRecord) else record
             )
             _guard.active = True
             try:

@@ -59,8 +59,9 @@ class _Loader(importlib.abc.Loader):
 
 
 class _Watcher(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> Any:
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> Any:
         if fullname not in _waiting:
             return None
         for finder in sys.meta_path:

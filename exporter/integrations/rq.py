@@ -62,11 +62,16 @@ class JobScope(WorkScope):
         meta = getattr(job, "meta", None)
         traceparent = meta.get(META_KEY) if isinstance(meta, dict) else None
         super().__init__(
-            hub, integration.component, integration.plugin, operation=self.func_name,
-            sessions=integration.sessions, breadcrumb=f"job {self.func_name}",
-            breadcrumb_data={"job_id": self.job_id, "queue": self.queue}, category="rq",
-            mechanism=MECHANISM, traceparent=traceparent if isinstance(traceparent, str)
-            else None,
+            hub,
+            integration.component,
+            integration.plugin,
+            operation=self.func_name,
+            sessions=integration.sessions,
+            breadcrumb=f"job {self.func_name}",
+            breadcrumb_data={"job_id": self.job_id, "queue": self.queue},
+            category="rq",
+            mechanism=MECHANISM,
+            traceparent=traceparent if isinstance(traceparent, str) else None,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -114,8 +119,13 @@ def _defining_class(cls: type, name: str) -> type:
 class RqIntegration:
     """Wraps RQ's worker and queue for one monitor (see the module docstring)."""
 
-    def __init__(self, component: str = "rq", plugin: str = "", sessions: bool = True,
-                 capture_body: bool = False) -> None:
+    def __init__(
+        self,
+        component: str = "rq",
+        plugin: str = "",
+        sessions: bool = True,
+        capture_body: bool = False,
+    ) -> None:
         self.component = component
         self.plugin = plugin
         self.sessions = sessions
@@ -138,8 +148,11 @@ class RqIntegration:
             return
         self._patches = [
             _Patch(_defining_class(Worker, "perform_job"), "perform_job", self._perform_job),
-            _Patch(_defining_class(Worker, "handle_exception"), "handle_exception",
-                   self._handle_exception),
+            _Patch(
+                _defining_class(Worker, "handle_exception"),
+                "handle_exception",
+                self._handle_exception,
+            ),
             _Patch(_defining_class(Queue, "create_job"), "create_job", self._create_job),
         ]
         logging.getLogger(WORKER_LOGGER).addFilter(self._filter)
@@ -193,8 +206,12 @@ class RqIntegration:
         def handle_exception(worker: Any, job: Any, *exc_info: Any) -> Any:
             hub = integration.hub
             unit = current_work.get()
-            if (hub is None or not patch.active or not isinstance(unit, JobScope)
-                    or unit.job is not job):
+            if (
+                hub is None
+                or not patch.active
+                or not isinstance(unit, JobScope)
+                or unit.job is not job
+            ):
                 return original(worker, job, *exc_info)
             try:
                 integration._failed(hub, unit, worker, job, exc_info)
@@ -208,8 +225,9 @@ class RqIntegration:
 
         return handle_exception
 
-    def _failed(self, hub: Hub, scope: JobScope, worker: Any, job: Any,
-                exc_info: tuple[Any, ...]) -> None:
+    def _failed(
+        self, hub: Hub, scope: JobScope, worker: Any, job: Any, exc_info: tuple[Any, ...]
+    ) -> None:
         error = exc_info[1] if len(exc_info) > 1 else None
         if not isinstance(error, BaseException) or is_not_an_error(error):
             return

@@ -113,9 +113,14 @@ class WorkScope:
                 try:
                     session_id = monitor.sessions.start(None, started=began)
                     if self.breadcrumb:
-                        monitor.add_breadcrumb(self.breadcrumb, self.component,
-                                               self.breadcrumb_data, category=self.category,
-                                               session_id=session_id, timestamp=began)
+                        monitor.add_breadcrumb(
+                            self.breadcrumb,
+                            self.component,
+                            self.breadcrumb_data,
+                            category=self.category,
+                            session_id=session_id,
+                            timestamp=began,
+                        )
                     self.session_id = session_id
                 except Exception:
                     monitor.note_internal_error()
@@ -133,8 +138,12 @@ class WorkScope:
         except Exception:
             self.monitor.note_internal_error()
         self.error_id = self.monitor.capture_exception(
-            exc, mechanism=mechanism or self.mechanism, component=self.component,
-            plugin=self.plugin, operation=operation, context=context,
+            exc,
+            mechanism=mechanism or self.mechanism,
+            component=self.component,
+            plugin=self.plugin,
+            operation=operation,
+            context=context,
             session_id=self.ensure_session(),
             handled=not self.sessions,  # unhandled marks the session crashed: only our own
         )
@@ -150,8 +159,9 @@ class WorkScope:
         monitor = self.monitor
         if self._failed:
             ok = False
-        monitor.observe_operation(self.component, self.plugin, self.operation, ok,
-                                  time.perf_counter() - self._started)
+        monitor.observe_operation(
+            self.component, self.plugin, self.operation, ok, time.perf_counter() - self._started
+        )
         self._finished = True
         if self.sessions:
             try:

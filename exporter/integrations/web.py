@@ -37,16 +37,28 @@ from . import Hub
 from .scope import WorkScope
 
 KNOWN_METHODS = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
-SENSITIVE_HEADERS = frozenset((
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-    "x-auth-token", "x-csrftoken", "x-csrf-token", "x-xsrf-token", "x-amz-security-token",
-))
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
+SENSITIVE_HEADERS = frozenset(
+    (
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrftoken",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "x-amz-security-token",
+    )
+)
 MAX_HEADERS = 50
 MAX_QUERY_ITEMS = 50
 MAX_PATH_CHARS = 512
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
+
 
 def current_request_id() -> str | None:
     """The id of the request being handled in this thread / task, if any."""
@@ -114,18 +126,32 @@ class RequestScope(WorkScope):
     that never fails never copies its headers (``traceparent`` is passed on its own).
     """
 
-    def __init__(self, monitor: Hub, options: WebOptions, method: str, path: str,
-                 query: str, headers: Headers, request_id: str,
-                 traceparent: str | None = None) -> None:
+    def __init__(
+        self,
+        monitor: Hub,
+        options: WebOptions,
+        method: str,
+        path: str,
+        query: str,
+        headers: Headers,
+        request_id: str,
+        traceparent: str | None = None,
+    ) -> None:
         self.method = method_name(method)
         self.path = path
         super().__init__(
-            monitor, options.component, options.plugin, sessions=options.sessions,
-            breadcrumb=f"{self.method} {path[:MAX_PATH_CHARS]}" if options.breadcrumbs
-            else None,
-            breadcrumb_data={"method": self.method, "path": path[:MAX_PATH_CHARS],
-                             "request_id": request_id},
-            category="http", traceparent=traceparent,
+            monitor,
+            options.component,
+            options.plugin,
+            sessions=options.sessions,
+            breadcrumb=f"{self.method} {path[:MAX_PATH_CHARS]}" if options.breadcrumbs else None,
+            breadcrumb_data={
+                "method": self.method,
+                "path": path[:MAX_PATH_CHARS],
+                "request_id": request_id,
+            },
+            category="http",
+            traceparent=traceparent,
         )
         self.options = options
         self.query = query
@@ -157,7 +183,8 @@ class RequestScope(WorkScope):
 
     def _which(self) -> dict[str, Any]:
         return {
-            "method": self.method, "route": self.route,
+            "method": self.method,
+            "route": self.route,
             "path": self.monitor.scrubber.text(self.path, MAX_PATH_CHARS),
             "request_id": self.request_id,
         }
@@ -165,14 +192,16 @@ class RequestScope(WorkScope):
     def _request(self) -> dict[str, Any]:
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
-            **self._which(), "headers": scrub_headers(self.headers(), self.monitor),
+            **self._which(),
+            "headers": scrub_headers(self.headers(), self.monitor),
         }
         if self.query:
             pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]
             out["query"] = scrubber.clean(_pairs_to_dict(pairs))
         if self.body is not None:
-            out["body"] = scrub_body(self.body, self.content_type, self.monitor,
-                                     self.options.max_body_bytes)
+            out["body"] = scrub_body(
+                self.body, self.content_type, self.monitor, self.options.max_body_bytes
+            )
         return out
 
 
@@ -191,12 +220,15 @@ def scrub_headers(headers: Iterable[tuple[str, str]], monitor: Hub) -> dict[str,
     return out
 
 
-def wants_body(options: WebOptions, method: str, content_type: str,
-               length: int | None) -> bool:
+def wants_body(options: WebOptions, method: str, content_type: str, length: int | None) -> bool:
     """Capture this body? Only when asked, for small JSON / form / text bodies."""
-    return (options.capture_body and method in ("POST", "PUT", "PATCH", "DELETE")
-            and content_type.lower().startswith(_BODY_TYPES)
-            and length is not None and 0 < length <= options.max_body_bytes)
+    return (
+        options.capture_body
+        and method in ("POST", "PUT", "PATCH", "DELETE")
+        and content_type.lower().startswith(_BODY_TYPES)
+        and length is not None
+        and 0 < length <= options.max_body_bytes
+    )
 
 
 def scrub_body(body: bytes, content_type: str, monitor: Hub, limit: int) -> Any:

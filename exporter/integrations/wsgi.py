@@ -78,17 +78,22 @@ class WsgiMiddleware(MonitoredApp):
         self.app = app
         self._monitor = monitor
         self.route = route
-        self.options = WebOptions(component, plugin, sessions, capture_body, max_body_bytes,
-                                  request_id_header)
+        self.options = WebOptions(
+            component, plugin, sessions, capture_body, max_body_bytes, request_id_header
+        )
         self._header_key = "HTTP_" + request_id_header.upper().replace("-", "_")
         self._header_lower = request_id_header.lower()
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         scope = RequestScope(
-            self.monitor, self.options, str(environ.get("REQUEST_METHOD") or "GET"),
-            _path(environ), str(environ.get("QUERY_STRING") or ""), lambda: _headers(environ),
-            clean_request_id(environ.get(self._header_key)), environ.get("HTTP_TRACEPARENT"),
+            self.monitor,
+            self.options,
+            str(environ.get("REQUEST_METHOD") or "GET"),
+            _path(environ),
+            str(environ.get("QUERY_STRING") or ""),
+            lambda: _headers(environ),
+            clean_request_id(environ.get(self._header_key)),
+            environ.get("HTTP_TRACEPARENT"),
         )
         environ[SCOPE_KEY] = scope
         if self.options.capture_body:
@@ -96,8 +101,9 @@ class WsgiMiddleware(MonitoredApp):
         status: list[int | None] = [None]
         header, lowered = self.options.request_id_header, self._header_lower
 
-        def wrapped_start_response(status_line: str, headers: list[tuple[str, str]],
-                                   exc_info: Any = None) -> Any:
+        def wrapped_start_response(
+            status_line: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             try:
                 status[0] = int(status_line[:3])
             except ValueError:
@@ -137,8 +143,9 @@ class WsgiMiddleware(MonitoredApp):
 
     def _capture_body(self, scope: RequestScope, environ: dict[str, Any]) -> None:
         content_type = str(environ.get("CONTENT_TYPE") or "")
-        if not wants_body(self.options, scope.method, content_type,
-                          int_or_none(environ.get("CONTENT_LENGTH"))):
+        if not wants_body(
+            self.options, scope.method, content_type, int_or_none(environ.get("CONTENT_LENGTH"))
+        ):
             return
         try:
             body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
@@ -153,8 +160,14 @@ class _Response:
     """The app's response iterable: errors while streaming count; timing ends when the body is
     out (or at close(), if that comes first)."""
 
-    def __init__(self, result: Iterable[bytes], middleware: WsgiMiddleware, scope: RequestScope,
-                 environ: dict[str, Any], status: list[int | None]) -> None:
+    def __init__(
+        self,
+        result: Iterable[bytes],
+        middleware: WsgiMiddleware,
+        scope: RequestScope,
+        environ: dict[str, Any],
+        status: list[int | None],
+    ) -> None:
         self.result = result
         self.middleware = middleware
         self.scope = scope
@@ -200,7 +213,7 @@ def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
         path = str(environ.get("PATH_INFO") or "")
         if path == prefix or path.startswith(prefix + "/"):
             environ["SCRIPT_NAME"] = str(environ.get("SCRIPT_NAME") or "") + prefix
-            environ["PATH_INFO"] = path[len(prefix):] or "/"
+            environ["PATH_INFO"] = path[len(prefix) :] or "/"
             return routes(environ, start_response)
         return app(environ, start_response)
 

@@ -72,8 +72,7 @@ def enabled() -> bool:
     """True when prometheus_client itself runs in multiprocess mode in this process."""
     from prometheus_client import values
 
-    return multiproc_dir() is not None and bool(getattr(values.ValueClass, "_multiprocess",
-                                                        False))
+    return multiproc_dir() is not None and bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
 def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
@@ -85,18 +84,21 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
     if not enabled():
         if not _warned:
             _warned = True
-            log.warning("%s is set but prometheus_client was imported before it was, so its "
-                        "metrics are per process; set it in the environment of the server "
-                        "(before Python starts). The monitor stays in single-process mode.",
-                        ENV_VAR)
+            log.warning(
+                "%s is set but prometheus_client was imported before it was, so its "
+                "metrics are per process; set it in the environment of the server "
+                "(before Python starts). The monitor stays in single-process mode.",
+                ENV_VAR,
+            )
         return None
     try:
         return SharedBackend(config, path)
     except (StoreTooNew, sqlite3.Error) as exc:
         # the directory's file cannot be shared (written by a newer release, or not a
         # database): this worker runs on its own memory, as in single-process mode
-        log.warning("error-exporter: %s: %s; running with a memory-only store",
-                    Path(path) / DB_NAME, exc)
+        log.warning(
+            "error-exporter: %s: %s; running with a memory-only store", Path(path) / DB_NAME, exc
+        )
         return None
 
 
@@ -112,31 +114,49 @@ class SharedBackend:
     def __init__(self, config: MonitorConfig, path: str | Path) -> None:
         cfg = self.config = config
         if cfg.serve:
-            log.warning("error-exporter: serve=True in multiprocess mode: every worker will "
-                        "try to bind %s:%s; mount exporter.wsgi_app(monitor) in the app or run "
-                        "`error-exporter serve --multiproc-dir %s` instead",
-                        cfg.host, cfg.port, path)
+            log.warning(
+                "error-exporter: serve=True in multiprocess mode: every worker will "
+                "try to bind %s:%s; mount exporter.wsgi_app(monitor) in the app or run "
+                "`error-exporter serve --multiproc-dir %s` instead",
+                cfg.host,
+                cfg.port,
+                path,
+            )
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = path
         self.shared = SharedStore(path, cfg.store_app)
         self.shared.set_meta("namespace", cfg.namespace)
         self.shared.set_meta("app", cfg.store_app)
 
-    def attach(self, store: ErrorStore, count_drop: CountDrop,
-               note_internal_error: Callable[[BaseException], None], hooks: FleetHooks,
-               ledger: SessionLedger | None = None
-               ) -> tuple[DurableShared, TrackingStore] | None:
+    def attach(
+        self,
+        store: ErrorStore,
+        count_drop: CountDrop,
+        note_internal_error: Callable[[BaseException], None],
+        hooks: FleetHooks,
+        ledger: SessionLedger | None = None,
+    ) -> tuple[DurableShared, TrackingStore] | None:
         """The writer of this process's changes to the directory's file (PostgreSQL's
         semantics: :mod:`exporter.durable.sqlite_shared`) and the store to use instead of
         ``store``; None when the file's schema is newer than this release."""
-        database = SqliteSharedDatabase(str(Path(self.path) / DB_NAME), lambda: FORK_GUARD,
-                                        self.config.max_users_per_group,
-                                        self.config.error_buffer_size)
+        database = SqliteSharedDatabase(
+            str(Path(self.path) / DB_NAME),
+            lambda: FORK_GUARD,
+            self.config.max_users_per_group,
+            self.config.error_buffer_size,
+        )
         from .worker_store import DirectoryStore
 
         shared = self.shared
-        backend = DurableShared(self.config, count_drop, note_internal_error, hooks, ledger,
-                                database, lambda base: DirectoryStore(base, shared))
+        backend = DurableShared(
+            self.config,
+            count_drop,
+            note_internal_error,
+            hooks,
+            ledger,
+            database,
+            lambda base: DirectoryStore(base, shared),
+        )
         tracking = backend.start(store)
         return None if tracking is None else (backend, tracking)
 

@@ -53,8 +53,9 @@ SYSTEM_COUNTERS = tuple(f.name for f in FAMILIES if f.resource and f.kind == "co
 class Publisher:
     """A daemon thread writing one worker's gauges and state every ``interval`` seconds."""
 
-    def __init__(self, monitor: Published, shared: SharedStore,
-                 interval: float = PUBLISH_INTERVAL) -> None:
+    def __init__(
+        self, monitor: Published, shared: SharedStore, interval: float = PUBLISH_INTERVAL
+    ) -> None:
         self.monitor = monitor
         self.shared = shared
         self.interval = interval
@@ -66,11 +67,20 @@ class Publisher:
                 continue
             name = family.name + ("_total" if family.kind == "counter" else "")
             self.gauges[family.name] = Gauge(
-                name, family.help, family.labels, namespace=ns, registry=None,
-                multiprocess_mode=family.mode)  # type: ignore[arg-type]
+                name,
+                family.help,
+                family.labels,
+                namespace=ns,
+                registry=None,
+                multiprocess_mode=family.mode,  # type: ignore[arg-type]
+            )
         self.sessions_total = Counter(
-            "sessions", "Ended sessions by status (exited, errored, crashed, abnormal).",
-            ["status"], namespace=ns, registry=None)
+            "sessions",
+            "Ended sessions by status (exited, errored, crashed, abnormal).",
+            ["status"],
+            namespace=ns,
+            registry=None,
+        )
         for status in STATUSES:
             self.sessions_total.labels(status)
         self._published_ended = dict.fromkeys(STATUSES, 0)
@@ -84,8 +94,9 @@ class Publisher:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="error-exporter-publisher",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="error-exporter-publisher", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -124,8 +135,9 @@ class Publisher:
         count_uncounted = getattr(monitor, "_count_uncounted", None)
         if count_uncounted is not None:  # internal errors that could not be counted at once
             count_uncounted()
-        resources = (monitor.config.enable_resource_monitoring
-                     and monitor.resources.latest is not None)
+        resources = (
+            monitor.config.enable_resource_monitoring and monitor.resources.latest is not None
+        )
         for family in FAMILIES:
             gauge = self.gauges.get(family.name)
             if gauge is None or (family.resource and not resources):

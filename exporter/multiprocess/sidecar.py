@@ -19,17 +19,25 @@ def make_view(directory: str | Path, config: MonitorConfig | None = None) -> Sha
     return SharedView(directory, config or load_config())
 
 
-def run_sidecar(directory: str, host: str | None = None, port: int | None = None,
-                token: str | None = None, config_path: str | None = None,
-                web_config_file: str | None = None) -> int:
+def run_sidecar(
+    directory: str,
+    host: str | None = None,
+    port: int | None = None,
+    token: str | None = None,
+    config_path: str | None = None,
+    web_config_file: str | None = None,
+) -> int:
     """Serve until SIGINT/SIGTERM. Exit codes as the CLI: 0 ok, 1 bind failed, 2 bad input."""
     from ..config import ConfigError
     from ..http import MonitorServer
 
     path = Path(directory)
     if not path.is_dir():
-        print(f"error: --multiproc-dir {directory}: not a directory (create it, or point it at "
-              "the PROMETHEUS_MULTIPROC_DIR of the workers)", file=sys.stderr)
+        print(
+            f"error: --multiproc-dir {directory}: not a directory (create it, or point it at "
+            "the PROMETHEUS_MULTIPROC_DIR of the workers)",
+            file=sys.stderr,
+        )
         return 2
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -52,8 +60,10 @@ def run_sidecar(directory: str, host: str | None = None, port: int | None = None
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"error-exporter sidecar for {path} serving on {server.url} "
-          f"(/metrics, /api/v1/export)", flush=True)
+    print(
+        f"error-exporter sidecar for {path} serving on {server.url} (/metrics, /api/v1/export)",
+        flush=True,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -37,8 +37,12 @@ DB_NAME = "error-exporter.sqlite"
 DEFAULT_APP = "app"
 LATEST_RECORDS = 5000  # the exemplars of /metrics: the latest error of each series among these
 # the record's fields the export filters on, in its JSON
-_FILTERS = {"severity": "severity", "component": "component", "plugin": "plugin_id",
-            "error_type": "error_type"}
+_FILTERS = {
+    "severity": "severity",
+    "component": "component",
+    "plugin": "plugin_id",
+    "error_type": "error_type",
+}
 
 
 class ForkGuard:
@@ -75,9 +79,11 @@ class ForkGuard:
 
 FORK_GUARD = ForkGuard()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=FORK_GUARD._before_fork,
-                        after_in_parent=FORK_GUARD._after_fork_in_parent,
-                        after_in_child=FORK_GUARD._after_fork_in_child)
+    os.register_at_fork(
+        before=FORK_GUARD._before_fork,
+        after_in_parent=FORK_GUARD._after_fork_in_parent,
+        after_in_child=FORK_GUARD._after_fork_in_child,
+    )
 
 
 class SharedStore:
@@ -182,8 +188,10 @@ class SharedStore:
 
     # -- the workers' state (each worker's publisher) --------------------------------------
     def put_worker_state(self, pid: int, state: dict[str, Any]) -> None:
-        self._run("INSERT OR REPLACE INTO workers (pid, updated, state) VALUES (?, ?, ?)",
-                  (pid, time.time(), _dumps(state)))
+        self._run(
+            "INSERT OR REPLACE INTO workers (pid, updated, state) VALUES (?, ?, ?)",
+            (pid, time.time(), _dumps(state)),
+        )
 
     def forget_worker(self, pid: int) -> None:
         self._run("DELETE FROM workers WHERE pid = ?", (pid,))
@@ -191,8 +199,9 @@ class SharedStore:
     def workers(self, max_age: float) -> list[dict[str, Any]]:
         """The state rows of workers that published within ``max_age`` seconds."""
         cutoff = time.time() - max_age
-        found = self._all("SELECT pid, updated, state FROM workers WHERE updated >= ? "
-                          "ORDER BY pid", (cutoff,))
+        found = self._all(
+            "SELECT pid, updated, state FROM workers WHERE updated >= ? ORDER BY pid", (cutoff,)
+        )
         out = []
         for pid, updated, state in found:
             data = json.loads(state)
@@ -201,20 +210,24 @@ class SharedStore:
         return out
 
     # -- writes of the API (resolve, clear) ------------------------------------------------
-    def resolve(self, error_id: str, version: str | None,
-                when: float | None = None) -> ErrorGroup | None:
+    def resolve(
+        self, error_id: str, version: str | None, when: float | None = None
+    ) -> ErrorGroup | None:
         """Resolve a group in the file (the first resolve wins); None: no such group."""
         with FORK_GUARD:
-            return resolve_in_file(self.connect(), self.app, error_id,
-                                   time.time() if when is None else when, version)
+            return resolve_in_file(
+                self.connect(), self.app, error_id, time.time() if when is None else when, version
+            )
 
     def clear_older_than(self, cutoff: float) -> int:
         """Drop records and groups last seen at or before ``cutoff``; returns records dropped."""
         with self.write() as conn:
-            dropped = conn.execute("DELETE FROM records WHERE app = ? AND ts <= ?",
-                                   (self.app, cutoff)).rowcount
-            conn.execute("DELETE FROM groups WHERE app = ? AND last_occurrence <= ?",
-                         (self.app, cutoff))
+            dropped = conn.execute(
+                "DELETE FROM records WHERE app = ? AND ts <= ?", (self.app, cutoff)
+            ).rowcount
+            conn.execute(
+                "DELETE FROM groups WHERE app = ? AND last_occurrence <= ?", (self.app, cutoff)
+            )
             return int(dropped)
 
     # -- reading -------------------------------------------------------------------------
@@ -228,8 +241,13 @@ class SharedStore:
     def group_count(self) -> int:
         return int(self._one("SELECT count(*) FROM groups WHERE app = ?", (self.app,))[0])
 
-    def groups(self, sort: str = "count", limit: int | None = None,
-               error_id: str | None = None, new_in: str | None = None) -> list[ErrorGroup]:
+    def groups(
+        self,
+        sort: str = "count",
+        limit: int | None = None,
+        error_id: str | None = None,
+        new_in: str | None = None,
+    ) -> list[ErrorGroup]:
         """The groups as the directory has them (counts summed over every worker)."""
         order = "last_occurrence DESC" if sort == "last_seen" else "occurrence_count DESC"
         where, args = "WHERE app = ?", [self.app]
@@ -244,8 +262,10 @@ class SharedStore:
         return [_group(row) for row in self._all(sql, args)]
 
     def occurrences(self, error_id: str, count: int) -> list[ErrorRecord]:
-        found = self._all("SELECT data FROM records WHERE app = ? AND error_id = ? "
-                          "ORDER BY seq DESC LIMIT ?", (self.app, error_id, count))
+        found = self._all(
+            "SELECT data FROM records WHERE app = ? AND error_id = ? ORDER BY seq DESC LIMIT ?",
+            (self.app, error_id, count),
+        )
         return [record_from_json(row[0]) for row in reversed(found)]
 
     def iter_records(self, flt: ExportFilter) -> Iterator[tuple[int, ErrorRecord]]:
@@ -272,14 +292,17 @@ class SharedStore:
             yield int(seq), record_from_json(data)
 
     def recent_records(self, count: int) -> list[ErrorRecord]:
-        found = self._all("SELECT data FROM records WHERE app = ? ORDER BY seq DESC LIMIT ?",
-                          (self.app, count))
+        found = self._all(
+            "SELECT data FROM records WHERE app = ? ORDER BY seq DESC LIMIT ?", (self.app, count)
+        )
         return [record_from_json(row[0]) for row in reversed(found)]
 
     def last_record(self, plugin: str) -> ErrorRecord | None:
-        row = self._one("SELECT data FROM records WHERE app = ? AND "
-                        "json_extract(data, '$.plugin_id') = ? ORDER BY seq DESC LIMIT 1",
-                        (self.app, plugin))
+        row = self._one(
+            "SELECT data FROM records WHERE app = ? AND "
+            "json_extract(data, '$.plugin_id') = ? ORDER BY seq DESC LIMIT 1",
+            (self.app, plugin),
+        )
         return record_from_json(row[0]) if row else None
 
     def latest_ids(self) -> dict[tuple[str, str, str, str], tuple[str, float, str | None]]:
@@ -294,10 +317,13 @@ class SharedStore:
             "coalesce(json_extract(data, '$.severity'), '') AS severity, "
             "json_extract(data, '$.trace_id') AS trace_id "
             "FROM records WHERE app = ? ORDER BY seq DESC LIMIT ?) "
-            "GROUP BY error_type, component, plugin, severity", (self.app, LATEST_RECORDS))
-        return {(r[0], r[1], r[2], r[3]): (r[4], float(r[5]),
-                                           r[7] if isinstance(r[7], str) else None)
-                for r in found}
+            "GROUP BY error_type, component, plugin, severity",
+            (self.app, LATEST_RECORDS),
+        )
+        return {
+            (r[0], r[1], r[2], r[3]): (r[4], float(r[5]), r[7] if isinstance(r[7], str) else None)
+            for r in found
+        }
 
 
 def _group(row: Sequence[Any]) -> ErrorGroup:
@@ -305,9 +331,11 @@ def _group(row: Sequence[Any]) -> ErrorGroup:
     group = rows.group_from_row(row)
     report = group.report
     report.frequency_per_hour = round(
-        per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence), 3)
-    report.priority = priority(report.severity.value, report.frequency_per_hour,
-                               report.affected_users)
+        per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence), 3
+    )
+    report.priority = priority(
+        report.severity.value, report.frequency_per_hour, report.affected_users
+    )
     return group
 
 

@@ -53,13 +53,19 @@ _HEALTH_NAME = {v: k for k, v in HEALTH_VALUE.items()}
 class SharedView:
     """The monitor read API over every process of one multiprocess directory."""
 
-    def __init__(self, directory: str | Path, config: MonitorConfig | None = None,
-                 shared: SharedStore | None = None, local: Published | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        config: MonitorConfig | None = None,
+        shared: SharedStore | None = None,
+        local: Published | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.config = config or MonitorConfig()
         # the sidecar (no local monitor) reads the app the workers recorded
-        self.shared = shared or SharedStore(self.directory,
-                                            self.config.store_app if local else None)
+        self.shared = shared or SharedStore(
+            self.directory, self.config.store_app if local else None
+        )
         self.local = local
         self.namespace = self.config.namespace
         if local is None:  # the sidecar: use the workers' namespace if they recorded one
@@ -129,10 +135,13 @@ class SharedView:
         while True:
             try:
                 counters = self._counters()
-                gap = int(_total(counters, f"{self.namespace}_errors")
-                          - _total(counters, f"{self.namespace}_error_reports_dropped",
-                                   reason="queue_full")
-                          - self.shared.processed())
+                gap = int(
+                    _total(counters, f"{self.namespace}_errors")
+                    - _total(
+                        counters, f"{self.namespace}_error_reports_dropped", reason="queue_full"
+                    )
+                    - self.shared.processed()
+                )
             except Exception:
                 return False
             if gap <= 0 or gap == self._stalled_gap:
@@ -155,7 +164,8 @@ class SharedView:
         counters = self._counters()
         workers = self._workers()
         return statistics(
-            _samples(counters, f"{self.namespace}_errors"), self._recoveries(counters),
+            _samples(counters, f"{self.namespace}_errors"),
+            self._recoveries(counters),
             self.shared.started(),
             unique_errors=self.shared.group_count(),
             dropped_reports=int(_total(counters, f"{self.namespace}_error_reports_dropped")),
@@ -174,8 +184,11 @@ class SharedView:
         return {
             "statistics": stats,
             "top_errors": [
-                {"error_id": g.report.error_id, "occurrence_count": g.report.occurrence_count,
-                 "report": {**g.report.to_dict(), **g.release_state()}}
+                {
+                    "error_id": g.report.error_id,
+                    "occurrence_count": g.report.occurrence_count,
+                    "report": {**g.report.to_dict(), **g.release_state()},
+                }
                 for g in self.shared.groups("count", top)
             ],
             "total_unique_errors": stats["unique_errors"],
@@ -211,8 +224,9 @@ class SharedView:
             "error_rate_per_hour": round(per_hour(total, time.time() - started), 2),
             "error_counts_by_type": by_type,
             "plugin_error_counts": plugin_counts,
-            "active_patterns": {p["error_type"]: p for p in self._patterns()
-                                if p["kind"] == "type"},
+            "active_patterns": {
+                p["error_type"]: p for p in self._patterns() if p["kind"] == "type"
+            },
             "recent_errors": [r.to_dict() for r in self.shared.recent_records(20)],
         }
 
@@ -244,8 +258,9 @@ class SharedView:
         self.settle()
         return self._patterns()
 
-    def list_groups(self, sort: str = "count", limit: int | None = None,
-                    new_in: str | None = None) -> list[dict[str, Any]]:
+    def list_groups(
+        self, sort: str = "count", limit: int | None = None, new_in: str | None = None
+    ) -> list[dict[str, Any]]:
         self.settle()
         return [g.summary() for g in self.shared.groups(sort, limit, new_in=new_in)]
 
@@ -318,8 +333,9 @@ class SharedView:
         except Exception:
             return []
 
-    def _sessions(self, counters: dict[str, Metric],
-                  workers: list[dict[str, Any]]) -> dict[str, Any]:
+    def _sessions(
+        self, counters: dict[str, Metric], workers: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         ended = {status: 0 for status in ("exited", "errored", "crashed", "abnormal")}
         for labels, value in _samples(counters, f"{self.namespace}_sessions"):
             status = labels.get("status", "")
@@ -349,13 +365,16 @@ class SharedView:
                 current["first_seen"] = min(current["first_seen"], pattern["first_seen"])
                 current["last_seen"] = max(current["last_seen"], pattern["last_seen"])
                 current["affected_plugins"] = sorted(
-                    set(current["affected_plugins"]) | set(pattern["affected_plugins"]))
+                    set(current["affected_plugins"]) | set(pattern["affected_plugins"])
+                )
                 samples = current["sample_messages"]
                 for message in pattern["sample_messages"]:
                     if len(samples) < 3 and message not in samples:
                         samples.append(message)
-                level = max(_PATTERN_LEVEL.get(current["severity"], 0),
-                            _PATTERN_LEVEL.get(pattern["severity"], 0))
+                level = max(
+                    _PATTERN_LEVEL.get(current["severity"], 0),
+                    _PATTERN_LEVEL.get(pattern["severity"], 0),
+                )
                 current["severity"] = _LEVEL_PATTERN[level]
         return sorted(merged.values(), key=lambda p: (-p["count"], p["kind"], p["key"]))
 
@@ -395,8 +414,9 @@ class FleetCollector:
         self.ns = namespace
         self.shared = shared
         self.version = _version()
-        self._counter_names = {self._name(name + "_total"): self._name(name)
-                               for name in SYSTEM_COUNTERS}
+        self._counter_names = {
+            self._name(name + "_total"): self._name(name) for name in SYSTEM_COUNTERS
+        }
 
     def _name(self, name: str) -> str:
         return f"{self.ns}_{name}" if self.ns else name
@@ -419,12 +439,13 @@ class FleetCollector:
             yield metric
         if self.shared is not None:
             with contextlib.suppress(Exception):
-                yield GaugeMetricFamily(self._name("unique_errors"),
-                                        "Distinct error groups held in the shared store.",
-                                        value=self.shared.group_count())
+                yield GaugeMetricFamily(
+                    self._name("unique_errors"),
+                    "Distinct error groups held in the shared store.",
+                    value=self.shared.group_count(),
+                )
         info = InfoMetricFamily(self._name("monitor"), "error-exporter build information.")
-        info.add_metric([], {"version": self.version,
-                             "python_version": platform.python_version()})
+        info.add_metric([], {"version": self.version, "python_version": platform.python_version()})
         yield info
 
 
@@ -453,18 +474,23 @@ def _as_counter(metric: Metric, name: str) -> Metric:
     return counter
 
 
-def _add_exemplars(metric: Metric,
-                   latest: dict[tuple[str, str, str, str], tuple[str, float, str | None]]
-                   ) -> None:
+def _add_exemplars(
+    metric: Metric, latest: dict[tuple[str, str, str, str], tuple[str, float, str | None]]
+) -> None:
     samples = []
     for sample in metric.samples:
         labels = sample.labels
-        key = (labels.get("error_type", ""), labels.get("component", ""),
-               labels.get("plugin", ""), labels.get("severity", ""))
+        key = (
+            labels.get("error_type", ""),
+            labels.get("component", ""),
+            labels.get("plugin", ""),
+            labels.get("severity", ""),
+        )
         found = latest.get(key) if sample.name.endswith("_total") else None
         if found is not None:
             sample = sample._replace(
-                exemplar=Exemplar(exemplar_labels(found[0], found[2]), 1.0, found[1]))
+                exemplar=Exemplar(exemplar_labels(found[0], found[2]), 1.0, found[1])
+            )
         samples.append(sample)
     metric.samples = samples
 
@@ -479,8 +505,11 @@ def _samples(counters: dict[str, Metric], name: str) -> Iterator[tuple[dict[str,
 
 
 def _total(counters: dict[str, Metric], name: str, **match: str) -> float:
-    return sum(value for labels, value in _samples(counters, name)
-               if all(labels.get(k) == v for k, v in match.items()))
+    return sum(
+        value
+        for labels, value in _samples(counters, name)
+        if all(labels.get(k) == v for k, v in match.items())
+    )
 
 
 def _latest_resources(workers: list[dict[str, Any]]) -> dict[str, Any] | None:

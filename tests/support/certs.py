@@ -31,25 +31,58 @@ def _run(*args: str, cwd: Path) -> None:
 
 def _ca(directory: Path, name: str) -> tuple[Path, Path]:
     key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key.name, "-out",
-         cert.name, "-days", "30", "-subj", f"/CN={name}",
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+    _run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.name,
+        "-out",
+        cert.name,
+        "-days",
+        "30",
+        "-subj",
+        f"/CN={name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )
     return cert, key
 
 
-def _leaf(directory: Path, name: str, ca: tuple[Path, Path], server: bool,
-          expired: bool = False) -> tuple[Path, Path]:
-    key, csr, cert = (directory / f"{name}.key", directory / f"{name}.csr",
-                      directory / f"{name}.crt")
+def _leaf(
+    directory: Path, name: str, ca: tuple[Path, Path], server: bool, expired: bool = False
+) -> tuple[Path, Path]:
+    key, csr, cert = (
+        directory / f"{name}.key",
+        directory / f"{name}.csr",
+        directory / f"{name}.crt",
+    )
     ext = directory / f"{name}.ext"
     if server:
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n"
-                       "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        ext.write_text(
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n"
+            "extendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"
+        )
     else:
         ext.write_text("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
-    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key.name, "-out", csr.name,
-         "-subj", f"/CN={name}", cwd=directory)
+    _run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.name,
+        "-out",
+        csr.name,
+        "-subj",
+        f"/CN={name}",
+        cwd=directory,
+    )
     if expired:  # valid from 3 days ago to yesterday: x509 -days cannot make that
         conf = directory / f"{name}-ca.conf"
         db = directory / f"{name}-db"
@@ -69,13 +102,47 @@ copy_extensions = none
 [anything]
 commonName = supplied
 """)
-        _run("ca", "-batch", "-config", conf.name, "-cert", ca[0].name, "-keyfile", ca[1].name,
-             "-in", csr.name, "-out", cert.name, "-startdate", "20200101000000Z",
-             "-enddate", "20200102000000Z", "-extfile", ext.name, "-notext", cwd=directory)
+        _run(
+            "ca",
+            "-batch",
+            "-config",
+            conf.name,
+            "-cert",
+            ca[0].name,
+            "-keyfile",
+            ca[1].name,
+            "-in",
+            csr.name,
+            "-out",
+            cert.name,
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            ext.name,
+            "-notext",
+            cwd=directory,
+        )
     else:
-        _run("x509", "-req", "-in", csr.name, "-CA", ca[0].name, "-CAkey", ca[1].name,
-             "-CAcreateserial", "-out", cert.name, "-days", "30", "-extfile", ext.name,
-             cwd=directory)
+        _run(
+            "x509",
+            "-req",
+            "-in",
+            csr.name,
+            "-CA",
+            ca[0].name,
+            "-CAkey",
+            ca[1].name,
+            "-CAcreateserial",
+            "-out",
+            cert.name,
+            "-days",
+            "30",
+            "-extfile",
+            ext.name,
+            cwd=directory,
+        )
     return cert, key
 
 
@@ -89,8 +156,19 @@ def make_certs(directory: Path) -> Certs:
     client = _leaf(directory, "client", ca, server=False)
     expired = _leaf(directory, "expired", ca, server=True, expired=True)
     stranger = _leaf(directory, "stranger", other, server=False)
-    return Certs(directory, ca[0], server[0], server[1], client[0], client[1], expired[0],
-                 expired[1], other[0], stranger[0], stranger[1])
+    return Certs(
+        directory,
+        ca[0],
+        server[0],
+        server[1],
+        client[0],
+        client[1],
+        expired[0],
+        expired[1],
+        other[0],
+        stranger[0],
+        stranger[1],
+    )
 
 
 def new_server_cert(certs: Certs, name: str) -> tuple[Path, Path]:

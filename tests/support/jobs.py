@@ -39,8 +39,11 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), extra.pop("PYTHONPATH", "")])
     env.update(extra)
     return env
@@ -49,13 +52,20 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Process:
     """One started program, its output in a log file; ``stop()`` ends its whole group."""
 
-    def __init__(self, args: list[str], log: Path, cwd: Path | str = REPO,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log: Path, cwd: Path | str = REPO, env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = log
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         _running[self.proc.pid] = self.proc
 
     @property
@@ -115,8 +125,9 @@ def _stop_all() -> None:
     _running.clear()
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 90.0, what: str = "",
-             process: Process | None = None) -> Any:
+def wait_for(
+    check: Callable[[], Any], timeout: float = 90.0, what: str = "", process: Process | None = None
+) -> Any:
     """Poll until ``check()`` is truthy (a hang guard, never a timing assertion)."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -137,9 +148,25 @@ def start_redis(tmp: Path) -> tuple[Process, str]:
 
     binary = require_tool("redis-server")
     port = free_port()
-    server = Process([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                      "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp)],
-                     tmp / "redis.log", cwd=tmp)
+    server = Process(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        tmp / "redis.log",
+        cwd=tmp,
+    )
     url = f"redis://127.0.0.1:{port}"
 
     def answers() -> bool:
@@ -156,13 +183,18 @@ def start_redis(tmp: Path) -> tuple[Process, str]:
 
 # -- reading what the workers recorded -------------------------------------------------------
 
+
 def records(directory: Path) -> list[dict[str, Any]]:
     """Every occurrence record in the shared store, oldest first (with the writer's pid)."""
     if not (directory / DB_NAME).exists():
         return []
     try:
-        rows = SharedStore(directory).connect().execute(
-            "SELECT instance, data FROM records ORDER BY seq").fetchall()
+        rows = (
+            SharedStore(directory)
+            .connect()
+            .execute("SELECT instance, data FROM records ORDER BY seq")
+            .fetchall()
+        )
     except Exception:  # not created yet
         return []
     # each record names the instance that wrote it: host:pid unless ERROR_EXPORTER_INSTANCE
@@ -179,12 +211,15 @@ def group_reports(directory: Path) -> dict[str, dict[str, Any]]:
     if not (directory / DB_NAME).exists():
         return {}
     try:
-        rows = SharedStore(directory).connect().execute(
-            "SELECT error_id, occurrence_count, report FROM groups").fetchall()
+        rows = (
+            SharedStore(directory)
+            .connect()
+            .execute("SELECT error_id, occurrence_count, report FROM groups")
+            .fetchall()
+        )
     except Exception:
         return {}
-    return {error_id: {**json.loads(report), "count": count}
-            for error_id, count, report in rows}
+    return {error_id: {**json.loads(report), "count": count} for error_id, count, report in rows}
 
 
 def metric(directory: Path, name: str, **labels: str) -> float:
@@ -193,8 +228,7 @@ def metric(directory: Path, name: str, **labels: str) -> float:
     files = metric_files(directory, "*.db")  # as the monitor's own scrape reads them
     for family in MultiProcessCollector.merge(files, accumulate=True):
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v
-                                           for k, v in labels.items()):
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
 

@@ -153,8 +153,12 @@ def query_range(
 ) -> list[dict[str, Any]]:
     """Range query through ``/api/v1/query_range`` (what a Grafana time series panel runs):
     one entry per series, each with its ``values`` as [t, "v"] pairs."""
-    params = [("query", expr), ("start", f"{start:.3f}"), ("end", f"{end:.3f}"),
-              ("step", f"{step:g}")]
+    params = [
+        ("query", expr),
+        ("start", f"{start:.3f}"),
+        ("end", f"{end:.3f}"),
+        ("step", f"{step:g}"),
+    ]
     result: list[dict[str, Any]] = _api(url, "/api/v1/query_range", params)["result"]
     return result
 
@@ -366,8 +370,9 @@ def compress_windows(rules: Mapping[str, Any], factor: float, minimum: int = 5) 
     return result
 
 
-def store_info_stand_in(job: str, backend: str = "file", release_scope: str = "host",
-                        namespace: str = "app") -> dict[str, Any]:
+def store_info_stand_in(
+    job: str, backend: str = "file", release_scope: str = "host", namespace: str = "app"
+) -> dict[str, Any]:
     """A rule group that gives each target of ``job`` the ``<namespace>_monitor_store_info``
     series an exporter with that store publishes, for as long as the exporter itself does not
     (an exporter older than the metric): the release-health rules and panels count only
