@@ -26,14 +26,9 @@ import psutil
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter import ErrorMonitor
+from exporter.config import HOOKS_OFF
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 DEPTH = 10
 
 

@@ -1,7 +1,8 @@
 """What copying an occurrence's context costs the caller (the report shows it as it was).
 
 Each occurrence queued in detail has its context and metadata copied on the caller's thread
-(``exporter.snapshot``), within the scrubber's caps; a coalesced repeat copies nothing. This
+(``exporter.capture.context_copy``), within the scrubber's caps; a coalesced repeat copies
+nothing. This
 prints, against a 4-label ``Counter.labels(...).inc()`` measured in the same run (the
 machine is noisy), the median over interleaved rounds of:
 

@@ -30,17 +30,13 @@ import prometheus_client.metrics as pc_metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from exporter import ErrorMonitor
-from exporter.collectors import MonitorStateCollector, ResourceCollector
+from exporter.config import HOOKS_OFF
 from exporter.http import make_wsgi_app
 from exporter.http.server import serve_app
-from exporter.metrics import OPERATION_BUCKETS, RECOVERY_BUCKETS
+from exporter.metrics.capture_path import OPERATION_BUCKETS, RECOVERY_BUCKETS
+from exporter.metrics.collectors import MonitorStateCollector, ResourceCollector
 
-QUIET: dict[str, Any] = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-}
+QUIET = {k: v for k, v in HOOKS_OFF.items() if k != "enable_resource_monitoring"}
 SEVERITIES = ("low", "medium", "high", "critical")
 USE_MEDIAN = False
 

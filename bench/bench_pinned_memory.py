@@ -36,17 +36,12 @@ import threading
 import time
 from typing import Any
 
+from exporter.config import HOOKS_OFF
+
 MODES = ("none", "monitor", "monitor-unbudgeted")
 TARGET_MB = 64.0
 THREADS = 4
-QUIET = {
-    "serve": False,
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET: dict[str, Any] = {**HOOKS_OFF, "serve": False}
 
 
 class SlowRepr:

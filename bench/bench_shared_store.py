@@ -53,7 +53,7 @@ def worker(
     url: str, version: str, rate: float, seconds: float, start_at: float, results: Any
 ) -> None:
     from exporter import ErrorMonitor
-    from exporter.durable.postgres import SharedBackend
+    from exporter.store.durable.postgres_store import SharedBackend
 
     batch_seconds: list[float] = []  # how long each batch's transaction took (bench only)
     attempt = SharedBackend._attempt
@@ -105,7 +105,7 @@ def run_phase(
 ) -> dict[str, Any]:
     url = server.new_database()
     # create the schema once, then note each record's insert time (bench-only column)
-    from exporter.durable import pg_database as db
+    from exporter.store.durable import postgres_database as db
 
     conn = db.connect(url)
     db.ensure_schema(conn, "bench", "bench")

@@ -8,11 +8,16 @@ The public API, re-exported from the modules that define it::
 import logging
 from typing import Any
 
-from .compat import ErrorAggregator, ErrorMonitoringService, get_error_aggregator, record_error
-from .config import ConfigError, MonitorConfig, load_config
-from .decorators import handle_errors
-from .instance import get_error_monitor, reset_error_monitor
-from .model import (
+from exporter.compat import (
+    ErrorAggregator,
+    ErrorMonitoringService,
+    get_error_aggregator,
+    record_error,
+)
+from exporter.config import ConfigError, MonitorConfig, load_config
+from exporter.decorators import handle_errors
+from exporter.global_monitor import get_error_monitor, reset_error_monitor
+from exporter.model import (
     Breadcrumb,
     ErrorPattern,
     ErrorPriority,
@@ -21,7 +26,7 @@ from .model import (
     ErrorSeverity,
     ResourceSnapshot,
 )
-from .monitor import ErrorMonitor
+from exporter.monitor import ErrorMonitor
 
 # The logging HOWTO for libraries: the app decides where the monitor's own lines go.
 logging.getLogger("exporter").addHandler(logging.NullHandler())
@@ -29,14 +34,14 @@ logging.getLogger("exporter").addHandler(logging.NullHandler())
 
 def wsgi_app(monitor: ErrorMonitor) -> Any:
     """The monitor's HTTP routes as a WSGI app (mount it in Flask, Django, ...)."""
-    from .http import make_wsgi_app
+    from exporter.http import make_wsgi_app
 
     return make_wsgi_app(monitor)
 
 
 def asgi_app(monitor: ErrorMonitor) -> Any:
     """The same routes as an ASGI app (mount it in Starlette or FastAPI)."""
-    from .http import asgi_app as make_asgi_app
+    from exporter.http import asgi_app as make_asgi_app
 
     return make_asgi_app(monitor)
 

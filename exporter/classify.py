@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from .model import SEVERITY_RANK, ErrorPriority
+from exporter.model import SEVERITY_RANK, ErrorPriority
 
 DEFAULT_SEVERITY_BY_TYPE: dict[str, str] = {
     "MemoryError": "critical",

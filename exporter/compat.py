@@ -22,18 +22,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .instance import _ignored_message, _process_monitor
-from .model import ErrorPattern, ErrorRecord
-from .monitor import ErrorMonitor
-from .patterns import MAX_AFFECTED_PLUGINS, MAX_SAMPLE_MESSAGES, severity_for
-from .scrub import safe_text
+from exporter.config import HOOKS_OFF
+from exporter.global_monitor import _ignored_message, _process_monitor
+from exporter.model import ErrorPattern, ErrorRecord
+from exporter.monitor import ErrorMonitor
+from exporter.patterns import MAX_AFFECTED_PLUGINS, MAX_SAMPLE_MESSAGES, severity_for
+from exporter.scrub import safe_text
 
-_QUIET: dict[str, Any] = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-}
 MAX_PATTERN_TYPES = 1000  # error types one aggregator tracks for its pattern callbacks
 
 
@@ -172,8 +167,7 @@ class ErrorAggregator:
                 pattern_threshold=pattern_threshold,
                 pattern_window_minutes=pattern_window_minutes,
                 export_path=None if export_path is None else str(export_path),
-                enable_resource_monitoring=False,
-                **_QUIET,
+                **HOOKS_OFF,
             )
         self.monitor = monitor
         self.max_records = monitor.config.max_records
@@ -182,7 +176,7 @@ class ErrorAggregator:
         self._pattern_callbacks: list[Callable[[ErrorPattern], None]] = []
         self._watch = _PatternWatch()
         self._clock: Callable[[], float] = time.time
-        monitor.start()  # hooks off (see _QUIET); start() also flushes at exit
+        monitor.start()  # hooks off (HOOKS_OFF); start() also flushes at exit
 
     @property
     def export_path(self) -> Path | None:

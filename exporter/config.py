@@ -15,15 +15,17 @@ import dataclasses
 import difflib
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from .dsn import check_url, is_postgres, sqlite_path
+from exporter._process_events import ForkSafeLock
+from exporter.store.dsn import check_url, is_postgres, sqlite_path
 
 ENV_PREFIX = "ERROR_EXPORTER_"
+MULTIPROC_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's: multiprocess mode
 # ERROR_EXPORTER_* variables that are read somewhere else than as an option: a variable with
 # the prefix that is neither is a typo (say, MAX_BREADCRUMB for MAX_BREADCRUMBS): a warning.
 OTHER_ENV_NAMES = frozenset(
@@ -51,6 +53,19 @@ OTHER_ENV_NAMES = frozenset(
 )
 DEFAULT_PORT = 9718
 SEVERITIES = ("low", "medium", "high", "critical")
+# A monitor inside another tool (ErrorAggregator's own, the offline CLI, a benchmark, a test):
+# no process-wide hook, no sampler thread. ``ErrorMonitor(**HOOKS_OFF)``.
+HOOKS_OFF: Mapping[str, Any] = MappingProxyType(
+    {
+        "capture_sys_excepthook": False,
+        "capture_threading": False,
+        "capture_logging": False,
+        "capture_asyncio": False,
+        "capture_celery": False,
+        "capture_rq": False,
+        "enable_resource_monitoring": False,
+    }
+)
 
 DEFAULT_SCRUB_KEYS = (
     "password",
@@ -151,9 +166,9 @@ class MonitorConfig:
     plugin_health_window: float = 300.0
     plugin_degraded_threshold: int = 1
     plugin_unhealthy_threshold: int = 5
-    # durable store of one process (exporter/durable/): unset = memory only
+    # durable store of one process (exporter/store/durable/): unset = memory only
     store_path: str | None = None
-    # the shared store (exporter/durable/postgres.py): postgresql://... (or sqlite:///path,
+    # the shared store (exporter/store/durable/postgres_store.py): postgresql://... (or sqlite:///path,
     # the same as store_path); never in reprs or logs (it may hold a password)
     store_url: str | None = field(default=None, repr=False)
     # whose groups these are in a shared store (part of every key); unset: the namespace
@@ -420,16 +435,14 @@ def _parse_env_value(name: str, raw: str) -> Any:
 OPTION_ENV_NAMES = frozenset(ENV_PREFIX + name.upper() for name in OPTION_NAMES)
 KNOWN_ENV_NAMES = OPTION_ENV_NAMES | OTHER_ENV_NAMES
 _warned_env: set[str] = set()
-_warned_env_lock = threading.Lock()
+_warned_env_lock = ForkSafeLock()
 
 
-def _new_lock_in_child() -> None:  # a fork while another thread held it must not deadlock
-    global _warned_env_lock
-    _warned_env_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+def multiproc_dir() -> str | None:
+    """The directory named by ``PROMETHEUS_MULTIPROC_DIR`` (or its deprecated lower-case
+    name): multiprocess mode. Read here, so a single process never imports the multiprocess
+    package to learn it is not in it."""
+    return os.environ.get(MULTIPROC_ENV_VAR) or os.environ.get(MULTIPROC_ENV_VAR.lower()) or None
 
 
 def warn_unknown_environment(environ: Mapping[str, str]) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .monitor import ErrorMonitor
+    from exporter.monitor import ErrorMonitor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,7 +45,7 @@ def handle_errors(
         def resolve() -> ErrorMonitor:
             if monitor is not None:
                 return monitor
-            from .instance import get_error_monitor
+            from exporter.global_monitor import get_error_monitor
 
             return get_error_monitor()  # at each call: the app may start its monitor later
 

@@ -18,6 +18,8 @@ Two conventions hold in every shape:
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
@@ -195,7 +197,8 @@ class ErrorReport:
     mechanism: str = "record_error"
     thread_name: str = ""
     last_occurrence: float = 0.0
-    # the trace the occurrence happened in (tracecontext.py): 32 and 16 hex digits, or None;
+    # the trace the occurrence happened in (capture/trace_context.py): 32 and 16 hex digits,
+    # or None;
     # trace_url from the trace_url_template option
     trace_id: str | None = None
     span_id: str | None = None
@@ -293,3 +296,50 @@ class ErrorPattern:
             "key": self.key,
             "kind": self.kind,
         }
+
+
+_MAX_JSON_DEPTH = 64
+
+
+def json_text(data: Any, indent: int | None = None, ascii_only: bool = True) -> str:
+    """The package's one JSON writer: API answers, export files and stored rows.
+
+    Strict JSON whatever the value holds (NaN and Infinity become strings, cycles and deep
+    nests are cut, unknown objects become their ``str``), so an odd value in some error's
+    context never turns a read into a 500 or a write into a lost batch. Compact unless
+    ``indent`` is given; ``ascii_only`` escapes the rest (the HTTP layer sends it as ASCII),
+    files and rows keep their text readable.
+    """
+    separators = (",", ":") if indent is None else None
+    options: dict[str, Any] = {
+        "default": str,
+        "allow_nan": False,
+        "indent": indent,
+        "separators": separators,
+        "ensure_ascii": ascii_only,
+    }
+    try:
+        return json.dumps(data, **options)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(_json_safe(data, 0, set()), **options)
+
+
+def _json_safe(value: Any, depth: int, seen: set[int]) -> Any:
+    """A JSON-safe copy: non-finite floats become strings, cycles and deep nests are cut."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if depth >= _MAX_JSON_DEPTH or id(value) in seen:
+        return "<cycle or too deep>"
+    if isinstance(value, dict):
+        seen.add(id(value))
+        out = {str(k): _json_safe(v, depth + 1, seen) for k, v in value.items()}
+        seen.discard(id(value))
+        return out
+    if isinstance(value, (list, tuple)):
+        seen.add(id(value))
+        items = [_json_safe(v, depth + 1, seen) for v in value]
+        seen.discard(id(value))
+        return items
+    return str(value)

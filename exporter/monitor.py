@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -22,44 +21,44 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from . import export as export_files
-from . import running
-from .budget import GroupBudget
-from .capture import CaptureFront
-from .classify import SeverityRules
-from .collectors import register_collectors
-from .config import MonitorConfig, load_config
-from .dsn import is_postgres
-from .integrations import Integration, enabled_integrations
-from .local_view import LocalView
-from .metrics import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
-from .model import Breadcrumb, ErrorRecord
-from .occurrence import Occurrence
-from .patterns import PatternDetector
-from .pipeline import ErrorCallback, PatternCallback, Pipeline
-from .process_events import (
+from exporter import _running_monitors
+from exporter._monitor_sessions import SessionsAndRecovery
+from exporter._process_events import (
     register_exit_hook,
     register_fork_handler,
     register_standard_collectors,
 )
-from .reader import ErrorReader, ReadThroughView
-from .release import check_version
-from .reports import ReportBuilder
-from .resources import ResourceSampler
-from .scopes import Capture
-from .scrub import Scrubber, safe_text
-from .session_api import SessionsAndRecovery
-from .sessions import SessionTracker
-from .signature import Signer
-from .store import ErrorStore
-from .terminal import TerminalOutput
-from .worker import BackgroundQueue
+from exporter.capture.block import CaptureBlock
+from exporter.capture.budget import GroupBudget
+from exporter.capture.front import CaptureFront
+from exporter.capture.occurrence import Occurrence
+from exporter.capture.signature import Signer
+from exporter.classify import SeverityRules
+from exporter.config import MonitorConfig, load_config, multiproc_dir
+from exporter.integrations import Integration, enabled_integrations
+from exporter.metrics.capture_path import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
+from exporter.metrics.collectors import register_collectors
+from exporter.metrics.resources import ResourceSampler
+from exporter.model import Breadcrumb, ErrorRecord
+from exporter.patterns import PatternDetector
+from exporter.pipeline.background_queue import BackgroundQueue
+from exporter.pipeline.ingest import ErrorCallback, PatternCallback, Pipeline
+from exporter.pipeline.report_builder import ReportBuilder
+from exporter.pipeline.terminal import TerminalOutput
+from exporter.release import check_version
+from exporter.scrub import Scrubber, safe_text
+from exporter.sessions import SessionTracker
+from exporter.store import json_export
+from exporter.store.dsn import is_postgres
+from exporter.store.local_view import LocalView
+from exporter.store.memory import ErrorStore
+from exporter.store.read_protocol import ErrorReader, ReadThroughView
 
 if TYPE_CHECKING:  # imported when a feature is used: a plain start pays for none of them
-    from .durable import DurableBackend
-    from .durable.postgres import SharedBackend
-    from .integrations.asyncio_loop import AsyncioIntegration
-    from .multiprocess import SharedView
+    from exporter.integrations.asyncio_loop import AsyncioIntegration
+    from exporter.multiprocess import SharedView
+    from exporter.store.durable import DurableBackend
+    from exporter.store.durable.postgres_store import SharedBackend
 
 log = logging.getLogger("exporter")
 
@@ -79,12 +78,12 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             options["serve"] = True  # asking for a port means asking for the server
         self.config = config.replace(**options) if config is not None else load_config(**options)
         cfg = self.config
-        multiprocess_mode = _multiprocess_dir() is not None
+        multiprocess_mode = multiproc_dir() is not None
         if cfg.store_path is not None or cfg.store_url is not None:
-            from .durable import check_config
+            from exporter.store.durable import check_config
 
             check_config(cfg, multiprocess_mode)  # a bad store_path / store_url: ConfigError
-        export_files.check_export_path(cfg.export_path)  # and a bad export_path
+        json_export.check_export_path(cfg.export_path)  # and a bad export_path
         self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
         self.metrics = ErrorMetrics(
             self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
@@ -171,7 +170,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         register_fork_handler(self)
         backend = None
         if multiprocess_mode:
-            from . import multiprocess
+            from exporter import multiprocess
 
             backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
@@ -185,10 +184,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def _attach_store(self, cfg: MonitorConfig, backend: Any) -> None:
         """A durable store (the file, the multiprocess directory's file or the fleet's
         PostgreSQL): imported only when one is set."""
-        from . import durable
-        from .durable.postgres import FleetHooks
-        from .durable.postgres import attach as attach_shared
-        from .durable.tracking import SessionLedger
+        from exporter.store import durable
+        from exporter.store.durable.postgres_store import FleetHooks
+        from exporter.store.durable.postgres_store import attach as attach_shared
+        from exporter.store.durable.tracking import SessionLedger
 
         # the sessions each process ended, added to the store's (a crash outlives the process)
         ledger = SessionLedger(lambda: self.pipeline.sessions.ended)
@@ -227,7 +226,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             if isinstance(self.view, LocalView):
                 self.view.resolve_elsewhere = self._shared_store.resolve
             if backend is None:  # PostgreSQL: the group reads show the fleet's groups (any
-                from .durable.fleet_reader import FleetReader  # instance answers the same)
+                from exporter.store.durable.fleet_reader import (
+                    FleetReader,  # instance answers the same)
+                )
 
                 self.view = FleetReader(str(cfg.store_url), cfg.store_app, cfg, base=self.view)
 
@@ -302,7 +303,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 self.sessions.process_session_id = self.sessions.start(None)
             self._install_integrations()
             self.running = True
-            running.started(self)
+            _running_monitors.started(self)
             if not self._exit_registered:
                 register_exit_hook(self)
                 self._exit_registered = True
@@ -339,7 +340,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 return
             if self.running:
                 self.running = False
-                running.stopped(self)
+                _running_monitors.stopped(self)
             for integration in reversed(self._integrations):
                 try:
                     integration.uninstall()
@@ -378,7 +379,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def serve(self) -> Any:
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
         if self._server is None:
-            from .http import MonitorServer
+            from exporter.http import MonitorServer
 
             server = MonitorServer(self, self.config.host, self.config.port)
             server.start()  # raises OSError naming host:port; keep no half-started server
@@ -400,7 +401,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def _asyncio_integration(self) -> AsyncioIntegration:
         """The asyncio hook, imported (with asyncio) only when an app wants it."""
         if self._asyncio is None:
-            from .integrations.asyncio_loop import AsyncioIntegration
+            from exporter.integrations.asyncio_loop import AsyncioIntegration
 
             self._asyncio = AsyncioIntegration()
         return self._asyncio
@@ -444,7 +445,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 True,
                 None,
             )
-            return captured if captured is None or isinstance(captured, str) else captured.error_id
+            return _error_id(captured)
         except Exception:
             self.note_internal_error()
             return None
@@ -584,12 +585,12 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         reraise: bool = True,
         severity: str | None = None,
         context: Any = None,
-    ) -> Capture:
+    ) -> CaptureBlock:
         """Time a block into app_operation_duration_seconds and record what escapes it.
 
         Works as ``with monitor.capture(...)`` and ``async with monitor.capture(...)``.
         """
-        return Capture(self, component, plugin, operation, reraise, severity, context)
+        return CaptureBlock(self, component, plugin, operation, reraise, severity, context)
 
     # -- callbacks ---------------------------------------------------------------------------
     def register_error_callback(self, callback: ErrorCallback) -> None:
@@ -648,7 +649,9 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
 
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""
-        return export_files.write_atomic(filepath, export_files.dumps(self.export_data(**filters)))
+        return json_export.write_atomic(
+            filepath, json_export.document_text(self.export_data(**filters))
+        )
 
     def __repr__(self) -> str:
         return f"<ErrorMonitor running={self.running} groups={len(self.store.groups)}>"
@@ -679,16 +682,6 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             return
         self.sessions.end_all()
         self.stop(self.config.exit_flush_timeout)
-
-
-def _multiprocess_dir() -> str | None:
-    """``PROMETHEUS_MULTIPROC_DIR`` (read here so a single process never imports the
-    multiprocess package; :func:`exporter.multiprocess.multiproc_dir` reads the same)."""
-    return (
-        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        or os.environ.get("prometheus_multiproc_dir")  # noqa: SIM112 - the deprecated spelling
-        or None
-    )
 
 
 def _error_id(captured: Occurrence | str | None) -> str | None:

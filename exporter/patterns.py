@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
 
-from .model import PATTERN_SEVERITY_VALUE, ErrorPattern
+from exporter.model import PATTERN_SEVERITY_VALUE, ErrorPattern
 
 BUCKETS_PER_WINDOW = 60
 MAX_SAMPLE_MESSAGES = 3

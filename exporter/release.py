@@ -62,3 +62,15 @@ class Releases:
 def version_label(version: str | None) -> str:
     """The ``app_version`` label value: ``unknown`` when no version is configured."""
     return version if version else UNKNOWN_VERSION
+
+
+def monitor_version() -> str:
+    """error-exporter's own version, as installed (``unknown`` in a source checkout on
+    ``PYTHONPATH``): in ``app_monitor_info``, ``--version``, the OpenAPI document and the
+    ``written_by`` of a durable store."""
+    try:
+        from importlib.metadata import version
+
+        return version("error-exporter")
+    except Exception:
+        return "unknown"

@@ -53,8 +53,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .snapshot import CappedDict, CappedList, snapshot
-from .snapshot import safe_repr as _safe_repr
+from exporter.capture.context_copy import CappedDict, CappedList, snapshot
+from exporter.capture.context_copy import safe_repr as _safe_repr
 
 FILTERED = "[Filtered]"
 TRUNCATED_MARKER = "...[truncated {n} chars]"
@@ -248,7 +248,7 @@ class Scrubber:
 
     def snapshot(self, value: Any) -> Any:
         """``value`` as it is now, copied within this scrubber's caps; on the caller's thread,
-        so the report shows the moment of the error (:mod:`exporter.snapshot`)."""
+        so the report shows the moment of the error (:mod:`exporter.capture.context_copy`)."""
         return snapshot(value, self.max_depth, self.max_items, self.max_string_length)
 
     def clean(self, value: Any) -> Any:

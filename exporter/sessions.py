@@ -15,9 +15,9 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from .ids import new_id
-from .model import Breadcrumb
-from .work_context import current_work
+from exporter.capture.ids import new_id
+from exporter.capture.work_unit import current_work
+from exporter.model import Breadcrumb
 
 STATUSES = ("exited", "errored", "crashed", "abnormal")
 MAX_ACTIVE_SESSIONS = 10000

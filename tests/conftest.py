@@ -7,20 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from exporter import ErrorMonitor, reset_error_monitor
+from exporter.config import HOOKS_OFF
 
 # Other projects' own tests, run by tests/test_third_party_suites.py in their own pytest
 # process with their own conftest; never collected as part of this suite.
 collect_ignore = ["third_party"]
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "capture_celery": False,
-    "capture_rq": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 @pytest.fixture

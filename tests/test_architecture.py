@@ -9,31 +9,23 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.imports import cycles, import_graph
 
 from exporter import ErrorMonitor
 from exporter.cli import watch
-from exporter.collectors import StateCollector
-from exporter.families import FAMILIES, RESOURCES, STATE, metric_name
+from exporter.config import HOOKS_OFF
 from exporter.integrations import BUILT_IN, Hub, enabled_integrations
-from exporter.local_view import LocalView
+from exporter.metrics.collectors import StateCollector
+from exporter.metrics.families import FAMILIES, RESOURCES, STATE, metric_name
 from exporter.multiprocess.publisher import Publisher
 from exporter.multiprocess.view import SharedView
-from exporter.reader import ErrorReader
+from exporter.store.local_view import LocalView
+from exporter.store.read_protocol import ErrorReader
 
 PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
-QUIET: dict[str, Any] = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "capture_celery": False,
-    "capture_rq": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 def test_no_import_circles_in_the_package():
@@ -50,12 +42,12 @@ def test_hooks_collectors_and_backends_do_not_import_the_monitor():
         if m.startswith(("exporter.integrations", "exporter.multiprocess", "exporter.http"))
     ]
     downstream += [
-        "exporter.collectors",
-        "exporter.pipeline",
-        "exporter.local_view",
-        "exporter.capture",
-        "exporter.families",
-        "exporter.store",
+        "exporter.metrics.collectors",
+        "exporter.pipeline.ingest",
+        "exporter.store.local_view",
+        "exporter.capture.front",
+        "exporter.metrics.families",
+        "exporter.store.memory",
     ]
     assert [m for m in downstream if "exporter.monitor" in graph[m]] == []
 
@@ -101,8 +93,8 @@ def test_the_http_layer_and_the_reader_pass_mypy_strict():
             "--strict",
             "--follow-imports=silent",
             str(PACKAGE / "http"),
-            str(PACKAGE / "reader.py"),
-            str(PACKAGE / "local_view.py"),
+            str(PACKAGE / "store" / "read_protocol.py"),
+            str(PACKAGE / "store" / "local_view.py"),
         ],
         capture_output=True,
         text=True,

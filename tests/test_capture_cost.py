@@ -1,7 +1,8 @@
 """What the cheaper capture path must still guarantee.
 
-Reports and records are formatted on first read (exporter/deferred.py) and error counts are
-lock-free counters moved into the metric children before every read (metrics.py): neither may
+Reports and records are formatted on first read (exporter/pipeline/deferred.py) and error counts are
+lock-free counters moved into the metric children before every read
+(metrics/capture_path.py): neither may
 change what a reader sees, lose a count, or race with the worker.
 """
 
@@ -13,8 +14,9 @@ import threading
 import pytest
 from support.monitoring import errors_total, sample, settle
 
-from exporter import ErrorMonitor, ErrorRecord, ErrorReport, metrics
-from exporter.deferred import DeferredRecord, DeferredReport
+from exporter import ErrorMonitor, ErrorRecord, ErrorReport
+from exporter.metrics import capture_path as metrics
+from exporter.pipeline.deferred import DeferredRecord, DeferredReport
 
 
 def _raise(value: str) -> None:

@@ -386,7 +386,7 @@ def test_breadcrumb_level_is_configurable(make_monitor, app_logger):
 
 def test_own_loggers_are_ignored(make_monitor):
     monitor = make_monitor(capture_logging=True)
-    own = logging.getLogger("exporter.worker")
+    own = logging.getLogger("exporter.pipeline.background_queue")
     own.setLevel(logging.DEBUG)
     try:
         try:

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+import exporter._running_monitors as running_module
 import exporter.compat as compat
-import exporter.instance as monitor_module
-import exporter.running as running_module
+import exporter.global_monitor as monitor_module
 from exporter import (
     ErrorAggregator,
     ErrorMonitor,
@@ -36,15 +36,9 @@ from exporter import (
     handle_errors,
     record_error,
 )
+from exporter.config import HOOKS_OFF
 
-QUIET: dict[str, Any] = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-    "serve": False,
-}
+QUIET: dict[str, Any] = {**HOOKS_OFF, "serve": False}
 
 
 @pytest.fixture

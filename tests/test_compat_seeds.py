@@ -29,13 +29,9 @@ from exporter import (
     get_error_monitor,
     record_error,
 )
+from exporter.config import HOOKS_OFF
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-}
+QUIET = {k: v for k, v in HOOKS_OFF.items() if k != "enable_resource_monitoring"}
 
 # -- seed 000: the error monitoring service ---------------------------------------------------
 

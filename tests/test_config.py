@@ -13,6 +13,7 @@ from exporter import ConfigError, ErrorMonitor, MonitorConfig, load_config
 from exporter.config import (
     DEFAULT_SCRUB_KEYS,
     ENV_PREFIX,
+    HOOKS_OFF,
     KNOWN_ENV_NAMES,
     OPTION_NAMES,
     OTHER_ENV_NAMES,
@@ -20,13 +21,7 @@ from exporter.config import (
     validate_mapping,
 )
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 @pytest.fixture(autouse=True)

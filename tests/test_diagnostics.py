@@ -1,6 +1,7 @@
 """Diagnostics in a report: location, stack, chains, groups, environment, and hostile input.
 
-Caps (exporter/reports.py): ``max_frames`` innermost frames, ``max_chain_depth`` chained
+Caps (exporter/pipeline/report_builder.py): ``max_frames`` innermost frames,
+``max_chain_depth`` chained
 exceptions, ``max_message_length`` characters of message, ``MAX_STACK_TRACE_CHARS`` of
 formatted trace, ``MAX_GROUP_MEMBERS`` members listed per ExceptionGroup.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from exporter.reports import MAX_GROUP_MEMBERS, MAX_STACK_TRACE_CHARS
+from exporter.pipeline.report_builder import MAX_GROUP_MEMBERS, MAX_STACK_TRACE_CHARS
 from exporter.scrub import FILTERED
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from exporter.cli.offline_store import load_store
-from exporter.durable.tables import SQLITE, steps
+from exporter.store.durable.tables import SQLITE, steps
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 60.0

@@ -25,7 +25,7 @@ from support.tools import require_tool
 
 from exporter import ErrorMonitor
 from exporter.config import ConfigError
-from exporter.durable import SCHEMA_VERSION
+from exporter.store.durable import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86400.0
@@ -266,7 +266,7 @@ def write_v1_store(path: Path, make_monitor: Any, tmp_path: Path) -> tuple[str, 
 def test_a_v1_store_is_migrated_in_place(make_monitor, tmp_path, caplog):
     path = tmp_path / "old.sqlite"
     error_id, rec = write_v1_store(path, make_monitor, tmp_path)
-    caplog.set_level(logging.INFO, logger="exporter.durable")
+    caplog.set_level(logging.INFO, logger="exporter.store.durable")
     monitor = make_monitor(store_path=str(path))
     group = monitor.get_group(error_id)
     assert group is not None
@@ -300,7 +300,7 @@ def test_a_store_of_a_newer_schema_is_refused_and_left_untouched(make_monitor, t
     )
     conn.close()
     before = path.read_bytes()
-    caplog.set_level(logging.WARNING, logger="exporter.durable")
+    caplog.set_level(logging.WARNING, logger="exporter.store.durable")
     monitor = make_monitor(store_path=str(path))
     warning = " ".join(r.getMessage() for r in caplog.records)
     assert str(path) in warning and "version 7" in warning and f"({SCHEMA_VERSION})" in warning
@@ -331,7 +331,7 @@ def test_garbage_bytes_are_moved_aside_and_a_fresh_store_created(make_monitor, t
     path = tmp_path / "errors.sqlite"
     garbage = os.urandom(8192)
     path.write_bytes(garbage)
-    caplog.set_level(logging.WARNING, logger="exporter.durable")
+    caplog.set_level(logging.WARNING, logger="exporter.store.durable")
     monitor = make_monitor(store_path=str(path))
     assert_moved_aside(path, garbage, caplog)
     error_id = record(monitor, "after the damage")
@@ -351,7 +351,7 @@ def test_a_truncated_store_is_moved_aside_and_a_fresh_store_created(make_monitor
     with open(path, "r+b") as handle:
         handle.truncate(size // 2)
     truncated = path.read_bytes()
-    caplog.set_level(logging.WARNING, logger="exporter.durable")
+    caplog.set_level(logging.WARNING, logger="exporter.store.durable")
     second = make_monitor(store_path=str(path))
     assert_moved_aside(path, truncated, caplog)
     assert second.list_groups() == []
@@ -370,7 +370,7 @@ def test_rows_that_cannot_be_read_move_the_store_aside(make_monitor, tmp_path, c
     conn.execute("UPDATE groups SET report = '{not json'")
     conn.commit()
     conn.close()
-    caplog.set_level(logging.WARNING, logger="exporter.durable")
+    caplog.set_level(logging.WARNING, logger="exporter.store.durable")
     second = make_monitor(store_path=str(path))
     moved = assert_moved_aside(path, None, caplog)
     assert "could not load the store" in caplog.text
@@ -468,7 +468,7 @@ def test_a_write_that_fails_is_kept_bounded_and_retried_the_app_unharmed(
     settle(monitor)
     blocker = sqlite3.connect(path, isolation_level=None, timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file: writes fail
-    caplog.set_level(logging.WARNING, logger="exporter.durable")
+    caplog.set_level(logging.WARNING, logger="exporter.store.durable")
     try:
         for i in range(6):
             record(monitor, f"while locked {i}")  # returns: nothing waits on the file here

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import DEFAULT_SCRUB_KEYS
-from exporter.export import dumps, write_atomic
+from exporter.config import DEFAULT_SCRUB_KEYS, HOOKS_OFF
+from exporter.model import json_text
 from exporter.scrub import Scrubber
+from exporter.store.json_export import write_atomic
 
 
 def fail(monitor: Any, kind: type[Exception] = ValueError, **kwargs: Any) -> str:
@@ -186,7 +187,7 @@ anything = st.recursive(
 def test_scrubbed_values_are_always_strict_json(value):
     scrubber = Scrubber(DEFAULT_SCRUB_KEYS)
     cleaned = scrubber.clean({"context": value})
-    text = dumps(cleaned)
+    text = json_text(cleaned, indent=2, ascii_only=False)
     assert strict_json(text) == cleaned
 
 
@@ -272,13 +273,7 @@ def test_failed_auto_export_is_counted_not_raised(make_monitor, tmp_path, caplog
 
 # -- issue 19: an export path that cannot work says so, naming what the user named ----------
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 PROC = Path("/proc")
 needs_proc = pytest.mark.skipif(not (PROC / "self").is_dir(), reason="needs Linux's /proc")
 
@@ -333,7 +328,7 @@ def test_a_missing_export_directory_that_can_be_made_is_accepted_untouched(make_
 
 
 def test_export_to_file_names_the_file_asked_for_and_the_cause(monitor, tmp_path):
-    from exporter.export import ExportWriteError
+    from exporter.store.json_export import ExportWriteError
 
     fail(monitor)
     a_file = tmp_path / "a-file"

@@ -21,18 +21,13 @@ import pexpect
 import pytest
 
 from exporter import ErrorMonitor
-from exporter.export import dumps
+from exporter.config import HOOKS_OFF
+from exporter.model import json_text
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CLI = BIN / "error-exporter"
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 BARE_PATH = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: no venv activated
 
@@ -255,7 +250,7 @@ def header_cells(text: str) -> list[str]:
 
 def test_analyze_fits_80_columns_when_piped(twins: ErrorMonitor, tmp_path: Path) -> None:
     export = tmp_path / "export.json"
-    export.write_text(dumps(twins.export_data()))
+    export.write_text(json_text(twins.export_data(), indent=2, ascii_only=False))
     done = cli("analyze", "--file", str(export))  # stdout is a pipe: rich's width is 80
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

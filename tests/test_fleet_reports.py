@@ -132,7 +132,7 @@ def test_schema_4_files_earlier_counts_under_an_unknown_instance(dialect, pg_url
     group's per-instance counts still add up to its count after the migration."""
     import sqlite3
 
-    from exporter.durable.tables import SQLITE, UNKNOWN_INSTANCE, steps
+    from exporter.store.durable.tables import SQLITE, UNKNOWN_INSTANCE, steps
 
     group = (
         "INSERT INTO groups (app, error_id, occurrence_count, first_occurrence, "

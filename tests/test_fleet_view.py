@@ -32,7 +32,7 @@ import pytest
 from support.promstack import PromStack, Service, free_port, query, wait_until
 from support.tools import require_tool
 
-from exporter import fleet
+from exporter.cli import fleet_merge as fleet
 from exporter.cli import to_epoch
 
 pytestmark = [pytest.mark.tools, pytest.mark.slow]

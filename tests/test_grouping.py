@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter import handle_errors
-from exporter.signature import normalize_message
+from exporter.capture.signature import normalize_message
 
 SOURCE = """
 def load_tune(name):
@@ -164,7 +164,7 @@ def test_monitor_frames_do_not_change_the_group(monitor):
 
 
 def test_monitor_frames_are_not_in_app(monitor):
-    from exporter.signature import module_of
+    from exporter.capture.signature import module_of
 
     def bad_rpm():
         raise ValueError("rpm out of range")

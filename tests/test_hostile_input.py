@@ -36,16 +36,11 @@ from support.monitoring import errors_total, internal_errors
 from support.tools import require_tool
 
 from exporter import ErrorMonitor
-from exporter.metrics import MAX_LABEL_LENGTH
+from exporter.config import HOOKS_OFF
+from exporter.metrics.capture_path import MAX_LABEL_LENGTH
 from exporter.scrub import fix_surrogates
 
-QUIET = {  # as tests/conftest.py: hooks and the sampler off
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 SMALL_BUFFERS = {
     "max_records": 25,
     "error_buffer_size": 50,

@@ -35,7 +35,7 @@ from support.tools import require_tool
 from exporter import ErrorMonitor
 from exporter.cli.client import ApiClient, AuthRequired, ClientAccess, ConnectionFailed
 from exporter.cli.main import main
-from exporter.config import ConfigError, load_config
+from exporter.config import HOOKS_OFF, ConfigError, load_config
 from exporter.http.basic_auth import BasicAuth, parse_basic
 from exporter.http.host_check import HostCheck, host_name
 from exporter.http.web_config import load_web_config
@@ -46,13 +46,7 @@ PASSWORD = "hunter2-correct-horse"  # planted: must never appear in a log, error
 WRONG = "hunter2-wrong-battery"
 TOKEN = "tok-9f8e7d-bearer"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 @pytest.fixture(scope="session")

@@ -239,16 +239,16 @@ def test_library_logger_prints_nothing_unless_the_app_configures_logging(tmp_pat
     """The logging HOWTO for libraries: a NullHandler on ``exporter``, no last resort."""
     body = """
         import logging
-        logging.getLogger("exporter.worker").warning("internal line")
+        logging.getLogger("exporter.pipeline.background_queue").warning("internal line")
         if "configure" in sys.argv:
             logging.basicConfig(format="%(name)s %(message)s")
-            logging.getLogger("exporter.worker").warning("now the app wants it")
+            logging.getLogger("exporter.pipeline.background_queue").warning("now the app wants it")
     """
     quiet = run_app(tmp_path, body, "with_monitor")
     assert quiet.stderr == ""
     assert json.loads(quiet.stdout) == []
     configured = run_app(tmp_path, body, "with_monitor", "configure")
-    assert configured.stderr == "exporter.worker now the app wants it\n"
+    assert configured.stderr == "exporter.pipeline.background_queue now the app wants it\n"
     assert json.loads(configured.stdout) == []
 
 
@@ -367,7 +367,7 @@ def test_logged_error_carries_its_group_key():
     assert error.logger_name == "shop.payments"
     assert error.template == "payment failed for %s"
     assert error.__error_exporter_group_key__ == "shop.payments\x1fpayment failed for %s"  # type: ignore[attr-defined]
-    from exporter.signature import GROUP_KEY_ATTRIBUTE  # the name the monitor signs by
+    from exporter.capture.signature import GROUP_KEY_ATTRIBUTE  # the name the monitor signs by
 
     assert getattr(error, GROUP_KEY_ATTRIBUTE) == error.__error_exporter_group_key__  # type: ignore[attr-defined]
 
@@ -477,7 +477,7 @@ def test_breadcrumb_level_above_info(make_monitor, app_logger):
 def test_library_logger_has_a_null_handler_and_does_not_loop(make_monitor, caplog):
     assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("exporter").handlers)
     monitor = make_monitor(capture_logging=True)
-    own = logging.getLogger("exporter.worker")
+    own = logging.getLogger("exporter.pipeline.background_queue")
     with caplog.at_level(logging.DEBUG, logger="exporter"):
         own.error("internal error line")
         own.info("internal info line")

@@ -10,15 +10,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import ErrorMonitor, handle_errors
-from exporter.metrics import DROP_REASONS, MAX_LABEL_LENGTH, OVERFLOW_VALUE
+from exporter.config import HOOKS_OFF
+from exporter.metrics.capture_path import DROP_REASONS, MAX_LABEL_LENGTH, OVERFLOW_VALUE
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 def fail(

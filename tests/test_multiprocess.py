@@ -766,9 +766,9 @@ class Writer:
 
     def __init__(self, path: Path) -> None:
         from exporter.config import MonitorConfig
-        from exporter.durable.postgres import FleetHooks, SharedBackend
-        from exporter.durable.sqlite_shared import SqliteSharedDatabase
-        from exporter.store import ErrorStore
+        from exporter.store.durable.postgres_store import FleetHooks, SharedBackend
+        from exporter.store.durable.sqlite_shared import SqliteSharedDatabase
+        from exporter.store.memory import ErrorStore
 
         self.new: list[str | None] = []
         self.regressed: list[str] = []

@@ -26,18 +26,13 @@ from typing import Any
 import pytest
 
 from exporter import ErrorMonitor
+from exporter.config import HOOKS_OFF
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "bench_pinned_memory.py"
 TARGET_MB = 64.0
 THREADS, REQUESTS, SIZE = 4, 500, 400_000
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 HANG_GUARD = 30.0
 
 

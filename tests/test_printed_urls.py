@@ -25,17 +25,12 @@ from typing import Any
 import pytest
 
 from exporter import ErrorMonitor
+from exporter.config import HOOKS_OFF
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 URL = re.compile(r"http://[^\s`'\")<>]+")
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 
 
 def clean_env() -> dict[str, str]:

@@ -29,7 +29,7 @@ from exporter.config import MonitorConfig
 from exporter.http import MonitorServer
 from exporter.model import ErrorPriority, ErrorRecord, ErrorSeverity
 from exporter.multiprocess.view import SharedView
-from exporter.store import ErrorStore
+from exporter.store.memory import ErrorStore
 
 TOKEN = "release-token"
 REPO = Path(__file__).resolve().parents[1]

@@ -36,8 +36,9 @@ from prometheus_client import generate_latest
 from support.monitoring import dropped, errors_total, internal_errors
 
 from exporter import ErrorMonitor
-from exporter.resources import ResourceSampler
-from exporter.worker import BackgroundQueue
+from exporter.config import HOOKS_OFF
+from exporter.metrics.resources import ResourceSampler
+from exporter.pipeline.background_queue import BackgroundQueue
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,13 +46,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
 ]
 
-QUIET = {  # as tests/conftest.py: hooks and the sampler off
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 EXIT_BOUND_SECONDS = 15.0  # generous; the documented bound is exit_flush_timeout (2 s)
 
 

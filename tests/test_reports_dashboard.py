@@ -28,8 +28,8 @@ import yaml
 from support.postgres import PASSWORD, SUPERUSER
 
 from exporter import ErrorMonitor
+from exporter.capture.trace_context import incoming_trace
 from exporter.demo.workload import Workload
-from exporter.tracecontext import incoming_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = json.loads((ROOT / "dashboards" / "error-exporter-reports.json").read_text())

@@ -144,7 +144,7 @@ def test_a_plain_start_imports_none_of_the_unused_features():
         "monitor = exporter.ErrorMonitor(enable_resource_monitoring=False).start(serve=False)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('yaml', 'psutil', 'sqlite3', 'asyncio', 'psycopg') or "
-        "m.startswith(('exporter.durable', 'exporter.multiprocess', 'exporter.http')))))\n"
+        "m.startswith(('exporter.store.durable', 'exporter.multiprocess', 'exporter.http')))))\n"
         "monitor.stop()\n"
     )
     env = {

@@ -11,17 +11,13 @@ from typing import Any
 import pytest
 
 from exporter import ErrorMonitor
+from exporter.config import HOOKS_OFF
+from exporter.metrics.resources import ResourceSampler
 from exporter.model import ResourceSnapshot
-from exporter.resources import ResourceSampler
 from exporter.scrub import FILTERED
 from exporter.sessions import MAX_ACTIVE_SESSIONS, SessionTracker
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-}
+QUIET = {k: v for k, v in HOOKS_OFF.items() if k != "enable_resource_monitoring"}
 
 
 def fail(

@@ -24,7 +24,7 @@ from support.postgres import PASSWORD
 
 from exporter import ErrorMonitor
 from exporter.config import ConfigError
-from exporter.durable.tables import SCHEMA_VERSION
+from exporter.store.durable.tables import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "tests" / "support" / "fleet_app.py")
@@ -302,7 +302,7 @@ def test_a_postgresql_url_without_psycopg_names_the_extra():
 
 
 def test_tls_parameters_pass_through_to_psycopg(postgres_server):
-    from exporter.durable import pg_database as db
+    from exporter.store.durable import postgres_database as db
 
     # the test server has no TLS: sslmode=require reaching psycopg makes it refuse
     with pytest.raises(db.StoreUnavailable) as refused:
@@ -402,8 +402,8 @@ def test_a_second_writer_of_a_new_group_waits_and_adds_not_creates(
     same new group waits on the row, then finds it and adds (one row, one "new")."""
     import threading
 
-    from exporter.durable import pg_database as db
-    from exporter.durable.tracking import Changes
+    from exporter.store.durable import postgres_database as db
+    from exporter.store.durable.tracking import Changes
 
     memory = make_monitor()
     try:
@@ -446,7 +446,7 @@ def test_a_second_writer_of_a_new_group_waits_and_adds_not_creates(
 def test_two_processes_migrating_at_once_one_migrates_the_other_waits(pg_url, postgres_server):
     import threading
 
-    from exporter.durable import pg_database as db
+    from exporter.store.durable import postgres_database as db
 
     first, second = db.connect(pg_url), db.connect(pg_url)
     done: list[int] = []
@@ -543,7 +543,7 @@ def test_while_the_database_is_away_the_buffer_is_bounded_and_every_drop_counted
 
 
 def test_retention_runs_in_one_process_at_a_time(make_monitor, pg_url, postgres_server):
-    from exporter.durable import pg_database as db
+    from exporter.store.durable import postgres_database as db
 
     monitor = make_monitor(store_url=pg_url)
     for i in range(3):
@@ -568,8 +568,8 @@ def test_retention_runs_in_one_process_at_a_time(make_monitor, pg_url, postgres_
 
 
 def test_a_batch_larger_than_one_statement_is_written_whole(make_monitor, pg_url, postgres_server):
-    from exporter.durable import pg_database as db
-    from exporter.durable.tracking import Changes
+    from exporter.store.durable import postgres_database as db
+    from exporter.store.durable.tracking import Changes
 
     many = 2 * db.ROWS_PER_STATEMENT + 100
     memory = make_monitor(

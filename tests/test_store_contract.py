@@ -29,8 +29,8 @@ import pytest
 from support.monitoring import dropped, sample, settle
 
 from exporter import ErrorMonitor, multiprocess
-from exporter.durable.tables import POSTGRESQL, SCHEMA_VERSION, SQLITE, steps
 from exporter.multiprocess.sqlite_store import DB_NAME
+from exporter.store.durable.tables import POSTGRESQL, SCHEMA_VERSION, SQLITE, steps
 
 REPO = Path(__file__).resolve().parents[1]
 

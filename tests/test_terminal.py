@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from exporter.model import ErrorReport, ErrorSeverity
-from exporter.terminal import TerminalOutput
+from exporter.pipeline.terminal import TerminalOutput
 
 
 def fail(

@@ -16,14 +16,9 @@ import pytest
 from support.monitoring import dropped
 
 from exporter import ErrorMonitor
+from exporter.config import HOOKS_OFF
 
-QUIET = {
-    "capture_sys_excepthook": False,
-    "capture_threading": False,
-    "capture_logging": False,
-    "capture_asyncio": False,
-    "enable_resource_monitoring": False,
-}
+QUIET = HOOKS_OFF
 THREADS = 16
 PER_THREAD = 500
 

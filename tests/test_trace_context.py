@@ -34,12 +34,17 @@ from support.promstack import PromStack, query, wait_until
 from werkzeug.test import Client
 
 from exporter import ErrorMonitor, wsgi_app
+from exporter.capture.trace_context import (
+    current_trace_ids,
+    hex_ids,
+    otel_lookup,
+    parse_traceparent,
+)
 from exporter.config import ConfigError, load_config
 from exporter.integrations.asgi import AsgiMiddleware
 from exporter.integrations.scope import WorkScope
 from exporter.integrations.wsgi import WsgiMiddleware
-from exporter.metrics import MAX_EXEMPLAR_LABEL_CHARS, exemplar_labels
-from exporter.tracecontext import current_trace_ids, hex_ids, otel_lookup, parse_traceparent
+from exporter.metrics.capture_path import MAX_EXEMPLAR_LABEL_CHARS, exemplar_labels
 
 REPO = Path(__file__).resolve().parents[1]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -449,7 +454,7 @@ sys.modules["opentelemetry"] = None  # as if not installed: every import of it f
 from werkzeug.test import Client
 from exporter import ErrorMonitor
 from exporter.integrations.wsgi import WsgiMiddleware
-from exporter.tracecontext import otel_lookup
+from exporter.capture.trace_context import otel_lookup
 
 m = ErrorMonitor(capture_sys_excepthook=False, capture_threading=False, capture_logging=False,
                  capture_asyncio=False, enable_resource_monitoring=False).start()

@@ -34,13 +34,12 @@ from exporter.cli import (
 )
 from exporter.cli.client import ApiClient
 from exporter.cli.release_view import current_release, marker, regressed
-from exporter.model import trace_frames
+from exporter.model import PATTERN_SEVERITY_VALUE, trace_frames
 
 TOP_N = 10
 REGRESSED_N = 10
 GROUPS_READ = 1000  # groups read from a live app for the release health list
 TIMELINE_BUCKETS = 12
-_PATTERN_RANK = {"warning": 1, "error": 2, "critical": 3}
 BAR_WIDTH = 12
 _GROUP_FIELDS = (
     "error_id",
@@ -382,7 +381,10 @@ def _patterns_table(patterns: list[dict[str, Any]]) -> FitTable:
     ]
     ranked = sorted(
         patterns,
-        key=lambda p: (-_PATTERN_RANK.get(str(p.get("severity")), 0), -float(p.get("count") or 0)),
+        key=lambda p: (
+            -PATTERN_SEVERITY_VALUE.get(str(p.get("severity")), 0),
+            -float(p.get("count") or 0),
+        ),
     )
     rows = []
     for p in ranked:

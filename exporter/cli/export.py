@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exporter.cli.client import ApiClient, ApiError
-from exporter.export import dumps, write_atomic
+from exporter.store.json_export import document_text, write_atomic
 
 PAGE_SIZE = 1000
 MAX_PAGES = 100000  # a server that always returns a cursor must not loop us forever
@@ -77,7 +77,7 @@ def _expected_total(page: dict[str, Any], limit: int | None) -> int | None:
 
 def write_atomically(path: str, data: dict[str, Any]) -> None:
     """Write the export like the monitor's own file export: atomic, mode 0600."""
-    write_atomic(path, dumps(data) + "\n", make_parents=False)
+    write_atomic(path, document_text(data) + "\n", make_parents=False)
 
 
 def export(

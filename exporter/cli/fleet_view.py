@@ -1,7 +1,7 @@
 """``analyze --prometheus`` and ``export --prometheus``: the fleet view on the command line.
 
-Prometheus lists the targets of a job, ``exporter.fleet`` fetches and merges them, and this
-module shows progress per target on stderr, prints the merged analysis (the same tables as
+Prometheus lists the targets of a job, ``exporter.cli.fleet_merge`` fetches and merges them, and
+this module shows progress per target on stderr, prints the merged analysis (the same tables as
 ``analyze`` plus the fleet's groups and targets) or writes the merged export.
 
 Exit codes: 0 every target merged; 3 partial (some targets failed, the rest merged); 1
@@ -21,8 +21,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from exporter import fleet
-from exporter.cli import PipeConsole, age, shorten
+from exporter.cli import PipeConsole, age, fleet_merge, shorten
 from exporter.cli.client import access_from_args
 
 STATUS_STYLES = {
@@ -40,7 +39,7 @@ class TargetProgress:
     per finished target otherwise (logs, CI, pipes)."""
 
     def __init__(
-        self, targets: list[fleet.Target], prometheus: str, job: str, stream: Any = None
+        self, targets: list[fleet_merge.Target], prometheus: str, job: str, stream: Any = None
     ) -> None:
         self.stream = stream or sys.stderr
         self.total = len(targets)
@@ -72,14 +71,14 @@ class TargetProgress:
         if self.progress is not None:
             self.progress.stop()
 
-    def start(self, target: fleet.Target) -> None:
+    def start(self, target: fleet_merge.Target) -> None:
         if self.progress is not None:
             line = f"{'fetching':<12} {escape(target.instance)}"
             self.tasks[target.instance] = self.progress.add_task(
                 target.instance, total=1, line=line
             )
 
-    def done(self, result: fleet.InstanceResult) -> None:
+    def done(self, result: fleet_merge.InstanceResult) -> None:
         self.finished += 1
         line = f"{result.status:<12} {result.target.instance}  {_outcome(result)}"
         if self.progress is not None and result.target.instance in self.tasks:
@@ -98,7 +97,7 @@ class TargetProgress:
             )
 
 
-def _outcome(result: fleet.InstanceResult) -> str:
+def _outcome(result: fleet_merge.InstanceResult) -> str:
     if result.ok:
         return f"{result.record_count} records, {len(result.groups)} groups"
     return result.reason or result.status
@@ -109,14 +108,14 @@ def collect(
     filters: dict[str, Any] | None = None,
     limit: int | None = None,
     page_size: int = 1000,
-) -> tuple[list[fleet.InstanceResult], dict[str, Any]]:
-    """Discover, fetch (with progress) and merge; raises fleet.FleetError."""
-    job = args.job or fleet.DEFAULT_JOB
-    timeout = args.target_timeout or fleet.DEFAULT_TARGET_TIMEOUT
-    targets = fleet.discover(args.prometheus, job, timeout=max(timeout, 10.0))
-    fleet.refuse_shared_store(args.prometheus, job, timeout=max(timeout, 10.0))
+) -> tuple[list[fleet_merge.InstanceResult], dict[str, Any]]:
+    """Discover, fetch (with progress) and merge; raises fleet_merge.FleetError."""
+    job = args.job or fleet_merge.DEFAULT_JOB
+    timeout = args.target_timeout or fleet_merge.DEFAULT_TARGET_TIMEOUT
+    targets = fleet_merge.discover(args.prometheus, job, timeout=max(timeout, 10.0))
+    fleet_merge.refuse_shared_store(args.prometheus, job, timeout=max(timeout, 10.0))
     with TargetProgress(targets, args.prometheus, job) as progress:
-        results = fleet.fetch_all(
+        results = fleet_merge.fetch_all(
             targets,
             args.token,
             timeout,
@@ -127,10 +126,10 @@ def collect(
             on_done=progress.done,
             access=access_from_args(args),
         )
-    return results, fleet.merge(results, args.prometheus, job)
+    return results, fleet_merge.merge(results, args.prometheus, job)
 
 
-def _failure_code(results: list[fleet.InstanceResult], console: Console) -> int | None:
+def _failure_code(results: list[fleet_merge.InstanceResult], console: Console) -> int | None:
     """The exit code when no target merged (after saying why), else None."""
     if any(r.ok for r in results):
         return None
@@ -139,10 +138,10 @@ def _failure_code(results: list[fleet.InstanceResult], console: Console) -> int 
         print(f"error: every target refused the request: {results[0].reason}", file=sys.stderr)
         return 2
     print(f"error: none of the {len(results)} targets answered with an export", file=sys.stderr)
-    return fleet.EXIT_FAILED
+    return fleet_merge.EXIT_FAILED
 
 
-def _partial_note(results: list[fleet.InstanceResult]) -> None:
+def _partial_note(results: list[fleet_merge.InstanceResult]) -> None:
     failed = [r for r in results if not r.ok]
     if failed:
         listed = "; ".join(f"{r.target.instance} {r.status} ({r.reason})" for r in failed)
@@ -158,9 +157,9 @@ def analyze_fleet(args: argparse.Namespace) -> int:
 
     try:
         results, doc = collect(args)
-    except fleet.FleetError as exc:
+    except fleet_merge.FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return fleet.EXIT_FAILED
+        return fleet_merge.EXIT_FAILED
     code = _failure_code(results, Console(file=sys.stderr))
     if code is not None:
         return code
@@ -191,7 +190,7 @@ def analyze_fleet(args: argparse.Namespace) -> int:
         print_report(report, console)
         print_fleet(info, console)
     _partial_note(results)
-    return fleet.exit_code(results)
+    return fleet_merge.exit_code(results)
 
 
 def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
@@ -205,9 +204,9 @@ def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
         return 2
     try:
         results, doc = collect(args, filters, args.limit, args.page_size)
-    except fleet.FleetError as exc:
+    except fleet_merge.FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return fleet.EXIT_FAILED
+        return fleet_merge.EXIT_FAILED
     code = _failure_code(results, Console(file=sys.stderr))
     if code is not None:
         return code
@@ -215,7 +214,7 @@ def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
         write_atomically(args.output, doc)
     except OSError as exc:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-        return fleet.EXIT_FAILED
+        return fleet_merge.EXIT_FAILED
     info = doc["fleet"]
     print(
         f"wrote {len(doc['all_records'])} records from {info['merged']} of "
@@ -223,7 +222,7 @@ def export_fleet(args: argparse.Namespace, filters: dict[str, Any]) -> int:
         flush=True,
     )
     _partial_note(results)
-    return fleet.exit_code(results)
+    return fleet_merge.exit_code(results)
 
 
 # -- rendering ------------------------------------------------------------------------

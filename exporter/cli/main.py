@@ -29,6 +29,7 @@ from exporter.cli.client import (
     HttpStatusError,
     access_from_args,
 )
+from exporter.release import monitor_version
 
 EPILOG = """exit codes: 0 ok, 1 the operation failed (connection refused, 401, server error),
 2 usage or configuration error (bad options or filter values, invalid config, missing file,
@@ -92,15 +93,6 @@ def _time_arg(text: str) -> str:
     elif parse_time(value) is not None:
         return value
     raise argparse.ArgumentTypeError(f"{text!r} is not a time; use {TIME_FORMS}")
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("error-exporter")
-    except Exception:  # not installed (a source checkout on PYTHONPATH)
-        return "unknown"
 
 
 def _add_api_options(parser: argparse.ArgumentParser, url: bool = True) -> None:
@@ -191,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"error-exporter {_version()} (Python {sys.version.split()[0]})",
+        version=f"error-exporter {monitor_version()} (Python {sys.version.split()[0]})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -24,11 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from exporter.config import MonitorConfig
-from exporter.dsn import is_postgres, psycopg_missing, redact, redact_text, scheme_of, sqlite_path
-from exporter.durable import rows, schema
-from exporter.durable.file import load_into
-from exporter.store import ErrorStore
+from exporter.store.dsn import (
+    is_postgres,
+    psycopg_missing,
+    redact,
+    redact_text,
+    scheme_of,
+    sqlite_path,
+)
+from exporter.store.durable import rows, sqlite_schema
+from exporter.store.durable.sqlite_file import load_into
+from exporter.store.memory import ErrorStore
 
 NO_LIMIT = 2**62  # the offline store holds everything in the file
 
@@ -43,20 +49,20 @@ def open_read_only(path: str) -> Iterator[sqlite3.Connection]:
     if not Path(path).is_file():
         raise StoreUnusable(f"{path}: no such store file (is store_path right?)")
     try:
-        conn = schema.connect(path, read_only=True)
+        conn = sqlite_schema.connect(path, read_only=True)
     except sqlite3.Error as exc:
         raise StoreUnusable(f"{path}: cannot open the store ({exc})") from None
     try:
         found = _version(conn, path)
-        schema.check_version(path, found, schema.written_by(conn))
-        if found < schema.SCHEMA_VERSION:  # migrate a private copy; the file stays as it is
+        sqlite_schema.check_version(path, found, sqlite_schema.written_by(conn))
+        if found < sqlite_schema.SCHEMA_VERSION:  # migrate a private copy; the file stays as it is
             copy = sqlite3.connect(":memory:", isolation_level=None)
             conn.backup(copy)
             conn.close()
             conn = copy
-            schema.migrate(conn, found)
+            sqlite_schema.migrate(conn, found)
         yield conn
-    except schema.StoreError as exc:
+    except sqlite_schema.StoreError as exc:
         raise StoreUnusable(str(exc)) from None
     except sqlite3.Error as exc:
         raise StoreUnusable(f"{path}: cannot read the store ({exc})") from None
@@ -66,7 +72,7 @@ def open_read_only(path: str) -> Iterator[sqlite3.Connection]:
 
 def _version(conn: sqlite3.Connection, path: str) -> int:
     try:
-        found = schema.version_of(conn)
+        found = sqlite_schema.version_of(conn)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError as exc:
         raise StoreUnusable(f"{path}: not a readable error store ({exc})") from None
@@ -89,7 +95,7 @@ def file_of(store: str) -> str:
 @contextlib.contextmanager
 def open_database(url: str, read_only: bool = True) -> Iterator[Any]:
     """The shared store at ``url``, at the current schema version (never migrated here)."""
-    from exporter.durable import pg_database as db
+    from exporter.store.durable import postgres_database as db
 
     missing = psycopg_missing()
     if missing:
@@ -104,12 +110,12 @@ def open_database(url: str, read_only: bool = True) -> Iterator[Any]:
             found = db.version_of(conn)
         if found == 0:
             raise StoreUnusable(f"{where}: not an error-exporter store (no tables)")
-        if found != schema.SCHEMA_VERSION:
-            newer = found > schema.SCHEMA_VERSION
+        if found != sqlite_schema.SCHEMA_VERSION:
+            newer = found > sqlite_schema.SCHEMA_VERSION
             raise StoreUnusable(
                 f"{where}: store schema version {found} is "
                 f"{'newer' if newer else 'older'} than this error-exporter's "
-                f"({schema.SCHEMA_VERSION}); "
+                f"({sqlite_schema.SCHEMA_VERSION}); "
                 + ("upgrade error-exporter" if newer else "start the app once to migrate it")
             )
         yield conn
@@ -126,7 +132,7 @@ def load_store(path: str, app: str | None = None) -> ErrorStore:
     """Everything the store holds (``app``: only that app's), in an unbounded store."""
     store = ErrorStore(NO_LIMIT, NO_LIMIT)
     if is_postgres(path):
-        from exporter.durable import pg_database as db
+        from exporter.store.durable import postgres_database as db
 
         with open_database(path) as conn:
             db.load_into(conn, store, app)
@@ -145,6 +151,7 @@ def load_store(path: str, app: str | None = None) -> ErrorStore:
 
 def offline_monitor(path: str, app: str | None = None) -> Any:
     """A monitor that is never started, reading the store at ``path``."""
+    from exporter.config import HOOKS_OFF
     from exporter.monitor import ErrorMonitor
     from exporter.multiprocess import ENV_VAR, multiproc_dir
 
@@ -157,14 +164,7 @@ def offline_monitor(path: str, app: str | None = None) -> Any:
             "directory's metrics)"
         )
     store = load_store(path, app)
-    quiet = MonitorConfig(
-        enable_resource_monitoring=False,
-        capture_sys_excepthook=False,
-        capture_threading=False,
-        capture_logging=False,
-        capture_asyncio=False,
-    )
-    monitor = ErrorMonitor(quiet)
+    monitor = ErrorMonitor(**HOOKS_OFF)
     monitor.store = store
     metrics = monitor.metrics
     limit = metrics.limiter.value
@@ -270,7 +270,7 @@ def resolve_command(store: str, error_id: str, app: str | None) -> int:
 
 def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[str, Any]:
     if is_postgres(store):
-        from exporter.durable import pg_database as db
+        from exporter.store.durable import postgres_database as db
 
         with open_database(store, read_only=False) as conn:
             with conn.transaction():
@@ -286,7 +286,7 @@ def _resolve(store: str, error_id: str, app: str | None, when: float) -> dict[st
         path = file_of(store)
         if not Path(path).is_file():
             raise StoreUnusable(f"{path}: no such store file (is store_path right?)")
-        conn = schema.open_writable(path)
+        conn = sqlite_schema.open_writable(path)
         try:
             apps = [
                 a for (a,) in conn.execute("SELECT app FROM groups WHERE error_id = ?", (error_id,))
@@ -327,8 +327,8 @@ def serve_store(
     import threading
 
     from exporter.config import ConfigError, load_config
-    from exporter.durable.fleet_reader import FleetReader
     from exporter.http import MonitorServer
+    from exporter.store.durable.fleet_reader import FleetReader
 
     if not is_postgres(url):
         print(

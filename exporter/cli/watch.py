@@ -38,7 +38,7 @@ from exporter.cli import (
 )
 from exporter.cli.client import ApiClient, ApiError, AuthRequired
 from exporter.cli.release_view import current_release, marker, regressed
-from exporter.families import RESOURCES
+from exporter.metrics.families import RESOURCES
 
 TOP_LIMIT = 8
 RECENT_LIMIT = 50
@@ -59,7 +59,7 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "bytes": lambda v: f"{v / 2**20:.0f} MiB",
     "count": lambda v: f"{v:.0f}",
 }
-# (metric name without namespace, label, how to show the sample value), from families.py
+# (metric name without namespace, label, how to show the sample value), from metrics/families.py
 _RESOURCE_METRICS = tuple((f.name, f.label, _FORMATS[f.unit]) for f in RESOURCES if f.label)
 # keys of a ResourceSnapshot dict (``ErrorMonitoringService``'s shape) in statistics["resources"]
 _RESOURCE_KEYS = (

@@ -6,9 +6,9 @@ Starlette all serve exactly the same thing; no web framework is a dependency.
 
 from __future__ import annotations
 
-from .app import make_wsgi_app
-from .asgi import asgi_app
-from .openapi import build_openapi
-from .server import MonitorServer
+from exporter.http.app import make_wsgi_app
+from exporter.http.asgi import asgi_app
+from exporter.http.openapi import build_openapi
+from exporter.http.server import MonitorServer
 
 __all__ = ["MonitorServer", "asgi_app", "build_openapi", "make_wsgi_app"]

@@ -17,9 +17,9 @@ import hmac
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .basic_auth import BasicAuth, parse_basic
-from .host_check import HostCheck
-from .responses import dumps
+from exporter.http.basic_auth import BasicAuth, parse_basic
+from exporter.http.host_check import HostCheck
+from exporter.model import json_text
 
 AUTHENTICATED = "exporter.authenticated"
 StartResponse = Callable[..., Any]
@@ -105,7 +105,7 @@ class AccessGate:
         headers: list[tuple[str, str]] | None = None,
         head: bool = False,
     ) -> Iterable[bytes]:
-        body = dumps({"error": message, "status": code}).encode("ascii")
+        body = json_text({"error": message, "status": code}).encode("ascii")
         start_response(
             status,
             [

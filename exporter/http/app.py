@@ -12,10 +12,9 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..reader import ErrorReader, NotSupported
-from .access import AUTHENTICATED
-from .params import ParamError, Query
-from .responses import (
+from exporter.http.access import AUTHENTICATED
+from exporter.http.params import ParamError, Query
+from exporter.http.responses import (
     GZIP_MIN_BYTES,
     JSON_TYPE,
     Response,
@@ -24,7 +23,8 @@ from .responses import (
     gzip_body,
     gzip_stream,
 )
-from .routes import Request, Route, match
+from exporter.http.routes import Request, Route, match
+from exporter.store.read_protocol import ErrorReader, NotSupported
 
 log = logging.getLogger("exporter.http")
 StartResponse = Callable[..., Any]

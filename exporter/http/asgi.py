@@ -13,8 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
-from ..reader import ErrorReader
-from .app import WsgiApp, make_wsgi_app
+from exporter.http.app import WsgiApp, make_wsgi_app
+from exporter.store.read_protocol import ErrorReader
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..export import export_head
-from ..reader import ErrorReader, ReadThroughView
-from ..store import ExportFilter
-from .responses import dumps
+from exporter.model import json_text
+from exporter.store.json_export import export_head
+from exporter.store.memory import ExportFilter
+from exporter.store.read_protocol import ErrorReader, ReadThroughView
 
 BATCH = 500
 
@@ -23,7 +23,7 @@ def export_chunks(monitor: ErrorReader, flt: ExportFilter, batch: int = BATCH) -
     """The export document, in chunks; the caller has validated ``flt``."""
     with monitor.reading():  # one bounded wait for queued reports, not one per part
         head = export_head(monitor)
-    opening = dumps(head)[:-1] + ',"all_records":['
+    opening = json_text(head)[:-1] + ',"all_records":['
     return _body(monitor, flt, batch, opening.encode("ascii"))
 
 
@@ -42,9 +42,9 @@ def _body(monitor: ErrorReader, flt: ExportFilter, batch: int, opening: bytes) -
         pending.append(record.to_dict())
         last_seq = seq
         if len(pending) >= batch:
-            yield (separator + dumps(pending)[1:-1]).encode("ascii")
+            yield (separator + json_text(pending)[1:-1]).encode("ascii")
             separator = ","
             pending = []
     if pending:
-        yield (separator + dumps(pending)[1:-1]).encode("ascii")
-    yield ('],"next_cursor":' + dumps(next_cursor) + "}").encode("ascii")
+        yield (separator + json_text(pending)[1:-1]).encode("ascii")
+    yield ('],"next_cursor":' + json_text(next_cursor) + "}").encode("ascii")

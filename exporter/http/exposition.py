@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from .responses import Response, accepts_gzip, gzip_body
+from exporter.http.responses import Response, accepts_gzip, gzip_body
 
 
 def metrics_response(registry: Collector, accept: str, accept_encoding: str) -> Response:

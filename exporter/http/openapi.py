@@ -12,9 +12,10 @@ import copy
 import threading
 from typing import Any
 
-from ..config import SEVERITIES
-from ..reader import ErrorReader
-from .params import EXPORT_SORTS, MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
+from exporter.config import SEVERITIES
+from exporter.http.params import EXPORT_SORTS, MAX_CURSOR, MAX_LIMIT, SORTS, TIME_HELP
+from exporter.release import monitor_version
+from exporter.store.read_protocol import ErrorReader
 
 Schema = dict[str, Any]
 _cache: dict[tuple[Any, ...], Schema] = {}
@@ -688,15 +689,6 @@ def _paths(api_secured: bool, metrics_secured: bool) -> dict[str, Schema]:
     }
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("error-exporter")
-    except Exception:
-        return "0+unknown"
-
-
 def build_openapi(monitor: ErrorReader, script_name: str = "") -> Schema:
     """The document for this monitor's settings, mounted under ``script_name``."""
     config = monitor.config
@@ -717,7 +709,7 @@ def _document(api_secured: bool, metrics_secured: bool, script_name: str) -> Sch
         "openapi": "3.1.0",
         "info": {
             "title": "error-exporter",
-            "version": _version(),
+            "version": monitor_version(),
             "description": "Errors captured in this process: Prometheus metrics and a JSON "
             "API. Reads are GET and HEAD; the one write, POST "
             "/api/v1/errors/{error_id}/resolve, needs the api_token (listed "

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..config import SEVERITIES
-from ..store import ExportFilter
+from exporter.config import SEVERITIES
+from exporter.store.memory import ExportFilter
 
 MAX_LIMIT = 10000
 MAX_FIELDS = 100

@@ -1,26 +1,23 @@
 """Response values and JSON encoding that cannot fail.
 
-Every body the API returns goes through ``dumps``: ``default=str`` turns unknown objects into
-text and a second pass replaces NaN/Infinity and breaks reference cycles, so a strange value
-in some error's context never turns a read into a 500.
+Every body the API returns goes through :func:`exporter.model.json_text`, which never fails
+for a strange value in some error's context.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import math
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.model import json_text
+
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html; charset=utf-8"
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
-_SEPARATORS = (",", ":")
-_MAX_DEPTH = 64
 
 Headers = list[tuple[str, str]]
 
@@ -35,39 +32,8 @@ class Response:
     headers: Headers = field(default_factory=list)
 
 
-def dumps(data: Any) -> str:
-    """Strict JSON text (no NaN) for any value; never raises for odd contents."""
-    try:
-        return json.dumps(data, default=str, allow_nan=False, separators=_SEPARATORS)
-    except (ValueError, TypeError, RecursionError):
-        return json.dumps(
-            _clean(data, 0, set()), default=str, allow_nan=False, separators=_SEPARATORS
-        )
-
-
-def _clean(value: Any, depth: int, seen: set[int]) -> Any:
-    """A JSON-safe copy: non-finite floats become strings, cycles and deep nests are cut."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    if depth >= _MAX_DEPTH or id(value) in seen:
-        return "<cycle or too deep>"
-    if isinstance(value, dict):
-        seen.add(id(value))
-        out = {str(k): _clean(v, depth + 1, seen) for k, v in value.items()}
-        seen.discard(id(value))
-        return out
-    if isinstance(value, (list, tuple)):
-        seen.add(id(value))
-        items = [_clean(v, depth + 1, seen) for v in value]
-        seen.discard(id(value))
-        return items
-    return str(value)
-
-
 def json_response(status: int, data: Any, headers: Headers | None = None) -> Response:
-    return Response(status, dumps(data).encode("ascii"), JSON_TYPE, list(headers or []))
+    return Response(status, json_text(data).encode("ascii"), JSON_TYPE, list(headers or []))
 
 
 def error_response(

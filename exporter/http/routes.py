@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..reader import ErrorReader
-from . import params
-from .export_stream import export_chunks
-from .exposition import metrics_response
-from .openapi import build_openapi
-from .responses import HTML_TYPE, Response, error_response, json_response
+from exporter.http import params
+from exporter.http.export_stream import export_chunks
+from exporter.http.exposition import metrics_response
+from exporter.http.openapi import build_openapi
+from exporter.http.responses import HTML_TYPE, Response, error_response, json_response
+from exporter.store.read_protocol import ErrorReader
 
 
 @dataclass

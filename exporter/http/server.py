@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from ..config import DEFAULT_PORT
-from ..reader import ErrorReader
-from .access import AccessGate
-from .app import make_wsgi_app
-from .host_check import HostCheck, is_loopback_address
-from .tls import ContextSource
-from .web_config import WebConfig, load_web_config
+from exporter.config import DEFAULT_PORT
+from exporter.http.access import AccessGate
+from exporter.http.app import make_wsgi_app
+from exporter.http.host_check import HostCheck, is_loopback_address
+from exporter.http.tls import ContextSource
+from exporter.http.web_config import WebConfig, load_web_config
+from exporter.store.read_protocol import ErrorReader
 
 log = logging.getLogger("exporter.http")
 REQUEST_TIMEOUT = 30.0
@@ -180,7 +180,7 @@ class MonitorServer:
         self._tls = ContextSource(web_config.tls) if web_config.tls is not None else None
         basic = None
         if web_config.has_basic_auth:
-            from .basic_auth import BasicAuth
+            from exporter.http.basic_auth import BasicAuth
 
             basic = BasicAuth(web_config.basic_auth_users)
         self._has_basic = basic is not None

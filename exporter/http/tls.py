@@ -15,8 +15,8 @@ import os
 import ssl
 import threading
 
-from ..config import ConfigError
-from .web_config import TLSSettings
+from exporter.config import ConfigError
+from exporter.http.web_config import TLSSettings
 
 log = logging.getLogger("exporter.http")
 

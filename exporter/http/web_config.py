@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, did_you_mean
+from exporter.config import ConfigError, did_you_mean
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,

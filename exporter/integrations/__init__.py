@@ -17,9 +17,9 @@ import importlib.util
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ..config import MonitorConfig
-from ..scrub import Scrubber
-from ..sessions import SessionTracker
+from exporter.config import MonitorConfig
+from exporter.scrub import Scrubber
+from exporter.sessions import SessionTracker
 
 
 class Hub(Protocol):

@@ -25,8 +25,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import Hub, is_not_an_error
-from .web import (
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.web import (
     MonitoredApp,
     RequestScope,
     WebOptions,

@@ -10,7 +10,7 @@ import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from . import Hub
+from exporter.integrations import Hub
 
 if TYPE_CHECKING:
     import asyncio

@@ -53,12 +53,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..tracecontext import current_trace_ids
-from ..work_context import current_work
-from . import Hub, is_not_an_error
-from .logging_handler import REPORTED_ATTRIBUTE
-from .on_import import when_imported
-from .scope import WorkScope
+from exporter.capture.trace_context import current_trace_ids
+from exporter.capture.work_unit import current_work
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.logging_handler import REPORTED_ATTRIBUTE
+from exporter.integrations.on_import import when_imported
+from exporter.integrations.scope import WorkScope
 
 MECHANISM = "celery"
 TRACE_HEADER = "traceparent"
@@ -83,7 +83,7 @@ def interrupted_standin(error: BaseException, key: str) -> BaseException:
     """An exception that interrupts the code anywhere (a time limit), grouped by ``key``
     rather than by where it struck; its report still shows that place. ``error`` itself
     when its type cannot be built again."""
-    from ..signature import GROUP_KEY_ATTRIBUTE, PLACE_ATTRIBUTE
+    from exporter.capture.signature import GROUP_KEY_ATTRIBUTE, PLACE_ATTRIBUTE
 
     frames = []
     tb = error.__traceback__
@@ -420,7 +420,7 @@ class CeleryIntegration:
                 stop(hub.config.exit_flush_timeout)  # flush, publish a last time, threads
             else:
                 hub.flush(hub.config.exit_flush_timeout)
-            from .. import multiprocess
+            from exporter import multiprocess
 
             if multiprocess.enabled():
                 multiprocess.mark_process_dead(os.getpid())

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import Hub, is_not_an_error
-from .web import (
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.web import (
     MonitoredApp,
     RequestScope,
     WebOptions,

@@ -12,7 +12,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from . import Hub
+from exporter.integrations import Hub
 
 
 class ExcepthookIntegration:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Hub, is_not_an_error
-from .wsgi import SCOPE_KEY, WsgiMiddleware
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.wsgi import SCOPE_KEY, WsgiMiddleware
 
 __all__ = ["instrument_flask"]
 

@@ -69,9 +69,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..scrub import TRUNCATED_MARKER, safe_text
-from ..signature import PLACE_ATTRIBUTE, place_frames
-from . import Hub
+from exporter.capture.signature import PLACE_ATTRIBUTE, place_frames
+from exporter.integrations import Hub
+from exporter.scrub import TRUNCATED_MARKER, safe_text
 
 OWN_LOGGER_PREFIX = "exporter"
 GROUP_KEY_ATTRIBUTE = "__error_exporter_group_key__"  # what the monitor signs by, if set

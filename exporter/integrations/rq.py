@@ -32,11 +32,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..work_context import current_work
-from . import Hub, is_not_an_error
-from .celery import _ReportedFilter, interrupted_standin, traceparent_now
-from .on_import import when_imported
-from .scope import WorkScope
+from exporter.capture.work_unit import current_work
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.celery import _ReportedFilter, interrupted_standin, traceparent_now
+from exporter.integrations.on_import import when_imported
+from exporter.integrations.scope import WorkScope
 
 MECHANISM = "rq"
 META_KEY = "traceparent"

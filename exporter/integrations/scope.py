@@ -12,12 +12,12 @@ task-queue hook uses this one directly::
     with scope:
         run_the_task()
 
-While the unit runs it is the current unit of work (:mod:`exporter.work_context`): every
+While the unit runs it is the current unit of work (:mod:`exporter.capture.work_unit`): every
 error recorded, logged or captured inside it carries its context and operation too.
 
 A unit that arrives with a W3C ``traceparent`` (an HTTP header, a task's headers) passes it
 as ``traceparent=``: while the unit runs, errors recorded without an OpenTelemetry span
-carry its trace id (``capture_trace_context``; see :mod:`exporter.tracecontext`).
+carry its trace id (``capture_trace_context``; see :mod:`exporter.capture.trace_context`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..tracecontext import TraceIds, incoming_trace, parse_traceparent
-from ..work_context import WorkUnit, current_work
-from . import Hub, is_not_an_error
+from exporter.capture.trace_context import TraceIds, incoming_trace, parse_traceparent
+from exporter.capture.work_unit import WorkUnit, current_work
+from exporter.integrations import Hub, is_not_an_error
 
 
 class WorkScope:

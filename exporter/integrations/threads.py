@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import Hub
+from exporter.integrations import Hub
 
 
 class ThreadingIntegration:

@@ -14,7 +14,7 @@
   error's context.
 - A valid W3C ``traceparent`` header makes its trace current for the request (with
   ``capture_trace_context``): errors recorded without an OpenTelemetry span carry its
-  ``trace_id`` and, as ``span_id``, the caller's span (:mod:`exporter.tracecontext`).
+  ``trace_id`` and, as ``span_id``, the caller's span (:mod:`exporter.capture.trace_context`).
 - The error's context holds the request with its headers and query scrubbed (Authorization,
   Cookie and anything matching the monitor's scrub keys become ``[Filtered]``) and, only with
   ``capture_body=True``, the first ``max_body_bytes`` of a JSON, form or text body, scrubbed
@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..ids import new_id
-from ..scrub import FILTERED
-from ..work_context import current_work
-from . import Hub
-from .scope import WorkScope
+from exporter.capture.ids import new_id
+from exporter.capture.work_unit import current_work
+from exporter.integrations import Hub
+from exporter.integrations.scope import WorkScope
+from exporter.scrub import FILTERED
 
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -81,7 +81,7 @@ def clean_request_id(raw: str | None) -> str:
         raw = raw.strip()
         if _REQUEST_ID.fullmatch(raw):
             return raw
-    return new_id()  # exporter.ids: unique without a system call
+    return new_id()  # exporter.capture.ids: unique without a system call
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class MonitoredApp:
     @property
     def monitor(self) -> Hub:
         if self._monitor is None:
-            from ..instance import get_error_monitor
+            from exporter.global_monitor import get_error_monitor
 
             self._monitor = get_error_monitor()
         return self._monitor

@@ -25,8 +25,8 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import Hub, is_not_an_error
-from .web import (
+from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations.web import (
     MonitoredApp,
     RequestScope,
     WebOptions,
@@ -49,11 +49,11 @@ def __getattr__(name: str) -> Any:
     """``DjangoMiddleware`` and ``instrument_flask`` live in their own modules now; the old
     paths (``exporter.integrations.wsgi.DjangoMiddleware``) keep working."""
     if name == "DjangoMiddleware":
-        from .django import DjangoMiddleware
+        from exporter.integrations.django import DjangoMiddleware
 
         return DjangoMiddleware
     if name == "instrument_flask":
-        from .flask import instrument_flask
+        from exporter.integrations.flask import instrument_flask
 
         return instrument_flask
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

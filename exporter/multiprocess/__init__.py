@@ -9,7 +9,7 @@ Then each monitor created in the process:
 - publishes its scrape-time gauges once a second with the right multiprocess mode
   (see :mod:`exporter.multiprocess.publisher`);
 - writes its groups and records to one SQLite file in the directory, on the durable
-  schema and with the shared store's semantics (:mod:`exporter.durable.sqlite_shared`:
+  schema and with the shared store's semantics (:mod:`exporter.store.durable.sqlite_shared`:
   "new" and "regressed" decided by the file, counted once for the directory; resolves
   seen by every worker), so the JSON API of any worker, or ``error-exporter serve
   --multiproc-dir DIR``, shows every worker's errors grouped across workers;
@@ -31,20 +31,20 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from ..collectors import Published
-from ..config import MonitorConfig
-from ..durable.postgres import CountDrop, FleetHooks
-from ..durable.postgres import SharedBackend as DurableShared
-from ..durable.schema import StoreTooNew
-from ..durable.sqlite_shared import SqliteSharedDatabase
-from ..durable.tables import SCHEMA_VERSION
-from ..durable.tracking import SessionLedger, TrackingStore
-from ..store import ErrorStore
-from .sqlite_store import DB_NAME, FORK_GUARD, SharedStore
-from .view import FleetCollector, SharedView, fleet_registry
+from exporter.config import MULTIPROC_ENV_VAR as ENV_VAR
+from exporter.config import MonitorConfig, multiproc_dir
+from exporter.metrics.collectors import Published
+from exporter.multiprocess.sqlite_store import DB_NAME, FORK_GUARD, SharedStore
+from exporter.multiprocess.view import FleetCollector, SharedView, fleet_registry
+from exporter.store.durable.postgres_store import CountDrop, FleetHooks
+from exporter.store.durable.postgres_store import SharedBackend as DurableShared
+from exporter.store.durable.sqlite_schema import StoreTooNew
+from exporter.store.durable.sqlite_shared import SqliteSharedDatabase
+from exporter.store.durable.tables import SCHEMA_VERSION
+from exporter.store.durable.tracking import SessionLedger, TrackingStore
+from exporter.store.memory import ErrorStore
 
 log = logging.getLogger("exporter.multiprocess")
-ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 _warned = False
 
 __all__ = [
@@ -61,11 +61,6 @@ __all__ = [
     "multiproc_dir",
     "prepare_dir",
 ]
-
-
-def multiproc_dir() -> str | None:
-    """The directory named by ``PROMETHEUS_MULTIPROC_DIR`` (or its deprecated lower-case name)."""
-    return os.environ.get(ENV_VAR) or os.environ.get(ENV_VAR.lower()) or None
 
 
 def enabled() -> bool:
@@ -137,7 +132,7 @@ class SharedBackend:
         ledger: SessionLedger | None = None,
     ) -> tuple[DurableShared, TrackingStore] | None:
         """The writer of this process's changes to the directory's file (PostgreSQL's
-        semantics: :mod:`exporter.durable.sqlite_shared`) and the store to use instead of
+        semantics: :mod:`exporter.store.durable.sqlite_shared`) and the store to use instead of
         ``store``; None when the file's schema is newer than this release."""
         database = SqliteSharedDatabase(
             str(Path(self.path) / DB_NAME),
@@ -145,7 +140,7 @@ class SharedBackend:
             self.config.max_users_per_group,
             self.config.error_buffer_size,
         )
-        from .worker_store import DirectoryStore
+        from exporter.multiprocess.worker_store import DirectoryStore
 
         shared = self.shared
         backend = DurableShared(
@@ -162,7 +157,7 @@ class SharedBackend:
 
     def bind(self, monitor: Published, count_uncounted: Callable[[], None]) -> SharedView:
         """The view of every worker's reports and metrics, publishing this one's state."""
-        from .publisher import Publisher
+        from exporter.multiprocess.publisher import Publisher
 
         view = SharedView(self.path, self.config, self.shared, local=monitor)
         view.publisher = Publisher(monitor, self.shared)

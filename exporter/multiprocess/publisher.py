@@ -38,10 +38,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from ..collectors import Published
-from ..families import FAMILIES
-from ..sessions import STATUSES
-from .sqlite_store import FORK_GUARD, SharedStore
+from exporter.metrics.collectors import Published
+from exporter.metrics.families import FAMILIES
+from exporter.multiprocess.sqlite_store import FORK_GUARD, SharedStore
+from exporter.sessions import STATUSES
 
 log = logging.getLogger("exporter.multiprocess")
 PUBLISH_INTERVAL = 1.0

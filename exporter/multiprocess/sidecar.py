@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import MonitorConfig, load_config
-from .view import SharedView
+from exporter.config import MonitorConfig, load_config
+from exporter.multiprocess.view import SharedView
 
 
 def make_view(directory: str | Path, config: MonitorConfig | None = None) -> SharedView:
@@ -28,8 +28,8 @@ def run_sidecar(
     web_config_file: str | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM. Exit codes as the CLI: 0 ok, 1 bind failed, 2 bad input."""
-    from ..config import ConfigError
-    from ..http import MonitorServer
+    from exporter.config import ConfigError
+    from exporter.http import MonitorServer
 
     path = Path(directory)
     if not path.is_dir():

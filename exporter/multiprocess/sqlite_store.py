@@ -1,8 +1,8 @@
 """The reports of every worker process in one SQLite file (WAL mode) in the multiprocess dir.
 
-The file holds the durable schema (:mod:`exporter.durable.tables`: ``groups``, ``records``,
+The file holds the durable schema (:mod:`exporter.store.durable.tables`: ``groups``, ``records``,
 ``session_counts``, ``meta``), written by each worker's monitor as PostgreSQL is by a
-fleet (:mod:`exporter.durable.sqlite_shared`: a batch per tick, new and regressed groups
+fleet (:mod:`exporter.store.durable.sqlite_shared`: a batch per tick, new and regressed groups
 decided by the file, counted once for the directory), plus what only a multiprocess
 directory has: one state row per live worker (patterns, plugin health, sessions, queue
 depth, resources) that its publisher refreshes. Readers (any worker's API, the sidecar)
@@ -24,14 +24,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..classify import per_hour, priority
-from ..codec import dumps as _dumps
-from ..codec import record_from_json
-from ..durable import rows
-from ..durable.sqlite_shared import ensure_schema, open_connection
-from ..durable.sqlite_shared import resolve as resolve_in_file
-from ..model import ErrorRecord
-from ..store import ErrorGroup, ExportFilter
+from exporter.classify import per_hour, priority
+from exporter.model import ErrorRecord, json_text
+from exporter.store.codec import record_from_json
+from exporter.store.durable import rows
+from exporter.store.durable.sqlite_shared import ensure_schema, open_connection
+from exporter.store.durable.sqlite_shared import resolve as resolve_in_file
+from exporter.store.memory import ErrorGroup, ExportFilter
 
 DB_NAME = "error-exporter.sqlite"
 DEFAULT_APP = "app"
@@ -190,7 +189,7 @@ class SharedStore:
     def put_worker_state(self, pid: int, state: dict[str, Any]) -> None:
         self._run(
             "INSERT OR REPLACE INTO workers (pid, updated, state) VALUES (?, ?, ?)",
-            (pid, time.time(), _dumps(state)),
+            (pid, time.time(), json_text(state, ascii_only=False)),
         )
 
     def forget_worker(self, pid: int) -> None:

@@ -27,17 +27,18 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Exemplar
 
-from ..classify import per_hour
-from ..collectors import HEALTH_VALUE, Published, _version
-from ..config import MonitorConfig
-from ..export import export_document
-from ..metrics import MonitorRegistry, exemplar_labels
-from ..model import ErrorRecord, iso_time
-from ..reading import ReadOnce
-from ..statistics import statistics
-from ..store import ExportFilter
-from .publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
-from .sqlite_store import SharedStore
+from exporter.classify import per_hour
+from exporter.config import MonitorConfig
+from exporter.metrics.capture_path import MonitorRegistry, exemplar_labels
+from exporter.metrics.collectors import HEALTH_VALUE, Published
+from exporter.metrics.statistics import statistics
+from exporter.model import ErrorRecord, iso_time
+from exporter.multiprocess.publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher
+from exporter.multiprocess.sqlite_store import SharedStore
+from exporter.release import monitor_version
+from exporter.store.json_export import export_document
+from exporter.store.memory import ExportFilter
+from exporter.store.settled import ReadOnce
 
 log = logging.getLogger("exporter.multiprocess")
 LIVE_SECONDS = 10 * PUBLISH_INTERVAL  # a worker that has not published for this long is gone
@@ -413,7 +414,7 @@ class FleetCollector:
         self.directory = str(directory)
         self.ns = namespace
         self.shared = shared
-        self.version = _version()
+        self.version = monitor_version()
         self._counter_names = {
             self._name(name + "_total"): self._name(name) for name in SYSTEM_COUNTERS
         }

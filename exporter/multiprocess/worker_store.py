@@ -2,7 +2,7 @@
 every worker read from the directory's file.
 
 The worker keeps its in-memory groups (the read model of what it alone saw: patterns,
-plugin health) and writes them to the file each tick (:mod:`exporter.durable.sqlite_shared`);
+plugin health) and writes them to the file each tick (:mod:`exporter.store.durable.sqlite_shared`);
 the records it serves (``/api/v1/export``, the recent errors of the summary) are those of
 every worker of the directory, so any worker's route streams the same export.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..durable.tracking import TrackingStore
-from ..model import ErrorRecord
-from ..store import ErrorStore, ExportFilter
-from .sqlite_store import SharedStore
+from exporter.model import ErrorRecord
+from exporter.multiprocess.sqlite_store import SharedStore
+from exporter.store.durable.tracking import TrackingStore
+from exporter.store.memory import ErrorStore, ExportFilter
 
 
 class DirectoryStore(TrackingStore):
