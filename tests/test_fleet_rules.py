@@ -20,7 +20,7 @@ FLEET_RULES = ALERTS / "fleet-rules.yml"
 FLEET_TESTS = ALERTS / "fleet-tests.yml"
 INSTANCE_RULES = ALERTS / "rules.yml"
 CONTRACTS = ROOT / "docs" / "contracts.md"
-SCALING = ROOT / "README.md"  # its scaling section
+SCALING = ROOT / "docs" / "scaling.md"
 
 RULES: dict[str, Any] = yaml.safe_load(FLEET_RULES.read_text())
 RECORDS: list[dict[str, Any]] = [r for g in RULES["groups"] for r in g["rules"]]

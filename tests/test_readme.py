@@ -1,34 +1,41 @@
-"""The README stays true: every option, metric family, route and command it must list."""
+"""The README and the docs stay true: every option, metric family, route and command they must
+list, each in its reference page (docs/), and the README's five-minute path."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import yaml
+from support.docs import README, ROOT, all_docs, page, python_blocks
+
 from exporter.config import ENV_PREFIX, OPTION_NAMES
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONFIGURATION = page("configuration.md")
 CONTRACT_FAMILIES = re.findall(
     r"^\| (app_[a-z_]+) \|", (ROOT / "docs/contracts.md").read_text(), re.MULTILINE
 )
 
 
 def test_every_configuration_option_is_documented_with_its_environment_variable() -> None:
-    missing = [n for n in OPTION_NAMES if f"`{n}`" not in README]
-    missing_env = [n for n in OPTION_NAMES if f"{ENV_PREFIX}{n.upper()}" not in README]
+    table = [line for line in CONFIGURATION.splitlines() if line.startswith("| `")]
+    rows = {line.split("`")[1]: line for line in table}
+    missing = [n for n in OPTION_NAMES if n not in rows]
+    missing_env = [n for n in OPTION_NAMES if f"{ENV_PREFIX}{n.upper()}" not in rows.get(n, "")]
     assert not missing and not missing_env, (missing, missing_env)
 
 
 def test_every_metric_family_is_in_the_metric_reference() -> None:
     assert len(CONTRACT_FAMILIES) >= 25
-    section = README.split("## Metric reference", 1)[1].split("\n## ", 1)[0]
-    missing = [family for family in CONTRACT_FAMILIES if f"`{family}`" not in section]
+    reference = page("metrics.md")
+    assert reference.startswith("# Metric reference\n")
+    missing = [family for family in CONTRACT_FAMILIES if f"`{family}`" not in reference]
     assert not missing, missing
 
 
 def test_every_route_is_in_the_api_reference() -> None:
-    section = README.split("## API reference", 1)[1].split("\n## ", 1)[0]
+    reference = page("api.md")
+    assert reference.startswith("# HTTP API reference\n")
     for route in (
         "/metrics",
         "/healthz",
@@ -42,7 +49,7 @@ def test_every_route_is_in_the_api_reference() -> None:
         "/api/v1/export",
         "/api/v1/openapi.json",
     ):
-        assert route in section, route
+        assert route in reference, route
 
 
 def test_the_two_commands_exist_as_make_targets() -> None:
@@ -63,18 +70,64 @@ def test_sections_come_in_the_documented_order() -> None:
         "## The first minute",
         "## Integrating it",
         "## What you get",
-        "## Configuration reference",
-        "## Metric reference",
-        "## API reference",
-        "## CLI reference",
-        "## Deploying",
-        "## Migrating",
-        "## Architecture",
-        "## Performance",
-        "## Guarantees",
+        "## Where to go next",
     ]
     positions = [README.index(heading) for heading in order]
     assert positions == sorted(positions)
+
+
+# What left the README (issue 22): each part is a page of docs/, in the site's nav, and the
+# README's "Where to go next" links to it.
+REFERENCE_PAGES = {
+    "configuration.md": "# Configuration reference",
+    "metrics.md": "# Metric reference",
+    "api.md": "# HTTP API reference",
+    "cli.md": "# CLI reference",
+    "reference.md": "# Python API reference",
+    "dashboards-and-alerts.md": "# Dashboards and alerts",
+    "release-health.md": "# Release health",
+    "deployment.md": "# Deploying",
+    "scaling.md": "# Scaling: worker processes, web frameworks, fleets",
+    "migration.md": "# Migrating from the two in-house systems",
+    "performance.md": "# Performance",
+    "guarantees.md": "# Guarantees",
+    "libraries.md": "# Libraries and what they do",
+}
+
+
+def nav_pages(nav: list) -> list[str]:
+    found: list[str] = []
+    for entry in nav:
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
+            found += nav_pages(value) if isinstance(value, list) else [value]
+    return found
+
+
+def test_every_reference_page_is_in_the_nav_and_linked_from_the_readme() -> None:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    nav = nav_pages(config["nav"])
+    next_steps = section("## Where to go next")
+    for name, title in REFERENCE_PAGES.items():
+        assert page(name).startswith(title + "\n"), name
+        assert name in nav, name
+        assert f"](docs/{name})" in next_steps, name
+    assert config["strict"] is True
+
+
+def github_anchor(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_own_links_lead_somewhere() -> None:
+    """The README is not built by MkDocs: its relative links and anchors are checked here."""
+    for target in re.findall(r"\]\(([^)#]*)(?:#[^)]*)?\)", README):
+        if target and not target.startswith(("http://", "https://")):
+            assert (ROOT / target).exists(), target
+    for target, anchor in re.findall(r"\]\(([^)#]*)#([^)]*)\)", README):
+        text = (ROOT / target).read_text(encoding="utf-8") if target else README
+        anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+        assert anchor in anchors, (target, anchor)
+    assert len(README.encode("utf-8")) < 15_000  # read in five minutes
 
 
 # -- the newcomer's path through the README (issue 15) ---------------------------------------
@@ -101,7 +154,7 @@ def test_the_first_minute_comes_right_after_the_two_commands() -> None:
         "Ctrl-C",
     ):
         assert seen in minute, seen
-    assert "A first session" not in README  # moved here from the CLI reference
+    assert "A first session" not in all_docs()  # moved here from the CLI reference
 
 
 def integration_snippet() -> str:
@@ -202,15 +255,15 @@ def test_the_introduction_says_what_the_metric_labels_are() -> None:
     bullet = " ".join(section("## What you get").split("- **A JSON API**")[0].split())
     assert "counters labelled by type, component, plugin and severity" in bullet
     assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet
-    assert "histograms labelled by type" not in README
+    assert "histograms labelled by type" not in all_docs()
 
 
-# -- issue 19: the README's smaller examples run as pasted -----------------------------------
+# -- issue 19: the smaller examples (now in docs/) run as pasted -----------------------------
 
 
 def python_block(containing: str) -> str:
-    """The one README python block that contains ``containing``."""
-    [code] = [c for c in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if containing in c]
+    """The one python block of the README or the docs that contains ``containing``."""
+    [code] = [c for c in python_blocks(all_docs()) if containing in c]
     return code
 
 
