@@ -54,7 +54,7 @@ def test_every_route_is_in_the_api_reference() -> None:
 
 def test_the_two_commands_exist_as_make_targets() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    for target in ("demo", "test", "stack", "bench"):
+    for target in ("demo", "test", "stack", "bench", "docs", "lint", "unit", "compat"):
         assert f"make {target}" in README
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
@@ -62,6 +62,15 @@ def test_the_two_commands_exist_as_make_targets() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci/run").read_text(encoding="utf-8")
     assert "make test" in ci and "set -euo pipefail" in ci
+
+
+def test_make_test_builds_the_docs_strictly() -> None:
+    """CI's make test fails on a broken link or anchor of the docs site."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [test] = re.findall(r"^test:(.*)$", makefile, re.MULTILINE)
+    assert " docs" in test
+    [recipe] = re.findall(r"^docs:.*\n\t(.*)$", makefile, re.MULTILINE)
+    assert "mkdocs build --strict" in recipe
 
 
 def test_sections_come_in_the_documented_order() -> None:
