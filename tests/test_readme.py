@@ -128,14 +128,17 @@ def github_anchor(heading: str) -> str:
 
 
 def test_the_readmes_own_links_lead_somewhere() -> None:
-    """The README is not built by MkDocs: its relative links and anchors are checked here."""
-    for target in re.findall(r"\]\(([^)#]*)(?:#[^)]*)?\)", README):
-        if target and not target.startswith(("http://", "https://")):
-            assert (ROOT / target).exists(), target
-    for target, anchor in re.findall(r"\]\(([^)#]*)#([^)]*)\)", README):
-        text = (ROOT / target).read_text(encoding="utf-8") if target else README
-        anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
-        assert anchor in anchors, (target, anchor)
+    """README, CONTRIBUTING and CHANGELOG are not built by MkDocs: their relative links and
+    anchors are checked here."""
+    for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#]*)(?:#[^)]*)?\)", text):
+            if target and not target.startswith(("http://", "https://")):
+                assert (ROOT / target).exists(), (name, target)
+        for target, anchor in re.findall(r"\]\(([^)#]*)#([^)]*)\)", text):
+            linked = (ROOT / target).read_text(encoding="utf-8") if target else text
+            anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", linked, re.MULTILINE)}
+            assert anchor in anchors, (name, target, anchor)
     assert len(README.encode("utf-8")) < 15_000  # read in five minutes
 
 
