@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # `make demo PORT=9800` when 9718 is taken (ERROR_EXPORTER_PORT=9800 works as well).
 PORT ?=
 
-.PHONY: demo test lint unit compat tools stack bench dashboards clean
+.PHONY: demo test lint docs unit compat tools stack bench dashboards clean
 
 # What running the app needs (make demo): the package and its four dependencies.
 $(STAMP): pyproject.toml
@@ -42,7 +42,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check exporter tests bench dashboards examples alerts
 	$(BIN)/mypy
 
-test: $(DEV_STAMP) tools lint
+# The documentation site (mkdocs.yml, docs/): --strict, so a broken link, anchor or nav entry
+# fails; the site goes to .site/ (gitignored).
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
+
+test: $(DEV_STAMP) tools lint docs
 	$(BIN)/pytest
 
 unit: $(DEV_STAMP)
@@ -70,7 +75,7 @@ dashboards: $(DEV_STAMP)
 	$(BIN)/python dashboards/build.py && $(BIN)/python alerts/build.py
 
 clean:
-	rm -rf $(VENV) .venv-3.* $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .site
 
 # The fast unit tests on the oldest and the newest Python the package claims (pyenv's
 # 3.10 and 3.13; CI runs this after `make test`).

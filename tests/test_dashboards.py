@@ -453,7 +453,7 @@ def test_background_jobs_row_counts_as_the_task_alert() -> None:
 
 
 def test_overview_covers_every_metric_family() -> None:
-    """Every family of docs/contracts.md that is worth a panel appears on the overview."""
+    """Every family of docs/metrics.md that is worth a panel appears on the overview."""
     wanted = {
         "app_errors_total",
         "app_error_recoveries_total",
@@ -490,7 +490,7 @@ def test_every_target_returns_data_for_the_contract_sample(
     namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each target, macros and variables substituted as Grafana would, runs on a real
-    Prometheus scraping a static target shaped like docs/contracts.md and returns series.
+    Prometheus scraping a static target shaped like docs/metrics.md and returns series.
     (tests/test_e2e_stack.py does the same against the real demo.) With another namespace,
     the boards built for it run on the same sample with its metric names renamed."""
     require_tool("prometheus")

@@ -1,6 +1,6 @@
 """A real Prometheus scrapes the running exporter (bearer token, OpenMetrics, exemplars on).
 
-``promtool query instant`` must see every family of docs/contracts.md with its labels, and
+``promtool query instant`` must see every family of docs/metrics.md with its labels, and
 ``/api/v1/query_exemplars`` must return the latest error_id as the exemplar of
 ``app_errors_total``.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.docs import metric_families
 from support.promstack import PromStack, query, wait_until
 from support.tools import require_tool
 from test_metrics_exposition import (
-    contract_families,
     populate_every_family,
     raise_and_record,
     rich_monitor,
@@ -96,7 +96,7 @@ def test_prometheus_sees_every_family_and_the_latest_exemplar(
     )
 
     missing: dict[str, Any] = {}
-    for name, (kind, labels) in contract_families().items():
+    for name, (kind, labels) in metric_families().items():
         series_name = name + "_bucket" if kind == "histogram" else name
         found = promtool_query(promtool, prom.url, series_name)
         label_sets = {frozenset(set(r["metric"]) - IGNORED - {"le"}) for r in found}

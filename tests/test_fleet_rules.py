@@ -11,6 +11,7 @@ from typing import Any
 import promql_parser as pp
 import pytest
 import yaml
+from support.docs import metric_families
 from support.promql import aggregations_dropping, counters_outside_rate, output_labels, selectors
 from support.tools import require_tool
 
@@ -19,8 +20,7 @@ ALERTS = ROOT / "alerts"
 FLEET_RULES = ALERTS / "fleet-rules.yml"
 FLEET_TESTS = ALERTS / "fleet-tests.yml"
 INSTANCE_RULES = ALERTS / "rules.yml"
-CONTRACTS = ROOT / "docs" / "contracts.md"
-SCALING = ROOT / "README.md"  # its scaling section
+SCALING = ROOT / "docs" / "scaling.md"
 
 RULES: dict[str, Any] = yaml.safe_load(FLEET_RULES.read_text())
 RECORDS: list[dict[str, Any]] = [r for g in RULES["groups"] for r in g["rules"]]
@@ -83,15 +83,9 @@ def test_aggregates_instances_and_processes_away_but_keeps_job(rule: dict[str, A
     assert counters_outside_rate(expr) == []
 
 
-def contract_families() -> set[str]:
-    names = set(re.findall(r"^\| (app_[a-z_]+) \|", CONTRACTS.read_text(), flags=re.MULTILINE))
-    assert names, "no metric table in docs/contracts.md"
-    return names
-
-
 @pytest.mark.parametrize("rule", RECORDS, ids=record_id)
 def test_reads_only_families_of_the_contract(rule: dict[str, Any]) -> None:
-    families = contract_families()
+    families = set(metric_families())
     for selector in selectors(pp.parse(rule["expr"])):
         name = str(selector.name)
         base = re.sub(r"_(bucket|count|sum)$", "", name)

@@ -791,17 +791,17 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_with_a_client_certifica
         assert f"https://127.0.0.1:{one.server.port}" in out
 
 
-# -- the README --------------------------------------------------------------------------
+# -- the docs (docs/deployment.md: TLS and basic auth) -----------------------------------
 
 
-def test_the_readme_web_config_passes_promtool(certs: Certs, tmp_path: Path) -> None:
-    text = (ROOT / "README.md").read_text("utf-8")
+def test_the_documented_web_config_passes_promtool(certs: Certs, tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "deployment.md").read_text("utf-8")
     marker = "<!-- web-config example -->"
     assert marker in text
     block = text.split(marker, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     data = yaml.safe_load(block)
     tls = data["tls_server_config"]
-    # the README's paths are where a deployment keeps them; here: the test's certificates
+    # the documented paths are where a deployment keeps them; here: the test's certificates
     assert (tls["cert_file"], tls["key_file"]) == (
         "/etc/error-exporter/tls.crt",
         "/etc/error-exporter/tls.key",

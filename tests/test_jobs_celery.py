@@ -1,7 +1,7 @@
 """Celery tasks captured as well as web requests are (issue 24), with real parts only.
 
 A real redis-server is the broker; a real ``celery -A jobsapp worker --pool=prefork
---concurrency=2`` runs a small app written here, started as the README's "Background jobs"
+--concurrency=2`` runs a small app written here, started as the docs' "Background jobs"
 section says (the app module starts the monitor; ``PROMETHEUS_MULTIPROC_DIR`` makes the
 pool children one picture). The test process only enqueues (through Celery's own client)
 and reads what the children recorded from the multiprocess directory: its shared store and
@@ -32,7 +32,7 @@ from support.jobs import (
 from exporter.multiprocess import SharedStore, prepare_dir
 
 APP = textwrap.dedent('''
-    """The app of the tests: a Celery app whose module starts the monitor (README)."""
+    """The app of the tests: a Celery app whose module starts the monitor (docs/scaling.md)."""
     import logging
     import os
     import threading

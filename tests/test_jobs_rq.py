@@ -1,7 +1,7 @@
 """RQ jobs captured as well as web requests are (issue 24), with real parts only.
 
 A real redis-server; a real ``rq worker -c rq_settings`` (the settings module starts the
-monitor in the worker, before it forks a work horse per job: the README's "Background
+monitor in the worker, before it forks a work horse per job: docs/scaling.md's "Background
 jobs" section); a job module written here. The test process enqueues with RQ's own client
 and reads what the horses recorded from the multiprocess directory.
 """

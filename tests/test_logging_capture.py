@@ -435,10 +435,10 @@ def test_logger_without_propagation_is_still_seen(make_monitor, app_logger):
 # -- (8) breadcrumbs: only what the app's logger levels let through ----------------------------
 
 
-def test_breadcrumb_default_level_matches_the_readme():
+def test_breadcrumb_default_level_matches_the_configuration_reference():
     assert MonitorConfig().logging_breadcrumb_level == "INFO"
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    rows = readme.splitlines()
+    reference = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = reference.splitlines()
     row = next(line for line in rows if line.startswith("| `logging_breadcrumb_level`"))
     assert "`'INFO'`" in row
 

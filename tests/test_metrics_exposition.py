@@ -1,11 +1,9 @@
-"""/metrics content: every family of docs/contracts.md with its labels, hostile label values
+"""/metrics content: every family of docs/metrics.md with its labels, hostile label values
 escaped, no ``_created`` series, and ``promtool check metrics`` clean on the text format."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +11,12 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from support.docs import metric_families
 from support.tools import require_tool
 from werkzeug.test import Client
 
 from exporter import ErrorMonitor, wsgi_app
 
-CONTRACTS = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 HOSTILE = [
     'say "hi"',
@@ -28,23 +26,6 @@ HOSTILE = [
     "trailing\\",
     '\\"both\\"',
 ]
-
-
-def contract_families() -> dict[str, tuple[str, frozenset[str]]]:
-    """{family name: (type, label names)} from the metric tables of docs/contracts.md."""
-    families: dict[str, tuple[str, frozenset[str]]] = {}
-    for line in CONTRACTS.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not re.fullmatch(r"app_[a-z_]+", cells[0]):
-            continue
-        labels_text = re.sub(r"\([^)]*\)", "", cells[2]).split(";")[0]
-        labels = frozenset(
-            m.group(0)
-            for part in labels_text.split(",")
-            if (m := re.match(r"[a-z_]+", part.strip())) and m.group(0) != "none"
-        )
-        families[cells[0]] = (cells[1].split("=")[0], labels)
-    return families
 
 
 def raise_and_record(monitor: ErrorMonitor, exc: BaseException, **kwargs: Any) -> str | None:
@@ -111,7 +92,7 @@ def scrape(monitor: ErrorMonitor, accept: str = "") -> str:
 
 
 def test_the_contract_table_parses() -> None:
-    families = contract_families()
+    families = metric_families()
     assert families["app_errors_total"] == (
         "counter",
         frozenset({"error_type", "component", "plugin", "severity"}),
@@ -128,7 +109,7 @@ def test_every_contract_family_is_exposed_with_its_labels(rich: tuple[ErrorMonit
     for family in text_string_to_metric_families(scrape(monitor)):
         for sample in family.samples:
             samples.setdefault(sample.name, set()).add(frozenset(sample.labels))
-    for name, (kind, labels) in contract_families().items():
+    for name, (kind, labels) in metric_families().items():
         series = name + "_bucket" if kind == "histogram" else name
         assert series in samples, f"{series} missing"
         extra = {"le"} if kind == "histogram" else set()

@@ -1,9 +1,9 @@
 """Every URL the project prints answers 200 (issue 19).
 
-The demo banner, the ``serve`` banner, the monitor's own "serving on" line and the README
-point users at URLs; one that answers 404 (``/api/v1/`` did) is the first thing a newcomer
-copies and the first thing that fails. Each is requested as printed (README URLs with the
-real port of a monitor started on port 0).
+The demo banner, the ``serve`` banner, the monitor's own "serving on" line, the README and
+the docs point users at URLs; one that answers 404 (``/api/v1/`` did) is the first thing a
+newcomer copies and the first thing that fails. Each is requested as printed (the README's
+and the docs' URLs with the real port of a monitor started on port 0).
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.docs import all_docs
 
 from exporter import ErrorMonitor
 from exporter.config import HOOKS_OFF
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+# the README and every docs/ page: what a reader copies
+DOCS = all_docs()
 URL = re.compile(r"http://[^\s`'\")<>]+")
 QUIET = HOOKS_OFF
 
@@ -155,8 +158,8 @@ def test_every_url_of_the_serve_banner_answers_200(tmp_path: Path) -> None:
     assert answers == dict.fromkeys(answers, 200), answers
 
 
-def test_every_local_url_of_the_readme_answers_200() -> None:
-    """README URLs on http://127.0.0.1:9718, against a monitor on a free port; and the
+def test_every_local_url_of_the_readme_and_docs_answers_200() -> None:
+    """README and docs URLs on http://127.0.0.1:9718, against a monitor on a free port; and the
     routes "The first minute" sends a browser to (``<error_id>``: a real one)."""
     monitor = ErrorMonitor(port=0, app_version="1.0.0", **QUIET).start()
     try:
@@ -166,7 +169,7 @@ def test_every_local_url_of_the_readme_answers_200() -> None:
             error_id = monitor.record_error(exc)
         assert monitor.flush()
         base = monitor.server.url
-        printed = [u for u in urls_in(README) if u.startswith("http://127.0.0.1:9718")]
+        printed = [u for u in urls_in(DOCS) if u.startswith("http://127.0.0.1:9718")]
         assert "http://127.0.0.1:9718/api/v1/" in printed and len(printed) >= 4, printed
         urls = [base + u.removeprefix("http://127.0.0.1:9718") for u in printed]
         minute = README.split("## The first minute", 1)[1].split("\n## ", 1)[0]

@@ -1,34 +1,39 @@
-"""The README stays true: every option, metric family, route and command it must list."""
+"""The README and the docs stay true: every option, metric family, route and command they must
+list, each in its reference page (docs/), and the README's five-minute path."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import yaml
+from support.docs import README, ROOT, all_docs, metric_families, page, python_blocks
+
 from exporter.config import ENV_PREFIX, OPTION_NAMES
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-CONTRACT_FAMILIES = re.findall(
-    r"^\| (app_[a-z_]+) \|", (ROOT / "docs/contracts.md").read_text(), re.MULTILINE
-)
+CONFIGURATION = page("configuration.md")
+CONTRACT_FAMILIES = list(metric_families())
 
 
 def test_every_configuration_option_is_documented_with_its_environment_variable() -> None:
-    missing = [n for n in OPTION_NAMES if f"`{n}`" not in README]
-    missing_env = [n for n in OPTION_NAMES if f"{ENV_PREFIX}{n.upper()}" not in README]
+    table = [line for line in CONFIGURATION.splitlines() if line.startswith("| `")]
+    rows = {line.split("`")[1]: line for line in table}
+    missing = [n for n in OPTION_NAMES if n not in rows]
+    missing_env = [n for n in OPTION_NAMES if f"{ENV_PREFIX}{n.upper()}" not in rows.get(n, "")]
     assert not missing and not missing_env, (missing, missing_env)
 
 
 def test_every_metric_family_is_in_the_metric_reference() -> None:
     assert len(CONTRACT_FAMILIES) >= 25
-    section = README.split("## Metric reference", 1)[1].split("\n## ", 1)[0]
-    missing = [family for family in CONTRACT_FAMILIES if f"`{family}`" not in section]
+    reference = page("metrics.md")
+    assert reference.startswith("# Metric reference\n")
+    missing = [family for family in CONTRACT_FAMILIES if f"`{family}`" not in reference]
     assert not missing, missing
 
 
 def test_every_route_is_in_the_api_reference() -> None:
-    section = README.split("## API reference", 1)[1].split("\n## ", 1)[0]
+    reference = page("api.md")
+    assert reference.startswith("# HTTP API reference\n")
     for route in (
         "/metrics",
         "/healthz",
@@ -42,12 +47,12 @@ def test_every_route_is_in_the_api_reference() -> None:
         "/api/v1/export",
         "/api/v1/openapi.json",
     ):
-        assert route in section, route
+        assert route in reference, route
 
 
 def test_the_two_commands_exist_as_make_targets() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    for target in ("demo", "test", "stack", "bench"):
+    for target in ("demo", "test", "stack", "bench", "docs", "lint", "unit", "compat"):
         assert f"make {target}" in README
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
@@ -57,24 +62,82 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in ci and "set -euo pipefail" in ci
 
 
+def test_make_test_builds_the_docs_strictly() -> None:
+    """CI's make test fails on a broken link or anchor of the docs site."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [test] = re.findall(r"^test:(.*)$", makefile, re.MULTILINE)
+    assert " docs" in test
+    [recipe] = re.findall(r"^docs:.*\n\t(.*)$", makefile, re.MULTILINE)
+    assert "mkdocs build --strict" in recipe
+
+
 def test_sections_come_in_the_documented_order() -> None:
     order = [
         "## The two commands",
         "## The first minute",
         "## Integrating it",
         "## What you get",
-        "## Configuration reference",
-        "## Metric reference",
-        "## API reference",
-        "## CLI reference",
-        "## Deploying",
-        "## Migrating",
-        "## Architecture",
-        "## Performance",
-        "## Guarantees",
+        "## Where to go next",
     ]
     positions = [README.index(heading) for heading in order]
     assert positions == sorted(positions)
+
+
+# What left the README (issue 22): each part is a page of docs/, in the site's nav, and the
+# README's "Where to go next" links to it.
+REFERENCE_PAGES = {
+    "configuration.md": "# Configuration reference",
+    "metrics.md": "# Metric reference",
+    "api.md": "# HTTP API reference",
+    "cli.md": "# CLI reference",
+    "reference.md": "# Python API reference",
+    "dashboards-and-alerts.md": "# Dashboards and alerts",
+    "release-health.md": "# Release health",
+    "deployment.md": "# Deploying",
+    "scaling.md": "# Scaling: worker processes, web frameworks, fleets",
+    "migration.md": "# Migrating from the two in-house systems",
+    "performance.md": "# Performance",
+    "guarantees.md": "# Guarantees",
+    "libraries.md": "# Libraries and what they do",
+}
+
+
+def nav_pages(nav: list) -> list[str]:
+    found: list[str] = []
+    for entry in nav:
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
+            found += nav_pages(value) if isinstance(value, list) else [value]
+    return found
+
+
+def test_every_reference_page_is_in_the_nav_and_linked_from_the_readme() -> None:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    nav = nav_pages(config["nav"])
+    next_steps = section("## Where to go next")
+    for name, title in REFERENCE_PAGES.items():
+        assert page(name).startswith(title + "\n"), name
+        assert name in nav, name
+        assert f"](docs/{name})" in next_steps, name
+    assert config["strict"] is True
+
+
+def github_anchor(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readmes_own_links_lead_somewhere() -> None:
+    """README, CONTRIBUTING and CHANGELOG are not built by MkDocs: their relative links and
+    anchors are checked here."""
+    for name in ("README.md", "CONTRIBUTING.md", "CHANGELOG.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#]*)(?:#[^)]*)?\)", text):
+            if target and not target.startswith(("http://", "https://")):
+                assert (ROOT / target).exists(), (name, target)
+        for target, anchor in re.findall(r"\]\(([^)#]*)#([^)]*)\)", text):
+            linked = (ROOT / target).read_text(encoding="utf-8") if target else text
+            anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", linked, re.MULTILINE)}
+            assert anchor in anchors, (name, target, anchor)
+    assert len(README.encode("utf-8")) < 15_000  # read in five minutes
 
 
 # -- the newcomer's path through the README (issue 15) ---------------------------------------
@@ -101,7 +164,7 @@ def test_the_first_minute_comes_right_after_the_two_commands() -> None:
         "Ctrl-C",
     ):
         assert seen in minute, seen
-    assert "A first session" not in README  # moved here from the CLI reference
+    assert "A first session" not in all_docs()  # moved here from the CLI reference
 
 
 def integration_snippet() -> str:
@@ -190,27 +253,20 @@ def test_the_readme_points_to_both_seed_examples() -> None:
 
 
 def test_the_introduction_says_what_the_metric_labels_are() -> None:
-    contracts = (ROOT / "docs/contracts.md").read_text(encoding="utf-8")
-    labels = dict(re.findall(r"^\| (app_\w+) \| histogram \| ([^|]+) \|", contracts, re.MULTILINE))
-    assert labels["app_operation_duration_seconds"].split(", ") == [
-        "component",
-        "plugin",
-        "operation",
-        "outcome (ok/error; Celery tasks and RQ jobs also retry/ignored with the task name as "
-        "operation)",
-    ]
+    kind, labels = metric_families()["app_operation_duration_seconds"]
+    assert (kind, labels) == ("histogram", {"component", "plugin", "operation", "outcome"})
     bullet = " ".join(section("## What you get").split("- **A JSON API**")[0].split())
     assert "counters labelled by type, component, plugin and severity" in bullet
     assert "histograms of the calls you wrap (by component, plugin, operation and outcome" in bullet
-    assert "histograms labelled by type" not in README
+    assert "histograms labelled by type" not in all_docs()
 
 
-# -- issue 19: the README's smaller examples run as pasted -----------------------------------
+# -- issue 19: the smaller examples (now in docs/) run as pasted -----------------------------
 
 
 def python_block(containing: str) -> str:
-    """The one README python block that contains ``containing``."""
-    [code] = [c for c in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if containing in c]
+    """The one python block of the README or the docs that contains ``containing``."""
+    [code] = [c for c in python_blocks(all_docs()) if containing in c]
     return code
 
 

@@ -15,7 +15,7 @@ errors as fast as it can. What these tests hold the monitor to:
   count flat (the slope is printed).
 
 Timing bounds are deliberately generous (CI machines are slow and shared); the measured
-figures are printed (``pytest -s``) for the README's "Guarantees" section.
+figures are printed (``pytest -s``) for the "Guarantees" page (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ STORM_CONFIG: dict[str, Any] = {
 
 
 def report(name: str, **values: Any) -> None:
-    """Print one measured figure line (collected for the README's Guarantees section)."""
+    """Print one measured figure line (collected for docs/guarantees.md)."""
     text = ", ".join(
         f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )

@@ -345,11 +345,11 @@ def test_a_forked_child_writes_the_shared_store_on_its_own_connection(
     ]
 
 
-def test_the_readme_roles_are_enough_for_the_app_and_read_only_for_grafana(postgres_server):
+def test_the_documented_roles_are_enough_for_the_app_and_read_only_for_grafana(postgres_server):
     import psycopg
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Shared store (PostgreSQL)") :]
+    deployment = (REPO / "docs" / "deployment.md").read_text()
+    section = deployment[deployment.index("## Shared store (PostgreSQL)") :]
     sql = section[section.index("```sql") + len("```sql") :]
     sql = sql[: sql.index("```")]
     before, after = sql.split("\\c errors")

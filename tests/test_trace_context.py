@@ -582,8 +582,8 @@ def test_grafana_links_exemplars_to_the_trace_datasource() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     grafana_env = compose["services"]["grafana"]["environment"]
     assert grafana_env["TRACE_DATASOURCE_UID"] == "${TRACE_DATASOURCE_UID:-tempo}"
-    readme = (REPO / "README.md").read_text()
-    assert "TRACE_DATASOURCE_UID" in readme and "exemplarTraceIdDestinations" in readme
+    metrics = (REPO / "docs" / "metrics.md").read_text()  # its "Trace correlation"
+    assert "TRACE_DATASOURCE_UID" in metrics and "exemplarTraceIdDestinations" in metrics
 
 
 # -- a real Prometheus ----------------------------------------------------------------------

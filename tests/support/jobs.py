@@ -234,7 +234,7 @@ def metric(directory: Path, name: str, **labels: str) -> float:
 
 
 def worker_env(directory: Path, **extra: str) -> dict[str, str]:
-    """A worker's environment: multiprocess mode in ``directory``, as the README says."""
+    """A worker's environment: multiprocess mode in ``directory``, as docs/scaling.md says."""
     return clean_env(
         PROMETHEUS_MULTIPROC_DIR=str(directory),
         ERROR_EXPORTER_ENABLE_RESOURCE_MONITORING="false",

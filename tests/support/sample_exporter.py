@@ -1,4 +1,4 @@
-"""A static stand-in for the exporter's /metrics, shaped exactly like docs/contracts.md.
+"""A static stand-in for the exporter's /metrics, shaped exactly like docs/metrics.md.
 
 It lets the rules and dashboards run on a real Prometheus before (or without) the real demo:
 every family, with its documented labels, a few series each. It is a fake *target*, never a
@@ -74,7 +74,7 @@ def _sample() -> str:
             {"0.1": 1, "1.0": 4, "+Inf": 5},
             3.0,
         ),
-        # Background jobs (the Celery / RQ integrations; not in docs/contracts.md yet): each
+        # Background jobs (the Celery / RQ integrations; not in docs/metrics.md yet): each
         # task run is an operation of component celery or rq named after the task. The
         # drill-down's "Background jobs" row is proven on these series and, end to end, on
         # the demo's background jobs (tests/test_e2e_stack.py).
@@ -149,7 +149,7 @@ def _sample() -> str:
         'app_error_groups_regressed_total{app_version="1.0.0"} 0',
         'app_error_groups_regressed_total{app_version="1.1.0"} 1',
     )
-    # Not in docs/contracts.md yet (the store backends publish it): the release-health rules and
+    # Not in docs/metrics.md yet (the store backends publish it): the release-health rules and
     # panels count only processes that say their store outlives a restart.
     family(
         "app_monitor_store_info",
