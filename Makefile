@@ -38,8 +38,12 @@ tools:
 	  fi; \
 	fi
 
+# Formatting, lint and types: ruff format (checked, never rewritten here), ruff check, and
+# mypy --strict on the whole package (pyproject.toml).
+LINTED := exporter tests bench dashboards examples alerts deploy
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check exporter tests bench dashboards examples alerts
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy
 
 # The documentation site (mkdocs.yml, docs/): --strict, so a broken link, anchor or nav entry

@@ -5,7 +5,8 @@
     python dashboards/build.py --namespace shop  # for an exporter run with namespace="shop"
 
 The boards themselves live in the `dashboards` package (queries.py, panels.py, overview.py,
-drilldown.py). Conventions every panel follows (enforced by tests/test_dashboards.py):
+drilldown.py). Conventions every panel follows (enforced by
+tests/unit/dashboards/test_dashboards.py):
 - the data source is the `datasource` variable (no `${DS_...}` inputs: provisioning-friendly);
 - every query filters `job=~"$job", instance=~"$instance"`, every rate/increase uses
   `$__rate_interval`;

@@ -4,7 +4,7 @@ The exporter prefixes its metric names with its ``namespace`` option (default ``
 ``app_errors_total``); ``Queries(namespace)`` renders the expressions for any namespace
 (``""``: no prefix). Nothing else in the package writes a metric name.
 
-Conventions (enforced by tests/test_dashboards.py): every selector filters
+Conventions (enforced by tests/unit/dashboards/test_dashboards.py): every selector filters
 ``job=~"$job", instance=~"$instance"``, every rate uses ``$__rate_interval``, counters are only
 read through ``rate()``/``increase()``, or whole for a series born within the window
 (``groups_by_version``).

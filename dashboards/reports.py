@@ -7,7 +7,8 @@ Grafana's built-in PostgreSQL data source, provisioned with the read-only role
 (dashboards/provisioning/datasources/reports.yml), so nobody has to reach an instance's
 JSON API from their browser.
 
-Every query is in :data:`SQL` (one place; tests/test_reports_dashboard.py runs each on a
+Every query is in :data:`SQL` (one place; tests/unit/dashboards/test_reports_dashboard.py runs each
+on a
 real PostgreSQL filled by the demo workload, Grafana's macros and variables substituted).
 Times are the store's epoch seconds, so the time filter is ``$__unixEpochFilter(column)``.
 

@@ -47,7 +47,7 @@ OTHER_ENV_NAMES = frozenset(
         ENV_PREFIX + "BASIC_AUTH_USER",
         ENV_PREFIX + "BASIC_AUTH_PASSWORD_FILE",
         ENV_PREFIX
-        + "STORM_SECONDS",  # durations of the load tests (tests/test_reliability_load.py)
+        + "STORM_SECONDS",  # durations of the load tests (tests/scenarios/test_storms_and_soak.py)
         ENV_PREFIX + "SOAK_SECONDS",
     }
 )

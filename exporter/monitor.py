@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # imported when a feature is used: a plain start pays for non
     from exporter.integrations.asyncio_loop import AsyncioIntegration
     from exporter.multiprocess import SharedView
     from exporter.store.durable import DurableBackend
-    from exporter.store.durable.postgres_store import SharedBackend
+    from exporter.store.durable.postgres_store import MultiWriterBackend
 
 log = logging.getLogger("exporter")
 
@@ -165,7 +165,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         )
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         self._durable: DurableBackend | None = None
-        self._shared_store: SharedBackend | None = None
+        self._shared_store: MultiWriterBackend | None = None
         register_collectors(self)
         register_fork_handler(self)
         backend = None

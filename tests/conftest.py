@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from support.app_process import apps  # noqa: F401 (a fixture: app processes writing one shared store)
 
 from exporter import ErrorMonitor, reset_error_monitor
 from exporter.config import HOOKS_OFF
 
-# Other projects' own tests, run by tests/test_third_party_suites.py in their own pytest
+# Other projects' own tests, run by tests/scenarios/test_third_party_suites.py in their own pytest
 # process with their own conftest; never collected as part of this suite.
 collect_ignore = ["third_party"]
 
@@ -50,7 +51,7 @@ def _reset_global_monitor() -> Iterator[None]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """A contract test whose ``store`` fixture already ran it in a child process (the
-    multiprocess backend: tests/test_store_contract.py) is not run again here."""
+    multiprocess backend: tests/scenarios/test_store_contract.py) is not run again here."""
     store = pyfuncitem.funcargs.get("store")
     if getattr(store, "ran_in_child", False):
         return True

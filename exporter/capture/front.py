@@ -360,13 +360,12 @@ class CaptureFront:
 
     def admit(self, error: Any) -> BaseException | None:
         """The slow path for a type not seen before: coerce non-exceptions, skip non-errors."""
-        if not isinstance(error, BaseException):
-            error = _as_exception(error)
-        if is_not_an_error(error):
+        exception = error if isinstance(error, BaseException) else _as_exception(error)
+        if is_not_an_error(exception):
             return None
-        if isinstance(error, Exception) and len(self._plain_types) < MAX_PLAIN_TYPES:
-            self._plain_types.add(type(error))
-        return error
+        if isinstance(exception, Exception) and len(self._plain_types) < MAX_PLAIN_TYPES:
+            self._plain_types.add(type(exception))
+        return exception
 
     def locals_of(self, tb: TracebackType) -> dict[str, Any]:
         """``capture_locals``: the innermost frame's locals, copied (scrubbed, capped) here,

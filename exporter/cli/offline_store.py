@@ -34,6 +34,7 @@ from exporter.store.dsn import (
 )
 from exporter.store.durable import rows, sqlite_schema
 from exporter.store.durable.sqlite_file import load_into
+from exporter.store.durable.tables import SCHEMA_VERSION
 from exporter.store.memory import ErrorStore
 
 NO_LIMIT = 2**62  # the offline store holds everything in the file
@@ -55,7 +56,7 @@ def open_read_only(path: str) -> Iterator[sqlite3.Connection]:
     try:
         found = _version(conn, path)
         sqlite_schema.check_version(path, found, sqlite_schema.written_by(conn))
-        if found < sqlite_schema.SCHEMA_VERSION:  # migrate a private copy; the file stays as it is
+        if found < SCHEMA_VERSION:  # migrate a private copy; the file stays as it is
             copy = sqlite3.connect(":memory:", isolation_level=None)
             conn.backup(copy)
             conn.close()
@@ -110,12 +111,12 @@ def open_database(url: str, read_only: bool = True) -> Iterator[Any]:
             found = db.version_of(conn)
         if found == 0:
             raise StoreUnusable(f"{where}: not an error-exporter store (no tables)")
-        if found != sqlite_schema.SCHEMA_VERSION:
-            newer = found > sqlite_schema.SCHEMA_VERSION
+        if found != SCHEMA_VERSION:
+            newer = found > SCHEMA_VERSION
             raise StoreUnusable(
                 f"{where}: store schema version {found} is "
                 f"{'newer' if newer else 'older'} than this error-exporter's "
-                f"({sqlite_schema.SCHEMA_VERSION}); "
+                f"({SCHEMA_VERSION}); "
                 + ("upgrade error-exporter" if newer else "start the app once to migrate it")
             )
         yield conn

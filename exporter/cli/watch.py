@@ -62,7 +62,7 @@ _FORMATS: dict[str, Callable[[float], str]] = {
 # (metric name without namespace, label, how to show the sample value), from metrics/families.py
 _RESOURCE_METRICS = tuple((f.name, f.label, _FORMATS[f.unit]) for f in RESOURCES if f.label)
 # keys of a ResourceSnapshot dict (``ErrorMonitoringService``'s shape) in statistics["resources"]
-_RESOURCE_KEYS = (
+_RESOURCE_KEYS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("cpu_percent", "CPU", lambda v: f"{v:.1f}%"),
     ("memory_percent", "Memory", lambda v: f"{v:.1f}%"),
     ("memory_used_mb", "Memory used", lambda v: f"{v:.0f} MiB"),

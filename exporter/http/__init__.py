@@ -7,7 +7,7 @@ Starlette all serve exactly the same thing; no web framework is a dependency.
 from __future__ import annotations
 
 from exporter.http.app import make_wsgi_app
-from exporter.http.asgi import asgi_app
+from exporter.http.asgi_adapter import asgi_app
 from exporter.http.openapi import build_openapi
 from exporter.http.server import MonitorServer
 

@@ -36,8 +36,7 @@ from exporter.config import MonitorConfig, multiproc_dir
 from exporter.metrics.collectors import Published
 from exporter.multiprocess.sqlite_store import DB_NAME, FORK_GUARD, SharedStore
 from exporter.multiprocess.view import FleetCollector, SharedView, fleet_registry
-from exporter.store.durable.postgres_store import CountDrop, FleetHooks
-from exporter.store.durable.postgres_store import SharedBackend as DurableShared
+from exporter.store.durable.postgres_store import CountDrop, FleetHooks, MultiWriterBackend
 from exporter.store.durable.sqlite_schema import StoreTooNew
 from exporter.store.durable.sqlite_shared import SqliteSharedDatabase
 from exporter.store.durable.tables import SCHEMA_VERSION
@@ -51,7 +50,7 @@ __all__ = [
     "DB_NAME",
     "ENV_VAR",
     "FleetCollector",
-    "SharedBackend",
+    "MultiprocessBackend",
     "SharedStore",
     "SharedView",
     "backend_if_enabled",
@@ -70,7 +69,7 @@ def enabled() -> bool:
     return multiproc_dir() is not None and bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
-def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
+def backend_if_enabled(config: MonitorConfig) -> MultiprocessBackend | None:
     """The multiprocess backend a new monitor uses, when that mode is on (else None)."""
     global _warned
     path = multiproc_dir()
@@ -87,7 +86,7 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
             )
         return None
     try:
-        return SharedBackend(config, path)
+        return MultiprocessBackend(config, path)
     except (StoreTooNew, sqlite3.Error) as exc:
         # the directory's file cannot be shared (written by a newer release, or not a
         # database): this worker runs on its own memory, as in single-process mode
@@ -97,7 +96,7 @@ def backend_if_enabled(config: MonitorConfig) -> SharedBackend | None:
         return None
 
 
-class SharedBackend:
+class MultiprocessBackend:
     """Multiprocess mode over ``path``: the directory's file written like a shared store,
     the merged metrics directory as the registry, and the fleet view answering reads.
 
@@ -130,7 +129,7 @@ class SharedBackend:
         note_internal_error: Callable[[BaseException], None],
         hooks: FleetHooks,
         ledger: SessionLedger | None = None,
-    ) -> tuple[DurableShared, TrackingStore] | None:
+    ) -> tuple[MultiWriterBackend, TrackingStore] | None:
         """The writer of this process's changes to the directory's file (PostgreSQL's
         semantics: :mod:`exporter.store.durable.sqlite_shared`) and the store to use instead of
         ``store``; None when the file's schema is newer than this release."""
@@ -143,7 +142,7 @@ class SharedBackend:
         from exporter.multiprocess.worker_store import DirectoryStore
 
         shared = self.shared
-        backend = DurableShared(
+        backend = MultiWriterBackend(
             self.config,
             count_drop,
             note_internal_error,
@@ -222,7 +221,7 @@ def mark_process_dead(pid: int, path: str | Path | None = None) -> None:
     directory = str(path) if path is not None else multiproc_dir()
     if directory is None:
         return
-    multiprocess.mark_process_dead(pid, directory)
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
     try:
         SharedStore(directory).forget_worker(pid)
     except Exception as exc:  # the hook runs in the server's master: never break it

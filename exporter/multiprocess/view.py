@@ -318,7 +318,7 @@ class SharedView:
     # -- helpers -----------------------------------------------------------------------------
     def _counters(self) -> dict[str, Metric]:
         files = metric_files(self.directory, "counter_*.db")
-        return {m.name: m for m in MultiProcessCollector.merge(files, accumulate=True)}
+        return {m.name: m for m in MultiProcessCollector.merge(files, accumulate=True)}  # type: ignore[no-untyped-call]
 
     def _recoveries(self, counters: dict[str, Metric]) -> dict[str, float]:
         totals = {"success": 0.0, "failure": 0.0}
@@ -432,7 +432,7 @@ class FleetCollector:
         if self.shared is not None:
             with contextlib.suppress(Exception):
                 latest = self.shared.latest_ids()
-        for metric in MultiProcessCollector.merge(files, accumulate=True):
+        for metric in MultiProcessCollector.merge(files, accumulate=True):  # type: ignore[no-untyped-call]
             if metric.name in self._counter_names:
                 metric = _as_counter(metric, self._counter_names[metric.name])
             elif metric.name == errors_name and latest:

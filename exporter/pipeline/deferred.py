@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from exporter.capture.occurrence import Occurrence
 from exporter.model import REPORT_FIELDS, ErrorRecord, ErrorReport, ErrorSeverity, ResourceSnapshot
@@ -62,6 +62,9 @@ _REPORT_DEFERRED = frozenset(REPORT_FIELDS) - {
 _RECORD_DEFERRED = frozenset(("stack_trace", "trace_id", "span_id", "trace_url"))
 
 
+_Settled = TypeVar("_Settled", bound="_Formats")
+
+
 class _Deferred:
     """A field formatted on first read. A non-data descriptor: once formatted, the value
     sits in the instance's ``__dict__`` and is read from there (this is not called again).
@@ -98,7 +101,7 @@ class _Formats:
     ) -> dict[str, Any]:
         raise NotImplementedError
 
-    def materialize(self) -> Any:
+    def materialize(self: _Settled) -> _Settled:
         """Format the deferred fields now (idempotent; safe from any thread, no lock)."""
         d = self.__dict__
         occurrence = d.get("_occurrence")
@@ -109,7 +112,8 @@ class _Formats:
 
     def to_dict(self) -> dict[str, Any]:
         self.materialize()
-        return super().to_dict()  # type: ignore[misc]
+        plain: dict[str, Any] = super().to_dict()  # type: ignore[misc]
+        return plain
 
     def __repr__(self) -> str:  # what the app knows it as
         self.materialize()

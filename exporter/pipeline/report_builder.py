@@ -90,11 +90,10 @@ class ReportBuilder:
         return cleaned if isinstance(cleaned, dict) else {"context": cleaned}
 
     def metadata(self, occurrence: Occurrence) -> dict[str, Any]:
-        metadata: Any = (
+        cleaned: Any = (
             self.scrubber.clean(occurrence.metadata) if occurrence.metadata is not None else {}
         )
-        if not isinstance(metadata, dict):
-            metadata = {"metadata": metadata}
+        metadata: dict[str, Any] = cleaned if isinstance(cleaned, dict) else {"metadata": cleaned}
         if occurrence.locals is not None:  # scrubbed and capped on the caller already
             metadata = {**metadata, "locals": occurrence.locals}
         return metadata

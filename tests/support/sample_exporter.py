@@ -77,7 +77,7 @@ def _sample() -> str:
         # Background jobs (the Celery / RQ integrations; not in docs/metrics.md yet): each
         # task run is an operation of component celery or rq named after the task. The
         # drill-down's "Background jobs" row is proven on these series and, end to end, on
-        # the demo's background jobs (tests/test_e2e_stack.py).
+        # the demo's background jobs (tests/scenarios/test_demo_stack_end_to_end.py).
         *[
             line
             for outcome, buckets, total in (

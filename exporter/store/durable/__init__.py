@@ -31,11 +31,11 @@ from exporter.store.durable.file_store import (
     move_aside,
 )
 from exporter.store.durable.sqlite_schema import (
-    SCHEMA_VERSION,
     StoreCorrupt,
     StoreError,
     StoreTooNew,
 )
+from exporter.store.durable.tables import SCHEMA_VERSION
 
 __all__ = [
     "DROP_REASONS",

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.release import monitor_version
@@ -45,6 +44,7 @@ from exporter.store.durable.tables import (
     SCHEMA_VERSION,
     SESSIONS_ADD,
     UNKNOWN_INSTANCE,
+    Pruned,
     steps,
 )
 from exporter.store.durable.tracking import Changes
@@ -245,14 +245,6 @@ def read_states(conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, 
     return {str(row[0]): batch.state_row(row) for row in cur}
 
 
-@dataclass
-class Pruned:
-    by_age: int = 0
-    by_size: int = 0
-    groups: list[str] = field(default_factory=list)
-    skipped: bool = False  # another process holds the retention lock
-
-
 def prune(conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
     """Retention of ``app``: records before ``cutoff`` and the groups last seen before it;
     the oldest records beyond ``max_records``. Only where the lock is free."""
@@ -426,7 +418,7 @@ __all__ = [
 
 
 class PostgresDatabase:
-    """The shared store's database as :class:`~.postgres_store.SharedBackend` uses it: every
+    """The shared store's database as :class:`~.postgres_store.MultiWriterBackend` uses it: every
     call takes the connection it opened (``connect``) and is one transaction."""
 
     def __init__(self, url: str) -> None:

@@ -91,7 +91,7 @@ class FleetHooks:
         self.regressed = regressed
 
 
-class SharedBackend:
+class MultiWriterBackend:
     """Write-behind of a monitor's store to the shared database; reconnects by itself."""
 
     def __init__(
@@ -363,9 +363,9 @@ def attach(
     note_internal_error: Callable[[BaseException], None],
     hooks: FleetHooks,
     ledger: SessionLedger | None = None,
-) -> tuple[SharedBackend, TrackingStore] | None:
+) -> tuple[MultiWriterBackend, TrackingStore] | None:
     """With a ``postgresql://`` ``store_url``: the backend and the store to use instead
     of ``store``; None when the schema is newer than this release (memory only)."""
-    backend = SharedBackend(config, count_drop, note_internal_error, hooks, ledger)
+    backend = MultiWriterBackend(config, count_drop, note_internal_error, hooks, ledger)
     tracking = backend.start(store)
     return None if tracking is None else (backend, tracking)

@@ -13,23 +13,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from exporter.model import ErrorRecord, json_text
 from exporter.store.codec import record_from_json
 from exporter.store.durable import rows
-from exporter.store.durable.tables import SESSIONS_ADD
+from exporter.store.durable.tables import SESSIONS_ADD, Pruned
 from exporter.store.durable.tracking import Changes
 from exporter.store.memory import ErrorStore
-
-
-@dataclass
-class Pruned:
-    """What one retention pass deleted."""
-
-    by_age: int = 0
-    by_size: int = 0
-    groups: list[str] | None = None
 
 
 class StoreFile:
@@ -152,7 +142,7 @@ class StoreFile:
 
     def prune(self, now: float | None = None, by_age: bool = True) -> Pruned:
         """Retention: by age (records, and groups last seen before the cutoff), by size."""
-        pruned = Pruned(groups=[])
+        pruned = Pruned()
         with self._lock:
             conn = self.connection()
             conn.execute("BEGIN IMMEDIATE")

@@ -291,7 +291,7 @@ def resolve(
 
 
 class SqliteSharedDatabase:
-    """A multiprocess directory's file as :class:`~.postgres_store.SharedBackend` uses it."""
+    """A multiprocess directory's file as :class:`~.postgres_store.MultiWriterBackend` uses it."""
 
     def __init__(
         self,

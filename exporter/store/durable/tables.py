@@ -27,6 +27,8 @@ Version history:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 SCHEMA_VERSION = 5
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -214,3 +216,13 @@ RELEASE_COLUMNS = (
     "regressed",
     "regressed_at",
 )
+
+
+@dataclass
+class Pruned:
+    """What one retention pass deleted, on any backend."""
+
+    by_age: int = 0
+    by_size: int = 0
+    groups: list[str] = field(default_factory=list)
+    skipped: bool = False  # PostgreSQL: another process holds the retention lock

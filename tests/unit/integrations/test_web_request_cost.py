@@ -1,0 +1,203 @@
+"""What every request and every start pays (issue 23), checked as behaviour, never as time.
+
+- a request that never errors builds no session and lists no header; its session is still
+  counted (``exited``) and its breadcrumb appears first in any session that an error or a
+  breadcrumb of the request starts;
+- request ids are unique without a random read per request, in a forked child too;
+- a plain start imports none of what an unused feature needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from werkzeug.test import Client
+
+from exporter.integrations.web import clean_request_id
+from exporter.integrations.wsgi import WsgiMiddleware
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class CountedEnviron(dict):  # type: ignore[type-arg]
+    """A WSGI environ that counts how often its headers are listed (``items()``)."""
+
+    listed = 0
+
+    def items(self):  # type: ignore[no-untyped-def]
+        CountedEnviron.listed += 1
+        return super().items()
+
+
+def watch_starts(monitor: Any) -> list[str]:
+    """The ids of the sessions the monitor's tracker starts from now on (the real start
+    still runs: this only notes each call)."""
+    started: list[str] = []
+    tracker = monitor.sessions
+    real = tracker.start
+
+    def start(*args: Any, **kwargs: Any) -> str:
+        session_id = real(*args, **kwargs)
+        started.append(session_id)
+        return session_id
+
+    tracker.start = start
+    return started
+
+
+def app_that(action: Any) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        action()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def call(middleware: WsgiMiddleware, path: str = "/orders") -> list[bytes]:
+    environ = CountedEnviron(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "SERVER_NAME": "test",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "HTTP_HOST": "test",
+            "HTTP_USER_AGENT": "test",
+            "HTTP_AUTHORIZATION": "Bearer secret-token",
+        }
+    )
+    return list(middleware(environ, lambda status, headers, exc_info=None: None))
+
+
+def test_a_request_that_never_errors_builds_no_session_and_lists_no_header(make_monitor):
+    monitor = make_monitor()
+    middleware = WsgiMiddleware(app_that(lambda: None), monitor)
+    started = watch_starts(monitor)
+    CountedEnviron.listed = 0
+    for _ in range(50):
+        assert call(middleware) == [b"ok"]
+    assert started == []  # no session object was made
+    assert monitor.sessions.ended["exited"] == 50  # and each was counted
+    assert CountedEnviron.listed == 0  # the headers were never copied
+
+
+def test_an_error_starts_the_requests_session_with_its_breadcrumb_first(make_monitor):
+    monitor = make_monitor()
+    began: list[float] = []
+
+    def fail() -> None:
+        began.append(time.time())
+        time.sleep(0.01)
+        monitor.add_breadcrumb("charged the card")
+        try:
+            raise ValueError("declined")
+        except ValueError as exc:
+            monitor.record_error(exc)
+
+    middleware = WsgiMiddleware(app_that(fail), monitor)
+    CountedEnviron.listed = 0
+    call(middleware, "/checkout")
+    assert monitor.flush(10)
+    (group,) = monitor.list_groups()
+    report = monitor.get_group(group["error_id"])["report"]
+    crumbs = report["breadcrumbs"]
+    assert [c["action"] for c in crumbs][:2] == ["GET /checkout", "charged the card"]
+    assert crumbs[0]["timestamp_epoch"] <= began[0]  # stamped when the request began
+    # a handled error says which request it happened in; the headers (and their scrubbing)
+    # are for the request's own failure
+    assert report["context"]["request"] == {
+        "method": "GET",
+        "route": None,
+        "path": "/checkout",
+        "request_id": report["context"]["request"]["request_id"],
+    }
+    assert CountedEnviron.listed == 0
+    assert monitor.sessions.ended["errored"] == 1
+
+
+def test_request_ids_are_unique_and_a_forked_child_draws_its_own():
+    ids = {clean_request_id(None) for _ in range(20000)}
+    assert len(ids) == 20000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(write, clean_request_id(None).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    ours = clean_request_id(None)
+    assert theirs[:16] != ours[:16]  # another prefix: two workers never share an id
+
+
+def test_a_plain_start_imports_none_of_the_unused_features():
+    code = (
+        "import sys, json\n"
+        "import exporter\n"
+        "monitor = exporter.ErrorMonitor(enable_resource_monitoring=False).start(serve=False)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('yaml', 'psutil', 'sqlite3', 'asyncio', 'psycopg') or "
+        "m.startswith(('exporter.store.durable', 'exporter.multiprocess', 'exporter.http')))))\n"
+        "monitor.stop()\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_an_asgi_request_that_never_errors_builds_no_session(make_monitor):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from exporter.integrations.asgi import AsgiMiddleware
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    monitor = make_monitor()
+    app = AsgiMiddleware(Starlette(routes=[Route("/ok", ok)]), monitor)
+    started = watch_starts(monitor)
+    with TestClient(app) as client:
+        for _ in range(10):
+            response = client.get("/ok")
+            assert response.status_code == 200 and response.headers["x-request-id"]
+    assert started == []
+    assert monitor.sessions.ended["exited"] == 10
+
+
+def test_flask_request_ids_are_echoed(make_monitor):
+    from flask import Flask
+
+    from exporter.integrations.flask import instrument_flask
+
+    flask_app = Flask("t")
+
+    @flask_app.route("/ok")
+    def ok() -> str:
+        return "ok"
+
+    monitor = make_monitor()
+    instrument_flask(flask_app, monitor)
+    client = Client(flask_app.wsgi_app)
+    first = client.get("/ok").headers["X-Request-ID"]
+    second = client.get("/ok").headers["X-Request-ID"]
+    assert first and second and first != second
+    assert client.get("/ok", headers={"X-Request-ID": "mine-1"}).headers["X-Request-ID"] == (
+        "mine-1"
+    )
