@@ -44,6 +44,8 @@ from dashboards.queries import DEFAULT_NAMESPACE, Queries
 
 UID = "error-exporter-overview"
 FILE_NAME = f"{UID}.json"
+# The release panels' minimum bar width (their step, $__interval, never shorter).
+BAR_WIDTH = "1m"
 
 
 def health_first_row(q: Queries) -> list[PanelBuilder]:
@@ -251,9 +253,10 @@ def release_row(q: Queries) -> list[PanelBuilder]:
         series(
             "New error groups by version",
             "Error groups seen for the first time, by app and the version that first saw them (a "
-            "bar right after a deploy is what the deploy introduced). Counted as the alert "
-            "ErrorExporterNewErrorGroup counts: memory-only stores are left out. List: "
-            "/api/v1/errors?new_in=VERSION.",
+            "bar right after a deploy is what the deploy introduced). Each bar counts the groups "
+            "new in its own interval (at least 1 minute): the bars add up to the groups new in "
+            "the range. Counted as the alert ErrorExporterNewErrorGroup counts: memory-only "
+            "stores are left out. List: /api/v1/errors?new_in=VERSION.",
             COUNT,
             [query(q.groups_by_version("new"), "{{job}} {{app_version}}")],
             stacked=True,
@@ -261,12 +264,14 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             legend_calcs=("max",),
         )
         .draw_style(common.GraphDrawStyle.BARS)
+        .interval(BAR_WIDTH)
         .decimals(0),
         series(
             "Regressed error groups by version",
             "Resolved error groups (POST /api/v1/errors/{id}/resolve, error-exporter resolve) "
-            "seen again, by app and the version that saw them again. Counted as the alert "
-            "ErrorExporterErrorRegressed counts: memory-only stores are left out.",
+            "seen again, by app and the version that saw them again; each bar counts its own "
+            "interval (at least 1 minute). Counted as the alert ErrorExporterErrorRegressed "
+            "counts: memory-only stores are left out.",
             COUNT,
             [query(q.groups_by_version("regressed"), "{{job}} {{app_version}}")],
             stacked=True,
@@ -274,6 +279,7 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             legend_calcs=("max",),
         )
         .draw_style(common.GraphDrawStyle.BARS)
+        .interval(BAR_WIDTH)
         .decimals(0),
         series(
             "Instances by version",

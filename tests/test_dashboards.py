@@ -37,7 +37,14 @@ from support.grafana import (
     variables,
 )
 from support.promql import counters_read_raw, matchers, selectors, walk
-from support.promstack import PromStack, dump_yaml, query, shorten_rule_for, wait_until
+from support.promstack import (
+    PromStack,
+    dump_yaml,
+    query,
+    query_range,
+    shorten_rule_for,
+    wait_until,
+)
 from support.sample_exporter import static_exporter
 from support.tools import require_tool
 
@@ -295,7 +302,16 @@ def test_expr_parses_after_substitution(target: Target) -> None:
     parsed(target)
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+RELEASE_PANELS = {
+    "new": "New error groups by version",
+    "regressed": "Regressed error groups by version",
+}
+# The release panels' bars: what each step added (offset $__interval), not a rate.
+BAR_TARGETS = [t for t in ALL_TARGETS if t.panel in RELEASE_PANELS.values()]
+RATE_TARGETS = [t for t in ALL_TARGETS if t not in BAR_TARGETS]
+
+
+@pytest.mark.parametrize("target", RATE_TARGETS, ids=target_id)
 def test_rates_use_rate_interval(target: Target) -> None:
     assert "$__range" not in target.expr and "$__interval" not in target.expr
     for visit in walk(parsed(target)):
@@ -317,26 +333,43 @@ def test_every_selector_filters_job_and_instance(target: Target) -> None:
         assert ("instance", "$instance") in regex, f'{selector} lacks instance=~"$instance"'
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+@pytest.mark.parametrize("target", RATE_TARGETS, ids=target_id)
 def test_counters_only_inside_rate(target: Target) -> None:
     """Or in ``x unless x offset $__rate_interval`` (a series born in the window counts whole)."""
     assert counters_read_raw(parsed(target)) == []
 
 
-RELEASE_PANELS = {
-    "new": "New error groups by version",
-    "regressed": "Regressed error groups by version",
-}
+INTERVAL = timedelta(seconds=MACRO_SENTINELS["interval"])
+
+
+@pytest.mark.parametrize("target", BAR_TARGETS, ids=target_id)
+def test_release_bars_count_their_own_step(target: Target) -> None:
+    """A bar is what the counter added since the previous bar: ``x - x offset $__interval``
+    (the panel's step, at least its 1-minute interval), or ``x`` whole for a series born or
+    restarted since; no range selector, whose window would overlap the neighbouring bars."""
+    board = DASHBOARDS["error-exporter-overview.json"]
+    [panel] = [p for p in panels(board) if p["title"] == target.panel]
+    assert panel["interval"] == "1m"
+    assert panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
+    offsets = []
+    for visit in walk(parsed(target)):
+        node = visit.node
+        assert not isinstance(node, (pp.MatrixSelector, pp.SubqueryExpr)), target.expr
+        if isinstance(node, pp.VectorSelector) and node.offset is not None:
+            offsets.append(node.offset)
+    assert offsets and set(offsets) == {INTERVAL}, offsets
+    assert "$__rate_interval" not in target.expr
 
 
 @pytest.mark.tools
 @pytest.mark.parametrize("kind", sorted(RELEASE_PANELS))
 def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> None:
-    """promtool evaluates a release panel's query (scrapes every minute, so $__rate_interval is
-    4 minutes) one minute after version 1.1.0 started: the shared store's replicas are summed
-    (web-2 counted a group before its first scrape, web-3 one after it), per-host stores give
-    the host that counted most (one group new to both hosts is one), and memory-only processes
-    (cron, whose counters jump on start) and processes that do not say (legacy) are left out."""
+    """promtool evaluates a release panel's bars (scrapes and bars every minute) as version
+    1.1.0 starts: the shared store's replicas are summed (web-2 counted a group before its
+    first scrape: the bar where its series is born; web-3 one after it: the next bar), per-host
+    stores give the host that counted most (one group new to both hosts is one), memory-only
+    processes (cron, whose counters jump on start) and processes that do not say (legacy) are
+    left out, and each group is in one bar only."""
     promtool = require_tool("promtool")
     [target] = [
         t
@@ -385,15 +418,19 @@ def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> Non
         "tests": [{
             "interval": "1m",
             "input_series": series,
-            "promql_expr_test": [{
-                "expr": expr,
-                "eval_time": "12m",
-                "exp_samples": [
-                    {"labels": '{job="shop", app_version="1.0.0"}', "value": 0},
-                    {"labels": '{job="shop", app_version="1.1.0"}', "value": 2},
-                    {"labels": '{job="api", app_version="1.1.0"}', "value": 1},
-                ],
-            }],
+            "promql_expr_test": [
+                {
+                    "expr": expr,
+                    "eval_time": f"{minute}m",
+                    "exp_samples": [
+                        {"labels": '{job="shop", app_version="1.0.0"}', "value": 0},
+                        {"labels": '{job="shop", app_version="1.1.0"}', "value": shop},
+                        {"labels": '{job="api", app_version="1.1.0"}', "value": api},
+                    ],
+                }
+                # the bars of 10, 11 and 12 minutes: 2 groups for shop, 1 for api in all
+                for minute, shop, api in ((10, 1, 0), (11, 1, 1), (12, 0, 0), (20, 0, 0))
+            ],
         }],
     }  # fmt: skip
     path = tmp_path / "release-panel-tests.yml"
@@ -684,3 +721,86 @@ def test_fleet_row_reads_the_fleet_recording_rules() -> None:
     used = {str(s.name) for t in targets(board) for s in selectors(parsed(t)) if ":" in str(s.name)}
     assert len(used) == 3
     assert used <= records
+
+
+# A known history of the new-group counters (seconds after the start -> counter value), scraped
+# every 15 s for two hours: what each series counted, and the groups new in each version.
+NEW_GROUPS_HISTORY: dict[tuple[str, str], dict[int, int]] = {
+    # web-1 restarts at 40 min (its counter starts again at 0) and counts two more after it
+    ("web-1:9718", "1.0.0"): {0: 0, 307: 1, 420: 2, 430: 3, 1800: 4, 2400: 0, 2467: 1, 3000: 2},
+    # web-2 runs 1.0.0 for an hour, then 1.1.0, whose series is born at 1 (a group counted
+    # before its first scrape), and counts one more in the same minute and one later
+    ("web-2:9718", "1.0.0"): {0: 0, 720: 1, 725: 2},
+    ("web-2:9718", "1.1.0"): {3600: 1, 3610: 2, 4500: 3},
+}
+NEW_GROUPS_EXPECTED = {"1.0.0": 4 + 2 + 2, "1.1.0": 3}
+
+
+def _new_groups_openmetrics(start: int, seconds: int = 7200) -> str:
+    """The history as OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`: a
+    sample every 15 s, the value of the latest change; web-2's 1.0.0 stops at its deploy."""
+    lines = ["# TYPE app_error_groups_new_total unknown"]
+    for (instance, version), changes in NEW_GROUPS_HISTORY.items():
+        ends = 3600 if (instance, version) == ("web-2:9718", "1.0.0") else seconds
+        labels = f'job="shop",instance="{instance}",app_version="{version}"'
+        for at in range(min(changes), ends, 15):
+            value = changes[max(t for t in changes if t <= at)]
+            lines.append(f"app_error_groups_new_total{{{labels}}} {value} {start + at}")
+    lines.append("# TYPE app_monitor_store_info unknown")
+    for instance in ("web-1:9718", "web-2:9718"):
+        labels = f'job="shop",instance="{instance}",release_scope="fleet"'
+        lines += [
+            f"app_monitor_store_info{{{labels}}} 1 {start + at}" for at in range(0, seconds, 15)
+        ]
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("bar_seconds", [60, 300])
+def test_new_group_bars_add_up_to_the_new_groups(bar_seconds: int, tmp_path: Path) -> None:
+    """On a real Prometheus holding a known history (backfilled with promtool: a restart, a
+    deploy whose series is born at 1, several groups in one bar), the New error groups panel
+    run as Grafana runs it (a range query whose step is $__interval, the bar width) draws
+    whole bars that add up to the groups new in each version: no group in two bars (a window
+    longer than a bar, as the former increase(...[$__rate_interval]), counted it in several)."""
+    promtool = require_tool("promtool")
+    start = (int(time.time()) - 4 * 3600) // 3600 * 3600
+    source = tmp_path / "history.om"
+    source.write_text(_new_groups_openmetrics(start))
+    tsdb = tmp_path / "prometheus" / "tsdb"  # where PromStack.prometheus keeps its data
+    tsdb.mkdir(parents=True)
+    made = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    [target] = [
+        t
+        for t in targets(DASHBOARDS["error-exporter-overview.json"])
+        if t.panel == RELEASE_PANELS["new"]
+    ]
+    expr = substitute_macros(target.expr, scrape_interval=15.0, interval=float(bar_seconds))
+    expr = expr.replace("$job", ".*").replace("$instance", ".*")
+    with PromStack(tmp_path) as stack:
+        prom = stack.prometheus({"global": {"scrape_interval": "15s"}, "scrape_configs": []})
+        # Grafana aligns a range query's start and end to its step
+        first, last = (
+            start // bar_seconds * bar_seconds,
+            (start + 7200) // bar_seconds * bar_seconds,
+        )
+        wait_until(
+            lambda: query(prom.url, "app_monitor_store_info", at=first + 60),
+            30,
+            what="the backfilled blocks loaded",
+        )
+        bars = query_range(prom.url, expr, first, last + bar_seconds, bar_seconds)
+    totals: dict[str, float] = {}
+    for series in bars:
+        assert series["metric"]["job"] == "shop"
+        values = [float(v) for _, v in series["values"]]
+        assert all(v >= 0 and v == int(v) for v in values), values
+        totals[series["metric"]["app_version"]] = sum(values)
+    assert totals == NEW_GROUPS_EXPECTED, (totals, expr)
