@@ -21,7 +21,6 @@ from dashboards.panels import (
     SEVERITY_COLORS,
     PanelBuilder,
     add_rows,
-    api_link,
     base_dashboard,
     config,
     data_link,
@@ -31,6 +30,7 @@ from dashboards.panels import (
     pin_colors,
     quantile_queries,
     query,
+    reports_link,
     right_axis,
     series,
     single_stat,
@@ -105,7 +105,8 @@ def health_first_row(q: Queries) -> list[PanelBuilder]:
         table_panel(
             "Instances",
             "The instances reporting, with links to each one's JSON API (whatever the instance "
-            "selection). Set the API scheme variable to https when the exporter serves TLS.",
+            "selection). The JSON API base variable says how the browser reaches them: https:// "
+            "when the exporter serves TLS, or the token-adding proxy's URL.",
             NONE,
             [table_query(q.instances(), "")],
             transformations=[organize({"Value": "up"})],
@@ -484,9 +485,7 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
         .icon_color("red")
         .enable(True)
     )
-    builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=last_seen"))
-    builder = builder.link(api_link("Statistics (JSON)", "/api/v1/statistics"))
-    builder = builder.link(api_link("Patterns (JSON)", "/api/v1/patterns"))
+    builder = builder.link(reports_link())
     return add_rows(
         builder,
         [

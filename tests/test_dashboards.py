@@ -226,10 +226,21 @@ def test_variable_queries_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
-def test_links_to_the_json_api(name: str) -> None:
-    urls = [link.get("url", "") for link in DASHBOARDS[name]["links"]]
-    assert any("/api/v1/" in url for url in urls)
-    assert any(link["type"] == "dashboards" for link in DASHBOARDS[name]["links"])
+def test_dashboard_links_lead_to_the_boards_and_the_reports(name: str) -> None:
+    """The dashboard-level links need no instance: the boards' dropdown and the Reports board
+    (the shared store). The JSON API is linked from the clicked series or row (its instance),
+    never through ${instance}, which is All or several."""
+    links = DASHBOARDS[name]["links"]
+    assert any(link["type"] == "dashboards" for link in links)
+    urls = [link.get("url", "") for link in links if link["type"] == "link"]
+    assert urls == ["/d/error-exporter-reports/reports"]
+    api_links = [
+        link["url"]
+        for panel in panels(DASHBOARDS[name])
+        for link in panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
+        if "/api/v1/" in link["url"]
+    ]
+    assert api_links
 
 
 def test_drilldown_error_rate_has_exemplars_and_a_data_link() -> None:
@@ -634,19 +645,87 @@ def test_fleet_variables_have_an_all_value(name: str) -> None:
         assert found[var]["allValue"] == ".*"
 
 
+API_LINK_START = re.compile(
+    r"^\$\{api_base\}\$\{(__field\.labels|__data\.fields)\.instance\}/api/v1/"
+)
+
+
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
-def test_links_work_for_any_instance_and_scheme(name: str) -> None:
-    """No link reads ${instance} for a clicked value (it is All or several); panel links read
-    the clicked row's or series' instance; every API link has the scheme variable."""
-    text = json.dumps(DASHBOARDS[name])
-    assert "http://" not in text
+def test_links_work_for_any_instance_and_through_a_proxy(name: str) -> None:
+    """No link reads ${instance} (it is All or several); API links read the clicked row's or
+    series' instance after the api_base variable (http://, https:// or a proxy's base URL);
+    no link holds a scheme, a host or a credential of its own."""
     board = DASHBOARDS[name]
+    text = json.dumps(board)
+    for word in ("${instance}", "${scheme}", "Authorization", "Bearer"):
+        assert word not in text, word
+    [api_base] = [v for v in board["templating"]["list"] if v["name"] == "api_base"]
+    assert api_base["type"] == "textbox" and api_base["query"] == "http://"
+    assert api_base["current"]["value"] == "http://"
     for panel in panels(board):
         links = panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
         for link in links:
-            assert "${instance}" not in link["url"], (panel["title"], link["url"])
+            assert "token" not in link["url"].lower(), link["url"]
             if "/api/v1/" in link["url"]:
-                assert link["url"].startswith("${scheme}://"), link["url"]
+                assert API_LINK_START.match(link["url"]), link["url"]
+            else:
+                assert link["url"].startswith("/d/"), link["url"]
+
+
+PROXY_BASE = "https://grafana.example/error-exporter-api/"
+
+
+@pytest.mark.parametrize(
+    ("api_base", "url"),
+    [
+        ("http://", "http://10.0.0.7:9718/api/v1/plugins/stripe/health"),
+        ("https://", "https://10.0.0.7:9718/api/v1/plugins/stripe/health"),
+        (PROXY_BASE, f"{PROXY_BASE}10.0.0.7:9718/api/v1/plugins/stripe/health"),
+    ],
+)
+def test_api_base_renders_direct_and_proxied_links(api_base: str, url: str) -> None:
+    """The link a user gets for each api_base: the instance comes right after it, so a proxy
+    takes the instance as its first path segment."""
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    panel = next(p for p in panels(board) if p["title"] == "Plugin health")
+    [link] = panel["links"]
+    rendered = (
+        link["url"]
+        .replace("${api_base}", api_base)
+        .replace("${__field.labels.instance}", "10.0.0.7:9718")
+        .replace("${__field.labels.plugin}", "stripe")
+    )
+    assert rendered == url
+
+
+def test_build_api_base_option(tmp_path: Path) -> None:
+    """A deployment renders the boards with its proxy as the default; a value with a
+    credential, a query or without the closing / is refused (every viewer reads the JSON)."""
+    script = str(DASHBOARD_DIR / "build.py")
+    ok = subprocess.run(
+        [sys.executable, script, "--api-base", PROXY_BASE, "--out", str(tmp_path)],
+        capture_output=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
+    for name in DASHBOARD_FILES:
+        written = (tmp_path / name).read_text()
+        assert written == (DASHBOARD_DIR / name).read_text().replace(
+            '"http://"', json.dumps(PROXY_BASE)
+        )
+    for bad in (
+        "https://user:secret@proxy/",
+        "https://proxy/x?token=1/",
+        "https://proxy",
+        "ftp://",
+    ):
+        refused = subprocess.run(
+            [sys.executable, script, "--api-base", bad, "--out", str(tmp_path)],
+            capture_output=True,
+            check=False,
+        )
+        assert refused.returncode == 2, bad
+        assert b"invalid --api-base" in refused.stderr
 
 
 def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
