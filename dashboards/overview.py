@@ -198,7 +198,8 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         ),
         series(
             "Error rate by component",
-            'Captured errors per second by component ("(none)": captured without a component).',
+            'Captured errors per second by component ("(none)?": captured without a component; '
+            "a click drills down into those).",
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("component"), "{{component}}")],
             stacked=True,
@@ -213,7 +214,8 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         ),
         series(
             "Error rate by plugin",
-            'Captured errors per second by plugin ("(none)": not raised in a plugin).',
+            'Captured errors per second by plugin ("(none)?": not raised in a plugin; a click '
+            "drills down into those).",
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("plugin"), "{{plugin}}")],
             stacked=True,

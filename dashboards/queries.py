@@ -35,9 +35,15 @@ def _with(selector: str, extra: str) -> str:
     return f"{selector}, {extra}" if extra else selector
 
 
+# How the empty label value (``component=""``) is shown: "(none)?" reads as none, and as the
+# drill-down's regex (``component=~"(none)?"``, what the overview's link selects) it matches
+# the empty value; "(none)" would match only a component named "none".
+NONE_VALUE = "(none)?"
+
+
 def _none_label(label: str, expr: str) -> str:
-    """Show the empty label value (``component=""``) as "(none)"."""
-    return f'label_replace({expr}, "{label}", "(none)", "{label}", "")'
+    """Show the empty label value (``component=""``) as :data:`NONE_VALUE`."""
+    return f'label_replace({expr}, "{label}", "{NONE_VALUE}", "{label}", "")'
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ class Queries:
         return self._top(self.errors_by("error_type"), "error_type")
 
     def errors_by_label_or_none(self, label: str) -> str:
-        """Errors by component or plugin, the missing value shown as "(none)"."""
+        """Errors by component or plugin, the missing value shown as :data:`NONE_VALUE`."""
         return _none_label(label, self.errors_by(label))
 
     def top_errors_by_label_or_none(self, label: str) -> str:
