@@ -241,8 +241,12 @@ class Queries:
     # ------------------------------------------------------------------------ operations
 
     def operation_error_ratio(self) -> str:
+        """Failed share by component and operation; an operation without a component shows
+        as :data:`NONE_VALUE` (the overview's link drills down into it)."""
         by = "sum by (component, operation)"
-        return f"{by} ({self.operation_errors}) / {by} ({self.operations})"
+        return _none_label(
+            "component", f"{by} ({self.operation_errors}) / {by} ({self.operations})"
+        )
 
     def operations_by_outcome(self) -> str:
         return f"sum by (outcome) ({self.operations})"
