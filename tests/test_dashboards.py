@@ -806,25 +806,27 @@ def test_fleet_row_reads_the_fleet_recording_rules() -> None:
 # every 15 s for two hours: what each series counted, and the groups new in each version.
 NEW_GROUPS_HISTORY: dict[tuple[str, str], dict[int, int]] = {
     # web-1 restarts at 40 min (its counter starts again at 0) and counts two more after it
-    ("web-1:9718", "1.0.0"): {0: 0, 307: 1, 420: 2, 430: 3, 1800: 4, 2400: 0, 2467: 1, 3000: 2},
+    ("web-1:9718", "1.0.0"): {0: 0, 307: 1, 425: 2, 430: 3, 1800: 4, 2400: 0, 2467: 1, 3000: 2},
     # web-2 runs 1.0.0 for an hour, then 1.1.0, whose series is born at 1 (a group counted
     # before its first scrape), and counts one more in the same minute and one later
     ("web-2:9718", "1.0.0"): {0: 0, 720: 1, 725: 2},
-    ("web-2:9718", "1.1.0"): {3600: 1, 3610: 2, 4500: 3},
+    ("web-2:9718", "1.1.0"): {3605: 1, 3610: 2, 4500: 3},
 }
 NEW_GROUPS_EXPECTED = {"1.0.0": 4 + 2 + 2, "1.1.0": 3}
 
 
-def _new_groups_openmetrics(start: int, seconds: int = 7200) -> str:
+def _new_groups_openmetrics(start: int, kind: str = "new", seconds: int = 7200) -> str:
     """The history as OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`: a
-    sample every 15 s, the value of the latest change; web-2's 1.0.0 stops at its deploy."""
-    lines = ["# TYPE app_error_groups_new_total unknown"]
+    sample every 15 s, the value of the latest change; web-2's 1.0.0 stops at its deploy.
+    ``kind`` names the counter (the regressed groups' counter follows the same history)."""
+    counter = f"app_error_groups_{kind}_total"
+    lines = [f"# TYPE {counter} unknown"]
     for (instance, version), changes in NEW_GROUPS_HISTORY.items():
         ends = 3600 if (instance, version) == ("web-2:9718", "1.0.0") else seconds
         labels = f'job="shop",instance="{instance}",app_version="{version}"'
         for at in range(min(changes), ends, 15):
             value = changes[max(t for t in changes if t <= at)]
-            lines.append(f"app_error_groups_new_total{{{labels}}} {value} {start + at}")
+            lines.append(f"{counter}{{{labels}}} {value} {start + at}")
     lines.append("# TYPE app_monitor_store_info unknown")
     for instance in ("web-1:9718", "web-2:9718"):
         labels = f'job="shop",instance="{instance}",release_scope="fleet"'
@@ -837,16 +839,18 @@ def _new_groups_openmetrics(start: int, seconds: int = 7200) -> str:
 
 @pytest.mark.tools
 @pytest.mark.parametrize("bar_seconds", [60, 300])
-def test_new_group_bars_add_up_to_the_new_groups(bar_seconds: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", sorted(RELEASE_PANELS))
+def test_group_bars_add_up_to_the_groups(kind: str, bar_seconds: int, tmp_path: Path) -> None:
     """On a real Prometheus holding a known history (backfilled with promtool: a restart, a
-    deploy whose series is born at 1, several groups in one bar), the New error groups panel
+    deploy whose series is born at 1, several groups in one bar), the New (Regressed) error
+    groups panel
     run as Grafana runs it (a range query whose step is $__interval, the bar width) draws
     whole bars that add up to the groups new in each version: no group in two bars (a window
     longer than a bar, as the former increase(...[$__rate_interval]), counted it in several)."""
     promtool = require_tool("promtool")
     start = (int(time.time()) - 4 * 3600) // 3600 * 3600
     source = tmp_path / "history.om"
-    source.write_text(_new_groups_openmetrics(start))
+    source.write_text(_new_groups_openmetrics(start, kind))
     tsdb = tmp_path / "prometheus" / "tsdb"  # where PromStack.prometheus keeps its data
     tsdb.mkdir(parents=True)
     made = subprocess.run(
@@ -859,7 +863,7 @@ def test_new_group_bars_add_up_to_the_new_groups(bar_seconds: int, tmp_path: Pat
     [target] = [
         t
         for t in targets(DASHBOARDS["error-exporter-overview.json"])
-        if t.panel == RELEASE_PANELS["new"]
+        if t.panel == RELEASE_PANELS[kind]
     ]
     expr = substitute_macros(target.expr, scrape_interval=15.0, interval=float(bar_seconds))
     expr = expr.replace("$job", ".*").replace("$instance", ".*")
@@ -877,9 +881,13 @@ def test_new_group_bars_add_up_to_the_new_groups(bar_seconds: int, tmp_path: Pat
         )
         bars = query_range(prom.url, expr, first, last + bar_seconds, bar_seconds)
     totals: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     for series in bars:
         assert series["metric"]["job"] == "shop"
         values = [float(v) for _, v in series["values"]]
         assert all(v >= 0 and v == int(v) for v in values), values
         totals[series["metric"]["app_version"]] = sum(values)
+        peaks[series["metric"]["app_version"]] = max(values)
     assert totals == NEW_GROUPS_EXPECTED, (totals, expr)
+    if bar_seconds == 60:  # two groups in one minute: one bar of 2 (1.1.0: born at 1, +1)
+        assert peaks == {"1.0.0": 2, "1.1.0": 2}, peaks
