@@ -533,5 +533,7 @@ def test_the_proxy_keeps_the_token_and_the_api_to_itself(fleet: Fleet) -> None:
     assert get(other, {"Cookie": SESSION})[0] == 403  # not an allowed instance
     assert get(f"{fleet.proxy_base}{instance}/metrics", {"Cookie": SESSION})[0] == 404
     assert get(f"{fleet.proxy_base}{instance}/healthz", {"Cookie": SESSION})[0] == 404
+    escape = f"{fleet.proxy_base}{instance}/api/v1/../../metrics"  # nginx normalises it first
+    assert get(escape, {"Cookie": SESSION})[0] == 404
     logged = fleet.access_log.read_text()
     assert "/api/v1/statistics" in logged and TOKEN not in logged
