@@ -24,17 +24,18 @@ $(DEV_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/error-exporter demo $(if $(PORT),--port $(PORT))
 
-# Real Prometheus / Alertmanager / redis-server binaries for the integration tests (Debian packages).
+# Real Prometheus / Alertmanager / redis-server / PostgreSQL / nginx binaries for the integration
+# tests (Debian packages).
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v redis-server >/dev/null \
+	    || ! command -v redis-server >/dev/null || ! command -v nginx >/dev/null \
 	    || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus prometheus-alertmanager docker-compose \
-	      redis-server postgresql >/dev/null; \
+	      redis-server postgresql nginx-light >/dev/null; \
 	  else \
-	    echo "promtool/amtool/redis-server/initdb missing: install the Debian packages prometheus, prometheus-alertmanager, redis-server and postgresql"; \
+	    echo "promtool/amtool/redis-server/initdb/nginx missing: install the Debian packages prometheus, prometheus-alertmanager, redis-server, postgresql and nginx-light"; \
 	  fi; \
 	fi
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from grafana_foundation_sdk.builders import dashboard as dash
 
 from dashboards import drilldown, overview, reports
-from dashboards.panels import render
+from dashboards.panels import DEFAULT_API_BASE, render
 from dashboards.queries import DEFAULT_NAMESPACE
 
 # File name -> the function building that board for a metric namespace.
@@ -25,6 +25,9 @@ DASHBOARDS: dict[str, Callable[[str], dash.Dashboard]] = {
 }
 
 
-def build_all(namespace: str = DEFAULT_NAMESPACE) -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
-    return {name: render(factory(namespace)) for name, factory in DASHBOARDS.items()}
+def build_all(
+    namespace: str = DEFAULT_NAMESPACE, api_base: str = DEFAULT_API_BASE
+) -> dict[str, str]:
+    """File name -> JSON text of every dashboard (``api_base``: the default of the links' JSON
+    API base variable, panels.API_BASE)."""
+    return {name: render(factory(namespace), api_base) for name, factory in DASHBOARDS.items()}

@@ -3,6 +3,8 @@
     python dashboards/build.py                   # (re)write dashboards/*.json
     python dashboards/build.py --check           # exit 1 if the committed JSON differs
     python dashboards/build.py --namespace shop  # for an exporter run with namespace="shop"
+    python dashboards/build.py --api-base https://grafana.example/error-exporter-api/
+                                                 # API links through a token-adding proxy
 
 The boards themselves live in the `dashboards` package (queries.py, panels.py, overview.py,
 drilldown.py). Conventions every panel follows (enforced by
@@ -16,6 +18,7 @@ tests/unit/dashboards/test_dashboards.py):
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,8 +31,11 @@ from alerts.build import write_or_check  # noqa: E402
 from dashboards import DASHBOARDS, build_all  # noqa: E402
 from dashboards.drilldown import drilldown  # noqa: E402
 from dashboards.overview import overview  # noqa: E402
-from dashboards.panels import render  # noqa: E402
+from dashboards.panels import DEFAULT_API_BASE, render  # noqa: E402
 from dashboards.queries import DEFAULT_NAMESPACE, metric_prefix  # noqa: E402
+
+# http:// or https:// alone, or an http(s) URL of a proxy ending in / (no user:password@).
+API_BASE_PATTERN = re.compile(r"https?://(?:[^/@\s?#]+/(?:[^@\s?#]*/)?)?")
 
 __all__ = [
     "DASHBOARDS",
@@ -51,13 +57,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_NAMESPACE,
         help=f"the exporter's metric namespace (default {DEFAULT_NAMESPACE!r}; '' for none)",
     )
+    parser.add_argument(
+        "--api-base",
+        default=DEFAULT_API_BASE,
+        help=f"default of the links' JSON API base variable (default {DEFAULT_API_BASE!r}): "
+        "http://, https://, or a token-adding reverse proxy's base URL ending in /",
+    )
     args = parser.parse_args(argv)
     try:
         metric_prefix(args.namespace)
     except ValueError as exc:
         parser.error(str(exc))
+    if not API_BASE_PATTERN.fullmatch(args.api_base):
+        parser.error(
+            f"invalid --api-base {args.api_base!r}: http:// or https://, or an http(s) URL "
+            "ending in / (never a token: the dashboards are readable by every viewer)"
+        )
     return write_or_check(
-        build_all(args.namespace), args.out, args.check, "run python dashboards/build.py"
+        build_all(args.namespace, args.api_base),
+        args.out,
+        args.check,
+        "run python dashboards/build.py",
     )
 
 

@@ -22,7 +22,6 @@ from dashboards.panels import (
     PanelBuilder,
     add_rows,
     all_selected,
-    api_link,
     base_dashboard,
     data_link,
     organize,
@@ -30,6 +29,7 @@ from dashboards.panels import (
     quantile_queries,
     query,
     query_variable,
+    reports_link,
     series,
     state_timeline,
     table_panel,
@@ -238,10 +238,7 @@ def drilldown(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
             .all_value(".*")
             .current(all_selected())
         )
-    builder = builder.link(
-        api_link("Export this component (JSON)", "/api/v1/export?component=${component}")
-    )
-    builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=count"))
+    builder = builder.link(reports_link())
     return add_rows(
         builder,
         [

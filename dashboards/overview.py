@@ -21,7 +21,6 @@ from dashboards.panels import (
     SEVERITY_COLORS,
     PanelBuilder,
     add_rows,
-    api_link,
     base_dashboard,
     config,
     data_link,
@@ -31,6 +30,7 @@ from dashboards.panels import (
     pin_colors,
     quantile_queries,
     query,
+    reports_link,
     right_axis,
     series,
     single_stat,
@@ -44,6 +44,8 @@ from dashboards.queries import DEFAULT_NAMESPACE, Queries
 
 UID = "error-exporter-overview"
 FILE_NAME = f"{UID}.json"
+# The release panels' minimum bar width (their step, $__interval, never shorter).
+BAR_WIDTH = "1m"
 
 
 def health_first_row(q: Queries) -> list[PanelBuilder]:
@@ -103,7 +105,8 @@ def health_first_row(q: Queries) -> list[PanelBuilder]:
         table_panel(
             "Instances",
             "The instances reporting, with links to each one's JSON API (whatever the instance "
-            "selection). Set the API scheme variable to https when the exporter serves TLS.",
+            "selection). The JSON API base variable says how the browser reaches them: https:// "
+            "when the exporter serves TLS, or the token-adding proxy's URL.",
             NONE,
             [table_query(q.instances(), "")],
             transformations=[organize({"Value": "up"})],
@@ -195,7 +198,8 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         ),
         series(
             "Error rate by component",
-            'Captured errors per second by component ("(none)": captured without a component).',
+            'Captured errors per second by component ("(none)?": captured without a component; '
+            "a click drills down into those).",
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("component"), "{{component}}")],
             stacked=True,
@@ -210,7 +214,8 @@ def error_row(q: Queries) -> list[PanelBuilder]:
         ),
         series(
             "Error rate by plugin",
-            'Captured errors per second by plugin ("(none)": not raised in a plugin).',
+            'Captured errors per second by plugin ("(none)?": not raised in a plugin; a click '
+            "drills down into those).",
             PER_SECOND,
             [query(q.top_errors_by_label_or_none("plugin"), "{{plugin}}")],
             stacked=True,
@@ -251,9 +256,10 @@ def release_row(q: Queries) -> list[PanelBuilder]:
         series(
             "New error groups by version",
             "Error groups seen for the first time, by app and the version that first saw them (a "
-            "bar right after a deploy is what the deploy introduced). Counted as the alert "
-            "ErrorExporterNewErrorGroup counts: memory-only stores are left out. List: "
-            "/api/v1/errors?new_in=VERSION.",
+            "bar right after a deploy is what the deploy introduced). Each bar counts the groups "
+            "new in its own interval (at least 1 minute): the bars add up to the groups new in "
+            "the range. Counted as the alert ErrorExporterNewErrorGroup counts: memory-only "
+            "stores are left out. List: /api/v1/errors?new_in=VERSION.",
             COUNT,
             [query(q.groups_by_version("new"), "{{job}} {{app_version}}")],
             stacked=True,
@@ -261,12 +267,14 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             legend_calcs=("max",),
         )
         .draw_style(common.GraphDrawStyle.BARS)
+        .interval(BAR_WIDTH)
         .decimals(0),
         series(
             "Regressed error groups by version",
             "Resolved error groups (POST /api/v1/errors/{id}/resolve, error-exporter resolve) "
-            "seen again, by app and the version that saw them again. Counted as the alert "
-            "ErrorExporterErrorRegressed counts: memory-only stores are left out.",
+            "seen again, by app and the version that saw them again; each bar counts its own "
+            "interval (at least 1 minute). Counted as the alert ErrorExporterErrorRegressed "
+            "counts: memory-only stores are left out.",
             COUNT,
             [query(q.groups_by_version("regressed"), "{{job}} {{app_version}}")],
             stacked=True,
@@ -274,6 +282,7 @@ def release_row(q: Queries) -> list[PanelBuilder]:
             legend_calcs=("max",),
         )
         .draw_style(common.GraphDrawStyle.BARS)
+        .interval(BAR_WIDTH)
         .decimals(0),
         series(
             "Instances by version",
@@ -478,9 +487,7 @@ def overview(namespace: str = DEFAULT_NAMESPACE) -> dash.Dashboard:
         .icon_color("red")
         .enable(True)
     )
-    builder = builder.link(api_link("Error groups (JSON)", "/api/v1/errors?sort=last_seen"))
-    builder = builder.link(api_link("Statistics (JSON)", "/api/v1/statistics"))
-    builder = builder.link(api_link("Patterns (JSON)", "/api/v1/patterns"))
+    builder = builder.link(reports_link())
     return add_rows(
         builder,
         [

@@ -268,9 +268,16 @@ def state_timeline(
 
 
 # The exporter's JSON API on the instance of a clicked row / series: works whatever the
-# instance variable holds (All, several), unlike ${instance}.
-ROW_API = "${scheme}://${__data.fields.instance}"
-SERIES_API = "${scheme}://${__field.labels.instance}"
+# instance variable holds (All, several), unlike ${instance}. `api_base` is what comes before
+# the instance (its label value, host:port): `http://` or `https://` to open the monitor
+# directly, or the base of a reverse proxy that takes the instance as its first path segment
+# and adds the API token (README: Links to the JSON API and the API token). Grafana's browser
+# cannot send an Authorization header, and a token in a link would end up in every log: the
+# dashboards never hold one.
+API_BASE = "api_base"
+DEFAULT_API_BASE = "http://"
+ROW_API = f"${{{API_BASE}}}${{__data.fields.instance}}"
+SERIES_API = f"${{{API_BASE}}}${{__field.labels.instance}}"
 DRILLDOWN = "/d/error-exporter-drilldown/error-exporter-drill-down"
 
 
@@ -285,18 +292,21 @@ def drilldown_link(title: str, variable: str, value: str) -> dash.DashboardLink:
     )
 
 
-def api_link(title: str, path: str) -> dash.DashboardLink:
-    """A dashboard link to the exporter's JSON API on the selected instance (one instance
-    selected; the Instances table links to each instance whatever the selection)."""
+def reports_link() -> dash.DashboardLink:
+    """A dashboard link to the Reports board (the shared store, read by Grafana: no token, no
+    browser access to the instances), keeping the time range. The boards have no dashboard
+    link to an instance's JSON API: it would read ${instance}, which is All or several."""
+    from dashboards.reports import TITLE, UID
+
     return (
-        dash.DashboardLink(title)
+        dash.DashboardLink("Reports (shared store)")
         .type(model.DashboardLinkType.LINK)
-        .url(f"${{scheme}}://${{instance}}{path}")
-        .icon("external link")
-        .tooltip(f"JSON API: {path}")
-        .target_blank(True)
+        .url(f"/d/{UID}/reports")
+        .icon("doc")
+        .tooltip(f"{TITLE}: the fleet's error groups, occurrences and breadcrumbs")
+        .target_blank(False)
         .include_vars(False)
-        .keep_time(False)
+        .keep_time(True)
     )
 
 
@@ -354,11 +364,15 @@ def common_variables(q: Queries) -> list[cogbuilder.Builder[model.VariableModel]
         query_variable("instance", "Instance", q.instance_values())
         .all_value(".*")
         .current(all_selected()),
-        # How Grafana's browser reaches the exporter's JSON API (links): https behind TLS.
-        dash.CustomVariable("scheme")
-        .label("API scheme")
-        .values("http,https")
-        .current(model.VariableOption(selected=True, text="http", value="http")),
+        # What comes before an instance in the links to its JSON API (API_BASE).
+        dash.TextBoxVariable(API_BASE)
+        .label("JSON API base")
+        .description(
+            "Prefix of the links to an instance's JSON API, before the instance (host:port): "
+            "http:// or https:// to open it directly, or a reverse proxy's base URL ending in / "
+            "that adds the API token (README: Links to the JSON API and the API token)."
+        )
+        .default_value(DEFAULT_API_BASE),
     ]
 
 
@@ -410,10 +424,15 @@ def link_to_reports(panel: model.Panel | model.RowPanel) -> None:
         defaults.links = [*(defaults.links or []), data_link(*ERROR_TYPE_LINK).build()]
 
 
-def render(builder: dash.Dashboard) -> str:
-    """Serialise with stable, unique panel ids (1, 2, ... in layout order)."""
+def render(builder: dash.Dashboard, api_base: str = DEFAULT_API_BASE) -> str:
+    """Serialise with stable, unique panel ids (1, 2, ... in layout order), ``api_base`` the
+    default of the API_BASE variable (a deployment's proxy: build.py --api-base)."""
     board = builder.build()
     for number, panel in enumerate(board.panels or [], start=1):
         panel.id_val = number
         link_to_reports(panel)
+    for variable in (board.templating.list_val if board.templating else None) or []:
+        if variable.name == API_BASE:
+            variable.query = api_base
+            variable.current = model.VariableOption(selected=True, text=api_base, value=api_base)
     return json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"

@@ -6,8 +6,8 @@ The exporter prefixes its metric names with its ``namespace`` option (default ``
 
 Conventions (enforced by tests/unit/dashboards/test_dashboards.py): every selector filters
 ``job=~"$job", instance=~"$instance"``, every rate uses ``$__rate_interval``, counters are only
-read through ``rate()``/``increase()``, or whole for a series born within the window
-(``groups_by_version``).
+read through ``rate()``/``increase()``, except the release panels' bars (``groups_by_version``:
+what each step added, ``$__interval`` the bar width).
 """
 
 from __future__ import annotations
@@ -35,9 +35,15 @@ def _with(selector: str, extra: str) -> str:
     return f"{selector}, {extra}" if extra else selector
 
 
+# How the empty label value (``component=""``) is shown: "(none)?" reads as none, and as the
+# drill-down's regex (``component=~"(none)?"``, what the overview's link selects) it matches
+# the empty value; "(none)" would match only a component named "none".
+NONE_VALUE = "(none)?"
+
+
 def _none_label(label: str, expr: str) -> str:
-    """Show the empty label value (``component=""``) as "(none)"."""
-    return f'label_replace({expr}, "{label}", "(none)", "{label}", "")'
+    """Show the empty label value (``component=""``) as :data:`NONE_VALUE`."""
+    return f'label_replace({expr}, "{label}", "{NONE_VALUE}", "{label}", "")'
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ class Queries:
         return self._top(self.errors_by("error_type"), "error_type")
 
     def errors_by_label_or_none(self, label: str) -> str:
-        """Errors by component or plugin, the missing value shown as "(none)"."""
+        """Errors by component or plugin, the missing value shown as :data:`NONE_VALUE`."""
         return _none_label(label, self.errors_by(label))
 
     def top_errors_by_label_or_none(self, label: str) -> str:
@@ -235,8 +241,12 @@ class Queries:
     # ------------------------------------------------------------------------ operations
 
     def operation_error_ratio(self) -> str:
+        """Failed share by component and operation; an operation without a component shows
+        as :data:`NONE_VALUE` (the overview's link drills down into it)."""
         by = "sum by (component, operation)"
-        return f"{by} ({self.operation_errors}) / {by} ({self.operations})"
+        return _none_label(
+            "component", f"{by} ({self.operation_errors}) / {by} ({self.operations})"
+        )
 
     def operations_by_outcome(self) -> str:
         return f"sum by (outcome) ({self.operations})"
@@ -307,22 +317,28 @@ class Queries:
 
     # ------------------------------------------------------------------------ release health
 
+    # The bar width of the release panels: each bar counts what its own step added.
+    BAR = "$__interval"
+
     def groups_by_version(self, kind: str) -> str:
-        """Error groups per app (job) and version in each window: ``new`` (first seen in that
+        """Error groups per app (job) and version in each bar: ``new`` (first seen in that
         version) or ``regressed`` (resolved, then seen again in it). Counted as the alerts
         ErrorExporterNewErrorGroup and ErrorExporterErrorRegressed count (alerts/rules.yml).
 
-        A series born within the window (a version or an instance that just started) counts
-        whole: increase() cannot see the groups counted before its first scrape. The others
-        are floored: increase() only ever extrapolates upwards, and a group is one. Only
-        processes whose store outlives a restart count (``monitor_store_info``): summed where
-        the store is shared by the job (fleet), the host that counted most where each host has
-        its own (host); a memory-only process (process) calls every group new after each start,
-        and one that does not say is ignored too.
+        Each bar is what the counter added since the previous bar: its value now minus its
+        value one step ago (``offset $__interval``, the panel's step), so neighbouring bars
+        never count a group twice and the bars of a range add up to the groups new in it (a
+        window longer than the step, as ``increase(...[$__rate_interval])``, counted a group
+        in every bar whose window held it). A series born since the previous bar (a version or
+        an instance that just started), or one that restarted from 0, counts whole: a counter
+        born at 1 has no earlier value to subtract. Only processes whose store outlives a
+        restart count (``monitor_store_info``): summed where the store is shared by the job
+        (fleet), the host that counted most where each host has its own (host); a memory-only
+        process (process) calls every group new after each start, and one that does not say
+        is ignored too.
         """
         counter = self.select(f"error_groups_{kind}_total")
-        born = f"({counter} unless {counter} offset {RI})"
-        counted = f"({born} or floor(increase({counter}[{RI}])))"
+        counted = f"(({counter} - {counter} offset {self.BAR}) >= 0 or {counter})"
 
         def scope(aggregation: str, release_scope: str) -> str:
             info = self.select("monitor_store_info", f'release_scope="{release_scope}"')

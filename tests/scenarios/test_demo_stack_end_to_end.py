@@ -162,14 +162,15 @@ def test_every_dashboard_target_returns_data_from_the_demo(stack: PromStack) -> 
     assert {s["metric"]["component"] for s in by_task} == {"celery"}
 
     # The release-health panels, run as Grafana runs a time series panel (a range query, one
-    # step per scrape), show the deploy: one group new in 1.1.0, one regressed in 1.1.0.
+    # step per scrape, $__interval the step), show the deploy: one group new in 1.1.0, one
+    # regressed in 1.1.0, counted in one bar (the bars add up to it).
     by_panel = {o.target.panel: o.promql for o in outcomes}
     for title in RELEASE_PANELS:
         found = query_range(prom.url, by_panel[title], started - 30, time.time(), SCRAPE_SECONDS)
-        peaks = {
-            s["metric"].get("app_version"): max(float(v) for _, v in s["values"]) for s in found
+        totals = {
+            s["metric"].get("app_version"): sum(float(v) for _, v in s["values"]) for s in found
         }
-        assert peaks.get("1.1.0") == 1, (title, peaks)
+        assert totals.get("1.1.0") == 1, (title, totals)
     versions = query(prom.url, by_panel["Instances by version"])
     assert {s["metric"]["app_version"]: s["value"][1] for s in versions} == {
         "1.0.0": "1",

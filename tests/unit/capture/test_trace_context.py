@@ -577,13 +577,29 @@ def test_grafana_links_exemplars_to_the_trace_datasource() -> None:
     environ = {"TRACE_DATASOURCE_UID": "tempo"}
     trace = {k: grafana_interpolate(v, environ) for k, v in destinations["trace_id"].items()}
     assert trace["datasourceUid"] == "tempo" and "url" not in trace
-    error = {k: grafana_interpolate(v, environ) for k, v in destinations["error_id"].items()}
-    assert error["url"] == "http://localhost:9718/api/v1/errors/${__value.raw}"
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     grafana_env = compose["services"]["grafana"]["environment"]
     assert grafana_env["TRACE_DATASOURCE_UID"] == "${TRACE_DATASOURCE_UID:-tempo}"
+    # The exemplar's JSON link: its host is the deployment's (ERROR_GROUP_API_URL), never
+    # written in the file; docker-compose's default is the demo's published TLS port.
+    assert "localhost" not in source_file.read_text().split("exemplarTraceIdDestinations")[1]
+    assert grafana_env["ERROR_GROUP_API_URL"] == "${ERROR_GROUP_API_URL:-https://localhost:9718}"
+    compose_default = grafana_env["ERROR_GROUP_API_URL"].split(":-", 1)[1].rstrip("}")
+    [reports_link, json_link] = [
+        grafana_interpolate(d["url"], {"ERROR_GROUP_API_URL": compose_default})
+        for d in source["jsonData"]["exemplarTraceIdDestinations"]
+        if d["name"] == "error_id"
+    ]
+    assert reports_link == "/d/error-exporter-reports/reports?var-error_id=${__value.raw}"
+    assert json_link == "https://localhost:9718/api/v1/errors/${__value.raw}"
+    behind_proxy = {"ERROR_GROUP_API_URL": "https://grafana.example/error-exporter/app-1:9718"}
+    error = {k: grafana_interpolate(v, behind_proxy) for k, v in destinations["error_id"].items()}
+    assert error["url"] == (
+        "https://grafana.example/error-exporter/app-1:9718/api/v1/errors/${__value.raw}"
+    )
     metrics = (REPO / "docs" / "metrics.md").read_text()  # its "Trace correlation"
-    assert "TRACE_DATASOURCE_UID" in metrics and "exemplarTraceIdDestinations" in metrics
+    for word in ("TRACE_DATASOURCE_UID", "exemplarTraceIdDestinations", "ERROR_GROUP_API_URL"):
+        assert word in metrics, word
 
 
 # -- a real Prometheus ----------------------------------------------------------------------

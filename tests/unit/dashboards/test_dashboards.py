@@ -37,7 +37,14 @@ from support.grafana import (
     variables,
 )
 from support.promql import counters_read_raw, matchers, selectors, walk
-from support.promstack import PromStack, dump_yaml, query, shorten_rule_for, wait_until
+from support.promstack import (
+    PromStack,
+    dump_yaml,
+    query,
+    query_range,
+    shorten_rule_for,
+    wait_until,
+)
 from support.sample_exporter import static_exporter
 from support.tools import require_tool
 
@@ -220,10 +227,21 @@ def test_variable_queries_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
-def test_links_to_the_json_api(name: str) -> None:
-    urls = [link.get("url", "") for link in DASHBOARDS[name]["links"]]
-    assert any("/api/v1/" in url for url in urls)
-    assert any(link["type"] == "dashboards" for link in DASHBOARDS[name]["links"])
+def test_dashboard_links_lead_to_the_boards_and_the_reports(name: str) -> None:
+    """The dashboard-level links need no instance: the boards' dropdown and the Reports board
+    (the shared store). The JSON API is linked from the clicked series or row (its instance),
+    never through ${instance}, which is All or several."""
+    links = DASHBOARDS[name]["links"]
+    assert any(link["type"] == "dashboards" for link in links)
+    urls = [link.get("url", "") for link in links if link["type"] == "link"]
+    assert urls == ["/d/error-exporter-reports/reports"]
+    api_links = [
+        link["url"]
+        for panel in panels(DASHBOARDS[name])
+        for link in panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
+        if "/api/v1/" in link["url"]
+    ]
+    assert api_links
 
 
 def test_drilldown_error_rate_has_exemplars_and_a_data_link() -> None:
@@ -297,7 +315,16 @@ def test_expr_parses_after_substitution(target: Target) -> None:
     parsed(target)
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+RELEASE_PANELS = {
+    "new": "New error groups by version",
+    "regressed": "Regressed error groups by version",
+}
+# The release panels' bars: what each step added (offset $__interval), not a rate.
+BAR_TARGETS = [t for t in ALL_TARGETS if t.panel in RELEASE_PANELS.values()]
+RATE_TARGETS = [t for t in ALL_TARGETS if t not in BAR_TARGETS]
+
+
+@pytest.mark.parametrize("target", RATE_TARGETS, ids=target_id)
 def test_rates_use_rate_interval(target: Target) -> None:
     assert "$__range" not in target.expr and "$__interval" not in target.expr
     for visit in walk(parsed(target)):
@@ -319,26 +346,43 @@ def test_every_selector_filters_job_and_instance(target: Target) -> None:
         assert ("instance", "$instance") in regex, f'{selector} lacks instance=~"$instance"'
 
 
-@pytest.mark.parametrize("target", ALL_TARGETS, ids=target_id)
+@pytest.mark.parametrize("target", RATE_TARGETS, ids=target_id)
 def test_counters_only_inside_rate(target: Target) -> None:
     """Or in ``x unless x offset $__rate_interval`` (a series born in the window counts whole)."""
     assert counters_read_raw(parsed(target)) == []
 
 
-RELEASE_PANELS = {
-    "new": "New error groups by version",
-    "regressed": "Regressed error groups by version",
-}
+INTERVAL = timedelta(seconds=MACRO_SENTINELS["interval"])
+
+
+@pytest.mark.parametrize("target", BAR_TARGETS, ids=target_id)
+def test_release_bars_count_their_own_step(target: Target) -> None:
+    """A bar is what the counter added since the previous bar: ``x - x offset $__interval``
+    (the panel's step, at least its 1-minute interval), or ``x`` whole for a series born or
+    restarted since; no range selector, whose window would overlap the neighbouring bars."""
+    board = DASHBOARDS["error-exporter-overview.json"]
+    [panel] = [p for p in panels(board) if p["title"] == target.panel]
+    assert panel["interval"] == "1m"
+    assert panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
+    offsets = []
+    for visit in walk(parsed(target)):
+        node = visit.node
+        assert not isinstance(node, (pp.MatrixSelector, pp.SubqueryExpr)), target.expr
+        if isinstance(node, pp.VectorSelector) and node.offset is not None:
+            offsets.append(node.offset)
+    assert offsets and set(offsets) == {INTERVAL}, offsets
+    assert "$__rate_interval" not in target.expr
 
 
 @pytest.mark.tools
 @pytest.mark.parametrize("kind", sorted(RELEASE_PANELS))
 def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> None:
-    """promtool evaluates a release panel's query (scrapes every minute, so $__rate_interval is
-    4 minutes) one minute after version 1.1.0 started: the shared store's replicas are summed
-    (web-2 counted a group before its first scrape, web-3 one after it), per-host stores give
-    the host that counted most (one group new to both hosts is one), and memory-only processes
-    (cron, whose counters jump on start) and processes that do not say (legacy) are left out."""
+    """promtool evaluates a release panel's bars (scrapes and bars every minute) as version
+    1.1.0 starts: the shared store's replicas are summed (web-2 counted a group before its
+    first scrape: the bar where its series is born; web-3 one after it: the next bar), per-host
+    stores give the host that counted most (one group new to both hosts is one), memory-only
+    processes (cron, whose counters jump on start) and processes that do not say (legacy) are
+    left out, and each group is in one bar only."""
     promtool = require_tool("promtool")
     [target] = [
         t
@@ -387,15 +431,19 @@ def test_release_panels_count_as_the_alerts_do(kind: str, tmp_path: Path) -> Non
         "tests": [{
             "interval": "1m",
             "input_series": series,
-            "promql_expr_test": [{
-                "expr": expr,
-                "eval_time": "12m",
-                "exp_samples": [
-                    {"labels": '{job="shop", app_version="1.0.0"}', "value": 0},
-                    {"labels": '{job="shop", app_version="1.1.0"}', "value": 2},
-                    {"labels": '{job="api", app_version="1.1.0"}', "value": 1},
-                ],
-            }],
+            "promql_expr_test": [
+                {
+                    "expr": expr,
+                    "eval_time": f"{minute}m",
+                    "exp_samples": [
+                        {"labels": '{job="shop", app_version="1.0.0"}', "value": 0},
+                        {"labels": '{job="shop", app_version="1.1.0"}', "value": shop},
+                        {"labels": '{job="api", app_version="1.1.0"}', "value": api},
+                    ],
+                }
+                # the bars of 10, 11 and 12 minutes: 2 groups for shop, 1 for api in all
+                for minute, shop, api in ((10, 1, 0), (11, 1, 1), (12, 0, 0), (20, 0, 0))
+            ],
         }],
     }  # fmt: skip
     path = tmp_path / "release-panel-tests.yml"
@@ -600,19 +648,87 @@ def test_fleet_variables_have_an_all_value(name: str) -> None:
         assert found[var]["allValue"] == ".*"
 
 
+API_LINK_START = re.compile(
+    r"^\$\{api_base\}\$\{(__field\.labels|__data\.fields)\.instance\}/api/v1/"
+)
+
+
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
-def test_links_work_for_any_instance_and_scheme(name: str) -> None:
-    """No link reads ${instance} for a clicked value (it is All or several); panel links read
-    the clicked row's or series' instance; every API link has the scheme variable."""
-    text = json.dumps(DASHBOARDS[name])
-    assert "http://" not in text
+def test_links_work_for_any_instance_and_through_a_proxy(name: str) -> None:
+    """No link reads ${instance} (it is All or several); API links read the clicked row's or
+    series' instance after the api_base variable (http://, https:// or a proxy's base URL);
+    no link holds a scheme, a host or a credential of its own."""
     board = DASHBOARDS[name]
+    text = json.dumps(board)
+    for word in ("${instance}", "${scheme}", "Authorization", "Bearer"):
+        assert word not in text, word
+    [api_base] = [v for v in board["templating"]["list"] if v["name"] == "api_base"]
+    assert api_base["type"] == "textbox" and api_base["query"] == "http://"
+    assert api_base["current"]["value"] == "http://"
     for panel in panels(board):
         links = panel.get("links", []) + panel["fieldConfig"]["defaults"].get("links", [])
         for link in links:
-            assert "${instance}" not in link["url"], (panel["title"], link["url"])
+            assert "token" not in link["url"].lower(), link["url"]
             if "/api/v1/" in link["url"]:
-                assert link["url"].startswith("${scheme}://"), link["url"]
+                assert API_LINK_START.match(link["url"]), link["url"]
+            else:
+                assert link["url"].startswith("/d/"), link["url"]
+
+
+PROXY_BASE = "https://grafana.example/error-exporter-api/"
+
+
+@pytest.mark.parametrize(
+    ("api_base", "url"),
+    [
+        ("http://", "http://10.0.0.7:9718/api/v1/plugins/stripe/health"),
+        ("https://", "https://10.0.0.7:9718/api/v1/plugins/stripe/health"),
+        (PROXY_BASE, f"{PROXY_BASE}10.0.0.7:9718/api/v1/plugins/stripe/health"),
+    ],
+)
+def test_api_base_renders_direct_and_proxied_links(api_base: str, url: str) -> None:
+    """The link a user gets for each api_base: the instance comes right after it, so a proxy
+    takes the instance as its first path segment."""
+    board = DASHBOARDS["error-exporter-drilldown.json"]
+    panel = next(p for p in panels(board) if p["title"] == "Plugin health")
+    [link] = panel["links"]
+    rendered = (
+        link["url"]
+        .replace("${api_base}", api_base)
+        .replace("${__field.labels.instance}", "10.0.0.7:9718")
+        .replace("${__field.labels.plugin}", "stripe")
+    )
+    assert rendered == url
+
+
+def test_build_api_base_option(tmp_path: Path) -> None:
+    """A deployment renders the boards with its proxy as the default; a value with a
+    credential, a query or without the closing / is refused (every viewer reads the JSON)."""
+    script = str(DASHBOARD_DIR / "build.py")
+    ok = subprocess.run(
+        [sys.executable, script, "--api-base", PROXY_BASE, "--out", str(tmp_path)],
+        capture_output=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
+    for name in DASHBOARD_FILES:
+        written = (tmp_path / name).read_text()
+        assert written == (DASHBOARD_DIR / name).read_text().replace(
+            '"http://"', json.dumps(PROXY_BASE)
+        )
+    for bad in (
+        "https://user:secret@proxy/",
+        "https://proxy/x?token=1/",
+        "https://proxy",
+        "ftp://",
+    ):
+        refused = subprocess.run(
+            [sys.executable, script, "--api-base", bad, "--out", str(tmp_path)],
+            capture_output=True,
+            check=False,
+        )
+        assert refused.returncode == 2, bad
+        assert b"invalid --api-base" in refused.stderr
 
 
 def test_overview_links_to_the_drilldown_with_the_clicked_value() -> None:
@@ -687,3 +803,94 @@ def test_fleet_row_reads_the_fleet_recording_rules() -> None:
     used = {str(s.name) for t in targets(board) for s in selectors(parsed(t)) if ":" in str(s.name)}
     assert len(used) == 3
     assert used <= records
+
+
+# A known history of the new-group counters (seconds after the start -> counter value), scraped
+# every 15 s for two hours: what each series counted, and the groups new in each version.
+NEW_GROUPS_HISTORY: dict[tuple[str, str], dict[int, int]] = {
+    # web-1 restarts at 40 min (its counter starts again at 0) and counts two more after it
+    ("web-1:9718", "1.0.0"): {0: 0, 307: 1, 425: 2, 430: 3, 1800: 4, 2400: 0, 2467: 1, 3000: 2},
+    # web-2 runs 1.0.0 for an hour, then 1.1.0, whose series is born at 1 (a group counted
+    # before its first scrape), and counts one more in the same minute and one later
+    ("web-2:9718", "1.0.0"): {0: 0, 720: 1, 725: 2},
+    ("web-2:9718", "1.1.0"): {3605: 1, 3610: 2, 4500: 3},
+}
+NEW_GROUPS_EXPECTED = {"1.0.0": 4 + 2 + 2, "1.1.0": 3}
+
+
+def _new_groups_openmetrics(start: int, kind: str = "new", seconds: int = 7200) -> str:
+    """The history as OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`: a
+    sample every 15 s, the value of the latest change; web-2's 1.0.0 stops at its deploy.
+    ``kind`` names the counter (the regressed groups' counter follows the same history)."""
+    counter = f"app_error_groups_{kind}_total"
+    lines = [f"# TYPE {counter} unknown"]
+    for (instance, version), changes in NEW_GROUPS_HISTORY.items():
+        ends = 3600 if (instance, version) == ("web-2:9718", "1.0.0") else seconds
+        labels = f'job="shop",instance="{instance}",app_version="{version}"'
+        for at in range(min(changes), ends, 15):
+            value = changes[max(t for t in changes if t <= at)]
+            lines.append(f"{counter}{{{labels}}} {value} {start + at}")
+    lines.append("# TYPE app_monitor_store_info unknown")
+    for instance in ("web-1:9718", "web-2:9718"):
+        labels = f'job="shop",instance="{instance}",release_scope="fleet"'
+        lines += [
+            f"app_monitor_store_info{{{labels}}} 1 {start + at}" for at in range(0, seconds, 15)
+        ]
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("bar_seconds", [60, 300])
+@pytest.mark.parametrize("kind", sorted(RELEASE_PANELS))
+def test_group_bars_add_up_to_the_groups(kind: str, bar_seconds: int, tmp_path: Path) -> None:
+    """On a real Prometheus holding a known history (backfilled with promtool: a restart, a
+    deploy whose series is born at 1, several groups in one bar), the New (Regressed) error
+    groups panel
+    run as Grafana runs it (a range query whose step is $__interval, the bar width) draws
+    whole bars that add up to the groups new in each version: no group in two bars (a window
+    longer than a bar, as the former increase(...[$__rate_interval]), counted it in several)."""
+    promtool = require_tool("promtool")
+    start = (int(time.time()) - 4 * 3600) // 3600 * 3600
+    source = tmp_path / "history.om"
+    source.write_text(_new_groups_openmetrics(start, kind))
+    tsdb = tmp_path / "prometheus" / "tsdb"  # where PromStack.prometheus keeps its data
+    tsdb.mkdir(parents=True)
+    made = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    [target] = [
+        t
+        for t in targets(DASHBOARDS["error-exporter-overview.json"])
+        if t.panel == RELEASE_PANELS[kind]
+    ]
+    expr = substitute_macros(target.expr, scrape_interval=15.0, interval=float(bar_seconds))
+    expr = expr.replace("$job", ".*").replace("$instance", ".*")
+    with PromStack(tmp_path) as stack:
+        prom = stack.prometheus({"global": {"scrape_interval": "15s"}, "scrape_configs": []})
+        # Grafana aligns a range query's start and end to its step
+        first, last = (
+            start // bar_seconds * bar_seconds,
+            (start + 7200) // bar_seconds * bar_seconds,
+        )
+        wait_until(
+            lambda: query(prom.url, "app_monitor_store_info", at=first + 60),
+            30,
+            what="the backfilled blocks loaded",
+        )
+        bars = query_range(prom.url, expr, first, last + bar_seconds, bar_seconds)
+    totals: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for series in bars:
+        assert series["metric"]["job"] == "shop"
+        values = [float(v) for _, v in series["values"]]
+        assert all(v >= 0 and v == int(v) for v in values), values
+        totals[series["metric"]["app_version"]] = sum(values)
+        peaks[series["metric"]["app_version"]] = max(values)
+    assert totals == NEW_GROUPS_EXPECTED, (totals, expr)
+    if bar_seconds == 60:  # two groups in one minute: one bar of 2 (1.1.0: born at 1, +1)
+        assert peaks == {"1.0.0": 2, "1.1.0": 2}, peaks
