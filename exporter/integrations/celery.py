@@ -50,12 +50,15 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from exporter.capture.trace_context import current_trace_ids
-from exporter.capture.work_unit import current_work
 from exporter.integrations import Hub, is_not_an_error
+from exporter.integrations._task_queue import (
+    ReportedFilter,
+    TaskQueueIntegration,
+    interrupted_standin,
+    traceparent_now,
+)
 from exporter.integrations.logging_handler import REPORTED_ATTRIBUTE
 from exporter.integrations.on_import import when_imported
 from exporter.integrations.scope import WorkScope
@@ -67,63 +70,6 @@ REQUEST_LOGGER = "celery.worker.request"  # where the pool's parent logs a hard 
 HARD_LIMIT_LOG = "Hard time limit (%ss) exceeded for %s[%s]"
 _SCOPE_ATTRIBUTE = "_error_exporter_scope"  # on the task's request while it runs
 MAX_NAME_CHARS = 200
-
-
-def traceparent_now(hub: Hub) -> str | None:
-    """The W3C ``traceparent`` of the code running now (None: no trace, or the option off)."""
-    if not hub.config.capture_trace_context:
-        return None
-    ids = current_trace_ids()
-    if ids is None:
-        return None
-    return f"00-{ids[0]:032x}-{ids[1]:016x}-01"
-
-
-def interrupted_standin(error: BaseException, key: str) -> BaseException:
-    """An exception that interrupts the code anywhere (a time limit), grouped by ``key``
-    rather than by where it struck; its report still shows that place. ``error`` itself
-    when its type cannot be built again."""
-    from exporter.capture.signature import GROUP_KEY_ATTRIBUTE, PLACE_ATTRIBUTE
-
-    frames = []
-    tb = error.__traceback__
-    while tb is not None:
-        frames.append((tb.tb_frame.f_code, tb.tb_lineno or 0))
-        tb = tb.tb_next
-    try:
-        standin = type(error)(*error.args)
-        setattr(standin, GROUP_KEY_ATTRIBUTE, key)
-        if frames:
-            setattr(standin, PLACE_ATTRIBUTE, tuple(frames))
-    except Exception:
-        return error
-    return standin
-
-
-class _ReportedFilter(logging.Filter):
-    """Marks (never drops) the log record of a failure the current unit already reported.
-
-    Celery logs a failed task right after ``task_failure`` (RQ: its worker, inside
-    ``handle_exception``); the logging hook then skips the marked record, so the failure is
-    one report even when the logged exception is another object than the one reported.
-    """
-
-    def __init__(self, unit_type: type[WorkScope]) -> None:
-        super().__init__()
-        self.unit_type = unit_type
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            unit = current_work.get()
-            if (
-                isinstance(unit, self.unit_type)
-                and record.levelno >= logging.ERROR
-                and getattr(unit, "quiet_logs", False)
-            ):
-                setattr(record, REPORTED_ATTRIBUTE, unit.error_id or "")
-        except Exception:
-            pass
-        return True
 
 
 class _HardTimeLimitFilter(logging.Filter):
@@ -213,7 +159,7 @@ def _type_name(error: BaseException | None, default: str) -> str:
     return type(error).__name__ if error is not None else default
 
 
-class CeleryIntegration:
+class CeleryIntegration(TaskQueueIntegration):
     """Connects to Celery's task signals for one monitor (see the module docstring)."""
 
     def __init__(
@@ -223,15 +169,10 @@ class CeleryIntegration:
         sessions: bool = True,
         capture_body: bool = False,
     ) -> None:
-        self.component = component
-        self.plugin = plugin
-        self.sessions = sessions
-        self.capture_body = capture_body
-        self.hub: Hub | None = None
-        self._filter = _ReportedFilter(TaskScope)
+        super().__init__(component, plugin, sessions, capture_body)
+        self._filter = ReportedFilter(TaskScope)
         self._hard_limit_filter = _HardTimeLimitFilter(self)
         self._connected: list[tuple[Any, Any]] = []
-        self._cancel: Callable[[], None] = lambda: None
 
     def install(self, hub: Hub) -> None:
         """Connects now if the app imported Celery already, else right after it does."""

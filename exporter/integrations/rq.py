@@ -29,12 +29,16 @@ Options come from the instance: to change them, turn the built-in one off and pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from exporter.capture.work_unit import current_work
 from exporter.integrations import Hub, is_not_an_error
-from exporter.integrations.celery import _ReportedFilter, interrupted_standin, traceparent_now
+from exporter.integrations._task_queue import (
+    ReportedFilter,
+    TaskQueueIntegration,
+    interrupted_standin,
+    traceparent_now,
+)
 from exporter.integrations.on_import import when_imported
 from exporter.integrations.scope import WorkScope
 
@@ -116,7 +120,7 @@ def _defining_class(cls: type, name: str) -> type:
     raise AttributeError(name)
 
 
-class RqIntegration:
+class RqIntegration(TaskQueueIntegration):
     """Wraps RQ's worker and queue for one monitor (see the module docstring)."""
 
     def __init__(
@@ -126,14 +130,9 @@ class RqIntegration:
         sessions: bool = True,
         capture_body: bool = False,
     ) -> None:
-        self.component = component
-        self.plugin = plugin
-        self.sessions = sessions
-        self.capture_body = capture_body
-        self.hub: Hub | None = None
+        super().__init__(component, plugin, sessions, capture_body)
         self._patches: list[_Patch] = []
-        self._filter = _ReportedFilter(JobScope)
-        self._cancel: Callable[[], None] = lambda: None
+        self._filter = ReportedFilter(JobScope)
 
     def install(self, hub: Hub) -> None:
         """Wraps RQ now if the app imported it already, else right after it does."""
