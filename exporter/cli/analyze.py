@@ -34,7 +34,7 @@ from exporter.cli import (
 )
 from exporter.cli.client import ApiClient
 from exporter.cli.release_view import current_release, marker, regressed
-from exporter.model import PATTERN_SEVERITY_VALUE, trace_frames
+from exporter.model import PATTERN_SEVERITY_VALUE, json_text, trace_frames
 
 TOP_N = 10
 REGRESSED_N = 10
@@ -467,4 +467,4 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 
 def print_json(report: dict[str, Any]) -> None:
-    print(json.dumps(report, indent=2, default=str), flush=True)
+    print(json_text(report, indent=2), flush=True)

@@ -17,7 +17,6 @@ the whole server.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import socketserver
@@ -35,6 +34,7 @@ from exporter.http.app import make_wsgi_app
 from exporter.http.host_check import HostCheck, is_loopback_address
 from exporter.http.tls import ContextSource
 from exporter.http.web_config import WebConfig, load_web_config
+from exporter.model import json_text
 from exporter.store.read_protocol import ErrorReader
 
 log = logging.getLogger("exporter.http")
@@ -81,10 +81,10 @@ class _Handler(WSGIRequestHandler):
         """Errors the HTTP parser answers itself (414, 431, 505...): the API's JSON shape too.
 
         The stdlib sends a small HTML page; clients of a JSON API should never have to parse
-        one. json.dumps escapes what the parser quotes back from the client's bytes.
+        one. The JSON writer escapes what the parser quotes back from the client's bytes.
         """
         short = self.responses.get(code, ("Error", ""))[0]
-        body = json.dumps({"error": message or short, "status": code}).encode("utf-8")
+        body = json_text({"error": message or short, "status": code}).encode("ascii")
         self.log_error("code %d, message %s", code, message)
         self.send_response(code, short)
         self.send_header("Content-Type", "application/json")
