@@ -123,7 +123,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.pipeline = Pipeline(
             cfg, self.builder, self.metrics, self._budget, self.resources, self.note_internal_error
         )
-        self.pipeline.exporter = self
+        self.pipeline.export_writer = self
         self._reports = BackgroundQueue(
             "error-exporter-worker",
             cfg.queue_size,

@@ -48,7 +48,7 @@ class Recovery:
         self.success = success
 
 
-class Exporter(Protocol):
+class ExportWriter(Protocol):
     """What the auto-export needs: a way to write the export document to a file."""
 
     def export_to_file(self, filepath: Any, **filters: Any) -> Any: ...
@@ -75,7 +75,7 @@ class Pipeline:
         self._store: ErrorStore
         self.patterns: PatternDetector
         self.sessions: SessionTracker
-        self.exporter: Exporter | None = None
+        self.export_writer: ExportWriter | None = None
         self.terminal: TerminalOutput | None = None
         self.error_callbacks: list[ErrorCallback] = []
         self.alert_callbacks: list[ErrorCallback] = []
@@ -260,10 +260,10 @@ class Pipeline:
     def _auto_export(self, _: Any = None) -> None:
         """A pattern began: write the export file (on the callback thread)."""
         directory = self.config.export_path
-        if directory is None or self.exporter is None:
+        if directory is None or self.export_writer is None:
             return
         try:
-            path = self.exporter.export_to_file(json_export.auto_export_path(directory))
+            path = self.export_writer.export_to_file(json_export.auto_export_path(directory))
             json_export.prune(directory, self.config.max_export_files)
             log.info("auto-exported error data to %s", path)
         except Exception as exc:
