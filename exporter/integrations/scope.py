@@ -27,11 +27,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..tracecontext import TraceIds, incoming_trace, parse_traceparent
 from ..work_context import WorkUnit, current_work
 from . import Hub, is_not_an_error
+
+_Scope = TypeVar("_Scope", bound="WorkScope")
 
 
 class WorkScope:
@@ -42,6 +44,16 @@ class WorkScope:
     breadcrumb inside the unit, so a unit that meets neither only sets one context
     variable, times itself and counts its session as ``exited``.
     """
+
+    # what every unit starts with (class defaults: a unit that never fails sets none of them)
+    error_id: str | None = None
+    session_id: str | None = None
+    _failed = False
+    _finished = False
+    _started = 0.0
+    _describe: Callable[[], dict[str, Any]] | None = None
+    _trace_token: contextvars.Token[TraceIds | None] | None = None
+    _work_token: contextvars.Token[WorkUnit | None] | None = None
 
     def __init__(
         self,
@@ -67,14 +79,7 @@ class WorkScope:
         self.category = category
         self._describe = describe
         self.mechanism = mechanism
-        self.error_id: str | None = None
-        self.session_id: str | None = None
-        self._failed = False
-        self._finished = False
-        self._started = 0.0
         self.traceparent = traceparent
-        self._trace_token: contextvars.Token[TraceIds | None] | None = None
-        self._work_token: contextvars.Token[WorkUnit | None] | None = None
 
     @property
     def operation(self) -> str:
@@ -88,7 +93,12 @@ class WorkScope:
         """What every error inside the unit carries: a job's context is its description."""
         return self.describe()
 
-    def begin(self) -> WorkScope:
+    def first_breadcrumb(self) -> tuple[str | None, dict[str, Any] | None]:
+        """The unit's own breadcrumb (action, data), first in its session: built only when
+        the session starts."""
+        return self.breadcrumb, self.breadcrumb_data
+
+    def begin(self: _Scope) -> _Scope:
         self._started = time.perf_counter()
         self._work_token = current_work.set(self)  # errors inside the unit carry it
         if self.traceparent is not None:
@@ -112,11 +122,12 @@ class WorkScope:
                 began = time.time() - (time.perf_counter() - self._started)
                 try:
                     session_id = monitor.sessions.start(None, started=began)
-                    if self.breadcrumb:
+                    action, data = self.first_breadcrumb()
+                    if action:
                         monitor.add_breadcrumb(
-                            self.breadcrumb,
+                            action,
                             self.component,
-                            self.breadcrumb_data,
+                            data,
                             category=self.category,
                             session_id=session_id,
                             timestamp=began,
@@ -177,7 +188,7 @@ class WorkScope:
         reset_var(current_work, self._work_token)
         self._work_token = None
 
-    def __enter__(self) -> WorkScope:
+    def __enter__(self: _Scope) -> _Scope:
         return self.begin()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

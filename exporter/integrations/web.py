@@ -123,8 +123,14 @@ class RequestScope(WorkScope):
     """One request: a :class:`WorkScope` with the HTTP details (route, headers, id).
 
     ``headers`` is a call that lists them: only an error report reads them, so a request
-    that never fails never copies its headers (``traceparent`` is passed on its own).
+    that never fails never copies its headers (``traceparent`` is passed on its own). The
+    request's breadcrumb is built only if its session starts; its route is found when first
+    read (:meth:`find_route`, for a middleware that knows where the framework keeps it).
     """
+
+    _route: str | None = None
+    body: bytes | None = None
+    content_type = ""
 
     def __init__(
         self,
@@ -133,45 +139,62 @@ class RequestScope(WorkScope):
         method: str,
         path: str,
         query: str,
-        headers: Headers,
+        headers: Headers | None,
         request_id: str,
         traceparent: str | None = None,
     ) -> None:
+        # WorkScope's attributes, set here directly: this runs for every request
+        self.monitor = monitor
+        self.component = options.component
+        self.plugin = options.plugin
+        self._operation = ""
+        self.sessions = options.sessions
+        self.breadcrumb = self.breadcrumb_data = None  # first_breadcrumb builds it on demand
+        self.category = "http"
+        self.mechanism = "scope"
+        self.traceparent = traceparent
         self.method = method_name(method)
         self.path = path
-        super().__init__(
-            monitor,
-            options.component,
-            options.plugin,
-            sessions=options.sessions,
-            breadcrumb=f"{self.method} {path[:MAX_PATH_CHARS]}" if options.breadcrumbs else None,
-            breadcrumb_data={
-                "method": self.method,
-                "path": path[:MAX_PATH_CHARS],
-                "request_id": request_id,
-            },
-            category="http",
-            traceparent=traceparent,
-        )
         self.options = options
         self.query = query
         self.headers = headers
         self.request_id = request_id
-        self.route: str | None = None
-        self.body: bytes | None = None
-        self.content_type = ""
+
+    @property
+    def route(self) -> str | None:
+        route = self._route
+        if route is None:
+            try:
+                route = self._route = self.find_route()
+            except Exception:
+                self.monitor.note_internal_error()
+        return route
+
+    @route.setter
+    def route(self, value: str | None) -> None:
+        self._route = value
+
+    def find_route(self) -> str | None:
+        """The route template, when the framework has matched one (None: not yet / none)."""
+        return None
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return self.headers() if self.headers is not None else []
+
+    def first_breadcrumb(self) -> tuple[str | None, dict[str, Any] | None]:
+        if not self.options.breadcrumbs:
+            return None, None
+        path = self.path[:MAX_PATH_CHARS]
+        data = {"method": self.method, "path": path, "request_id": self.request_id}
+        return f"{self.method} {path}", data
 
     @property
     def operation(self) -> str:
         return operation_name(self.method, self.route)
 
-    def begin(self) -> RequestScope:
-        super().begin()
-        return self
-
     def finish(self, status: int | None = None) -> None:
         """Time the request (a 5xx status is a failure) and end its session; called once."""
-        super().finish(status is None or status < 500)
+        self.end(status is None or status < 500)
 
     def describe(self) -> dict[str, Any]:
         """The request for an error report, scrubbed (``context["request"]``)."""
@@ -193,7 +216,7 @@ class RequestScope(WorkScope):
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
             **self._which(),
-            "headers": scrub_headers(self.headers(), self.monitor),
+            "headers": scrub_headers(self.header_pairs(), self.monitor),
         }
         if self.query:
             pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]
