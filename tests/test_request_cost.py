@@ -201,3 +201,26 @@ def test_flask_request_ids_are_echoed(make_monitor):
     assert client.get("/ok", headers={"X-Request-ID": "mine-1"}).headers["X-Request-ID"] == (
         "mine-1"
     )
+
+
+def test_operation_timings_land_in_the_buckets_prometheus_would_choose(make_monitor):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from exporter.metrics import OPERATION_BUCKETS
+
+    monitor = make_monitor()
+    reference = Histogram("ref", "ref", buckets=OPERATION_BUCKETS, registry=CollectorRegistry())
+    values = [-1.0, 0.0, *OPERATION_BUCKETS, *(b * 1.5 for b in OPERATION_BUCKETS), 1e9]
+    for value in values:
+        monitor.observe_operation("http", "", "GET /x", True, value)
+        reference.observe(max(value, 0.0))
+    ours = {
+        s.labels["le"]: s.value
+        for m in monitor.registry.collect()
+        for s in m.samples
+        if s.name == "app_operation_duration_seconds_bucket" and s.labels["operation"] == "GET /x"
+    }
+    theirs = {
+        s.labels["le"]: s.value for s in reference.collect()[0].samples if s.name == "ref_bucket"
+    }
+    assert ours == theirs
