@@ -93,10 +93,18 @@ class WorkScope:
         """What every error inside the unit carries: a job's context is its description."""
         return self.describe()
 
-    def first_breadcrumb(self) -> tuple[str | None, dict[str, Any] | None]:
-        """The unit's own breadcrumb (action, data), first in its session: built only when
-        the session starts."""
-        return self.breadcrumb, self.breadcrumb_data
+    def add_first_breadcrumb(self, session_id: str, began: float) -> None:
+        """The unit's own breadcrumb, first in its session (stamped when the unit began):
+        built only when the session starts."""
+        if self.breadcrumb:
+            self.monitor.add_breadcrumb(
+                self.breadcrumb,
+                self.component,
+                self.breadcrumb_data,
+                category=self.category,
+                session_id=session_id,
+                timestamp=began,
+            )
 
     def begin(self: _Scope) -> _Scope:
         self._started = time.perf_counter()
@@ -122,16 +130,7 @@ class WorkScope:
                 began = time.time() - (time.perf_counter() - self._started)
                 try:
                     session_id = monitor.sessions.start(None, started=began)
-                    action, data = self.first_breadcrumb()
-                    if action:
-                        monitor.add_breadcrumb(
-                            action,
-                            self.component,
-                            data,
-                            category=self.category,
-                            session_id=session_id,
-                            timestamp=began,
-                        )
+                    self.add_first_breadcrumb(session_id, began)
                     self.session_id = session_id
                 except Exception:
                     monitor.note_internal_error()

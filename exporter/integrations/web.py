@@ -31,7 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..ids import new_id
-from ..scrub import FILTERED
+from ..model import Breadcrumb
+from ..scrub import FILTERED, fix_surrogates
 from ..work_context import current_work
 from . import Hub
 from .scope import WorkScope
@@ -56,6 +57,7 @@ SENSITIVE_HEADERS = frozenset(
 MAX_HEADERS = 50
 MAX_QUERY_ITEMS = 50
 MAX_PATH_CHARS = 512
+MAX_LABEL_CHARS = 100  # as the metrics' labels (a breadcrumb's component is one)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 
@@ -129,6 +131,7 @@ class RequestScope(WorkScope):
     """
 
     _route: str | None = None
+    _clean_path: str | None = None
     body: bytes | None = None
     content_type = ""
 
@@ -181,12 +184,32 @@ class RequestScope(WorkScope):
     def header_pairs(self) -> list[tuple[str, str]]:
         return self.headers() if self.headers is not None else []
 
-    def first_breadcrumb(self) -> tuple[str | None, dict[str, Any] | None]:
-        if not self.options.breadcrumbs:
-            return None, None
-        path = self.path[:MAX_PATH_CHARS]
-        data = {"method": self.method, "path": path, "request_id": self.request_id}
-        return f"{self.method} {path}", data
+    def clean_path(self) -> str:
+        """The path, scrubbed once for the breadcrumb and every report of the request."""
+        path = self._clean_path
+        if path is None:
+            path = self._clean_path = self.monitor.scrubber.text(self.path, MAX_PATH_CHARS)
+        return path
+
+    def add_first_breadcrumb(self, session_id: str, began: float) -> None:
+        """``GET /path`` with the method, path and request id: what ``add_breadcrumb`` would
+        keep, built from values already scrubbed (the method is a known token)."""
+        monitor = self.monitor
+        if not self.options.breadcrumbs or not monitor.config.enable_breadcrumbs:
+            return
+        path = self.clean_path()
+        data = {
+            "method": self.method,
+            "path": path,
+            "request_id": monitor.scrubber.text(self.request_id),
+        }
+        action = f"{self.method} {path}"
+        crumb = Breadcrumb(began, action, self._component_label(), data, "info", self.category)
+        monitor.sessions.add_breadcrumb(crumb, session_id)
+
+    def _component_label(self) -> str:
+        component = fix_surrogates(self.component)
+        return component[:MAX_LABEL_CHARS]
 
     @property
     def operation(self) -> str:
@@ -208,7 +231,7 @@ class RequestScope(WorkScope):
         return {
             "method": self.method,
             "route": self.route,
-            "path": self.monitor.scrubber.text(self.path, MAX_PATH_CHARS),
+            "path": self.clean_path(),
             "request_id": self.request_id,
         }
 
