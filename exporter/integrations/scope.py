@@ -51,6 +51,7 @@ class WorkScope:
     _failed = False
     _finished = False
     _started = 0.0
+    _own_failure = False
     _describe: Callable[[], dict[str, Any]] | None = None
     _trace_token: contextvars.Token[TraceIds | None] | None = None
     _work_token: contextvars.Token[WorkUnit | None] | None = None
@@ -141,22 +142,30 @@ class WorkScope:
         self._failed = True
         if self.error_id is not None:
             return self.error_id
-        operation = "" if current_work.get() is self else self.operation  # else: the front's
+        own = current_work.get() is self  # else: the front adds nothing of this unit
+        operation = "" if own else self.operation
         context: dict[str, Any] | None = None
-        try:  # the unit's own failure says everything about it (a request: its headers too)
-            context = self.describe()
-        except Exception:
-            self.monitor.note_internal_error()
-        self.error_id = self.monitor.capture_exception(
-            exc,
-            mechanism=mechanism or self.mechanism,
-            component=self.component,
-            plugin=self.plugin,
-            operation=operation,
-            context=context,
-            session_id=self.ensure_session(),
-            handled=not self.sessions,  # unhandled marks the session crashed: only our own
-        )
+        if not own:  # the unit's own failure says everything about it (a request: headers)
+            try:
+                context = self.describe()
+            except Exception:
+                self.monitor.note_internal_error()
+        # current: the front asks brief(), which says describe() while the unit's own failure
+        # is recorded, and only for an occurrence it keeps in detail (not one only counted)
+        self._own_failure = own
+        try:
+            self.error_id = self.monitor.capture_exception(
+                exc,
+                mechanism=mechanism or self.mechanism,
+                component=self.component,
+                plugin=self.plugin,
+                operation=operation,
+                context=context,
+                session_id=self.ensure_session(),
+                handled=not self.sessions,  # unhandled marks the session crashed: only our own
+            )
+        finally:
+            self._own_failure = False
         return self.error_id
 
     def finish(self, ok: bool = True) -> None:

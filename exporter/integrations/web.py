@@ -224,7 +224,10 @@ class RequestScope(WorkScope):
         return {"request": self._request()}
 
     def brief(self) -> dict[str, Any]:
-        """What an error recorded or logged during the request carries: which request."""
+        """What an error recorded or logged during the request carries: which request (the
+        request's own failure: all of it, :meth:`describe`)."""
+        if self._own_failure:
+            return self.describe()
         return {"request": self._which()}
 
     def _which(self) -> dict[str, Any]:
