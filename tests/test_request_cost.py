@@ -169,6 +169,23 @@ def test_a_plain_start_imports_none_of_the_unused_features():
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], []]
 
 
+def test_the_server_starts_without_yaml_or_asyncio():
+    """YAML is read only for a web config file, asyncio only for the ASGI adapter."""
+    code = (
+        "import sys, json\n"
+        "import exporter\n"
+        "monitor = exporter.ErrorMonitor(port=0, enable_resource_monitoring=False).start()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('yaml', 'asyncio'))))\n"
+        "monitor.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 def test_an_asgi_request_that_never_errors_builds_no_session(make_monitor):
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
