@@ -193,8 +193,13 @@ class WorkScope:
         if self._trace_token is not None:
             reset_var(incoming_trace, self._trace_token)
             self._trace_token = None
-        reset_var(current_work, self._work_token)
-        self._work_token = None
+        token = self._work_token
+        if token is not None:
+            self._work_token = None
+            try:  # reset_var(), inline
+                current_work.reset(token)
+            except ValueError:  # a token from another context (a thread switch)
+                current_work.set(None)
 
     def __enter__(self: _Scope) -> _Scope:
         return self.begin()

@@ -156,7 +156,8 @@ class RequestScope(WorkScope):
         self.category = "http"
         self.mechanism = "scope"
         self.traceparent = traceparent
-        self.method = method_name(method)
+        upper = method.upper()  # method_name(), inline: this runs for every request
+        self.method = upper if upper in KNOWN_METHODS else "OTHER"
         self.path = path
         self.options = options
         self.query = query
@@ -213,7 +214,8 @@ class RequestScope(WorkScope):
 
     @property
     def operation(self) -> str:
-        return operation_name(self.method, self.route)
+        route = self.route
+        return f"{self.method} {route}" if route else self.method  # operation_name()
 
     def finish(self, status: int | None = None) -> None:
         """Time the request (a 5xx status is a failure) and end its session; called once."""

@@ -25,6 +25,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..ids import new_id
 from . import Hub, is_not_an_error
 from .web import (
     MonitoredApp,
@@ -104,7 +105,15 @@ class WsgiMiddleware(MonitoredApp):
 
     def _route_of(self, environ: dict[str, Any]) -> str | None:
         route = self.route(environ) if self.route is not None else None
-        return route or environ.get(ROUTE_KEY) or _werkzeug_route(environ)
+        if route:
+            return route
+        route = environ.get(ROUTE_KEY)
+        if route:
+            return route
+        # else the matched rule of a Werkzeug / Flask request, if the app made one
+        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+        text = getattr(rule, "rule", None)
+        return text if isinstance(text, str) else None
 
     def _capture_body(self, scope: RequestScope, environ: dict[str, Any]) -> None:
         content_type = str(environ.get("CONTENT_TYPE") or "")
@@ -131,14 +140,15 @@ class _WsgiRequest(RequestScope):
     def __init__(
         self, middleware: WsgiMiddleware, environ: dict[str, Any], start_response: StartResponse
     ) -> None:
+        request_id = environ.get(middleware._header_key)
         super().__init__(
-            middleware.monitor,
+            middleware._monitor or middleware.monitor,
             middleware.options,
             str(environ.get("REQUEST_METHOD") or "GET"),
             _path(environ),
             str(environ.get("QUERY_STRING") or ""),
             None,
-            clean_request_id(environ.get(middleware._header_key)),
+            clean_request_id(request_id) if request_id else new_id(),
             environ.get("HTTP_TRACEPARENT"),
         )
         self.middleware = middleware
@@ -196,7 +206,8 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self._finish()
+            if not self.done:
+                self._finish()
 
     def _finish(self) -> None:
         if not self.done:
@@ -224,14 +235,6 @@ def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _werkzeug_route(environ: dict[str, Any]) -> str | None:
-    """The matched rule of a Werkzeug / Flask request, if the app made one."""
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    text = getattr(rule, "rule", None)
-    return text if isinstance(text, str) else None
-
-
 def _path(environ: dict[str, Any]) -> str:
     raw = str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")
     try:
