@@ -116,12 +116,12 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg.capture_locals,
             cfg.trace_url_template,
         )
-        self.resources = ResourceSampler(
+        resources = ResourceSampler(
             cfg.resource_check_interval, on_failure=self.metrics.count_internal_error
         )
         self._budget = GroupBudget(cfg.occurrence_budget_per_second)
         self.pipeline = Pipeline(
-            cfg, self.builder, self.metrics, self._budget, self.resources, self.note_internal_error
+            cfg, self.builder, self.metrics, self._budget, resources, self.note_internal_error
         )
         self.pipeline.export_writer = self
         self._reports = BackgroundQueue(
@@ -158,7 +158,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.registry,
             self.pipeline,
             self.metrics,
-            self.resources,
+            resources,
             self._reports,
             lambda: self.running,
             self.note_internal_error,
@@ -244,6 +244,18 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             return "file", "host"
         return "memory", "process"
 
+    @property
+    def resources(self) -> ResourceSampler:
+        """The resource sampler (the pipeline's: the first report may take its first
+        reading); one set here is the one every part of the monitor reads."""
+        return self.pipeline.resources
+
+    @resources.setter
+    def resources(self, sampler: ResourceSampler) -> None:
+        self.pipeline.resources = sampler
+        if isinstance(self.view, LocalView):
+            self.view._resources = sampler
+
     # the account the pipeline keeps (replaced whole in a forked child)
     @property
     def store(self) -> ErrorStore:
@@ -320,8 +332,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self._reports.start()
         self._callbacks.start()
         if self.config.enable_resource_monitoring:
-            self.resources.sample()
-            self.resources.start()
+            self.resources.start()  # its thread takes the first reading, one interval later
         if self.shared is not None:
             self.shared.start()
 

@@ -256,6 +256,16 @@ class Scrubber:
         return self._clean(value, 0, set())
 
     def _clean(self, value: Any, depth: int, seen: set[int]) -> Any:
+        kind = type(value)  # the common exact types first, each as its isinstance arm says
+        if kind is str:
+            return self.text(value)
+        if kind is dict and depth < self.max_depth and id(value) not in seen:
+            marker = id(value)
+            seen.add(marker)
+            try:
+                return self._clean_mapping(value, depth, seen)
+            finally:
+                seen.discard(marker)
         if value is None or isinstance(value, bool):
             return value
         if isinstance(value, int):
@@ -329,14 +339,17 @@ class Scrubber:
         except Exception:
             return self.text(_safe_repr(value))
         more = value.more if type(value) is CappedDict else 0  # left out by the snapshot
-        for count, (key, item) in enumerate(items):
-            if count >= self.max_items:
-                more += len(items) - self.max_items
-                break
+        if len(items) > self.max_items:
+            more += len(items) - self.max_items
+            del items[self.max_items :]
+        enabled = self.enabled
+        for key, item in items:
             name = key if isinstance(key, str) else _safe_repr(key)
             name = truncate(fix_surrogates(name), 200)
-            if self.enabled and self.is_sensitive(name):
+            if enabled and self.is_sensitive(name):
                 out[name] = FILTERED
+            elif type(item) is str:
+                out[name] = self.text(item)
             else:
                 out[name] = self._clean(item, depth + 1, seen)
         if more > 0:

@@ -22,17 +22,25 @@ import hashlib
 import linecache
 import os
 import re
-import sysconfig
 from types import CodeType, TracebackType
 
 OWN_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # exporter/
-_LIBRARY_DIRS = tuple(
-    {
-        os.path.abspath(p)
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-        if (p := sysconfig.get_paths().get(key))
-    }
-)
+_library_dirs: tuple[str, ...] | None = None
+
+
+def library_dirs() -> tuple[str, ...]:
+    """The interpreter's and the installed packages' directories (read at the first new
+    code object: sysconfig is not imported at start)."""
+    global _library_dirs
+    if _library_dirs is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        keys = ("stdlib", "platstdlib", "purelib", "platlib")
+        _library_dirs = tuple({os.path.abspath(p) for key in keys if (p := paths.get(key))})
+    return _library_dirs
+
+
 _CACHE_LIMIT = 20000
 # An exception may name its own group (a string attribute): a log record's logger and
 # message template, say, so that the arguments formatted into the message do not split it.
@@ -135,7 +143,7 @@ class Signer:
         path = os.path.abspath(filename)
         if path.startswith(OWN_PACKAGE_DIR + os.sep):  # our frames, even when not on sys.path
             return path.startswith(os.path.join(OWN_PACKAGE_DIR, "demo") + os.sep)
-        return not path.startswith(_LIBRARY_DIRS)
+        return not path.startswith(library_dirs())
 
     def sign(self, exc_type: type[BaseException], tb: TracebackType | None, message: str) -> str:
         """The error id of an exception with this type, traceback and message."""

@@ -12,8 +12,10 @@ next to its ``error_id``:
    make it current for the request (the span id is then the caller's span, the parent);
 3. otherwise none: ``trace_id`` and ``span_id`` are null.
 
-The import of ``opentelemetry.trace`` is tried once per process (when a monitor is built),
-never required; without it the caller's thread pays one context-variable read per error.
+OpenTelemetry is never required and never imported for the app: no span can be current
+before the app has imported ``opentelemetry.trace``, so until then the caller's thread pays
+one look in ``sys.modules`` and one context-variable read per error; from the app's import
+on, the span's ids are read (the import is then tried once per process).
 Ids cross the queue as two ints and are written as hex on the worker (:func:`hex_ids`).
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -95,11 +98,26 @@ def _load_otel() -> Lookup | None:
 
 def lookup_for(enabled: bool) -> Lookup | None:
     """What the capture path calls for each error: None when ``capture_trace_context`` is
-    off; the OpenTelemetry-aware lookup when the API is importable; else the read of the
-    ids a unit of work (a request's ``traceparent``) made current."""
+    off; the OpenTelemetry-aware lookup once the app has imported the API; else the read of
+    the ids a unit of work (a request's ``traceparent``) made current, until it does."""
     if not enabled:
         return None
+    if _otel_lookup is _UNTRIED and _OTEL_TRACE not in sys.modules:
+        return _until_otel
     return otel_lookup() or incoming_trace.get
+
+
+_OTEL_TRACE = "opentelemetry.trace"
+
+
+def _until_otel() -> TraceIds | None:
+    """The ids before the app imported OpenTelemetry (no span can be current), and through
+    its lookup from then on."""
+    if _OTEL_TRACE in sys.modules:
+        lookup = otel_lookup()
+        if lookup is not None:
+            return lookup()
+    return incoming_trace.get()
 
 
 def current_trace_ids() -> TraceIds | None:

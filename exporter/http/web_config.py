@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporter.config import ConfigError, did_you_mean
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
@@ -155,6 +153,8 @@ def load_web_config(path: str | Path | None) -> WebConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"web_config_file: cannot read {where} ({exc.strerror or exc})") from None
+    import yaml  # only a server given a web config file reads YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -18,18 +18,16 @@ __all__ = ["instrument_flask"]
 
 
 def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any) -> WsgiMiddleware:
-    """Wrap ``app.wsgi_app`` and record view errors with ``request.url_rule.rule``."""
-    from flask import got_request_exception, request, request_started
+    """Wrap ``app.wsgi_app`` and record view errors with ``request.url_rule.rule``.
+
+    The route of every other request is read from ``environ["werkzeug.request"]`` when
+    first needed (an error inside the view, the response's start at the latest, before Flask
+    clears it): no signal handler runs for a request that goes well.
+    """
+    from flask import got_request_exception, request
 
     middleware = WsgiMiddleware(app.wsgi_app, monitor, **options)
     app.wsgi_app = middleware
-
-    def on_started(sender: Any, **extra: Any) -> None:
-        # Flask has matched the URL; it clears environ["werkzeug.request"] when it is done
-        scope = request.environ.get(SCOPE_KEY)
-        rule = request.url_rule
-        if scope is not None and rule is not None:
-            scope.route = rule.rule
 
     def on_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
         scope = request.environ.get(SCOPE_KEY)
@@ -39,7 +37,6 @@ def instrument_flask(app: Any, monitor: Hub | None = None, **options: Any) -> Ws
         scope.route = rule.rule if rule is not None else None
         scope.fail(exception, "flask")
 
-    request_started.connect(on_started, app, weak=False)
     got_request_exception.connect(on_exception, app, weak=False)
     app.extensions["error_exporter"] = middleware
     return middleware

@@ -27,11 +27,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.capture.trace_context import TraceIds, incoming_trace, parse_traceparent
 from exporter.capture.work_unit import WorkUnit, current_work
 from exporter.integrations import Hub, is_not_an_error
+
+_Scope = TypeVar("_Scope", bound="WorkScope")
 
 
 class WorkScope:
@@ -42,6 +44,17 @@ class WorkScope:
     breadcrumb inside the unit, so a unit that meets neither only sets one context
     variable, times itself and counts its session as ``exited``.
     """
+
+    # what every unit starts with (class defaults: a unit that never fails sets none of them)
+    error_id: str | None = None
+    session_id: str | None = None
+    _failed = False
+    _finished = False
+    _started = 0.0
+    _own_failure = False
+    _describe: Callable[[], dict[str, Any]] | None = None
+    _trace_token: contextvars.Token[TraceIds | None] | None = None
+    _work_token: contextvars.Token[WorkUnit | None] | None = None
 
     def __init__(
         self,
@@ -67,14 +80,7 @@ class WorkScope:
         self.category = category
         self._describe = describe
         self.mechanism = mechanism
-        self.error_id: str | None = None
-        self.session_id: str | None = None
-        self._failed = False
-        self._finished = False
-        self._started = 0.0
         self.traceparent = traceparent
-        self._trace_token: contextvars.Token[TraceIds | None] | None = None
-        self._work_token: contextvars.Token[WorkUnit | None] | None = None
 
     @property
     def operation(self) -> str:
@@ -88,7 +94,20 @@ class WorkScope:
         """What every error inside the unit carries: a job's context is its description."""
         return self.describe()
 
-    def begin(self) -> WorkScope:
+    def add_first_breadcrumb(self, session_id: str, began: float) -> None:
+        """The unit's own breadcrumb, first in its session (stamped when the unit began):
+        built only when the session starts."""
+        if self.breadcrumb:
+            self.monitor.add_breadcrumb(
+                self.breadcrumb,
+                self.component,
+                self.breadcrumb_data,
+                category=self.category,
+                session_id=session_id,
+                timestamp=began,
+            )
+
+    def begin(self: _Scope) -> _Scope:
         self._started = time.perf_counter()
         self._work_token = current_work.set(self)  # errors inside the unit carry it
         if self.traceparent is not None:
@@ -112,15 +131,7 @@ class WorkScope:
                 began = time.time() - (time.perf_counter() - self._started)
                 try:
                     session_id = monitor.sessions.start(None, started=began)
-                    if self.breadcrumb:
-                        monitor.add_breadcrumb(
-                            self.breadcrumb,
-                            self.component,
-                            self.breadcrumb_data,
-                            category=self.category,
-                            session_id=session_id,
-                            timestamp=began,
-                        )
+                    self.add_first_breadcrumb(session_id, began)
                     self.session_id = session_id
                 except Exception:
                     monitor.note_internal_error()
@@ -131,22 +142,30 @@ class WorkScope:
         self._failed = True
         if self.error_id is not None:
             return self.error_id
-        operation = "" if current_work.get() is self else self.operation  # else: the front's
+        own = current_work.get() is self  # else: the front adds nothing of this unit
+        operation = "" if own else self.operation
         context: dict[str, Any] | None = None
-        try:  # the unit's own failure says everything about it (a request: its headers too)
-            context = self.describe()
-        except Exception:
-            self.monitor.note_internal_error()
-        self.error_id = self.monitor.capture_exception(
-            exc,
-            mechanism=mechanism or self.mechanism,
-            component=self.component,
-            plugin=self.plugin,
-            operation=operation,
-            context=context,
-            session_id=self.ensure_session(),
-            handled=not self.sessions,  # unhandled marks the session crashed: only our own
-        )
+        if not own:  # the unit's own failure says everything about it (a request: headers)
+            try:
+                context = self.describe()
+            except Exception:
+                self.monitor.note_internal_error()
+        # current: the front asks brief(), which says describe() while the unit's own failure
+        # is recorded, and only for an occurrence it keeps in detail (not one only counted)
+        self._own_failure = own
+        try:
+            self.error_id = self.monitor.capture_exception(
+                exc,
+                mechanism=mechanism or self.mechanism,
+                component=self.component,
+                plugin=self.plugin,
+                operation=operation,
+                context=context,
+                session_id=self.ensure_session(),
+                handled=not self.sessions,  # unhandled marks the session crashed: only our own
+            )
+        finally:
+            self._own_failure = False
         return self.error_id
 
     def finish(self, ok: bool = True) -> None:
@@ -174,10 +193,15 @@ class WorkScope:
         if self._trace_token is not None:
             reset_var(incoming_trace, self._trace_token)
             self._trace_token = None
-        reset_var(current_work, self._work_token)
-        self._work_token = None
+        token = self._work_token
+        if token is not None:
+            self._work_token = None
+            try:  # reset_var(), inline
+                current_work.reset(token)
+            except ValueError:  # a token from another context (a thread switch)
+                current_work.set(None)
 
-    def __enter__(self) -> WorkScope:
+    def __enter__(self: _Scope) -> _Scope:
         return self.begin()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

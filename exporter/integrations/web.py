@@ -34,7 +34,8 @@ from exporter.capture.ids import new_id
 from exporter.capture.work_unit import current_work
 from exporter.integrations import Hub
 from exporter.integrations.scope import WorkScope
-from exporter.scrub import FILTERED
+from exporter.model import Breadcrumb
+from exporter.scrub import FILTERED, fix_surrogates
 
 KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
@@ -56,6 +57,7 @@ SENSITIVE_HEADERS = frozenset(
 MAX_HEADERS = 50
 MAX_QUERY_ITEMS = 50
 MAX_PATH_CHARS = 512
+MAX_LABEL_CHARS = 100  # as the metrics' labels (a breadcrumb's component is one)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 
@@ -123,8 +125,15 @@ class RequestScope(WorkScope):
     """One request: a :class:`WorkScope` with the HTTP details (route, headers, id).
 
     ``headers`` is a call that lists them: only an error report reads them, so a request
-    that never fails never copies its headers (``traceparent`` is passed on its own).
+    that never fails never copies its headers (``traceparent`` is passed on its own). The
+    request's breadcrumb is built only if its session starts; its route is found when first
+    read (:meth:`find_route`, for a middleware that knows where the framework keeps it).
     """
+
+    _route: str | None = None
+    _clean_path: str | None = None
+    body: bytes | None = None
+    content_type = ""
 
     def __init__(
         self,
@@ -133,59 +142,101 @@ class RequestScope(WorkScope):
         method: str,
         path: str,
         query: str,
-        headers: Headers,
+        headers: Headers | None,
         request_id: str,
         traceparent: str | None = None,
     ) -> None:
-        self.method = method_name(method)
+        # WorkScope's attributes, set here directly: this runs for every request
+        self.monitor = monitor
+        self.component = options.component
+        self.plugin = options.plugin
+        self._operation = ""
+        self.sessions = options.sessions
+        self.breadcrumb = self.breadcrumb_data = None  # first_breadcrumb builds it on demand
+        self.category = "http"
+        self.mechanism = "scope"
+        self.traceparent = traceparent
+        upper = method.upper()  # method_name(), inline: this runs for every request
+        self.method = upper if upper in KNOWN_METHODS else "OTHER"
         self.path = path
-        super().__init__(
-            monitor,
-            options.component,
-            options.plugin,
-            sessions=options.sessions,
-            breadcrumb=f"{self.method} {path[:MAX_PATH_CHARS]}" if options.breadcrumbs else None,
-            breadcrumb_data={
-                "method": self.method,
-                "path": path[:MAX_PATH_CHARS],
-                "request_id": request_id,
-            },
-            category="http",
-            traceparent=traceparent,
-        )
         self.options = options
         self.query = query
         self.headers = headers
         self.request_id = request_id
-        self.route: str | None = None
-        self.body: bytes | None = None
-        self.content_type = ""
+
+    @property
+    def route(self) -> str | None:
+        route = self._route
+        if route is None:
+            try:
+                route = self._route = self.find_route()
+            except Exception:
+                self.monitor.note_internal_error()
+        return route
+
+    @route.setter
+    def route(self, value: str | None) -> None:
+        self._route = value
+
+    def find_route(self) -> str | None:
+        """The route template, when the framework has matched one (None: not yet / none)."""
+        return None
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return self.headers() if self.headers is not None else []
+
+    def clean_path(self) -> str:
+        """The path, scrubbed once for the breadcrumb and every report of the request."""
+        path = self._clean_path
+        if path is None:
+            path = self._clean_path = self.monitor.scrubber.text(self.path, MAX_PATH_CHARS)
+        return path
+
+    def add_first_breadcrumb(self, session_id: str, began: float) -> None:
+        """``GET /path`` with the method, path and request id: what ``add_breadcrumb`` would
+        keep, built from values already scrubbed (the method is a known token)."""
+        monitor = self.monitor
+        if not self.options.breadcrumbs or not monitor.config.enable_breadcrumbs:
+            return
+        path = self.clean_path()
+        data = {
+            "method": self.method,
+            "path": path,
+            "request_id": monitor.scrubber.text(self.request_id),
+        }
+        action = f"{self.method} {path}"
+        crumb = Breadcrumb(began, action, self._component_label(), data, "info", self.category)
+        monitor.sessions.add_breadcrumb(crumb, session_id)
+
+    def _component_label(self) -> str:
+        component = fix_surrogates(self.component)
+        return component[:MAX_LABEL_CHARS]
 
     @property
     def operation(self) -> str:
-        return operation_name(self.method, self.route)
-
-    def begin(self) -> RequestScope:
-        super().begin()
-        return self
+        route = self.route
+        return f"{self.method} {route}" if route else self.method  # operation_name()
 
     def finish(self, status: int | None = None) -> None:
         """Time the request (a 5xx status is a failure) and end its session; called once."""
-        super().finish(status is None or status < 500)
+        self.end(status is None or status < 500)
 
     def describe(self) -> dict[str, Any]:
         """The request for an error report, scrubbed (``context["request"]``)."""
         return {"request": self._request()}
 
     def brief(self) -> dict[str, Any]:
-        """What an error recorded or logged during the request carries: which request."""
+        """What an error recorded or logged during the request carries: which request (the
+        request's own failure: all of it, :meth:`describe`)."""
+        if self._own_failure:
+            return self.describe()
         return {"request": self._which()}
 
     def _which(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "route": self.route,
-            "path": self.monitor.scrubber.text(self.path, MAX_PATH_CHARS),
+            "path": self.clean_path(),
             "request_id": self.request_id,
         }
 
@@ -193,7 +244,7 @@ class RequestScope(WorkScope):
         scrubber = self.monitor.scrubber
         out: dict[str, Any] = {
             **self._which(),
-            "headers": scrub_headers(self.headers(), self.monitor),
+            "headers": scrub_headers(self.header_pairs(), self.monitor),
         }
         if self.query:
             pairs = parse_qsl(self.query, keep_blank_values=True)[:MAX_QUERY_ITEMS]

@@ -25,6 +25,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from exporter.capture.ids import new_id
 from exporter.integrations import Hub, is_not_an_error
 from exporter.integrations.web import (
     MonitoredApp,
@@ -85,61 +86,34 @@ class WsgiMiddleware(MonitoredApp):
         self._header_lower = request_id_header.lower()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        scope = RequestScope(
-            self.monitor,
-            self.options,
-            str(environ.get("REQUEST_METHOD") or "GET"),
-            _path(environ),
-            str(environ.get("QUERY_STRING") or ""),
-            lambda: _headers(environ),
-            clean_request_id(environ.get(self._header_key)),
-            environ.get("HTTP_TRACEPARENT"),
-        )
+        scope = _WsgiRequest(self, environ, start_response)
         environ[SCOPE_KEY] = scope
         if self.options.capture_body:
             self._capture_body(scope, environ)
-        status: list[int | None] = [None]
-        header, lowered = self.options.request_id_header, self._header_lower
-
-        def wrapped_start_response(
-            status_line: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            try:
-                status[0] = int(status_line[:3])
-            except ValueError:
-                status[0] = None
-            for name, _ in headers:
-                if name.lower() == lowered:
-                    break
-            else:
-                headers = [*headers, (header, scope.request_id)]
-            if exc_info is not None:
-                return start_response(status_line, headers, exc_info)
-            return start_response(status_line, headers)
-
         scope.begin()
         try:
-            result = self.app(environ, wrapped_start_response)
+            result = self.app(environ, scope.start_response)
         except BaseException as exc:
-            self._resolve_route(scope, environ)
             if not is_not_an_error(exc):
                 scope.fail(exc, "wsgi")
-            scope.finish(status[0])
+            scope.finish(scope.status)
             raise
         if isinstance(result, (list, tuple)):  # already complete: nothing left to time
-            self._resolve_route(scope, environ)
-            scope.finish(status[0])
+            scope.finish(scope.status)
             return result
-        return _Response(result, self, scope, environ, status)
+        return _Response(result, scope)
 
-    def _resolve_route(self, scope: RequestScope, environ: dict[str, Any]) -> None:
-        if scope.route is not None:
-            return
-        try:
-            route = self.route(environ) if self.route is not None else None
-            scope.route = route or environ.get(ROUTE_KEY) or _werkzeug_route(environ)
-        except Exception:
-            self.monitor.note_internal_error()
+    def _route_of(self, environ: dict[str, Any]) -> str | None:
+        route = self.route(environ) if self.route is not None else None
+        if route:
+            return route
+        route = environ.get(ROUTE_KEY)
+        if route:
+            return str(route)
+        # else the matched rule of a Werkzeug / Flask request, if the app made one
+        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+        text = getattr(rule, "rule", None)
+        return text if isinstance(text, str) else None
 
     def _capture_body(self, scope: RequestScope, environ: dict[str, Any]) -> None:
         content_type = str(environ.get("CONTENT_TYPE") or "")
@@ -156,23 +130,64 @@ class WsgiMiddleware(MonitoredApp):
         scope.body, scope.content_type = body, content_type
 
 
+class _WsgiRequest(RequestScope):
+    """A WSGI request: its route and headers read from the environ when first needed (the
+    route at the latest when the response starts: a framework such as Flask clears its
+    request object once the app returns)."""
+
+    status: int | None = None
+
+    def __init__(
+        self, middleware: WsgiMiddleware, environ: dict[str, Any], start_response: StartResponse
+    ) -> None:
+        request_id = environ.get(middleware._header_key)
+        super().__init__(
+            middleware._monitor or middleware.monitor,
+            middleware.options,
+            str(environ.get("REQUEST_METHOD") or "GET"),
+            _path(environ),
+            str(environ.get("QUERY_STRING") or ""),
+            None,
+            clean_request_id(request_id) if request_id else new_id(),
+            environ.get("HTTP_TRACEPARENT"),
+        )
+        self.middleware = middleware
+        self.environ = environ
+        self._start_response = start_response
+
+    def find_route(self) -> str | None:
+        return self.middleware._route_of(self.environ)
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return _headers(self.environ)
+
+    def start_response(
+        self, status_line: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        try:
+            self.status = int(status_line[:3])
+        except ValueError:
+            self.status = None
+        if self._route is None:
+            self.route  # noqa: B018 - read now, while the framework still has its request
+        lowered = self.middleware._header_lower
+        for name, _ in headers:
+            if name.lower() == lowered:
+                break
+        else:
+            headers = [*headers, (self.options.request_id_header, self.request_id)]
+        if exc_info is not None:
+            return self._start_response(status_line, headers, exc_info)
+        return self._start_response(status_line, headers)
+
+
 class _Response:
     """The app's response iterable: errors while streaming count; timing ends when the body is
     out (or at close(), if that comes first)."""
 
-    def __init__(
-        self,
-        result: Iterable[bytes],
-        middleware: WsgiMiddleware,
-        scope: RequestScope,
-        environ: dict[str, Any],
-        status: list[int | None],
-    ) -> None:
+    def __init__(self, result: Iterable[bytes], scope: _WsgiRequest) -> None:
         self.result = result
-        self.middleware = middleware
         self.scope = scope
-        self.environ = environ
-        self.status = status
         self.done = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -180,7 +195,6 @@ class _Response:
             yield from self.result
         except BaseException as exc:
             if not is_not_an_error(exc):
-                self.middleware._resolve_route(self.scope, self.environ)
                 self.scope.fail(exc, "wsgi")
             self._finish()  # not every server closes a response that failed midway
             raise
@@ -192,13 +206,13 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self._finish()
+            if not self.done:
+                self._finish()
 
     def _finish(self) -> None:
         if not self.done:
             self.done = True
-            self.middleware._resolve_route(self.scope, self.environ)
-            self.scope.finish(self.status[0])
+            self.scope.finish(self.scope.status)
 
 
 def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
@@ -221,14 +235,6 @@ def mount(app: WsgiApp, routes: WsgiApp, prefix: str = "/monitor") -> WsgiApp:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _werkzeug_route(environ: dict[str, Any]) -> str | None:
-    """The matched rule of a Werkzeug / Flask request, if the app made one."""
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    text = getattr(rule, "rule", None)
-    return text if isinstance(text, str) else None
-
-
 def _path(environ: dict[str, Any]) -> str:
     raw = str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")
     try:

@@ -8,6 +8,7 @@ later ones become ``other`` and are counted in ``app_label_values_overflow_total
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 import time
@@ -403,10 +404,11 @@ class ErrorMetrics:
                 limit("operation", key[2]),
                 outcome,
             )
+            child = _observer(child)
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
             self._op_children[key] = child
-        child.observe(max(seconds, 0.0))
+        child(seconds)
 
     def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
         limit = self.limiter.value
@@ -497,3 +499,28 @@ class ErrorMetrics:
         return sum(
             s.value for m in self.dropped.collect() for s in m.samples if s.name.endswith("_total")
         )
+
+
+def _observer(child: Any) -> Callable[[float], None]:
+    """``child.observe`` for a histogram child, without what every request need not pay
+    (the parent's observable check, a loop over the bounds): the sum and the one bucket
+    incremented as ``Histogram.observe`` does (first bound >= the value). A child whose
+    internals differ (another prometheus_client) keeps its own ``observe``."""
+    try:
+        bounds = list(child._upper_bounds)
+        increments = [bucket.inc for bucket in child._buckets]
+        add_to_sum = child._sum.inc
+        if len(bounds) != len(increments) or bounds[-1] != float("inf"):
+            raise TypeError("unexpected buckets")
+    except (AttributeError, TypeError, IndexError):
+        observe: Callable[[float], None] = child.observe
+        return lambda seconds: observe(max(seconds, 0.0))
+    find = bisect.bisect_left
+
+    def fast(seconds: float) -> None:
+        if seconds < 0.0:
+            seconds = 0.0
+        add_to_sum(seconds)
+        increments[find(bounds, seconds)](1)
+
+    return fast

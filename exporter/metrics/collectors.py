@@ -53,7 +53,24 @@ class StateCollector:
     def __init__(self, monitor: Observed) -> None:
         self.monitor = monitor
         self.ns = monitor.config.namespace
-        self.version = monitor_version()
+        self._version: str | None = None  # read at the first scrape, not at start
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._version = monitor_version()
+        return self._version
+
+    def describe(self) -> Iterator[Metric]:
+        """The families' names, for the registry's check of duplicates when it registers
+        the collector (without this it would read every family once, at the start)."""
+        for family in FAMILIES:
+            name = metric_name(self.ns, family.name)
+            if family.kind == "counter":
+                yield CounterMetricFamily(name, family.help, labels=family.labels)
+            else:
+                yield GaugeMetricFamily(name, family.help, labels=family.labels)
+        yield InfoMetricFamily(metric_name(self.ns, "monitor"), "error-exporter build information.")
 
     def collect(self) -> Iterator[Metric]:
         monitor = self.monitor

@@ -76,7 +76,8 @@ class ResourceSampler:
         return self.psutil is not None
 
     def start(self) -> None:
-        """Sample in the background; the first import and reading of psutil happen there."""
+        """Sample in the background; the first import and reading of psutil happen there,
+        one interval after the start."""
         if self._psutil is None:
             self._warn_missing()
             return
@@ -101,6 +102,11 @@ class ResourceSampler:
             log.warning("psutil is not available: resource metrics are off")
 
     def _run(self) -> None:
+        # the first reading one interval after the start: a short-lived process (a script, a
+        # cron job, a test run) never imports psutil, and the first CPU figures need two
+        # readings apart anyway
+        if self._stop.wait(self.interval):
+            return
         if self.psutil is None:
             self._warn_missing()
             return

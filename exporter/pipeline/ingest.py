@@ -156,7 +156,9 @@ class Pipeline:
         message = builder.message(occurrence.message)
         context = builder.context(occurrence)  # now: it may hold the app's objects
         record = builder.record(occurrence, message, context)
-        snapshot = self.resources.latest if self.config.enable_resource_monitoring else None
+        snapshot = None
+        if self.config.enable_resource_monitoring:  # an error before the sampler's first
+            snapshot = self.resources.latest or self.resources.sample()  # reading: one here
         report = builder.report(occurrence, message, context, snapshot)
         # The stored report and record keep the occurrence until read: from here on it holds
         # the scrubbed copies, not the app's objects (scrubbing them again gives the same).

@@ -62,12 +62,21 @@ class ReportBuilder:
         self.max_chain_depth = max_chain_depth
         self.max_message_length = max_message_length
         self.capture_locals = capture_locals
-        self._environment = static_environment(app_version)
+        # platform.platform() runs `uname -p` in a subprocess: read with the first report
+        self._environment_of = (app_version, time.time())
+        self._static: dict[str, Any] | None = None
         self.releases = Releases(app_version)  # set_app_version: a deploy without a restart
         self._frames_text: dict[tuple[Frame, ...], str] = {}
         self._frames_by_id: dict[int, tuple[tuple[Frame, ...], str]] = {}
         # by the frames tuple's identity (it is held in the entry, so its id is not reused)
         self._locations: dict[int, tuple[tuple[Frame, ...], Location]] = {}
+
+    @property
+    def _environment(self) -> dict[str, Any]:
+        static = self._static
+        if static is None:
+            static = self._static = static_environment(*self._environment_of)
+        return static
 
     def set_app_version(self, version: str) -> None:
         """Errors captured from now on belong to ``version`` (validated by the caller)."""
@@ -315,8 +324,9 @@ def type_path(klass: type, full: bool = False) -> str:
     return path
 
 
-def static_environment(app_version: str | None) -> dict[str, Any]:
-    """What does not change during the process: computed once."""
+def static_environment(app_version: str | None, started: float | None = None) -> dict[str, Any]:
+    """What does not change during the process: computed once (``started``: when the
+    monitor was built, if not now)."""
     try:
         hostname = socket.gethostname()
     except Exception:  # pragma: no cover
@@ -330,6 +340,6 @@ def static_environment(app_version: str | None) -> dict[str, Any]:
         "executable": sys.executable,
         "hostname": hostname,
         "app_version": app_version,
-        "started_at": iso_time(time.time()),
+        "started_at": iso_time(time.time() if started is None else started),
         "main_thread": threading.main_thread().name,
     }

@@ -138,13 +138,24 @@ def test_request_ids_are_unique_and_a_forked_child_draws_its_own():
 
 
 def test_a_plain_start_imports_none_of_the_unused_features():
+    """Nor psutil before its first reading (one interval after the start, or the first
+    report's), nor the package metadata before a scrape, nor a subprocess for the platform's
+    name before the first report, nor OpenTelemetry before the app imports it (an error
+    without it imports nothing)."""
     code = (
         "import sys, json\n"
         "import exporter\n"
-        "monitor = exporter.ErrorMonitor(enable_resource_monitoring=False).start(serve=False)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('yaml', 'psutil', 'sqlite3', 'asyncio', 'psycopg') or "
-        "m.startswith(('exporter.store.durable', 'exporter.multiprocess', 'exporter.http')))))\n"
+        "UNUSED = ('yaml', 'psutil', 'sqlite3', 'asyncio', 'psycopg', 'opentelemetry')\n"
+        "def loaded():\n"
+        "    return sorted(m for m in sys.modules if m.split('.')[0] in UNUSED or "
+        "m == 'importlib.metadata' or "
+        "m.startswith(('exporter.store.durable', 'exporter.multiprocess', 'exporter.http')))\n"
+        "monitor = exporter.ErrorMonitor(resource_check_interval=600).start(serve=False)\n"
+        "started = loaded() + [m for m in ('subprocess',) if m in sys.modules]\n"
+        "monitor.config.enable_resource_monitoring = False\n"
+        "monitor.record_error(ValueError('an error'))\n"
+        "monitor.flush()\n"
+        "print(json.dumps([started, loaded()]))\n"
         "monitor.stop()\n"
     )
     env = {
@@ -154,6 +165,23 @@ def test_a_plain_start_imports_none_of_the_unused_features():
     }
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], []]
+
+
+def test_the_server_starts_without_yaml_or_asyncio():
+    """YAML is read only for a web config file, asyncio only for the ASGI adapter."""
+    code = (
+        "import sys, json\n"
+        "import exporter\n"
+        "monitor = exporter.ErrorMonitor(port=0, enable_resource_monitoring=False).start()\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('yaml', 'asyncio'))))\n"
+        "monitor.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
@@ -201,3 +229,26 @@ def test_flask_request_ids_are_echoed(make_monitor):
     assert client.get("/ok", headers={"X-Request-ID": "mine-1"}).headers["X-Request-ID"] == (
         "mine-1"
     )
+
+
+def test_operation_timings_land_in_the_buckets_prometheus_would_choose(make_monitor):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from exporter.metrics.capture_path import OPERATION_BUCKETS
+
+    monitor = make_monitor()
+    reference = Histogram("ref", "ref", buckets=OPERATION_BUCKETS, registry=CollectorRegistry())
+    values = [-1.0, 0.0, *OPERATION_BUCKETS, *(b * 1.5 for b in OPERATION_BUCKETS), 1e9]
+    for value in values:
+        monitor.observe_operation("http", "", "GET /x", True, value)
+        reference.observe(max(value, 0.0))
+    ours = {
+        s.labels["le"]: s.value
+        for m in monitor.registry.collect()
+        for s in m.samples
+        if s.name == "app_operation_duration_seconds_bucket" and s.labels["operation"] == "GET /x"
+    }
+    theirs = {
+        s.labels["le"]: s.value for s in reference.collect()[0].samples if s.name == "ref_bucket"
+    }
+    assert ours == theirs

@@ -246,6 +246,29 @@ def test_flask_view_error_recorded_with_url_rule(monitor: ErrorMonitor) -> None:
     }
 
 
+def test_flask_error_recorded_in_a_view_carries_the_route(monitor: ErrorMonitor) -> None:
+    from flask import request_started
+
+    app = make_flask(monitor)
+
+    @app.get("/orders/<int:order_id>/check")
+    def check(order_id: int) -> str:
+        try:
+            raise ValueError(f"order {order_id} is odd")
+        except ValueError as exc:
+            monitor.record_error(exc)
+        return "checked"
+
+    # the route is read where Flask keeps it, when needed: no handler for every request
+    assert not request_started.receivers
+    client = app.test_client()
+    assert client.get("/orders/3/check").get_data() == b"checked"
+    group = only_group(monitor)
+    assert group["group"]["operation"] == "GET /orders/<int:order_id>/check"
+    assert group["report"]["context"]["request"]["route"] == "/orders/<int:order_id>/check"
+    assert op_counts(monitor) == {("GET /orders/<int:order_id>/check", "ok"): 1}
+
+
 def test_flask_propagating_exceptions_are_counted_once(monitor: ErrorMonitor) -> None:
     app = make_flask(monitor)
     app.testing = True  # Flask re-raises: both the signal and the middleware see it
