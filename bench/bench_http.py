@@ -34,7 +34,7 @@ from exporter.config import HOOKS_OFF
 from exporter.http import make_wsgi_app
 from exporter.http.server import serve_app
 from exporter.metrics.capture_path import OPERATION_BUCKETS, RECOVERY_BUCKETS
-from exporter.metrics.collectors import MonitorStateCollector, ResourceCollector
+from exporter.metrics.collectors import StateCollector
 
 QUIET = {k: v for k, v in HOOKS_OFF.items() if k != "enable_resource_monitoring"}
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -176,9 +176,8 @@ def bench_metrics(n: int, repeat: int) -> dict[str, float]:
             return run
 
         extra = CollectorRegistry(auto_describe=False)
-        extra.register(MonitorStateCollector(monitor))
-        extra.register(ResourceCollector(monitor))
-        collectors = (MonitorStateCollector(monitor), ResourceCollector(monitor))
+        extra.register(StateCollector(monitor))  # every scrape-time family, one table
+        collectors = (StateCollector(monitor),)
         t = timed(
             {
                 "floor": created_off(lambda: generate_latest(floor)),

@@ -31,8 +31,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import pytest
-
 from .tools import in_ci
 
 PREFIX = "error-exporter-pg-"
@@ -64,6 +62,8 @@ def require_postgres() -> dict[str, str]:
             f"PostgreSQL is not installed ({', '.join(missing)} not found on PATH or "
             "in /usr/lib/postgresql/*/bin)"
         )
+        import pytest  # only here: the benchmarks start a server with this module too
+
         if in_ci():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
