@@ -317,10 +317,12 @@ class ErrorStore:
             self._plugin_last[plugin] = record
 
     def _count_plugin_errors(self, plugin: str, error_type: str, count: int, when: float) -> bool:
-        if plugin not in self._plugin_windows and len(self._plugin_windows) >= MAX_PLUGINS:
-            return False
+        window = self._plugin_windows.get(plugin)
+        if window is None:
+            if len(self._plugin_windows) >= MAX_PLUGINS:
+                return False
+            window = self._plugin_windows[plugin] = WindowCount(self.health_window)
         self.plugin_counts[plugin][error_type] += count
-        window = self._plugin_windows.setdefault(plugin, WindowCount(self.health_window))
         window.add(when, count)
         return True
 
