@@ -28,7 +28,7 @@ from exporter.capture.signature import Frame, Signer, module_of
 from exporter.capture.trace_context import hex_ids
 from exporter.classify import priority
 from exporter.model import ErrorSeverity, ResourceSnapshot, iso_time
-from exporter.pipeline.deferred import DeferredRecord, DeferredReport
+from exporter.pipeline.deferred import DeferredRecord, DeferredReport, new_record, new_report
 from exporter.release import Releases
 from exporter.scrub import Scrubber
 
@@ -256,7 +256,7 @@ class ReportBuilder:
         """The report of this occurrence (group counts are filled in by the store); its
         trace, chain, location and environment are formatted when first read."""
         severity = _SEVERITY[occurrence.severity]
-        return DeferredReport(
+        return new_report(
             self,
             occurrence,
             message,
@@ -272,7 +272,7 @@ class ReportBuilder:
     ) -> DeferredRecord:
         """The occurrence record (``ErrorAggregator``'s ErrorRecord shape); its stack trace
         and trace ids are formatted when first read."""
-        return DeferredRecord(self, occurrence, message, context)
+        return new_record(self, occurrence, message, context)
 
     def deferred_report_fields(
         self, occurrence: Occurrence, message: str, snapshot: ResourceSnapshot | None

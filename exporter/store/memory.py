@@ -195,35 +195,65 @@ class ErrorStore:
         """Merge one occurrence into its group; ``report`` (the occurrence's own) gets the
         group's counts and becomes the group's latest. Returns the group and whether it is new."""
         with self.lock:
-            group = self.groups.get(report.error_id)
+            error_id = report.error_id
+            groups = self.groups
+            group = groups.get(error_id)
             is_new = group is None
-            version = self.version_at(report.timestamp)  # as its report's environment says
+            timestamp = report.timestamp
+            version = self.version_at(timestamp)  # as its report's environment says
+            severity = record.severity  # a str: the enum's .value costs more
             if group is None:
                 group = ErrorGroup(report, max_severity=report.severity.value)
-                self.groups[report.error_id] = group
+                groups[error_id] = group
                 self._evict_groups()
-                group.seen_in(version, report.timestamp)
+                group.seen_in(version, timestamp)
             else:
-                self.groups.move_to_end(report.error_id)
+                groups.move_to_end(error_id)
                 previous = group.report
                 # min / max: an urgent occurrence may be stored before an earlier one
-                report.first_occurrence = min(previous.first_occurrence, report.first_occurrence)
-                report.last_occurrence = max(previous.last_occurrence, report.last_occurrence)
+                # (as conditionals: the builtins' calls cost more; same value, same ties)
+                earlier, later = previous.first_occurrence, report.first_occurrence
+                report.first_occurrence = later if later < earlier else earlier
+                earlier, later = previous.last_occurrence, report.last_occurrence
+                report.last_occurrence = later if later > earlier else earlier
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
-                severity = record.severity  # a str: the enum's .value costs more
                 if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK[group.max_severity]:
                     group.max_severity = severity
                 group.report = report
-                if group.seen_in(version, report.timestamp):
+                if group.seen_in(version, timestamp):
                     self._regressed(group, report)
-            _seen(group.components, report.component)
-            _seen(group.plugins, report.plugin)
-            if report.user_id and len(group.users) < self.max_users_per_group:
-                group.users.add(str(report.user_id))
-            self._refresh(group, record.severity)
-            self._keep(group, record)
+            # _seen for the component and the plugin, inline (once per error)
+            label = report.component
+            if label:
+                seen = group.components
+                if label in seen:
+                    seen[label] += 1
+                elif len(seen) < MAX_SEEN_LABELS:
+                    seen[label] = 1
+            label = report.plugin
+            if label:
+                seen = group.plugins
+                if label in seen:
+                    seen[label] += 1
+                elif len(seen) < MAX_SEEN_LABELS:
+                    seen[label] = 1
+            users = group.users
+            if report.user_id and len(users) < self.max_users_per_group:
+                users.add(str(report.user_id))
+            # _refresh(group, severity), inline
+            report.affected_users = affected = len(users)
+            report.frequency_per_hour = frequency = round(
+                per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence),
+                3,
+            )
+            report.priority = priority(severity, frequency, affected)
+            # _keep, inline up to the bound
+            group.records.append((next(self._seq), record))
+            self.record_count += 1
+            if self.record_count > self.max_records:
+                self._drop_one(group)
             if record.plugin_id:
                 self._count_plugin(record)
             return group, is_new
@@ -288,12 +318,8 @@ class ErrorStore:
             report.affected_users,
         )
 
-    def _keep(self, group: ErrorGroup, record: ErrorRecord) -> None:
-        group.records.append((next(self._seq), record))
-        self.record_count += 1
-        if self.record_count <= self.max_records:
-            return
-        # Over the bound: drop from whoever holds more than a fair share, this group first.
+    def _drop_one(self, group: ErrorGroup) -> None:
+        """Over the bound: drop from whoever holds more than a fair share, this group first."""
         share = max(1, self.max_records // max(1, len(self.groups)))
         victim = group if len(group.records) > share else self._largest()
         victim.records.popleft()
