@@ -252,10 +252,17 @@ class ErrorStore:
             # _keep, inline up to the bound
             group.records.append((next(self._seq), record))
             self.record_count += 1
-            if self.record_count > self.max_records:
-                self._drop_one(group)
-            if record.plugin_id:
-                self._count_plugin(record)
+            if self.record_count > self.max_records:  # the steady state of a busy store
+                # _drop_one, inline: from whoever holds more than a fair share, this group first
+                share = self.max_records // len(groups) or 1
+                victim = group if len(group.records) > share else self._largest()
+                victim.records.popleft()
+                self.record_count -= 1
+            plugin = record.plugin_id
+            if plugin and self._count_plugin_errors(
+                plugin, record.error_type, 1, record.timestamp.timestamp()
+            ):  # _count_plugin, inline
+                self._plugin_last[plugin] = record
             return group, is_new
 
     def add_coalesced(
@@ -318,13 +325,6 @@ class ErrorStore:
             report.affected_users,
         )
 
-    def _drop_one(self, group: ErrorGroup) -> None:
-        """Over the bound: drop from whoever holds more than a fair share, this group first."""
-        share = max(1, self.max_records // max(1, len(self.groups)))
-        victim = group if len(group.records) > share else self._largest()
-        victim.records.popleft()
-        self.record_count -= 1
-
     def _largest(self) -> ErrorGroup:
         return max(self.groups.values(), key=lambda g: len(g.records))
 
@@ -336,11 +336,6 @@ class ErrorStore:
             evicted += 1
         if evicted and self.on_evict is not None:
             self.on_evict(evicted)
-
-    def _count_plugin(self, record: ErrorRecord) -> None:
-        plugin = record.plugin_id or ""
-        if self._count_plugin_errors(plugin, record.error_type, 1, record.timestamp.timestamp()):
-            self._plugin_last[plugin] = record
 
     def _count_plugin_errors(self, plugin: str, error_type: str, count: int, when: float) -> bool:
         window = self._plugin_windows.get(plugin)
