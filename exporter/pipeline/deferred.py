@@ -189,6 +189,35 @@ class DeferredRecord(_Formats, ErrorRecord):
 
 
 _new = object.__new__
+# A new report's state, in the order its fields are set (the constant ones already right).
+_REPORT_TEMPLATE: dict[str, Any] = {
+    "_builder": None,
+    "_occurrence": None,
+    "_snapshot": None,
+    "error_id": None,
+    "error_type": None,
+    "error_message": None,
+    "severity": None,
+    "priority": None,
+    "timestamp": None,
+    "first_occurrence": None,
+    "last_occurrence": None,
+    "occurrence_count": 1,
+    "component": None,
+    "session_id": None,
+    "user_id": None,
+    "affected_users": 0,
+    "frequency_per_hour": 0.0,
+    "recovery_attempted": False,
+    "recovery_successful": False,
+    "metadata": None,
+    "plugin": None,
+    "operation": None,
+    "context": None,
+    "handled": None,
+    "mechanism": None,
+    "thread_name": None,
+}
 
 
 def new_report(
@@ -204,36 +233,31 @@ def new_report(
     """``DeferredReport(...)``, as the worker makes one per occurrence: its fields in one
     dict display (one instruction, not a store per field) and no Python ``__new__`` call."""
     report: DeferredReport = _new(DeferredReport)
-    timestamp = occurrence.timestamp
-    user_id = occurrence.user_id
-    report.__dict__ = {
-        "_builder": builder,
-        "_occurrence": occurrence,
-        "_snapshot": snapshot,
-        "error_id": occurrence.error_id,
-        "error_type": occurrence.error_type,
-        "error_message": message,
-        "severity": severity,
-        "priority": priority,
-        "timestamp": timestamp,
-        "first_occurrence": timestamp,
-        "last_occurrence": timestamp,
-        "occurrence_count": 1,
-        "component": occurrence.component,
-        "session_id": occurrence.session_id,
-        "user_id": user_id,
-        "affected_users": 1 if user_id else 0,
-        "frequency_per_hour": 0.0,
-        "recovery_attempted": False,
-        "recovery_successful": False,
-        "metadata": metadata,
-        "plugin": occurrence.plugin,
-        "operation": occurrence.operation,
-        "context": context,
-        "handled": occurrence.handled,
-        "mechanism": occurrence.mechanism,
-        "thread_name": occurrence.thread_name,
-    }
+    # a copy of the template (every key in order, sized once), then the varying fields: a
+    # display of this many keys is built key by key, growing the dict as it goes
+    d = _REPORT_TEMPLATE.copy()
+    d["_builder"] = builder
+    d["_occurrence"] = occurrence
+    d["_snapshot"] = snapshot
+    d["error_id"] = occurrence.error_id
+    d["error_type"] = occurrence.error_type
+    d["error_message"] = message
+    d["severity"] = severity
+    d["priority"] = priority
+    d["timestamp"] = d["first_occurrence"] = d["last_occurrence"] = occurrence.timestamp
+    d["component"] = occurrence.component
+    d["session_id"] = occurrence.session_id
+    d["user_id"] = user_id = occurrence.user_id
+    if user_id:
+        d["affected_users"] = 1
+    d["metadata"] = metadata
+    d["plugin"] = occurrence.plugin
+    d["operation"] = occurrence.operation
+    d["context"] = context
+    d["handled"] = occurrence.handled
+    d["mechanism"] = occurrence.mechanism
+    d["thread_name"] = occurrence.thread_name
+    report.__dict__ = d
     return report
 
 

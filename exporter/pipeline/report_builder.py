@@ -255,13 +255,13 @@ class ReportBuilder:
     ) -> DeferredReport:
         """The report of this occurrence (group counts are filled in by the store); its
         trace, chain, location and environment are formatted when first read."""
-        severity = _SEVERITY[occurrence.severity]
+        level = occurrence.severity  # the member's value (its .value costs an enum lookup)
         return new_report(
             self,
             occurrence,
             message,
-            severity,
-            priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
+            _SEVERITY[level],
+            priority(level, 0.0, 1 if occurrence.user_id else 0),
             context,
             self.metadata(occurrence),
             snapshot,
