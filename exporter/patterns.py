@@ -126,7 +126,22 @@ class PatternDetector:
                     continue
                 # a key already tracked (nearly every error): _observe_key, inline
                 tracked_keys.move_to_end(key)
-                count = tracked.window.add(now, amount)
+                # tracked.window.add(now, amount), inline
+                window = tracked.window
+                width = window.bucket_width
+                start = now - (now % width)
+                buckets = window.buckets
+                if buckets and buckets[-1][0] == start:
+                    buckets[-1][1] += amount
+                else:
+                    buckets.append([start, amount])
+                count = window.total + amount
+                cutoff = now - window.window
+                while buckets[0][0] + width <= cutoff:
+                    count -= int(buckets.popleft()[1])
+                    if not buckets:
+                        break
+                window.total = count
                 if count == amount:
                     tracked.first_seen = now
                     tracked.samples.clear()
