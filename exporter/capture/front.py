@@ -76,6 +76,7 @@ class CaptureFront:
             if config.backlog_coalescing
             else sys.maxsize
         )
+        self._coalescing = config.backlog_coalescing  # off: no backlog is pressure
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
         self._plain_types: set[type] = set()
@@ -208,7 +209,7 @@ class CaptureFront:
                 exc_type.__name__,
                 plugin,
                 now,
-                not urgent and self._backlog() >= self._pressure,
+                not urgent and self._coalescing and self._backlog() >= self._pressure,
             )
             if admitted == COALESCED and not detail:
                 return error_id  # over this group's budget: counted, summarised on the group
@@ -217,8 +218,8 @@ class CaptureFront:
             if len(message) > cfg.max_message_length:
                 message = truncate(message, cfg.max_message_length)
             crumbs: tuple[Breadcrumb, ...] = ()
-            if session is not None and cfg.enable_breadcrumbs:
-                crumbs = crumbs_of(session)
+            if session is not None and session.breadcrumbs and cfg.enable_breadcrumbs:
+                crumbs = crumbs_of(session)  # (none yet: the empty tuple, without a copy)
             chain = (
                 summarize_chain(
                     error, message, self.signer, cfg.max_chain_depth, cfg.max_message_length
