@@ -222,7 +222,10 @@ class ErrorStore:
                 if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK[group.max_severity]:
                     group.max_severity = severity
                 group.report = report
-                if group.seen_in(version, timestamp):
+                # seen_in does nothing without a version or a resolve (then no call at all)
+                if (version is not None or group.resolved_at is not None) and group.seen_in(
+                    version, timestamp
+                ):
                     self._regressed(group, report)
             # _seen for the component and the plugin, inline (once per error)
             label = report.component
