@@ -19,7 +19,13 @@ from typing import Any, Protocol
 
 from exporter.capture import headroom
 from exporter.capture.budget import COALESCED, FIRST, GroupBudget
-from exporter.capture.occurrence import Occurrence, has_chain, merged_context, summarize_chain
+from exporter.capture.occurrence import (
+    Occurrence,
+    has_chain,
+    merged_context,
+    new_occurrence,
+    summarize_chain,
+)
 from exporter.capture.signature import GROUP_KEY_ATTRIBUTE, PLACE_ATTRIBUTE, Signer, Site
 from exporter.capture.trace_context import lookup_for
 from exporter.capture.work_unit import current_work, with_work
@@ -239,7 +245,7 @@ class CaptureFront:
                     metadata = snapshot(metadata)
             except Exception as exc:  # a property or describe() that raised: keep what we have
                 self.note_internal_error(exc)
-            occurrence = Occurrence(
+            occurrence = new_occurrence(
                 error_id,
                 exc_type,
                 message,
