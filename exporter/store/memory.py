@@ -247,9 +247,11 @@ class ErrorStore:
                 users.add(str(report.user_id))
             # _refresh(group, severity), inline
             report.affected_users = affected = len(users)
-            report.frequency_per_hour = frequency = round(
-                per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence),
-                3,
+            seconds = report.last_occurrence - report.first_occurrence
+            report.frequency_per_hour = frequency = (
+                float(report.occurrence_count)  # _frequency's first hour, inline
+                if seconds <= 3600.0
+                else round(per_hour(report.occurrence_count, seconds), 3)
             )
             report.priority = priority(severity, frequency, affected)
             # _keep, inline up to the bound
@@ -319,8 +321,8 @@ class ErrorStore:
     def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
         report = group.report
         report.affected_users = len(group.users)
-        report.frequency_per_hour = round(
-            per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence), 3
+        report.frequency_per_hour = _frequency(
+            report.occurrence_count, report.last_occurrence - report.first_occurrence
         )
         report.priority = priority(
             report.severity.value if severity is None else severity,
@@ -451,6 +453,15 @@ class ErrorStore:
 
     def session_start_iso(self) -> str:
         return iso_time(self.started) or ""
+
+
+def _frequency(count: int, seconds: float) -> float:
+    """``round(per_hour(count, seconds), 3)``. Within the first hour per_hour divides by
+    one hour (a burst is not a rate): the count itself, which rounding cannot change (and
+    ``round`` to 3 digits is the costliest step of a group's update)."""
+    if seconds <= 3600.0:
+        return float(count)
+    return round(per_hour(count, seconds), 3)
 
 
 def _no_version(moment: float) -> str | None:
