@@ -85,7 +85,9 @@ class CaptureFront:
         self._coalescing = config.backlog_coalescing  # off: no backlog is pressure
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
-        self._plain_types: set[type] = set()
+        # exception types known to need no coercion -> their __name__ (a builtin type's
+        # __name__ is a new string at each read: one shared string per type instead)
+        self._plain_types: dict[type, str] = {}
         # (error id, component, plugin) -> (severity, its counter, metrics generation)
         self._known: dict[tuple[str, Any, Any], tuple[str, Any, int]] = {}
         # None (option off), or one call: OpenTelemetry's span, else the request's traceparent
@@ -112,11 +114,13 @@ class CaptureFront:
         its detail was coalesced (it is then built but not queued)."""
         try:  # until the error is counted: a failure is retried with more stack, or counted alone
             exc_type = type(error)
-            if exc_type not in self._plain_types:
+            type_name = self._plain_types.get(exc_type)
+            if type_name is None:
                 checked = self.admit(error)
                 if checked is None:
                     return None
                 error, exc_type = checked, type(checked)
+                type_name = exc_type.__name__
             marker = self._marker
             seen = getattr(error, marker, None)
             if seen is not None:
@@ -212,7 +216,7 @@ class CaptureFront:
             urgent = not handled or level in URGENT_SEVERITIES
             admitted = self.budget.admit(
                 error_id,
-                exc_type.__name__,
+                type_name,
                 plugin,
                 now,
                 not urgent and self._coalescing and self._backlog() >= self._pressure,
@@ -266,6 +270,7 @@ class CaptureFront:
                 mechanism,
                 self.locals_of(tb) if cfg.capture_locals and tb is not None else None,
                 trace,
+                type_name,
             )
             if admitted != COALESCED:
                 self._submit(occurrence, urgent or admitted == FIRST)
@@ -371,7 +376,7 @@ class CaptureFront:
         if is_not_an_error(exception):
             return None
         if isinstance(exception, Exception) and len(self._plain_types) < MAX_PLAIN_TYPES:
-            self._plain_types.add(type(exception))
+            self._plain_types[type(exception)] = type(exception).__name__
         return exception
 
     def locals_of(self, tb: TracebackType) -> dict[str, Any]:

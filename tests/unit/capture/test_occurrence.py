@@ -32,3 +32,10 @@ def test_new_occurrence_sets_every_slot_as_the_constructor_does() -> None:
     assert type(made) is Occurrence
     for name in Occurrence.__slots__:
         assert getattr(made, name) == getattr(built, name), name
+
+
+def test_new_occurrence_takes_the_type_name_given() -> None:
+    args = ("id", KeyError, "m", None, None, "", "", "", "low", 1.0, None, None, None, None)
+    rest = ("thread", (), True, "record_error", None, None)
+    assert new_occurrence(*args, *rest).error_type == "KeyError"
+    assert new_occurrence(*args, *rest, "KeyError").error_type == "KeyError"
