@@ -456,7 +456,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 True,
                 None,
             )
-            return _error_id(captured)
+            # _error_id(captured), inline: the hot path
+            return captured if captured is None or isinstance(captured, str) else captured.error_id
         except Exception:
             self.note_internal_error()
             return None

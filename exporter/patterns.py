@@ -34,13 +34,20 @@ class WindowCount:
         self.total = 0
 
     def add(self, now: float, amount: int = 1) -> int:
-        start = now - (now % self.bucket_width)
-        if self.buckets and self.buckets[-1][0] == start:
-            self.buckets[-1][1] += amount
+        width = self.bucket_width
+        start = now - (now % width)
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == start:
+            buckets[-1][1] += amount
         else:
-            self.buckets.append([start, amount])
+            buckets.append([start, amount])
         self.total += amount
-        return self.expire(now)
+        cutoff = now - self.window  # expire, inline (once per error: a call costs more)
+        while buckets[0][0] + width <= cutoff:
+            self.total -= int(buckets.popleft()[1])
+            if not buckets:
+                break
+        return self.total
 
     def expire(self, now: float) -> int:
         cutoff = now - self.window
@@ -108,12 +115,48 @@ class PatternDetector:
         """Count errors under their type and signature; return patterns that just began."""
         now = self.clock() if now is None else now
         started = []
+        tracked_keys = self._tracked
         with self._lock:
             for key in (("type", error_type), ("signature", signature)):
-                pattern = self._observe_key(key, error_type, message, plugin, now, amount)
-                if pattern is not None:
-                    started.append(pattern)
-        if self.on_new_pattern is not None:
+                tracked = tracked_keys.get(key)
+                if tracked is None:
+                    pattern = self._observe_key(key, error_type, message, plugin, now, amount)
+                    if pattern is not None:
+                        started.append(pattern)
+                    continue
+                # a key already tracked (nearly every error): _observe_key, inline
+                tracked_keys.move_to_end(key)
+                # tracked.window.add(now, amount), inline
+                window = tracked.window
+                width = window.bucket_width
+                start = now - (now % width)
+                buckets = window.buckets
+                if buckets and buckets[-1][0] == start:
+                    buckets[-1][1] += amount
+                else:
+                    buckets.append([start, amount])
+                count = window.total + amount
+                cutoff = now - window.window
+                while buckets[0][0] + width <= cutoff:
+                    count -= int(buckets.popleft()[1])
+                    if not buckets:
+                        break
+                window.total = count
+                if count == amount:
+                    tracked.first_seen = now
+                    tracked.samples.clear()
+                    tracked.affected_plugins.clear()
+                tracked.last_seen = now
+                samples = tracked.samples
+                if message and len(samples) < MAX_SAMPLE_MESSAGES and message not in samples:
+                    samples.append(message[:500])
+                plugins = tracked.affected_plugins
+                if plugin and len(plugins) < MAX_AFFECTED_PLUGINS and plugin not in plugins:
+                    plugins.append(plugin)
+                if count >= self.threshold and key not in self._active:
+                    self._active.add(key)
+                    started.append(self._pattern(key, tracked, count))
+        if started and self.on_new_pattern is not None:
             for pattern in started:
                 self.on_new_pattern(pattern)
         return started

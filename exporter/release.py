@@ -50,6 +50,8 @@ class Releases:
     def version_at(self, moment: float) -> str | None:
         """The version running at ``moment`` (the oldest one kept for earlier moments)."""
         history = self._history
+        if len(history) == 1:  # one version all along (the usual case): the answer either way
+            return history[0][1]
         for started, version in reversed(history):
             if started <= moment:
                 return version

@@ -156,6 +156,8 @@ def safe_text(value: object) -> str:
 
 def fix_surrogates(text: str) -> str:
     """Replace lone surrogates so the text encodes as UTF-8 everywhere."""
+    if text.isascii():  # the usual case, known without a copy (a flag of the string)
+        return text
     try:
         text.encode("utf-8")
         return text

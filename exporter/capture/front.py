@@ -19,7 +19,13 @@ from typing import Any, Protocol
 
 from exporter.capture import headroom
 from exporter.capture.budget import COALESCED, FIRST, GroupBudget
-from exporter.capture.occurrence import Occurrence, has_chain, merged_context, summarize_chain
+from exporter.capture.occurrence import (
+    Occurrence,
+    has_chain,
+    merged_context,
+    new_occurrence,
+    summarize_chain,
+)
 from exporter.capture.signature import GROUP_KEY_ATTRIBUTE, PLACE_ATTRIBUTE, Signer, Site
 from exporter.capture.trace_context import lookup_for
 from exporter.capture.work_unit import current_work, with_work
@@ -76,9 +82,12 @@ class CaptureFront:
             if config.backlog_coalescing
             else sys.maxsize
         )
+        self._coalescing = config.backlog_coalescing  # off: no backlog is pressure
         self.note_internal_error = note_internal_error
         self._marker = f"__error_exporter_{next(_front_ids)}__"
-        self._plain_types: set[type] = set()
+        # exception types known to need no coercion -> their __name__ (a builtin type's
+        # __name__ is a new string at each read: one shared string per type instead)
+        self._plain_types: dict[type, str] = {}
         # (error id, component, plugin) -> (severity, its counter, metrics generation)
         self._known: dict[tuple[str, Any, Any], tuple[str, Any, int]] = {}
         # None (option off), or one call: OpenTelemetry's span, else the request's traceparent
@@ -105,11 +114,13 @@ class CaptureFront:
         its detail was coalesced (it is then built but not queued)."""
         try:  # until the error is counted: a failure is retried with more stack, or counted alone
             exc_type = type(error)
-            if exc_type not in self._plain_types:
+            type_name = self._plain_types.get(exc_type)
+            if type_name is None:
                 checked = self.admit(error)
                 if checked is None:
                     return None
                 error, exc_type = checked, type(checked)
+                type_name = exc_type.__name__
             marker = self._marker
             seen = getattr(error, marker, None)
             if seen is not None:
@@ -205,10 +216,10 @@ class CaptureFront:
             urgent = not handled or level in URGENT_SEVERITIES
             admitted = self.budget.admit(
                 error_id,
-                exc_type.__name__,
+                type_name,
                 plugin,
                 now,
-                not urgent and self._backlog() >= self._pressure,
+                not urgent and self._coalescing and self._backlog() >= self._pressure,
             )
             if admitted == COALESCED and not detail:
                 return error_id  # over this group's budget: counted, summarised on the group
@@ -217,8 +228,8 @@ class CaptureFront:
             if len(message) > cfg.max_message_length:
                 message = truncate(message, cfg.max_message_length)
             crumbs: tuple[Breadcrumb, ...] = ()
-            if session is not None and cfg.enable_breadcrumbs:
-                crumbs = crumbs_of(session)
+            if session is not None and session.breadcrumbs and cfg.enable_breadcrumbs:
+                crumbs = crumbs_of(session)  # (none yet: the empty tuple, without a copy)
             chain = (
                 summarize_chain(
                     error, message, self.signer, cfg.max_chain_depth, cfg.max_message_length
@@ -238,7 +249,7 @@ class CaptureFront:
                     metadata = snapshot(metadata)
             except Exception as exc:  # a property or describe() that raised: keep what we have
                 self.note_internal_error(exc)
-            occurrence = Occurrence(
+            occurrence = new_occurrence(
                 error_id,
                 exc_type,
                 message,
@@ -259,6 +270,7 @@ class CaptureFront:
                 mechanism,
                 self.locals_of(tb) if cfg.capture_locals and tb is not None else None,
                 trace,
+                type_name,
             )
             if admitted != COALESCED:
                 self._submit(occurrence, urgent or admitted == FIRST)
@@ -364,7 +376,7 @@ class CaptureFront:
         if is_not_an_error(exception):
             return None
         if isinstance(exception, Exception) and len(self._plain_types) < MAX_PLAIN_TYPES:
-            self._plain_types.add(type(exception))
+            self._plain_types[type(exception)] = type(exception).__name__
         return exception
 
     def locals_of(self, tb: TracebackType) -> dict[str, Any]:

@@ -156,30 +156,9 @@ class DeferredReport(_Formats, ErrorReport):
         metadata: dict[str, Any],
         snapshot: ResourceSnapshot | None,
     ) -> None:
-        d = self.__dict__
-        d["_builder"] = builder
-        d["_occurrence"] = occurrence
-        d["_snapshot"] = snapshot
-        d["error_id"] = occurrence.error_id
-        d["error_type"] = occurrence.error_type
-        d["error_message"] = message
-        d["severity"] = severity
-        d["priority"] = priority
-        d["timestamp"] = d["first_occurrence"] = d["last_occurrence"] = occurrence.timestamp
-        d["occurrence_count"] = 1
-        d["component"] = occurrence.component
-        d["session_id"] = occurrence.session_id
-        d["user_id"] = occurrence.user_id
-        d["affected_users"] = 1 if occurrence.user_id else 0
-        d["frequency_per_hour"] = 0.0
-        d["recovery_attempted"] = d["recovery_successful"] = False
-        d["metadata"] = metadata
-        d["plugin"] = occurrence.plugin
-        d["operation"] = occurrence.operation
-        d["context"] = context
-        d["handled"] = occurrence.handled
-        d["mechanism"] = occurrence.mechanism
-        d["thread_name"] = occurrence.thread_name
+        self.__dict__ = new_report(
+            builder, occurrence, message, severity, priority, context, metadata, snapshot
+        ).__dict__
 
     def _format(
         self, builder: Formatter, occurrence: Occurrence, d: dict[str, Any]
@@ -195,20 +174,7 @@ class DeferredRecord(_Formats, ErrorRecord):
     def __init__(
         self, builder: Formatter, occurrence: Occurrence, message: str, context: dict[str, Any]
     ) -> None:
-        d = self.__dict__
-        d["_builder"] = builder
-        d["_occurrence"] = occurrence
-        d["error_type"] = occurrence.error_type
-        d["message"] = message
-        d["timestamp"] = datetime.fromtimestamp(occurrence.timestamp)
-        d["context"] = context
-        d["plugin_id"] = occurrence.plugin or None
-        d["operation"] = occurrence.operation or None
-        d["error_id"] = occurrence.error_id
-        d["severity"] = occurrence.severity
-        d["component"] = occurrence.component
-        d["user_id"] = occurrence.user_id
-        d["session_id"] = occurrence.session_id
+        self.__dict__ = new_record(builder, occurrence, message, context).__dict__
 
     def _format(
         self, builder: Formatter, occurrence: Occurrence, d: dict[str, Any]
@@ -220,6 +186,102 @@ class DeferredRecord(_Formats, ErrorRecord):
             "span_id": span_id,
             "trace_url": trace_url,
         }
+
+
+_new = object.__new__
+# A new report's state, in the order its fields are set (the constant ones already right).
+_REPORT_TEMPLATE: dict[str, Any] = {
+    "_builder": None,
+    "_occurrence": None,
+    "_snapshot": None,
+    "error_id": None,
+    "error_type": None,
+    "error_message": None,
+    "severity": None,
+    "priority": None,
+    "timestamp": None,
+    "first_occurrence": None,
+    "last_occurrence": None,
+    "occurrence_count": 1,
+    "component": None,
+    "session_id": None,
+    "user_id": None,
+    "affected_users": 0,
+    "frequency_per_hour": 0.0,
+    "recovery_attempted": False,
+    "recovery_successful": False,
+    "metadata": None,
+    "plugin": None,
+    "operation": None,
+    "context": None,
+    "handled": None,
+    "mechanism": None,
+    "thread_name": None,
+}
+
+
+def new_report(
+    builder: Formatter,
+    occurrence: Occurrence,
+    message: str,
+    severity: ErrorSeverity,
+    priority: Any,
+    context: dict[str, Any],
+    metadata: dict[str, Any],
+    snapshot: ResourceSnapshot | None,
+) -> DeferredReport:
+    """``DeferredReport(...)``, as the worker makes one per occurrence: its fields in one
+    dict display (one instruction, not a store per field) and no Python ``__new__`` call."""
+    report: DeferredReport = _new(DeferredReport)
+    # a copy of the template (every key in order, sized once), then the varying fields: a
+    # display of this many keys is built key by key, growing the dict as it goes
+    d = _REPORT_TEMPLATE.copy()
+    d["_builder"] = builder
+    d["_occurrence"] = occurrence
+    d["_snapshot"] = snapshot
+    d["error_id"] = occurrence.error_id
+    d["error_type"] = occurrence.error_type
+    d["error_message"] = message
+    d["severity"] = severity
+    d["priority"] = priority
+    d["timestamp"] = d["first_occurrence"] = d["last_occurrence"] = occurrence.timestamp
+    d["component"] = occurrence.component
+    d["session_id"] = occurrence.session_id
+    d["user_id"] = user_id = occurrence.user_id
+    if user_id:
+        d["affected_users"] = 1
+    d["metadata"] = metadata
+    d["plugin"] = occurrence.plugin
+    d["operation"] = occurrence.operation
+    d["context"] = context
+    d["handled"] = occurrence.handled
+    d["mechanism"] = occurrence.mechanism
+    d["thread_name"] = occurrence.thread_name
+    report.__dict__ = d
+    return report
+
+
+def new_record(
+    builder: Formatter, occurrence: Occurrence, message: str, context: dict[str, Any]
+) -> DeferredRecord:
+    """``DeferredRecord(...)``, as the worker makes one per occurrence (see new_report)."""
+    record: DeferredRecord = _new(DeferredRecord)
+    record.__dict__ = {
+        "_builder": builder,
+        "_occurrence": occurrence,
+        "error_type": occurrence.error_type,
+        "message": message,
+        "timestamp": datetime.fromtimestamp(occurrence.timestamp),
+        "context": context,
+        "plugin_id": occurrence.plugin or None,
+        "operation": occurrence.operation or None,
+        "error_id": occurrence.error_id,
+        "severity": occurrence.severity,
+        "component": occurrence.component,
+        "user_id": occurrence.user_id,
+        "session_id": occurrence.session_id,
+    }
+    return record
 
 
 for _name in _REPORT_DEFERRED:
@@ -241,4 +303,4 @@ def _settle(d: dict[str, Any], formatted: dict[str, Any]) -> None:
         d.pop(name, None)
 
 
-__all__ = ["DeferredRecord", "DeferredReport"]
+__all__ = ["DeferredRecord", "DeferredReport", "new_record", "new_report"]

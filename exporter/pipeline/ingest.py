@@ -164,7 +164,7 @@ class Pipeline:
         # the scrubbed copies, not the app's objects (scrubbing them again gives the same).
         occurrence.context = context
         occurrence.metadata = report.metadata
-        group, is_new = self.store.add(report, record)
+        group, is_new = self._store.add(report, record)  # (the property's call, saved)
         if is_new and not self.fleet_release:  # else: the shared store says (once a fleet)
             self.metrics.count_new_group(group.first_seen_version)
         if is_new and self._early_counts:

@@ -28,7 +28,7 @@ from exporter.capture.signature import Frame, Signer, module_of
 from exporter.capture.trace_context import hex_ids
 from exporter.classify import priority
 from exporter.model import ErrorSeverity, ResourceSnapshot, iso_time
-from exporter.pipeline.deferred import DeferredRecord, DeferredReport
+from exporter.pipeline.deferred import DeferredRecord, DeferredReport, new_record, new_report
 from exporter.release import Releases
 from exporter.scrub import Scrubber
 
@@ -255,13 +255,13 @@ class ReportBuilder:
     ) -> DeferredReport:
         """The report of this occurrence (group counts are filled in by the store); its
         trace, chain, location and environment are formatted when first read."""
-        severity = _SEVERITY[occurrence.severity]
-        return DeferredReport(
+        level = occurrence.severity  # the member's value (its .value costs an enum lookup)
+        return new_report(
             self,
             occurrence,
             message,
-            severity,
-            priority(severity.value, 0.0, 1 if occurrence.user_id else 0),
+            _SEVERITY[level],
+            priority(level, 0.0, 1 if occurrence.user_id else 0),
             context,
             self.metadata(occurrence),
             snapshot,
@@ -272,7 +272,7 @@ class ReportBuilder:
     ) -> DeferredRecord:
         """The occurrence record (``ErrorAggregator``'s ErrorRecord shape); its stack trace
         and trace ids are formatted when first read."""
-        return DeferredRecord(self, occurrence, message, context)
+        return new_record(self, occurrence, message, context)
 
     def deferred_report_fields(
         self, occurrence: Occurrence, message: str, snapshot: ResourceSnapshot | None

@@ -195,37 +195,79 @@ class ErrorStore:
         """Merge one occurrence into its group; ``report`` (the occurrence's own) gets the
         group's counts and becomes the group's latest. Returns the group and whether it is new."""
         with self.lock:
-            group = self.groups.get(report.error_id)
+            error_id = report.error_id
+            groups = self.groups
+            group = groups.get(error_id)
             is_new = group is None
-            version = self.version_at(report.timestamp)  # as its report's environment says
+            timestamp = report.timestamp
+            version = self.version_at(timestamp)  # as its report's environment says
+            severity = record.severity  # a str: the enum's .value costs more
             if group is None:
                 group = ErrorGroup(report, max_severity=report.severity.value)
-                self.groups[report.error_id] = group
+                groups[error_id] = group
                 self._evict_groups()
-                group.seen_in(version, report.timestamp)
+                group.seen_in(version, timestamp)
             else:
-                self.groups.move_to_end(report.error_id)
+                groups.move_to_end(error_id)
                 previous = group.report
                 # min / max: an urgent occurrence may be stored before an earlier one
-                report.first_occurrence = min(previous.first_occurrence, report.first_occurrence)
-                report.last_occurrence = max(previous.last_occurrence, report.last_occurrence)
+                # (as conditionals: the builtins' calls cost more; same value, same ties)
+                earlier, later = previous.first_occurrence, report.first_occurrence
+                report.first_occurrence = later if later < earlier else earlier
+                earlier, later = previous.last_occurrence, report.last_occurrence
+                report.last_occurrence = later if later > earlier else earlier
                 report.occurrence_count = previous.occurrence_count + 1
                 report.recovery_attempted = previous.recovery_attempted
                 report.recovery_successful = previous.recovery_successful
-                severity = record.severity  # a str: the enum's .value costs more
                 if SEVERITY_RANK.get(severity, 0) > SEVERITY_RANK[group.max_severity]:
                     group.max_severity = severity
                 group.report = report
-                if group.seen_in(version, report.timestamp):
+                # seen_in does nothing without a version or a resolve (then no call at all)
+                if (version is not None or group.resolved_at is not None) and group.seen_in(
+                    version, timestamp
+                ):
                     self._regressed(group, report)
-            _seen(group.components, report.component)
-            _seen(group.plugins, report.plugin)
-            if report.user_id and len(group.users) < self.max_users_per_group:
-                group.users.add(str(report.user_id))
-            self._refresh(group, record.severity)
-            self._keep(group, record)
-            if record.plugin_id:
-                self._count_plugin(record)
+            # _seen for the component and the plugin, inline (once per error)
+            label = report.component
+            if label:
+                seen = group.components
+                if label in seen:
+                    seen[label] += 1
+                elif len(seen) < MAX_SEEN_LABELS:
+                    seen[label] = 1
+            label = report.plugin
+            if label:
+                seen = group.plugins
+                if label in seen:
+                    seen[label] += 1
+                elif len(seen) < MAX_SEEN_LABELS:
+                    seen[label] = 1
+            users = group.users
+            if report.user_id and len(users) < self.max_users_per_group:
+                users.add(str(report.user_id))
+            # _refresh(group, severity), inline
+            report.affected_users = affected = len(users)
+            seconds = report.last_occurrence - report.first_occurrence
+            report.frequency_per_hour = frequency = (
+                float(report.occurrence_count)  # _frequency's first hour, inline
+                if seconds <= 3600.0
+                else round(per_hour(report.occurrence_count, seconds), 3)
+            )
+            report.priority = priority(severity, frequency, affected)
+            # _keep, inline up to the bound
+            group.records.append((next(self._seq), record))
+            self.record_count += 1
+            if self.record_count > self.max_records:  # the steady state of a busy store
+                # _drop_one, inline: from whoever holds more than a fair share, this group first
+                share = self.max_records // len(groups) or 1
+                victim = group if len(group.records) > share else self._largest()
+                victim.records.popleft()
+                self.record_count -= 1
+            plugin = record.plugin_id
+            if plugin and self._count_plugin_errors(
+                plugin, record.error_type, 1, record.timestamp.timestamp()
+            ):  # _count_plugin, inline
+                self._plugin_last[plugin] = record
             return group, is_new
 
     def add_coalesced(
@@ -279,25 +321,14 @@ class ErrorStore:
     def _refresh(group: ErrorGroup, severity: str | None = None) -> None:
         report = group.report
         report.affected_users = len(group.users)
-        report.frequency_per_hour = round(
-            per_hour(report.occurrence_count, report.last_occurrence - report.first_occurrence), 3
+        report.frequency_per_hour = _frequency(
+            report.occurrence_count, report.last_occurrence - report.first_occurrence
         )
         report.priority = priority(
             report.severity.value if severity is None else severity,
             report.frequency_per_hour,
             report.affected_users,
         )
-
-    def _keep(self, group: ErrorGroup, record: ErrorRecord) -> None:
-        group.records.append((next(self._seq), record))
-        self.record_count += 1
-        if self.record_count <= self.max_records:
-            return
-        # Over the bound: drop from whoever holds more than a fair share, this group first.
-        share = max(1, self.max_records // max(1, len(self.groups)))
-        victim = group if len(group.records) > share else self._largest()
-        victim.records.popleft()
-        self.record_count -= 1
 
     def _largest(self) -> ErrorGroup:
         return max(self.groups.values(), key=lambda g: len(g.records))
@@ -311,16 +342,13 @@ class ErrorStore:
         if evicted and self.on_evict is not None:
             self.on_evict(evicted)
 
-    def _count_plugin(self, record: ErrorRecord) -> None:
-        plugin = record.plugin_id or ""
-        if self._count_plugin_errors(plugin, record.error_type, 1, record.timestamp.timestamp()):
-            self._plugin_last[plugin] = record
-
     def _count_plugin_errors(self, plugin: str, error_type: str, count: int, when: float) -> bool:
-        if plugin not in self._plugin_windows and len(self._plugin_windows) >= MAX_PLUGINS:
-            return False
+        window = self._plugin_windows.get(plugin)
+        if window is None:
+            if len(self._plugin_windows) >= MAX_PLUGINS:
+                return False
+            window = self._plugin_windows[plugin] = WindowCount(self.health_window)
         self.plugin_counts[plugin][error_type] += count
-        window = self._plugin_windows.setdefault(plugin, WindowCount(self.health_window))
         window.add(when, count)
         return True
 
@@ -425,6 +453,15 @@ class ErrorStore:
 
     def session_start_iso(self) -> str:
         return iso_time(self.started) or ""
+
+
+def _frequency(count: int, seconds: float) -> float:
+    """``round(per_hour(count, seconds), 3)``. Within the first hour per_hour divides by
+    one hour (a burst is not a rate): the count itself, which rounding cannot change (and
+    ``round`` to 3 digits is the costliest step of a group's update)."""
+    if seconds <= 3600.0:
+        return float(count)
+    return round(per_hour(count, seconds), 3)
 
 
 def _no_version(moment: float) -> str | None:
