@@ -63,14 +63,15 @@ stack: $(STAMP) tools
 
 # The benchmarks run in their own environment: the peers they compare against (Flask,
 # Starlette, prometheus-flask-exporter, starlette-exporter, sentry-sdk) and the shared
-# store's driver are installed there only, never in the app's.
+# store's driver are installed there only, never in the app's (pytest too: bench_shared_store
+# starts its PostgreSQL with the tests' own helper).
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -e '.[postgres]' flask starlette httpx \
-	  prometheus-flask-exporter starlette-exporter 'sentry-sdk[flask]'
+	  prometheus-flask-exporter starlette-exporter 'sentry-sdk[flask]' pytest
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

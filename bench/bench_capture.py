@@ -171,21 +171,25 @@ def main() -> None:
         f"record_error cost, traceback {DEPTH} frames, n={n}, median of {rounds} interleaved rounds"
     )
     every: dict[str, object] = {"backlog_coalescing": False}
-    for label, sites, options in (
-        ("1 site", [_make_site(0)], {}),
-        ("200 sites", [_make_site(i) for i in range(200)], {}),
+    # (label, sites, options, caller target, whole-error target): issue 23's targets
+    cases: tuple[tuple[str, list[Callable[[int], None]], dict[str, object], str, str], ...] = (
+        ("1 site (a storm of one error)", [_make_site(0)], {}, "<= 1.5x", "<= 3x"),
+        ("200 sites", [_make_site(i) for i in range(200)], {}, "none", "none"),
         (
             "200 sites, every occurrence queued (backlog_coalescing off)",
             [_make_site(i) for i in range(200)],
             every,
+            "<= 2.5x",
+            "<= 5x",
         ),
-    ):
+    )
+    for label, sites, options, caller_target, total_target in cases:
         r = caller_cost(sites, n, rounds, **options)
         print(
             f"  {label}:\n    baseline labels().inc() {r['baseline_us']:.2f} us | "
             f"record_error {r['caller_us']:.2f} us -> caller ratio {r['caller_ratio']:.2f}x "
-            f"(target <= 1.0x) | worker {r['worker_us']:.1f} us -> total ratio "
-            f"{r['total_ratio']:.2f}x (target <= 5x)"
+            f"(target {caller_target}) | worker {r['worker_us']:.1f} us -> total ratio "
+            f"{r['total_ratio']:.2f}x (target {total_target})"
         )
     total = 20_000 if args.quick else 100_000
     rss_cases: tuple[tuple[str, dict[str, object]], ...] = (

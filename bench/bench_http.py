@@ -201,8 +201,13 @@ def bench_metrics(n: int, repeat: int) -> dict[str, float]:
 
 
 def bench_export(records: int, repeat: int) -> dict[str, float]:
-    monitor = ErrorMonitor(
-        **QUIET, max_records=records, enable_resource_monitoring=False, queue_size=records + 10
+    monitor = ErrorMonitor(  # every occurrence kept one by one: no storm budget, no coalescing
+        **QUIET,
+        max_records=records,
+        enable_resource_monitoring=False,
+        queue_size=records + 10,
+        occurrence_budget_per_second=10**9,
+        backlog_coalescing=False,
     )
     monitor.start()
     try:

@@ -53,10 +53,10 @@ def worker(
     url: str, version: str, rate: float, seconds: float, start_at: float, results: Any
 ) -> None:
     from exporter import ErrorMonitor
-    from exporter.store.durable.postgres_store import SharedBackend
+    from exporter.store.durable.postgres_store import MultiWriterBackend
 
     batch_seconds: list[float] = []  # how long each batch's transaction took (bench only)
-    attempt = SharedBackend._attempt
+    attempt = MultiWriterBackend._attempt
 
     def timed(self: Any, changes: Any, groups: Any) -> Any:
         t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def worker(
         finally:
             batch_seconds.append(time.perf_counter() - t0)
 
-    SharedBackend._attempt = timed  # type: ignore[method-assign]
+    MultiWriterBackend._attempt = timed  # type: ignore[method-assign]
     monitor = ErrorMonitor(
         store_url=url,
         app_version=version,
