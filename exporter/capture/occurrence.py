@@ -40,6 +40,28 @@ class CycleMark:
 class Occurrence:
     """One error as it happened; built on the caller's thread, read on the worker."""
 
+    error_id: str
+    exc_type: type
+    error_type: str
+    message: str
+    site: Any  # signature.Site, or None for an exception never raised
+    chain: tuple[Link, ...] | None  # None: no cause, context, notes or members
+    component: str
+    plugin: str
+    operation: str
+    severity: str
+    timestamp: float
+    context: Any
+    metadata: Any
+    user_id: str | None
+    session_id: str | None
+    thread_name: str
+    breadcrumbs: tuple[Any, ...]
+    handled: bool
+    mechanism: str
+    locals: dict[str, Any] | None
+    trace_context: tuple[int, int] | None
+
     __slots__ = (
         "breadcrumbs",
         "chain",
@@ -64,52 +86,12 @@ class Occurrence:
         "user_id",
     )
 
-    def __init__(
-        self,
-        error_id: str,
-        exc_type: type,
-        message: str,
-        site: Any,
-        chain: tuple[Link, ...] | None,
-        component: str,
-        plugin: str,
-        operation: str,
-        severity: str,
-        timestamp: float,
-        context: Any,
-        metadata: Any,
-        user_id: str | None,
-        session_id: str | None,
-        thread_name: str,
-        breadcrumbs: tuple[Any, ...],
-        handled: bool,
-        mechanism: str,
-        local_values: dict[str, Any] | None = None,
-        trace_context: tuple[int, int] | None = None,
-    ) -> None:
-        self.error_id = error_id
-        self.exc_type = exc_type
-        self.error_type = exc_type.__name__
-        self.message = message
-        self.site = site  # signature.Site, or None for an exception never raised
-        self.chain = chain  # None: no cause, context, notes or members
-        self.component = component
-        self.plugin = plugin
-        self.operation = operation
-        self.severity = severity
-        self.timestamp = timestamp
-        self.context = context
-        self.metadata = metadata
-        self.user_id = user_id
-        self.session_id = session_id
-        self.thread_name = thread_name
-        self.breadcrumbs = breadcrumbs
-        self.handled = handled
-        self.mechanism = mechanism
-        self.locals = local_values
-        # (trace_id, span_id) as ints (capture/trace_context.py): OpenTelemetry's current span or
-        # the request's traceparent; written as hex on the worker
-        self.trace_context = trace_context
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The same arguments as :func:`new_occurrence`, which the capture path calls (it
+        sets the slots without this call's detour); the slots are set there, once."""
+        made = new_occurrence(*args, **kwargs)
+        for slot in self.__slots__:
+            setattr(self, slot, getattr(made, slot))
 
 
 _new = object.__new__
@@ -163,6 +145,8 @@ def new_occurrence(
     o.handled = handled
     o.mechanism = mechanism
     o.locals = local_values
+    # (trace_id, span_id) as ints (capture/trace_context.py): OpenTelemetry's current span or
+    # the request's traceparent; written as hex on the worker
     o.trace_context = trace_context
     return o
 
