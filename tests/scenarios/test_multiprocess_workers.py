@@ -421,8 +421,14 @@ def check_sidecar(directory: Path, tmp_path: Path, error_ids: set[str]) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: get(url + "/healthz")[0] == 200, what="the sidecar")
-        health = json.loads(get(url + "/healthz")[1])
-        assert health["running"] is True and health["queue_depth"] == 0
+
+        # each worker publishes its state every interval: one published while an error was
+        # still queued says 1 until its next round, so wait for the rounds, not one reading
+        def health() -> dict[str, Any]:
+            return dict(json.loads(get(url + "/healthz")[1]))
+
+        wait_for(lambda: health()["queue_depth"] == 0, timeout=15, what="the workers' queues")
+        assert health()["running"] is True
         assert error_totals(get(url + "/metrics")[1].decode()) == {
             t: PER_KIND for t in KINDS.values()
         }
