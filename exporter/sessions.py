@@ -10,12 +10,14 @@ the code through threads and asyncio tasks via a context variable.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from exporter.capture.ids import new_id
+from exporter.capture.tally import count_value
 from exporter.capture.work_unit import current_work
 from exporter.model import Breadcrumb
 
@@ -60,7 +62,9 @@ class SessionTracker:
         self.timeout = timeout
         self.max_breadcrumbs = max_breadcrumbs
         self.active: OrderedDict[str, Session] = OrderedDict()
-        self.ended: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self._ended: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        # sessions that never needed an object (count_ended): counted without the lock
+        self._counted = {status: itertools.count() for status in STATUSES}
         self.users: set[str] = set()
         self._lock = threading.Lock()
         self.process_session_id = self.start(None)
@@ -90,7 +94,7 @@ class SessionTracker:
                 self.users.add(str(user_id))
             while len(self.active) > MAX_ACTIVE_SESSIONS:
                 _, _oldest = self.active.popitem(last=False)
-                self.ended["abnormal"] += 1
+                self._ended["abnormal"] += 1
         return session_id
 
     def end(self, session_id: str | None = None, status: str | None = None) -> str | None:
@@ -101,7 +105,7 @@ class SessionTracker:
             if session is None:
                 return None
             final = status if status in STATUSES else session.status()
-            self.ended[final] += 1
+            self._ended[final] += 1
             if session_id == self.process_session_id:
                 self.process_session_id = ""
             return final
@@ -109,8 +113,20 @@ class SessionTracker:
     def count_ended(self, status: str) -> None:
         """A session that ended without ever needing an object: a request or job that met no
         error and left no breadcrumb of its own is counted, never built."""
+        next(self._counted[status])  # one C call, atomic: no lock on every request
+
+    @property
+    def ended(self) -> dict[str, int]:
+        """Ended sessions by status, those built and those only counted."""
+        counted = self._counted
+        return {status: n + count_value(counted[status]) for status, n in self._ended.items()}
+
+    @ended.setter
+    def ended(self, counts: dict[str, int]) -> None:
+        """Replace the counts (a reader loading them from a store)."""
         with self._lock:
-            self.ended[status] += 1
+            self._ended = {status: int(counts.get(status, 0)) for status in STATUSES}
+            self._counted = {status: itertools.count() for status in STATUSES}
 
     def current_id(self) -> str:
         """This thread's / task's session (its unit of work's, started on demand); the
@@ -162,7 +178,7 @@ class SessionTracker:
                 if now - s.last_activity > self.timeout and s.session_id != self.process_session_id
             ]:
                 del self.active[sid]
-                self.ended["abnormal"] += 1
+                self._ended["abnormal"] += 1
                 expired += 1
         return expired
 
@@ -176,11 +192,12 @@ class SessionTracker:
         return len(self.active)
 
     def summary(self) -> dict[str, object]:
-        total = sum(self.ended.values())
+        ended = self.ended
+        total = sum(ended.values())
         return {
             "active": self.active_count,
-            "ended": dict(self.ended),
+            "ended": ended,
             "total_ended": total,
-            "crash_free_ratio": (1 - self.ended["crashed"] / total) if total else 1.0,
+            "crash_free_ratio": (1 - ended["crashed"] / total) if total else 1.0,
             "users": len(self.users),
         }

@@ -183,8 +183,7 @@ def offline_monitor(path: str, app: str | None = None) -> Any:
                 metrics.recoveries.labels(labels[1], labels[2], result).inc(count)
     tracker = monitor.sessions
     tracker.end_all()  # this reader's own process session is not the app's
-    tracker.ended = dict.fromkeys(tracker.ended, 0)
-    tracker.ended.update(load_sessions(path, app))
+    tracker.ended = load_sessions(path, app)
     return monitor
 
 

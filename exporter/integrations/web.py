@@ -130,6 +130,7 @@ class RequestScope(WorkScope):
     read (:meth:`find_route`, for a middleware that knows where the framework keeps it).
     """
 
+    path: str
     _route: str | None = None
     _clean_path: str | None = None
     body: bytes | None = None
@@ -140,7 +141,7 @@ class RequestScope(WorkScope):
         monitor: Hub,
         options: WebOptions,
         method: str,
-        path: str,
+        path: str | None,
         query: str,
         headers: Headers | None,
         request_id: str,
@@ -158,7 +159,8 @@ class RequestScope(WorkScope):
         self.traceparent = traceparent
         upper = method.upper()  # method_name(), inline: this runs for every request
         self.method = upper if upper in KNOWN_METHODS else "OTHER"
-        self.path = path
+        if path is not None:  # None: a subclass finds it when first read (see WSGI's)
+            self.path = path
         self.options = options
         self.query = query
         self.headers = headers

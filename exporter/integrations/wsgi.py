@@ -21,6 +21,7 @@ See :mod:`exporter.integrations.web` for what is recorded for each request.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -145,7 +146,7 @@ class _WsgiRequest(RequestScope):
             middleware._monitor or middleware.monitor,
             middleware.options,
             str(environ.get("REQUEST_METHOD") or "GET"),
-            _path(environ),
+            None,  # decoded when first read: only a report or a breadcrumb reads it
             str(environ.get("QUERY_STRING") or ""),
             None,
             clean_request_id(request_id) if request_id else new_id(),
@@ -154,6 +155,10 @@ class _WsgiRequest(RequestScope):
         self.middleware = middleware
         self.environ = environ
         self._start_response = start_response
+
+    @functools.cached_property
+    def path(self) -> str:  # type: ignore[override]  # set once, by this, never written
+        return _path(self.environ)
 
     def find_route(self) -> str | None:
         return self.middleware._route_of(self.environ)

@@ -12,6 +12,7 @@ import bisect
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +40,8 @@ DROP_REASONS = (
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _CHILD_CACHE_LIMIT = 10000
+# operations timed but not yet in their histogram: past this many the caller folds them in
+_PENDING_OBSERVATIONS_LIMIT = 50000
 # OpenMetrics: an exemplar's label names and values together are at most 128 characters
 MAX_EXEMPLAR_LABEL_CHARS = 128
 _CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
@@ -309,6 +312,10 @@ class ErrorMetrics:
         self.counts_at_once = False
         self._apply_lock = threading.Lock()
         self._op_children: dict[tuple[Any, ...], Any] = {}
+        # (component, plugin, operation, outcome, seconds) of operations timed since the
+        # last apply_counts(): appending is atomic and lock-free, the histogram's two locked
+        # increments are paid off the request (see observe_operation)
+        self._pending_observations: deque[tuple[Any, Any, Any, str, float]] = deque()
 
     def count_error(
         self,
@@ -336,9 +343,10 @@ class ErrorMetrics:
         return entry
 
     def apply_counts(self) -> None:
-        """Move the errors counted since the last call into their app_errors_total children.
+        """Move the errors counted and the operations timed since the last call into their
+        children (app_errors_total, app_operation_duration_seconds).
 
-        Runs before every read of the family (scrape, statistics) and on the worker's tick
+        Runs before every read of the families (scrape, statistics) and on the worker's tick
         (every 0.25 s: what a multiprocess scrape or a forked child sees).
         """
         with self._apply_lock:
@@ -349,6 +357,24 @@ class ErrorMetrics:
                     entry.child.inc(total - entry.delivered)
                     entry.delivered = total
             self._retired = [entry for entry in retired if entry.fresh_after_retire()]
+        self._apply_observations()
+
+    def _apply_observations(self) -> None:
+        """Each pending timing into its histogram child. ``popleft`` is atomic: two threads
+        applying at once (a scrape and the worker's tick) each take different ones, and a
+        request appending meanwhile is taken by this round or the next, never lost."""
+        pending = self._pending_observations
+        take = pending.popleft
+        observe = self._observe_now
+        while pending:
+            try:
+                component, plugin, operation, outcome, seconds = take()
+            except IndexError:  # the other applier took the last one
+                return
+            try:
+                observe(component, plugin, operation, outcome, seconds)
+            except Exception:  # a label value that cannot be one: this timing only is lost
+                self.count_internal_error()
 
     def apply_exemplars(self) -> None:
         """Counts into the children, then each child's exemplar set to its latest error:
@@ -388,6 +414,21 @@ class ErrorMetrics:
         return entry
 
     def observe_operation(
+        self, component: Any, plugin: Any, operation: Any, outcome: str, seconds: float
+    ) -> None:
+        """Time one operation: queued (one atomic append, no lock: this runs for every
+        request) and put into its histogram child before the next read
+        (:meth:`apply_counts`); at once where another process reads the value files at any
+        moment (multiprocess mode)."""
+        if self.counts_at_once:
+            self._observe_now(component, plugin, operation, outcome, seconds)
+            return
+        pending = self._pending_observations
+        pending.append((component, plugin, operation, outcome, seconds))
+        if len(pending) > _PENDING_OBSERVATIONS_LIMIT:  # no tick for a while: bounded
+            self._apply_observations()
+
+    def _observe_now(
         self, component: Any, plugin: Any, operation: Any, outcome: str, seconds: float
     ) -> None:
         key: tuple[Any, ...] = (component, plugin, operation, outcome)
@@ -454,6 +495,7 @@ class ErrorMetrics:
         self._retired.clear()
         self.generation += 1
         self._op_children.clear()
+        self._pending_observations.clear()  # the parent's, not this child's
         self.limiter.reset()
 
     def release_started(self, version: str | None) -> None:

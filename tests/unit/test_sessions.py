@@ -364,3 +364,22 @@ def test_failing_psutil_keeps_the_last_good_values():
     assert sampler.sample() is good
     assert sampler.latest is good
     assert sampler.failures == 1
+
+
+def test_sessions_counted_without_an_object_add_up_across_threads():
+    """count_ended takes no lock: eight threads counting at once lose none, and a store's
+    counts loaded into the tracker replace both kinds."""
+    tracker = SessionTracker(timeout=60.0, max_breadcrumbs=10)
+    threads = [
+        threading.Thread(target=lambda: [tracker.count_ended("exited") for _ in range(10000)])
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tracker.count_ended("crashed")
+    assert tracker.ended == {"exited": 80000, "errored": 0, "crashed": 1, "abnormal": 0}
+    assert tracker.summary()["total_ended"] == 80001
+    tracker.ended = {"exited": 3, "crashed": 1}
+    assert tracker.ended == {"exited": 3, "errored": 0, "crashed": 1, "abnormal": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -11,7 +12,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import ErrorMonitor, handle_errors
 from exporter.config import HOOKS_OFF
-from exporter.metrics.capture_path import DROP_REASONS, MAX_LABEL_LENGTH, OVERFLOW_VALUE
+from exporter.metrics.capture_path import (
+    _PENDING_OBSERVATIONS_LIMIT,
+    DROP_REASONS,
+    MAX_LABEL_LENGTH,
+    OVERFLOW_VALUE,
+)
 
 QUIET = HOOKS_OFF
 
@@ -190,6 +196,51 @@ def test_operation_duration_via_capture(monitor):
     assert op_count(monitor, "ok", **labels) == 1
     assert op_count(monitor, "error", **labels) == 2
     assert monitor.get_statistics()["errors_by_type"] == {"KeyError": 1, "ValueError": 1}
+
+
+def test_timings_from_many_threads_are_all_in_the_next_scrape():
+    """A timing is queued without a lock and put into its histogram before any read: eight
+    threads timing at once while scrapes run lose none, and an unhashable label is made
+    text on the way."""
+    monitor = ErrorMonitor(**QUIET)  # not started: no tick, the scrapes alone apply them
+    labels = {"component": "web", "plugin": "", "operation": "GET /x"}
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            generate_latest(monitor.registry)
+
+    def time_requests() -> None:
+        for i in range(5000):
+            monitor.observe_operation("web", "", "GET /x", i % 10 != 0, 0.002)
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    workers = [threading.Thread(target=time_requests) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    scraper.join()
+    monitor.observe_operation("web", "", ["not", "hashable"], True, 0.5)
+    assert op_count(monitor, "ok", **labels) == 8 * 4500
+    assert op_count(monitor, "error", **labels) == 8 * 500
+    assert op_count(monitor, "ok", component="web", plugin="", operation="['not', 'hashable']") == 1
+    total = value(monitor, "app_operation_duration_seconds_sum", outcome="ok", **labels)
+    assert total == pytest.approx(8 * 4500 * 0.002)
+
+
+def test_timings_wait_for_no_tick_past_their_bound():
+    """Nothing reads for a long while (no worker, no scrape): the queue of timings stays
+    bounded, the caller folding them in once it is full."""
+    monitor = ErrorMonitor(**QUIET)
+    for _ in range(_PENDING_OBSERVATIONS_LIMIT + 10):
+        monitor.observe_operation("web", "", "GET /", True, 0.001)
+    assert len(monitor.metrics._pending_observations) <= _PENDING_OBSERVATIONS_LIMIT
+    assert op_count(monitor, "ok", component="web", plugin="", operation="GET /") == (
+        _PENDING_OBSERVATIONS_LIMIT + 10
+    )
 
 
 def test_keyboard_interrupt_through_capture_is_not_an_error(monitor):
