@@ -12,9 +12,10 @@ import contextlib
 import os
 import threading
 import weakref
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry
+if TYPE_CHECKING:  # imported when the monitor's registry is first needed
+    from prometheus_client import CollectorRegistry
 
 
 class ProcessAware(Protocol):
