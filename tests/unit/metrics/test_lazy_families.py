@@ -63,7 +63,12 @@ def wait_until(condition: Any, timeout: float = 30.0) -> bool:
 
 def test_a_start_that_never_errs_never_imports_prometheus_client():
     """Default options and hooks off, started and stopped with nothing recorded; then one
-    error and one scrape: the families exist, each at 0 but the error's, which is exact."""
+    error and one scrape: the families exist, each at 0 but the error's, which is exact.
+
+    The scrape imports prometheus_client on the main thread right after the error, while
+    the worker may be importing it for its tick: the package imported as a whole on both
+    sides, one waits for the other (a worker starting with a submodule made this import
+    fail with "partially initialized module")."""
     code = (
         "import sys, json\n"
         "import exporter\n"
