@@ -712,13 +712,21 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         return f"<ErrorMonitor running={self.running} groups={len(self.store.groups)}>"
 
     # -- process events ------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        """A fork waits while another thread makes the registry: it may be importing
+        prometheus_client, and a child forked meanwhile would find the module half imported
+        and its import lock held by a thread the child does not have (it would hang at its
+        first metric). Held for that one import only, once per process."""
+        self._registry_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._registry_lock.release()
+
     def _after_fork_in_child(self) -> None:
         """The child starts its own account: threads, locks and (single-process mode)
         counts, groups, patterns and sessions are the child's alone."""
         self._lifecycle = threading.RLock()
-        self._registry_lock = threading.RLock()
-        if self._own is None:  # its families may be half made at the fork: made anew
-            self.metrics.unbind()
+        self._registry_lock = threading.RLock()  # the forking thread's, held (_before_fork)
         self._reports.after_fork_in_child()
         self.resources.after_fork()
         self._budget.reset()

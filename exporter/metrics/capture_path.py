@@ -243,11 +243,6 @@ class ErrorMetrics:
                 self._built = built
             return built
 
-    def unbind(self) -> None:
-        """Forget the families (a forked child whose parent was making its registry at
-        the fork: they are made again, in the registry the child makes)."""
-        self._built = None
-
     def _families(self) -> Families:
         built = self._built
         if built is None:

@@ -192,3 +192,31 @@ def test_the_app_registry_collects_the_monitor_from_the_start(make_monitor):
     assert monitor.metrics.materialized
     text = generate_latest(registry).decode()
     assert 'app_error_reports_dropped_total{reason="queue_full"} 0.0' in text
+
+
+def test_a_fork_waits_while_another_thread_makes_the_registry():
+    """A child forked in the middle of prometheus_client's import (on the worker) would
+    find the module's import lock held by a thread it does not have, and hang at its first
+    metric: the fork waits for the registry instead."""
+    monitor = ErrorMonitor(**QUIET)
+    entered, release = threading.Event(), threading.Event()
+    bind = monitor.metrics.bind
+
+    def slow_bind(registry: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return bind(registry)
+
+    monitor.metrics.bind = slow_bind
+    maker = threading.Thread(target=lambda: monitor.registry)
+    maker.start()
+    assert entered.wait(30)  # the maker holds the registry's lock, inside bind
+    threading.Timer(0.05, release.set).start()  # only lets it finish; nothing is timed
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os._exit(0 if monitor.metrics.materialized else 1)
+    made_at_fork = monitor.metrics.materialized
+    _, status = os.waitpid(child, 0)
+    maker.join(30)
+    assert made_at_fork
+    assert os.waitstatus_to_exitcode(status) == 0
