@@ -253,11 +253,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         with self._registry_lock:
             if self._own is None:
                 # The package first, as a whole, from here where no import is under way on
-                # this thread: an app thread importing prometheus_client meanwhile then
-                # waits for it (or we for theirs). Starting with a submodule while the
-                # package is half imported by another thread runs both at once and can
-                # fail either with "partially initialized module". Every import is done
-                # before anything is made: one that fails leaves nothing half made.
+                # this thread: an app thread importing the package meanwhile then waits for
+                # ours (or we for theirs). Had we started with a submodule while another
+                # thread was half way through the package, both would run its modules at
+                # once and either could fail with "partially initialized module". (An app
+                # thread whose first import of it is a submodule, during ours, still can:
+                # CPython does not wait for a half-imported parent package.) Every import
+                # is done before anything is made: one that fails leaves nothing half made.
                 import prometheus_client  # noqa: F401
 
                 from exporter.metrics.collectors import StateCollector
@@ -716,7 +718,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """A fork waits while another thread makes the registry: it may be importing
         prometheus_client, and a child forked meanwhile would find the module half imported
         and its import lock held by a thread the child does not have (it would hang at its
-        first metric). Held for that one import only, once per process."""
+        first metric). The lock is held only while the registry is made (once per
+        process): any other fork takes it at once."""
         self._registry_lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
