@@ -22,10 +22,11 @@ class UniqueIds:
 
     def _reseed(self) -> None:
         self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+        # from 2**60: always 16 hex digits (2**64 is 2**60 ids away), so hex() needs no format
+        self.counter = itertools.count((1 << 60) | int.from_bytes(os.urandom(4), "big"))
 
     def new(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        return self.prefix + hex(next(self.counter))[2:]
 
 
 new_id = UniqueIds().new

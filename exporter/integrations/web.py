@@ -135,6 +135,12 @@ class RequestScope(WorkScope):
     _clean_path: str | None = None
     body: bytes | None = None
     content_type = ""
+    # the same for every request: class attributes, not set on each one
+    category = "http"
+    mechanism = "scope"
+    breadcrumb: str | None = None  # add_first_breadcrumb builds the request's own
+    breadcrumb_data: dict[str, Any] | None = None
+    _operation = ""  # the operation property says it, from the method and route
 
     def __init__(
         self,
@@ -147,15 +153,11 @@ class RequestScope(WorkScope):
         request_id: str,
         traceparent: str | None = None,
     ) -> None:
-        # WorkScope's attributes, set here directly: this runs for every request
+        # WorkScope's attributes that vary, set here directly: this runs for every request
         self.monitor = monitor
         self.component = options.component
         self.plugin = options.plugin
-        self._operation = ""
         self.sessions = options.sessions
-        self.breadcrumb = self.breadcrumb_data = None  # first_breadcrumb builds it on demand
-        self.category = "http"
-        self.mechanism = "scope"
         self.traceparent = traceparent
         upper = method.upper()  # method_name(), inline: this runs for every request
         self.method = upper if upper in KNOWN_METHODS else "OTHER"

@@ -173,8 +173,11 @@ class _WsgiRequest(RequestScope):
             self.status = int(status_line[:3])
         except ValueError:
             self.status = None
-        if self._route is None:
-            self.route  # noqa: B018 - read now, while the framework still has its request
+        if self._route is None:  # read now, while the framework still has its request
+            try:
+                self._route = self.middleware._route_of(self.environ)
+            except Exception:
+                self.monitor.note_internal_error()
         lowered = self.middleware._header_lower
         for name, _ in headers:
             if name.lower() == lowered:

@@ -20,7 +20,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter.capture.tally import count_value
@@ -213,10 +213,10 @@ class ErrorMetrics:
         self.counts_at_once = False
         self._apply_lock = threading.Lock()
         self._op_children: dict[tuple[Any, ...], Any] = {}
-        # (component, plugin, operation, outcome, seconds) of operations timed since the
+        # ((component, plugin, operation, outcome), seconds) of operations timed since the
         # last apply_counts(): appending is atomic and lock-free, the histogram's two locked
         # increments are paid off the request (see observe_operation)
-        self._pending_observations: deque[tuple[Any, Any, Any, str, float]] = deque()
+        self._pending_observations: deque[tuple[tuple[Any, ...], float]] = deque()
 
     # -- the prometheus_client families, made when first needed ---------------------------
     @property
@@ -349,20 +349,32 @@ class ErrorMetrics:
         self._apply_observations()
 
     def _apply_observations(self) -> None:
-        """Each pending timing into its histogram child. ``popleft`` is atomic: two threads
-        applying at once (a scrape and the worker's tick) each take different ones, and a
-        request appending meanwhile is taken by this round or the next, never lost."""
+        """The pending timings into their histogram children, a batch per child: each
+        touched bucket and the sum incremented once per batch, not once per request.
+        ``popleft`` is atomic: two threads applying at once (a scrape and the worker's tick)
+        take different ones, and a request appending meanwhile is taken by this round or
+        the next, never lost."""
         pending = self._pending_observations
         take = pending.popleft
-        observe = self._observe_now
-        while pending:
+        batches: dict[tuple[Any, ...], list[float]] = {}
+        for _ in range(len(pending)):  # what is there now; later ones wait for the next round
             try:
-                component, plugin, operation, outcome, seconds = take()
-            except IndexError:  # the other applier took the last one
-                return
+                key, seconds = take()
+            except IndexError:  # the other applier took the last ones
+                break
             try:
-                observe(component, plugin, operation, outcome, seconds)
-            except Exception:  # a label value that cannot be one: this timing only is lost
+                batch = batches.get(key)
+            except TypeError:  # an unhashable label value: made text, as a label would be
+                key = tuple(_label_text(v) for v in key)
+                batch = batches.get(key)
+            if batch is None:
+                batches[key] = [seconds]
+            else:
+                batch.append(seconds)
+        for key, values in batches.items():
+            try:
+                self._observe_many(key, values)
+            except Exception:  # a label value that cannot be one: these timings only are lost
                 self.count_internal_error()
 
     def apply_exemplars(self) -> None:
@@ -411,36 +423,35 @@ class ErrorMetrics:
         request) and put into its histogram child before the next read
         (:meth:`apply_counts`); at once where another process reads the value files at any
         moment (multiprocess mode)."""
+        key: tuple[Any, ...] = (component, plugin, operation, outcome)
         if self.counts_at_once:
-            self._observe_now(component, plugin, operation, outcome, seconds)
+            try:
+                hash(key)
+            except TypeError:
+                key = tuple(_label_text(v) for v in key)
+            self._observe_many(key, (seconds,))
             return
         pending = self._pending_observations
-        pending.append((component, plugin, operation, outcome, seconds))
+        pending.append((key, seconds))
         if len(pending) > _PENDING_OBSERVATIONS_LIMIT:  # no tick for a while: bounded
             self._apply_observations()
 
-    def _observe_now(
-        self, component: Any, plugin: Any, operation: Any, outcome: str, seconds: float
-    ) -> None:
-        key: tuple[Any, ...] = (component, plugin, operation, outcome)
-        try:
-            child = self._op_children.get(key)
-        except TypeError:
-            key = tuple(_label_text(v) for v in key)
-            child = self._op_children.get(key)
-        if child is None:
+    def _observe_many(self, key: tuple[Any, ...], values: Sequence[float]) -> None:
+        """Timings of one label set (hashable) into its child, created on first use."""
+        observe = self._op_children.get(key)
+        if observe is None:
             limit = self.limiter.value
             child = self.operation_duration.labels(
                 limit("component", key[0]),
                 limit("plugin", key[1]),
                 limit("operation", key[2]),
-                outcome,
+                key[3],
             )
-            child = _observer(child)
+            observe = _bulk_observer(child)
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
-            self._op_children[key] = child
-        child(seconds)
+            self._op_children[key] = observe
+        observe(values)
 
     def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
         limit = self.limiter.value
@@ -540,11 +551,11 @@ class ErrorMetrics:
         )
 
 
-def _observer(child: Any) -> Callable[[float], None]:
-    """``child.observe`` for a histogram child, without what every request need not pay
-    (the parent's observable check, a loop over the bounds): the sum and the one bucket
-    incremented as ``Histogram.observe`` does (first bound >= the value). A child whose
-    internals differ (another prometheus_client) keeps its own ``observe``."""
+def _bulk_observer(child: Any) -> Callable[[Sequence[float]], None]:
+    """Observes many values into a histogram child at once, as ``Histogram.observe`` would
+    one by one (each into the first bucket whose bound is >= it, negatives as 0), with each
+    touched bucket and the sum incremented once. A child whose internals differ (another
+    prometheus_client) keeps its own ``observe``."""
     try:
         bounds = list(child._upper_bounds)
         increments = [bucket.inc for bucket in child._buckets]
@@ -553,13 +564,26 @@ def _observer(child: Any) -> Callable[[float], None]:
             raise TypeError("unexpected buckets")
     except (AttributeError, TypeError, IndexError):
         observe: Callable[[float], None] = child.observe
-        return lambda seconds: observe(max(seconds, 0.0))
+
+        def one_by_one(values: Sequence[float]) -> None:
+            for seconds in values:
+                observe(max(seconds, 0.0))
+
+        return one_by_one
     find = bisect.bisect_left
+    size = len(bounds)
 
-    def fast(seconds: float) -> None:
-        if seconds < 0.0:
-            seconds = 0.0
-        add_to_sum(seconds)
-        increments[find(bounds, seconds)](1)
+    def many(values: Sequence[float]) -> None:
+        counts = [0] * size
+        total = 0.0
+        for seconds in values:
+            if seconds < 0.0:
+                seconds = 0.0
+            total += seconds
+            counts[find(bounds, seconds)] += 1
+        add_to_sum(total)
+        for index, count in enumerate(counts):
+            if count:
+                increments[index](count)
 
-    return fast
+    return many

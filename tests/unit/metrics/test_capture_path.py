@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import ErrorMonitor, handle_errors
@@ -16,7 +16,9 @@ from exporter.metrics.capture_path import (
     _PENDING_OBSERVATIONS_LIMIT,
     DROP_REASONS,
     MAX_LABEL_LENGTH,
+    OPERATION_BUCKETS,
     OVERFLOW_VALUE,
+    _bulk_observer,
 )
 
 QUIET = HOOKS_OFF
@@ -438,3 +440,31 @@ def test_namespace(make_monitor, namespace, prefix):
     assert f"{prefix}error_reports_dropped_total" in text
     if prefix:
         assert "app_errors_total" not in text
+
+
+@pytest.mark.parametrize("batch", [[0.0], [-1.0, 0.001, 0.0011, 0.5, 30.0, 31.0, 1e9, 0.001]])
+def test_timings_applied_in_a_batch_land_where_observe_puts_them(batch):
+    """A batch incremented per bucket gives the same histogram as ``observe`` one by one
+    (bounds inclusive, negatives as 0); a child of another make keeps its own observe."""
+    registry = CollectorRegistry()
+    reference = Histogram("ref", "x", buckets=OPERATION_BUCKETS, registry=registry)
+    batched = Histogram("batched", "x", buckets=OPERATION_BUCKETS, registry=registry)
+    for seconds in batch:
+        reference.observe(max(seconds, 0.0))
+    _bulk_observer(batched)(batch)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        return [
+            (s.name.removeprefix(name), s.labels, s.value)
+            for m in registry.collect()
+            if m.name == name
+            for s in m.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples("batched") == samples("ref")
+
+    seen: list[float] = []
+    other = type("OtherChild", (), {"observe": lambda self, v: seen.append(v)})()
+    _bulk_observer(other)(batch)
+    assert seen == [max(v, 0.0) for v in batch]
