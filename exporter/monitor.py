@@ -177,6 +177,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.view = self.shared
         elif registry is not None:
             self._own_registry()  # the app's registry collects ours from now on
+        self._make_registry_for_monitor_threads()
         if backend is not None or cfg.store_file is not None or is_postgres(cfg.store_url):
             self._attach_store(cfg, backend)
 
@@ -243,10 +244,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self._served = registry
 
     def _own_registry(self) -> CollectorRegistry:
-        """This monitor's registry, made once, when a metric object is first needed (a
-        read, a scrape, the worker's first tick with counts to apply): the capture-path
-        families first, then the standard ``process_*`` collectors (or the bridge into the
-        app's registry) and the scrape-time families, in the order /metrics shows them."""
+        """This monitor's registry, made once, when a metric object is first needed: a
+        read or a scrape on the app's thread, the start when a thread of the monitor will
+        read it (:meth:`_make_registry_for_monitor_threads`, :meth:`serve`), or the
+        worker's tick once prometheus_client is fully imported by someone else. The
+        capture-path families first, then the standard ``process_*`` collectors (or the
+        bridge into the app's registry) and the scrape-time families, in the order /metrics
+        shows them."""
         own = self._own
         if own is not None:
             return own
@@ -258,8 +262,11 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 # thread was half way through the package, both would run its modules at
                 # once and either could fail with "partially initialized module". (An app
                 # thread whose first import of it is a submodule, during ours, still can:
-                # CPython does not wait for a half-imported parent package.) Every import
+                # CPython does not wait for a half-imported parent package; so this runs
+                # on an app thread, the app importing a library it uses.) Every import
                 # is done before anything is made: one that fails leaves nothing half made.
+                # A thread of the monitor never gets here before prometheus_client is
+                # fully imported (capture_path.prometheus_client_imported).
                 import prometheus_client  # noqa: F401
 
                 from exporter.metrics.collectors import StateCollector
@@ -276,6 +283,23 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 registry.register(StateCollector(self))
                 self._own = registry
             return self._own
+
+    def _make_registry_for_monitor_threads(self) -> None:
+        """Make the registry now, on this thread (the app's: a construction, a start, a
+        setting), when the configuration has a thread of the monitor read the metrics: the
+        auto-export (the callback thread writes an export, whose statistics read the
+        families) or the app's callbacks (they run on the callback thread and may read
+        anything). A thread of the monitor must never be the first to import
+        prometheus_client (see ``capture_path.prometheus_client_imported``); the server
+        makes it in :meth:`serve`, multiprocess mode and a registry of the app at once."""
+        pipeline = self.pipeline
+        if self.config.export_path or (
+            pipeline.error_callbacks
+            or pipeline.alert_callbacks
+            or pipeline.pattern_callbacks
+            or pipeline.regression_callbacks
+        ):
+            self._own_registry()
 
     @property
     def store_backend(self) -> tuple[str, str]:
@@ -355,6 +379,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg = self.config
             if cfg.enable_terminal_output:
                 self.pipeline.terminal = TerminalOutput()
+            self._make_registry_for_monitor_threads()  # (settings changed since construction)
             self.start_worker()
             if self.sessions.process_session_id == "":
                 self.sessions.process_session_id = self.sessions.start(None)
@@ -436,6 +461,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
         if self._server is None:
             from exporter.http import MonitorServer
+
+            self._own_registry()  # here: the server's thread reads it, never makes it
 
             server = MonitorServer(self, self.config.host, self.config.port)
             server.start()  # raises OSError naming host:port; keep no half-started server
@@ -653,14 +680,17 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def register_error_callback(self, callback: ErrorCallback) -> None:
         """Called (on the callback thread) with each ErrorReport."""
         self.pipeline.error_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     def register_alert_callback(self, callback: ErrorCallback) -> None:
         """Called with reports whose priority is high or critical."""
         self.pipeline.alert_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     def register_pattern_callback(self, callback: PatternCallback) -> None:
         """Called with each ErrorPattern when it is first detected."""
         self.pipeline.pattern_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     on_pattern_detected = register_pattern_callback
 
@@ -668,6 +698,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """Called with the ErrorReport that brought a resolved group back (a coalesced
         repeat has none of its own: the group's latest report)."""
         self.pipeline.regression_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     # -- release health ------------------------------------------------------------------------
     def set_app_version(self, version: str) -> None:
@@ -716,10 +747,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     # -- process events ------------------------------------------------------------------------
     def _before_fork(self) -> None:
         """A fork waits while another thread makes the registry: it may be importing
-        prometheus_client, and a child forked meanwhile would find the module half imported
-        and its import lock held by a thread the child does not have (it would hang at its
-        first metric). The lock is held only while the registry is made (once per
-        process): any other fork takes it at once."""
+        prometheus_client (an app thread's read), and a child forked meanwhile would find
+        the module half imported and its import lock held by a thread the child does not
+        have (it would hang at its first metric). The lock is held only while the registry
+        is made (once per process): any other fork takes it at once."""
         self._registry_lock.acquire()
 
     def _after_fork_in_parent(self) -> None:

@@ -7,16 +7,21 @@ later ones become ``other`` and are counted in ``app_label_values_overflow_total
 
 The prometheus_client objects (:mod:`.registry`) are made when first needed, not at the
 start: importing prometheus_client is a large share of a monitor's start-up, and a process
-that never errs and is never scraped never needs them. Until then errors are counted
-without them (``itertools.count``) and operations queued, and what the start decides (the
-drop reasons, the running release) is remembered, so every series still exists at 0 from
-the first read on.
+that never errs and is never scraped never needs them. They are made on the thread that
+needs them (an app's read), never by a thread of the monitor unless prometheus_client is
+already fully imported (see :func:`prometheus_client_imported`). Until then nothing is lost:
+errors are counted without them (``itertools.count``), operations queued (then folded into
+pure-Python tallies), the rare counts (drops, internal errors, groups, recoveries, retries,
+overflows) kept in a small pending table applied once when the families are made, and what
+the start decides (the drop reasons, the running release) remembered, so every series
+still exists at 0 from the first read on.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import sys
 import threading
 import time
 from collections import deque
@@ -56,6 +61,48 @@ MAX_EXEMPLAR_LABEL_CHARS = 128
 
 
 Latest = tuple[str, "tuple[int, int] | None", float]  # error id, trace ids, time
+# (family attribute of Families, label values): an amount counted before the families existed
+PendingKey = tuple[str, tuple[str, ...]]
+
+
+def prometheus_client_imported() -> bool:
+    """Whether prometheus_client is fully imported, by whichever thread: only then may a
+    thread of the monitor (the report worker's tick) make the families.
+
+    Making them imports prometheus_client when nobody has yet, and CPython does not make a
+    thread importing one of its submodules (``from prometheus_client.core import ...``, as
+    an app's custom collector does) wait for another thread's half-done import of the
+    package: the app's import would fail with ImportError while our thread is at it. An app
+    thread may import it (that is the app importing a library); the monitor's threads only
+    once it is complete, when making the families imports nothing but our own
+    :mod:`.registry`, whose imports of prometheus_client are then all loaded.
+    """
+    module = sys.modules.get("prometheus_client")
+    if module is None:
+        return False
+    return not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+class _Tally:
+    """Timings of one label set kept in pure Python until the families exist (a bounded
+    stand-in for the histogram child): per bucket (the first bound >= the value, negatives
+    as 0, as ``Histogram.observe``) how many and their sum."""
+
+    __slots__ = ("bounds", "counts", "sums")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds  # the family's buckets, without +Inf
+        self.counts = [0] * (len(bounds) + 1)
+        self.sums = [0.0] * (len(bounds) + 1)
+
+    def add(self, values: Iterable[float]) -> None:
+        find, bounds, counts, sums = bisect.bisect_left, self.bounds, self.counts, self.sums
+        for seconds in values:
+            if seconds < 0.0:
+                seconds = 0.0
+            index = find(bounds, seconds)
+            counts[index] += 1
+            sums[index] += seconds
 
 
 class _ErrorCount:
@@ -181,10 +228,12 @@ class ErrorMetrics:
 
     ``registry`` is called when a metric object is first needed and returns the registry
     the families belong in; its owner may :meth:`bind` them into it meanwhile (the monitor
-    does, to register its other collectors after them). The hot paths (:meth:`count_error`,
-    :meth:`observe_operation`) never make the families; :meth:`apply_counts` does when it
-    has something to apply (the worker's tick, shortly after the first error), every read
-    does, and so do the rare counts (a drop, an internal error, a recovery...).
+    does, to register its other collectors after them). Every read makes them (on the
+    reader's thread: the app's, or a thread of the monitor whose configuration made them at
+    the start); the worker's tick (:meth:`apply_counts_if_made`) only once prometheus_client
+    is fully imported. The hot paths (:meth:`count_error`, :meth:`observe_operation`) and
+    the rare counts (:meth:`_count`) never make them: they wait in pending structures
+    applied exactly once, in :meth:`bind`.
     """
 
     def __init__(
@@ -217,6 +266,13 @@ class ErrorMetrics:
         # last apply_counts(): appending is atomic and lock-free, the histogram's two locked
         # increments are paid off the request (see observe_operation)
         self._pending_observations: deque[tuple[tuple[Any, ...], float]] = deque()
+        # Before the families exist (applied and emptied by bind, under _pending_lock):
+        # the rare counts, and the timings folded out of the queue past its limit and the
+        # recovery durations, per (limited) label set
+        self._pending_lock = threading.Lock()
+        self._pending_counts: dict[PendingKey, float] = {}
+        self._operation_tallies: dict[tuple[str, ...], _Tally] = {}
+        self._recovery_tallies: dict[tuple[str, ...], _Tally] = {}
 
     # -- the prometheus_client families, made when first needed ---------------------------
     @property
@@ -226,7 +282,8 @@ class ErrorMetrics:
 
     def bind(self, registry: CollectorRegistry) -> Families:
         """Make the families in ``registry`` (once: later calls return the first ones),
-        with the series the start decided at 0: each drop reason, each release started."""
+        with the series the start decided at 0 (each drop reason, each release started) and
+        what was counted meanwhile (the pending table and tallies, applied here once)."""
         with self._build_lock:
             built = self._built
             if built is None:
@@ -240,8 +297,40 @@ class ErrorMetrics:
                 for label in self._release_labels:
                     built.groups_new.labels(label)
                     built.groups_regressed.labels(label)
-                self._built = built
+                # A count either lands in the table before this empties it, or sees the
+                # families (published only once the table is in them: a read never misses it)
+                with self._pending_lock:
+                    self._apply_pending(built)
+                    self._built = built
             return built
+
+    def _apply_pending(self, built: Families) -> None:
+        """The pending table and tallies into ``built`` (``_pending_lock`` held)."""
+        for (family, labels), amount in self._pending_counts.items():
+            metric = getattr(built, family)
+            (metric.labels(*labels) if labels else metric).inc(amount)
+        for labels, tally in self._operation_tallies.items():
+            _BulkObserver(built.operation_duration.labels(*labels)).add(tally)
+        for labels, tally in self._recovery_tallies.items():
+            _BulkObserver(built.recovery_duration.labels(*labels)).add(tally)
+        self._pending_counts = {}
+        self._operation_tallies = {}
+        self._recovery_tallies = {}
+
+    def _count(self, family: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        """A rare count (``family``: an attribute of :class:`Families`): into its child, or
+        into the pending table until the families exist (never making them: the caller may
+        be a thread of the monitor, see :func:`prometheus_client_imported`)."""
+        built = self._built
+        if built is None:
+            with self._pending_lock:
+                built = self._built
+                if built is None:
+                    key = (family, labels)
+                    self._pending_counts[key] = self._pending_counts.get(key, 0) + amount
+                    return
+        metric = getattr(built, family)
+        (metric.labels(*labels) if labels else metric).inc(amount)
 
     def _families(self) -> Families:
         built = self._built
@@ -326,13 +415,20 @@ class ErrorMetrics:
         """Move the errors counted and the operations timed since the last call into their
         children (app_errors_total, app_operation_duration_seconds).
 
-        Runs before every read of the families (scrape, statistics) and on the worker's tick
-        (every 0.25 s: what a multiprocess scrape or a forked child sees). With nothing
-        counted yet it returns at once, without making the families.
+        Runs before every read of the families (scrape, statistics); the worker's tick
+        calls :meth:`apply_counts_if_made` instead. With nothing counted yet it returns at
+        once, without making the families.
         """
         built = self._built
         if built is None:
-            if not (self._error_children or self._retired or self._pending_observations):
+            if not (
+                self._error_children
+                or self._retired
+                or self._pending_observations
+                or self._pending_counts
+                or self._operation_tallies
+                or self._recovery_tallies
+            ):
                 return
             built = self._families()  # before the lock: making them takes the owner's
         with self._apply_lock:
@@ -348,9 +444,19 @@ class ErrorMetrics:
             self._retired = [entry for entry in retired if entry.fresh_after_retire()]
         self._apply_observations()
 
+    def apply_counts_if_made(self) -> None:
+        """The worker's tick (every 0.25 s: what a multiprocess scrape or a forked child
+        sees): :meth:`apply_counts`, making the families first only if prometheus_client is
+        fully imported already (:func:`prometheus_client_imported`); else everything waits,
+        exact, for the first read."""
+        if self._built is not None or prometheus_client_imported():
+            self.apply_counts()
+
     def _apply_observations(self) -> None:
         """The pending timings into their histogram children, a batch per child: each
-        touched bucket and the sum incremented once per batch, not once per request.
+        touched bucket and the sum incremented once per batch, not once per request; folded
+        into tallies instead while the families do not exist (this runs on a request's
+        thread then, past the queue's limit: no 40 ms import in the middle of a request).
         ``popleft`` is atomic: two threads applying at once (a scrape and the worker's tick)
         take different ones, and a request appending meanwhile is taken by this round or
         the next, never lost."""
@@ -373,9 +479,31 @@ class ErrorMetrics:
                 batch.append(seconds)
         for key, values in batches.items():
             try:
-                self._observe_many(key, values)
+                if self._built is None:
+                    self._fold(key, values)
+                else:
+                    self._observe_many(key, values)
             except Exception:  # a label value that cannot be one: these timings only are lost
                 self.count_internal_error()
+
+    def _fold(self, key: tuple[Any, ...], values: Sequence[float]) -> None:
+        """Timings of one label set into its tally (the families do not exist yet): as many
+        tallies as label sets, each label's values limited as a child's would be."""
+        limit = self.limiter.value
+        labels = (
+            limit("component", key[0]),
+            limit("plugin", key[1]),
+            limit("operation", key[2]),
+            _label_text(key[3]),
+        )
+        with self._pending_lock:
+            if self._built is None:
+                tally = self._operation_tallies.get(labels)
+                if tally is None:
+                    tally = self._operation_tallies[labels] = _Tally(OPERATION_BUCKETS)
+                tally.add(values)
+                return
+        self._observe_many(key, values)  # made meanwhile
 
     def apply_exemplars(self) -> None:
         """Counts into the children, then each child's exemplar set to its latest error:
@@ -438,7 +566,7 @@ class ErrorMetrics:
 
     def _observe_many(self, key: tuple[Any, ...], values: Sequence[float]) -> None:
         """Timings of one label set (hashable) into its child, created on first use."""
-        observe = self._op_children.get(key)
+        observe = self._op_children.get(key)  # (made by now: see the callers)
         if observe is None:
             limit = self.limiter.value
             child = self.operation_duration.labels(
@@ -447,7 +575,7 @@ class ErrorMetrics:
                 limit("operation", key[2]),
                 key[3],
             )
-            observe = _bulk_observer(child)
+            observe = _BulkObserver(child)
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
             self._op_children[key] = observe
@@ -455,27 +583,39 @@ class ErrorMetrics:
 
     def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
         limit = self.limiter.value
-        self.task_retries.labels(
+        labels = (
             limit("component", component),
             limit("operation", operation),
             limit("error_type", error_type),
-        ).inc()
+        )
+        self._count("task_retries", labels)
 
     def count_recovery(
         self, component: Any, plugin: Any, success: bool, seconds: float | None
     ) -> None:
+        """One recovery attempt, and its duration when known (the duration into a tally
+        while the families do not exist, as :meth:`_count` does for the count)."""
         limit = self.limiter.value
-        component_value, plugin_value = limit("component", component), limit("plugin", plugin)
-        result = "success" if success else "failure"
-        self.recoveries.labels(component_value, plugin_value, result).inc()
-        if seconds is not None:
-            self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
+        labels = (limit("component", component), limit("plugin", plugin))
+        self._count("recoveries", (*labels, "success" if success else "failure"))
+        if seconds is None:
+            return
+        if self._built is None:
+            with self._pending_lock:
+                if self._built is None:
+                    tally = self._recovery_tallies.get(labels)
+                    if tally is None:
+                        tally = self._recovery_tallies[labels] = _Tally(RECOVERY_BUCKETS)
+                    tally.add((seconds,))
+                    return
+        self.recovery_duration.labels(*labels).observe(max(seconds, 0.0))
 
     def after_fork(self) -> None:
         """Another thread of the parent may have held a lock at the fork."""
         self.limiter.after_fork()
         self._apply_lock = threading.Lock()
         self._build_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
 
     def reset(self) -> None:
         """Start every family from zero (a forked child counts its own errors only).
@@ -484,6 +624,10 @@ class ErrorMetrics:
         the fork."""
         self._apply_lock = threading.Lock()
         self._build_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending_counts = {}  # the parent's
+        self._operation_tallies = {}
+        self._recovery_tallies = {}
         built = self._built
         self._release_labels = []  # the child's pipeline starts its release again
         if built is not None:
@@ -511,21 +655,20 @@ class ErrorMetrics:
             built.groups_regressed.labels(label)
 
     def count_new_group(self, version: str | None) -> None:
-        label = self.limiter.value("app_version", version_label(version))
-        self.groups_new.labels(label).inc()
+        self._count("groups_new", (self.limiter.value("app_version", version_label(version)),))
 
     def count_regressed_group(self, version: str | None) -> None:
         label = self.limiter.value("app_version", version_label(version))
-        self.groups_regressed.labels(label).inc()
+        self._count("groups_regressed", (label,))
 
     def count_drop(self, reason: str, amount: int = 1) -> None:
-        self.dropped.labels(reason).inc(amount)
+        self._count("dropped", (reason,), amount)
 
     def count_internal_error(self) -> None:
-        self.internal_errors.inc()
+        self._count("internal_errors")
 
     def _count_overflow(self, label: str) -> None:
-        self.label_overflow.labels(label).inc()
+        self._count("label_overflow", (label,))
 
     def error_totals(self) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of every app_errors_total series: the exact counts."""
@@ -551,39 +694,57 @@ class ErrorMetrics:
         )
 
 
-def _bulk_observer(child: Any) -> Callable[[Sequence[float]], None]:
+class _BulkObserver:
     """Observes many values into a histogram child at once, as ``Histogram.observe`` would
     one by one (each into the first bucket whose bound is >= it, negatives as 0), with each
-    touched bucket and the sum incremented once. A child whose internals differ (another
-    prometheus_client) keeps its own ``observe``."""
-    try:
-        bounds = list(child._upper_bounds)
-        increments = [bucket.inc for bucket in child._buckets]
-        add_to_sum = child._sum.inc
-        if len(bounds) != len(increments) or bounds[-1] != float("inf"):
-            raise TypeError("unexpected buckets")
-    except (AttributeError, TypeError, IndexError):
-        observe: Callable[[float], None] = child.observe
+    touched bucket and the sum incremented once; or adds a :class:`_Tally` the same way. A
+    child whose internals differ (another prometheus_client) keeps its own ``observe``."""
 
-        def one_by_one(values: Sequence[float]) -> None:
+    def __init__(self, child: Any) -> None:
+        self._observe: Callable[[float], None] = child.observe
+        self._increments: list[Callable[[float], None]] | None = None
+        try:
+            bounds = list(child._upper_bounds)
+            increments = [bucket.inc for bucket in child._buckets]
+            add_to_sum = child._sum.inc
+            if len(bounds) != len(increments) or bounds[-1] != float("inf"):
+                raise TypeError("unexpected buckets")
+        except (AttributeError, TypeError, IndexError):
+            return
+        self._bounds = bounds
+        self._increments = increments
+        self._add_to_sum: Callable[[float], None] = add_to_sum
+
+    def __call__(self, values: Sequence[float]) -> None:
+        increments = self._increments
+        if increments is None:
             for seconds in values:
-                observe(max(seconds, 0.0))
-
-        return one_by_one
-    find = bisect.bisect_left
-    size = len(bounds)
-
-    def many(values: Sequence[float]) -> None:
-        counts = [0] * size
+                self._observe(max(seconds, 0.0))
+            return
+        find, bounds = bisect.bisect_left, self._bounds
+        counts = [0] * len(bounds)
         total = 0.0
         for seconds in values:
             if seconds < 0.0:
                 seconds = 0.0
             total += seconds
             counts[find(bounds, seconds)] += 1
-        add_to_sum(total)
+        self._add_to_sum(total)
         for index, count in enumerate(counts):
             if count:
                 increments[index](count)
 
-    return many
+    def add(self, tally: _Tally) -> None:
+        """A tally's timings (made with this child's buckets). Without the child's
+        internals each bucket's timings are observed at their mean: it lies in that bucket,
+        so the buckets and the sum are still right."""
+        increments = self._increments
+        for index, (count, total) in enumerate(zip(tally.counts, tally.sums, strict=True)):
+            if not count:
+                continue
+            if increments is None:
+                for _ in range(count):
+                    self._observe(total / count)
+            else:
+                increments[index](count)
+                self._add_to_sum(total)

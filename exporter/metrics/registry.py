@@ -1,7 +1,8 @@
 """The prometheus_client objects of the capture-path metrics: the registry and the families.
 
-Imported only when a metric object is first needed (a scrape, a read, the worker's first
-tick with counts to apply, a rare count such as a drop): importing prometheus_client runs
+Imported only when a metric object is first needed (a scrape or a read on the app's thread,
+a start whose configuration has the monitor's threads read them, the worker's tick once
+prometheus_client is fully imported by someone else): importing prometheus_client runs
 its package ``__init__``, which loads its HTTP exposition (http.server, wsgiref, urllib,
 ssl...) and cost about 40 ms of a monitor's start-up. :mod:`.capture_path` counts without
 these objects until then.

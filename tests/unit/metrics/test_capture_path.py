@@ -18,7 +18,7 @@ from exporter.metrics.capture_path import (
     MAX_LABEL_LENGTH,
     OPERATION_BUCKETS,
     OVERFLOW_VALUE,
-    _bulk_observer,
+    _BulkObserver,
 )
 
 QUIET = HOOKS_OFF
@@ -451,7 +451,7 @@ def test_timings_applied_in_a_batch_land_where_observe_puts_them(batch):
     batched = Histogram("batched", "x", buckets=OPERATION_BUCKETS, registry=registry)
     for seconds in batch:
         reference.observe(max(seconds, 0.0))
-    _bulk_observer(batched)(batch)
+    _BulkObserver(batched)(batch)
 
     def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
         return [
@@ -466,5 +466,5 @@ def test_timings_applied_in_a_batch_land_where_observe_puts_them(batch):
 
     seen: list[float] = []
     other = type("OtherChild", (), {"observe": lambda self, v: seen.append(v)})()
-    _bulk_observer(other)(batch)
+    _BulkObserver(other)(batch)
     assert seen == [max(v, 0.0) for v in batch]
