@@ -494,7 +494,7 @@ class ErrorMetrics:
             limit("component", key[0]),
             limit("plugin", key[1]),
             limit("operation", key[2]),
-            _label_text(key[3]),
+            key[3],  # the outcome, as _observe_many labels it
         )
         with self._pending_lock:
             if self._built is None:
