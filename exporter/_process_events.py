@@ -12,13 +12,18 @@ import contextlib
 import os
 import threading
 import weakref
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry
+if TYPE_CHECKING:  # imported when the monitor's registry is first needed
+    from prometheus_client import CollectorRegistry
 
 
 class ProcessAware(Protocol):
     def _at_exit(self) -> None: ...
+
+    def _before_fork(self) -> None: ...
+
+    def _after_fork_in_parent(self) -> None: ...
 
     def _after_fork_in_child(self) -> None: ...
 
@@ -52,12 +57,22 @@ def register_fork_handler(monitor: ProcessAware) -> None:
         return  # pragma: no cover - Windows
     ref = weakref.ref(monitor)
 
+    def before() -> None:
+        target = ref()
+        if target is not None:
+            target._before_fork()
+
+    def parent() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_parent()
+
     def child() -> None:
         target = ref()
         if target is not None:
             target._after_fork_in_child()
 
-    os.register_at_fork(after_in_child=child)
+    os.register_at_fork(before=before, after_in_parent=parent, after_in_child=child)
 
 
 class ForkSafeLock:

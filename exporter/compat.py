@@ -187,6 +187,7 @@ class ErrorAggregator:
     @export_path.setter
     def export_path(self, value: Path | str | None) -> None:
         self.monitor.config.export_path = None if value is None else str(value)
+        self.monitor._make_registry_for_monitor_threads()  # read by the auto-export
 
     def record_error(
         self,

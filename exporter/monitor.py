@@ -19,8 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
 from exporter import _running_monitors
 from exporter._monitor_sessions import SessionsAndRecovery
 from exporter._process_events import (
@@ -36,8 +34,7 @@ from exporter.capture.signature import Signer
 from exporter.classify import SeverityRules
 from exporter.config import MonitorConfig, load_config, multiproc_dir
 from exporter.integrations import Integration, enabled_integrations
-from exporter.metrics.capture_path import ErrorMetrics, MonitorRegistry, RegistryBridge, _label_text
-from exporter.metrics.collectors import register_collectors
+from exporter.metrics.capture_path import ErrorMetrics, RegistryBridge, _label_text
 from exporter.metrics.resources import ResourceSampler
 from exporter.model import Breadcrumb, ErrorRecord
 from exporter.patterns import PatternDetector
@@ -55,6 +52,8 @@ from exporter.store.memory import ErrorStore
 from exporter.store.read_protocol import ErrorReader, ReadThroughView
 
 if TYPE_CHECKING:  # imported when a feature is used: a plain start pays for none of them
+    from prometheus_client import CollectorRegistry  # (when a metric object is first needed)
+
     from exporter.integrations.asyncio_loop import AsyncioIntegration
     from exporter.multiprocess import SharedView
     from exporter.store.durable import DurableBackend
@@ -84,17 +83,16 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
 
             check_config(cfg, multiprocess_mode)  # a bad store_path / store_url: ConfigError
         json_export.check_export_path(cfg.export_path)  # and a bad export_path
-        self.registry = MonitorRegistry(include_created=cfg.enable_created_series)
+        # The registry and the metric objects are made when first needed (_own_registry):
+        # a process that never errs and is never scraped never imports prometheus_client.
+        self._own: CollectorRegistry | None = None  # this monitor's, once made
+        self._served: CollectorRegistry | None = None  # what /metrics serves, if not that
+        self._user_registry = registry
+        self._registry_lock = threading.RLock()
         self.metrics = ErrorMetrics(
-            self.registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
+            self._own_registry, cfg.namespace, cfg.label_value_limit, cfg.label_value_limits
         )
-        self.registry.before_collect.append(self.metrics.apply_exemplars)
         self._uncounted_internal = 0
-        self.registry.before_collect.append(self._count_uncounted)
-        if registry is not None:
-            registry.register(RegistryBridge(self.registry))
-        else:
-            register_standard_collectors(self.registry)
         self.signer = Signer(cfg.in_app_include, cfg.in_app_exclude)
         self.rules = SeverityRules(
             cfg.severity_by_type, cfg.severity_by_component, cfg.default_severity
@@ -155,7 +153,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.running = False
         self.view: ErrorReader = LocalView(
             cfg,
-            self.registry,
+            self._own_registry,
             self.pipeline,
             self.metrics,
             resources,
@@ -166,7 +164,6 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         self.shared: SharedView | None = None  # multiprocess mode: every worker's view
         self._durable: DurableBackend | None = None
         self._shared_store: MultiWriterBackend | None = None
-        register_collectors(self)
         register_fork_handler(self)
         backend = None
         if multiprocess_mode:
@@ -174,10 +171,13 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
 
             backend = multiprocess.backend_if_enabled(cfg)  # the backend, chosen once, here
         if backend is not None:
-            self.metrics.counts_at_once = True  # another process may scrape at any moment
+            self.metrics.count_at_once()  # another process may scrape at any moment
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
             self.view = self.shared
+        elif registry is not None:
+            self._own_registry()  # the app's registry collects ours from now on
+        self._make_registry_for_monitor_threads()
         if backend is not None or cfg.store_file is not None or is_postgres(cfg.store_url):
             self._attach_store(cfg, backend)
 
@@ -231,6 +231,75 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
                 )
 
                 self.view = FleetReader(str(cfg.store_url), cfg.store_app, cfg, base=self.view)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """What /metrics serves: this monitor's registry (made now if not yet), or the
+        merged directory's in multiprocess mode."""
+        served = self._served
+        return served if served is not None else self._own_registry()
+
+    @registry.setter
+    def registry(self, registry: CollectorRegistry) -> None:
+        self._served = registry
+
+    def _own_registry(self) -> CollectorRegistry:
+        """This monitor's registry, made once, when a metric object is first needed: a
+        read or a scrape on the app's thread, the start when a thread of the monitor will
+        read it (:meth:`_make_registry_for_monitor_threads`, :meth:`serve`), or the
+        worker's tick once prometheus_client is fully imported by someone else. The
+        capture-path families first, then the standard ``process_*`` collectors (or the
+        bridge into the app's registry) and the scrape-time families, in the order /metrics
+        shows them."""
+        own = self._own
+        if own is not None:
+            return own
+        with self._registry_lock:
+            if self._own is None:
+                # The package first, as a whole, from here where no import is under way on
+                # this thread: an app thread importing the package meanwhile then waits for
+                # ours (or we for theirs). Had we started with a submodule while another
+                # thread was half way through the package, both would run its modules at
+                # once and either could fail with "partially initialized module". (An app
+                # thread whose first import of it is a submodule, during ours, still can:
+                # CPython does not wait for a half-imported parent package; so this runs
+                # on an app thread, the app importing a library it uses.) Every import
+                # is done before anything is made: one that fails leaves nothing half made.
+                # A thread of the monitor never gets here before prometheus_client is
+                # fully imported (capture_path.prometheus_client_imported).
+                import prometheus_client  # noqa: F401
+
+                from exporter.metrics.collectors import StateCollector
+                from exporter.metrics.registry import MonitorRegistry
+
+                registry = MonitorRegistry(include_created=self.config.enable_created_series)
+                self.metrics.bind(registry)
+                registry.before_collect.append(self.metrics.apply_exemplars)
+                registry.before_collect.append(self._count_uncounted)
+                if self._user_registry is not None:
+                    self._user_registry.register(RegistryBridge(registry))
+                else:
+                    register_standard_collectors(registry)
+                registry.register(StateCollector(self))
+                self._own = registry
+            return self._own
+
+    def _make_registry_for_monitor_threads(self) -> None:
+        """Make the registry now, on this thread (the app's: a construction, a start, a
+        setting), when the configuration has a thread of the monitor read the metrics: the
+        auto-export (the callback thread writes an export, whose statistics read the
+        families) or the app's callbacks (they run on the callback thread and may read
+        anything). A thread of the monitor must never be the first to import
+        prometheus_client (see ``capture_path.prometheus_client_imported``); the server
+        makes it in :meth:`serve`, multiprocess mode and a registry of the app at once."""
+        pipeline = self.pipeline
+        if self.config.export_path or (
+            pipeline.error_callbacks
+            or pipeline.alert_callbacks
+            or pipeline.pattern_callbacks
+            or pipeline.regression_callbacks
+        ):
+            self._own_registry()
 
     @property
     def store_backend(self) -> tuple[str, str]:
@@ -310,6 +379,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             cfg = self.config
             if cfg.enable_terminal_output:
                 self.pipeline.terminal = TerminalOutput()
+            self._make_registry_for_monitor_threads()  # (settings changed since construction)
             self.start_worker()
             if self.sessions.process_session_id == "":
                 self.sessions.process_session_id = self.sessions.start(None)
@@ -391,6 +461,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """Start the HTTP server for /metrics and /api/v1 (idempotent)."""
         if self._server is None:
             from exporter.http import MonitorServer
+
+            self._own_registry()  # here: the server's thread reads it, never makes it
 
             server = MonitorServer(self, self.config.host, self.config.port)
             server.start()  # raises OSError naming host:port; keep no half-started server
@@ -608,14 +680,17 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def register_error_callback(self, callback: ErrorCallback) -> None:
         """Called (on the callback thread) with each ErrorReport."""
         self.pipeline.error_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     def register_alert_callback(self, callback: ErrorCallback) -> None:
         """Called with reports whose priority is high or critical."""
         self.pipeline.alert_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     def register_pattern_callback(self, callback: PatternCallback) -> None:
         """Called with each ErrorPattern when it is first detected."""
         self.pipeline.pattern_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     on_pattern_detected = register_pattern_callback
 
@@ -623,6 +698,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         """Called with the ErrorReport that brought a resolved group back (a coalesced
         repeat has none of its own: the group's latest report)."""
         self.pipeline.regression_callbacks.append(callback)
+        self._make_registry_for_monitor_threads()
 
     # -- release health ------------------------------------------------------------------------
     def set_app_version(self, version: str) -> None:
@@ -669,10 +745,22 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         return f"<ErrorMonitor running={self.running} groups={len(self.store.groups)}>"
 
     # -- process events ------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        """A fork waits while another thread makes the registry: it may be importing
+        prometheus_client (an app thread's read), and a child forked meanwhile would find
+        the module half imported and its import lock held by a thread the child does not
+        have (it would hang at its first metric). The lock is held only while the registry
+        is made (once per process): any other fork takes it at once."""
+        self._registry_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._registry_lock.release()
+
     def _after_fork_in_child(self) -> None:
         """The child starts its own account: threads, locks and (single-process mode)
         counts, groups, patterns and sessions are the child's alone."""
         self._lifecycle = threading.RLock()
+        self._registry_lock = threading.RLock()  # the forking thread's, held (_before_fork)
         self._reports.after_fork_in_child()
         self.resources.after_fork()
         self._budget.reset()

@@ -4,25 +4,39 @@ The caller's thread increments these directly so counts are exact even when deta
 reports are dropped. Children are cached per raw label tuple (a dict lookup instead of
 ``.labels()``), and each label keeps at most ``label_value_limit`` distinct values:
 later ones become ``other`` and are counted in ``app_label_values_overflow_total``.
+
+The prometheus_client objects (:mod:`.registry`) are made when first needed, not at the
+start: importing prometheus_client is a large share of a monitor's start-up, and a process
+that never errs and is never scraped never needs them. They are made on the thread that
+needs them (an app's read), never by a thread of the monitor unless prometheus_client is
+already fully imported (see :func:`prometheus_client_imported`). Until then nothing is lost:
+errors are counted without them (``itertools.count``), operations queued (then folded into
+pure-Python tallies), the rare counts (drops, internal errors, groups, recoveries, retries,
+overflows) kept in a small pending table applied once when the families are made, and what
+the start decides (the drop reasons, the running release) remembered, so every series
+still exists at 0 from the first read on.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Exemplar, Sample
+from typing import TYPE_CHECKING, Any
 
 from exporter.capture.tally import count_value
 from exporter.release import version_label
 from exporter.scrub import fix_surrogates, safe_text
+
+if TYPE_CHECKING:  # imported when a metric object is first needed (see above)
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client.metrics_core import Metric
+
+    from exporter.metrics.registry import Families
 
 OVERFLOW_VALUE = "other"
 _OVERFLOW_MEMORY = 10000  # overflowing values remembered per label (counted once each)
@@ -44,23 +58,66 @@ _CHILD_CACHE_LIMIT = 10000
 _PENDING_OBSERVATIONS_LIMIT = 50000
 # OpenMetrics: an exemplar's label names and values together are at most 128 characters
 MAX_EXEMPLAR_LABEL_CHARS = 128
-_CREATED_TYPES = frozenset(("counter", "histogram", "summary"))
 
 
 Latest = tuple[str, "tuple[int, int] | None", float]  # error id, trace ids, time
+# (family attribute of Families, label values): an amount counted before the families existed
+PendingKey = tuple[str, tuple[str, ...]]
+
+
+def prometheus_client_imported() -> bool:
+    """Whether prometheus_client is fully imported, by whichever thread: only then may a
+    thread of the monitor (the report worker's tick) make the families.
+
+    Making them imports prometheus_client when nobody has yet, and CPython does not make a
+    thread importing one of its submodules (``from prometheus_client.core import ...``, as
+    an app's custom collector does) wait for another thread's half-done import of the
+    package: the app's import would fail with ImportError while our thread is at it. An app
+    thread may import it (that is the app importing a library); the monitor's threads only
+    once it is complete, when making the families imports nothing but our own
+    :mod:`.registry`, whose imports of prometheus_client are then all loaded.
+    """
+    module = sys.modules.get("prometheus_client")
+    if module is None:
+        return False
+    return not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+class _Tally:
+    """Timings of one label set kept in pure Python until the families exist (a bounded
+    stand-in for the histogram child): per bucket (the first bound >= the value, negatives
+    as 0, as ``Histogram.observe``) how many and their sum."""
+
+    __slots__ = ("bounds", "counts", "sums")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds  # the family's buckets, without +Inf
+        self.counts = [0] * (len(bounds) + 1)
+        self.sums = [0.0] * (len(bounds) + 1)
+
+    def add(self, values: Iterable[float]) -> None:
+        find, bounds, counts, sums = bisect.bisect_left, self.bounds, self.counts, self.sums
+        for seconds in values:
+            if seconds < 0.0:
+                seconds = 0.0
+            index = find(bounds, seconds)
+            counts[index] += 1
+            sums[index] += seconds
 
 
 class _ErrorCount:
-    """One app_errors_total child and the errors counted for it on the callers' threads.
+    """One app_errors_total series and the errors counted for it on the callers' threads.
 
     The capture path counts with ``next(calls)`` (capture/tally.py), several times cheaper than
     the child's locked ``inc()``; :meth:`ErrorMetrics.apply_counts` moves the difference
-    into the child before any read.
+    into the child before any read. ``labels`` are the series' (limited) label values;
+    ``child`` is None until the families exist (apply_counts looks it up then).
     """
 
-    __slots__ = ("applied", "calls", "child", "delivered", "latest", "retired_applies")
+    __slots__ = ("applied", "calls", "child", "delivered", "labels", "latest", "retired_applies")
 
-    def __init__(self, child: Any) -> None:
+    def __init__(self, labels: tuple[str, str, str, str], child: Any = None) -> None:
+        self.labels = labels
         self.child = child
         self.calls = itertools.count()
         self.delivered = 0
@@ -87,57 +144,6 @@ class _ErrorCount:
         return self.retired_applies < 2
 
 
-class MonitorRegistry(CollectorRegistry):
-    """A registry that leaves out ``_created`` series unless asked for.
-
-    prometheus_client can only switch them off process-wide; doing it per registry
-    keeps the host app's own metrics untouched.
-    """
-
-    def __init__(self, include_created: bool = False) -> None:
-        super().__init__(auto_describe=True)
-        self.include_created = include_created
-        self.before_collect: list[Callable[[], None]] = []
-
-    def collect(self) -> Iterable[Metric]:
-        for hook in self.before_collect:
-            hook()
-        for metric in super().collect():
-            samples = metric.samples
-            # a family with _created has it last (each child emits it last): O(1) check
-            if (
-                not self.include_created
-                and metric.type in _CREATED_TYPES
-                and samples
-                and samples[-1].name.endswith("_created")
-            ):
-                metric.samples = [s for s in samples if not s.name.endswith("_created")]
-            yield metric
-
-
-def _without_created(samples: Iterable[Sample]) -> Iterable[Sample]:
-    samples = tuple(samples)
-    return samples[:-1] if samples and samples[-1].name == "_created" else samples
-
-
-class _QuietCounter(Counter):
-    """A Counter whose children leave out ``_created`` (for MonitorRegistry).
-
-    Dropping it per child is O(1); letting prometheus_client build the labelled sample and
-    filtering it out at scrape time cost about 10% of a /metrics render with 10,000 series.
-    """
-
-    def _child_samples(self) -> Iterable[Sample]:
-        return _without_created(super()._child_samples())
-
-
-class _QuietHistogram(Histogram):
-    """A Histogram whose children leave out ``_created`` (see _QuietCounter)."""
-
-    def _child_samples(self) -> Iterable[Sample]:
-        return _without_created(super()._child_samples())
-
-
 class RegistryBridge:
     """Exposes the monitor's registry through a registry the user supplied."""
 
@@ -149,12 +155,17 @@ class RegistryBridge:
 
 
 class LabelLimiter:
-    """Caps the distinct values of each label; the rest become ``other``."""
+    """Caps the distinct values of each label; the rest become ``other``.
 
-    def __init__(self, default_limit: int, limits: dict[str, int], overflow: Counter) -> None:
+    ``on_overflow(label)`` counts a value that became ``other`` (called without the lock
+    held: counting may make the metric families, see the module's docstring)."""
+
+    def __init__(
+        self, default_limit: int, limits: dict[str, int], on_overflow: Callable[[str], None]
+    ) -> None:
         self.default_limit = default_limit
         self.limits = limits
-        self._overflow = overflow
+        self._on_overflow = on_overflow
         self._seen: dict[str, set[str]] = {}
         # values already counted as overflowing: each is counted once, not at every
         # lookup (scrapes look plugin and error_type values up again each time)
@@ -178,15 +189,16 @@ class LabelLimiter:
             seen = self._seen.setdefault(label, set())
             if text in seen or text == "":
                 return text
-            if len(seen) >= self.limits.get(label, self.default_limit):
-                overflowed = self._overflowed.setdefault(label, set())
-                if text not in overflowed:
-                    if len(overflowed) < _OVERFLOW_MEMORY:
-                        overflowed.add(text)
-                    self._overflow.labels(label).inc()
+            if len(seen) < self.limits.get(label, self.default_limit):
+                seen.add(text)
+                return text
+            overflowed = self._overflowed.setdefault(label, set())
+            if text in overflowed:
                 return OVERFLOW_VALUE
-            seen.add(text)
-            return text
+            if len(overflowed) < _OVERFLOW_MEMORY:
+                overflowed.add(text)
+        self._on_overflow(label)
+        return OVERFLOW_VALUE
 
 
 def exemplar_labels(error_id: str, trace_id: str | None) -> dict[str, str]:
@@ -212,103 +224,41 @@ def _label_text(raw: Any) -> str:
 
 
 class ErrorMetrics:
-    """The capture-path families of one monitor."""
+    """The capture-path families of one monitor.
+
+    ``registry`` is called when a metric object is first needed and returns the registry
+    the families belong in; its owner may :meth:`bind` them into it meanwhile (the monitor
+    does, to register its other collectors after them). Every read makes them (on the
+    reader's thread: the app's, or a thread of the monitor whose configuration made them at
+    the start); the worker's tick (:meth:`apply_counts_if_made`) only once prometheus_client
+    is fully imported. The hot paths (:meth:`count_error`, :meth:`observe_operation`) and
+    the rare counts (:meth:`_count`) never make them: they wait in pending structures
+    applied exactly once, in :meth:`bind`.
+    """
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: Callable[[], CollectorRegistry],
         namespace: str = "app",
         label_value_limit: int = 100,
         label_value_limits: dict[str, int] | None = None,
     ) -> None:
-        ns = namespace
-        quiet = not getattr(registry, "include_created", True)
-        counter: type[Counter] = _QuietCounter if quiet else Counter
-        histogram: type[Histogram] = _QuietHistogram if quiet else Histogram
-        self.errors = counter(
-            "errors",
-            "Errors captured, by type, component, plugin and severity.",
-            ERROR_LABELS,
-            namespace=ns,
-            registry=registry,
-        )
-        self.recoveries = counter(
-            "error_recoveries",
-            "Recovery attempts after an error, by result.",
-            ["component", "plugin", "result"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.recovery_duration = histogram(
-            "error_recovery_duration_seconds",
-            "Time from an error to its recovery.",
-            ["component", "plugin"],
-            namespace=ns,
-            registry=registry,
-            buckets=RECOVERY_BUCKETS,
-        )
-        self.operation_duration = histogram(
-            "operation_duration_seconds",
-            "Duration of operations wrapped by handle_errors or capture(), by outcome.",
-            ["component", "plugin", "operation", "outcome"],
-            namespace=ns,
-            registry=registry,
-            buckets=OPERATION_BUCKETS,
-        )
-        # background jobs (integrations/celery.py, rq.py): a retry is not an error
-        self.task_retries = counter(
-            "task_retries",
-            "Task and job retries, by task and the error that caused them.",
-            ["component", "operation", "error_type"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.dropped = counter(
-            "error_reports_dropped",
-            "Detailed reports dropped (counts stay exact), by reason.",
-            ["reason"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.internal_errors = counter(
-            "monitor_internal_errors",
-            "Failures inside the monitor itself (never re-captured).",
-            namespace=ns,
-            registry=registry,
-        )
-        self.label_overflow = counter(
-            "label_values_overflow",
-            "Label values replaced by 'other' because the label reached its value limit.",
-            ["label"],
-            namespace=ns,
-            registry=registry,
-        )
-        # release health (release.py): groups first seen, and resolved groups seen again
-        self.groups_new = counter(
-            "error_groups_new",
-            "Error groups first seen, by the app version that saw them "
-            "first (unknown: no app_version set).",
-            ["app_version"],
-            namespace=ns,
-            registry=registry,
-        )
-        self.groups_regressed = counter(
-            "error_groups_regressed",
-            "Resolved error groups seen again, by the app version that saw them again.",
-            ["app_version"],
-            namespace=ns,
-            registry=registry,
-        )
-        for reason in DROP_REASONS:
-            self.dropped.labels(reason)
+        self._registry_source = registry
+        self.namespace = namespace
+        self._built: Families | None = None
+        self._build_lock = threading.Lock()
+        # the release label of every version started so far: both release counters get
+        # their series at 0 when the families are made (see release_started)
+        self._release_labels: list[str] = []
         self.limiter = LabelLimiter(
-            label_value_limit, dict(label_value_limits or {}), self.label_overflow
+            label_value_limit, dict(label_value_limits or {}), self._count_overflow
         )
         self._error_children: dict[tuple[Any, ...], _ErrorCount] = {}
         self._retired: list[_ErrorCount] = []  # dropped from the cache, counts to apply
         # bumped when the cache is emptied: entries held elsewhere must be looked up again
         self.generation = 0
-        # multiprocess mode: other processes read the child's value file whenever they scrape
+        # multiprocess mode: other processes read the child's value file whenever they
+        # scrape (set by count_at_once, once the families exist)
         self.counts_at_once = False
         self._apply_lock = threading.Lock()
         self._op_children: dict[tuple[Any, ...], Any] = {}
@@ -316,7 +266,126 @@ class ErrorMetrics:
         # last apply_counts(): appending is atomic and lock-free, the histogram's two locked
         # increments are paid off the request (see observe_operation)
         self._pending_observations: deque[tuple[tuple[Any, ...], float]] = deque()
+        # Before the families exist (applied and emptied by bind, under _pending_lock):
+        # the rare counts, and the timings folded out of the queue past its limit and the
+        # recovery durations, per (limited) label set
+        self._pending_lock = threading.Lock()
+        self._pending_counts: dict[PendingKey, float] = {}
+        self._operation_tallies: dict[tuple[str, ...], _Tally] = {}
+        self._recovery_tallies: dict[tuple[str, ...], _Tally] = {}
 
+    # -- the prometheus_client families, made when first needed ---------------------------
+    @property
+    def materialized(self) -> bool:
+        """Whether the families exist (prometheus_client is imported)."""
+        return self._built is not None
+
+    def bind(self, registry: CollectorRegistry) -> Families:
+        """Make the families in ``registry`` (once: later calls return the first ones),
+        with the series the start decided at 0 (each drop reason, each release started) and
+        what was counted meanwhile (the pending table and tallies, applied here once)."""
+        with self._build_lock:
+            built = self._built
+            if built is None:
+                from exporter.metrics.registry import Families
+
+                built = Families(
+                    registry, self.namespace, ERROR_LABELS, OPERATION_BUCKETS, RECOVERY_BUCKETS
+                )
+                for reason in DROP_REASONS:
+                    built.dropped.labels(reason)
+                for label in self._release_labels:
+                    built.groups_new.labels(label)
+                    built.groups_regressed.labels(label)
+                # A count either lands in the table before this empties it, or sees the
+                # families (published only once the table is in them: a read never misses it)
+                with self._pending_lock:
+                    self._apply_pending(built)
+                    self._built = built
+            return built
+
+    def _apply_pending(self, built: Families) -> None:
+        """The pending table and tallies into ``built`` (``_pending_lock`` held)."""
+        for (family, labels), amount in self._pending_counts.items():
+            metric = getattr(built, family)
+            (metric.labels(*labels) if labels else metric).inc(amount)
+        for labels, tally in self._operation_tallies.items():
+            _BulkObserver(built.operation_duration.labels(*labels)).add(tally)
+        for labels, tally in self._recovery_tallies.items():
+            _BulkObserver(built.recovery_duration.labels(*labels)).add(tally)
+        self._pending_counts = {}
+        self._operation_tallies = {}
+        self._recovery_tallies = {}
+
+    def _count(self, family: str, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        """A rare count (``family``: an attribute of :class:`Families`): into its child, or
+        into the pending table until the families exist (never making them: the caller may
+        be a thread of the monitor, see :func:`prometheus_client_imported`)."""
+        built = self._built
+        if built is None:
+            with self._pending_lock:
+                built = self._built
+                if built is None:
+                    key = (family, labels)
+                    self._pending_counts[key] = self._pending_counts.get(key, 0) + amount
+                    return
+        metric = getattr(built, family)
+        (metric.labels(*labels) if labels else metric).inc(amount)
+
+    def _families(self) -> Families:
+        built = self._built
+        if built is None:
+            # the owner's registry, made now; it may have bound us in it already
+            built = self.bind(self._registry_source())
+        return built
+
+    @property
+    def errors(self) -> Counter:
+        return self._families().errors
+
+    @property
+    def recoveries(self) -> Counter:
+        return self._families().recoveries
+
+    @property
+    def recovery_duration(self) -> Histogram:
+        return self._families().recovery_duration
+
+    @property
+    def operation_duration(self) -> Histogram:
+        return self._families().operation_duration
+
+    @property
+    def task_retries(self) -> Counter:
+        return self._families().task_retries
+
+    @property
+    def dropped(self) -> Counter:
+        return self._families().dropped
+
+    @property
+    def internal_errors(self) -> Counter:
+        return self._families().internal_errors
+
+    @property
+    def label_overflow(self) -> Counter:
+        return self._families().label_overflow
+
+    @property
+    def groups_new(self) -> Counter:
+        return self._families().groups_new
+
+    @property
+    def groups_regressed(self) -> Counter:
+        return self._families().groups_regressed
+
+    def count_at_once(self) -> None:
+        """Count straight into the children from now on (multiprocess mode: another
+        process may read their value files at any moment); makes the families now."""
+        self._families()
+        self.counts_at_once = True
+
+    # -- the capture path ----------------------------------------------------------------
     def count_error(
         self,
         error_type: str,
@@ -346,22 +415,48 @@ class ErrorMetrics:
         """Move the errors counted and the operations timed since the last call into their
         children (app_errors_total, app_operation_duration_seconds).
 
-        Runs before every read of the families (scrape, statistics) and on the worker's tick
-        (every 0.25 s: what a multiprocess scrape or a forked child sees).
+        Runs before every read of the families (scrape, statistics); the worker's tick
+        calls :meth:`apply_counts_if_made` instead. With nothing counted yet it returns at
+        once, without making the families.
         """
+        built = self._built
+        if built is None:
+            if not (
+                self._error_children
+                or self._retired
+                or self._pending_observations
+                or self._pending_counts
+                or self._operation_tallies
+                or self._recovery_tallies
+            ):
+                return
+            built = self._families()  # before the lock: making them takes the owner's
         with self._apply_lock:
             retired, self._retired = self._retired, []
             for entry in [*retired, *self._error_children.values()]:
                 total = count_value(entry.calls)
                 if total != entry.delivered:
-                    entry.child.inc(total - entry.delivered)
+                    child = entry.child
+                    if child is None:  # counted before the families existed
+                        child = entry.child = built.errors.labels(*entry.labels)
+                    child.inc(total - entry.delivered)
                     entry.delivered = total
             self._retired = [entry for entry in retired if entry.fresh_after_retire()]
         self._apply_observations()
 
+    def apply_counts_if_made(self) -> None:
+        """The worker's tick (every 0.25 s: what a multiprocess scrape or a forked child
+        sees): :meth:`apply_counts`, making the families first only if prometheus_client is
+        fully imported already (:func:`prometheus_client_imported`); else everything waits,
+        exact, for the first read."""
+        if self._built is not None or prometheus_client_imported():
+            self.apply_counts()
+
     def _apply_observations(self) -> None:
         """The pending timings into their histogram children, a batch per child: each
-        touched bucket and the sum incremented once per batch, not once per request.
+        touched bucket and the sum incremented once per batch, not once per request; folded
+        into tallies instead while the families do not exist (this runs on a request's
+        thread then, past the queue's limit: no 40 ms import in the middle of a request).
         ``popleft`` is atomic: two threads applying at once (a scrape and the worker's tick)
         take different ones, and a request appending meanwhile is taken by this round or
         the next, never lost."""
@@ -384,9 +479,31 @@ class ErrorMetrics:
                 batch.append(seconds)
         for key, values in batches.items():
             try:
-                self._observe_many(key, values)
+                if self._built is None:
+                    self._fold(key, values)
+                else:
+                    self._observe_many(key, values)
             except Exception:  # a label value that cannot be one: these timings only are lost
                 self.count_internal_error()
+
+    def _fold(self, key: tuple[Any, ...], values: Sequence[float]) -> None:
+        """Timings of one label set into its tally (the families do not exist yet): as many
+        tallies as label sets, each label's values limited as a child's would be."""
+        limit = self.limiter.value
+        labels = (
+            limit("component", key[0]),
+            limit("plugin", key[1]),
+            limit("operation", key[2]),
+            key[3],  # the outcome, as _observe_many labels it
+        )
+        with self._pending_lock:
+            if self._built is None:
+                tally = self._operation_tallies.get(labels)
+                if tally is None:
+                    tally = self._operation_tallies[labels] = _Tally(OPERATION_BUCKETS)
+                tally.add(values)
+                return
+        self._observe_many(key, values)  # made meanwhile
 
     def apply_exemplars(self) -> None:
         """Counts into the children, then each child's exemplar set to its latest error:
@@ -395,11 +512,13 @@ class ErrorMetrics:
         Done at scrape time, not per error: building an exemplar costs more than the
         increment itself, and only the latest one is ever exposed.
         """
+        from prometheus_client.samples import Exemplar  # made by now: this is a scrape
+
         self.apply_counts()
         for entry in list(self._error_children.values()):
             latest = entry.latest
-            if latest is None or latest == entry.applied:
-                continue
+            if latest is None or latest == entry.applied or entry.child is None:
+                continue  # (no child: counted after apply_counts, the next scrape's)
             entry.applied = latest
             error_id, trace, when = latest
             value = getattr(entry.child, "_value", None)
@@ -409,14 +528,14 @@ class ErrorMetrics:
 
     def _error_child(self, key: tuple[Any, ...]) -> _ErrorCount:
         limit = self.limiter.value
-        entry = _ErrorCount(
-            self.errors.labels(
-                limit("error_type", key[0]),
-                limit("component", key[1]),
-                limit("plugin", key[2]),
-                key[3],
-            )
+        labels = (
+            limit("error_type", key[0]),
+            limit("component", key[1]),
+            limit("plugin", key[2]),
+            key[3],
         )
+        built = self._built  # none yet: apply_counts looks the child up once they exist
+        entry = _ErrorCount(labels, None if built is None else built.errors.labels(*labels))
         if len(self._error_children) > _CHILD_CACHE_LIMIT:
             with self._apply_lock:  # their counts are still applied (twice more, see above)
                 self._retired.extend(self._error_children.values())
@@ -447,7 +566,7 @@ class ErrorMetrics:
 
     def _observe_many(self, key: tuple[Any, ...], values: Sequence[float]) -> None:
         """Timings of one label set (hashable) into its child, created on first use."""
-        observe = self._op_children.get(key)
+        observe = self._op_children.get(key)  # (made by now: see the callers)
         if observe is None:
             limit = self.limiter.value
             child = self.operation_duration.labels(
@@ -456,7 +575,7 @@ class ErrorMetrics:
                 limit("operation", key[2]),
                 key[3],
             )
-            observe = _bulk_observer(child)
+            observe = _BulkObserver(child)
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
             self._op_children[key] = observe
@@ -464,44 +583,57 @@ class ErrorMetrics:
 
     def count_task_retry(self, component: Any, operation: Any, error_type: Any) -> None:
         limit = self.limiter.value
-        self.task_retries.labels(
+        labels = (
             limit("component", component),
             limit("operation", operation),
             limit("error_type", error_type),
-        ).inc()
+        )
+        self._count("task_retries", labels)
 
     def count_recovery(
         self, component: Any, plugin: Any, success: bool, seconds: float | None
     ) -> None:
+        """One recovery attempt, and its duration when known (the duration into a tally
+        while the families do not exist, as :meth:`_count` does for the count)."""
         limit = self.limiter.value
-        component_value, plugin_value = limit("component", component), limit("plugin", plugin)
-        result = "success" if success else "failure"
-        self.recoveries.labels(component_value, plugin_value, result).inc()
-        if seconds is not None:
-            self.recovery_duration.labels(component_value, plugin_value).observe(max(seconds, 0.0))
+        labels = (limit("component", component), limit("plugin", plugin))
+        self._count("recoveries", (*labels, "success" if success else "failure"))
+        if seconds is None:
+            return
+        if self._built is None:
+            with self._pending_lock:
+                if self._built is None:
+                    tally = self._recovery_tallies.get(labels)
+                    if tally is None:
+                        tally = self._recovery_tallies[labels] = _Tally(RECOVERY_BUCKETS)
+                    tally.add((seconds,))
+                    return
+        self.recovery_duration.labels(*labels).observe(max(seconds, 0.0))
 
     def after_fork(self) -> None:
         """Another thread of the parent may have held a lock at the fork."""
         self.limiter.after_fork()
         self._apply_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
 
     def reset(self) -> None:
-        """Start every family from zero (a forked child counts its own errors only)."""
-        for family in (
-            self.errors,
-            self.recoveries,
-            self.recovery_duration,
-            self.operation_duration,
-            self.task_retries,
-            self.dropped,
-            self.label_overflow,
-            self.groups_new,
-            self.groups_regressed,
-        ):
-            family.clear()
-        self.internal_errors._value.set(0)  # no public reset for an unlabelled counter
-        for reason in DROP_REASONS:
-            self.dropped.labels(reason)
+        """Start every family from zero (a forked child counts its own errors only).
+
+        Its locks are made anew first: another thread of the parent may have held one at
+        the fork."""
+        self._apply_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending_counts = {}  # the parent's
+        self._operation_tallies = {}
+        self._recovery_tallies = {}
+        built = self._built
+        self._release_labels = []  # the child's pipeline starts its release again
+        if built is not None:
+            built.clear()
+            for reason in DROP_REASONS:
+                built.dropped.labels(reason)
         self._error_children.clear()
         self._retired.clear()
         self.generation += 1
@@ -511,24 +643,32 @@ class ErrorMetrics:
 
     def release_started(self, version: str | None) -> None:
         """Both release counters exist at 0 for a version as soon as it runs, so a rate or
-        an increase sees its first group (a series born at 1 shows no increase)."""
+        an increase sees its first group (a series born at 1 shows no increase). Before
+        the families exist the version is remembered: :meth:`bind` makes its series."""
         label = self.limiter.value("app_version", version_label(version))
-        self.groups_new.labels(label)
-        self.groups_regressed.labels(label)
+        with self._build_lock:  # either bind sees the label, or we see its families
+            if label not in self._release_labels:
+                self._release_labels.append(label)
+            built = self._built
+        if built is not None:
+            built.groups_new.labels(label)
+            built.groups_regressed.labels(label)
 
     def count_new_group(self, version: str | None) -> None:
-        label = self.limiter.value("app_version", version_label(version))
-        self.groups_new.labels(label).inc()
+        self._count("groups_new", (self.limiter.value("app_version", version_label(version)),))
 
     def count_regressed_group(self, version: str | None) -> None:
         label = self.limiter.value("app_version", version_label(version))
-        self.groups_regressed.labels(label).inc()
+        self._count("groups_regressed", (label,))
 
     def count_drop(self, reason: str, amount: int = 1) -> None:
-        self.dropped.labels(reason).inc(amount)
+        self._count("dropped", (reason,), amount)
 
     def count_internal_error(self) -> None:
-        self.internal_errors.inc()
+        self._count("internal_errors")
+
+    def _count_overflow(self, label: str) -> None:
+        self._count("label_overflow", (label,))
 
     def error_totals(self) -> list[tuple[dict[str, str], float]]:
         """(labels, value) of every app_errors_total series: the exact counts."""
@@ -554,39 +694,57 @@ class ErrorMetrics:
         )
 
 
-def _bulk_observer(child: Any) -> Callable[[Sequence[float]], None]:
+class _BulkObserver:
     """Observes many values into a histogram child at once, as ``Histogram.observe`` would
     one by one (each into the first bucket whose bound is >= it, negatives as 0), with each
-    touched bucket and the sum incremented once. A child whose internals differ (another
-    prometheus_client) keeps its own ``observe``."""
-    try:
-        bounds = list(child._upper_bounds)
-        increments = [bucket.inc for bucket in child._buckets]
-        add_to_sum = child._sum.inc
-        if len(bounds) != len(increments) or bounds[-1] != float("inf"):
-            raise TypeError("unexpected buckets")
-    except (AttributeError, TypeError, IndexError):
-        observe: Callable[[float], None] = child.observe
+    touched bucket and the sum incremented once; or adds a :class:`_Tally` the same way. A
+    child whose internals differ (another prometheus_client) keeps its own ``observe``."""
 
-        def one_by_one(values: Sequence[float]) -> None:
+    def __init__(self, child: Any) -> None:
+        self._observe: Callable[[float], None] = child.observe
+        self._increments: list[Callable[[float], None]] | None = None
+        try:
+            bounds = list(child._upper_bounds)
+            increments = [bucket.inc for bucket in child._buckets]
+            add_to_sum = child._sum.inc
+            if len(bounds) != len(increments) or bounds[-1] != float("inf"):
+                raise TypeError("unexpected buckets")
+        except (AttributeError, TypeError, IndexError):
+            return
+        self._bounds = bounds
+        self._increments = increments
+        self._add_to_sum: Callable[[float], None] = add_to_sum
+
+    def __call__(self, values: Sequence[float]) -> None:
+        increments = self._increments
+        if increments is None:
             for seconds in values:
-                observe(max(seconds, 0.0))
-
-        return one_by_one
-    find = bisect.bisect_left
-    size = len(bounds)
-
-    def many(values: Sequence[float]) -> None:
-        counts = [0] * size
+                self._observe(max(seconds, 0.0))
+            return
+        find, bounds = bisect.bisect_left, self._bounds
+        counts = [0] * len(bounds)
         total = 0.0
         for seconds in values:
             if seconds < 0.0:
                 seconds = 0.0
             total += seconds
             counts[find(bounds, seconds)] += 1
-        add_to_sum(total)
+        self._add_to_sum(total)
         for index, count in enumerate(counts):
             if count:
                 increments[index](count)
 
-    return many
+    def add(self, tally: _Tally) -> None:
+        """A tally's timings (made with this child's buckets). Without the child's
+        internals each bucket's timings are observed at their mean: it lies in that bucket,
+        so the buckets and the sum are still right."""
+        increments = self._increments
+        for index, (count, total) in enumerate(zip(tally.counts, tally.sums, strict=True)):
+            if not count:
+                continue
+            if increments is None:
+                for _ in range(count):
+                    self._observe(total / count)
+            else:
+                increments[index](count)
+                self._add_to_sum(total)

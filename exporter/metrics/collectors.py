@@ -4,6 +4,9 @@ Patterns decay, plugin health and sessions are read at scrape time (no polling t
 psutil values come from the background sampler's last reading so a scrape never waits for
 a CPU-percent interval. The standard ``process_*`` families are left to prometheus_client's
 own ProcessCollector.
+
+Imported with the monitor's registry, when a metric object is first needed (see
+``ErrorMonitor._own_registry``), not with the monitor.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import platform
 from collections.abc import Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -21,19 +23,10 @@ from exporter.release import monitor_version
 
 __all__ = [
     "HEALTH_VALUE",
-    "Collected",
     "Observed",
     "Published",
     "StateCollector",
-    "register_collectors",
 ]
-
-
-class Collected(Observed, Protocol):
-    """A monitor whose registry the collector joins."""
-
-    @property
-    def registry(self) -> CollectorRegistry: ...
 
 
 class Published(Observed, Protocol):
@@ -94,7 +87,3 @@ class StateCollector:
         )
         info.add_metric([], {"version": self.version, "python_version": platform.python_version()})
         yield info
-
-
-def register_collectors(monitor: Collected) -> None:
-    monitor.registry.register(StateCollector(monitor))

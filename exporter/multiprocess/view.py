@@ -29,8 +29,9 @@ from prometheus_client.samples import Exemplar
 
 from exporter.classify import per_hour
 from exporter.config import MonitorConfig
-from exporter.metrics.capture_path import MonitorRegistry, exemplar_labels
+from exporter.metrics.capture_path import exemplar_labels
 from exporter.metrics.collectors import HEALTH_VALUE, Published
+from exporter.metrics.registry import MonitorRegistry
 from exporter.metrics.statistics import statistics
 from exporter.model import ErrorRecord, iso_time
 from exporter.multiprocess.publisher import PUBLISH_INTERVAL, SYSTEM_COUNTERS, Publisher

@@ -17,7 +17,7 @@ from exporter.capture import headroom
 from exporter.capture.budget import GroupBudget
 from exporter.capture.occurrence import Occurrence
 from exporter.config import MonitorConfig
-from exporter.metrics.capture_path import ErrorMetrics
+from exporter.metrics.capture_path import ErrorMetrics, prometheus_client_imported
 from exporter.metrics.resources import ResourceSampler
 from exporter.model import ErrorPattern, ErrorPriority, ErrorReport
 from exporter.patterns import PatternDetector
@@ -186,7 +186,7 @@ class Pipeline:
     def tick(self) -> None:
         """Upkeep: error counts into their metric children, coalesced counts into their
         groups, idle sessions ended, stack lent to a capture given back."""
-        self.metrics.apply_counts()
+        self.metrics.apply_counts_if_made()  # never imports prometheus_client here
         headroom.give_back()
         for entry in self.budget.drain():
             self._add_coalesced(*entry)
@@ -263,6 +263,13 @@ class Pipeline:
         """A pattern began: write the export file (on the callback thread)."""
         directory = self.config.export_path
         if directory is None or self.export_writer is None:
+            return
+        if not (self.metrics.materialized or prometheus_client_imported()):
+            # export_path set on the config behind the monitor's back, after its start:
+            # writing the export would import prometheus_client on this thread (see
+            # prometheus_client_imported); the monitor makes it when it sets export_path
+            self.metrics.count_drop("export_failed")
+            log.warning("auto-export to %s skipped: the metrics are not made yet", directory)
             return
         try:
             path = self.export_writer.export_to_file(json_export.auto_export_path(directory))

@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from exporter.classify import per_hour
 from exporter.config import MonitorConfig
@@ -25,6 +23,9 @@ from exporter.store.json_export import export_document
 from exporter.store.memory import ErrorStore, ExportFilter
 from exporter.store.settled import ReadOnce
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 READ_SETTLE_SECONDS = 2.0  # the longest a read waits for reports queued before it
 
 
@@ -34,7 +35,7 @@ class LocalView:
     def __init__(
         self,
         config: MonitorConfig,
-        registry: CollectorRegistry,
+        registry: Callable[[], CollectorRegistry],
         pipeline: Pipeline,
         metrics: ErrorMetrics,
         resources: ResourceSampler,
@@ -56,7 +57,9 @@ class LocalView:
 
     @property
     def registry(self) -> CollectorRegistry:
-        return self._registry
+        """The monitor's registry: made at the first read of it, not before (``registry``
+        is the monitor's maker, see ``ErrorMonitor._own_registry``)."""
+        return self._registry()
 
     @property
     def store(self) -> ErrorStore:

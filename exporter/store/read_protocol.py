@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sized
-from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any, Protocol
 
 from exporter.config import MonitorConfig
 from exporter.model import ErrorRecord
 from exporter.store.memory import ExportFilter
+
+if TYPE_CHECKING:  # imported when a metric object is first needed, not with the monitor
+    from prometheus_client import CollectorRegistry
 
 
 class NotSupported(Exception):

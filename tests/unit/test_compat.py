@@ -329,6 +329,7 @@ def test_aggregator_export_path_is_the_path_written_to(tmp_path, aggregator):
     assert shared.export_path is None  # its monitor exports nowhere: say so
     shared.export_path = tmp_path / "later"  # the seed's attribute still configures it
     assert shared.monitor.config.export_path == str(tmp_path / "later")
+    assert shared.monitor.metrics.materialized  # the auto-export reads them: made here
     assert shared.export_path == tmp_path / "later"
 
 

@@ -25,9 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from exporter.classify import per_hour
 from exporter.config import MonitorConfig
@@ -39,6 +37,9 @@ from exporter.store.durable import postgres_database as db
 from exporter.store.json_export import export_document
 from exporter.store.memory import ErrorGroup, ErrorStore, ExportFilter
 from exporter.store.read_protocol import ErrorReader, NotSupported
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 PAGE = 500  # records read per statement while an export pages through the fleet's
 FLEET_GROUPS = 10000  # at least this many groups read (the fleet has more than one buffer)
@@ -136,11 +137,7 @@ class FleetReader:
         self.app = app
         self.config = config
         self.base = base
-        self._registry = (
-            registry
-            if registry is not None
-            else (base.registry if base is not None else CollectorRegistry())
-        )
+        self._registry = registry  # None: the base's (or an empty one), when first read
         self._conn: Any = None
         self._pid = os.getpid()
         self._retry_at = 0.0  # after a failed connect, reads use memory until then
@@ -212,7 +209,17 @@ class FleetReader:
     # -- ErrorReader ---------------------------------------------------------------------------
     @property
     def registry(self) -> CollectorRegistry:
-        return self._registry
+        """The base's registry (the monitor's, made when first read), or an empty one."""
+        registry = self._registry
+        if registry is None:
+            if self.base is not None:
+                registry = self.base.registry
+            else:
+                from prometheus_client import CollectorRegistry
+
+                registry = CollectorRegistry()
+            self._registry = registry
+        return registry
 
     @property
     def store(self) -> FleetRecords:

@@ -148,3 +148,20 @@ def test_a_callback_may_record_errors_itself(monitor):
     settle(monitor)
     assert len(recorded) == 1
     assert monitor.get_statistics()["errors_by_type"] == {"ValueError": 1, "KeyError": 1}
+
+
+def test_an_auto_export_never_makes_the_metrics_on_the_callback_thread(monkeypatch, tmp_path):
+    """export_path set on the config behind the monitor's back, after its start, while
+    prometheus_client is not imported: the export is skipped and counted as failed rather
+    than importing it on the callback thread (a monitor setting export_path makes them)."""
+    from exporter import ErrorMonitor
+    from exporter.config import HOOKS_OFF
+    from exporter.pipeline import ingest
+
+    monitor = ErrorMonitor(**HOOKS_OFF)
+    monkeypatch.setattr(ingest, "prometheus_client_imported", lambda: False)
+    monitor.config.export_path = str(tmp_path)
+    monitor.pipeline._auto_export()
+    assert not monitor.metrics.materialized
+    assert list(tmp_path.iterdir()) == []
+    assert sample(monitor, "app_error_reports_dropped_total", {"reason": "export_failed"}) == 1
