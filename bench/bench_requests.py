@@ -10,7 +10,8 @@ interleaved rounds of microseconds per request; overhead is the variant minus ba
 round.
 
 Start-up: ``python -c pass``, ``import exporter``, import + ``start()`` (no server), and
-import + ``start()`` with the server, through exit; median over interleaved runs.
+import + ``start()`` with the server, left by ``os._exit`` and through a normal exit (the
+difference is what the monitor's exit costs); median over interleaved runs.
 
 The peers are installed only in the bench environment (``make bench`` builds
 ``.venv-bench``); a peer that is not installed is left out of the table.
@@ -186,10 +187,14 @@ STARTS = {
     "python -c pass": "pass",
     "import exporter": "import exporter",
     "import + start() (no server)": "import exporter; exporter.ErrorMonitor().start(serve=False)",
+    "import + start() with the server, no exit (os._exit)": (
+        "import os, exporter; exporter.ErrorMonitor(port=0).start(); os._exit(0)"
+    ),
     "import + start() with the server, through exit": (
         "import exporter; exporter.ErrorMonitor(port=0).start()"
     ),
 }
+SERVER_NO_EXIT = "import + start() with the server, no exit (os._exit)"
 
 
 def installed(module: str) -> bool:
@@ -245,6 +250,8 @@ def start_table(rounds: int) -> None:
     for name, values in times.items():
         value = statistics.median(values)
         extra = "" if name == "python -c pass" else f"  (+{value - base:.0f} ms over bare)"
+        if name.endswith("through exit"):  # the monitor's exit: stop the server, flush
+            extra += f"; the exit adds {value - statistics.median(times[SERVER_NO_EXIT]):.0f} ms"
         print(f"  {name:<48}{value:>8.1f}{extra}")
 
 
