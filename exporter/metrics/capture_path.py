@@ -19,7 +19,6 @@ still exists at 0 from the first read on.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import sys
 import threading
@@ -29,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from exporter.capture.tally import count_value
+from exporter.metrics.histogram_batch import BulkObserver, TimingTally
 from exporter.release import version_label
 from exporter.scrub import fix_surrogates, safe_text
 
@@ -81,28 +81,6 @@ def prometheus_client_imported() -> bool:
     if module is None:
         return False
     return not getattr(getattr(module, "__spec__", None), "_initializing", False)
-
-
-class _Tally:
-    """Timings of one label set kept in pure Python until the families exist (a bounded
-    stand-in for the histogram child): per bucket (the first bound >= the value, negatives
-    as 0, as ``Histogram.observe``) how many and their sum."""
-
-    __slots__ = ("bounds", "counts", "sums")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = bounds  # the family's buckets, without +Inf
-        self.counts = [0] * (len(bounds) + 1)
-        self.sums = [0.0] * (len(bounds) + 1)
-
-    def add(self, values: Iterable[float]) -> None:
-        find, bounds, counts, sums = bisect.bisect_left, self.bounds, self.counts, self.sums
-        for seconds in values:
-            if seconds < 0.0:
-                seconds = 0.0
-            index = find(bounds, seconds)
-            counts[index] += 1
-            sums[index] += seconds
 
 
 class _ErrorCount:
@@ -271,8 +249,8 @@ class ErrorMetrics:
         # recovery durations, per (limited) label set
         self._pending_lock = threading.Lock()
         self._pending_counts: dict[PendingKey, float] = {}
-        self._operation_tallies: dict[tuple[str, ...], _Tally] = {}
-        self._recovery_tallies: dict[tuple[str, ...], _Tally] = {}
+        self._operation_tallies: dict[tuple[str, ...], TimingTally] = {}
+        self._recovery_tallies: dict[tuple[str, ...], TimingTally] = {}
 
     # -- the prometheus_client families, made when first needed ---------------------------
     @property
@@ -310,9 +288,9 @@ class ErrorMetrics:
             metric = getattr(built, family)
             (metric.labels(*labels) if labels else metric).inc(amount)
         for labels, tally in self._operation_tallies.items():
-            _BulkObserver(built.operation_duration.labels(*labels)).add(tally)
+            BulkObserver(built.operation_duration.labels(*labels)).add(tally)
         for labels, tally in self._recovery_tallies.items():
-            _BulkObserver(built.recovery_duration.labels(*labels)).add(tally)
+            BulkObserver(built.recovery_duration.labels(*labels)).add(tally)
         self._pending_counts = {}
         self._operation_tallies = {}
         self._recovery_tallies = {}
@@ -500,7 +478,7 @@ class ErrorMetrics:
             if self._built is None:
                 tally = self._operation_tallies.get(labels)
                 if tally is None:
-                    tally = self._operation_tallies[labels] = _Tally(OPERATION_BUCKETS)
+                    tally = self._operation_tallies[labels] = TimingTally(OPERATION_BUCKETS)
                 tally.add(values)
                 return
         self._observe_many(key, values)  # made meanwhile
@@ -575,7 +553,7 @@ class ErrorMetrics:
                 limit("operation", key[2]),
                 key[3],
             )
-            observe = _BulkObserver(child)
+            observe = BulkObserver(child)
             if len(self._op_children) > _CHILD_CACHE_LIMIT:
                 self._op_children.clear()
             self._op_children[key] = observe
@@ -605,7 +583,7 @@ class ErrorMetrics:
                 if self._built is None:
                     tally = self._recovery_tallies.get(labels)
                     if tally is None:
-                        tally = self._recovery_tallies[labels] = _Tally(RECOVERY_BUCKETS)
+                        tally = self._recovery_tallies[labels] = TimingTally(RECOVERY_BUCKETS)
                     tally.add((seconds,))
                     return
         self.recovery_duration.labels(*labels).observe(max(seconds, 0.0))
@@ -692,59 +670,3 @@ class ErrorMetrics:
         return sum(
             s.value for m in self.dropped.collect() for s in m.samples if s.name.endswith("_total")
         )
-
-
-class _BulkObserver:
-    """Observes many values into a histogram child at once, as ``Histogram.observe`` would
-    one by one (each into the first bucket whose bound is >= it, negatives as 0), with each
-    touched bucket and the sum incremented once; or adds a :class:`_Tally` the same way. A
-    child whose internals differ (another prometheus_client) keeps its own ``observe``."""
-
-    def __init__(self, child: Any) -> None:
-        self._observe: Callable[[float], None] = child.observe
-        self._increments: list[Callable[[float], None]] | None = None
-        try:
-            bounds = list(child._upper_bounds)
-            increments = [bucket.inc for bucket in child._buckets]
-            add_to_sum = child._sum.inc
-            if len(bounds) != len(increments) or bounds[-1] != float("inf"):
-                raise TypeError("unexpected buckets")
-        except (AttributeError, TypeError, IndexError):
-            return
-        self._bounds = bounds
-        self._increments = increments
-        self._add_to_sum: Callable[[float], None] = add_to_sum
-
-    def __call__(self, values: Sequence[float]) -> None:
-        increments = self._increments
-        if increments is None:
-            for seconds in values:
-                self._observe(max(seconds, 0.0))
-            return
-        find, bounds = bisect.bisect_left, self._bounds
-        counts = [0] * len(bounds)
-        total = 0.0
-        for seconds in values:
-            if seconds < 0.0:
-                seconds = 0.0
-            total += seconds
-            counts[find(bounds, seconds)] += 1
-        self._add_to_sum(total)
-        for index, count in enumerate(counts):
-            if count:
-                increments[index](count)
-
-    def add(self, tally: _Tally) -> None:
-        """A tally's timings (made with this child's buckets). Without the child's
-        internals each bucket's timings are observed at their mean: it lies in that bucket,
-        so the buckets and the sum are still right."""
-        increments = self._increments
-        for index, (count, total) in enumerate(zip(tally.counts, tally.sums, strict=True)):
-            if not count:
-                continue
-            if increments is None:
-                for _ in range(count):
-                    self._observe(total / count)
-            else:
-                increments[index](count)
-                self._add_to_sum(total)
