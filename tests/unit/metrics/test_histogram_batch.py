@@ -10,6 +10,17 @@ from exporter.metrics.capture_path import OPERATION_BUCKETS
 from exporter.metrics.histogram_batch import BulkObserver, TimingTally
 
 
+def samples(registry: CollectorRegistry, name: str) -> list[tuple[str, dict[str, str], float]]:
+    """A histogram's samples without its name and ``_created``, to compare two of them."""
+    return [
+        (s.name.removeprefix(name), s.labels, s.value)
+        for m in registry.collect()
+        if m.name == name
+        for s in m.samples
+        if not s.name.endswith("_created")
+    ]
+
+
 @pytest.mark.parametrize("batch", [[0.0], [-1.0, 0.001, 0.0011, 0.5, 30.0, 31.0, 1e9, 0.001]])
 def test_timings_applied_in_a_batch_land_where_observe_puts_them(batch):
     """A batch incremented per bucket gives the same histogram as ``observe`` one by one
@@ -21,16 +32,7 @@ def test_timings_applied_in_a_batch_land_where_observe_puts_them(batch):
         reference.observe(max(seconds, 0.0))
     BulkObserver(batched)(batch)
 
-    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
-        return [
-            (s.name.removeprefix(name), s.labels, s.value)
-            for m in registry.collect()
-            if m.name == name
-            for s in m.samples
-            if not s.name.endswith("_created")
-        ]
-
-    assert samples("batched") == samples("ref")
+    assert samples(registry, "batched") == samples(registry, "ref")
 
     seen: list[float] = []
     other = type("OtherChild", (), {"observe": lambda self, v: seen.append(v)})()
@@ -52,16 +54,7 @@ def test_a_tally_adds_to_a_child_as_observe_would():
         reference.observe(max(seconds, 0.0))
     BulkObserver(added).add(tally)
 
-    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
-        return [
-            (s.name.removeprefix(name), s.labels, s.value)
-            for m in registry.collect()
-            if m.name == name
-            for s in m.samples
-            if not s.name.endswith("_created")
-        ]
-
-    assert samples("added") == samples("ref")
+    assert samples(registry, "added") == samples(registry, "ref")
 
     seen: list[float] = []
     other = type("OtherChild", (), {"observe": lambda self, v: seen.append(v)})()
@@ -70,7 +63,7 @@ def test_a_tally_adds_to_a_child_as_observe_would():
     for seconds in seen:
         checked.observe(seconds)
     assert len(seen) == len(values)
-    assert [v for n, _, v in samples("checked") if n == "_bucket"] == [
-        v for n, _, v in samples("ref") if n == "_bucket"
+    assert [v for n, _, v in samples(registry, "checked") if n == "_bucket"] == [
+        v for n, _, v in samples(registry, "ref") if n == "_bucket"
     ]
     assert sum(seen) == pytest.approx(sum(max(v, 0.0) for v in values))
