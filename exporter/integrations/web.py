@@ -131,6 +131,7 @@ class RequestScope(WorkScope):
     """
 
     path: str
+    query: str
     _route: str | None = None
     _clean_path: str | None = None
     body: bytes | None = None
@@ -148,7 +149,7 @@ class RequestScope(WorkScope):
         options: WebOptions,
         method: str,
         path: str | None,
-        query: str,
+        query: str | None,
         headers: Headers | None,
         request_id: str,
         traceparent: str | None = None,
@@ -164,7 +165,8 @@ class RequestScope(WorkScope):
         if path is not None:  # None: a subclass finds it when first read (see WSGI's)
             self.path = path
         self.options = options
-        self.query = query
+        if query is not None:  # None: as the path
+            self.query = query
         self.headers = headers
         self.request_id = request_id
 

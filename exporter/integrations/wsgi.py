@@ -146,8 +146,8 @@ class _WsgiRequest(RequestScope):
             middleware._monitor or middleware.monitor,
             middleware.options,
             str(environ.get("REQUEST_METHOD") or "GET"),
-            None,  # decoded when first read: only a report or a breadcrumb reads it
-            str(environ.get("QUERY_STRING") or ""),
+            None,  # path and query: read when first needed (only a report or a breadcrumb)
+            None,
             None,
             clean_request_id(request_id) if request_id else new_id(),
             environ.get("HTTP_TRACEPARENT"),
@@ -159,6 +159,10 @@ class _WsgiRequest(RequestScope):
     @functools.cached_property
     def path(self) -> str:  # type: ignore[override]  # set once, by this, never written
         return _path(self.environ)
+
+    @functools.cached_property
+    def query(self) -> str:  # type: ignore[override]  # as the path
+        return str(self.environ.get("QUERY_STRING") or "")
 
     def find_route(self) -> str | None:
         return self.middleware._route_of(self.environ)
