@@ -302,8 +302,12 @@ def _wake(address: Any) -> None:
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-        pass
+    # a plain connect to the numeric address the socket is bound to: create_connection's
+    # getaddrinfo would import the idna codec at exit (about 2 ms) to look up a number
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        sock.connect((host, port))
 
 
 def serve_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> MonitorServer:
