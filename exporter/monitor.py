@@ -733,7 +733,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
         pending = self._uncounted_internal
         if pending:
             self._uncounted_internal -= pending
-            self.metrics.internal_errors.inc(pending)
+            self.metrics.families().internal_errors.inc(pending)
 
     def export_to_file(self, filepath: str | Path, **filters: Any) -> Path:
         """Write the export atomically (0600). Raises OSError if the file cannot be written."""

@@ -177,10 +177,10 @@ def offline_monitor(path: str, app: str | None = None) -> Any:
             limit("plugin", report.plugin),
             report.severity.value,
         )
-        metrics.errors.labels(*labels).inc(report.occurrence_count)
+        metrics.families().errors.labels(*labels).inc(report.occurrence_count)
         for result, count in group.recoveries.items():
             if count:
-                metrics.recoveries.labels(labels[1], labels[2], result).inc(count)
+                metrics.families().recoveries.labels(labels[1], labels[2], result).inc(count)
     tracker = monitor.sessions
     tracker.end_all()  # this reader's own process session is not the app's
     tracker.ended = load_sessions(path, app)

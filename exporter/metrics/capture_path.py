@@ -33,7 +33,7 @@ from exporter.release import version_label
 from exporter.scrub import fix_surrogates, safe_text
 
 if TYPE_CHECKING:  # imported when a metric object is first needed (see above)
-    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
     from exporter.metrics.registry import Families
@@ -310,57 +310,20 @@ class ErrorMetrics:
         metric = getattr(built, family)
         (metric.labels(*labels) if labels else metric).inc(amount)
 
-    def _families(self) -> Families:
+    def families(self) -> Families:
+        """The prometheus_client families (``families().errors``...), made now if not yet,
+        in the owner's registry (never call it from a thread of the monitor before
+        prometheus_client is imported: see :func:`prometheus_client_imported`)."""
         built = self._built
         if built is None:
             # the owner's registry, made now; it may have bound us in it already
             built = self.bind(self._registry_source())
         return built
 
-    @property
-    def errors(self) -> Counter:
-        return self._families().errors
-
-    @property
-    def recoveries(self) -> Counter:
-        return self._families().recoveries
-
-    @property
-    def recovery_duration(self) -> Histogram:
-        return self._families().recovery_duration
-
-    @property
-    def operation_duration(self) -> Histogram:
-        return self._families().operation_duration
-
-    @property
-    def task_retries(self) -> Counter:
-        return self._families().task_retries
-
-    @property
-    def dropped(self) -> Counter:
-        return self._families().dropped
-
-    @property
-    def internal_errors(self) -> Counter:
-        return self._families().internal_errors
-
-    @property
-    def label_overflow(self) -> Counter:
-        return self._families().label_overflow
-
-    @property
-    def groups_new(self) -> Counter:
-        return self._families().groups_new
-
-    @property
-    def groups_regressed(self) -> Counter:
-        return self._families().groups_regressed
-
     def count_at_once(self) -> None:
         """Count straight into the children from now on (multiprocess mode: another
         process may read their value files at any moment); makes the families now."""
-        self._families()
+        self.families()
         self.counts_at_once = True
 
     # -- the capture path ----------------------------------------------------------------
@@ -408,7 +371,7 @@ class ErrorMetrics:
                 or self._recovery_tallies
             ):
                 return
-            built = self._families()  # before the lock: making them takes the owner's
+            built = self.families()  # before the lock: making them takes the owner's
         with self._apply_lock:
             retired, self._retired = self._retired, []
             for entry in [*retired, *self._error_children.values()]:
@@ -547,7 +510,7 @@ class ErrorMetrics:
         observe = self._op_children.get(key)  # (made by now: see the callers)
         if observe is None:
             limit = self.limiter.value
-            child = self.operation_duration.labels(
+            child = self.families().operation_duration.labels(
                 limit("component", key[0]),
                 limit("plugin", key[1]),
                 limit("operation", key[2]),
@@ -586,7 +549,7 @@ class ErrorMetrics:
                         tally = self._recovery_tallies[labels] = TimingTally(RECOVERY_BUCKETS)
                     tally.add((seconds,))
                     return
-        self.recovery_duration.labels(*labels).observe(max(seconds, 0.0))
+        self.families().recovery_duration.labels(*labels).observe(max(seconds, 0.0))
 
     def after_fork(self) -> None:
         """Another thread of the parent may have held a lock at the fork."""
@@ -652,7 +615,7 @@ class ErrorMetrics:
         """(labels, value) of every app_errors_total series: the exact counts."""
         self.apply_counts()
         out = []
-        for metric in self.errors.collect():
+        for metric in self.families().errors.collect():
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     out.append((sample.labels, sample.value))
@@ -660,7 +623,7 @@ class ErrorMetrics:
 
     def recovery_totals(self) -> dict[str, float]:
         totals = {"success": 0.0, "failure": 0.0}
-        for metric in self.recoveries.collect():
+        for metric in self.families().recoveries.collect():
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     totals[sample.labels["result"]] += sample.value
@@ -668,5 +631,8 @@ class ErrorMetrics:
 
     def dropped_total(self) -> float:
         return sum(
-            s.value for m in self.dropped.collect() for s in m.samples if s.name.endswith("_total")
+            s.value
+            for m in self.families().dropped.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
         )

@@ -478,7 +478,7 @@ for group in m.list_groups():
     detail = m.get_group(group["error_id"])
     out[group["error_type"]] = [detail["report"]["trace_id"], detail["report"]["span_id"],
                                 detail["occurrences"][0]["trace_id"]]
-out["internal_errors"] = m.metrics.internal_errors._value.get()
+out["internal_errors"] = m.metrics.families().internal_errors._value.get()
 m.stop()
 print(json.dumps(out))
 """

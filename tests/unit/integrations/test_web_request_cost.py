@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support.fresh_python import run_python
 from werkzeug.test import Client
 
 from exporter.integrations.web import clean_request_id
@@ -163,16 +164,7 @@ def test_a_plain_start_imports_none_of_the_unused_features():
         "print(json.dumps([started, loaded()]))\n"
         "monitor.stop()\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[], []]
+    assert run_python(code) == [[], []]
 
 
 def test_the_server_starts_without_yaml_or_asyncio():

@@ -10,23 +10,19 @@ monitor will read them, and every series at 0 from the first read on.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from support.fresh_python import run_python
 
 from exporter import ErrorMonitor
 from exporter.config import HOOKS_OFF
 from exporter.metrics.capture_path import DROP_REASONS
 
-REPO = Path(__file__).resolve().parents[3]
 QUIET = HOOKS_OFF
 ERROR_SERIES = (
     'app_errors_total{component="ECU",error_type="ValueError",plugin="",severity="medium"}'
@@ -60,21 +56,6 @@ def wait_until(condition: Any, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.01)
     return True
-
-
-def run_python(code: str) -> Any:
-    """Run ``code`` in a fresh interpreter (no monitor setting from the environment);
-    returns the JSON of its last line of output."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ERROR_EXPORTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_start_that_never_errs_never_imports_prometheus_client():
@@ -140,13 +121,19 @@ def test_errors_counted_before_the_families_exist_are_exact_with_their_exemplar(
 # callers' threads; error_buffer_size=2: store_evicted on the worker...), recoveries with
 # their durations, timings past the queue's limit (folded on this thread) and queued ones;
 # several of the worker's ticks; every prometheus_client import noted with its thread.
-WITHOUT_PROMETHEUS_CLIENT = """
+# Every import of prometheus_client, noted with the thread that made it (an audit hook).
+NOTE_IMPORTS = """
 import json, sys, threading, time
 imports = []
 def noted(event, args):
     if event == "import" and str(args[0]).split(".")[0] == "prometheus_client":
         imports.append(threading.current_thread().name)
 sys.addaudithook(noted)
+"""
+
+WITHOUT_PROMETHEUS_CLIENT = (
+    NOTE_IMPORTS
+    + """
 import exporter
 from exporter.metrics import capture_path
 capture_path._PENDING_OBSERVATIONS_LIMIT = 10
@@ -196,6 +183,7 @@ text = generate_latest(monitor.registry).decode()
 monitor.stop()
 print(json.dumps([before, made_before, imports, drops, new_groups, text]))
 """
+)
 
 
 def sample(text: str, series: str) -> float:
@@ -252,13 +240,9 @@ def test_no_thread_of_the_monitor_imports_prometheus_client_and_nothing_is_lost(
 def test_the_worker_makes_the_families_once_the_app_imported_prometheus_client():
     """The app imports prometheus_client itself after the first errors: the worker's tick
     then makes the families on its own (importing nothing of prometheus_client), exact."""
-    code = """
-import json, sys, threading, time
-imports = []
-def noted(event, args):
-    if event == "import" and str(args[0]).split(".")[0] == "prometheus_client":
-        imports.append(threading.current_thread().name)
-sys.addaudithook(noted)
+    code = (
+        NOTE_IMPORTS
+        + """
 import exporter
 from exporter.config import HOOKS_OFF
 monitor = exporter.ErrorMonitor(**HOOKS_OFF).start(serve=False)
@@ -285,6 +269,7 @@ text = generate_latest(monitor.registry).decode()
 monitor.stop()
 print(json.dumps([made_early, made_by, sorted(set(imports)), text]))
 """
+    )
     made_early, made_by, import_threads, text = run_python(code)
     assert made_early is False
     assert set(made_by) == {"error-exporter-worker"}  # (bound, then asked again)

@@ -222,7 +222,7 @@ def test_str_that_raises(monitor):
     assert report["error_message"].startswith("<unprintable Hostile")
     assert "Hostile" in report["stack_trace"]
     assert monitor.get_statistics()["total_errors"] == 1
-    assert int(monitor.metrics.internal_errors._value.get()) == 0
+    assert int(monitor.metrics.families().internal_errors._value.get()) == 0
 
 
 def test_str_that_returns_a_non_string(monitor):
