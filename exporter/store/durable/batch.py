@@ -9,7 +9,8 @@ dialect: :mod:`.postgres_database`, :mod:`.sqlite_shared`) says how each is spel
 1. new groups: inserted unless present; the ids inserted are the groups this process
    created, so "new in version X" is counted once for everyone;
 2. groups that existed: their occurrences *added*, first / last seen widened, the
-   latest report kept when it is the latest, the group's own state merged;
+   latest report kept when it is the latest, the group's own state merged into the stored
+   one (:class:`StateMerge`: never the last writer's alone);
 3. resolves done in this process: ``resolved_at`` set where it is not yet (the first wins);
 4. regressions: the conditional update (``resolved_at < latest``) that exactly one
    writer sees succeed, so a regression is counted once;
@@ -24,11 +25,12 @@ other in a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from exporter.model import json_text
+from exporter.model import SEVERITY_RANK, json_text
 from exporter.store.durable import rows
 from exporter.store.durable.tables import GROUP_COLUMNS, RELEASE_COLUMNS, UNKNOWN_INSTANCE
 from exporter.store.durable.tracking import Changes, TrackingStore
@@ -64,7 +66,10 @@ class Statements(Protocol):
         inserted."""
         ...
 
-    def add(self, conn: Any, app: str, rows: list[AddRow]) -> None: ...
+    def add(self, conn: Any, app: str, rows: list[AddRow]) -> None:
+        """Add the rows (in ``error_id`` order) to the groups present, each group's state
+        merged into the stored one (:class:`StateMerge`) under the row's lock."""
+        ...
 
     def resolve(
         self, conn: Any, app: str, error_id: str, when: float, version: str | None
@@ -85,6 +90,90 @@ class Statements(Protocol):
     def add_sessions(self, conn: Any, rows: list[tuple[str, str, int]]) -> None: ...
 
     def read_states(self, conn: Any, app: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+
+def merge_state(old: str, new: str, max_users: int, coalesced_added: int) -> str:
+    """The group's state as the store has it: ``new`` (this process's) merged into ``old``
+    (what every process wrote so far): users united (at most ``max_users``), each
+    component's, plugin's and recovery's count the larger of the two, the highest
+    severity, and ``coalesced_added`` (this process's part not written yet) added."""
+    before: dict[str, Any] = json.loads(old)
+    mine: dict[str, Any] = json.loads(new)
+    users = list(before.get("users") or ())
+    known = set(users)
+    for user in mine.get("users") or ():
+        if len(users) >= max_users:
+            break
+        if user not in known:
+            known.add(user)
+            users.append(user)
+    merged = dict(before)
+    merged["users"] = sorted(users)
+    for key in ("components", "plugins", "recoveries"):
+        combined = dict(before.get(key) or {})
+        for name, count in (mine.get(key) or {}).items():
+            combined[name] = max(int(combined.get(name, 0)), int(count))
+        merged[key] = combined
+    severities = [s for s in (before.get("max_severity"), mine.get("max_severity")) if s]
+    if severities:
+        merged["max_severity"] = max(severities, key=lambda s: SEVERITY_RANK.get(s, 0))
+    merged["coalesced"] = int(before.get("coalesced") or 0) + coalesced_added
+    return json.dumps(merged, sort_keys=True, separators=(",", ":"))
+
+
+def coalesced_of(state: str) -> int:
+    return int(json.loads(state).get("coalesced") or 0)
+
+
+class StateMerge:
+    """One writer's merge of its groups' state into a store that many processes write.
+
+    Each process holds only its share of a group (the users it saw, the occurrences it
+    coalesced), so writing it as it is would leave the last writer's share alone: the
+    stored state is merged with it instead (:func:`merge_state`). Users, counts per name
+    and the highest severity merge by themselves; the coalesced count is a sum, so only
+    what this process has not written yet is added: ``written`` is, per group, the part
+    of its in-memory count the store has (what was loaded at start is everyone's: all
+    written), ``pending`` the same once the batch on its way commits.
+    """
+
+    def __init__(self, max_users: int = 1000) -> None:
+        self.max_users = max_users
+        self.written: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+
+    def begin(self) -> None:
+        """A batch (or its retry) starts: nothing of it is written yet."""
+        self.pending = {}
+
+    def created(self, error_id: str, state: str) -> None:
+        """This batch inserted the group with its state: all of its coalesced count."""
+        self.pending[error_id] = coalesced_of(state)
+
+    def merged(self, error_id: str, stored: str, mine: str) -> str:
+        """The state to write over ``stored`` (the caller holds the row's lock)."""
+        count = coalesced_of(mine)
+        written = self.written.get(error_id, 0)
+        self.pending[error_id] = max(count, written)
+        return merge_state(stored, mine, self.max_users, max(count - written, 0))
+
+    def committed(self, removed: Iterable[str]) -> None:
+        """The batch committed; ``removed``: groups that left memory (a group that comes
+        back starts its count from zero)."""
+        self.written.update(self.pending)
+        self.pending = {}
+        for error_id in removed:
+            self.written.pop(error_id, None)
+
+    def loaded(self, groups: Mapping[str, ErrorGroup]) -> None:
+        """The groups loaded from the store (the caller holds the store's lock)."""
+        for error_id, group in groups.items():
+            self.written[error_id] = group.coalesced
+
+    def forked(self) -> None:
+        """A forked child starts an empty store: none of its share written yet."""
+        self.written = {}
+        self.pending = {}
 
 
 def write(
@@ -108,11 +197,9 @@ def write(
     added = [add_row(groups[e], changes.counts.get(e, 0)) for e in present if e not in created]
     # counts of groups no longer in memory (evicted before the write): still added
     added += [
-        (e, n, None, None, None, None, None)
-        for e, n in sorted(changes.counts.items())
-        if e not in groups
+        (e, n, None, None, None, None, None) for e, n in changes.counts.items() if e not in groups
     ]
-    statements.add(conn, app, added)
+    statements.add(conn, app, sorted(added, key=lambda row: str(row[0])))
     for error_id in sorted(changes.resolved):
         when, version = changes.resolved[error_id]
         statements.resolve(conn, app, error_id, when, version)

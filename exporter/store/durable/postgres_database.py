@@ -6,7 +6,11 @@ A batch is one transaction, correct while any number of processes write the same
 1. new groups: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` — the rows returned are the
    groups this process created, so "new in version X" is counted once for the whole fleet;
 2. groups that existed: their occurrences *added* (``occurrence_count + n``), first / last
-   seen widened, the latest report kept when it is the latest;
+   seen widened, the latest report kept when it is the latest; the group's own state
+   (users, components, plugins, recoveries, highest severity, coalesced count) *merged*:
+   the rows are locked (``SELECT … FOR UPDATE``), this process's share merged into what
+   they hold (:class:`.batch.StateMerge`, the SQLite directory's merge too), then written,
+   so a concurrent writer waits and merges into ours rather than replacing it;
 3. resolves done in this process: ``resolved_at`` set where it is not yet (the first wins);
 4. regressions: ``UPDATE … WHERE resolved_at IS NOT NULL AND resolved_at < latest
    RETURNING`` — the row lock lets exactly one process see the row come back, so it is
@@ -137,7 +141,7 @@ UPDATE groups g SET
     first_occurrence = LEAST(g.first_occurrence, v.first_occurrence),  -- NULL: ignored
     last_occurrence = GREATEST(g.last_occurrence, v.last_occurrence),
     report = CASE WHEN v.last_occurrence >= g.last_occurrence THEN v.report ELSE g.report END,
-    state = coalesce(v.state, g.state),
+    state = coalesce(v.state, g.state),  -- merged in Python (_LOCK); NULL: counts only
     last_seen_version = CASE WHEN v.last_occurrence >= g.last_occurrence
         THEN coalesce(v.last_seen_version, g.last_seen_version) ELSE g.last_seen_version END
 FROM (VALUES {values}) AS v (error_id, added, first_occurrence, last_occurrence, report,
@@ -145,6 +149,12 @@ FROM (VALUES {values}) AS v (error_id, added, first_occurrence, last_occurrence,
 WHERE g.app = %s AND g.error_id = v.error_id
 """
 _ADD_ROW = "(%s::text, %s::bigint, %s::float8, %s::float8, %s::text, %s::text, %s::text)"
+# the rows _ADD writes, locked first in error_id order: the state merged into is the
+# last one committed, and no other writer changes it before this batch commits
+_LOCK = (
+    "SELECT error_id, state FROM groups WHERE app = %s AND error_id = ANY(%s) "
+    "ORDER BY error_id FOR UPDATE"
+)
 RESOLVE = """
 UPDATE groups SET
     resolved_version = CASE WHEN resolved_at IS NULL THEN {p} ELSE resolved_version END,
@@ -166,22 +176,43 @@ class PostgresStatements:
     """The steps of a batch (:mod:`.batch`) as PostgreSQL statements: many rows per
     statement (one round trip each), ``RETURNING`` saying what this writer did."""
 
+    def __init__(self, states: batch.StateMerge) -> None:
+        self.states = states
+
     def insert_new(self, conn: Any, rows: list[tuple[Any, ...]]) -> list[tuple[str, str | None]]:
         created: list[tuple[str, str | None]] = []
+        id_at, state_at = GROUP_COLUMNS.index("error_id"), GROUP_COLUMNS.index("state")
         for chunk in _chunks(rows):
             cur = conn.execute(
                 _INSERT.format(values=", ".join([_ROW] * len(chunk))),
                 [value for row in chunk for value in row],
             )
-            created += [(str(e), v) for e, v in cur.fetchall()]
+            inserted = [(str(e), v) for e, v in cur.fetchall()]
+            states = {str(row[id_at]): str(row[state_at]) for row in chunk}
+            for error_id, _ in inserted:
+                self.states.created(error_id, states[error_id])
+            created += inserted
         return created
 
     def add(self, conn: Any, app: str, rows: list[batch.AddRow]) -> None:
         for chunk in _chunks(rows):
+            stored = {
+                str(e): str(state)
+                for e, state in conn.execute(_LOCK, (app, [row[0] for row in chunk]))
+            }
+            merged = [self._merged(row, stored.get(str(row[0]))) for row in chunk]
             conn.execute(
                 _ADD.format(values=", ".join([_ADD_ROW] * len(chunk))),
-                [*[value for row in chunk for value in row], app],
+                [*[value for row in merged for value in row], app],
             )
+
+    def _merged(self, row: batch.AddRow, stored: str | None) -> batch.AddRow:
+        """The row with its state merged into the stored one (a group that left memory
+        has none: ``coalesce`` keeps the stored; a row that is gone: nothing to update)."""
+        state = row[5]
+        if state is None or stored is None:
+            return row
+        return (*row[:5], self.states.merged(str(row[0]), stored, state), *row[6:])
 
     def resolve(self, conn: Any, app: str, error_id: str, when: float, version: str | None) -> None:
         conn.execute(_RESOLVE, (version, when, app, error_id))
@@ -216,21 +247,24 @@ class PostgresStatements:
         return read_states(conn, app, ids)
 
 
-STATEMENTS = PostgresStatements()
-
-
 def write(
     conn: Any,
     app: str,
     changes: Changes,
     groups: dict[str, ErrorGroup],
     instance: str = UNKNOWN_INSTANCE,
+    states: batch.StateMerge | None = None,
 ) -> Written:
     """One batch, one transaction (see :mod:`.batch`). ``groups``: the changed groups'
-    in-memory state, read under the store's lock by the caller. Raises psycopg errors
-    (nothing written then)."""
+    in-memory state, read under the store's lock by the caller; ``states``: what this
+    writer has written of its groups' state (None: a writer that has written none).
+    Raises psycopg errors (nothing written then)."""
+    states = batch.StateMerge() if states is None else states
+    states.begin()
     with conn.transaction():
-        return batch.write(conn, STATEMENTS, app, changes, groups, instance)
+        done = batch.write(conn, PostgresStatements(states), app, changes, groups, instance)
+    states.committed(changes.removed)
+    return done
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
@@ -421,11 +455,12 @@ class PostgresDatabase:
     """The shared store's database as :class:`~.postgres_store.MultiWriterBackend` uses it: every
     call takes the connection it opened (``connect``) and is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_users: int = 1000) -> None:
         from exporter.store.dsn import redact
 
         self.url = url
         self.where = redact(url)  # what log lines and errors name
+        self.states = batch.StateMerge(max_users)
 
     def connect(self) -> Any:
         return connect(self.url)
@@ -436,7 +471,10 @@ class PostgresDatabase:
         ensure_schema(conn, self.where, app, on_migrate)
 
     def load_into(self, conn: Any, store: ErrorStore, app: str, since: float) -> int:
-        return load_into(conn, store, app, since)
+        loaded = load_into(conn, store, app, since)
+        with store.lock:  # the coalesced counts loaded are the fleet's: none to add
+            self.states.loaded(store.groups)
+        return loaded
 
     def write(
         self,
@@ -450,9 +488,9 @@ class PostgresDatabase:
         import psycopg
 
         try:
-            return write(conn, app, changes, groups, instance)
+            return write(conn, app, changes, groups, instance, self.states)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            return write(conn, app, changes, groups, instance)
+            return write(conn, app, changes, groups, instance, self.states)
 
     def prune(self, conn: Any, app: str, cutoff: float, max_records: int) -> Pruned:
         return prune(conn, app, cutoff, max_records)
@@ -471,3 +509,7 @@ class PostgresDatabase:
     def close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):
             conn.close()
+
+    def forked(self) -> None:
+        """A forked child adds its own share of each group (none written yet)."""
+        self.states.forked()

@@ -106,7 +106,7 @@ class MultiWriterBackend:
     ) -> None:
         if database is None:
             assert config.store_url is not None
-            database = db.PostgresDatabase(config.store_url)
+            database = db.PostgresDatabase(config.store_url, config.max_users_per_group)
         self.db = database
         self.make_store = make_store  # the multiprocess directory reads records from the file
         self.ledger = ledger

@@ -8,13 +8,11 @@ count says what this writer did — the insert that inserted (a new group, count
 the directory), the conditional update that regressed (counted once). Nothing here needs
 ``RETURNING`` or ``UPDATE … FROM``, so any SQLite Python ships with will do.
 
-What differs from PostgreSQL:
+As on PostgreSQL, the group's own state (users, components, plugins, recoveries, highest
+severity, coalesced count) is *merged* with what the other processes wrote, not replaced
+(:class:`.batch.StateMerge`: each process holds only its own share of a group). What
+differs from PostgreSQL:
 
-- the group's own state (users, components, plugins, recoveries, highest severity,
-  coalesced count) is *merged* with what the other processes wrote, not replaced: each
-  process holds only its own share of a group (the users it saw, the occurrences it
-  coalesced), and the directory's summary is the union (users, bounded) and the sum
-  (coalesced: the part this process had not written yet);
 - ``meta.processed`` counts the occurrences every writer stored (readers wait on it:
   :meth:`exporter.multiprocess.view.SharedView.settle`);
 - the schema is migrated under the write lock, re-reading the version inside it (several
@@ -28,7 +26,6 @@ thread that is inside SQLite.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
@@ -162,42 +159,11 @@ def ensure_schema(
         on_migrate(found, SCHEMA_VERSION)
 
 
-def merge_state(old: str, new: str, max_users: int, coalesced_added: int) -> str:
-    """The group's state as the directory has it: ``new`` (this process's) merged into
-    ``old`` (what every process wrote so far)."""
-    from exporter.model import SEVERITY_RANK
-
-    before: dict[str, Any] = json.loads(old)
-    mine: dict[str, Any] = json.loads(new)
-    users = list(before.get("users") or ())
-    known = set(users)
-    for user in mine.get("users") or ():
-        if len(users) >= max_users:
-            break
-        if user not in known:
-            known.add(user)
-            users.append(user)
-    merged = dict(before)
-    merged["users"] = sorted(users)
-    for key in ("components", "plugins", "recoveries"):
-        combined = dict(before.get(key) or {})
-        for name, count in (mine.get(key) or {}).items():
-            combined[name] = max(int(combined.get(name, 0)), int(count))
-        merged[key] = combined
-    severities = [s for s in (before.get("max_severity"), mine.get("max_severity")) if s]
-    if severities:
-        merged["max_severity"] = max(severities, key=lambda s: SEVERITY_RANK.get(s, 0))
-    merged["coalesced"] = int(before.get("coalesced") or 0) + coalesced_added
-    return json.dumps(merged, sort_keys=True, separators=(",", ":"))
-
-
 class SqliteStatements:
     """The steps of a batch (:mod:`.batch`), one SQLite statement per row."""
 
-    def __init__(self, max_users: int, coalesced_written: dict[str, int]) -> None:
-        self.max_users = max_users
-        self.coalesced_written = coalesced_written  # per group: what this process added
-        self.coalesced_now: dict[str, int] = {}  # ... once this batch commits
+    def __init__(self, states: batch.StateMerge) -> None:
+        self.states = states
 
     def insert_new(
         self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]
@@ -208,7 +174,7 @@ class SqliteStatements:
             if conn.execute(_INSERT, row).rowcount == 1:
                 error_id = str(row[1])
                 created.append((error_id, row[GROUP_COLUMNS.index("first_seen_version")]))
-                self.coalesced_now[error_id] = int(json.loads(row[state_at]).get("coalesced") or 0)
+                self.states.created(error_id, row[state_at])
         return created
 
     def add(self, conn: sqlite3.Connection, app: str, rows: list[batch.AddRow]) -> None:
@@ -221,10 +187,7 @@ class SqliteStatements:
             ).fetchone()
             if found is None:
                 continue
-            mine = int(json.loads(state).get("coalesced") or 0)
-            delta = max(mine - self.coalesced_written.get(error_id, 0), 0)
-            self.coalesced_now[error_id] = max(mine, self.coalesced_written.get(error_id, 0))
-            merged = merge_state(found[0], state, self.max_users, delta)
+            merged = self.states.merged(error_id, found[0], state)
             conn.execute(_ADD, (added, first, last, report, merged, last_version, app, error_id))
 
     def resolve(
@@ -304,8 +267,7 @@ class SqliteSharedDatabase:
         self.max_groups = max_groups  # the least recently seen beyond it pruned
         self.where = path
         self.guard = guard
-        self.max_users = max_users
-        self.coalesced_written: dict[str, int] = {}
+        self.states = batch.StateMerge(max_users)
 
     def connect(self) -> sqlite3.Connection:
         with self.guard():
@@ -328,8 +290,7 @@ class SqliteSharedDatabase:
             finally:
                 conn.execute("COMMIT")
         with store.lock:  # the coalesced counts loaded are every process's: none to add
-            for error_id, group in store.groups.items():
-                self.coalesced_written[error_id] = group.coalesced
+            self.states.loaded(store.groups)
         return loaded
 
     def write(
@@ -340,15 +301,13 @@ class SqliteSharedDatabase:
         groups: dict[str, ErrorGroup],
         instance: str = UNKNOWN_INSTANCE,
     ) -> Written:
-        statements = SqliteStatements(self.max_users, self.coalesced_written)
+        self.states.begin()
         with self.guard(), immediate(conn):
-            done = batch.write(conn, statements, app, changes, groups, instance)
+            done = batch.write(conn, SqliteStatements(self.states), app, changes, groups, instance)
             stored = sum(changes.counts.values())
             if stored:
                 conn.execute(_PROCESSED, (str(stored),))
-        self.coalesced_written.update(statements.coalesced_now)  # committed: now it is so
-        for error_id in changes.removed:
-            self.coalesced_written.pop(error_id, None)
+        self.states.committed(changes.removed)
         return done
 
     def prune(self, conn: sqlite3.Connection, app: str, cutoff: float, max_records: int) -> Pruned:
@@ -417,7 +376,7 @@ class SqliteSharedDatabase:
 
     def forked(self) -> None:
         """A forked child adds its own share of each group (none written yet)."""
-        self.coalesced_written = {}
+        self.states.forked()
 
 
-__all__ = ["SqliteSharedDatabase", "StoreTooNew", "ensure_schema", "merge_state", "resolve"]
+__all__ = ["SqliteSharedDatabase", "StoreTooNew", "ensure_schema", "resolve"]
