@@ -734,19 +734,27 @@ def test_forked_store_info_names_the_multiprocess_backend(forked: dict[str, Any]
 
 
 # -- the directory's file, written by two processes' backends ---------------------------------
-def occurrence(error_id: str, ts: float, user: str | None = None) -> tuple[Any, Any]:
+def occurrence(
+    error_id: str,
+    ts: float,
+    user: str | None = None,
+    component: str = "c",
+    plugin: str = "",
+    severity: str = "medium",
+) -> tuple[Any, Any]:
     from exporter.model import ErrorPriority, ErrorRecord, ErrorReport, ErrorSeverity
 
     rep = ErrorReport(
         error_id=error_id,
         error_type="ValueError",
         error_message=f"m {error_id}",
-        severity=ErrorSeverity.MEDIUM,
+        severity=ErrorSeverity(severity),
         priority=ErrorPriority.MEDIUM,
         timestamp=ts,
         first_occurrence=ts,
         occurrence_count=1,
-        component="c",
+        component=component,
+        plugin=plugin,
         file_path=None,
         line_number=None,
         function_name=None,
@@ -761,7 +769,9 @@ def occurrence(error_id: str, ts: float, user: str | None = None) -> tuple[Any, 
         message=f"m {error_id}",
         timestamp=datetime.fromtimestamp(ts),
         error_id=error_id,
-        component="c",
+        component=component,
+        plugin_id=plugin or None,
+        severity=severity,
         user_id=user,
     )
     return rep, rec
@@ -831,4 +841,37 @@ def test_two_writers_of_one_file_count_new_and_regressed_once(tmp_path: Path) ->
     [group] = SharedStore(tmp_path).groups()
     assert (group.coalesced, group.report.occurrence_count) == (6, 10)  # its own one added
     for writer in (a, b, c):
+        writer.backend.close()
+
+
+def test_two_writers_of_one_file_merge_a_groups_state(tmp_path: Path) -> None:
+    """Each process holds only its share of a group: the file has the union of both
+    (users; components and plugins with their counts), the highest severity, and the sum
+    of what each coalesced, added once however many batches follow."""
+    path = tmp_path / DB_NAME
+    a, b = Writer(path), Writer(path)
+    now = time.time()
+    for n, user in enumerate(("u1", "u2")):
+        a.store.add(*occurrence("g", now + n, user, "checkout", "stripe", "medium"))
+    assert a.store.add_to_group("g", "", 3, now + 2)
+    a.backend.tick()
+    for n, (user, severity) in enumerate((("u2", "critical"), ("u3", "medium"), ("u3", "low"))):
+        b.store.add(*occurrence("g", now + 3 + n, user, "search", "solr", severity))
+    assert b.store.add_to_group("g", "", 2, now + 6)
+    b.backend.tick()  # merged into what a wrote
+    a.store.add(*occurrence("g", now + 7, "u1", "checkout", "stripe", "low"))
+    a.backend.tick()  # a writes again: b's share stays
+    assert b.store.add_to_group("g", "", 1, now + 8)
+    b.backend.tick()
+    a.backend.tick()
+    b.backend.tick()  # nothing changed: nothing added twice
+    [group] = SharedStore(tmp_path).groups()
+    assert group.report.occurrence_count == 3 + 3 + 3 + 2 + 1
+    assert group.users == {"u1", "u2", "u3"}
+    assert group.components == {"checkout": 3, "search": 3}
+    assert group.plugins == {"stripe": 3, "solr": 3}
+    assert (group.max_severity, group.coalesced) == ("critical", 6)
+    summary = group.summary()
+    assert (summary["affected_users"], summary["coalesced_occurrences"]) == (3, 6)
+    for writer in (a, b):
         writer.backend.close()

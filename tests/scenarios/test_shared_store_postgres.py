@@ -532,3 +532,140 @@ def test_a_batch_larger_than_one_statement_is_written_whole(make_monitor, pg_url
     assert postgres_server.sql(pg_url, "SELECT count(*), sum(occurrence_count) FROM groups") == [
         (many, 4 * many)
     ]
+
+
+def _share(monitor: ErrorMonitor, user: str, component: str, plugin: str, severity: str) -> str:
+    """One occurrence of the group both writers share (one raise statement: one group)."""
+    try:
+        raise KeyError("one group, written by two processes")
+    except KeyError as exc:
+        error_id = monitor.record_error(
+            exc, component=component, plugin=plugin, severity=severity, user_id=user
+        )
+    assert error_id is not None
+    return error_id
+
+
+def test_two_writers_merge_a_groups_users_components_plugins_severity_and_coalesced(
+    make_monitor, pg_url, postgres_server, monkeypatch
+):
+    """Each process holds only its share of a group: the stored state is the union of
+    both (users; components and plugins with their counts), the highest severity, and the
+    sum of what each coalesced, added once however many batches follow (the last writer's
+    share alone would lose the other's)."""
+    from exporter.config import MonitorConfig
+    from exporter.store.durable.fleet_reader import FleetReader
+    from exporter.store.durable.rows import INSTANCE_ENV
+
+    writers = []
+    for name in ("host-a", "host-b"):  # two instances of the app, as two processes are
+        monkeypatch.setenv(INSTANCE_ENV, name)
+        writers.append(make_monitor(store_url=pg_url, app_version="1.0"))
+    a, b = writers
+    error_id = _share(a, "u1", "checkout", "stripe", "medium")
+    _share(a, "u2", "checkout", "stripe", "medium")
+    assert a.flush(30)
+    assert a.store.add_to_group(error_id, "", 3, time.time())  # a storm's repeats, in a
+    assert a.flush(30)
+    assert _share(b, "u2", "search", "solr", "critical") == error_id
+    _share(b, "u3", "search", "solr", "medium")
+    _share(b, "u3", "search", "solr", "medium")
+    assert b.flush(30)  # merged into what a wrote
+    assert b.store.add_to_group(error_id, "", 2, time.time())
+    assert b.flush(30)
+    _share(a, "u1", "checkout", "stripe", "low")  # a writes again: b's share stays
+    assert a.flush(30)
+    assert b.store.add_to_group(error_id, "", 1, time.time())
+    assert b.flush(30)
+    assert a.flush(30) and b.flush(30)  # nothing new: nothing added twice
+
+    [(count, stored)] = postgres_server.sql(
+        pg_url, "SELECT occurrence_count, state FROM groups WHERE error_id = %s", (error_id,)
+    )
+    state = json.loads(stored)
+    assert count == 3 + 3 + 3 + 2 + 1  # a's and b's occurrences, coalesced ones included
+    assert state["users"] == ["u1", "u2", "u3"]
+    assert state["components"] == {"checkout": 3, "search": 3}
+    assert state["plugins"] == {"stripe": 3, "solr": 3}
+    assert state["max_severity"] == "critical"
+    assert state["coalesced"] == 3 + 2 + 1
+    reader = FleetReader(pg_url, "app", MonitorConfig())
+    try:
+        group = reader.get_group(error_id)
+    finally:
+        reader.close()
+    assert group is not None
+    summary = group["group"]
+    assert (summary["affected_users"], summary["severity"], summary["coalesced_occurrences"]) == (
+        3,
+        "critical",
+        6,
+    )
+    assert sorted(summary["components"]) == ["checkout", "search"]
+    assert sorted(summary["plugins"]) == ["solr", "stripe"]
+    assert [i["instance"] for i in summary["instances"]] == ["host-a", "host-b"]
+    # a process started now loads the fleet's state, and adds only its own coalesced part
+    monkeypatch.setenv(INSTANCE_ENV, "host-c")
+    c = make_monitor(store_url=pg_url, app_version="1.0")
+    loaded = c.store.groups[error_id]
+    assert (loaded.users, loaded.coalesced) == ({"u1", "u2", "u3"}, 6)
+    assert c.store.add_to_group(error_id, "", 4, time.time())
+    assert c.flush(30)
+    [(stored,)] = postgres_server.sql(pg_url, "SELECT state FROM groups")
+    assert json.loads(stored)["coalesced"] == 10
+
+
+def test_a_waiting_writer_merges_into_the_state_it_waited_for(
+    make_monitor, pg_url, postgres_server
+):
+    """Deterministic: writer A's transaction stays open after its batch; B's batch of the
+    same group waits on A's row, then merges its share into A's (never into the state as
+    it was before A's, nor replacing it)."""
+    import threading
+
+    from exporter.store.durable import postgres_database as db
+    from exporter.store.durable.batch import StateMerge
+    from exporter.store.durable.postgres_store import _copy
+    from exporter.store.durable.tracking import Changes
+
+    memory = make_monitor()
+    try:
+        raise ValueError("one group, two writers at once")
+    except ValueError as exc:
+        error_id = memory.record_error(exc)
+    assert memory.flush(30)
+    group = memory.store.groups[error_id]
+
+    def share(users: list[str], component: str, coalesced: int) -> dict[str, Any]:
+        mine = _copy(group)
+        mine.users, mine.components, mine.coalesced = set(users), {component: 1}, coalesced
+        return {error_id: mine}
+
+    def batch() -> Changes:
+        changes = Changes(groups={error_id})
+        changes.seen(error_id, 1, group.report.last_occurrence)
+        return changes
+
+    first, second = db.connect(pg_url), db.connect(pg_url)
+    db.ensure_schema(first, "test", "app")
+    try:
+        db.write(first, "app", batch(), share([], "start", 0))  # the row exists
+        with first.transaction():
+            db.write(first, "app", batch(), share(["u1"], "a", 2), states=StateMerge())
+            writer = threading.Thread(
+                target=lambda: db.write(
+                    second, "app", batch(), share(["u2"], "b", 3), states=StateMerge()
+                )
+            )
+            writer.start()
+            wait_for(lambda: _waiting_on_a_lock(postgres_server, pg_url), "B to wait")
+        writer.join(HANG_GUARD)
+    finally:
+        first.close()
+        second.close()
+    [(count, stored)] = postgres_server.sql(pg_url, "SELECT occurrence_count, state FROM groups")
+    state = json.loads(stored)
+    assert count == 3
+    assert state["users"] == ["u1", "u2"]
+    assert state["components"] == {"start": 1, "a": 1, "b": 1}
+    assert state["coalesced"] == 5
