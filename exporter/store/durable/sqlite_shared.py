@@ -83,7 +83,7 @@ _REGRESS = """
 UPDATE groups SET resolved_at = NULL, regressed = 1, regressed_at = ?
 WHERE app = ? AND error_id = ? AND resolved_at IS NOT NULL AND resolved_at < ?
 """
-_PROCESSED = (
+PROCESSED_ADD = (  # meta.processed += ?: the occurrences a writer stored
     "INSERT INTO meta (key, value) VALUES ('processed', ?) ON CONFLICT (key) DO UPDATE SET "
     "value = CAST(meta.value AS INTEGER) + CAST(excluded.value AS INTEGER)"
 )
@@ -345,7 +345,7 @@ class SqliteSharedDatabase:
             done = batch.write(conn, statements, app, changes, groups, instance)
             stored = sum(changes.counts.values())
             if stored:
-                conn.execute(_PROCESSED, (str(stored),))
+                conn.execute(PROCESSED_ADD, (str(stored),))
         self.coalesced_written.update(statements.coalesced_now)  # committed: now it is so
         for error_id in changes.removed:
             self.coalesced_written.pop(error_id, None)
