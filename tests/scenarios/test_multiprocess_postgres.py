@@ -10,7 +10,6 @@ a group it raises for the first time there is not "new" again.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,10 @@ from support.gunicorn import (
     EXAMPLES,
     KINDS,
     PER_KIND,
+    TOKEN,
     Gunicorn,
     N,
+    api,
     error_totals,
     errors_by_pid,
     free_port,
@@ -35,6 +36,7 @@ from support.jobs import Process, clean_env
 from support.jobs import wait_for as wait_for_process
 
 pytestmark = pytest.mark.slow
+ZERO = {"ZeroDivisionError": PER_KIND}
 
 SIDECAR = [sys.executable, "-m", "exporter", "serve", "--multiproc-dir"]
 SECOND_HOST = (
@@ -56,6 +58,7 @@ def gunicorn_pg(
         preload=request.param,
         workers=2,
         ERROR_EXPORTER_STORE_URL=pg_url,
+        ERROR_EXPORTER_API_TOKEN=TOKEN,
     )
     try:
         wait_for(
@@ -70,10 +73,11 @@ def gunicorn_pg(
         server.stop()
 
 
-def api(url: str) -> Any:
-    status, body = get(url)
-    assert status == 200, (url, status, body[:500])
-    return json.loads(body)
+def read(url: str) -> Any:
+    """One API read (with the workers' token; a server without one ignores it)."""
+    status, body, _ = api(url)
+    assert status == 200, (url, status, body)
+    return body
 
 
 def counts(errors: dict[str, Any]) -> dict[str, int]:
@@ -89,6 +93,10 @@ def scrape(url: str) -> str:
 
 def new_groups(text: str) -> float:
     return sum(v for _, v in sample_values(text, "app_error_groups_new_total"))
+
+
+def regressions(text: str) -> float:
+    return sum(v for _, v in sample_values(text, "app_error_groups_regressed_total"))
 
 
 def store_info(text: str) -> list[dict[str, str]]:
@@ -127,13 +135,13 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     assert error_totals(text) == {t: PER_KIND for t in KINDS.values()}
 
     # the JSON API of any worker: the fleet's groups from the database, both workers' counts
-    errors = api(gunicorn.url + "/monitor/api/v1/errors")
+    errors = read(gunicorn.url + "/monitor/api/v1/errors")
     assert counts(errors) == {t: PER_KIND for t in KINDS.values()}
     instances = {i["instance"] for g in errors["errors"] for i in g["instances"]}
     assert {int(name.rsplit(":", 1)[1]) for name in instances} == workers
     for group in errors["errors"]:
         assert sum(i["occurrence_count"] for i in group["instances"]) == PER_KIND
-    export = api(gunicorn.url + "/monitor/api/v1/export")
+    export = read(gunicorn.url + "/monitor/api/v1/export")
     assert len(export["all_records"]) == N
     assert export["statistics"]["total_errors"] == N
     ids = {g["error_type"]: g["error_id"] for g in errors["errors"]}
@@ -179,13 +187,20 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        assert counts(api(url + "/api/v1/errors")) == {t: PER_KIND for t in KINDS.values()}
+        assert counts(read(url + "/api/v1/errors")) == {t: PER_KIND for t in KINDS.values()}
         text = scrape(url + "/metrics")
         assert error_totals(text) == {t: PER_KIND for t in KINDS.values()}
         assert sample_values(text, "app_unique_errors") == [({}, 3.0)]
-        assert len(api(url + "/api/v1/export")["all_records"]) == N
+        assert len(read(url + "/api/v1/export")["all_records"]) == N
     finally:
         sidecar.stop()
+
+    # resolved through a worker's API: in the database, for the fleet
+    key = ids["KeyError"]
+    status, body, _ = api(gunicorn.url + f"/monitor/api/v1/errors/{key}/resolve", "POST")
+    assert (status, body["resolved"]) == (200, True), body
+    resolved = "SELECT resolved_at IS NOT NULL, regressed FROM groups WHERE error_id = %s"
+    assert postgres_server.sql(pg_url, resolved, (key,)) == [(True, 0)]
 
     # a second host: the same app, one process, no multiprocess mode, the same store_url
     port = free_port()
@@ -198,16 +213,23 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        assert counts(api(url + "/monitor/api/v1/errors")) == {t: PER_KIND for t in KINDS.values()}
+        assert counts(read(url + "/monitor/api/v1/errors")) == {t: PER_KIND for t in KINDS.values()}
         assert get(url + "/boom/value")[0] == 500  # its first ValueError: the fleet's group
-        seen = counts(api(url + "/monitor/api/v1/errors"))
-        assert seen == {**{t: PER_KIND for t in KINDS.values()}, "ValueError": PER_KIND + 1}
+        assert get(url + "/boom/key")[0] == 500  # resolved by a worker of the other host
+        seen = counts(read(url + "/monitor/api/v1/errors"))
+        assert seen == {"ValueError": PER_KIND + 1, "KeyError": PER_KIND + 1, **ZERO}
         text = scrape(url + "/monitor/metrics")
         assert new_groups(text) == 0
+        assert regressions(text) == 1
         assert store_info(text) == [{"backend": "postgresql", "release_scope": "fleet"}]
     finally:
         host.stop()
-    assert counts(api(gunicorn.url + "/monitor/api/v1/errors"))["ValueError"] == PER_KIND + 1
-    assert new_groups(scrape(gunicorn.url + "/monitor/metrics")) == 3
+    errors = read(gunicorn.url + "/monitor/api/v1/errors")
+    assert counts(errors) == {"ValueError": PER_KIND + 1, "KeyError": PER_KIND + 1, **ZERO}
+    assert [g["error_type"] for g in errors["errors"] if g["regressed"]] == ["KeyError"]
+    assert postgres_server.sql(pg_url, resolved, (key,)) == [(False, 1)]
+    text = scrape(gunicorn.url + "/monitor/metrics")
+    assert new_groups(text) == 3
+    assert regressions(text) == 0  # counted once, where it came back
     rows = postgres_server.sql(pg_url, "SELECT count(*) FROM groups")
     assert rows == [(3,)]

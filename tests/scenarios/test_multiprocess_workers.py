@@ -15,8 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +28,10 @@ from support.gunicorn import (
     KINDS,
     PER_KIND,
     REPO,
+    TOKEN,
     Gunicorn,
     N,
+    api,
     clean_env,
     error_totals,
     errors_by_pid,
@@ -149,7 +149,6 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
     assert error_totals(body.decode()) == {t: PER_KIND for t in KINDS.values()}
 
 
-TOKEN = "resolve-token"
 VERSION = "wsgi-example-1.0"  # examples/wsgi_app.py's app_version
 
 
@@ -172,25 +171,6 @@ def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
         raise
     finally:
         server.stop()
-
-
-def api(url: str, method: str = "GET") -> tuple[int, Any, int]:
-    """Status, JSON body and the answering worker's pid of one authorized API call."""
-    request = urllib.request.Request(
-        url,
-        data=b"" if method == "POST" else None,
-        method=method,
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return (
-                response.status,
-                json.loads(response.read()),
-                int(response.headers.get("X-Worker-Pid") or 0),
-            )
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), int(exc.headers.get("X-Worker-Pid") or 0)
 
 
 def counted_by_pid(directory: Path, name: str) -> dict[int, int]:

@@ -3,6 +3,7 @@ the multiprocess scenarios read it with (tests/scenarios/test_multiprocess_*.py)
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -167,3 +168,25 @@ def errors_by_pid(directory: Path) -> dict[int, int]:
         if total:
             counts[int(path.stem.split("_")[1])] = int(total)
     return counts
+
+
+TOKEN = "resolve-token"  # the API token of the gunicorn fixtures that resolve
+
+
+def api(url: str, method: str = "GET") -> tuple[int, Any, int]:
+    """Status, JSON body and the answering worker's pid of one authorized API call."""
+    request = urllib.request.Request(
+        url,
+        data=b"" if method == "POST" else None,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return (
+                response.status,
+                json.loads(response.read()),
+                int(response.headers.get("X-Worker-Pid") or 0),
+            )
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), int(exc.headers.get("X-Worker-Pid") or 0)
