@@ -150,10 +150,8 @@ class MultiprocessBackend:
         if self.fleet:
             from exporter.multiprocess.postgres_mode import CountingPostgres
 
-            database, make_store = (
-                CountingPostgres(str(self.config.store_url), shared),
-                TrackingStore,
-            )
+            database = CountingPostgres(str(self.config.store_url), shared)
+            make_store = TrackingStore  # its own records: the fleet reader reads the database
         else:
             from exporter.multiprocess.worker_store import DirectoryStore
 
