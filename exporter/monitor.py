@@ -174,7 +174,7 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.metrics.count_at_once()  # another process may scrape at any moment
             self.shared = backend.bind(self, self._count_uncounted)
             self.registry = self.shared.registry  # /metrics exposes the merged directory
-            self.view = self.shared
+            self.view = self.shared.reader  # the view, or the fleet's reader over it
         elif registry is not None:
             self._own_registry()  # the app's registry collects ours from now on
         self._make_registry_for_monitor_threads()
@@ -225,6 +225,8 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
             self.pipeline.tick_hooks.append(self._shared_store.tick)
             if isinstance(self.view, LocalView):
                 self.view.resolve_elsewhere = self._shared_store.resolve
+            elif self.shared is not None:  # a group no worker of the directory holds
+                self.shared.resolve_elsewhere = self._shared_store.resolve
             if backend is None:  # PostgreSQL: the group reads show the fleet's groups (any
                 from exporter.store.durable.fleet_reader import (
                     FleetReader,  # instance answers the same)
@@ -305,10 +307,10 @@ class ErrorMonitor(SessionsAndRecovery, ReadThroughView):
     def store_backend(self) -> tuple[str, str]:
         """(backend, release scope) of ``app_monitor_store_info``: how far the release
         health of this process reaches (a memory store's dies with the process)."""
-        if self.shared is not None and self._shared_store is not None:
-            return "multiprocess", "host"  # the directory's file decides, for its workers
+        if self._shared_store is not None and is_postgres(self.config.store_url):
+            return "postgresql", "fleet"  # the database decides, multiprocess mode or not
         if self._shared_store is not None:
-            return "postgresql", "fleet"
+            return "multiprocess", "host"  # the directory's file decides, for its workers
         if self._durable is not None:
             return "file", "host"
         return "memory", "process"

@@ -12,7 +12,9 @@ Then each monitor created in the process:
   schema and with the shared store's semantics (:mod:`exporter.store.durable.sqlite_shared`:
   "new" and "regressed" decided by the file, counted once for the directory; resolves
   seen by every worker), so the JSON API of any worker, or ``error-exporter serve
-  --multiproc-dir DIR``, shows every worker's errors grouped across workers;
+  --multiproc-dir DIR``, shows every worker's errors grouped across workers; with a
+  ``postgresql://`` ``store_url`` they go to the fleet's database instead, and the JSON
+  API shows the fleet's groups (:mod:`exporter.multiprocess.postgres_mode`);
 - serves ``monitor.registry`` = the merged view of the directory, and answers its read API
   (``export_data``, ``list_groups``, ``get_group``, ...) from the shared state.
 
@@ -36,7 +38,13 @@ from exporter.config import MonitorConfig, multiproc_dir
 from exporter.metrics.collectors import Published
 from exporter.multiprocess.sqlite_store import DB_NAME, FORK_GUARD, SharedStore
 from exporter.multiprocess.view import FleetCollector, SharedView, fleet_registry
-from exporter.store.durable.postgres_store import CountDrop, FleetHooks, MultiWriterBackend
+from exporter.store.dsn import is_postgres
+from exporter.store.durable.postgres_store import (
+    CountDrop,
+    FleetHooks,
+    MultiWriterBackend,
+    SharedDatabase,
+)
 from exporter.store.durable.sqlite_schema import StoreTooNew
 from exporter.store.durable.sqlite_shared import SqliteSharedDatabase
 from exporter.store.durable.tables import SCHEMA_VERSION
@@ -118,6 +126,8 @@ class MultiprocessBackend:
             )
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = path
+        # groups and records in the fleet's PostgreSQL, metrics in the directory
+        self.fleet = is_postgres(cfg.store_url)
         self.shared = SharedStore(path, cfg.store_app)
         self.shared.set_meta("namespace", cfg.namespace)
         self.shared.set_meta("app", cfg.store_app)
@@ -131,17 +141,29 @@ class MultiprocessBackend:
         ledger: SessionLedger | None = None,
     ) -> tuple[MultiWriterBackend, TrackingStore] | None:
         """The writer of this process's changes to the directory's file (PostgreSQL's
-        semantics: :mod:`exporter.store.durable.sqlite_shared`) and the store to use instead of
-        ``store``; None when the file's schema is newer than this release."""
-        database = SqliteSharedDatabase(
-            str(Path(self.path) / DB_NAME),
-            lambda: FORK_GUARD,
-            self.config.max_users_per_group,
-            self.config.error_buffer_size,
-        )
-        from exporter.multiprocess.worker_store import DirectoryStore
-
+        semantics: :mod:`exporter.store.durable.sqlite_shared`), or to the fleet's
+        PostgreSQL when ``store_url`` names one (:mod:`.postgres_mode`), and the store to
+        use instead of ``store``; None when the schema is newer than this release."""
+        database: SharedDatabase
+        make_store: Callable[[ErrorStore], TrackingStore]
         shared = self.shared
+        if self.fleet:
+            from exporter.multiprocess.postgres_mode import CountingPostgres
+
+            database = CountingPostgres(
+                str(self.config.store_url), shared, self.config.max_users_per_group
+            )
+            make_store = TrackingStore  # its own records: the fleet reader reads the database
+        else:
+            from exporter.multiprocess.worker_store import DirectoryStore
+
+            database = SqliteSharedDatabase(
+                str(Path(self.path) / DB_NAME),
+                lambda: FORK_GUARD,
+                self.config.max_users_per_group,
+                self.config.error_buffer_size,
+            )
+            make_store = lambda base: DirectoryStore(base, shared)  # noqa: E731
         backend = MultiWriterBackend(
             self.config,
             count_drop,
@@ -149,7 +171,7 @@ class MultiprocessBackend:
             hooks,
             ledger,
             database,
-            lambda base: DirectoryStore(base, shared),
+            make_store,
         )
         tracking = backend.start(store)
         return None if tracking is None else (backend, tracking)
@@ -158,7 +180,13 @@ class MultiprocessBackend:
         """The view of every worker's reports and metrics, publishing this one's state."""
         from exporter.multiprocess.publisher import Publisher
 
-        view = SharedView(self.path, self.config, self.shared, local=monitor)
+        view: SharedView
+        if self.fleet:
+            from exporter.multiprocess.postgres_mode import PostgresSharedView
+
+            view = PostgresSharedView(self.path, self.config, self.shared, local=monitor)
+        else:
+            view = SharedView(self.path, self.config, self.shared, local=monitor)
         view.publisher = Publisher(monitor, self.shared)
         view.registry.before_collect.append(count_uncounted)
         return view

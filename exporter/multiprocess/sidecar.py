@@ -12,11 +12,20 @@ from typing import Any
 
 from exporter.config import MonitorConfig, load_config
 from exporter.multiprocess.view import SharedView
+from exporter.store.dsn import is_postgres
+from exporter.store.read_protocol import ErrorReader
 
 
-def make_view(directory: str | Path, config: MonitorConfig | None = None) -> SharedView:
-    """The read-only fleet view the sidecar serves."""
-    return SharedView(directory, config or load_config())
+def make_view(directory: str | Path, config: MonitorConfig | None = None) -> ErrorReader:
+    """The read-only fleet view the sidecar serves: the directory's, or, with a
+    ``postgresql://`` ``store_url`` (the workers write their groups there), the fleet's
+    groups from the database with the directory's metrics and live workers."""
+    config = config or load_config()
+    if is_postgres(config.store_url):
+        from exporter.multiprocess.postgres_mode import PostgresSharedView
+
+        return PostgresSharedView(directory, config).reader
+    return SharedView(directory, config)
 
 
 def run_sidecar(

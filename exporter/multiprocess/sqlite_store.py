@@ -28,7 +28,7 @@ from exporter.classify import per_hour, priority
 from exporter.model import ErrorRecord, json_text
 from exporter.store.codec import record_from_json
 from exporter.store.durable import rows
-from exporter.store.durable.sqlite_shared import ensure_schema, open_connection
+from exporter.store.durable.sqlite_shared import PROCESSED_ADD, ensure_schema, open_connection
 from exporter.store.durable.sqlite_shared import resolve as resolve_in_file
 from exporter.store.memory import ErrorGroup, ExportFilter
 
@@ -236,6 +236,12 @@ class SharedStore:
             return int(self.meta("processed") or 0)
         except ValueError:
             return 0
+
+    def add_processed(self, count: int) -> None:
+        """``count`` more occurrences stored elsewhere (PostgreSQL mode: the workers' groups
+        are in the fleet's database, the file only tells readers how far the writes got)."""
+        if count:
+            self._run(PROCESSED_ADD, (str(count),))
 
     def group_count(self) -> int:
         return int(self._one("SELECT count(*) FROM groups WHERE app = ?", (self.app,))[0])

@@ -18,9 +18,9 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -39,6 +39,7 @@ from exporter.multiprocess.sqlite_store import SharedStore
 from exporter.release import monitor_version
 from exporter.store.json_export import export_document
 from exporter.store.memory import ExportFilter
+from exporter.store.read_protocol import ErrorReader, RecordSource
 from exporter.store.settled import ReadOnce
 
 log = logging.getLogger("exporter.multiprocess")
@@ -52,6 +53,9 @@ _LEVEL_PATTERN = {v: k for k, v in _PATTERN_LEVEL.items()}
 _HEALTH_NAME = {v: k for k, v in HEALTH_VALUE.items()}
 
 
+Resolve = Callable[[str, str | None], dict[str, Any] | None]  # (error_id, version) -> summary
+
+
 class SharedView:
     """The monitor read API over every process of one multiprocess directory."""
 
@@ -61,6 +65,7 @@ class SharedView:
         config: MonitorConfig | None = None,
         shared: SharedStore | None = None,
         local: Published | None = None,
+        groups: GroupSource | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.config = config or MonitorConfig()
@@ -74,11 +79,25 @@ class SharedView:
             with contextlib.suppress(Exception):
                 self.namespace = self.shared.meta("namespace") or self.namespace
         self.registry = MonitorRegistry(include_created=False)
-        self.registry.register(FleetCollector(self.directory, self.namespace, self.shared))
-        self.store = SharedRecords(self.shared)
+        # what /metrics says of the groups: the file's, or (PostgreSQL) the fleet's
+        source = groups if groups is not None else self.shared
+        self.registry.register(FleetCollector(self.directory, self.namespace, source))
+        self._records = SharedRecords(self.shared)
         self.publisher: Publisher | None = None
+        # PostgreSQL mode: resolves a group this worker does not hold (its writer's)
+        self.resolve_elsewhere: Resolve | None = None
         self._stalled_gap: int | None = None
         self._reading = ReadOnce()
+
+    @property
+    def store(self) -> RecordSource:
+        """The records the routes stream: every worker's, from the directory's file."""
+        return self._records
+
+    @property
+    def reader(self) -> ErrorReader:
+        """What answers the read API: this view (the file holds every worker's groups)."""
+        return self
 
     # -- worker lifecycle (called by the monitor) -----------------------------------------
     def start(self) -> None:
@@ -246,7 +265,7 @@ class SharedView:
             if entry:
                 worst = max(worst, HEALTH_VALUE.get(entry.get("status", "healthy"), 0))
                 recent += int(entry.get("recent", 0))
-        last = self.shared.last_record(plugin_id)
+        last = self._last_record(plugin_id)
         return {
             "plugin_id": plugin_id,
             "status": _HEALTH_NAME[worst],
@@ -317,6 +336,9 @@ class SharedView:
             return export_document(self, self.shared.iter_records(flt), flt.limit, flt.cursor)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _last_record(self, plugin: str) -> ErrorRecord | None:
+        return self.shared.last_record(plugin)
+
     def _counters(self) -> dict[str, Metric]:
         files = metric_files(self.directory, "counter_*.db")
         return {m.name: m for m in MultiProcessCollector.merge(files, accumulate=True)}  # type: ignore[no-untyped-call]
@@ -408,10 +430,20 @@ class _Count:
         return self.count
 
 
+class GroupSource(Protocol):
+    """What /metrics reads of the stored groups: the directory's file
+    (:class:`SharedStore`) or the fleet's PostgreSQL
+    (:class:`exporter.multiprocess.postgres_mode.PostgresGroups`)."""
+
+    def group_count(self) -> int: ...
+
+    def latest_ids(self) -> dict[tuple[str, str, str, str], tuple[str, float, str | None]]: ...
+
+
 class FleetCollector:
     """/metrics of a multiprocess directory: merged families plus shared-store families."""
 
-    def __init__(self, directory: str | Path, namespace: str, shared: SharedStore | None) -> None:
+    def __init__(self, directory: str | Path, namespace: str, shared: GroupSource | None) -> None:
         self.directory = str(directory)
         self.ns = namespace
         self.shared = shared

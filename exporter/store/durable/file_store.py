@@ -49,12 +49,7 @@ def check_config(config: MonitorConfig, multiprocess_mode: bool) -> None:
             "store_path and store_url: set one of them (store_url="
             "sqlite:///path is the same as store_path)"
         )
-    if is_postgres(config.store_url):
-        if multiprocess_mode:
-            raise ConfigError(
-                "store_url: a postgresql:// store cannot be combined with multiprocess mode "
-                "(PROMETHEUS_MULTIPROC_DIR is set) yet; unset one of them"
-            )
+    if is_postgres(config.store_url):  # multiprocess mode too (exporter.multiprocess.postgres_mode)
         missing = psycopg_missing()
         if missing:
             raise ConfigError(f"store_url: {missing}")

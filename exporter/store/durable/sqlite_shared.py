@@ -80,7 +80,7 @@ _REGRESS = """
 UPDATE groups SET resolved_at = NULL, regressed = 1, regressed_at = ?
 WHERE app = ? AND error_id = ? AND resolved_at IS NOT NULL AND resolved_at < ?
 """
-_PROCESSED = (
+PROCESSED_ADD = (  # meta.processed += ?: the occurrences a writer stored
     "INSERT INTO meta (key, value) VALUES ('processed', ?) ON CONFLICT (key) DO UPDATE SET "
     "value = CAST(meta.value AS INTEGER) + CAST(excluded.value AS INTEGER)"
 )
@@ -306,7 +306,7 @@ class SqliteSharedDatabase:
             done = batch.write(conn, SqliteStatements(self.states), app, changes, groups, instance)
             stored = sum(changes.counts.values())
             if stored:
-                conn.execute(_PROCESSED, (str(stored),))
+                conn.execute(PROCESSED_ADD, (str(stored),))
         self.states.committed(changes.removed)
         return done
 

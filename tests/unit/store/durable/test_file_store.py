@@ -606,3 +606,17 @@ def _env() -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+def test_check_config_takes_postgresql_in_multiprocess_mode_but_not_a_store_path(tmp_path):
+    """gunicorn workers writing the fleet's PostgreSQL is a working combination; a
+    store_path beside the directory's own store stays a ConfigError."""
+    from exporter.config import MonitorConfig
+    from exporter.store.durable import check_config
+
+    url = "postgresql://app:secret@127.0.0.1:5432/errors"
+    check_config(MonitorConfig(store_url=url), multiprocess_mode=True)  # no ConfigError
+    with pytest.raises(ConfigError, match="store_path: cannot be combined with multiprocess"):
+        check_config(
+            MonitorConfig(store_path=str(tmp_path / "errors.sqlite")), multiprocess_mode=True
+        )
