@@ -52,6 +52,7 @@ from exporter.store.durable.tracking import SessionLedger, TrackingStore
 from exporter.store.memory import ErrorStore
 
 log = logging.getLogger("exporter.multiprocess")
+REPORTS_IN_POSTGRESQL = "postgresql"  # meta "reports": the workers write a store_url
 _warned = False
 
 __all__ = [
@@ -131,6 +132,9 @@ class MultiprocessBackend:
         self.shared = SharedStore(path, cfg.store_app)
         self.shared.set_meta("namespace", cfg.namespace)
         self.shared.set_meta("app", cfg.store_app)
+        # where the reports go, for a sidecar started without the same store_url (never the
+        # URL itself: it holds the password)
+        self.shared.set_meta("reports", REPORTS_IN_POSTGRESQL if self.fleet else DB_NAME)
 
     def attach(
         self,

@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from exporter.config import MonitorConfig, load_config
+from exporter.config import ConfigError, MonitorConfig, load_config
+from exporter.multiprocess import REPORTS_IN_POSTGRESQL
 from exporter.multiprocess.view import SharedView
 from exporter.store.dsn import is_postgres
 from exporter.store.read_protocol import ErrorReader
@@ -19,13 +20,22 @@ from exporter.store.read_protocol import ErrorReader
 def make_view(directory: str | Path, config: MonitorConfig | None = None) -> ErrorReader:
     """The read-only fleet view the sidecar serves: the directory's, or, with a
     ``postgresql://`` ``store_url`` (the workers write their groups there), the fleet's
-    groups from the database with the directory's metrics and live workers."""
+    groups from the database with the directory's metrics and live workers. Raises
+    ConfigError when the workers write a ``store_url`` the sidecar was not given."""
     config = config or load_config()
     if is_postgres(config.store_url):
         from exporter.multiprocess.postgres_mode import PostgresSharedView
 
         return PostgresSharedView(directory, config).reader
-    return SharedView(directory, config)
+    view = SharedView(directory, config)
+    if view.shared.meta("reports") == REPORTS_IN_POSTGRESQL:
+        # the directory's file holds no report: serving it would show an empty store
+        raise ConfigError(
+            f"store_url: the workers of {directory} write their reports to a postgresql:// "
+            "store; give the sidecar the same store_url (ERROR_EXPORTER_STORE_URL or its "
+            "config file)"
+        )
+    return view
 
 
 def run_sidecar(
@@ -37,7 +47,6 @@ def run_sidecar(
     web_config_file: str | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM. Exit codes as the CLI: 0 ok, 1 bind failed, 2 bad input."""
-    from exporter.config import ConfigError
     from exporter.http import MonitorServer
 
     path = Path(directory)

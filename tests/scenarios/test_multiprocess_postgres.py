@@ -10,6 +10,7 @@ a group it raises for the first time there is not "new" again.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +176,18 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     rows = postgres_server.sql(pg_url, "SELECT error_id, occurrence_count FROM groups")
     assert dict(rows) == {e: PER_KIND for e in ids.values()}
     assert postgres_server.sql(pg_url, "SELECT count(*) FROM records") == [(N,)]
+
+    # a sidecar not given the store_url would serve an empty store: it refuses, naming the key
+    refused = subprocess.run(
+        [*SIDECAR, str(gunicorn.dir), "--port", str(free_port())],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "store_url: the workers of" in refused.stderr
+    assert "give the sidecar the same store_url" in refused.stderr
 
     # the sidecar: the directory's metrics, the database's groups
     port = free_port()
