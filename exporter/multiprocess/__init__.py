@@ -237,7 +237,7 @@ def _new_run(store: Path) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         if "workers" in tables:
             conn.execute("DELETE FROM workers")
-        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started')")
+        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started', 'reports')")
         conn.execute("COMMIT")
         return True
     except sqlite3.Error:
