@@ -246,3 +246,43 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     assert regressions(text) == 0  # counted once, where it came back
     rows = postgres_server.sql(pg_url, "SELECT count(*) FROM groups")
     assert rows == [(3,)]
+
+
+def test_a_database_outage_costs_the_workers_nothing_and_loses_nothing(
+    gunicorn_pg: tuple[Gunicorn, str], postgres_server: Any
+) -> None:
+    gunicorn, pg_url = gunicorn_pg
+    stored = "SELECT coalesce(sum(occurrence_count), 0), count(*) FROM groups"
+    raise_in_workers(gunicorn.url)
+    wait_for(lambda: postgres_server.sql(pg_url, stored) == [(N, 3)], what="the first batch")
+
+    postgres_server.stop_server()
+    try:
+        raise_in_workers(gunicorn.url)  # the workers answer as before (500s, never a hang)
+        # the metrics are the directory's: exact without the database
+        text = scrape(gunicorn.url + "/monitor/metrics")
+        assert error_totals(text) == {t: 2 * PER_KIND for t in KINDS.values()}
+        # a read answers (from what the workers hold) instead of failing or hanging
+        status, body, _ = api(gunicorn.url + "/monitor/api/v1/errors")
+        assert status == 200, body
+        assert {g["error_type"] for g in body["errors"]} <= set(KINDS.values())
+    finally:
+        postgres_server.start_server()
+
+    # the workers kept what they could not write, and write it once the database is back
+    wait_for(
+        lambda: postgres_server.sql(pg_url, stored) == [(2 * N, 3)],
+        timeout=90,
+        what="the batches kept during the outage",
+    )
+    assert postgres_server.sql(pg_url, "SELECT count(*) FROM records") == [(2 * N,)]
+    assert counts(read(gunicorn.url + "/monitor/api/v1/errors")) == {
+        t: 2 * PER_KIND for t in KINDS.values()
+    }
+    text = scrape(gunicorn.url + "/monitor/metrics")
+    dropped = dict(
+        (labels.get("reason"), value)
+        for labels, value in sample_values(text, "app_error_reports_dropped_total")
+    )
+    assert dropped.get("store_write_failed", 0) == 0, dropped
+    assert new_groups(text) == 3  # the groups were new once, before the outage
