@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from support.promstack import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "live-secret-token"
@@ -272,29 +273,40 @@ def test_watch_rich_view_in_a_terminal(demo: Demo) -> None:
 
 def test_watch_survives_the_app_going_away(tmp_path: Path) -> None:
     started = start_demo(tmp_path, "--no-live", "--rate", "20", wait_errors=5)
-    watcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "watch",
-            "--url",
-            started.url,
-            "--no-rich",
-            "--refresh",
-            "0.5",
-            "--iterations",
-            "8",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=clean_env(),
-    )
-    time.sleep(1.2)
-    stop_demo(started)
-    out, err = watcher.communicate(timeout=30)
+    out_path, err_path = tmp_path / "watch.out", tmp_path / "watch.err"
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        watcher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "watch",
+                "--url",
+                started.url,
+                "--no-rich",
+                "--refresh",
+                "0.5",
+                "--iterations",
+                "8",
+            ],
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+            cwd=REPO,
+            env=clean_env(),
+        )
+    # the app goes away once the watcher has polled it (its start takes a while on a busy
+    # machine: a fixed pause stopped the app before the first poll)
+    try:
+        wait_until(
+            lambda: out_path.read_text().strip() or watcher.poll() is not None,
+            30,
+            what="the watcher's first line",
+        )
+    finally:
+        stop_demo(started)
+    watcher.wait(timeout=30)
+    out, err = out_path.read_text(), err_path.read_text()
     assert watcher.returncode == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 8

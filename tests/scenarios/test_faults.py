@@ -942,11 +942,13 @@ def test_logging_handler_that_records_during_capture(make_monitor):
     warnings (pattern detected, internal failure) emitted while it is processing errors."""
     monitor = make_monitor(pattern_threshold=2, capture_logging=True)
     recorded_from_handler: list[str | None] = []
+    recorded_messages: list[str] = []
 
     class RecordingHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             error = RuntimeError(f"log said: {record.getMessage()}")
             recorded_from_handler.append(monitor.record_error(error))
+            recorded_messages.append(record.getMessage())
 
     handler = RecordingHandler(level=logging.WARNING)
     root = logging.getLogger()
@@ -958,7 +960,9 @@ def test_logging_handler_that_records_during_capture(make_monitor):
         record(monitor, "trigger the callback")
         assert monitor.flush(timeout=10.0)
         assert wait_until(lambda: internal_errors(monitor) >= 1)
-        time.sleep(0.3)  # the warning reaches the handler just after the count
+        # the callback thread logs the warning just after the count: wait for the handler's
+        # record of it, not a fixed pause
+        assert wait_until(lambda: any("internal failure" in m for m in recorded_messages))
         assert monitor.flush(timeout=10.0)
     finally:
         root.removeHandler(handler)

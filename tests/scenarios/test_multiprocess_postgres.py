@@ -150,7 +150,13 @@ def test_gunicorn_workers_write_the_fleets_postgresql(
     # /metrics says what the database holds, and how far release health reaches
     text = scrape(gunicorn.url + "/monitor/metrics")
     assert sample_values(text, "app_unique_errors") == [({}, 3.0)]
-    assert new_groups(text) == 3  # once for the fleet, whichever worker wrote first
+    # once for the fleet, whichever worker wrote first; that worker counts it just after its
+    # write commits, and a read settles on the commit (a worker's stored count), not on the
+    # count: another worker's new group may be counted a moment after the read
+    wait_for(
+        lambda: new_groups(scrape(gunicorn.url + "/monitor/metrics")) == 3,
+        what="the new groups' count",
+    )
     wait_for(  # each worker publishes its gauges every second
         lambda: (
             store_info(scrape(gunicorn.url + "/monitor/metrics"))

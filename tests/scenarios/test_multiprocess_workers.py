@@ -143,7 +143,8 @@ def test_gunicorn_workers_one_scrape_one_export(gunicorn: Gunicorn, tmp_path: Pa
         lambda: not (gunicorn.dir / f"gauge_livesum_{victim}.db").exists(),
         what="mark_process_dead of the exited worker",
     )
-    assert victim not in gunicorn.workers()
+    # the state goes after the files (mark_process_dead: gauges first, then the store's row)
+    wait_for(lambda: victim not in gunicorn.workers(), what="the exited worker's state dropped")
     wait_for(lambda: len(gunicorn.workers()) == 4, what="the replacement worker")
     status, body = get(gunicorn.url + "/monitor/metrics")
     assert error_totals(body.decode()) == {t: PER_KIND for t in KINDS.values()}
