@@ -133,7 +133,8 @@ class MultiprocessBackend:
         self.shared.set_meta("namespace", cfg.namespace)
         self.shared.set_meta("app", cfg.store_app)
         # where the reports go, for a sidecar started without the same store_url (never the
-        # URL itself: it holds the password)
+        # URL itself: it holds the password). prepare_dir keeps it: with --preload the app's
+        # monitor is made before gunicorn's on_starting prepares the directory.
         self.shared.set_meta("reports", REPORTS_IN_POSTGRESQL if self.fleet else DB_NAME)
 
     def attach(
@@ -237,7 +238,7 @@ def _new_run(store: Path) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         if "workers" in tables:
             conn.execute("DELETE FROM workers")
-        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started', 'reports')")
+        conn.execute("DELETE FROM meta WHERE key IN ('processed', 'started')")
         conn.execute("COMMIT")
         return True
     except sqlite3.Error:

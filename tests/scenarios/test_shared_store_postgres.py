@@ -328,6 +328,18 @@ def _waiting_on_a_lock(server: Any, url: str) -> bool:
     return server.sql(url, "SELECT count(*) FROM pg_locks WHERE NOT granted")[0][0] > 0
 
 
+def one_group(make_monitor: Any, message: str) -> tuple[str, Any]:
+    """One group stored by a new monitor: its error id and the group in the monitor's
+    memory, for the tests that write its batches by hand as two writers."""
+    memory = make_monitor()
+    try:
+        raise ValueError(message)
+    except ValueError as exc:
+        error_id = memory.record_error(exc)
+    assert memory.flush(30)
+    return error_id, memory.store.groups[error_id]
+
+
 def test_a_second_writer_of_a_new_group_waits_and_adds_not_creates(
     make_monitor, pg_url, postgres_server
 ):
@@ -338,13 +350,7 @@ def test_a_second_writer_of_a_new_group_waits_and_adds_not_creates(
     from exporter.store.durable import postgres_database as db
     from exporter.store.durable.tracking import Changes
 
-    memory = make_monitor()
-    try:
-        raise ValueError("first seen by two writers at once")
-    except ValueError as exc:
-        error_id = memory.record_error(exc)
-    assert memory.flush(30)
-    group = memory.store.groups[error_id]
+    error_id, group = one_group(make_monitor, "first seen by two writers at once")
 
     def batch(count: int) -> Changes:
         changes = Changes(groups={error_id})
@@ -628,13 +634,7 @@ def test_a_waiting_writer_merges_into_the_state_it_waited_for(
     from exporter.store.durable.postgres_store import _copy
     from exporter.store.durable.tracking import Changes
 
-    memory = make_monitor()
-    try:
-        raise ValueError("one group, two writers at once")
-    except ValueError as exc:
-        error_id = memory.record_error(exc)
-    assert memory.flush(30)
-    group = memory.store.groups[error_id]
+    error_id, group = one_group(make_monitor, "one group, two writers at once")
 
     def share(users: list[str], component: str, coalesced: int) -> dict[str, Any]:
         mine = _copy(group)

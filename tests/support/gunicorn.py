@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,29 +20,14 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.multiprocess import SharedStore
+from support.jobs import clean_env as clean_env  # re-exported: the scenarios import them here
+from support.jobs import free_port as free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 KINDS = {"value": "ValueError", "key": "KeyError", "zero": "ZeroDivisionError"}
 PER_KIND = 20
 N = PER_KIND * len(KINDS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ERROR_EXPORTER_") and k.lower() != "prometheus_multiproc_dir"
-    }
-    env["PYTHONPATH"] = str(REPO)
-    env.update(extra)
-    return env
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
