@@ -33,6 +33,7 @@ from support.gunicorn import (
     N,
     api,
     clean_env,
+    counted_by_pid,
     error_totals,
     errors_by_pid,
     free_port,
@@ -172,23 +173,6 @@ def gunicorn_with_token(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
         raise
     finally:
         server.stop()
-
-
-def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
-    """``name`` (a counter sample) of each worker, from its own counter file."""
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    counts: dict[int, int] = {}
-    for path in directory.glob("counter_*.db"):
-        total = sum(
-            s.value
-            for m in MultiProcessCollector.merge([str(path)], accumulate=True)
-            for s in m.samples
-            if s.name == name
-        )
-        if total:
-            counts[int(path.stem.split("_")[1])] = int(total)
-    return counts
 
 
 def raise_value_errors(url: str, count: int) -> None:

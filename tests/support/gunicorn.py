@@ -137,8 +137,8 @@ def raise_in_workers(url: str) -> None:
     assert statuses == [500] * N
 
 
-def errors_by_pid(directory: Path) -> dict[int, int]:
-    """app_errors_total of each worker, from its own counter file."""
+def counted_by_pid(directory: Path, name: str) -> dict[int, int]:
+    """``name`` (a counter sample) of each worker, from its own counter file."""
     from prometheus_client.multiprocess import MultiProcessCollector
 
     counts: dict[int, int] = {}
@@ -147,11 +147,16 @@ def errors_by_pid(directory: Path) -> dict[int, int]:
             s.value
             for m in MultiProcessCollector.merge([str(path)], accumulate=True)
             for s in m.samples
-            if s.name == "app_errors_total"
+            if s.name == name
         )
         if total:
             counts[int(path.stem.split("_")[1])] = int(total)
     return counts
+
+
+def errors_by_pid(directory: Path) -> dict[int, int]:
+    """app_errors_total of each worker, from its own counter file."""
+    return counted_by_pid(directory, "app_errors_total")
 
 
 TOKEN = "resolve-token"  # the API token of the gunicorn fixtures that resolve
