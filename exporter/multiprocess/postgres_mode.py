@@ -21,6 +21,7 @@ the reports any worker of this host has counted to be stored before it reads the
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ from exporter.store.durable.tables import UNKNOWN_INSTANCE
 from exporter.store.durable.tracking import Changes
 from exporter.store.memory import ErrorGroup, ErrorStore
 from exporter.store.read_protocol import ErrorReader, NotSupported
+
+# the exemplars' incremental read (PostgresGroups): how many record numbers below the
+# highest seen are read again, and how often everything is read afresh
+LATE_COMMITS = 200
+FULL_READ_SECONDS = 600.0
 
 
 class CountingPostgres(PostgresDatabase):
@@ -71,26 +77,30 @@ def group_count(conn: Any, app: str) -> int:
     return int(row[0])
 
 
+Series = tuple[str, str, str, str]  # error_type, component, plugin, severity
+Latest = tuple[int, str, float, str | None]  # seq, error_id, ts, trace_id of a series' latest
+
+
 def latest_ids(
-    conn: Any, app: str, among: int = LATEST_RECORDS
-) -> dict[tuple[str, str, str, str], tuple[str, float, str | None]]:
-    """(error_type, component, plugin, severity) -> (latest error_id, its time, its
-    trace_id or None) among the latest ``among`` records: the exemplars of
+    conn: Any, app: str, after: int = 0, among: int = LATEST_RECORDS
+) -> dict[Series, Latest]:
+    """Each series' latest record (``seq``, error id, time, trace id or None) among the
+    latest ``among`` records numbered above ``after``: the exemplars of
     ``app_errors_total``, as :meth:`SharedStore.latest_ids` gives them from the file."""
     with conn.transaction():
         found = conn.execute(
             "SELECT DISTINCT ON (error_type, component, plugin, severity) "
-            "error_type, component, plugin, severity, error_id, ts, trace_id FROM ("
+            "error_type, component, plugin, severity, seq, error_id, ts, trace_id FROM ("
             "SELECT seq, ts, error_id, coalesce(d->>'error_type', '') AS error_type, "
             "coalesce(d->>'component', '') AS component, "
             "coalesce(d->>'plugin_id', '') AS plugin, "
             "coalesce(d->>'severity', '') AS severity, d->>'trace_id' AS trace_id FROM ("
-            "SELECT seq, ts, error_id, data::jsonb AS d FROM records WHERE app = %s "
-            "ORDER BY seq DESC LIMIT %s) AS latest) AS labelled "
+            "SELECT seq, ts, error_id, data::jsonb AS d FROM records "
+            "WHERE app = %s AND seq > %s ORDER BY seq DESC LIMIT %s) AS latest) AS labelled "
             "ORDER BY error_type, component, plugin, severity, seq DESC",
-            (app, among),
+            (app, after, among),
         ).fetchall()
-    return {(r[0], r[1], r[2], r[3]): (str(r[4]), float(r[5]), r[6]) for r in found}
+    return {(r[0], r[1], r[2], r[3]): (int(r[4]), str(r[5]), float(r[6]), r[7]) for r in found}
 
 
 def last_plugin_record(conn: Any, app: str, plugin: str) -> str | None:
@@ -106,18 +116,41 @@ def last_plugin_record(conn: Any, app: str, plugin: str) -> str | None:
 
 class PostgresGroups:
     """What /metrics says of the groups (:class:`~exporter.multiprocess.view.GroupSource`),
-    from the fleet's database through the view's reader (its one connection)."""
+    from the fleet's database through the view's reader (its one connection).
+
+    The exemplars are read incrementally: a scrape reads only the records numbered above
+    what the last one saw (less :data:`LATE_COMMITS`, for a batch that took its numbers
+    before a later one but committed after it), instead of the latest 5,000 every time
+    (33 ms for 5,000 records against about 1 ms). A full read every
+    :data:`FULL_READ_SECONDS` forgets the series whose records retention removed.
+    """
 
     def __init__(self, reader: FleetReader) -> None:
         self.reader = reader
+        self._lock = threading.Lock()  # scrapes may overlap
+        self._latest: dict[Series, Latest] = {}
+        self._full_read_at = 0.0
 
     def group_count(self) -> int:
         return int(self.reader.query(group_count))
 
-    def latest_ids(self) -> dict[tuple[str, str, str, str], tuple[str, float, str | None]]:
-        found: dict[tuple[str, str, str, str], tuple[str, float, str | None]]
-        found = self.reader.query(latest_ids)
-        return found
+    def latest_ids(self) -> dict[Series, tuple[str, float, str | None]]:
+        with self._lock:
+            now = time.monotonic()
+            full = now >= self._full_read_at
+            latest = {} if full else self._latest
+            highest = max((entry[0] for entry in latest.values()), default=0)
+            found: dict[Series, Latest] = self.reader.query(
+                latest_ids, max(highest - LATE_COMMITS, 0)
+            )
+            for series, entry in found.items():
+                known = latest.get(series)
+                if known is None or entry[0] >= known[0]:
+                    latest[series] = entry
+            self._latest = latest
+            if full:
+                self._full_read_at = now + FULL_READ_SECONDS
+            return {series: entry[1:] for series, entry in latest.items()}
 
 
 class PostgresSharedView(SharedView):

@@ -292,3 +292,91 @@ def test_a_database_outage_costs_the_workers_nothing_and_loses_nothing(
     )
     assert dropped.get("store_write_failed", 0) == 0, dropped
     assert new_groups(text) == 3  # the groups were new once, before the outage
+
+
+def _first_site() -> None:
+    raise ValueError("the first site")
+
+
+def _second_site() -> None:
+    raise ValueError("the second site")
+
+
+def _third_site() -> None:
+    raise ValueError("the third site")
+
+
+def test_the_exemplars_read_only_new_records_yet_miss_none(
+    make_monitor: Any, pg_url: str, postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each scrape reads the records numbered above the last one's (less LATE_COMMITS, 2
+    here), sees a batch that commits after a later-numbered one, and a full read forgets
+    the series whose records are gone."""
+    import json
+
+    import psycopg
+
+    from exporter.config import MonitorConfig
+    from exporter.multiprocess import postgres_mode
+    from exporter.store.durable.fleet_reader import FleetReader
+
+    monkeypatch.setattr(postgres_mode, "LATE_COMMITS", 2)
+    writer = make_monitor(store_url=pg_url)
+
+    def highest() -> int:
+        return int(postgres_server.sql(pg_url, "SELECT max(seq) FROM records")[0][0])
+
+    def record(site: Any, component: str) -> str:
+        try:
+            site()
+        except ValueError as exc:
+            error_id = writer.record_error(exc, component=component)
+        assert writer.flush(30)
+        return str(error_id)
+
+    def by_component() -> dict[str, str]:
+        return {series[1]: entry[0] for series, entry in groups.latest_ids().items()}
+
+    first = record(_first_site, "a")
+    other = [record(_second_site, "b") for _ in range(4)][-1]  # one group, 4 records
+    reader = FleetReader(pg_url, "app", MonitorConfig())
+    asked: list[int] = []
+    query = reader.query
+
+    def noted(statement: Any, *args: Any) -> Any:
+        asked.append(args[0])
+        return query(statement, *args)
+
+    reader.query = noted  # type: ignore[method-assign]
+    groups = postgres_mode.PostgresGroups(reader)
+    try:
+        assert by_component() == {"a": first, "b": other}
+        assert asked == [0]  # the first read: everything (the latest 5,000)
+
+        seen = highest()
+        latest = record(_third_site, "a")  # a newer group of series "a"
+        assert by_component() == {"a": latest, "b": other}
+        assert asked[-1] == seen - 2 > 0  # only what is numbered above the last read's
+
+        # a batch that took its number before another's but commits after it: still seen
+        [(data,)] = postgres_server.sql(
+            pg_url, "SELECT data FROM records WHERE error_id = %s LIMIT 1", (latest,)
+        )
+        late = json.dumps({**json.loads(data), "component": "late"})
+        soon = json.dumps({**json.loads(data), "component": "soon"})
+        insert = "INSERT INTO records (app, ts, error_id, data) VALUES ('app', 1, %s, %s)"
+        with psycopg.connect(pg_url) as slow, psycopg.connect(pg_url, autocommit=True) as fast:
+            slow.execute(insert, (latest, late))  # numbered first, not committed
+            fast.execute(insert, (latest, soon))
+            assert set(by_component()) == {"a", "b", "soon"}
+            slow.commit()
+        assert set(by_component()) == {"a", "b", "soon", "late"}
+        assert asked[-1] == highest() - 2  # "late" is numbered highest() - 1
+
+        # retention removed every record of "b": the next full read forgets it
+        postgres_server.sql(pg_url, "DELETE FROM records WHERE data::jsonb->>'component' = 'b'")
+        assert "b" in by_component()  # incremental reads keep what they saw
+        groups._full_read_at = 0.0
+        assert set(by_component()) == {"a", "soon", "late"}
+    finally:
+        reader.close()
