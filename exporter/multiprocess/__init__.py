@@ -153,12 +153,12 @@ class MultiprocessBackend:
         make_store: Callable[[ErrorStore], TrackingStore]
         shared = self.shared
         if self.fleet:
-            from exporter.multiprocess.postgres_mode import CountingPostgres
+            from exporter.store.durable.postgres_database import PostgresDatabase
 
-            database = CountingPostgres(
-                str(self.config.store_url), shared, self.config.max_users_per_group
-            )
+            database = PostgresDatabase(str(self.config.store_url), self.config.max_users_per_group)
             make_store = TrackingStore  # its own records: the fleet reader reads the database
+            # the readers of this host wait on the directory's count of what was stored
+            hooks = FleetHooks(hooks.new_group, hooks.regressed, stored=shared.add_processed)
         else:
             from exporter.multiprocess.worker_store import DirectoryStore
 

@@ -32,42 +32,15 @@ from exporter.model import ErrorRecord
 from exporter.multiprocess.sqlite_store import LATEST_RECORDS, SharedStore
 from exporter.multiprocess.view import SETTLE_TIMEOUT, SharedView
 from exporter.store.codec import record_from_json
-from exporter.store.durable.batch import Written
 from exporter.store.durable.fleet_reader import READ_ONLY, FleetReader
-from exporter.store.durable.postgres_database import PostgresDatabase, StoreUnavailable
-from exporter.store.durable.tables import UNKNOWN_INSTANCE
-from exporter.store.durable.tracking import Changes
-from exporter.store.memory import ErrorGroup, ErrorStore
+from exporter.store.durable.postgres_database import StoreUnavailable
+from exporter.store.memory import ErrorStore
 from exporter.store.read_protocol import ErrorReader, NotSupported
 
 # the exemplars' incremental read (PostgresGroups): how many record numbers below the
 # highest seen are read again, and how often everything is read afresh
 LATE_COMMITS = 200
 FULL_READ_SECONDS = 600.0
-
-
-class CountingPostgres(PostgresDatabase):
-    """The fleet's database, telling the directory's file what each write stored (the
-    readers of this host wait on that count, :meth:`SharedView.settle`)."""
-
-    def __init__(self, url: str, shared: SharedStore, max_users: int) -> None:
-        super().__init__(url, max_users)
-        self.shared = shared
-
-    def write(
-        self,
-        conn: Any,
-        app: str,
-        changes: Changes,
-        groups: dict[str, ErrorGroup],
-        instance: str = UNKNOWN_INSTANCE,
-    ) -> Written:
-        done = super().write(conn, app, changes, groups, instance)
-        # committed: a failure to count must not make the backend write the batch again
-        # (it would be added twice); a reader then waits its bounded settle instead
-        with contextlib.suppress(Exception):
-            self.shared.add_processed(sum(changes.counts.values()))
-        return done
 
 
 def group_count(conn: Any, app: str) -> int:

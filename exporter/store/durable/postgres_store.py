@@ -82,13 +82,19 @@ class SharedDatabase(Protocol):
 
 
 class FleetHooks:
-    """What the backend tells the monitor: a group created here, a regression seen here."""
+    """What the backend tells the monitor: a group created here, a regression seen here,
+    and (``stored``, multiprocess mode) how many occurrences a committed batch stored, told
+    once the first two are counted, so a reader waiting on it sees their counts too."""
 
     def __init__(
-        self, new_group: Callable[[str | None], None], regressed: Callable[[ErrorGroup], None]
+        self,
+        new_group: Callable[[str | None], None],
+        regressed: Callable[[ErrorGroup], None],
+        stored: Callable[[int], None] | None = None,
     ) -> None:
         self.new_group = new_group
         self.regressed = regressed
+        self.stored = stored
 
 
 class MultiWriterBackend:
@@ -236,6 +242,11 @@ class MultiWriterBackend:
             group = store.groups.get(error_id)
             if group is not None:
                 self.hooks.regressed(group)
+        if self.hooks.stored is not None:
+            try:
+                self.hooks.stored(sum(changes.counts.values()))
+            except Exception as exc:  # committed: never written again; readers wait less
+                self.note_internal_error(exc)
 
     def _attempt(self, changes: Any, groups: dict[str, ErrorGroup]) -> Written:
         return self.db.write(self.conn, self.app, changes, groups, self.instance)
